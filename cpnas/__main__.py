@@ -1,0 +1,3 @@
+from cpnas.cli import entry_point
+
+entry_point()

@@ -1,0 +1,128 @@
+"""Binarization: sign with a clipped straight-through estimator, and one conv module.
+
+Paper §2.4 binarizes weights *and* activations, following XNOR-Net (Rastegari et
+al., 2016) and PCNN (Gu et al., 2019):
+
+* activations: ``x_b = sign(x)`` with ``sign(0) = +1`` so that every value is in
+  {-1, +1} (a 0 would be a third level and break the 1-bit claim);
+* weights: the reconstructed filter ``Ĥ = α ⊙ sign(H)`` with one scale per output
+  channel, ``α_c = mean(|H_c|)`` (the XNOR-Net closed form that minimises
+  ``‖H_c − α_c sign(H_c)‖²``);
+* gradients: the clipped straight-through estimator of Courbariaux et al. (2016),
+  ``∂sign(x)/∂x ≈ 1_{|x| ≤ 1}``.
+
+One module, :class:`BinaryConv2d`, serves both precisions through a
+:class:`Precision` value, so the 1-bit Child and the 32-bit Parent of the
+Child-Parent model (§2.1) are built from one architecture definition: only the
+``precision`` passed to the builders differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _SignSTE(torch.autograd.Function):
+    """sign(x) in {-1,+1} forward; clipped straight-through gradient backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D401 - autograd API
+        ctx.save_for_backward(x)
+        # where(x >= 0, 1, -1) instead of torch.sign, which maps 0 to 0.
+        return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return grad_out * (x.abs() <= 1).to(grad_out.dtype)
+
+
+def sign(x: torch.Tensor) -> torch.Tensor:
+    """Binarize ``x`` to {-1, +1} (0 → +1) with the clipped STE (§2.4)."""
+    return _SignSTE.apply(x)
+
+
+def scaling_factor(weight: torch.Tensor) -> torch.Tensor:
+    """Per-output-channel scale ``α_c = mean |H_c|`` (XNOR-Net), shaped to broadcast."""
+    return weight.abs().mean(dim=tuple(range(1, weight.dim())), keepdim=True)
+
+
+def binarize_weight(weight: torch.Tensor) -> torch.Tensor:
+    """Reconstructed 1-bit filter ``Ĥ = α ⊙ sign(H)`` (§2.4, Eq. 3's Ĥ)."""
+    return scaling_factor(weight) * sign(weight)
+
+
+class BinaryConv2d(nn.Conv2d):
+    """A convolution with 1-bit weights (``α·sign(W)``) and, optionally, 1-bit inputs.
+
+    ``forward(x) == conv2d(sign(x), α·sign(W))``; the latent real weight ``W`` is
+    what the optimizer updates. With ``binarize_input=False`` only the weights are
+    binary (used by the Table 2 ``*``/``**`` variants, whose activations of a few
+    layers stay real). Counted as binary by :mod:`cpnas.efficiency`.
+    """
+
+    def __init__(self, *args, binarize_input: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.binarize_input = binarize_input
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.binarize_input:
+            x = sign(x)
+        return F.conv2d(x, binarize_weight(self.weight), self.bias, self.stride,
+                        self.padding, self.dilation, self.groups)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", binarize_input={self.binarize_input}"
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Which convolutions are 1-bit: the one switch between Child and Parent.
+
+    ``binary=True`` makes every convolution inside the cells a :class:`BinaryConv2d`
+    (Child, 1-bit weights and activations); ``binary=False`` makes them plain
+    ``nn.Conv2d`` (Parent, 32-bit). The two flags reproduce the variants of
+    Table 2: ``*`` keeps the activations of the first layer of each separable
+    convolution real, ``**`` also keeps the input-node preprocessing activations
+    real. Weights stay 1-bit in both variants.
+    """
+
+    binary: bool = True
+    sep_first_real_input: bool = False  # Table 2, '*'
+    preprocess_real_input: bool = False  # Table 2, '**'
+
+    @property
+    def name(self) -> str:
+        if not self.binary:
+            return "real"
+        return "binary" + "*" * (self.sep_first_real_input + self.preprocess_real_input)
+
+    def conv(self, c_in: int, c_out: int, kernel_size: int, stride: int = 1, padding: int = 0,
+             dilation: int = 1, groups: int = 1, *, real_input: bool = False) -> nn.Module:
+        """Build a bias-free convolution in this precision (the conv factory)."""
+        if not self.binary:
+            return nn.Conv2d(c_in, c_out, kernel_size, stride, padding, dilation, groups, bias=False)
+        return BinaryConv2d(c_in, c_out, kernel_size, stride, padding, dilation, groups, bias=False,
+                            binarize_input=not real_input)
+
+
+BINARY = Precision(binary=True)
+REAL = Precision(binary=False)
+PRECISIONS = {"binary": BINARY, "real": REAL,
+              "binary*": Precision(True, sep_first_real_input=True),
+              "binary**": Precision(True, sep_first_real_input=True, preprocess_real_input=True)}
+
+
+def get_precision(name: str | Precision) -> Precision:
+    """Look up a precision by name (``binary``, ``real``, ``binary*``, ``binary**``)."""
+    if isinstance(name, Precision):
+        return name
+    try:
+        return PRECISIONS[name]
+    except KeyError:
+        from cpnas.errors import CpnasError
+        raise CpnasError(f"unknown precision {name!r}; choose one of {sorted(PRECISIONS)}") from None

@@ -1,0 +1,72 @@
+"""The ``cpnas`` command line: ``cpnas {search,train,profile,config} …``.
+
+Each subcommand lives in its own module of this package and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` (a callable
+taking the parsed ``argparse.Namespace`` and returning an exit code).
+
+Error style, shared by every subcommand: a :class:`~cpnas.errors.CpnasError`
+(bad path, corrupt genotype file, unknown scale, non-finite loss, full disk…)
+prints one line ``cpnas <cmd>: error: <message>`` on stderr and exits with 2;
+argparse's own usage errors exit with 2 as well; Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+from cpnas import __version__
+from cpnas.errors import CpnasError
+
+SUBCOMMANDS = ("config", "search", "train", "profile")
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cpnas",
+        description="CP-NAS (IJCAI 2020) reproduction: Child-Parent search of 1-bit CNNs, "
+                    "training with the CP loss, and efficiency accounting.",
+        epilog="Run 'cpnas <command> --help' for the options of one command.")
+    parser.add_argument("--version", action="version", version=f"cpnas {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only, no progress bars")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"cpnas.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"cpnas.cli.{name}":
+                raise
+            continue  # subcommand not implemented in this version
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if args.quiet:
+        import os
+        os.environ["CPNAS_PROGRESS"] = "0"
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USER_ERROR
+    try:
+        return int(args.func(args) or 0)
+    except CpnasError as exc:
+        print(f"cpnas {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"cpnas {args.command}: interrupted; rerun with --resume to continue", file=sys.stderr)
+        return 130
+
+
+def entry_point() -> None:
+    """Console-script entry point (``cpnas`` in pyproject.toml)."""
+    sys.exit(main())

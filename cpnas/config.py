@@ -1,0 +1,249 @@
+"""Typed, frozen configuration: every hyperparameter once, with its source.
+
+Three named scales (DESIGN §3):
+
+* ``paper`` — the settings of the paper (§3.1), for a GPU;
+* ``cpu``   — the default of every ``make`` target: as faithful as a 2-core CPU
+  allows within about 90 minutes a notebook;
+* ``smoke`` — seconds per notebook, for CI and nbval.
+
+Presets differ from ``paper`` **only in size fields** (cells, channels, epochs,
+data fractions, T, batch size, image counts), marked ``size=True`` in the field
+metadata; ``tests/test_config.py`` enforces it. Each field's ``source`` metadata
+says where the paper's value comes from; values the paper does not state are
+taken from the work it follows (DARTS, PC-DARTS) and say so.
+
+Override any field with a dotted key: ``get_config("cpu", {"search.T": 2})``.
+Unknown scales and keys fail loudly with the list of valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+from cpnas.errors import CpnasError
+
+
+def _f(default: Any, source: str, *, size: bool = False) -> Any:
+    """A dataclass field carrying its provenance (``source``) and whether it is a size field."""
+    if isinstance(default, (dict, list)):
+        raise TypeError("use tuples for frozen configs")
+    return field(default=default, metadata={"source": source, "size": size})
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Architecture search (§3.1 "In the search process…", Alg. 1)."""
+
+    layers: int = _f(6, "§3.1: 'a total of 6 cells'", size=True)
+    init_channels: int = _f(16, "§3.1: 'initial 16 channels'", size=True)
+    nodes: int = _f(4, "§3.1: 'M = 4 intermediate nodes'")
+    reduction_layers: tuple[int, ...] = _f(
+        (1, 3), "§3.1: reduction cells 'in the second and the fourth layers' (⚑ 0-based 1 and 3)")
+    T: int = _f(3, "§3.1: 'We set T = 3'", size=True)
+    beta_p: float = _f(2.0, "§3.1: 'β_P is set as 2' (CIFAR-10); 0.33 on ImageNet")
+    batch_size: int = _f(512, "§3.1: 'the batch size is set to 512'", size=True)
+    lr: float = _f(0.025, "§3.1: 'initial learning rate of 0.025'")
+    lr_min: float = _f(0.0, "§3.1: 'annealed down to zero following a cosine schedule'")
+    momentum: float = _f(0.9, "§3.1: 'a momentum of 0.9'")
+    weight_decay: float = _f(5e-4, "§3.1: 'a weight decay of 5×10⁻⁴'")
+    grad_clip: float = _f(5.0, "not stated for the search; DARTS' value")
+    train_fraction: float = _f(0.5, "§3.1: '50% of the training set … for architecture search'", size=True)
+    score_fraction: float = _f(0.05, "§3.1: '5% of the training set for evaluation'", size=True)
+    final_cell: str = _f("keep_all", "⚑ each edge keeps its last op ('none' = no edge); 'top2' = DARTS")
+    loss: str = _f("ce", "⚑ not stated whether the CP loss is used while searching; default CE")
+    # PC-DARTS baseline (Xu et al., 2019, §4.2 CIFAR-10 search settings).
+    pc_epochs: int = _f(50, "PC-DARTS §4.2: 50 epochs", size=True)
+    pc_warmup_epochs: int = _f(15, "PC-DARTS §4.2: architecture updates start after 15 epochs", size=True)
+    pc_batch_size: int = _f(256, "PC-DARTS §4.2: batch size 256", size=True)
+    pc_lr: float = _f(0.1, "PC-DARTS §4.2: initial weight learning rate 0.1, cosine")
+    pc_weight_decay: float = _f(3e-4, "PC-DARTS §4.2 / DARTS: weight decay 3×10⁻⁴")
+    pc_arch_lr: float = _f(6e-4, "PC-DARTS §4.2: Adam, learning rate 6×10⁻⁴")
+    pc_arch_weight_decay: float = _f(1e-3, "PC-DARTS §4.2: Adam weight decay 10⁻³")
+    pc_partial_k: int = _f(4, "PC-DARTS §4.2: K = 4 (1/4 of the channels go through the ops)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training a found architecture (§3.1 "After search…"); CIFAR and ImageNet presets."""
+
+    layers: int = _f(10, "§3.1: '10 cells (8 normal cells and 2 reduction cells)'", size=True)
+    channels_small: int = _f(56, "§3.1: 'initial number of channels … 56, 72, 112'", size=True)
+    channels_medium: int = _f(72, "§3.1", size=True)
+    channels_large: int = _f(112, "§3.1", size=True)
+    epochs: int = _f(600, "§3.1: 'trained on CIFAR-10 for 600 epochs'", size=True)
+    batch_size: int = _f(96, "§3.1: 'a batch size of 96'", size=True)
+    lr: float = _f(0.025, "§3.1: 'initial learning rate of 0.025'")
+    lr_min: float = _f(0.0, "§3.1: 'annealed down to zero … cosine'")
+    momentum: float = _f(0.9, "§3.1")
+    weight_decay: float = _f(3e-4, "§3.1: 'a weight decay of 3×10⁻⁴'")
+    grad_clip: float = _f(5.0, "§3.1: 'a gradient clipping at 5'")
+    cutout: int = _f(16, "§3.1 cutout (DeVries & Taylor); length 16 as in DARTS")
+    auxiliary_weight: float = _f(0.4, "auxiliary tower (§3.1 ImageNet, DARTS CIFAR); weight 0.4 as in DARTS")
+    drop_path: float = _f(0.0, "not stated in the paper; DARTS uses 0.2, we keep 0 (no mention)")
+    label_smoothing: float = _f(0.0, "§3.1: label smoothing for ImageNet only")
+    train_fraction: float = _f(1.0, "§3.1: the full training set", size=True)
+    test_fraction: float = _f(1.0, "§3.1: the full test set", size=True)
+    image_size: int = _f(32, "CIFAR-10 images are 32×32", size=True)
+
+
+@dataclass(frozen=True)
+class ImageNetTrainConfig(TrainConfig):
+    """Training on ImageNet (§3.1 "When stacking the cells to evaluate on ImageNet…")."""
+
+    layers: int = _f(10, "§3.1: '10 cells (8 normal cells and 2 reduction cells)'", size=True)
+    channels_small: int = _f(102, "§3.1: 'the initial channel number being 102'", size=True)
+    channels_medium: int = _f(102, "§3.1: one ImageNet size only", size=True)
+    channels_large: int = _f(102, "§3.1: one ImageNet size only", size=True)
+    epochs: int = _f(250, "§3.1: 'trained from scratch for 250 epochs'", size=True)
+    batch_size: int = _f(256, "§3.1: 'a batch size of 256'", size=True)
+    lr: float = _f(0.05, "§3.1: 'initial learning rate of 0.05'")
+    weight_decay: float = _f(3e-5, "§3.1: 'a weight decay of 3×10⁻⁵'")
+    cutout: int = _f(0, "§3.1: no cutout mentioned for ImageNet")
+    label_smoothing: float = _f(0.1, "§3.1: 'label smoothing'; 0.1 as in DARTS")
+    image_size: int = _f(224, "§3.1: '224 × 224' input", size=True)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The kernel-level CP loss, Eq. 3-4 (§2.4)."""
+
+    kernel_weight: float = _f(1.0, "Eq. 3: the kernel term has unit weight")
+    center_lambda: float = _f(1e-3, "Eq. 3: λ; its value is not stated in the paper (⚑)")
+    kernel_source: str = _f("child", "⚑ whose filters are H: 'child' (latent weights) or 'parent'")
+    center_momentum: float = _f(0.9, "running class means of the center term (our choice)")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Data handling shared by every stage."""
+
+    num_workers: int = _f(0, "decoded tensors are cached in memory; no worker processes needed")
+    synthetic_train: int = _f(2048, "size of the synthetic dataset (tests only)", size=True)
+    synthetic_test: int = _f(512, "size of the synthetic test set (tests only)", size=True)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a run needs. ``scale`` names the preset it came from."""
+
+    scale: str = "paper"
+    search: SearchConfig = SearchConfig()
+    cifar: TrainConfig = TrainConfig()
+    imagenet: ImageNetTrainConfig = ImageNetTrainConfig()
+    imagenet_search_lr: float = _f(0.05, "§3.1: ImageNet search 'initial learning rate is set to 0.05'")
+    imagenet_beta_p: float = _f(0.33, "§3.1: ImageNet search 'β_P is set to 0.33'")
+    loss: LossConfig = LossConfig()
+    data: DataConfig = DataConfig()
+    seed: int = _f(0, "our default seed")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+PAPER = Config()
+
+_SMOKE = {
+    "search.layers": 6, "search.init_channels": 4, "search.T": 1, "search.batch_size": 32,
+    "search.train_fraction": 0.004, "search.score_fraction": 0.002,
+    "search.pc_epochs": 3, "search.pc_warmup_epochs": 1, "search.pc_batch_size": 32,
+    "cifar.layers": 5, "cifar.channels_small": 8, "cifar.channels_medium": 8, "cifar.channels_large": 12,
+    "cifar.epochs": 1, "cifar.batch_size": 32, "cifar.train_fraction": 0.004, "cifar.test_fraction": 0.01,
+    "imagenet.layers": 5, "imagenet.channels_small": 8, "imagenet.channels_medium": 8,
+    "imagenet.channels_large": 8, "imagenet.epochs": 1, "imagenet.batch_size": 16,
+    "imagenet.train_fraction": 0.01, "imagenet.test_fraction": 0.01, "imagenet.image_size": 64,
+    "data.synthetic_train": 128, "data.synthetic_test": 64,
+}
+
+_CPU = {
+    "search.layers": 6, "search.init_channels": 8, "search.T": 1, "search.batch_size": 128,
+    "search.train_fraction": 0.1, "search.score_fraction": 0.02,
+    "search.pc_epochs": 10, "search.pc_warmup_epochs": 3, "search.pc_batch_size": 128,
+    "cifar.layers": 8, "cifar.channels_small": 16, "cifar.channels_medium": 20, "cifar.channels_large": 32,
+    "cifar.epochs": 10, "cifar.batch_size": 96, "cifar.train_fraction": 0.4, "cifar.test_fraction": 1.0,
+    "imagenet.layers": 8, "imagenet.channels_small": 24, "imagenet.channels_medium": 24,
+    "imagenet.channels_large": 24, "imagenet.epochs": 10, "imagenet.batch_size": 64,
+    "imagenet.train_fraction": 1.0, "imagenet.test_fraction": 1.0, "imagenet.image_size": 112,
+}
+
+PRESET_OVERRIDES: dict[str, dict[str, Any]] = {"paper": {}, "cpu": _CPU, "smoke": _SMOKE}
+SCALES: tuple[str, ...] = tuple(PRESET_OVERRIDES)
+DEFAULT_SCALE = "cpu"
+
+
+def _replace_dotted(cfg: Any, key: str, value: Any, full_key: str) -> Any:
+    head, _, rest = key.partition(".")
+    names = {f.name: f for f in fields(cfg)}
+    if head not in names:
+        raise CpnasError(f"unknown config key {full_key!r}; valid keys at this level: {', '.join(sorted(names))}")
+    current = getattr(cfg, head)
+    if rest:
+        if not dataclasses.is_dataclass(current):
+            raise CpnasError(f"unknown config key {full_key!r}: {head!r} has no sub-keys")
+        return dataclasses.replace(cfg, **{head: _replace_dotted(current, rest, value, full_key)})
+    if dataclasses.is_dataclass(current):
+        raise CpnasError(f"config key {full_key!r} is a section; set one of its fields, e.g. {full_key}.{fields(current)[0].name}")
+    return dataclasses.replace(cfg, **{head: _coerce(current, value, full_key)})
+
+
+def _coerce(current: Any, value: Any, key: str) -> Any:
+    """Convert an override to the type of the field it replaces (CLI values arrive as strings)."""
+    kind = type(current)
+    try:
+        if isinstance(value, str) and kind is not str:
+            if kind is bool:
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1")
+            if kind is tuple:
+                return tuple(int(v) for v in value.strip("()[] ").split(",") if v.strip())
+            return kind(value)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if kind is tuple and isinstance(value, list):
+            return tuple(value)
+    except ValueError:
+        raise CpnasError(f"config key {key!r} expects a {kind.__name__}, got {value!r}") from None
+    if not isinstance(value, kind):
+        raise CpnasError(f"config key {key!r} expects a {kind.__name__}, got {value!r}")
+    return value
+
+
+def apply_overrides(cfg: Config, overrides: Mapping[str, Any] | None) -> Config:
+    """Return ``cfg`` with dotted-key ``overrides`` applied; unknown keys raise CpnasError."""
+    for key, value in (overrides or {}).items():
+        cfg = _replace_dotted(cfg, key, value, key)
+    return cfg
+
+
+def get_config(scale: str = DEFAULT_SCALE, overrides: Mapping[str, Any] | None = None) -> Config:
+    """The preset ``scale`` (``paper``, ``cpu`` or ``smoke``) with optional dotted overrides."""
+    if scale not in PRESET_OVERRIDES:
+        raise CpnasError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
+    cfg = apply_overrides(dataclasses.replace(PAPER, scale=scale), PRESET_OVERRIDES[scale])
+    return apply_overrides(cfg, overrides)
+
+
+def parse_override(text: str) -> tuple[str, str]:
+    """Parse a CLI ``--set key=value`` pair."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise CpnasError(f"--set expects key=value (e.g. search.T=2), got {text!r}")
+    return key.strip(), value.strip()
+
+
+def iter_fields(cfg: Any, prefix: str = ""):
+    """Yield ``(dotted_key, value, metadata)`` for every leaf field of a config."""
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            yield from iter_fields(value, key + ".")
+        else:
+            yield key, value, f.metadata
