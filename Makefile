@@ -1,0 +1,67 @@
+# cpnas — reproduce CP-NAS (IJCAI 2020). Every target creates the venv first if needed.
+#   make reproduce-table1            # default SCALE=cpu (runs on a CPU)
+#   make reproduce-table1 SCALE=paper
+#   make test                        # pytest + notebooks executed at the smoke scale (nbval)
+SHELL := /bin/bash
+PYTHON ?= python3
+SCALE ?= cpu
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Smoke runs must not overwrite the committed notebooks (they keep the real cpu outputs).
+NB_OUT := $(if $(filter smoke,$(SCALE)),results/smoke/notebooks,notebooks)
+PAPERMILL = mkdir -p $(NB_OUT) && CPNAS_SCALE=$(SCALE) $(BIN)/papermill --cwd notebooks -p SCALE $(SCALE)
+TIME = /usr/bin/env time -f "[make $@] wall-clock %es" 2>&1
+
+.PHONY: help venv test test-unit test-notebooks lab bench clean \
+        reproduce reproduce-fig3 reproduce-fig5 reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig6
+
+help:
+	@echo "make venv | test | lab | bench | reproduce | reproduce-{fig3,fig5,table1,table2,table3,fig6} [SCALE=smoke|cpu|paper]"
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (cpnas)" > /dev/null
+	touch $(STAMP)
+
+test: test-unit test-notebooks
+
+test-unit: venv
+	$(BIN)/python -m pytest -q
+
+# Every notebook executed at the smoke scale; only cells marked NBVAL_CHECK_OUTPUT are compared.
+test-notebooks: venv
+	CPNAS_SCALE=smoke CPNAS_PROGRESS=0 $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env \
+	    -p no:cacheprovider notebooks/
+
+lab: venv
+	$(BIN)/jupyter lab notebooks/
+
+bench: venv
+	$(BIN)/python -m cpnas.bench --out results/bench
+
+reproduce-fig3: venv
+	$(PAPERMILL) notebooks/01_ops_sanity.ipynb $(NB_OUT)/01_ops_sanity.ipynb
+
+reproduce-fig5: venv
+	$(PAPERMILL) notebooks/02_search_cifar.ipynb $(NB_OUT)/02_search_cifar.ipynb
+
+reproduce-table1: reproduce-fig5
+	$(PAPERMILL) notebooks/03_eval.ipynb $(NB_OUT)/03_eval.ipynb
+
+reproduce-table2: venv
+	$(PAPERMILL) notebooks/04_imagenet.ipynb $(NB_OUT)/04_imagenet.ipynb
+
+reproduce-table3: reproduce-fig5
+	$(PAPERMILL) notebooks/06_efficiency.ipynb $(NB_OUT)/06_efficiency.ipynb
+
+reproduce-fig6: reproduce-fig5
+	$(PAPERMILL) notebooks/05_ablation.ipynb $(NB_OUT)/05_ablation.ipynb
+
+reproduce: reproduce-fig3 reproduce-fig5 reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig6
+
+clean:
+	rm -rf results/smoke .pytest_cache

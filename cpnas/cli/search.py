@@ -1,0 +1,68 @@
+"""``cpnas search``: run one architecture search (Alg. 1 and the baselines of Fig. 6)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+from cpnas.cli.common import add_data_args, add_run_args, add_scale_args, resolve_config
+from cpnas.errors import CpnasError
+from cpnas.strategies import STRATEGY_NAMES
+
+SEARCH_DATASETS = ("cifar10", "imagenet", "synthetic")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search", help="search a 1-bit architecture (cpnas, bnas, random, pcdarts)",
+        description="Search a cell architecture on the search split of the training set (50%% to train, "
+                    "5%% to score at the paper scale, §3.1) and write genotype.json, history.json, "
+                    "cost.json and checkpoints to --out.",
+        epilog="Example: cpnas search --strategy cpnas --scale smoke --dataset synthetic --out /tmp/s")
+    p.add_argument("--strategy", default="cpnas", choices=STRATEGY_NAMES,
+                   help="search strategy (default: cpnas); bnas = cpnas with β_P = 0")
+    add_scale_args(p)
+    add_data_args(p, SEARCH_DATASETS, "cifar10")
+    add_run_args(p)
+    p.add_argument("--beta-p", type=float, default=None, metavar="X",
+                   help="β_P of Eq. 1 (default: the config's, 2 on CIFAR-10, 0.33 on ImageNet)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved configuration and epoch schedule; train nothing")
+    # --out is not needed for a dry run
+    for action in p._actions:
+        if action.dest == "out":
+            action.required = False
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    extra = {}
+    if args.dataset == "imagenet":  # §3.1: the ImageNet search changes lr and β_P only
+        from cpnas.config import get_config
+        paper = get_config("paper")
+        extra = {"search.lr": paper.imagenet_search_lr, "search.beta_p": paper.imagenet_beta_p}
+    cfg = resolve_config(args, extra)
+    if args.beta_p is not None and not math.isfinite(args.beta_p):
+        raise CpnasError(f"--beta-p must be a finite number, got {args.beta_p}")
+    if args.strategy == "bnas" and args.beta_p not in (None, 0.0):
+        raise CpnasError("bnas is cpnas with β_P = 0; drop --beta-p or use --strategy cpnas")
+    if args.dry_run:
+        from cpnas.search import dry_run
+        plan = dry_run(args.strategy, cfg, args.beta_p)
+        print(f"strategy {plan['strategy']}  scale {plan['scale']}  β_P {plan['beta_p']}")
+        print(f"search epochs: {plan['epochs']}")
+        for row in plan["schedule"]:
+            print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+        print("configuration:")
+        print(json.dumps(plan["config"], indent=2))
+        return 0
+    if args.out is None:
+        raise CpnasError("--out DIR is required (except with --dry-run)")
+    from cpnas.search import run_search
+    result = run_search(args.strategy, cfg, dataset=args.dataset, data_root=args.data, seed=args.seed,
+                        out=args.out, resume=args.resume, device=args.device, beta_p=args.beta_p)
+    print(f"genotype: {result.out / 'genotype.json'}")
+    print(json.dumps(result.genotype.to_dict()))
+    print(f"search cost: {result.cost['wall_clock_s']:.1f} s on {result.cost['device_name']}")
+    return 0

@@ -1,0 +1,96 @@
+"""Where things live, and the one place that writes paper artifacts to disk.
+
+* ``figures/`` and ``tables/`` (committed) hold the paper artifacts of a real run
+  at the ``cpu`` or ``paper`` scale; a ``smoke`` run (CI, nbval) writes its
+  artifacts under ``results/smoke/figures`` and ``results/smoke/tables`` instead,
+  so tests never overwrite the committed outputs.
+* ``results/<scale>/…`` holds run outputs (configs, histories, genotypes,
+  metrics, checkpoints).
+
+The project root is found by walking up from this file to ``pyproject.toml``;
+``CPNAS_HOME`` overrides it (e.g. for an installed, non-editable package).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from cpnas.io import write_text
+
+
+def project_root() -> Path:
+    env = os.environ.get("CPNAS_HOME")
+    if env:
+        return Path(env).resolve()
+    here = Path(__file__).resolve().parent
+    for parent in (here, *here.parents):
+        if (parent / "pyproject.toml").is_file() and (parent / "cpnas").is_dir():
+            return parent
+    return Path.cwd()
+
+
+def results_dir(scale: str) -> Path:
+    """``results/<scale>`` under the project root."""
+    return project_root() / "results" / scale
+
+
+def artifact_dir(kind: str, scale: str) -> Path:
+    """Directory for ``figures`` or ``tables`` of a run at ``scale`` (smoke runs stay under results/)."""
+    if kind not in ("figures", "tables"):
+        raise ValueError(f"artifact kind must be 'figures' or 'tables', got {kind!r}")
+    root = project_root()
+    d = root / "results" / "smoke" / kind if scale == "smoke" else root / kind
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def save_figure(fig, name: str, scale: str) -> list[Path]:
+    """Save a matplotlib figure as ``<name>.png`` and ``<name>.pdf`` (atomically)."""
+    import io
+
+    from cpnas.io import write_bytes
+
+    out = []
+    for ext in ("png", "pdf"):
+        buf = io.BytesIO()
+        # A fixed creation date keeps the PDF bytes reproducible between runs.
+        meta = {"CreationDate": None} if ext == "pdf" else {"Software": None}
+        fig.savefig(buf, format=ext, dpi=150, bbox_inches="tight", metadata=meta)
+        out.append(write_bytes(artifact_dir("figures", scale) / f"{name}.{ext}", buf.getvalue()))
+    return out
+
+
+def save_graph(graph, name: str, scale: str) -> list[Path]:
+    """Render a ``graphviz.Digraph`` to ``<name>.png`` and ``<name>.pdf`` (needs ``dot``)."""
+    from cpnas.io import write_bytes
+
+    out = []
+    for ext in ("png", "pdf"):
+        out.append(write_bytes(artifact_dir("figures", scale) / f"{name}.{ext}", graph.pipe(format=ext)))
+    return out
+
+
+def save_table(df, name: str, scale: str, *, caption: str | None = None) -> list[Path]:
+    """Write a DataFrame as ``<name>.csv`` and ``<name>.md`` (with an optional caption line)."""
+    d = artifact_dir("tables", scale)
+    csv = write_text(d / f"{name}.csv", df.to_csv(index=False))
+    md_text = (f"{caption}\n\n" if caption else "") + df.to_markdown(index=False) + "\n"
+    md = write_text(d / f"{name}.md", md_text)
+    return [csv, md]
+
+
+def run_info(scale: str, dataset: str | None = None, device: str | None = None) -> dict[str, Any]:
+    """What produced an artifact: scale, dataset, device, date, versions (shown atop each notebook)."""
+    import torch
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() \
+        else f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+    return {"scale": scale, "dataset": dataset, "device": dev,
+            "date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+            "torch": torch.__version__, "python": platform.python_version()}

@@ -1,0 +1,22 @@
+"""Progress bars: tqdm, off under CI, with ``CPNAS_PROGRESS=0``, or with ``cpnas -q``."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, TypeVar
+
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+
+
+def progress_enabled() -> bool:
+    if os.environ.get("CPNAS_PROGRESS", "").lower() in ("0", "false", "no", "off"):
+        return False
+    return not os.environ.get("CI")
+
+
+def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, leave: bool = False, **kw) -> Iterable[T]:
+    """Wrap ``iterable`` in a tqdm bar when progress bars are enabled."""
+    return tqdm(iterable, desc=desc, total=total, leave=leave, disable=not progress_enabled(),
+                dynamic_ncols=True, **kw)

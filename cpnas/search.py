@@ -1,0 +1,201 @@
+"""The one search loop: seeding, data splits, epochs, checkpoints, history, artifacts.
+
+``run_search`` drives any :class:`~cpnas.strategies.Strategy` the same way and
+writes, in ``out`` (every write atomic):
+
+* ``config.json``   — the resolved configuration and the run's arguments;
+* ``history.json``  — one record per search epoch (round, t, draw, sampled op per
+  edge, A_C, A_P, z, losses, wall-clock);
+* ``checkpoint.pt`` — everything needed to continue, after every epoch;
+* ``genotype.json`` — the result, in the public format (README);
+* ``cost.json``     — wall-clock, device, GPU-days (on a GPU);
+* strategy extras, e.g. ``indicator.json`` (e(o) of every edge after every round
+  and the op removed).
+
+``resume=True`` continues from ``checkpoint.pt``; data order is a function of
+(seed, epoch) only, so a killed and resumed run ends with the same genotype and
+history (wall-clock aside) as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cpnas import data as D
+from cpnas.config import Config
+from cpnas.errors import CpnasError
+from cpnas.genotype import Genotype
+from cpnas.io import load_checkpoint, read_json, save_checkpoint, write_json
+from cpnas.paths import results_dir
+from cpnas.strategies import SearchContext, Strategy, get_strategy
+from cpnas.train import resolve_device
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class SearchResult:
+    genotype: Genotype
+    history: list[dict[str, Any]]
+    cost: dict[str, Any]
+    out: Path
+
+
+def default_search_dir(scale: str, strategy: str, seed: int, beta_p: float | None = None,
+                       dataset: str = "cifar10") -> Path:
+    """``results/<scale>/search/<strategy>[-beta<β>]/seed<N>`` (the layout the notebooks read)."""
+    name = strategy if beta_p is None else f"{strategy}-beta{beta_p:g}"
+    if dataset != "cifar10":
+        name = f"{dataset}-{name}"
+    return results_dir(scale) / "search" / name / f"seed{seed}"
+
+
+def search_data(cfg: Config, dataset: str, data_root: Path | None, seed: int, device: torch.device,
+                with_arch_split: bool = False):
+    """Search-train and search-score loaders (§3.1: 50% / 5% of the training set).
+
+    With ``with_arch_split`` (PC-DARTS) a third, disjoint split of the search-train
+    size is returned for the architecture updates.
+    """
+    s = cfg.search
+    images = D.load_dataset(cfg, dataset, "train", data_root, seed=seed)
+    n = images.labels.shape[0]
+    if with_arch_split:
+        if 2 * s.train_fraction > 1:
+            raise CpnasError("PC-DARTS needs 2 × search.train_fraction ≤ 1 (weights and α on disjoint halves)")
+        idx_train, idx_arch = D.search_split(n, s.train_fraction, s.train_fraction, seed, labels=images.labels)
+        idx_score = idx_arch
+    else:
+        idx_train, idx_score = D.search_split(n, s.train_fraction, s.score_fraction, seed, labels=images.labels)
+        idx_arch = None
+    common = dict(device=device, seed=seed)
+    train = D.TensorLoader(D.subset(images, idx_train), s.batch_size, shuffle=True, drop_last=False,
+                           augment=True, **common)
+    score = D.TensorLoader(D.subset(images, idx_score), s.batch_size, shuffle=False, augment=False, **common)
+    arch = None
+    if idx_arch is not None:
+        arch = D.TensorLoader(D.subset(images, idx_arch), s.pc_batch_size, shuffle=True, augment=True,
+                              device=device, seed=seed + 1)
+    return images, train, score, arch
+
+
+def run_search(strategy: str, cfg: Config, *, dataset: str = "cifar10", data_root: Path | None = None,
+               seed: int = 0, out: Path | None = None, resume: bool = False, device: str = "auto",
+               beta_p: float | None = None) -> SearchResult:
+    """Run (or resume) one search and write its artifacts to ``out``."""
+    out = Path(out) if out is not None else default_search_dir(cfg.scale, strategy, seed, beta_p, dataset)
+    factory = get_strategy(strategy)
+    ckpt_path = out / CHECKPOINT
+    if not resume and (out / "history.json").exists():
+        raise CpnasError(f"{out} already holds a search; pass --resume to continue it or choose another --out")
+    if resume and (out / "genotype.json").exists() and not ckpt_path.exists():
+        raise CpnasError(f"{out} holds a finished search without a checkpoint; nothing to resume")
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    beta = beta_p if beta_p is not None else cfg.search.beta_p
+    if strategy == "bnas":
+        beta = 0.0
+    images, train, score, arch = search_data(cfg, dataset, data_root, seed, dev,
+                                             with_arch_split=(strategy == "pcdarts"))
+    ctx = SearchContext(cfg=cfg, device=dev, train_loader=train, score_loader=score,
+                        num_classes=len(images.classes), seed=seed, beta_p=beta, arch_loader=arch)
+    strat: Strategy = factory(ctx)
+    total = strat.total_epochs
+    run_args = {"strategy": strategy, "dataset": dataset, "dataset_description": images.description,
+                "data_root": str(data_root) if data_root else None, "seed": seed, "beta_p": ctx.beta_p,
+                "device": str(dev), "epochs": total, "search_train_images": len(train.labels),
+                "search_score_images": len(score.labels)}
+    history: list[dict[str, Any]] = []
+    elapsed = 0.0
+    start_epoch = 0
+    if resume and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        if state["run_args"]["strategy"] != strategy or state["run_args"]["seed"] != seed:
+            raise CpnasError(f"{ckpt_path} belongs to a {state['run_args']['strategy']} search with seed "
+                             f"{state['run_args']['seed']}; not resuming it as {strategy} seed {seed}")
+        if state["config"] != cfg.to_dict():
+            raise CpnasError(f"{ckpt_path} was written with another configuration; resume with the same "
+                             f"--scale and --set options, or start a new --out")
+        strat.load_state_dict(state["strategy"])
+        history = state["history"]
+        elapsed = state["elapsed"]
+        start_epoch = state["epoch"] + 1
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resuming %s at epoch %d/%d", out, start_epoch + 1, total)
+    elif resume:
+        log.info("no checkpoint in %s: starting afresh", out)
+    write_json(out / "config.json", {"config": cfg.to_dict(), "run": run_args})
+    for epoch in range(start_epoch, total):
+        t0 = time.perf_counter()
+        record = strat.run_epoch(epoch)
+        elapsed += time.perf_counter() - t0
+        record["wall_clock"] = elapsed
+        history.append(record)
+        write_json(out / "history.json", history)
+        save_checkpoint(ckpt_path, {"strategy": strat.state_dict(), "history": history, "epoch": epoch,
+                                    "elapsed": elapsed, "torch_rng": torch.get_rng_state(),
+                                    "run_args": run_args, "config": cfg.to_dict()})
+    genotype = strat.genotype()
+    genotype.save(out / "genotype.json")
+    cost = search_cost(elapsed, dev, total, images.description)
+    write_json(out / "cost.json", cost)
+    write_json(out / "history.json", history)
+    for name, obj in strat.artifacts().items():
+        write_json(out / name, obj)
+    return SearchResult(genotype=genotype, history=history, cost=cost, out=out)
+
+
+def search_cost(seconds: float, device: torch.device, epochs: int, dataset: str) -> dict[str, Any]:
+    """Search cost as Table 1 reports it: GPU-days on a GPU; CPU wall-clock otherwise."""
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    return {"wall_clock_s": seconds, "wall_clock_h": seconds / 3600, "device": device.type,
+            "device_name": torch.cuda.get_device_name(device) if gpus else "cpu",
+            "gpus": gpus, "gpu_days": seconds * max(gpus, 1) / 86400 if gpus else None,
+            "epochs": epochs, "dataset": dataset}
+
+
+def load_search(out: Path) -> SearchResult:
+    """Read the artifacts of a finished search."""
+    from cpnas.genotype import load_genotype
+
+    out = Path(out)
+    if not (out / "genotype.json").exists():
+        raise CpnasError(f"{out}: no finished search (genotype.json missing); run it first, e.g. "
+                         f"'cpnas search --out {out}' or 'make reproduce-fig5'")
+    return SearchResult(genotype=load_genotype(out / "genotype.json"), history=read_json(out / "history.json"),
+                        cost=read_json(out / "cost.json"), out=out)
+
+
+def dry_run(strategy: str, cfg: Config, beta_p: float | None = None) -> dict[str, Any]:
+    """The resolved configuration and epoch schedule of a search, without data or training."""
+    from cpnas.strategies import cpnas_schedule
+    from cpnas.ops import PRIMITIVES
+
+    s = cfg.search
+    if strategy in ("cpnas", "bnas"):
+        schedule = cpnas_schedule(len(PRIMITIVES), s.T)
+        rounds = {}
+        for step in schedule:
+            rounds.setdefault(step["round"], {"round": step["round"], "K": step["K"], "epochs": 0})
+            rounds[step["round"]]["epochs"] += 1
+        summary = list(rounds.values())
+    elif strategy == "pcdarts":
+        schedule = [{"epoch": e, "arch_updates": e >= s.pc_warmup_epochs} for e in range(s.pc_epochs)]
+        summary = [{"phase": "warm-up (weights only)", "epochs": min(s.pc_warmup_epochs, s.pc_epochs)},
+                   {"phase": "weights + α", "epochs": max(s.pc_epochs - s.pc_warmup_epochs, 0)}]
+    elif strategy == "random":
+        schedule, summary = [], [{"phase": "uniform draw, no training", "epochs": 0}]
+    else:
+        get_strategy(strategy)  # raises the unknown-strategy error
+        schedule, summary = [], []
+    beta = 0.0 if strategy == "bnas" else (beta_p if beta_p is not None else s.beta_p)
+    return {"strategy": strategy, "scale": cfg.scale, "beta_p": beta, "epochs": len(schedule),
+            "schedule": summary, "config": cfg.to_dict()}

@@ -1,0 +1,370 @@
+"""Search strategies behind one small protocol (DESIGN §2; NASLib's optimizer/trainer split).
+
+The loop in :mod:`cpnas.search` owns epochs, seeding, logging, checkpoints and the
+history; a strategy owns its networks and decides what one epoch does:
+
+* ``cpnas``   — Child-Parent search, Alg. 1 with the indicator of Eq. 1-2;
+* ``bnas``    — the paper's BNAS†: ``cpnas`` with β_P = 0 (Table 1 footnote);
+* ``random``  — the "Random selection" baseline of Fig. 6 (right);
+* ``pcdarts`` — PC-DARTS (Xu et al., 2019) on the 1-bit supernet (:mod:`cpnas.pcdarts`).
+
+Protocol (:class:`Strategy`): ``schedule()`` lists the epochs up front (so
+``--dry-run`` can print it), ``run_epoch(epoch)`` runs one and returns its history
+record, ``state_dict()/load_state_dict()`` make it resumable, ``genotype()`` gives
+the result, ``artifacts()`` extra JSON-able outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from cpnas.binary import BINARY, REAL
+from cpnas.config import Config
+from cpnas.genotype import Genotype, cell_edges, genotype_from_ops, top2_genotype
+from cpnas.networks import SearchNetwork
+from cpnas.ops import PRIMITIVES
+from cpnas.space import CELL_KINDS, OpPools, Path
+from cpnas.train import cosine_lr, cross_entropy_loss, evaluate, set_lr, sgd, train_one_epoch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchContext:
+    """What every strategy gets: configuration, device, data and the RNG seed."""
+
+    cfg: Config
+    device: torch.device
+    train_loader: Any  # search-train split (§3.1: 50% of the training set)
+    score_loader: Any  # search-score split (§3.1: 5% of the training set)
+    num_classes: int
+    seed: int
+    beta_p: float
+    arch_loader: Any = None  # PC-DARTS: the split on which α is updated
+    extra: dict = field(default_factory=dict)
+
+
+class Strategy(ABC):
+    """One search strategy. Subclasses register themselves in :data:`STRATEGIES`."""
+
+    name: str = ""
+
+    def __init__(self, ctx: SearchContext) -> None:
+        self.ctx = ctx
+
+    @abstractmethod
+    def schedule(self) -> list[dict[str, Any]]:
+        """One dict per search epoch describing it (e.g. round, t, draw); may be empty."""
+
+    @abstractmethod
+    def run_epoch(self, epoch: int) -> dict[str, Any]:
+        """Run search epoch ``epoch`` (0-based) and return its history record."""
+
+    @abstractmethod
+    def genotype(self) -> Genotype:
+        """The architecture found (valid after the last epoch)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def artifacts(self) -> dict[str, Any]:
+        """Extra JSON-able outputs written beside the genotype (e.g. the indicator history)."""
+        return {}
+
+    @property
+    def total_epochs(self) -> int:
+        return len(self.schedule())
+
+
+STRATEGIES: dict[str, Callable[[SearchContext], Strategy]] = {}
+
+
+def register(cls):
+    STRATEGIES[cls.name] = cls
+    return cls
+
+
+def cpnas_schedule(K: int, T: int) -> list[dict[str, int]]:
+    """Alg. 1's epochs: while K > 1, T rounds of K draws, then K ← K − 1.
+
+    ``len(cpnas_schedule(8, 3)) == (8+7+6+5+4+3+2)·3 == 105`` (§3.1).
+    """
+    out = []
+    r = 0
+    while K > 1:
+        for t in range(T):
+            for draw in range(K):
+                out.append({"round": r, "K": K, "t": t, "draw": draw})
+        K -= 1
+        r += 1
+    return out
+
+
+@register
+class CPNAS(Strategy):
+    """Child-Parent search (§2.3, Alg. 1, Eq. 1-2).
+
+    Two weight-sharing supernets of one architecture definition: the Child (1-bit,
+    ``BINARY``) and the Parent (32-bit, ``REAL``), each with its own weights and
+    SGD optimizer kept across samples. Epoch (t, e) of a round trains the sampled
+    Child path and the sampled Parent path for one epoch on the search-train split,
+    measures their accuracies A_C, A_P on the search-score split, and gives every
+    sampled op ``z = A_C + β_P (A_P − A_C)`` (Eq. 1). At the start of every t, each
+    edge draws a random permutation of its remaining pool, and draw e takes its
+    e-th element: in K draws every op of every edge is sampled exactly once
+    (sampling without replacement, Alg. 1 line 4). After T passes the scores are
+    averaged per op (z̄), turned into the indicator e(o) = softmax_edge(z̄)
+    (Eq. 2), the op with the lowest e(o) leaves every edge, and K ← K − 1 (lines
+    8-10). The search ends when one op is left on each edge.
+
+    Accuracies are measured with batch statistics (BN in train mode, no gradient):
+    the BN running averages of a weight-sharing supernet mix every path sampled so
+    far and would score a path with another path's statistics. When β_P = 0 the
+    Parent's accuracy has no weight in Eq. 1, so it is neither trained nor measured
+    (BNAS†): the Child, the sampling and the scores are exactly those of a run that
+    trained it.
+    """
+
+    name = "cpnas"
+
+    def __init__(self, ctx: SearchContext) -> None:
+        super().__init__(ctx)
+        s = ctx.cfg.search
+        self.s = s
+        self.beta_p = float(ctx.beta_p)
+        self.pools = OpPools(s.nodes)
+        self.edges = cell_edges(s.nodes)
+        self._schedule = cpnas_schedule(len(PRIMITIVES), s.T)
+        net_args = dict(C=s.init_channels, num_classes=ctx.num_classes, layers=s.layers,
+                        reduction_layers=s.reduction_layers, nodes=s.nodes)
+        torch.manual_seed(ctx.seed)
+        self.child = SearchNetwork(precision=BINARY, **net_args).to(ctx.device, memory_format=torch.channels_last)
+        self.parent = SearchNetwork(precision=REAL, **net_args).to(ctx.device, memory_format=torch.channels_last)
+        self.child_opt = sgd(self.child.parameters(), s.lr, s.momentum, s.weight_decay)
+        self.parent_opt = sgd(self.parent.parameters(), s.lr, s.momentum, s.weight_decay)
+        self.loss_fn = cross_entropy_loss()
+        self.generator = torch.Generator().manual_seed(ctx.seed)
+        self.permutations: dict[str, list[list[str]]] | None = None
+        # scores[kind][edge][op] = the T values z_{k,t}^{(i,j)} of the current round
+        self.scores: dict[str, list[dict[str, list[float]]]] = self._empty_scores()
+        self.rounds: list[dict[str, Any]] = []  # indicator and removed op of every finished round
+        self.final_scores: dict[str, list[float]] | None = None
+
+    @property
+    def trains_parent(self) -> bool:
+        return self.beta_p != 0.0
+
+    def _empty_scores(self) -> dict[str, list[dict[str, list[float]]]]:
+        return {kind: [{op: [] for op in self.pools.pool(kind, e)} for e in range(len(self.edges))]
+                for kind in CELL_KINDS}
+
+    def schedule(self) -> list[dict[str, Any]]:
+        return self._schedule
+
+    def _draw_permutations(self) -> dict[str, list[list[str]]]:
+        """A random order of every edge's pool: draw e of this pass takes element e (no replacement)."""
+        perms = {}
+        for kind in CELL_KINDS:
+            perms[kind] = []
+            for e in range(len(self.edges)):
+                pool = self.pools.pool(kind, e)
+                order = torch.randperm(len(pool), generator=self.generator).tolist()
+                perms[kind].append([pool[k] for k in order])
+        return perms
+
+    def sample_path(self, draw: int) -> Path:
+        """Alg. 1 line 4: the path of draw ``draw`` of the current pass."""
+        if draw == 0 or self.permutations is None:
+            self.permutations = self._draw_permutations()
+        return Path(*(tuple(self.permutations[kind][e][draw] for e in range(len(self.edges)))
+                      for kind in CELL_KINDS))
+
+    def run_epoch(self, epoch: int) -> dict[str, Any]:
+        step = self._schedule[epoch]
+        ctx, s = self.ctx, self.s
+        path = self.sample_path(step["draw"])
+        lr = cosine_lr(s.lr, s.lr_min, epoch, len(self._schedule))
+        ctx.train_loader.set_epoch(epoch)
+        record: dict[str, Any] = {**step, "epoch": epoch, "lr": lr, "path": path.to_dict()}
+        nets = [("child", self.child, self.child_opt)]
+        if self.trains_parent:
+            nets.append(("parent", self.parent, self.parent_opt))
+        acc = {}
+        for who, net, opt in nets:
+            set_lr(opt, lr)
+            stats = train_one_epoch(lambda x, net=net: net(x, path), net.parameters(), ctx.train_loader, opt,
+                                    self.loss_fn, device=ctx.device, grad_clip=s.grad_clip, modules=[net],
+                                    desc=f"{who} {epoch + 1}/{len(self._schedule)}")
+            score = evaluate(lambda x, net=net: net(x, path), ctx.score_loader, device=ctx.device,
+                             modules=[net], train_mode_bn=True, topk=(1,), desc=f"score {who}")
+            acc[who] = score["acc"]
+            record.update({f"{who}_train_loss": stats.loss, f"{who}_train_acc": stats.acc,
+                           f"{who}_seconds": stats.seconds + score["seconds"]})
+        a_c = acc["child"]
+        a_p = acc.get("parent")
+        z = indicator_score(a_c, a_p if a_p is not None else a_c, self.beta_p)  # Eq. 1
+        record.update({"A_C": a_c, "A_P": a_p, "z": z})
+        for kind in CELL_KINDS:
+            for e, op in enumerate(path.cell(kind)):
+                self.scores[kind][e][op].append(z)
+        if step["t"] == s.T - 1 and step["draw"] == step["K"] - 1:
+            record["removed"] = self._end_round(step["round"], epoch)
+        log.info("epoch %d/%d K=%d t=%d draw=%d  A_C=%.4f  A_P=%s  z=%.4f", epoch + 1, len(self._schedule),
+                 step["K"], step["t"], step["draw"], a_c, "-" if a_p is None else f"{a_p:.4f}", z)
+        return record
+
+    def _end_round(self, round_index: int, epoch: int) -> dict[str, list[str]]:
+        """Alg. 1 lines 8-10: average the T scores, Eq. 2 per edge, drop the worst op, K ← K − 1."""
+        indicator: dict[str, list[dict[str, float]]] = {}
+        removed: dict[str, list[str]] = {}
+        mean_scores: dict[str, list[dict[str, float]]] = {}
+        for kind in CELL_KINDS:
+            indicator[kind], removed[kind], mean_scores[kind] = [], [], []
+            for e in range(len(self.edges)):
+                zbar = {op: sum(v) / len(v) for op, v in self.scores[kind][e].items()}
+                ind = edge_indicator(zbar)
+                # Ties (equal accuracies are common on small score sets) break towards the op
+                # drawn from the RNG: deterministic for a seed, unbiased across ops.
+                order = torch.randperm(len(ind), generator=self.generator).tolist()
+                ops = list(ind)
+                worst = min((ops[k] for k in order), key=lambda op: ind[op])
+                self.pools.remove(kind, e, worst)
+                indicator[kind].append(ind)
+                removed[kind].append(worst)
+                mean_scores[kind].append(zbar)
+        self.rounds.append({"round": round_index, "epoch": epoch, "indicator": indicator,
+                            "mean_z": mean_scores, "removed": removed})
+        if self.pools.K == 1:
+            # keep the final op's mean score per edge: it ranks edges for the 'top2' reading
+            self.final_scores = {kind: [mean_scores[kind][e][self.pools.pool(kind, e)[0]]
+                                        for e in range(len(self.edges))] for kind in CELL_KINDS}
+        self.scores = self._empty_scores()
+        self.permutations = None
+        return removed
+
+    def genotype(self) -> Genotype:
+        path = self.pools.final_path()
+        if self.s.final_cell == "top2":
+            assert self.final_scores is not None
+            return top2_genotype(path.normal, path.reduce, self.final_scores["normal"],
+                                 self.final_scores["reduce"], self.s.nodes)
+        if self.s.final_cell != "keep_all":
+            raise ValueError(f"search.final_cell must be 'keep_all' or 'top2', got {self.s.final_cell!r}")
+        return genotype_from_ops(path.normal, path.reduce, self.s.nodes)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"child": self.child.state_dict(), "parent": self.parent.state_dict(),
+                "child_opt": self.child_opt.state_dict(), "parent_opt": self.parent_opt.state_dict(),
+                "generator": self.generator.get_state(), "pools": self.pools.state_dict(),
+                "permutations": self.permutations, "scores": self.scores, "rounds": self.rounds,
+                "final_scores": self.final_scores}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.child.load_state_dict(state["child"])
+        self.parent.load_state_dict(state["parent"])
+        self.child_opt.load_state_dict(state["child_opt"])
+        self.parent_opt.load_state_dict(state["parent_opt"])
+        self.generator.set_state(state["generator"])
+        self.pools.load_state_dict(state["pools"])
+        self.permutations = state["permutations"]
+        self.scores = state["scores"]
+        self.rounds = state["rounds"]
+        self.final_scores = state["final_scores"]
+
+    def artifacts(self) -> dict[str, Any]:
+        return {"indicator.json": {"edges": [list(e) for e in self.edges], "beta_p": self.beta_p,
+                                   "rounds": self.rounds}}
+
+
+@register
+class BNAS(CPNAS):
+    """BNAS† of Table 1: CP-NAS with β_P = 0 ("we only use the performance measure")."""
+
+    name = "bnas"
+
+    def __init__(self, ctx: SearchContext) -> None:
+        ctx.beta_p = 0.0
+        super().__init__(ctx)
+
+
+@register
+class RandomSelection(Strategy):
+    """"Random selection" of Fig. 6 (right): a uniformly random architecture of the same space.
+
+    Every one of the 28 decisions (14 edges × normal/reduction cell) draws one of the
+    K = 8 ops uniformly and independently, ``none`` included — the distribution of
+    the final path of CP-NAS under a uniformly random indicator. A cell whose 14
+    draws are all ``none`` (probability 8⁻¹⁴) is redrawn. No training: cost 0 epochs.
+    The same ``final_cell`` reading as CP-NAS turns the path into a genotype.
+    """
+
+    name = "random"
+
+    def __init__(self, ctx: SearchContext) -> None:
+        super().__init__(ctx)
+        gen = torch.Generator().manual_seed(ctx.seed)
+        n = len(cell_edges(ctx.cfg.search.nodes))
+        cells = []
+        for _ in CELL_KINDS:
+            while True:
+                ops = [PRIMITIVES[k] for k in torch.randint(len(PRIMITIVES), (n,), generator=gen).tolist()]
+                if any(op != "none" for op in ops):
+                    break
+            cells.append(tuple(ops))
+        self.path = Path(*cells)
+
+    def schedule(self) -> list[dict[str, Any]]:
+        return []
+
+    def run_epoch(self, epoch: int) -> dict[str, Any]:
+        raise RuntimeError("random selection trains nothing")
+
+    def genotype(self) -> Genotype:
+        if self.ctx.cfg.search.final_cell == "top2":
+            gen = torch.Generator().manual_seed(self.ctx.seed + 1)
+            n = len(self.path.normal)
+            return top2_genotype(self.path.normal, self.path.reduce, torch.rand(n, generator=gen).tolist(),
+                                 torch.rand(n, generator=gen).tolist(), self.ctx.cfg.search.nodes)
+        return genotype_from_ops(self.path.normal, self.path.reduce, self.ctx.cfg.search.nodes)
+
+
+def indicator_score(a_c: float, a_p: float, beta_p: float) -> float:
+    """Eq. 1: ``z = A_C + β_P (A_P − A_C)``."""
+    return a_c + beta_p * (a_p - a_c)
+
+
+def edge_indicator(mean_z: dict[str, float]) -> dict[str, float]:
+    """Eq. 2: ``e(o_k) = exp(z̄_k) / Σ_k' exp(z̄_k')`` over the ops left on one edge."""
+    ops = list(mean_z)
+    probs = torch.softmax(torch.tensor([mean_z[o] for o in ops], dtype=torch.float64), dim=0).tolist()
+    return dict(zip(ops, probs))
+
+
+def get_strategy(name: str) -> Callable[[SearchContext], Strategy]:
+    from cpnas.errors import CpnasError
+
+    _load_plugins()
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise CpnasError(f"unknown strategy {name!r}; choose one of {', '.join(sorted(STRATEGIES))}") from None
+
+
+def _load_plugins() -> None:
+    """Import strategies defined in their own modules (PC-DARTS) so they register."""
+    try:
+        import cpnas.pcdarts  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name != "cpnas.pcdarts":
+            raise
+
+
+STRATEGY_NAMES = ("cpnas", "bnas", "random", "pcdarts")

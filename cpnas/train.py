@@ -1,0 +1,188 @@
+"""The one training loop: ``train_one_epoch`` / ``evaluate`` / ``fit``.
+
+Written once (as torchvision's classification references do) and reused by the
+search (Child and Parent paths, PC-DARTS weight steps), CIFAR training and
+ImageNet training. Models are called through a ``forward`` callable, so a
+sampled supernet path (``lambda x: net(x, path)``) and an evaluation network
+returning ``(logits, logits_aux)`` go through the same code.
+
+A non-finite loss stops the run with :class:`NonFiniteLossError` (a
+:class:`~cpnas.errors.CpnasError`); the last good checkpoint is left untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import nn
+
+from cpnas.errors import CpnasError
+from cpnas.progress import progress
+
+log = logging.getLogger(__name__)
+
+Forward = Callable[[torch.Tensor], Any]
+LossFn = Callable[[Any, torch.Tensor], torch.Tensor]
+
+
+class NonFiniteLossError(CpnasError):
+    """The loss became NaN or infinite: training stops, the last checkpoint is kept."""
+
+
+def logits_of(output: Any) -> torch.Tensor:
+    """The main logits of a model output (evaluation nets return ``(logits, logits_aux)``)."""
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def cross_entropy_loss(label_smoothing: float = 0.0, aux_weight: float = 0.0) -> LossFn:
+    """Cross-entropy on the main logits, plus ``aux_weight`` × CE on the auxiliary logits (DARTS)."""
+    ce = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+
+    def loss(output: Any, target: torch.Tensor) -> torch.Tensor:
+        if isinstance(output, (tuple, list)):
+            logits, aux = output
+            value = ce(logits, target)
+            if aux is not None and aux_weight > 0:
+                value = value + aux_weight * ce(aux, target)
+            return value
+        return ce(output, target)
+
+    return loss
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else CPU; anything else is passed to torch."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise CpnasError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CpnasError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return device
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    acc: float
+    n: int
+    seconds: float
+
+    def as_dict(self, prefix: str = "") -> dict[str, float]:
+        return {f"{prefix}loss": self.loss, f"{prefix}acc": self.acc, f"{prefix}n": self.n,
+                f"{prefix}seconds": self.seconds}
+
+
+def _check_finite(loss: torch.Tensor, where: str) -> None:
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(
+            f"non-finite loss ({loss.item()}) during {where}; training stopped and the last "
+            f"good checkpoint is kept. Lower the learning rate (--set …lr=…) or check the data, "
+            f"then rerun with --resume.")
+
+
+def train_one_epoch(forward: Forward, params: Iterable[nn.Parameter] | None, loader: Iterable,
+                    optimizer: torch.optim.Optimizer, loss_fn: LossFn, *, device: torch.device,
+                    grad_clip: float | None = None, modules: Iterable[nn.Module] = (),
+                    before_step: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+                    desc: str = "train") -> EpochStats:
+    """One pass over ``loader``: forward, loss, backward, clip, step.
+
+    ``modules`` are put in train mode first. ``params`` are the ones clipped to
+    ``grad_clip`` (global norm; DARTS/§3.1 "gradient clipping at 5").
+    ``before_step(i, x, y)`` runs before each weight step (PC-DARTS updates its
+    architecture parameters there).
+    """
+    for m in modules:
+        m.train()
+    params = list(params) if params is not None else None
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    n = 0
+    start = time.perf_counter()
+    bar = progress(loader, desc=desc, total=_len(loader))
+    for i, (x, y) in enumerate(bar):
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        if before_step is not None:
+            before_step(i, x, y)
+        optimizer.zero_grad(set_to_none=True)
+        output = forward(x)
+        loss = loss_fn(output, y)
+        _check_finite(loss, desc)
+        loss.backward()
+        if grad_clip and params is not None:
+            nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+        b = y.shape[0]
+        total_loss += loss.detach() * b
+        correct += (logits_of(output).detach().argmax(1) == y).sum()
+        n += b
+    return EpochStats(loss=(total_loss / max(n, 1)).item(), acc=(correct.float() / max(n, 1)).item(),
+                      n=n, seconds=time.perf_counter() - start)
+
+
+@torch.no_grad()
+def evaluate(forward: Forward, loader: Iterable, *, device: torch.device, modules: Iterable[nn.Module] = (),
+             train_mode_bn: bool = False, topk: tuple[int, ...] = (1, 5),
+             loss_fn: LossFn | None = None, desc: str = "eval") -> dict[str, float]:
+    """Accuracy (top-k) and loss over ``loader``.
+
+    ``train_mode_bn=True`` normalizes with batch statistics (used for sampled paths
+    of the weight-sharing supernet, whose BN running statistics mix all paths).
+    """
+    for m in modules:
+        m.train(train_mode_bn)
+    correct = {k: 0 for k in topk}
+    total_loss, n = 0.0, 0
+    start = time.perf_counter()
+    for x, y in progress(loader, desc=desc, total=_len(loader)):
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        output = forward(x)
+        logits = logits_of(output)
+        if loss_fn is not None:
+            total_loss += loss_fn(logits, y).item() * y.shape[0]
+        maxk = min(max(topk), logits.shape[1])
+        pred = logits.topk(maxk, dim=1).indices
+        hit = pred == y[:, None]
+        for k in topk:
+            correct[k] += hit[:, : min(k, maxk)].any(dim=1).sum().item()
+        n += y.shape[0]
+    out = {f"top{k}": correct[k] / max(n, 1) for k in topk}
+    out["acc"] = out[f"top{topk[0]}"]
+    out["n"] = n
+    out["seconds"] = time.perf_counter() - start
+    if loss_fn is not None:
+        out["loss"] = total_loss / max(n, 1)
+    return out
+
+
+def cosine_lr(base_lr: float, lr_min: float, epoch: int, total_epochs: int) -> float:
+    """Cosine annealing without restart (SGDR, Loshchilov & Hutter 2017), as §3.1: lr_min at the end."""
+    if total_epochs <= 0:
+        return base_lr
+    return lr_min + 0.5 * (base_lr - lr_min) * (1 + math.cos(math.pi * epoch / total_epochs))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def sgd(params: Iterable[nn.Parameter], lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def _len(loader: Any) -> int | None:
+    try:
+        return len(loader)
+    except TypeError:
+        return None
