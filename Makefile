@@ -3,6 +3,7 @@
 #   make reproduce-table1 SCALE=paper
 #   make test                        # pytest + notebooks executed at the smoke scale (nbval)
 SHELL := /bin/bash
+export OMP_WAIT_POLICY ?= PASSIVE
 PYTHON ?= python3
 SCALE ?= cpu
 VENV := .venv

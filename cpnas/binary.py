@@ -97,9 +97,11 @@ class Precision:
 
     @property
     def name(self) -> str:
-        if not self.binary:
-            return "real"
-        return "binary" + "*" * (self.sep_first_real_input + self.preprocess_real_input)
+        for name, precision in PRECISIONS.items():
+            if precision == self:
+                return name
+        return (f"binary(sep_first_real_input={self.sep_first_real_input}, "
+                f"preprocess_real_input={self.preprocess_real_input})")
 
     def conv(self, c_in: int, c_out: int, kernel_size: int, stride: int = 1, padding: int = 0,
              dilation: int = 1, groups: int = 1, *, real_input: bool = False) -> nn.Module:

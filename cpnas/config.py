@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
@@ -151,14 +152,14 @@ PAPER = Config()
 
 _SMOKE = {
     "search.layers": 6, "search.init_channels": 4, "search.T": 1, "search.batch_size": 32,
-    "search.train_fraction": 0.004, "search.score_fraction": 0.002,
+    "search.train_fraction": 0.002, "search.score_fraction": 0.001,
     "search.pc_epochs": 3, "search.pc_warmup_epochs": 1, "search.pc_batch_size": 32,
     "cifar.layers": 5, "cifar.channels_small": 8, "cifar.channels_medium": 8, "cifar.channels_large": 12,
     "cifar.epochs": 1, "cifar.batch_size": 32, "cifar.train_fraction": 0.004, "cifar.test_fraction": 0.01,
     "imagenet.layers": 5, "imagenet.channels_small": 8, "imagenet.channels_medium": 8,
     "imagenet.channels_large": 8, "imagenet.epochs": 1, "imagenet.batch_size": 16,
     "imagenet.train_fraction": 0.01, "imagenet.test_fraction": 0.01, "imagenet.image_size": 64,
-    "data.synthetic_train": 128, "data.synthetic_test": 64,
+    "data.synthetic_train": 10000, "data.synthetic_test": 200,
 }
 
 _CPU = {
@@ -203,15 +204,19 @@ def _coerce(current: Any, value: Any, key: str) -> Any:
                 return value.lower() in ("true", "1")
             if kind is tuple:
                 return tuple(int(v) for v in value.strip("()[] ").split(",") if v.strip())
-            return kind(value)
+            value = kind(value)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
-        if kind is tuple and isinstance(value, list):
-            return tuple(value)
+        if kind is tuple and isinstance(value, (list, tuple)):
+            return tuple(int(v) for v in value)
     except ValueError:
         raise CpnasError(f"config key {key!r} expects a {kind.__name__}, got {value!r}") from None
+    if isinstance(value, bool) and kind is not bool:
+        raise CpnasError(f"config key {key!r} expects a {kind.__name__}, got {value!r}")
     if not isinstance(value, kind):
         raise CpnasError(f"config key {key!r} expects a {kind.__name__}, got {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise CpnasError(f"config key {key!r} must be finite, got {value!r}")
     return value
 
 

@@ -35,7 +35,6 @@ import io
 import logging
 import math
 import os
-import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ import torch.nn.functional as F
 
 from cpnas.config import Config, DataConfig
 from cpnas.errors import CpnasError
+from cpnas.io import write_with
 
 logger = logging.getLogger(__name__)
 
@@ -410,25 +410,11 @@ def _read_cache(path: Path, n: int, labels: torch.Tensor) -> torch.Tensor | None
 
 def _write_cache(path: Path, blob: dict) -> None:
     """Save atomically (temp file + rename); a failure only costs decoding again next time."""
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(blob, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
+        write_with(path, lambda fh: torch.save(blob, fh))
+    except (OSError, CpnasError) as exc:
         logger.warning("could not write the cache file %s (%s); the decoded images are used "
                        "without caching", path, exc)
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
 
 @functools.lru_cache(maxsize=1)

@@ -209,7 +209,7 @@ _OP_COLOURS = {
 def draw_cell(edges: Iterable[Edge], concat: Sequence[int] = (2, 3, 4, 5), *, title: str = "cell"):
     """A ``graphviz.Digraph`` of one cell (Fig. 3 / Fig. 5 style).
 
-    Jupyter shows the returned object inline; :func:`cpnas.plots.save_graph`
+    Jupyter shows the returned object inline; :func:`cpnas.paths.save_graph`
     writes it as PNG and PDF. Needs the ``dot`` program (Debian: ``graphviz``).
     """
     import graphviz

@@ -20,11 +20,22 @@ import torch
 from cpnas.errors import CpnasError
 
 
-def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> Path:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_with(path: str | os.PathLike, write: Callable[[io.BufferedWriter], object]) -> Path:
+    """Atomically write ``path`` by calling ``write(fh)`` on a temporary binary file.
+
+    The file gets the usual ``0666 & ~umask`` mode (``mkstemp`` alone would leave 0600).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -54,7 +65,7 @@ def _remove_quietly(tmp: str) -> None:
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
-    return _atomic_write(Path(path), lambda fh: fh.write(data))
+    return write_with(path, lambda fh: fh.write(data))
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

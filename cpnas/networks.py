@@ -89,6 +89,8 @@ class SearchNetwork(nn.Module):
         self.classifier = nn.Linear(c_out, num_classes)
 
     def forward(self, x: torch.Tensor, path: Path) -> torch.Tensor:
+        if self.cells[0].partial_k != 1:
+            raise RuntimeError("a SearchNetwork built with partial_k > 1 only runs forward_mixed (PC-DARTS)")
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, path.reduce if cell.reduction else path.normal)
@@ -207,7 +209,7 @@ class NetworkCIFAR(_EvalNetwork):
         super().__init__()
         c_stem = STEM_MULTIPLIER * C
         self.stem = nn.Sequential(nn.Conv2d(3, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
-        self._build_cells(genotype, c_stem, C, layers, reductions or default_reductions(layers),
+        self._build_cells(genotype, c_stem, C, layers, default_reductions(layers) if reductions is None else reductions,
                           precision, num_classes, auxiliary, first_reduction_prev=False)
 
     def forward(self, x: torch.Tensor):
@@ -229,7 +231,7 @@ class NetworkImageNet(_EvalNetwork):
             nn.ReLU(inplace=True), nn.Conv2d(C, C, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C))
         # cells: c_prev_prev = c_prev = C after the stems; the first cell's s0 comes
         # from stem0 at twice the resolution, hence a factorized reduce (reduction_prev).
-        self._build_cells(genotype, C, C, layers, reductions or default_reductions(layers),
+        self._build_cells(genotype, C, C, layers, default_reductions(layers) if reductions is None else reductions,
                           precision, num_classes, auxiliary, first_reduction_prev=True)
 
     def forward(self, x: torch.Tensor):

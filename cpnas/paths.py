@@ -78,7 +78,7 @@ def save_table(df, name: str, scale: str, *, caption: str | None = None) -> list
     """Write a DataFrame as ``<name>.csv`` and ``<name>.md`` (with an optional caption line)."""
     d = artifact_dir("tables", scale)
     csv = write_text(d / f"{name}.csv", df.to_csv(index=False))
-    md_text = (f"{caption}\n\n" if caption else "") + df.to_markdown(index=False) + "\n"
+    md_text = (f"{caption}\n\n" if caption else "") + df.to_markdown(index=False, missingval="–") + "\n"
     md = write_text(d / f"{name}.md", md_text)
     return [csv, md]
 

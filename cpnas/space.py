@@ -184,7 +184,7 @@ class SearchCell(nn.Module):
                             for p, name in enumerate(PRIMITIVES) if name != "none")
                 if x_by.shape[1]:
                     if self.reduction and i < NUM_INPUTS:
-                        x_by = nn.functional.max_pool2d(x_by, 2, 2)
+                        x_by = nn.functional.max_pool2d(x_by, 2, 2, ceil_mode=True)
                     y = channel_shuffle(torch.cat([mixed, x_by], dim=1), k)
                 else:
                     y = mixed

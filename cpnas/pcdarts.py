@@ -1,0 +1,334 @@
+"""PC-DARTS on the 1-bit supernet: the gradient-based baseline of Fig. 6 and §3.2's speed claim.
+
+PC-DARTS (Xu et al., "PC-DARTS: Partial Channel Connections for Memory-Efficient
+Architecture Search", ICLR 2020; official code ``yuhuixu1993/PC-DARTS``) relaxes
+the choice of op on every edge (i, j) of the cell into a softmax-weighted mixture
+(DARTS, their §3.1)::
+
+    f_{i,j}(x_i) = Σ_o softmax(α_{i,j})_o · o(x_i),
+
+with two changes, both run by :meth:`cpnas.space.SearchCell.forward_mixed`:
+
+* **Partial channel connections** (their §3.2, Eq. 2): only 1/K of the channels
+  (K = ``search.pc_partial_k`` = 4) of x_i go through the mixture, the other
+  (K−1)/K bypass it (max-pooled 2×2 on the stride-2 edges of a reduction cell),
+  and the two parts are concatenated and channel-shuffled (ShuffleNet)::
+
+      f^PC_{i,j}(x_i) = shuffle([Σ_o softmax(α_{i,j})_o · o(S_{i,j} ∗ x_i), (1 − S_{i,j}) ∗ x_i]);
+
+* **Edge normalization** (their §3.3, Eq. 3): one more parameter β_{i,j} per edge,
+  normalized over the incoming edges of each node, weighs the edges::
+
+      x_j = Σ_{i<j} softmax_{i'<j}(β_{·,j})_i · f^PC_{i,j}(x_i).
+
+Search (their §4.2 and ``train_search.py``), first-order, alternating: for every
+batch of the search-train split, once the warm-up epochs (``pc_warmup_epochs``)
+are over, one Adam step on (α, β) with a batch of the disjoint architecture split
+(lr ``pc_arch_lr``, betas (0.5, 0.999), weight decay ``pc_arch_weight_decay``),
+then one SGD step on the network weights (lr ``pc_lr`` cosine-annealed per epoch,
+momentum, weight decay ``pc_weight_decay``, gradient clipping). α and β start at
+1e-3·N(0, 1) as in DARTS. The weight steps go through the one training loop,
+:func:`cpnas.train.train_one_epoch`, with the architecture step as its
+``before_step`` hook.
+
+Derivation (their §3.3 "the connectivity of edge (i, j) is determined by both α
+and β", DARTS §2.4): the op weights of edge (i, j) are
+``softmax(α_{i,j}) × softmax_{i'<j}(β)_i``; each intermediate node keeps the two
+incoming edges whose best non-``none`` weight is largest, each with that best op
+(:func:`derive_genotype`).
+
+Deviations from PC-DARTS, each deliberate (the comparison of the paper is on the
+same space and the same supernet as CP-NAS):
+
+* the supernet is the CP-NAS search net (§3.1: 6 cells, C = 16, reductions at
+  cells 1 and 3), not PC-DARTS' 8 cells (reductions at 1/3 and 2/3);
+* the ops are CP-NAS's (§2.2): every convolution inside the cells is 1-bit
+  (weights and activations, :class:`~cpnas.binary.BinaryConv2d`) and the ReLUs
+  of the DARTS ops and of the input-node preprocessing are removed;
+* the weight step's forward uses detached softmax(α), softmax(β), and the
+  architecture step computes only the gradients of (α, β)
+  (``torch.autograd.grad``): the official code also back-propagates into (and
+  then discards) the weight gradients in the architecture step, and into α in
+  the weight step. The updates are identical; ours skip work that is thrown away;
+* the learning-rate floor is ``search.lr_min`` (0, "annealed down to zero", as
+  the PC-DARTS paper states; the official script uses 10⁻³);
+* the architecture split is iterated in passes (a new pass, i.e. a new shuffle,
+  at every epoch and whenever it runs out), as the official ``V100_python1.0``
+  script does; the original script drew ``next(iter(valid_queue))``, a fresh
+  random batch every step. Pass p is ``arch_loader.set_epoch(p)``, so a resumed
+  run sees the same batches;
+* the accuracy on the architecture split, recorded every epoch (the official
+  script only measures it after the last), is measured with batch statistics
+  (BN in train mode): it is the function whose loss the architecture step
+  descends (the architecture step runs in train mode, as in PC-DARTS), it is the
+  protocol of the CP-NAS scores it is compared with in Fig. 6, and the supernet's
+  affine-free BN running averages lag far behind on the short ``smoke``/``cpu``
+  runs. Its time is recorded apart (``eval_seconds``) because PC-DARTS itself
+  does not spend it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Iterator, Mapping
+
+import torch
+from torch import nn
+
+from cpnas.binary import BINARY
+from cpnas.errors import CpnasError
+from cpnas.genotype import NUM_INPUTS, Genotype, cell_edges, top2_genotype
+from cpnas.networks import SearchNetwork
+from cpnas.ops import PRIMITIVES
+from cpnas.space import CELL_KINDS
+from cpnas.strategies import SearchContext, Strategy, register
+from cpnas.train import (NonFiniteLossError, cosine_lr, cross_entropy_loss, evaluate, set_lr, sgd,
+                         train_one_epoch)
+
+log = logging.getLogger(__name__)
+
+ARCH_INIT_SCALE = 1e-3
+"""DARTS / PC-DARTS ``_initialize_alphas``: α, β ~ 1e-3·N(0, 1)."""
+
+ARCH_ADAM_BETAS = (0.5, 0.999)
+"""DARTS / PC-DARTS ``Architect``: Adam with betas (0.5, 0.999)."""
+
+NONE_INDEX = PRIMITIVES.index("none")
+
+ONEDNN_MIN_STRIDED_1X1_CHANNELS = 8
+"""Work-around for a PyTorch CPU bug (seen with torch 2.14.1, oneDNN 3.12): the weight
+gradient of a stride-2 1×1 convolution on a ``channels_last`` input with fewer than 8
+input channels corrupts the heap (glibc aborts the process). With partial channels the
+``skip_connect`` (factorized reduce) ops of a reduction cell see 2·C/K channels, fewer
+than 8 whenever C < 16 at K = 4 (the ``smoke`` and ``cpu`` scales), so on the CPU such a
+supernet runs in the default (NCHW) memory format instead."""
+
+
+def normalize_edges(beta: torch.Tensor, nodes: int = 4) -> torch.Tensor:
+    """Edge normalization (PC-DARTS §3.3, Eq. 3): softmax of β over the incoming edges of each node.
+
+    ``beta`` has one entry per edge in :func:`cpnas.genotype.cell_edges` order
+    (node j has the j edges from nodes 0..j−1); the result has the same shape and
+    sums to 1 over the edges into every intermediate node.
+    """
+    parts, start = [], 0
+    for j in range(NUM_INPUTS, NUM_INPUTS + nodes):
+        parts.append(torch.softmax(beta[start:start + j], dim=-1))
+        start += j
+    if start != beta.shape[0]:
+        raise ValueError(f"beta has {beta.shape[0]} entries; a cell of {nodes} nodes has {start} edges")
+    return torch.cat(parts)
+
+
+def derive_genotype(op_weights: Mapping[str, torch.Tensor], edge_weights: Mapping[str, torch.Tensor],
+                    nodes: int = 4) -> Genotype:
+    """PC-DARTS derivation (their §3.3; DARTS §2.4): the top-2 incoming edges of every node.
+
+    ``op_weights[kind]`` is softmax(α) (edges × K), ``edge_weights[kind]`` the
+    normalized β (edges,). Edge (i, j) weighs op o by ``softmax(α)_o · β̃_{i,j}``;
+    its strength is the largest such weight over the non-``none`` ops, node j keeps
+    its two strongest edges (ties: the lower source), each with its best
+    non-``none`` op, as ``model_search.py``'s ``genotype()``.
+    """
+    ops, strengths = {}, {}
+    for kind in CELL_KINDS:
+        w = op_weights[kind].detach().double() * edge_weights[kind].detach().double()[:, None]
+        w[:, NONE_INDEX] = float("-inf")
+        best, idx = w.max(dim=1)
+        ops[kind] = [PRIMITIVES[k] for k in idx.tolist()]
+        strengths[kind] = best.tolist()
+    return top2_genotype(ops["normal"], ops["reduce"], strengths["normal"], strengths["reduce"], nodes)
+
+
+def supernet_memory_format(device: torch.device, init_channels: int, partial_k: int) -> torch.memory_format:
+    """``channels_last`` (as the CP-NAS supernets), except where it hits the CPU bug above."""
+    reduce_op_channels = 2 * init_channels // partial_k  # the first reduction cell's edge ops
+    if device.type == "cpu" and reduce_op_channels < ONEDNN_MIN_STRIDED_1X1_CHANNELS:
+        log.info("PC-DARTS supernet in NCHW memory format: its reduction ops have %d channels and "
+                 "channels_last crashes PyTorch's CPU convolution below %d", reduce_op_channels,
+                 ONEDNN_MIN_STRIDED_1X1_CHANNELS)
+        return torch.contiguous_format
+    return torch.channels_last
+
+
+@register
+class PCDARTS(Strategy):
+    """PC-DARTS (Xu et al., 2020) on the 1-bit CP-NAS supernet; see the module docstring.
+
+    Epoch e trains the weights for one pass over the search-train split; from
+    epoch ``pc_warmup_epochs`` on, every weight step is preceded by one step on
+    (α, β) with a batch of ``ctx.arch_loader``. The genotype is derived after
+    every epoch; :meth:`genotype` is the last one.
+    """
+
+    name = "pcdarts"
+
+    def __init__(self, ctx: SearchContext) -> None:
+        super().__init__(ctx)
+        s = ctx.cfg.search
+        self.s = s
+        if ctx.arch_loader is None:
+            raise CpnasError("the pcdarts strategy needs ctx.arch_loader, a split disjoint from the "
+                             "search-train split for the architecture steps (cpnas.search builds it)")
+        if s.pc_partial_k < 1 or s.init_channels % s.pc_partial_k:
+            raise CpnasError(f"PC-DARTS sends 1/search.pc_partial_k of every cell's channels through the "
+                             f"ops: search.init_channels={s.init_channels} must be a multiple of "
+                             f"search.pc_partial_k={s.pc_partial_k}")
+        batch = getattr(ctx.train_loader, "batch_size", None)
+        if batch is not None and batch != s.pc_batch_size:
+            log.warning("PC-DARTS weight steps use the search-train loader's batch size %d, not "
+                        "search.pc_batch_size=%d", batch, s.pc_batch_size)
+        self.edges = cell_edges(s.nodes)
+        self.memory_format = supernet_memory_format(ctx.device, s.init_channels, s.pc_partial_k)
+        torch.manual_seed(ctx.seed)
+        self.net = SearchNetwork(C=s.init_channels, num_classes=ctx.num_classes, layers=s.layers,
+                                 reduction_layers=s.reduction_layers, precision=BINARY, nodes=s.nodes,
+                                 partial_k=s.pc_partial_k).to(ctx.device, memory_format=self.memory_format)
+        gen = torch.Generator().manual_seed(ctx.seed)
+        n_edges, n_ops = len(self.edges), len(PRIMITIVES)
+        self.alphas = {kind: nn.Parameter((ARCH_INIT_SCALE * torch.randn(n_edges, n_ops, generator=gen))
+                                          .to(ctx.device)) for kind in CELL_KINDS}
+        self.betas = {kind: nn.Parameter((ARCH_INIT_SCALE * torch.randn(n_edges, generator=gen)).to(ctx.device))
+                      for kind in CELL_KINDS}
+        self.weight_opt = sgd(self.net.parameters(), s.pc_lr, s.momentum, s.pc_weight_decay)
+        self.arch_opt = torch.optim.Adam(self.arch_parameters(), lr=s.pc_arch_lr, betas=ARCH_ADAM_BETAS,
+                                         weight_decay=s.pc_arch_weight_decay)
+        self.loss_fn = cross_entropy_loss()
+        self._schedule = [{"epoch": e, "arch_updates": e >= s.pc_warmup_epochs} for e in range(s.pc_epochs)]
+        self.arch_passes = 0  # passes started over ctx.arch_loader; pass p uses set_epoch(p)
+        self._arch_iter: Iterator | None = None
+        self.genotypes: list[dict[str, Any]] = []  # {"epoch", "genotype"} after every epoch
+
+    # --- architecture parameters -------------------------------------------------
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """α (normal, reduce) then β (normal, reduce): what the Adam architecture step updates."""
+        return [self.alphas[k] for k in CELL_KINDS] + [self.betas[k] for k in CELL_KINDS]
+
+    def op_weights(self) -> dict[str, torch.Tensor]:
+        """softmax(α) over the K ops of every edge (their Eq. 2's mixing weights)."""
+        return {kind: torch.softmax(self.alphas[kind], dim=-1) for kind in CELL_KINDS}
+
+    def edge_weights(self) -> dict[str, torch.Tensor]:
+        """softmax of β over the incoming edges of every node (their Eq. 3)."""
+        return {kind: normalize_edges(self.betas[kind], self.s.nodes) for kind in CELL_KINDS}
+
+    def mixed_weights(self, *, detach: bool = False) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """``{kind: (softmax(α), normalized β)}`` as :meth:`SearchNetwork.forward_mixed` takes them."""
+        ops, edges = self.op_weights(), self.edge_weights()
+        if detach:
+            return {k: (ops[k].detach(), edges[k].detach()) for k in CELL_KINDS}
+        return {k: (ops[k], edges[k]) for k in CELL_KINDS}
+
+    def forward(self, x: torch.Tensor, weights: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """The mixed supernet (:meth:`SearchNetwork.forward_mixed`) in this strategy's memory format."""
+        return self.net.forward_mixed(x.contiguous(memory_format=self.memory_format), weights)
+
+    # --- one epoch ---------------------------------------------------------------
+
+    def schedule(self) -> list[dict[str, Any]]:
+        return self._schedule
+
+    def _next_arch_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch of the architecture split, starting a new (reshuffled) pass when needed."""
+        loader = self.ctx.arch_loader
+        for _ in range(2):
+            if self._arch_iter is None:
+                loader.set_epoch(self.arch_passes)
+                self.arch_passes += 1
+                self._arch_iter = iter(loader)
+            try:
+                return next(self._arch_iter)
+            except StopIteration:
+                self._arch_iter = None
+        raise CpnasError("the PC-DARTS architecture split yields no batch; it is empty")
+
+    def arch_step(self) -> float:
+        """One first-order Adam step on (α, β) with the loss of an architecture-split batch."""
+        x, y = self._next_arch_batch()
+        x = x.to(self.ctx.device, non_blocking=True)
+        y = y.to(self.ctx.device, non_blocking=True)
+        params = self.arch_parameters()
+        self.arch_opt.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.forward(x, self.mixed_weights()), y)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"non-finite loss ({loss.item()}) in a PC-DARTS architecture step; "
+                                     f"lower search.pc_arch_lr and rerun with --resume")
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        for p, g in zip(params, grads):
+            p.grad = torch.zeros_like(p) if g is None else g
+        self.arch_opt.step()
+        return loss.item()
+
+    def run_epoch(self, epoch: int) -> dict[str, Any]:
+        ctx, s = self.ctx, self.s
+        step = self._schedule[epoch]
+        lr = cosine_lr(s.pc_lr, s.lr_min, epoch, s.pc_epochs)
+        set_lr(self.weight_opt, lr)
+        ctx.train_loader.set_epoch(epoch)
+        self._arch_iter = None  # every epoch starts a new pass over the architecture split
+        arch_losses: list[float] = []
+
+        def before_step(i: int, x: torch.Tensor, y: torch.Tensor) -> None:
+            if step["arch_updates"]:
+                arch_losses.append(self.arch_step())
+
+        stats = train_one_epoch(lambda x: self.forward(x, self.mixed_weights(detach=True)),
+                                self.net.parameters(), ctx.train_loader, self.weight_opt, self.loss_fn,
+                                device=ctx.device, grad_clip=s.grad_clip, modules=[self.net],
+                                before_step=before_step, desc=f"pcdarts {epoch + 1}/{s.pc_epochs}")
+        self._arch_iter = None
+        with torch.no_grad():
+            weights = self.mixed_weights(detach=True)
+        score = evaluate(lambda x: self.forward(x, weights), ctx.score_loader, device=ctx.device,
+                         modules=[self.net], train_mode_bn=True, topk=(1,), loss_fn=self.loss_fn,
+                         desc="score pcdarts")
+        genotype = self.genotype()
+        self.genotypes.append({"epoch": epoch, "genotype": genotype.to_dict()})
+        record = {**step, "lr": lr, "train_loss": stats.loss, "train_acc": stats.acc,
+                  "arch_acc": score["acc"], "arch_loss": score["loss"], "arch_steps": len(arch_losses),
+                  "arch_step_loss": sum(arch_losses) / len(arch_losses) if arch_losses else None,
+                  "genotype": genotype.to_dict(), **self._weights_record(),
+                  "train_seconds": stats.seconds, "eval_seconds": score["seconds"],
+                  "seconds": stats.seconds + score["seconds"]}
+        log.info("epoch %d/%d%s  lr=%.4g  train_acc=%.4f  arch_acc=%.4f", epoch + 1, s.pc_epochs,
+                 "" if step["arch_updates"] else " (warm-up)", lr, stats.acc, score["acc"])
+        return record
+
+    def _weights_record(self) -> dict[str, Any]:
+        with torch.no_grad():
+            ops, edges = self.op_weights(), self.edge_weights()
+            return {"alphas": {k: ops[k].cpu().tolist() for k in CELL_KINDS},
+                    "edge_weights": {k: edges[k].cpu().tolist() for k in CELL_KINDS},
+                    "betas": {k: self.betas[k].detach().cpu().tolist() for k in CELL_KINDS}}
+
+    # --- results and resumption ----------------------------------------------------
+
+    def genotype(self) -> Genotype:
+        with torch.no_grad():
+            return derive_genotype(self.op_weights(), self.edge_weights(), self.s.nodes)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"net": self.net.state_dict(),
+                "alphas": {k: self.alphas[k].detach().cpu().clone() for k in CELL_KINDS},
+                "betas": {k: self.betas[k].detach().cpu().clone() for k in CELL_KINDS},
+                "weight_opt": self.weight_opt.state_dict(), "arch_opt": self.arch_opt.state_dict(),
+                "arch_passes": self.arch_passes, "genotypes": [dict(g) for g in self.genotypes]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        with torch.no_grad():
+            for kind in CELL_KINDS:
+                self.alphas[kind].copy_(state["alphas"][kind])
+                self.betas[kind].copy_(state["betas"][kind])
+        self.weight_opt.load_state_dict(state["weight_opt"])
+        self.arch_opt.load_state_dict(state["arch_opt"])
+        self.arch_passes = int(state["arch_passes"])
+        self._arch_iter = None
+        self.genotypes = [dict(g) for g in state["genotypes"]]
+
+    def artifacts(self) -> dict[str, Any]:
+        return {"alphas.json": {"primitives": list(PRIMITIVES), "edges": [list(e) for e in self.edges],
+                                "partial_k": self.s.pc_partial_k, **self._weights_record(),
+                                "genotypes": self.genotypes}}

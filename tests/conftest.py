@@ -1,0 +1,30 @@
+"""Shared pytest setup: quiet progress bars, one thread, a seeded RNG per test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+# Set before any cpnas module reads it: progress bars would only clutter test logs.
+os.environ.setdefault("CPNAS_PROGRESS", "0")
+# The test machines are small and shared; one intra-op thread also makes CPU
+# reductions run in one fixed order.
+torch.set_num_threads(1)
+
+DATA_DIR = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def seed() -> int:
+    """Seed torch's global RNG so that a test's random tensors are the same on every run."""
+    torch.manual_seed(0)
+    return 0
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """``tests/data``: the published genotypes used as fixtures."""
+    return DATA_DIR

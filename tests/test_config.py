@@ -1,0 +1,121 @@
+"""Configuration: presets differ from the paper only in size fields; every value has a source."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from cpnas.config import (DEFAULT_SCALE, SCALES, apply_overrides, get_config, iter_fields,
+                          parse_override)
+from cpnas.errors import CpnasError
+
+
+def leaves(cfg) -> dict:
+    return {key: (value, meta) for key, value, meta in iter_fields(cfg) if key != "scale"}
+
+
+def test_scales():
+    assert set(SCALES) == {"paper", "cpu", "smoke"}
+    assert DEFAULT_SCALE == "cpu"
+    for scale in SCALES:
+        assert get_config(scale).scale == scale
+
+
+@pytest.mark.parametrize("scale", ["cpu", "smoke"])
+def test_presets_differ_from_paper_only_in_size_fields(scale):
+    paper, preset = leaves(get_config("paper")), leaves(get_config(scale))
+    assert paper.keys() == preset.keys()
+    changed = {key for key in paper if paper[key][0] != preset[key][0]}
+    assert changed, f"{scale} should be smaller than paper"
+    not_size = sorted(key for key in changed if not paper[key][1].get("size"))
+    assert not not_size, f"{scale} changes non-size fields {not_size}"
+
+
+def test_every_field_has_a_source():
+    missing = [key for key, (_, meta) in leaves(get_config("paper")).items()
+               if not isinstance(meta.get("source"), str) or not meta["source"].strip()]
+    assert not missing, f"fields without a 'source': {missing}"
+
+
+def test_paper_values_are_those_of_section_3_1():
+    cfg = get_config("paper")
+    s = cfg.search
+    assert (s.layers, s.init_channels, s.nodes, s.T, s.batch_size) == (6, 16, 4, 3, 512)
+    assert (s.beta_p, s.lr, s.lr_min, s.momentum, s.weight_decay) == (2.0, 0.025, 0.0, 0.9, 5e-4)
+    assert (s.train_fraction, s.score_fraction) == (0.5, 0.05)
+    assert (cfg.imagenet_search_lr, cfg.imagenet_beta_p) == (0.05, 0.33)
+    c = cfg.cifar
+    assert (c.layers, c.channels_small, c.channels_medium, c.channels_large) == (10, 56, 72, 112)
+    assert (c.epochs, c.batch_size, c.lr, c.momentum, c.weight_decay, c.grad_clip) == (600, 96, 0.025, 0.9, 3e-4, 5.0)
+    i = cfg.imagenet
+    assert (i.layers, i.channels_small, i.epochs, i.batch_size, i.lr, i.weight_decay, i.image_size) == \
+        (10, 102, 250, 256, 0.05, 3e-5, 224)
+    assert i.label_smoothing > 0 and c.label_smoothing == 0
+
+
+def test_unknown_scale_and_keys():
+    with pytest.raises(CpnasError, match="unknown scale 'huge'; choose one of paper, cpu, smoke"):
+        get_config("huge")
+    with pytest.raises(CpnasError, match="unknown config key 'search.nope'.*beta_p"):
+        get_config("cpu", {"search.nope": 1})
+    with pytest.raises(CpnasError, match="unknown config key 'optimizer.lr'"):
+        get_config("cpu", {"optimizer.lr": 1})
+    with pytest.raises(CpnasError, match="'seed' has no sub-keys"):
+        get_config("cpu", {"seed.value": 1})
+    with pytest.raises(CpnasError, match="is a section"):
+        get_config("cpu", {"search": 1})
+
+
+@pytest.mark.parametrize("key,value", [
+    ("search.T", "three"), ("search.T", "2.5"), ("search.T", 2.5), ("search.beta_p", "high"),
+    ("search.final_cell", 2), ("search.reduction_layers", "1,x"), ("seed", None),
+])
+def test_wrong_types_raise(key, value):
+    with pytest.raises(CpnasError, match=f"config key '{key}' expects a"):
+        get_config("cpu", {key: value})
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("search.T", "2", 2), ("search.beta_p", "0.5", 0.5), ("search.beta_p", 1, 1.0),
+    ("search.reduction_layers", "2,4", (2, 4)), ("search.reduction_layers", "(1, 3)", (1, 3)),
+    ("search.reduction_layers", [2, 4], (2, 4)), ("search.final_cell", "top2", "top2"),
+])
+def test_overrides_coerce_to_the_field_type(key, value, expected):
+    cfg = get_config("smoke", {key: value})
+    section, _, name = key.partition(".")
+    got = getattr(getattr(cfg, section), name)
+    assert got == expected and type(got) is type(expected)
+    # other fields keep the preset's value
+    assert cfg.search.init_channels == get_config("smoke").search.init_channels
+
+
+def test_overrides_apply_after_the_preset():
+    cfg = apply_overrides(get_config("cpu"), {"cifar.epochs": "3", "seed": "7"})
+    assert (cfg.cifar.epochs, cfg.seed, cfg.scale) == (3, 7, "cpu")
+
+
+def test_parse_override():
+    assert parse_override("search.T=2") == ("search.T", "2")
+    assert parse_override(" seed = 3 ") == ("seed", "3")
+    with pytest.raises(CpnasError, match="key=value"):
+        parse_override("search.T")
+    with pytest.raises(CpnasError, match="key=value"):
+        parse_override("=2")
+
+
+def test_config_is_frozen():
+    cfg = get_config("cpu")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.seed = 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.search.T = 1
+    assert get_config("cpu") == cfg  # nothing shared was mutated
+
+
+def test_to_json_round_trips_the_values():
+    cfg = get_config("smoke")
+    d = json.loads(cfg.to_json())
+    assert d["scale"] == "smoke" and d["search"]["T"] == cfg.search.T
+    assert d["search"]["reduction_layers"] == list(cfg.search.reduction_layers)

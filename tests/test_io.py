@@ -1,0 +1,131 @@
+"""Atomic writes (DESIGN §5): a failed write never damages the previous file."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import cpnas.io as cio
+from cpnas.errors import CpnasError
+
+
+def leftovers(directory: Path) -> list[str]:
+    """Temporary files left next to the target (the writer names them '.<name>.*.tmp')."""
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+@pytest.fixture
+def old_file(tmp_path) -> Path:
+    path = tmp_path / "metrics.json"
+    cio.write_json(path, {"version": "old"})
+    return path
+
+
+def test_write_and_read_json(tmp_path):
+    path = cio.write_json(tmp_path / "a" / "b" / "x.json", {"t": (1, 2), "p": Path("/x"), "s": torch.tensor(3.5)})
+    assert path == tmp_path / "a" / "b" / "x.json"
+    assert cio.read_json(path) == {"t": [1, 2], "p": "/x", "s": 3.5}
+    assert cio.write_text(tmp_path / "t.txt", "héllo\n").read_text(encoding="utf-8") == "héllo\n"
+    assert leftovers(tmp_path) == []
+
+
+def test_write_json_rejects_unknown_objects_before_touching_the_file(old_file):
+    with pytest.raises(TypeError, match="cannot serialise object"):
+        cio.write_json(old_file, {"bad": object()})
+    assert cio.read_json(old_file) == {"version": "old"}
+
+
+def test_failed_rename_keeps_the_old_file(old_file, monkeypatch):
+    def replace(src, dst):
+        raise OSError(errno.EIO, "simulated I/O error")
+
+    monkeypatch.setattr(cio.os, "replace", replace)
+    with pytest.raises(OSError, match="simulated I/O error"):
+        cio.write_json(old_file, {"version": "new"})
+    monkeypatch.undo()
+    assert cio.read_json(old_file) == {"version": "old"}
+    assert leftovers(old_file.parent) == []
+
+
+def test_writer_failing_mid_way_keeps_the_old_file(old_file):
+    def half_then_crash(fh):
+        fh.write(b'{"version": "ne')
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError, match="killed mid-write"):
+        cio.write_with(old_file, half_then_crash)
+    assert cio.read_json(old_file) == {"version": "old"}
+    assert leftovers(old_file.parent) == []
+
+
+def test_interrupt_during_write_keeps_the_old_file(old_file, monkeypatch):
+    def fsync(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cio.os, "fsync", fsync)
+    with pytest.raises(KeyboardInterrupt):
+        cio.write_text(old_file, "new")
+    monkeypatch.undo()
+    assert cio.read_json(old_file) == {"version": "old"}
+    assert leftovers(old_file.parent) == []
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_disk_full_is_a_user_error_mentioning_resume(old_file, monkeypatch, code):
+    def fsync(fd):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(cio.os, "fsync", fsync)
+    with pytest.raises(CpnasError, match="--resume") as info:
+        cio.write_json(old_file, {"version": "new"})
+    monkeypatch.undo()
+    assert str(old_file) in str(info.value) and "intact" in str(info.value)
+    assert cio.read_json(old_file) == {"version": "old"}
+    assert leftovers(old_file.parent) == []
+
+
+def test_read_json_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"a": 1,,}')
+    with pytest.raises(CpnasError, match=r"bad\.json: not valid JSON \(.* at line 1, column \d+\)"):
+        cio.read_json(bad)
+    with pytest.raises(CpnasError, match=r"nothere\.json: no such file"):
+        cio.read_json(tmp_path / "nothere.json")
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\xff\xfe\x00{")
+    with pytest.raises(CpnasError, match=r"binary\.json: not a UTF-8 text file"):
+        cio.read_json(binary)
+    with pytest.raises(CpnasError, match="no such file"):
+        cio.read_json(tmp_path)  # a directory is not a JSON file
+
+
+def test_checkpoint_round_trip_and_errors(tmp_path):
+    state = {"epoch": 3, "weights": torch.arange(6.0).view(2, 3), "pools": {"normal": [["none"]]}}
+    path = cio.save_checkpoint(tmp_path / "ckpt.pt", state)
+    loaded = cio.load_checkpoint(path)
+    assert loaded["epoch"] == 3 and loaded["pools"] == state["pools"]
+    assert torch.equal(loaded["weights"], state["weights"])
+    with pytest.raises(CpnasError, match="without --resume"):
+        cio.load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "damaged.pt").write_bytes(path.read_bytes()[:50])
+    with pytest.raises(CpnasError, match=r"damaged\.pt: checkpoint is unreadable"):
+        cio.load_checkpoint(tmp_path / "damaged.pt")
+
+
+def test_json_is_human_readable(tmp_path):
+    path = cio.write_json(tmp_path / "x.json", {"b": 1, "a": [1, 2]})
+    text = path.read_text()
+    assert text.endswith("\n") and text.index('"b"') < text.index('"a"')  # indented, key order kept
+    assert json.loads(text) == {"b": 1, "a": [1, 2]}
+
+
+def test_atomic_write_respects_the_umask(tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    path = cio.write_text(tmp_path / "shared.txt", "x")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -1,0 +1,116 @@
+"""pyproject.toml and environment.yml list the same dependencies with the same pins."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_REQ = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*?)\s*$")
+
+
+def split_requirement(req: str) -> tuple[str, str]:
+    """``"torch==2.14.1"`` → ``("torch", "==2.14.1")``; names are normalised as in PEP 503."""
+    m = _REQ.match(req)
+    assert m, f"cannot parse requirement {req!r}"
+    name = re.sub(r"[-_.]+", "-", m.group(1)).lower()
+    return name, m.group(3).replace(" ", "")
+
+
+def pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def pyproject_requirements() -> dict[str, str]:
+    project = pyproject()["project"]
+    reqs = list(project["dependencies"]) + list(project.get("optional-dependencies", {}).get("test", []))
+    pairs = [split_requirement(r) for r in reqs]
+    names = [n for n, _ in pairs]
+    assert len(names) == len(set(names)), f"duplicate requirements in pyproject.toml: {names}"
+    return dict(pairs)
+
+
+def environment_pip_requirements() -> dict[str, str]:
+    """The entries of the ``- pip:`` block of environment.yml (a small line parser, no PyYAML)."""
+    lines = (ROOT / "environment.yml").read_text(encoding="utf-8").splitlines()
+    reqs, pip_indent = [], None
+    for line in lines:
+        text = line.split("#", 1)[0].rstrip()
+        if not text.strip():
+            continue
+        indent = len(text) - len(text.lstrip())
+        if pip_indent is None:
+            if text.strip() == "- pip:":
+                pip_indent = indent
+            continue
+        if indent <= pip_indent:
+            break  # the block ended
+        assert text.strip().startswith("- "), f"unexpected line in the pip block: {line!r}"
+        reqs.append(text.strip()[2:].strip().strip("'\""))
+    assert pip_indent is not None, "environment.yml has no '- pip:' block"
+    pairs = [split_requirement(r) for r in reqs]
+    names = [n for n, _ in pairs]
+    assert len(names) == len(set(names)), f"duplicate requirements in environment.yml: {names}"
+    return dict(pairs)
+
+
+def test_requirement_parser():
+    assert split_requirement("torch==2.14.1") == ("torch", "==2.14.1")
+    assert split_requirement("Jupyter_Lab >= 4.0") == ("jupyter-lab", ">=4.0")
+    assert split_requirement("nbval") == ("nbval", "")
+
+
+def test_pyproject_and_environment_list_the_same_pins():
+    py, env = pyproject_requirements(), environment_pip_requirements()
+    assert py, "no dependencies found in pyproject.toml"
+    only_py = sorted(set(py) - set(env))
+    only_env = sorted(set(env) - set(py))
+    assert not only_py, f"in pyproject.toml but not environment.yml: {only_py}"
+    assert not only_env, f"in environment.yml but not pyproject.toml: {only_env}"
+    differ = {n: (py[n], env[n]) for n in py if py[n] != env[n]}
+    assert not differ, f"version specifiers differ (pyproject, environment): {differ}"
+
+
+def test_torch_and_torchvision_are_pinned():
+    py = pyproject_requirements()
+    assert py["torch"] == "==2.14.1"
+    assert py["torchvision"] == "==0.29.1"
+    for name, spec in py.items():
+        assert spec, f"{name} has no version specifier"
+
+
+def test_environment_has_python_and_dot():
+    text = (ROOT / "environment.yml").read_text(encoding="utf-8")
+    m = re.search(r"^\s*-\s*python\s*=\s*(\d+)\.(\d+)", text, re.MULTILINE)
+    assert m, "environment.yml should pin python"
+    required = re.match(r">=\s*(\d+)\.(\d+)", pyproject()["project"]["requires-python"])
+    assert (int(m.group(1)), int(m.group(2))) >= (int(required.group(1)), int(required.group(2)))
+    assert re.search(r"^\s*-\s*graphviz\b", text.split("- pip:")[0], re.MULTILINE), \
+        "the conda 'graphviz' package provides the dot program used to draw cells"
+
+
+def test_installed_versions_satisfy_the_pins():
+    specifiers = pytest.importorskip("packaging.specifiers")
+    from importlib.metadata import PackageNotFoundError, version
+
+    bad = {}
+    for name, spec in pyproject_requirements().items():
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            bad[name] = "not installed"
+            continue
+        # local version labels (2.14.1+cpu) are ignored by '==' specifiers, as pip does
+        if not specifiers.SpecifierSet(spec).contains(installed.split("+")[0], prereleases=True):
+            bad[name] = f"{installed} does not satisfy {spec}"
+    assert not bad, f"the environment does not match pyproject.toml: {bad}"
+
+
+def test_console_script_resolves():
+    target = pyproject()["project"]["scripts"]["cpnas"]
+    module, _, attr = target.partition(":")
+    assert callable(getattr(importlib.import_module(module), attr))
