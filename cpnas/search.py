@@ -199,3 +199,22 @@ def dry_run(strategy: str, cfg: Config, beta_p: float | None = None) -> dict[str
     beta = 0.0 if strategy == "bnas" else (beta_p if beta_p is not None else s.beta_p)
     return {"strategy": strategy, "scale": cfg.scale, "beta_p": beta, "epochs": len(schedule),
             "schedule": summary, "config": cfg.to_dict()}
+
+
+def search_or_load(strategy: str, cfg: Config, *, seed: int = 0, beta_p: float | None = None,
+                   dataset: str = "cifar10", data_root: Path | None = None, device: str = "auto",
+                   out: Path | None = None) -> SearchResult:
+    """The notebooks' entry point: load a finished search from ``results/``, else run or resume it.
+
+    Re-running a notebook therefore costs nothing once its searches are done, and an
+    interrupted search continues from its last checkpoint.
+    """
+    out = Path(out) if out is not None else default_search_dir(cfg.scale, strategy, seed, beta_p, dataset)
+    if _finished(out):
+        return load_search(out)
+    return run_search(strategy, cfg, dataset=dataset, data_root=data_root, seed=seed, out=out,
+                      resume=True, device=device, beta_p=beta_p)
+
+
+def _finished(out: Path) -> bool:
+    return (out / "genotype.json").exists() and (out / "cost.json").exists()
