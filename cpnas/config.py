@@ -89,6 +89,8 @@ class TrainConfig:
     train_fraction: float = _f(1.0, "§3.1: the full training set", size=True)
     test_fraction: float = _f(1.0, "§3.1: the full test set", size=True)
     image_size: int = _f(32, "CIFAR-10 images are 32×32", size=True)
+    eval_every: int = _f(1, "test accuracy after every epoch, as DARTS' train.py; the last epoch is always "
+                            "measured (a cost knob only)", size=True)
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,9 @@ same space and the same supernet as CP-NAS):
   (``torch.autograd.grad``): the official code also back-propagates into (and
   then discards) the weight gradients in the architecture step, and into α in
   the weight step. The updates are identical; ours skip work that is thrown away;
-* the learning-rate floor is ``search.lr_min`` (0, "annealed down to zero", as
-  the PC-DARTS paper states; the official script uses 10⁻³);
+* the learning-rate floor is ``search.lr_min`` (0: "annealed down to zero", as
+  DARTS and PC-DARTS describe their schedules; both official scripts pass
+  ``learning_rate_min=0.001``);
 * the architecture split is iterated in passes (a new pass, i.e. a new shuffle,
   at every epoch and whenever it runs out), as the official ``V100_python1.0``
   script does; the original script drew ``next(iter(valid_queue))``, a fresh
@@ -70,7 +71,6 @@ same space and the same supernet as CP-NAS):
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Iterator, Mapping
 
 import torch
@@ -244,8 +244,12 @@ class PCDARTS(Strategy):
                 self._arch_iter = None
         raise CpnasError("the PC-DARTS architecture split yields no batch; it is empty")
 
-    def arch_step(self) -> float:
-        """One first-order Adam step on (α, β) with the loss of an architecture-split batch."""
+    def arch_step(self) -> torch.Tensor:
+        """One first-order Adam step on (α, β) with the loss of an architecture-split batch.
+
+        Returns the (detached) loss; the weights are not touched, only the BN running
+        statistics move (the step runs in train mode, as PC-DARTS' ``Architect.step``).
+        """
         x, y = self._next_arch_batch()
         x = x.to(self.ctx.device, non_blocking=True)
         y = y.to(self.ctx.device, non_blocking=True)
@@ -259,7 +263,7 @@ class PCDARTS(Strategy):
         for p, g in zip(params, grads):
             p.grad = torch.zeros_like(p) if g is None else g
         self.arch_opt.step()
-        return loss.item()
+        return loss.detach()
 
     def run_epoch(self, epoch: int) -> dict[str, Any]:
         ctx, s = self.ctx, self.s
@@ -268,7 +272,7 @@ class PCDARTS(Strategy):
         set_lr(self.weight_opt, lr)
         ctx.train_loader.set_epoch(epoch)
         self._arch_iter = None  # every epoch starts a new pass over the architecture split
-        arch_losses: list[float] = []
+        arch_losses: list[torch.Tensor] = []
 
         def before_step(i: int, x: torch.Tensor, y: torch.Tensor) -> None:
             if step["arch_updates"]:
@@ -288,7 +292,7 @@ class PCDARTS(Strategy):
         self.genotypes.append({"epoch": epoch, "genotype": genotype.to_dict()})
         record = {**step, "lr": lr, "train_loss": stats.loss, "train_acc": stats.acc,
                   "arch_acc": score["acc"], "arch_loss": score["loss"], "arch_steps": len(arch_losses),
-                  "arch_step_loss": sum(arch_losses) / len(arch_losses) if arch_losses else None,
+                  "arch_step_loss": torch.stack(arch_losses).mean().item() if arch_losses else None,
                   "genotype": genotype.to_dict(), **self._weights_record(),
                   "train_seconds": stats.seconds, "eval_seconds": score["seconds"],
                   "seconds": stats.seconds + score["seconds"]}

@@ -281,3 +281,81 @@ def ops_shape_table(C: int, H: int, precision: Precision, strides: Sequence[int]
                 "finite": bool(torch.isfinite(y).all()),
             })
     return pd.DataFrame(rows)
+
+
+# --- search (notebook 02, Fig. 5) --------------------------------------------
+
+def indicator_heatmap(indicator: dict, kind: str = "normal"):
+    """Heatmap of the indicator e(o) (Eq. 2) of every op on every edge, one panel per round.
+
+    ``indicator`` is the content of a search's ``indicator.json``; removed ops are
+    shown blank from the round after their removal, the op removed in a round is
+    outlined in red.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from cpnas.ops import PRIMITIVES
+
+    rounds = indicator["rounds"]
+    edges = indicator["edges"]
+    fig, axes = plt.subplots(1, len(rounds), figsize=(2.1 * len(rounds) + 1.5, 4.6), sharey=True,
+                             squeeze=False)
+    vmax = max(max(v for d in r["indicator"][kind] for v in d.values()) for r in rounds)
+    for ax, r in zip(axes[0], rounds):
+        grid = np.full((len(edges), len(PRIMITIVES)), np.nan)
+        for e, d in enumerate(r["indicator"][kind]):
+            for op, v in d.items():
+                grid[e, PRIMITIVES.index(op)] = v
+        im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=vmax, aspect="auto")
+        for e, op in enumerate(r["removed"][kind]):
+            ax.add_patch(plt.Rectangle((PRIMITIVES.index(op) - 0.5, e - 0.5), 1, 1, fill=False,
+                                       edgecolor="red", linewidth=1.5))
+        k = len(r["indicator"][kind][0])
+        ax.set_title(f"round {r['round'] + 1} (K={k})", fontsize=9)
+        ax.set_xticks(range(len(PRIMITIVES)), PRIMITIVES, rotation=90, fontsize=7)
+    axes[0][0].set_yticks(range(len(edges)), [f"{i}→{j}" for i, j in edges], fontsize=7)
+    axes[0][0].set_ylabel(f"{kind} cell edge (i→j)")
+    fig.colorbar(im, ax=axes[0].tolist(), fraction=0.02, label="e(o), Eq. 2")
+    fig.suptitle(f"Indicator per edge and round, {kind} cell (red: op removed)", fontsize=11)
+    return fig
+
+
+def search_curves(history: list[dict]):
+    """A_C, A_P and z over the search epochs (Eq. 1), with the round boundaries."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ep = [h["epoch"] + 1 for h in history]
+    ax.plot(ep, [h["A_C"] for h in history], ".-", label="A_C (Child, 1-bit)")
+    if any(h.get("A_P") is not None for h in history):
+        ax.plot(ep, [h["A_P"] for h in history], ".-", label="A_P (Parent, 32-bit)")
+    ax.plot(ep, [h["z"] for h in history], ":", color="gray", label="z (Eq. 1)")
+    for h in history:
+        if "removed" in h:
+            ax.axvline(h["epoch"] + 1.5, color="lightgray", lw=0.8)
+    ax.set_xlabel("search epoch")
+    ax.set_ylabel("accuracy on the score split")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def removal_table(indicator: dict, kind: str = "normal"):
+    """DataFrame: for every edge (rows) the op removed in each round (columns), then the survivor."""
+    import pandas as pd
+
+    rows = []
+    for e, (i, j) in enumerate(indicator["edges"]):
+        row = {"edge": f"{i}→{j}"}
+        for r in indicator["rounds"]:
+            row[f"round {r['round'] + 1}"] = r["removed"][kind][e]
+        last_round = indicator["rounds"][-1]
+        row["kept"] = next(op for op in last_round["indicator"][kind][e] if op != last_round["removed"][kind][e])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fig5(genotype):
+    """Fig. 5: the normal (a) and reduction (b) cells of a genotype, as two graphviz graphs."""
+    return genotype.draw("normal", title="(a) normal cell"), genotype.draw("reduce", title="(b) reduction cell")

@@ -77,7 +77,8 @@ def search_data(cfg: Config, dataset: str, data_root: Path | None, seed: int, de
         idx_train, idx_score = D.search_split(n, s.train_fraction, s.score_fraction, seed, labels=images.labels)
         idx_arch = None
     common = dict(device=device, seed=seed)
-    train = D.TensorLoader(D.subset(images, idx_train), s.batch_size, shuffle=True, drop_last=False,
+    train_batch = s.pc_batch_size if with_arch_split else s.batch_size
+    train = D.TensorLoader(D.subset(images, idx_train), train_batch, shuffle=True, drop_last=False,
                            augment=True, **common)
     score = D.TensorLoader(D.subset(images, idx_score), s.batch_size, shuffle=False, augment=False, **common)
     arch = None

@@ -186,3 +186,123 @@ def _len(loader: Any) -> int | None:
         return len(loader)
     except TypeError:
         return None
+
+
+# --------------------------------------------------------------------------- fit: the one training run
+
+CHECKPOINT = "checkpoint.pt"
+HISTORY = "history.json"
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the per-epoch history and the final test metrics."""
+
+    history: list[dict[str, Any]]
+    test: dict[str, float]
+    epochs: int
+    wall_clock_s: float
+    resumed_from: int | None = None
+
+
+def fit(model: nn.Module, train_loader: Any, test_loader: Any, tcfg: Any, loss_fn: LossFn, *,
+        device: torch.device, out: Any = None, resume: bool = False, topk: tuple[int, ...] = (1, 5),
+        run_info: dict[str, Any] | None = None, desc: str = "fit") -> FitResult:
+    """Train ``model`` for ``tcfg.epochs`` epochs and measure it on ``test_loader`` (§3.1).
+
+    The recipe of §3.1 (CIFAR and ImageNet alike), every number from ``tcfg`` (a
+    :class:`~cpnas.config.TrainConfig`): SGD with momentum and weight decay; the
+    learning rate of epoch *e* is ``cosine_lr(lr, lr_min, e, epochs)``, set at the
+    start of every epoch (a pure function of *e*, so a resumed run uses the same
+    rates); gradient clipping at ``grad_clip``; drop-path probability ramped
+    linearly to ``drop_path`` over the run (DARTS); cutout, augmentation, label
+    smoothing and the auxiliary tower's weight live in the loader and ``loss_fn``.
+
+    After every epoch (when ``out`` is given) ``history.json`` and an atomic
+    ``checkpoint.pt`` (model, optimizer, loss state such as the CP loss's class
+    means, RNG, history) are written; ``resume=True`` continues from that
+    checkpoint, and since the data order is a function of (seed, epoch) only, the
+    result equals an uninterrupted run's. The test set is measured every
+    ``tcfg.eval_every`` epochs and after the last one. A non-finite loss raises
+    :class:`NonFiniteLossError` naming the last good checkpoint, which stays on disk.
+    """
+    from pathlib import Path
+
+    from cpnas.io import load_checkpoint, save_checkpoint, write_json
+
+    out = Path(out) if out is not None else None
+    ckpt_path = out / CHECKPOINT if out is not None else None
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = sgd(params, tcfg.lr, tcfg.momentum, tcfg.weight_decay)
+    history: list[dict[str, Any]] = []
+    elapsed, start_epoch, resumed_from = 0.0, 0, None
+    run_info = dict(run_info or {})
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, map_location=device)
+        if run_info and state.get("run_info") != run_info:
+            raise CpnasError(f"{ckpt_path} was written by another run ({_diff(state.get('run_info'), run_info)}); "
+                             f"resume with the same options or choose another --out")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if state.get("loss") is not None and hasattr(loss_fn, "load_state_dict"):
+            loss_fn.load_state_dict(state["loss"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        history, elapsed = state["history"], state["elapsed"]
+        start_epoch = resumed_from = state["epoch"] + 1
+        log.info("resuming %s at epoch %d/%d", out, start_epoch + 1, tcfg.epochs)
+    test: dict[str, float] = dict(history[-1]["test"]) if history and "test" in history[-1] else {}
+    every = max(1, int(getattr(tcfg, "eval_every", 1)))
+    for epoch in progress(range(start_epoch, tcfg.epochs), desc=desc, total=tcfg.epochs - start_epoch,
+                          leave=True, unit="epoch"):
+        t0 = time.perf_counter()
+        lr = cosine_lr(tcfg.lr, tcfg.lr_min, epoch, tcfg.epochs)
+        set_lr(optimizer, lr)
+        if hasattr(model, "drop_path_prob"):
+            model.drop_path_prob = tcfg.drop_path * epoch / tcfg.epochs
+        if hasattr(train_loader, "set_epoch"):
+            train_loader.set_epoch(epoch)
+        try:
+            stats = train_one_epoch(model, params, train_loader, optimizer, loss_fn, device=device,
+                                    grad_clip=tcfg.grad_clip, modules=[model], desc=f"epoch {epoch + 1}")
+        except NonFiniteLossError as exc:
+            kept = (f"the checkpoint of epoch {epoch} in {ckpt_path} is kept" if ckpt_path is not None
+                    and ckpt_path.exists() else "no checkpoint was written yet")
+            raise NonFiniteLossError(f"epoch {epoch + 1}/{tcfg.epochs}: {exc} ({kept})") from None
+        record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": stats.loss, "train_acc": stats.acc}
+        if hasattr(model, "drop_path_prob"):
+            record["drop_path_prob"] = model.drop_path_prob
+        if hasattr(loss_fn, "pop_stats"):
+            record.update(loss_fn.pop_stats())
+        last = epoch + 1 == tcfg.epochs
+        if last or (epoch + 1) % every == 0:
+            test = evaluate(model, test_loader, device=device, modules=[model], topk=topk, desc="test")
+            record["test_acc"] = test["acc"]
+            record.update({f"test_top{k}": test[f"top{k}"] for k in topk})
+            record["test"] = test
+        elapsed += time.perf_counter() - t0
+        record["seconds"] = time.perf_counter() - t0
+        record["wall_clock_s"] = elapsed
+        history.append(record)
+        log.info("epoch %d/%d lr %.4g train loss %.4f acc %.4f%s", epoch + 1, tcfg.epochs, lr, stats.loss,
+                 stats.acc, f" test acc {record['test_acc']:.4f}" if "test_acc" in record else "")
+        if out is not None:
+            loss_state = loss_fn.state_dict() if hasattr(loss_fn, "state_dict") else None
+            save_checkpoint(ckpt_path, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "loss": loss_state,
+                "epoch": epoch, "history": history, "elapsed": elapsed, "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+                "run_info": run_info})
+            write_json(out / HISTORY, history)
+    if not test:  # zero epochs, or a resumed run whose last record had no test entry
+        test = evaluate(model, test_loader, device=device, modules=[model], topk=topk, desc="test")
+    return FitResult(history=history, test=test, epochs=tcfg.epochs, wall_clock_s=elapsed,
+                     resumed_from=resumed_from)
+
+
+def _diff(old: Any, new: dict[str, Any]) -> str:
+    if not isinstance(old, dict):
+        return "no run description"
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return "; ".join(f"{k}: {old.get(k)!r} vs {new.get(k)!r}" for k in keys[:3]) or "same options"

@@ -1,0 +1,58 @@
+"""``cpnas train``: train a found architecture from scratch (§3.1) and write ``metrics.json``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from cpnas.binary import PRECISIONS
+from cpnas.cli.common import add_data_args, add_run_args, add_scale_args, resolve_config
+from cpnas.evaluation import SIZES
+from cpnas.losses import LOSSES
+
+TRAIN_DATASETS = ("cifar10", "imagenet", "synthetic")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train the evaluation network of a genotype (Tables 1 and 2)",
+        description="Build the CIFAR-10 (10 cells, C = 56/72/112) or ImageNet (C = 102) evaluation network of a "
+                    "genotype, train it with the recipe of §3.1 (SGD, cosine learning rate, cutout, auxiliary "
+                    "tower, label smoothing on ImageNet) and the CP loss of Eq. 3-4 or plain cross-entropy, "
+                    "and write metrics.json (test error, top-1/top-5, params, memory, FLOPs, wall-clock), "
+                    "history.json and a checkpoint after every epoch to --out.",
+        epilog="Example: cpnas train --genotype results/cpu/search/cpnas/seed0/genotype.json --size small "
+               "--scale smoke --dataset synthetic --out /tmp/t")
+    p.add_argument("--genotype", required=True, metavar="PATH", help="genotype JSON (cpnas search writes one)")
+    p.add_argument("--size", default="small", choices=SIZES,
+                   help="model size: small/medium/large = C 56/72/112 on CIFAR-10 at the paper scale "
+                        "(default: small; ImageNet has one size, C = 102)")
+    add_scale_args(p)
+    add_data_args(p, TRAIN_DATASETS, "cifar10")
+    add_run_args(p)
+    p.add_argument("--loss", default="cp", choices=LOSSES,
+                   help="cp: cross-entropy + the kernel-level CP loss of Eq. 3 (default); ce: cross-entropy only")
+    p.add_argument("--precision", default="binary", choices=tuple(PRECISIONS),
+                   help="cell convolutions: binary (1-bit weights and activations, default), real, or the "
+                        "Table 2 variants binary* (first layer of each separable conv with real inputs) and "
+                        "binary** (also the input-node preprocessing)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cpnas.evaluation import METRICS, train_genotype
+    from cpnas.genotype import load_genotype
+
+    cfg = resolve_config(args)
+    genotype = load_genotype(args.genotype)  # a corrupt file is a one-line CpnasError
+    finished = (args.out / METRICS).exists()
+    metrics = train_genotype(genotype, cfg, out=args.out, size=args.size, dataset=args.dataset,
+                             data_root=args.data, seed=args.seed, loss=args.loss, precision=args.precision,
+                             resume=args.resume, device=args.device, genotype_path=args.genotype)
+    if finished:
+        print(f"{args.out} is finished; nothing to resume (metrics kept)")
+    print(f"metrics: {args.out / METRICS}")
+    summary = {k: metrics.get(k) for k in ("test_error", "top1", "top5", "params_m", "memory_mbit", "flops_m",
+                                           "epochs", "wall_clock_s", "dataset_description")}
+    print(json.dumps(summary))
+    return 0

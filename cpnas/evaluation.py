@@ -1,0 +1,251 @@
+"""Training a found architecture (§3.1 "architecture evaluation"): build, train, measure, cache.
+
+* :func:`build_network` — the CIFAR (:class:`~cpnas.networks.NetworkCIFAR`) or
+  ImageNet (:class:`~cpnas.networks.NetworkImageNet`) evaluation network of a
+  genotype at a named size (small / medium / large = C 56 / 72 / 112 on CIFAR at
+  the paper scale; one size, C = 102, on ImageNet) and precision (``binary``,
+  ``real``, or Table 2's ``binary*`` / ``binary**``).
+* :func:`train_genotype` — one training run with :func:`cpnas.train.fit`, writing
+  ``config.json``, ``history.json``, ``checkpoint.pt`` and finally
+  ``metrics.json`` (test error, top-1/top-5, parameters, memory, FLOPs, epochs,
+  wall-clock, device, scale, dataset) to its folder; resumable.
+* :func:`train_or_load` — the notebooks' entry point, like
+  :func:`cpnas.search.search_or_load`: load ``results/<scale>/train/<name>/seed<N>/metrics.json``
+  if it exists, else train (or resume) the run.
+
+With ``loss.kernel_source = "parent"`` the CP loss needs the trained
+full-precision Parent of the same genotype and size: it is trained first (plain
+cross-entropy, ``precision = real``, the same recipe and data) in the ``parent/``
+sub-folder of the run and then frozen.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cpnas import data as D
+from cpnas.binary import get_precision
+from cpnas.config import Config, TrainConfig
+from cpnas.errors import CpnasError
+from cpnas.genotype import Genotype
+from cpnas.io import load_checkpoint, read_json, write_json
+from cpnas.losses import LOSSES, make_loss
+from cpnas.paths import results_dir
+from cpnas.train import CHECKPOINT, FitResult, fit, resolve_device
+
+log = logging.getLogger(__name__)
+
+SIZES = ("small", "medium", "large")
+"""§3.1: three CIFAR-10 model sizes (C = 56 / 72 / 112 at the paper scale)."""
+METRICS = "metrics.json"
+PARENT_DIR = "parent"
+
+
+def train_config(cfg: Config, dataset: str) -> TrainConfig:
+    """The training recipe of ``dataset``: ``cfg.imagenet`` for ImageNet folders, ``cfg.cifar`` otherwise."""
+    D._check_name(dataset)
+    return cfg.imagenet if dataset == "imagenet" else cfg.cifar
+
+
+def channels_of(tcfg: TrainConfig, size: str) -> int:
+    if size not in SIZES:
+        raise CpnasError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
+    return getattr(tcfg, f"channels_{size}")
+
+
+def build_network(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", size: str = "small",
+                  precision: str = "binary", num_classes: int = 10) -> nn.Module:
+    """The evaluation network of ``genotype`` (§3.1) at ``size`` and ``precision``, on the current device.
+
+    The auxiliary tower is built when the recipe gives it a weight.
+    """
+    from cpnas.networks import NetworkCIFAR, NetworkImageNet
+
+    tcfg = train_config(cfg, dataset)
+    C = channels_of(tcfg, size)
+    net_cls = NetworkImageNet if dataset == "imagenet" else NetworkCIFAR
+    try:
+        return net_cls(genotype, C=C, num_classes=num_classes, layers=tcfg.layers,
+                       auxiliary=tcfg.auxiliary_weight > 0, precision=get_precision(precision))
+    except ValueError as exc:  # e.g. FactorizedReduce needs an even channel count
+        raise CpnasError(f"cannot build the {dataset} network with C={C}, {tcfg.layers} cells: {exc}") from None
+
+
+def profile_network(genotype: Genotype, cfg: Config, *, dataset: str, size: str, precision: str,
+                    num_classes: int) -> dict[str, Any]:
+    """Params, memory (Mbit) and FLOPs (M) of the trained network (:mod:`cpnas.efficiency`, at inference)."""
+    from cpnas.efficiency import profile
+
+    tcfg = train_config(cfg, dataset)
+    with torch.device("meta"):  # shapes only
+        model = build_network(genotype, cfg, dataset=dataset, size=size, precision=precision,
+                              num_classes=num_classes)
+    prof = profile(model, (3, tcfg.image_size, tcfg.image_size))
+    return {"params": prof.params, "params_m": prof.params_m, "binary_params": prof.binary_params,
+            "real_params": prof.real_params, "memory_mbit": prof.memory_mbit,
+            "memory_mbit_excl_bn": prof.without_norm().memory_mbit, "flops_m": prof.flops_m}
+
+
+def paper_size_profile(genotype: Genotype, *, dataset: str, size: str, precision: str) -> dict[str, Any]:
+    """The same genotype at the paper's size (analytic; CIFAR-10 or 1000-class ImageNet)."""
+    from cpnas.config import get_config
+    from cpnas.efficiency import profile_genotype
+
+    prof = profile_genotype(genotype, dataset="imagenet" if dataset == "imagenet" else "cifar10", size=size,
+                            precision=precision, config=get_config("paper"))
+    return {"params_m": prof.params_m, "memory_mbit": prof.memory_mbit,
+            "memory_mbit_excl_bn": prof.without_norm().memory_mbit, "flops_m": prof.flops_m,
+            "channels": prof.meta["channels"], "layers": prof.meta["layers"]}
+
+
+def _loaders(cfg: Config, dataset: str, data_root: Path | None, seed: int, device: torch.device):
+    tcfg = train_config(cfg, dataset)
+    train = D.load_dataset(cfg, dataset, "train", data_root, seed=seed)
+    test = D.load_dataset(cfg, dataset, "test", data_root, seed=seed)
+    train = D.subset(train, D.fraction_indices(len(train), tcfg.train_fraction, seed, labels=train.labels))
+    # the test subset does not depend on the seed: every run of a scale is measured on the same images
+    test = D.subset(test, D.fraction_indices(len(test), tcfg.test_fraction, 0, labels=test.labels))
+    train_loader = D.TensorLoader(train, tcfg.batch_size, shuffle=True, augment=True, cutout=tcfg.cutout,
+                                  seed=seed, device=device)
+    test_loader = D.TensorLoader(test, tcfg.batch_size, shuffle=False, augment=False, device=device)
+    return train, test, train_loader, test_loader
+
+
+def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, size: str = "small",
+                   dataset: str = "cifar10", data_root: str | os.PathLike | None = None, seed: int = 0,
+                   loss: str = "cp", precision: str = "binary", resume: bool = False, device: str = "auto",
+                   genotype_path: str | os.PathLike | None = None, extra: dict[str, Any] | None = None
+                   ) -> dict[str, Any]:
+    """Train ``genotype`` from scratch with the recipe of §3.1 and write ``metrics.json`` to ``out``.
+
+    Returns the metrics. ``resume=True`` continues from ``out/checkpoint.pt``; on a
+    finished run (``metrics.json`` present) it is a no-op returning the stored
+    metrics. ``extra`` is stored in the metrics as is (e.g. the search's cost).
+    """
+    out = Path(out)
+    if loss not in LOSSES:
+        raise CpnasError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    prec = get_precision(precision)
+    if loss == "cp" and not prec.binary:
+        raise CpnasError("the CP loss is for 1-bit networks; use --loss ce with --precision real")
+    channels_of(train_config(cfg, dataset), size)  # validate the size before loading data
+    if (out / METRICS).exists():
+        if resume:
+            log.info("%s is finished; nothing to resume", out)
+            return read_json(out / METRICS)
+        raise CpnasError(f"{out} already holds a finished training run; pass --resume to keep it (a no-op) "
+                         f"or choose another --out")
+    if not resume and (out / CHECKPOINT).exists():
+        raise CpnasError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    dev = resolve_device(device)
+    data_root = Path(data_root) if data_root is not None else None
+    tcfg = train_config(cfg, dataset)
+    train, test, train_loader, test_loader = _loaders(cfg, dataset, data_root, seed, dev)
+
+    parent = None
+    if loss == "cp" and cfg.loss.kernel_source == "parent":
+        parent = _trained_parent(genotype, cfg, out / PARENT_DIR, size=size, dataset=dataset,
+                                 data_root=data_root, seed=seed, device=device, num_classes=train.num_classes,
+                                 genotype_path=genotype_path)
+    torch.manual_seed(seed)
+    model = build_network(genotype, cfg, dataset=dataset, size=size, precision=precision,
+                          num_classes=train.num_classes).to(dev, memory_format=torch.channels_last)
+    loss_fn = make_loss(loss, model, num_classes=train.num_classes, config=cfg.loss, parent=parent,
+                        label_smoothing=tcfg.label_smoothing, aux_weight=tcfg.auxiliary_weight)
+    run = {"genotype": genotype.to_dict(), "size": size, "dataset": dataset, "seed": seed, "loss": loss,
+           "precision": prec.name, "config": cfg.to_dict()}
+    write_json(out / "config.json", {**run, "genotype_path": str(genotype_path) if genotype_path else None,
+                                     "data_root": str(data_root) if data_root else None,
+                                     "dataset_description": train.description})
+    start = time.perf_counter()
+    result: FitResult = fit(model, train_loader, test_loader, tcfg, loss_fn, device=dev, out=out, resume=resume,
+                            topk=(1, 5), run_info=run, desc=f"train {out.parent.name or out.name}")
+    metrics = _metrics(result, genotype, cfg, dataset=dataset, size=size, precision=prec.name, loss=loss,
+                       seed=seed, device=dev, description=train.description, n_train=len(train),
+                       n_test=len(test), num_classes=train.num_classes, genotype_path=genotype_path,
+                       session_s=time.perf_counter() - start)
+    if extra:
+        metrics.update(extra)
+    write_json(out / METRICS, metrics)
+    return metrics
+
+
+def _metrics(result: FitResult, genotype: Genotype, cfg: Config, *, dataset: str, size: str, precision: str,
+             loss: str, seed: int, device: torch.device, description: str, n_train: int, n_test: int,
+             num_classes: int, genotype_path: Any, session_s: float) -> dict[str, Any]:
+    from cpnas.paths import run_info
+
+    tcfg = train_config(cfg, dataset)
+    top1 = result.test["top1"]
+    metrics: dict[str, Any] = {
+        "test_error": 100.0 * (1.0 - top1), "top1": 100.0 * top1,
+        "top5": 100.0 * result.test["top5"] if num_classes > 5 else None,
+        **profile_network(genotype, cfg, dataset=dataset, size=size, precision=precision, num_classes=num_classes),
+        "paper_size": paper_size_profile(genotype, dataset=dataset, size=size, precision=precision),
+        "weight_bits": 32 if precision == "real" else 1,
+        "activation_bits": 32 if precision == "real" else 1,
+        "epochs": tcfg.epochs, "wall_clock_s": result.wall_clock_s, "device": run_info(cfg.scale, device=device.type)["device"],
+        "scale": cfg.scale, "dataset": dataset, "dataset_description": description,
+        "train_images": n_train, "test_images": n_test, "num_classes": num_classes,
+        "size": size, "channels": channels_of(tcfg, size), "layers": tcfg.layers, "image_size": tcfg.image_size,
+        "precision": precision, "loss": loss, "kernel_source": cfg.loss.kernel_source if loss == "cp" else None,
+        "seed": seed, "genotype": genotype.to_dict(), "genotype_path": str(genotype_path) if genotype_path else None,
+        "resumed_from_epoch": result.resumed_from, "last_session_s": session_s,
+    }
+    return metrics
+
+
+def _trained_parent(genotype: Genotype, cfg: Config, out: Path, *, size: str, dataset: str,
+                    data_root: Path | None, seed: int, device: str, num_classes: int,
+                    genotype_path: Any) -> nn.Module:
+    """The full-precision Parent for ``kernel_source = "parent"``: trained (or loaded) in ``out``, then frozen."""
+    log.info("training the full-precision Parent in %s (loss.kernel_source = 'parent')", out)
+    train_genotype(genotype, cfg, out=out, size=size, dataset=dataset, data_root=data_root, seed=seed,
+                   loss="ce", precision="real", resume=True, device=device, genotype_path=genotype_path)
+    parent = build_network(genotype, cfg, dataset=dataset, size=size, precision="real", num_classes=num_classes)
+    parent.load_state_dict(load_checkpoint(out / CHECKPOINT)["model"])
+    dev = resolve_device(device)
+    parent.to(dev).eval().requires_grad_(False)
+    return parent
+
+
+def default_train_dir(scale: str, name: str, seed: int) -> Path:
+    """``results/<scale>/train/<name>/seed<N>`` (the layout the notebooks read)."""
+    return results_dir(scale) / "train" / name / f"seed{seed}"
+
+
+def train_or_load(name: str, genotype: Genotype | str | os.PathLike, cfg: Config, *, size: str = "small",
+                  dataset: str = "cifar10", data_root: str | os.PathLike | None = None, seed: int = 0,
+                  loss: str = "cp", precision: str = "binary", device: str = "auto", search: Any = None,
+                  out: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The notebooks' entry point: load ``<out>/metrics.json`` if the run is finished, else train or resume it.
+
+    ``out`` defaults to :func:`default_train_dir` ``(cfg.scale, name, seed)``.
+    ``genotype`` is a :class:`Genotype` or a path to a genotype JSON. ``search``,
+    a :class:`~cpnas.search.SearchResult`, records where the genotype came from
+    and what the search cost (Table 1's "search cost").
+    """
+    from cpnas.genotype import load_genotype
+
+    out = Path(out) if out is not None else default_train_dir(cfg.scale, name, seed)
+    if (out / METRICS).exists():
+        return read_json(out / METRICS)
+    genotype_path = None
+    if search is not None:
+        genotype_path = Path(search.out) / "genotype.json"
+    if not isinstance(genotype, Genotype):
+        genotype_path = Path(genotype)
+        genotype = load_genotype(genotype_path)
+    extra: dict[str, Any] = {"name": name}
+    if search is not None:
+        extra["search"] = {"out": str(search.out), "cost": search.cost}
+    return train_genotype(genotype, cfg, out=out, size=size, dataset=dataset, data_root=data_root, seed=seed,
+                          loss=loss, precision=precision, resume=True, device=device,
+                          genotype_path=genotype_path, extra=extra)
