@@ -245,7 +245,29 @@ def train_or_load(name: str, genotype: Genotype | str | os.PathLike, cfg: Config
         genotype = load_genotype(genotype_path)
     extra: dict[str, Any] = {"name": name}
     if search is not None:
-        extra["search"] = {"out": str(search.out), "cost": search.cost}
+        extra["search"] = {"out": str(search.out), "strategy": _search_strategy(Path(search.out)),
+                           "cost": search.cost}
     return train_genotype(genotype, cfg, out=out, size=size, dataset=dataset, data_root=data_root, seed=seed,
                           loss=loss, precision=precision, resume=True, device=device,
                           genotype_path=genotype_path, extra=extra)
+
+
+def _search_strategy(search_out: Path) -> str | None:
+    """The strategy of a finished search, from the ``config.json`` the search loop wrote."""
+    try:
+        return read_json(search_out / "config.json")["run"]["strategy"]
+    except (CpnasError, KeyError, TypeError):
+        return None
+
+
+SUMMARY_KEYS = ("name", "test_error", "top1", "top5", "params_m", "memory_mbit", "flops_m", "epochs",
+                "wall_clock_s", "train_images", "test_images", "channels", "layers", "precision", "loss",
+                "dataset_description", "scale", "device")
+
+
+def summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of a run's metrics (for display in the notebooks)."""
+    out = {k: metrics.get(k) for k in SUMMARY_KEYS if k in metrics}
+    if metrics.get("paper_size"):
+        out["params_m at paper size"] = metrics["paper_size"]["params_m"]
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}

@@ -359,3 +359,17 @@ def removal_table(indicator: dict, kind: str = "normal"):
 def fig5(genotype):
     """Fig. 5: the normal (a) and reduction (b) cells of a genotype, as two graphviz graphs."""
     return genotype.draw("normal", title="(a) normal cell"), genotype.draw("reduce", title="(b) reduction cell")
+
+
+def op_counts(genotype):
+    """DataFrame: how many edges of each cell use each op (the paper notes CP-NAS prefers pooling, §3.2)."""
+    rows = []
+    for kind in ("normal", "reduce"):
+        edges, _ = genotype.cell(kind)
+        row = {"cell": kind}
+        for op in PRIMITIVES:
+            if op != "none":
+                row[op] = sum(1 for e in edges if e[0] == op)
+        row["edges"] = len(edges)
+        rows.append(row)
+    return pd.DataFrame(rows)

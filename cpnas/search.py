@@ -212,6 +212,10 @@ def search_or_load(strategy: str, cfg: Config, *, seed: int = 0, beta_p: float |
     """
     out = Path(out) if out is not None else default_search_dir(cfg.scale, strategy, seed, beta_p, dataset)
     if _finished(out):
+        stored = read_json(out / "config.json")["config"]
+        if stored != cfg.to_dict():
+            raise CpnasError(f"{out} holds a search run with another configuration than scale "
+                             f"{cfg.scale!r} now gives; move it away (or delete it) to search again")
         return load_search(out)
     return run_search(strategy, cfg, dataset=dataset, data_root=data_root, seed=seed, out=out,
                       resume=True, device=device, beta_p=beta_p)
@@ -219,3 +223,31 @@ def search_or_load(strategy: str, cfg: Config, *, seed: int = 0, beta_p: float |
 
 def _finished(out: Path) -> bool:
     return (out / "genotype.json").exists() and (out / "cost.json").exists()
+
+
+def load_indicator(out: Path) -> dict[str, Any]:
+    """The ``indicator.json`` of a CP-NAS/BNAS search (e(o) of every edge after every round)."""
+    return read_json(Path(out) / "indicator.json")
+
+
+def config_table(cfg: Config, section: str = "search"):
+    """DataFrame of one config section: value, the paper's value, whether it is a size field, and the source."""
+    import pandas as pd
+
+    from cpnas.config import PAPER, iter_fields
+
+    paper = {k: v for k, v, _ in iter_fields(PAPER)}
+    rows = [{"key": k, "value": v, "paper": paper[k], "size field": bool(m.get("size")),
+             "source": m.get("source", "")}
+            for k, v, m in iter_fields(cfg) if k.startswith(section + ".")]
+    return pd.DataFrame(rows)
+
+
+def cost_table(result: SearchResult):
+    """One-row DataFrame with the measured search cost of a finished search."""
+    import pandas as pd
+
+    c = result.cost
+    return pd.DataFrame([{"epochs": c["epochs"], "wall-clock (h)": round(c["wall_clock_h"], 3),
+                          "device": c["device_name"], "GPU-days": c["gpu_days"], "dataset": c["dataset"],
+                          "paper (GPU-days, 6 TITAN V)": 0.1}])

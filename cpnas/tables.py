@@ -136,3 +136,173 @@ def table3(genotype: Genotype | str | os.PathLike, *, config: Config | None = No
     df["memory excl. BN (Mbit)"] = df["memory excl. BN (Mbit)"].astype(object).where(
         df["memory excl. BN (Mbit)"].notna(), None)
     return df
+
+
+# --- Tables 1 and 2: test error / accuracy of trained networks -------------------------------------
+
+PAPER_SOURCE = "paper (reported)"
+"""The ``source`` tag of every row copied from the paper (Tables 1 and 2)."""
+
+PAPER_TABLE1: dict[str, dict[str, Any]] = {
+    # Zhuo, Zhang et al., IJCAI 2020, Table 1 ("Test error on CIFAR-10"), values as printed.
+    # search cost in GPU days; None where the paper prints "-" (manual designs).
+    "WRN-22": {"test_error": 5.04, "params_m": 4.33, "w": 32, "a": 32, "search_cost": None,
+               "method": "Manual", "ref": "Zagoruyko et al., 2016"},
+    "DARTS": {"test_error": 2.83, "params_m": 3.4, "w": 32, "a": 32, "search_cost": 4.0,
+              "method": "Gradient-based", "ref": "Liu et al., 2018b"},
+    "PC-DARTS": {"test_error": 2.78, "params_m": 3.5, "w": 32, "a": 32, "search_cost": 0.15,
+                 "method": "Gradient-based", "ref": "Xu et al., 2019"},
+    "WRN-22 (PCNN)": {"test_error": 5.69, "params_m": 4.33, "w": 1, "a": 32, "search_cost": None,
+                      "method": "Manual", "ref": "Gu et al., 2019"},
+    "BNAS (PCNN)": {"test_error": 3.94, "params_m": 2.6, "w": 1, "a": 32, "search_cost": 0.09,
+                    "method": "Performance-based", "ref": "Chen et al., 2019a"},
+    "BNAS (PCNN, larger)": {"test_error": 3.47, "params_m": 4.6, "w": 1, "a": 32, "search_cost": 0.09,
+                            "method": "Performance-based", "ref": "Chen et al., 2019a"},
+    "WRN-22 (BONN)": {"test_error": 8.07, "params_m": 4.33, "w": 1, "a": 1, "search_cost": None,
+                      "method": "Manual", "ref": "Zhao et al., 2019"},
+    "BNAS†": {"test_error": 8.29, "params_m": 4.5, "w": 1, "a": 1, "search_cost": 0.09,
+              "method": "Performance-based", "ref": "the paper's CP-NAS with β_P = 0"},
+    "CP-NAS (Small)": {"test_error": 6.5, "params_m": 2.9, "w": 1, "a": 1, "search_cost": 0.1,
+                       "method": "Child-Parent model", "ref": "C = 56"},
+    "CP-NAS (Medium)": {"test_error": 5.72, "params_m": 4.4, "w": 1, "a": 1, "search_cost": 0.1,
+                        "method": "Child-Parent model", "ref": "C = 72"},
+    "CP-NAS (Large)": {"test_error": 4.73, "params_m": 10.6, "w": 1, "a": 1, "search_cost": 0.1,
+                       "method": "Child-Parent model", "ref": "C = 112; printed 'CP-NAS (large)'"},
+}
+"""The paper's reported Table 1 (CIFAR-10). Reported values, never ours."""
+
+PAPER_TABLE2: dict[str, dict[str, Any]] = {
+    # Zhuo, Zhang et al., IJCAI 2020, Table 2 ("Test accuracy on ImageNet"), values as printed.
+    "ResNet-18": {"top1": 69.3, "top5": 89.2, "params_m": 11.17, "w": 32, "a": 32, "search_cost": None,
+                  "method": "Manual", "ref": "Gu et al., 2019"},
+    "PNAS": {"top1": 74.2, "top5": 91.9, "params_m": 5.1, "w": 32, "a": 32, "search_cost": 225.0,
+             "method": "SMBO", "ref": "Liu et al., 2018a"},
+    "DARTS": {"top1": 73.1, "top5": 91.0, "params_m": 4.9, "w": 32, "a": 32, "search_cost": 4.0,
+              "method": "Gradient-based", "ref": "Liu et al., 2018b"},
+    "PC-DARTS": {"top1": 75.8, "top5": 92.7, "params_m": 5.3, "w": 32, "a": 32, "search_cost": 3.8,
+                 "method": "Gradient-based", "ref": "Xu et al., 2019"},
+    "ResNet-18 (PCNN, 1/32)": {"top1": 63.5, "top5": 85.1, "params_m": 11.17, "w": 1, "a": 32,
+                               "search_cost": None, "method": "Manual",
+                               "ref": "Gu et al., 2019; printed 'ResNet-18 (PCNN)'"},
+    "BNAS (PCNN)": {"top1": 71.3, "top5": 90.3, "params_m": 6.2, "w": 1, "a": 32, "search_cost": 2.6,
+                    "method": "Performance-based", "ref": "Chen et al., 2019a"},
+    "ResNet-18 (Bi-real Net)": {"top1": 56.4, "top5": 79.3, "params_m": 11.17, "w": 1, "a": 1,
+                                "search_cost": None, "method": "Manual", "ref": "Liu et al., 2018c"},
+    "ResNet-18 (PCNN)": {"top1": 57.5, "top5": 80.0, "params_m": 11.17, "w": 1, "a": 1, "search_cost": None,
+                         "method": "Manual", "ref": "Gu et al., 2019"},
+    "ResNet-18 (BONN)": {"top1": 59.3, "top5": 81.5, "params_m": 11.17, "w": 1, "a": 1, "search_cost": None,
+                         "method": "Manual", "ref": "Zhao et al., 2019"},
+    "CP-NAS*": {"top1": 64.3, "top5": 85.6, "params_m": 12.5, "w": 1, "a": 1, "search_cost": 2.8,
+                "method": "Child-Parent model",
+                "ref": "activations of the first layer of each separable conv not binarized"},
+    "CP-NAS**": {"top1": 66.5, "top5": 86.8, "params_m": 12.5, "w": 1, "a": 1, "search_cost": 2.8,
+                 "method": "Child-Parent model", "ref": "* and the input-node preprocessing activations not binarized"},
+}
+"""The paper's reported Table 2 (ImageNet). Reported values, never ours."""
+
+TABLE1_COLUMNS = ("architecture", "source", "test error (%)", "params (M)", "W", "A", "search cost (GPU days)",
+                  "search method", "scale", "dataset", "epochs", "params at paper size (M)",
+                  "search wall-clock (h)", "compare with", "note")
+TABLE2_COLUMNS = ("architecture", "source", "top-1 (%)", "top-5 (%)", "params (M)", "W", "A",
+                  "search cost (GPU days)", "search method", "scale", "dataset", "epochs",
+                  "params at paper size (M)", "search wall-clock (h)", "compare with", "note")
+
+SEARCH_METHODS = {"cpnas": "Child-Parent model", "bnas": "Performance-based", "random": "Random selection",
+                  "pcdarts": "Gradient-based"}
+"""Table 1's "Search Method" of each of our search strategies."""
+
+
+def _compare_with(label: str, paper: dict[str, Any]) -> str | None:
+    """The paper row ``label`` stands beside: itself, else the longest paper label it starts with."""
+    if label in paper:
+        return label
+    prefixes = [p for p in paper if label.startswith(p)]
+    return max(prefixes, key=len) if prefixes else None
+
+
+def _bits(value: Any) -> Any:
+    return None if value is None else int(value)
+
+
+def _ours_common(label: str, m: dict[str, Any], compare_with: str | None) -> dict[str, Any]:
+    search = m.get("search") or {}
+    cost = search.get("cost") or {}
+    strategy = search.get("strategy")
+    note = (f"{m['dataset_description']}; {m['scale']} scale: C={m['channels']}, {m['layers']} cells, "
+            f"{m['image_size']}px, {m['epochs']} epochs on {m['train_images']} training images, tested on "
+            f"{m['test_images']}; precision {m['precision']}, loss {m['loss']}"
+            + (f" (H = {m['kernel_source']})" if m.get("kernel_source") else "")
+            + (f"; search {strategy} on {cost.get('dataset')}, {cost.get('epochs')} epochs"
+               f" on {cost.get('device_name')}" if cost else ""))
+    return {
+        "architecture": label, "source": "ours",
+        "params (M)": round(m["params_m"], 3), "W": _bits(m.get("weight_bits")), "A": _bits(m.get("activation_bits")),
+        "search cost (GPU days)": round(cost["gpu_days"], 3) if cost.get("gpu_days") is not None else None,
+        "search method": SEARCH_METHODS.get(strategy, strategy),
+        "scale": m["scale"], "dataset": m["dataset_description"], "epochs": m["epochs"],
+        "params at paper size (M)": round(m["paper_size"]["params_m"], 3) if m.get("paper_size") else None,
+        "search wall-clock (h)": round(cost["wall_clock_h"], 3) if cost.get("wall_clock_h") is not None else None,
+        "compare with": compare_with, "note": note,
+    }
+
+
+def _paper_common(label: str, p: dict[str, Any]) -> dict[str, Any]:
+    return {"architecture": label, "source": PAPER_SOURCE, "params (M)": p["params_m"], "W": p["w"], "A": p["a"],
+            "search cost (GPU days)": p["search_cost"], "search method": p["method"], "scale": "paper",
+            "dataset": None, "epochs": None, "params at paper size (M)": p["params_m"],
+            "search wall-clock (h)": None, "compare with": label, "note": p["ref"]}
+
+
+def _interleave(paper_rows: list[dict[str, Any]], ours_rows: list[dict[str, Any]], columns: tuple[str, ...]):
+    """Paper rows in the paper's order, each of ours right after the paper row it compares with."""
+    import pandas as pd
+
+    rows: list[dict[str, Any]] = []
+    placed: set[int] = set()
+    for prow in paper_rows:
+        rows.append(prow)
+        for k, orow in enumerate(ours_rows):
+            if orow["compare with"] == prow["architecture"]:
+                rows.append(orow)
+                placed.add(k)
+    rows += [r for k, r in enumerate(ours_rows) if k not in placed]
+    df = pd.DataFrame(rows, columns=list(columns))
+    return df.astype(object).where(df.notna(), None)
+
+
+def table1(ours: dict[str, dict[str, Any]] | None = None):
+    """Table 1: CIFAR-10 test error, the paper's rows (:data:`PAPER_TABLE1`) beside ours.
+
+    ``ours`` maps a row label to the ``metrics.json`` of a training run
+    (:func:`cpnas.evaluation.train_or_load`), e.g. ``{"CP-NAS (Small)": m_small,
+    "BNAS†": m_bnas, "CP-NAS (Small), cross-entropy only": m_ce}``. Each of our
+    rows comes right after the paper row whose label it equals or starts with
+    (``compare with``) and says at which scale, on which dataset and for how many
+    epochs it was trained; ``params (M)`` is the trained network's,
+    ``params at paper size (M)`` the same genotype at the paper's C (56 / 72 /
+    112). Our search cost is in GPU days when the search ran on a GPU, else only
+    its wall-clock (hours). Paper rows are tagged ``source = "paper (reported)"``.
+    """
+    paper_rows = [{**_paper_common(label, p), "test error (%)": p["test_error"]} for label, p in PAPER_TABLE1.items()]
+    ours_rows = [{**_ours_common(label, m, _compare_with(label, PAPER_TABLE1)),
+                  "test error (%)": round(m["test_error"], 2)} for label, m in (ours or {}).items()]
+    return _interleave(paper_rows, ours_rows, TABLE1_COLUMNS)
+
+
+def table2(ours: dict[str, dict[str, Any]] | None = None):
+    """Table 2: ImageNet top-1 / top-5 accuracy, the paper's rows (:data:`PAPER_TABLE2`) beside ours.
+
+    As :func:`table1`; ``ours`` maps labels such as ``"CP-NAS*"`` to training
+    metrics. Our rows name the dataset they were measured on (for the Imagenette
+    stand-in: "Imagenette (10 ImageNet classes)", never ImageNet), and
+    ``params at paper size (M)`` is the genotype's ImageNet network at C = 102,
+    10 cells, 1000 classes (analytic, to compare with the paper's 12.5 M).
+    """
+    paper_rows = [{**_paper_common(label, p), "top-1 (%)": p["top1"], "top-5 (%)": p["top5"]}
+                  for label, p in PAPER_TABLE2.items()]
+    ours_rows = []
+    for label, m in (ours or {}).items():
+        top5 = m.get("top5")
+        ours_rows.append({**_ours_common(label, m, _compare_with(label, PAPER_TABLE2)),
+                          "top-1 (%)": round(m["top1"], 2), "top-5 (%)": None if top5 is None else round(top5, 2)})
+    return _interleave(paper_rows, ours_rows, TABLE2_COLUMNS)
