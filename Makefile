@@ -12,7 +12,6 @@ STAMP := $(VENV)/.installed
 # Smoke runs must not overwrite the committed notebooks (they keep the real cpu outputs).
 NB_OUT := $(if $(filter smoke,$(SCALE)),results/smoke/notebooks,notebooks)
 PAPERMILL = mkdir -p $(NB_OUT) && CPNAS_SCALE=$(SCALE) $(BIN)/papermill --cwd notebooks -p SCALE $(SCALE)
-TIME = /usr/bin/env time -f "[make $@] wall-clock %es" 2>&1
 
 .PHONY: help venv test test-unit test-notebooks lab bench clean \
         reproduce reproduce-fig3 reproduce-fig5 reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig6
