@@ -146,8 +146,11 @@ class CPNAS(Strategy):
         net_args = dict(C=s.init_channels, num_classes=ctx.num_classes, layers=s.layers,
                         reduction_layers=s.reduction_layers, nodes=s.nodes)
         torch.manual_seed(ctx.seed)
-        self.child = SearchNetwork(precision=BINARY, **net_args).to(ctx.device, memory_format=torch.channels_last)
-        self.parent = SearchNetwork(precision=REAL, **net_args).to(ctx.device, memory_format=torch.channels_last)
+        from cpnas.pcdarts import supernet_memory_format  # the CPU convolution bug it works around
+
+        self.memory_format = fmt = supernet_memory_format(ctx.device, s.init_channels, 1)
+        self.child = SearchNetwork(precision=BINARY, **net_args).to(ctx.device, memory_format=fmt)
+        self.parent = SearchNetwork(precision=REAL, **net_args).to(ctx.device, memory_format=fmt)
         self.child_opt = sgd(self.child.parameters(), s.lr, s.momentum, s.weight_decay)
         self.parent_opt = sgd(self.parent.parameters(), s.lr, s.momentum, s.weight_decay)
         self.loss_fn = cross_entropy_loss()
@@ -198,12 +201,14 @@ class CPNAS(Strategy):
         if self.trains_parent:
             nets.append(("parent", self.parent, self.parent_opt))
         acc = {}
+        fmt = self.memory_format
         for who, net, opt in nets:
             set_lr(opt, lr)
-            stats = train_one_epoch(lambda x, net=net: net(x, path), net.parameters(), ctx.train_loader, opt,
+            forward = lambda x, net=net: net(x.contiguous(memory_format=fmt), path)  # noqa: E731
+            stats = train_one_epoch(forward, net.parameters(), ctx.train_loader, opt,
                                     self.loss_fn, device=ctx.device, grad_clip=s.grad_clip, modules=[net],
                                     desc=f"{who} {epoch + 1}/{len(self._schedule)}")
-            score = evaluate(lambda x, net=net: net(x, path), ctx.score_loader, device=ctx.device,
+            score = evaluate(forward, ctx.score_loader, device=ctx.device,
                              modules=[net], train_mode_bn=True, topk=(1,), desc=f"score {who}")
             acc[who] = score["acc"]
             record.update({f"{who}_train_loss": stats.loss, f"{who}_train_acc": stats.acc,
