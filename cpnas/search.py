@@ -122,7 +122,7 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = "cifar10", data_roo
         if state["run_args"]["strategy"] != strategy or state["run_args"]["seed"] != seed:
             raise CpnasError(f"{ckpt_path} belongs to a {state['run_args']['strategy']} search with seed "
                              f"{state['run_args']['seed']}; not resuming it as {strategy} seed {seed}")
-        if state["config"] != cfg.to_dict():
+        if _search_part(state["config"]) != _search_part(cfg.to_dict()):
             raise CpnasError(f"{ckpt_path} was written with another configuration; resume with the same "
                              f"--scale and --set options, or start a new --out")
         strat.load_state_dict(state["strategy"])
@@ -213,12 +213,19 @@ def search_or_load(strategy: str, cfg: Config, *, seed: int = 0, beta_p: float |
     out = Path(out) if out is not None else default_search_dir(cfg.scale, strategy, seed, beta_p, dataset)
     if _finished(out):
         stored = read_json(out / "config.json")["config"]
-        if stored != cfg.to_dict():
+        if _search_part(stored) != _search_part(cfg.to_dict()):
             raise CpnasError(f"{out} holds a search run with another configuration than scale "
                              f"{cfg.scale!r} now gives; move it away (or delete it) to search again")
         return load_search(out)
     return run_search(strategy, cfg, dataset=dataset, data_root=data_root, seed=seed, out=out,
                       resume=True, device=device, beta_p=beta_p)
+
+
+def _search_part(config: dict) -> dict:
+    """The config sections a search depends on (training settings may change without invalidating it)."""
+    import json
+
+    return json.loads(json.dumps({key: config.get(key) for key in ("search", "data")}))  # tuples → lists
 
 
 def _finished(out: Path) -> bool:
