@@ -9,9 +9,11 @@ SCALE ?= cpu
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The scale reaches the notebooks through CPNAS_SCALE only: `papermill -p` would inject a
+# parameters cell into the committed notebooks, and nbval would then re-run them at that scale.
 # Smoke runs must not overwrite the committed notebooks (they keep the real cpu outputs).
 NB_OUT := $(if $(filter smoke,$(SCALE)),results/smoke/notebooks,notebooks)
-PAPERMILL = mkdir -p $(NB_OUT) && CPNAS_SCALE=$(SCALE) $(BIN)/papermill --cwd notebooks -p SCALE $(SCALE)
+PAPERMILL = mkdir -p $(NB_OUT) && CPNAS_SCALE=$(SCALE) $(BIN)/papermill --cwd notebooks
 
 .PHONY: help venv test test-unit test-notebooks lab bench clean \
         reproduce reproduce-fig3 reproduce-fig5 reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig6
