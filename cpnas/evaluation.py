@@ -38,7 +38,7 @@ from cpnas.genotype import Genotype
 from cpnas.io import load_checkpoint, read_json, write_json
 from cpnas.losses import LOSSES, make_loss
 from cpnas.paths import results_dir
-from cpnas.train import CHECKPOINT, FitResult, fit, resolve_device
+from cpnas.train import CHECKPOINT, FitResult, config_difference, fit, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,13 @@ def profile_network(genotype: Genotype, cfg: Config, *, dataset: str, size: str,
             "memory_mbit_excl_bn": prof.without_norm().memory_mbit, "flops_m": prof.flops_m}
 
 
-def paper_size_profile(genotype: Genotype, *, dataset: str, size: str, precision: str) -> dict[str, Any]:
-    """The same genotype at the paper's size (analytic; CIFAR-10 or 1000-class ImageNet)."""
+def paper_size_profile(genotype: Genotype, *, dataset: str = "cifar10", size: str = "small",
+                       precision: str = "binary") -> dict[str, Any]:
+    """The same genotype at the paper's size, analytic (:func:`cpnas.efficiency.profile_genotype`).
+
+    CIFAR-10 at C = 56 / 72 / 112, or ImageNet at C = 102, 224×224, 1000 classes:
+    params, memory (Mbit, with and without BN) and FLOPs (M).
+    """
     from cpnas.config import get_config
     from cpnas.efficiency import profile_genotype
 
@@ -105,7 +110,27 @@ def paper_size_profile(genotype: Genotype, *, dataset: str, size: str, precision
             "channels": prof.meta["channels"], "layers": prof.meta["layers"]}
 
 
-def _loaders(cfg: Config, dataset: str, data_root: Path | None, seed: int, device: torch.device):
+ONEDNN_MIN_STRIDED_1X1_CHANNELS = 8
+"""See :data:`cpnas.pcdarts.ONEDNN_MIN_STRIDED_1X1_CHANNELS`: on the CPU, a stride-2 1×1 convolution
+with fewer input channels must not run in ``channels_last`` (a PyTorch/oneDNN heap corruption)."""
+
+
+def memory_format_for(model: nn.Module, device: torch.device) -> torch.memory_format:
+    """``channels_last`` (faster on CPU and GPU), except where it would hit the CPU bug above.
+
+    Only tiny widths (the ``smoke`` scale, tests) have such a convolution, e.g. the
+    factorized reduce after an ImageNet stem of C < 8.
+    """
+    if device.type == "cpu":
+        for m in model.modules():
+            if (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1)
+                    and m.in_channels < ONEDNN_MIN_STRIDED_1X1_CHANNELS):
+                return torch.contiguous_format
+    return torch.channels_last
+
+
+def _loaders(cfg: Config, dataset: str, data_root: Path | None, seed: int, device: torch.device,
+             channels_last: bool = True):
     tcfg = train_config(cfg, dataset)
     train = D.load_dataset(cfg, dataset, "train", data_root, seed=seed)
     test = D.load_dataset(cfg, dataset, "test", data_root, seed=seed)
@@ -113,8 +138,9 @@ def _loaders(cfg: Config, dataset: str, data_root: Path | None, seed: int, devic
     # the test subset does not depend on the seed: every run of a scale is measured on the same images
     test = D.subset(test, D.fraction_indices(len(test), tcfg.test_fraction, 0, labels=test.labels))
     train_loader = D.TensorLoader(train, tcfg.batch_size, shuffle=True, augment=True, cutout=tcfg.cutout,
-                                  seed=seed, device=device)
-    test_loader = D.TensorLoader(test, tcfg.batch_size, shuffle=False, augment=False, device=device)
+                                  seed=seed, device=device, channels_last=channels_last)
+    test_loader = D.TensorLoader(test, tcfg.batch_size, shuffle=False, augment=False, device=device,
+                                 channels_last=channels_last)
     return train, test, train_loader, test_loader
 
 
@@ -147,7 +173,10 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
     dev = resolve_device(device)
     data_root = Path(data_root) if data_root is not None else None
     tcfg = train_config(cfg, dataset)
-    train, test, train_loader, test_loader = _loaders(cfg, dataset, data_root, seed, dev)
+    with torch.device("meta"):
+        fmt = memory_format_for(build_network(genotype, cfg, dataset=dataset, size=size, precision=precision), dev)
+    train, test, train_loader, test_loader = _loaders(cfg, dataset, data_root, seed, dev,
+                                                      channels_last=fmt == torch.channels_last)
 
     parent = None
     if loss == "cp" and cfg.loss.kernel_source == "parent":
@@ -156,17 +185,16 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
                                  genotype_path=genotype_path)
     torch.manual_seed(seed)
     model = build_network(genotype, cfg, dataset=dataset, size=size, precision=precision,
-                          num_classes=train.num_classes).to(dev, memory_format=torch.channels_last)
+                          num_classes=train.num_classes).to(dev, memory_format=fmt)
     loss_fn = make_loss(loss, model, num_classes=train.num_classes, config=cfg.loss, parent=parent,
                         label_smoothing=tcfg.label_smoothing, aux_weight=tcfg.auxiliary_weight)
-    run = {"genotype": genotype.to_dict(), "size": size, "dataset": dataset, "seed": seed, "loss": loss,
-           "precision": prec.name, "config": cfg.to_dict()}
+    run = run_key(genotype, cfg, dataset=dataset, size=size, seed=seed, loss=loss, precision=prec.name)
     write_json(out / "config.json", {**run, "genotype_path": str(genotype_path) if genotype_path else None,
                                      "data_root": str(data_root) if data_root else None,
                                      "dataset_description": train.description})
     start = time.perf_counter()
     result: FitResult = fit(model, train_loader, test_loader, tcfg, loss_fn, device=dev, out=out, resume=resume,
-                            topk=(1, 5), run_info=run, desc=f"train {out.parent.name or out.name}")
+                            topk=(1, 5), run_info=run, desc=f"train {(extra or {}).get('name', out.name)}")
     metrics = _metrics(result, genotype, cfg, dataset=dataset, size=size, precision=prec.name, loss=loss,
                        seed=seed, device=dev, description=train.description, n_train=len(train),
                        n_test=len(test), num_classes=train.num_classes, genotype_path=genotype_path,
@@ -175,6 +203,25 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
         metrics.update(extra)
     write_json(out / METRICS, metrics)
     return metrics
+
+
+def run_key(genotype: Genotype, cfg: Config, *, dataset: str, size: str, seed: int, loss: str,
+            precision: str) -> dict[str, Any]:
+    """Everything a training run's result depends on, as plain JSON values.
+
+    Only the sections training reads (the recipe of ``dataset``, the CP loss, the
+    synthetic data sizes), so a change to the search presets does not orphan
+    finished trainings; a checkpoint or a cached ``metrics.json`` is reused only
+    when its key equals the current one.
+    """
+    import dataclasses
+    import json
+
+    key = {"genotype": genotype.to_dict(), "size": size, "dataset": dataset, "seed": seed, "loss": loss,
+           "precision": get_precision(precision).name, "train": dataclasses.asdict(train_config(cfg, dataset)),
+           "loss_config": dataclasses.asdict(cfg.loss) if loss == "cp" else None,
+           "data": dataclasses.asdict(cfg.data) if dataset == "synthetic" else None}
+    return json.loads(json.dumps(key))  # tuples → lists: equal to what metrics.json holds
 
 
 def _metrics(result: FitResult, genotype: Genotype, cfg: Config, *, dataset: str, size: str, precision: str,
@@ -198,6 +245,7 @@ def _metrics(result: FitResult, genotype: Genotype, cfg: Config, *, dataset: str
         "precision": precision, "loss": loss, "kernel_source": cfg.loss.kernel_source if loss == "cp" else None,
         "seed": seed, "genotype": genotype.to_dict(), "genotype_path": str(genotype_path) if genotype_path else None,
         "resumed_from_epoch": result.resumed_from, "last_session_s": session_s,
+        "run": run_key(genotype, cfg, dataset=dataset, size=size, seed=seed, loss=loss, precision=precision),
     }
     return metrics
 
@@ -212,7 +260,7 @@ def _trained_parent(genotype: Genotype, cfg: Config, out: Path, *, size: str, da
     parent = build_network(genotype, cfg, dataset=dataset, size=size, precision="real", num_classes=num_classes)
     parent.load_state_dict(load_checkpoint(out / CHECKPOINT)["model"])
     dev = resolve_device(device)
-    parent.to(dev).eval().requires_grad_(False)
+    parent.to(dev, memory_format=memory_format_for(parent, dev)).eval().requires_grad_(False)
     return parent
 
 
@@ -235,14 +283,19 @@ def train_or_load(name: str, genotype: Genotype | str | os.PathLike, cfg: Config
     from cpnas.genotype import load_genotype
 
     out = Path(out) if out is not None else default_train_dir(cfg.scale, name, seed)
-    if (out / METRICS).exists():
-        return read_json(out / METRICS)
     genotype_path = None
     if search is not None:
         genotype_path = Path(search.out) / "genotype.json"
     if not isinstance(genotype, Genotype):
         genotype_path = Path(genotype)
         genotype = load_genotype(genotype_path)
+    if (out / METRICS).exists():
+        metrics = read_json(out / METRICS)
+        key = run_key(genotype, cfg, dataset=dataset, size=size, seed=seed, loss=loss, precision=precision)
+        if metrics.get("run") != key:
+            raise CpnasError(f"{out} holds a training run of another genotype or configuration "
+                             f"({config_difference(metrics.get('run'), key)}); move it away (or delete it) to train again")
+        return metrics
     extra: dict[str, Any] = {"name": name}
     if search is not None:
         extra["search"] = {"out": str(search.out), "strategy": _search_strategy(Path(search.out)),

@@ -24,7 +24,11 @@
   mean over the mini-batch, as center loss's reference implementation does, so
   that λ (:attr:`~cpnas.config.LossConfig.center_lambda`, not stated in the
   paper ⚑) does not depend on the batch size; ``‖·‖²`` sums over every element
-  of the feature map.
+  of the feature map. Because that sum runs over thousands of values, λ must be
+  small: at λ = 10⁻³ the term dominated the cross-entropy and the network
+  shrank its last feature map to a near-constant (chance accuracy on synthetic
+  data that cross-entropy alone learns); the default 10⁻⁵ keeps the term at a
+  fraction of the cross-entropy at initialisation.
 * ``L_CE`` is the conventional loss of the run: cross-entropy with the run's
   label smoothing, plus the auxiliary tower's weighted CE when the network has
   one (:func:`cpnas.train.cross_entropy_loss`).

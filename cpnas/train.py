@@ -16,13 +16,16 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 from torch import nn
 
 from cpnas.errors import CpnasError
 from cpnas.progress import progress
+
+if TYPE_CHECKING:
+    from cpnas.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +208,7 @@ class FitResult:
     resumed_from: int | None = None
 
 
-def fit(model: nn.Module, train_loader: Any, test_loader: Any, tcfg: Any, loss_fn: LossFn, *,
+def fit(model: nn.Module, train_loader: Any, test_loader: Any, tcfg: "TrainConfig", loss_fn: LossFn, *,
         device: torch.device, out: Any = None, resume: bool = False, topk: tuple[int, ...] = (1, 5),
         run_info: dict[str, Any] | None = None, desc: str = "fit") -> FitResult:
     """Train ``model`` for ``tcfg.epochs`` epochs and measure it on ``test_loader`` (§3.1).
@@ -240,8 +243,9 @@ def fit(model: nn.Module, train_loader: Any, test_loader: Any, tcfg: Any, loss_f
     if resume and ckpt_path is not None and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, map_location=device)
         if run_info and state.get("run_info") != run_info:
-            raise CpnasError(f"{ckpt_path} was written by another run ({_diff(state.get('run_info'), run_info)}); "
-                             f"resume with the same options or choose another --out")
+            diff = config_difference(state.get("run_info"), run_info)
+            raise CpnasError(f"{ckpt_path} was written by another run ({diff}); resume with the same options "
+                             f"or choose another --out")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if state.get("loss") is not None and hasattr(loss_fn, "load_state_dict"):
@@ -301,8 +305,20 @@ def fit(model: nn.Module, train_loader: Any, test_loader: Any, tcfg: Any, loss_f
                      resumed_from=resumed_from)
 
 
-def _diff(old: Any, new: dict[str, Any]) -> str:
+def config_difference(old: Any, new: Any, limit: int = 3) -> str:
+    """The first ``limit`` leaves where two run descriptions differ, as ``key: old vs new``."""
+    def leaves(d: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(d, dict):
+            return {prefix or "value": d}
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(leaves(v, f"{prefix}.{k}" if prefix else str(k)) if isinstance(v, dict) else
+                       {f"{prefix}.{k}" if prefix else str(k): v})
+        return out
+
     if not isinstance(old, dict):
         return "no run description"
-    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    return "; ".join(f"{k}: {old.get(k)!r} vs {new.get(k)!r}" for k in keys[:3]) or "same options"
+    a, b = leaves(old), leaves(new)
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    text = "; ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in keys[:limit])
+    return (text + (f"; and {len(keys) - limit} more" if len(keys) > limit else "")) or "same options"

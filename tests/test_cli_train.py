@@ -1,0 +1,103 @@
+"""``cpnas train`` end to end at a tiny size on synthetic data: metrics.json, resume, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cpnas.cli import main
+
+REQUIRED = {"test_error", "top1", "top5", "params", "params_m", "memory_mbit", "flops_m", "epochs",
+            "wall_clock_s", "device", "scale", "dataset", "dataset_description", "genotype_path", "loss",
+            "precision", "size", "paper_size"}
+
+# smaller than the smoke preset: three cells of 4 channels on 48 synthetic 16×16 images
+TINY = ["--set", "cifar.layers=3", "--set", "cifar.channels_small=4", "--set", "cifar.image_size=16",
+        "--set", "cifar.batch_size=16", "--set", "cifar.epochs=2", "--set", "cifar.train_fraction=1.0",
+        "--set", "cifar.test_fraction=1.0", "--set", "data.synthetic_train=48", "--set", "data.synthetic_test=16",
+        "--set", "cifar.cutout=4"]
+
+
+def train(out, genotype, *extra):
+    return main(["train", "--genotype", str(genotype), "--scale", "smoke", "--dataset", "synthetic",
+                 "--out", str(out), "--device", "cpu", *TINY, *extra])
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, data_dir):
+    out = tmp_path_factory.mktemp("run")
+    assert train(out, data_dir / "darts_v2.json") == 0
+    return out
+
+
+def test_train_writes_metrics(finished, data_dir):
+    metrics = json.loads((finished / "metrics.json").read_text())
+    assert REQUIRED <= set(metrics)
+    assert metrics["scale"] == "smoke" and metrics["dataset"] == "synthetic" and metrics["epochs"] == 2
+    assert metrics["loss"] == "cp" and metrics["precision"] == "binary" and metrics["kernel_source"] == "child"
+    assert 0 <= metrics["test_error"] <= 100 and metrics["test_error"] == pytest.approx(100 - metrics["top1"])
+    assert metrics["genotype_path"] == str(data_dir / "darts_v2.json")
+    assert metrics["params"] > 0 and metrics["memory_mbit"] > 0 and metrics["flops_m"] > 0
+    assert metrics["dataset_description"].startswith("synthetic")
+    history = json.loads((finished / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2] and "loss_kernel" in history[0]
+    assert (finished / "checkpoint.pt").is_file() and (finished / "config.json").is_file()
+
+
+def test_resume_after_completion_is_a_no_op(finished, data_dir, capsys):
+    before = (finished / "metrics.json").read_bytes()
+    mtime = (finished / "metrics.json").stat().st_mtime_ns
+    assert train(finished, data_dir / "darts_v2.json", "--resume") == 0
+    assert "nothing to resume" in capsys.readouterr().out
+    assert (finished / "metrics.json").read_bytes() == before
+    assert (finished / "metrics.json").stat().st_mtime_ns == mtime
+
+
+def test_existing_run_without_resume_is_refused(finished, data_dir, capsys):
+    assert train(finished, data_dir / "darts_v2.json") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cpnas train: error:") and "--resume" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"normal": [["conv_9x9", 0, 2]], "reduce": []}', "[]"])
+def test_corrupt_genotype_is_one_line_exit_2(tmp_path, capsys, content):
+    bad = tmp_path / "genotype.json"
+    bad.write_text(content)
+    assert train(tmp_path / "out", bad) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cpnas train: error:") and "\n" not in err and str(bad) in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cp_loss_with_real_precision_is_refused(tmp_path, data_dir, capsys):
+    assert train(tmp_path / "out", data_dir / "darts_v2.json", "--precision", "real") == 2
+    assert "--loss ce" in capsys.readouterr().err
+
+
+def test_parent_reading_trains_and_uses_a_full_precision_parent(tmp_path, data_dir):
+    out = tmp_path / "run"
+    assert train(out, data_dir / "darts_v2.json", "--set", "loss.kernel_source=parent", "--set", "cifar.epochs=1") == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    parent = json.loads((out / "parent" / "metrics.json").read_text())
+    assert metrics["kernel_source"] == "parent" and metrics["precision"] == "binary"
+    assert parent["precision"] == "real" and parent["loss"] == "ce" and parent["weight_bits"] == 32
+
+
+def test_train_or_load_caches_and_refuses_a_stale_run(tmp_path, data_dir):
+    from cpnas.config import get_config
+    from cpnas.errors import CpnasError
+    from cpnas.evaluation import train_or_load
+    from cpnas.genotype import load_genotype
+
+    overrides = dict(pair.split("=", 1) for pair in TINY[1::2])
+    cfg = get_config("smoke", {**overrides, "cifar.epochs": "1"})
+    genotype = load_genotype(data_dir / "darts_v2.json")
+    out = tmp_path / "run"
+    first = train_or_load("tiny", genotype, cfg, dataset="synthetic", out=out, device="cpu")
+    mtime = (out / "metrics.json").stat().st_mtime_ns
+    assert train_or_load("tiny", genotype, cfg, dataset="synthetic", out=out, device="cpu") == first
+    assert (out / "metrics.json").stat().st_mtime_ns == mtime and first["name"] == "tiny"
+    changed = get_config("smoke", {**overrides, "cifar.epochs": "2"})
+    with pytest.raises(CpnasError, match=r"another genotype or configuration \(train.epochs: 1 vs 2\)"):
+        train_or_load("tiny", genotype, changed, dataset="synthetic", out=out, device="cpu")
