@@ -33,16 +33,17 @@ from torch import nn
 from cpnas import data as D
 from cpnas.binary import get_precision
 from cpnas.config import Config, TrainConfig
+from cpnas.efficiency import SIZES
 from cpnas.errors import CpnasError
 from cpnas.genotype import Genotype
 from cpnas.io import load_checkpoint, read_json, write_json
 from cpnas.losses import LOSSES, make_loss
+from cpnas.networks import memory_format_for
 from cpnas.paths import results_dir
 from cpnas.train import CHECKPOINT, FitResult, config_difference, fit, resolve_device
 
 log = logging.getLogger(__name__)
 
-SIZES = ("small", "medium", "large")
 """§3.1: three CIFAR-10 model sizes (C = 56 / 72 / 112 at the paper scale)."""
 METRICS = "metrics.json"
 PARENT_DIR = "parent"
@@ -110,23 +111,6 @@ def paper_size_profile(genotype: Genotype, *, dataset: str = "cifar10", size: st
             "channels": prof.meta["channels"], "layers": prof.meta["layers"]}
 
 
-ONEDNN_MIN_STRIDED_1X1_CHANNELS = 8
-"""See :data:`cpnas.pcdarts.ONEDNN_MIN_STRIDED_1X1_CHANNELS`: on the CPU, a stride-2 1×1 convolution
-with fewer input channels must not run in ``channels_last`` (a PyTorch/oneDNN heap corruption)."""
-
-
-def memory_format_for(model: nn.Module, device: torch.device) -> torch.memory_format:
-    """``channels_last`` (faster on CPU and GPU), except where it would hit the CPU bug above.
-
-    Only tiny widths (the ``smoke`` scale, tests) have such a convolution, e.g. the
-    factorized reduce after an ImageNet stem of C < 8.
-    """
-    if device.type == "cpu":
-        for m in model.modules():
-            if (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1)
-                    and m.in_channels < ONEDNN_MIN_STRIDED_1X1_CHANNELS):
-                return torch.contiguous_format
-    return torch.channels_last
 
 
 def _loaders(cfg: Config, dataset: str, data_root: Path | None, seed: int, device: torch.device,

@@ -29,6 +29,23 @@ from cpnas.space import Path, SearchCell, preprocess
 
 STEM_MULTIPLIER = 3  # DARTS: the CIFAR stem outputs 3·C channels
 
+ONEDNN_MIN_STRIDED_1X1_CHANNELS = 8
+"""Work-around for a PyTorch CPU bug (seen with torch 2.14.1, oneDNN 3.12): the weight
+gradient of a stride-2 1×1 convolution on a ``channels_last`` input with fewer than 8
+input channels corrupts the heap (glibc aborts the process). Such convolutions appear
+only at tiny widths (the factorized reduce of a ``smoke``-scale cell, or of a PC-DARTS
+reduction cell whose ops see 2·C/4 channels)."""
+
+
+def memory_format_for(model: nn.Module, device: torch.device) -> torch.memory_format:
+    """``channels_last`` (measured ~1.5× faster here), except where it would hit the CPU bug above."""
+    if device.type == "cpu":
+        for m in model.modules():
+            if (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1)
+                    and m.in_channels < ONEDNN_MIN_STRIDED_1X1_CHANNELS):
+                return torch.contiguous_format
+    return torch.channels_last
+
 
 def default_reductions(layers: int) -> tuple[int, ...]:
     """DARTS places the 2 reduction cells at 1/3 and 2/3 of the depth (cells 3 and 6 of 10)."""

@@ -79,7 +79,7 @@ from torch import nn
 from cpnas.binary import BINARY
 from cpnas.errors import CpnasError
 from cpnas.genotype import NUM_INPUTS, Genotype, cell_edges, top2_genotype
-from cpnas.networks import SearchNetwork
+from cpnas.networks import SearchNetwork, memory_format_for
 from cpnas.ops import PRIMITIVES
 from cpnas.space import CELL_KINDS
 from cpnas.strategies import SearchContext, Strategy, register
@@ -95,15 +95,6 @@ ARCH_ADAM_BETAS = (0.5, 0.999)
 """DARTS / PC-DARTS ``Architect``: Adam with betas (0.5, 0.999)."""
 
 NONE_INDEX = PRIMITIVES.index("none")
-
-ONEDNN_MIN_STRIDED_1X1_CHANNELS = 8
-"""Work-around for a PyTorch CPU bug (seen with torch 2.14.1, oneDNN 3.12): the weight
-gradient of a stride-2 1×1 convolution on a ``channels_last`` input with fewer than 8
-input channels corrupts the heap (glibc aborts the process). With partial channels the
-``skip_connect`` (factorized reduce) ops of a reduction cell see 2·C/K channels, fewer
-than 8 whenever C < 16 at K = 4 (the ``smoke`` and ``cpu`` scales), so on the CPU such a
-supernet runs in the default (NCHW) memory format instead."""
-
 
 def normalize_edges(beta: torch.Tensor, nodes: int = 4) -> torch.Tensor:
     """Edge normalization (PC-DARTS §3.3, Eq. 3): softmax of β over the incoming edges of each node.
@@ -141,17 +132,6 @@ def derive_genotype(op_weights: Mapping[str, torch.Tensor], edge_weights: Mappin
     return top2_genotype(ops["normal"], ops["reduce"], strengths["normal"], strengths["reduce"], nodes)
 
 
-def supernet_memory_format(device: torch.device, init_channels: int, partial_k: int) -> torch.memory_format:
-    """``channels_last`` (as the CP-NAS supernets), except where it hits the CPU bug above."""
-    reduce_op_channels = 2 * init_channels // partial_k  # the first reduction cell's edge ops
-    if device.type == "cpu" and reduce_op_channels < ONEDNN_MIN_STRIDED_1X1_CHANNELS:
-        log.info("PC-DARTS supernet in NCHW memory format: its reduction ops have %d channels and "
-                 "channels_last crashes PyTorch's CPU convolution below %d", reduce_op_channels,
-                 ONEDNN_MIN_STRIDED_1X1_CHANNELS)
-        return torch.contiguous_format
-    return torch.channels_last
-
-
 @register
 class PCDARTS(Strategy):
     """PC-DARTS (Xu et al., 2020) on the 1-bit CP-NAS supernet; see the module docstring.
@@ -180,11 +160,12 @@ class PCDARTS(Strategy):
             log.warning("PC-DARTS weight steps use the search-train loader's batch size %d, not "
                         "search.pc_batch_size=%d", batch, s.pc_batch_size)
         self.edges = cell_edges(s.nodes)
-        self.memory_format = supernet_memory_format(ctx.device, s.init_channels, s.pc_partial_k)
         torch.manual_seed(ctx.seed)
         self.net = SearchNetwork(C=s.init_channels, num_classes=ctx.num_classes, layers=s.layers,
                                  reduction_layers=s.reduction_layers, precision=BINARY, nodes=s.nodes,
-                                 partial_k=s.pc_partial_k).to(ctx.device, memory_format=self.memory_format)
+                                 partial_k=s.pc_partial_k)
+        self.memory_format = memory_format_for(self.net, ctx.device)
+        self.net.to(ctx.device, memory_format=self.memory_format)
         gen = torch.Generator().manual_seed(ctx.seed)
         n_edges, n_ops = len(self.edges), len(PRIMITIVES)
         self.alphas = {kind: nn.Parameter((ARCH_INIT_SCALE * torch.randn(n_edges, n_ops, generator=gen))

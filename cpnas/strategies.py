@@ -26,7 +26,7 @@ import torch
 from cpnas.binary import BINARY, REAL
 from cpnas.config import Config
 from cpnas.genotype import Genotype, cell_edges, genotype_from_ops, top2_genotype
-from cpnas.networks import SearchNetwork
+from cpnas.networks import SearchNetwork, memory_format_for
 from cpnas.ops import PRIMITIVES
 from cpnas.space import CELL_KINDS, OpPools, Path
 from cpnas.train import cosine_lr, cross_entropy_loss, evaluate, set_lr, sgd, train_one_epoch
@@ -146,11 +146,11 @@ class CPNAS(Strategy):
         net_args = dict(C=s.init_channels, num_classes=ctx.num_classes, layers=s.layers,
                         reduction_layers=s.reduction_layers, nodes=s.nodes)
         torch.manual_seed(ctx.seed)
-        from cpnas.pcdarts import supernet_memory_format  # the CPU convolution bug it works around
-
-        self.memory_format = fmt = supernet_memory_format(ctx.device, s.init_channels, 1)
-        self.child = SearchNetwork(precision=BINARY, **net_args).to(ctx.device, memory_format=fmt)
-        self.parent = SearchNetwork(precision=REAL, **net_args).to(ctx.device, memory_format=fmt)
+        self.child = SearchNetwork(precision=BINARY, **net_args)
+        self.parent = SearchNetwork(precision=REAL, **net_args)
+        self.memory_format = memory_format_for(self.child, ctx.device)  # same layers in the Parent
+        self.child.to(ctx.device, memory_format=self.memory_format)
+        self.parent.to(ctx.device, memory_format=self.memory_format)
         self.child_opt = sgd(self.child.parameters(), s.lr, s.momentum, s.weight_decay)
         self.parent_opt = sgd(self.parent.parameters(), s.lr, s.momentum, s.weight_decay)
         self.loss_fn = cross_entropy_loss()
