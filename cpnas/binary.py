@@ -22,8 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from cpnas import fastconv
 
 
 class _SignSTE(torch.autograd.Function):
@@ -32,15 +33,19 @@ class _SignSTE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D401 - autograd API
         ctx.save_for_backward(x)
-        # where(x >= 0, 1, -1) instead of torch.sign, which maps 0 to 0.
-        return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+        # copysign(1, x + 0) is +1 for x >= 0 and -1 for x < 0: adding +0.0 turns -0.0 into
+        # +0.0, so both zeros give +1 (torch.sign would give 0). On the CPU this measured
+        # ~3× faster than torch.where(x >= 0, 1, -1), whose bool mask pass is slow.
+        return torch.copysign(torch.ones((), dtype=x.dtype, device=x.device), x + 0.0)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
-        # One select instead of building a float mask and multiplying (measured ~30%
-        # less time for this function on CPU, where these element-wise passes dominate).
-        return torch.where(x.abs() <= 1, grad_out, 0.0)
+        # 1{|x| <= 1}·grad in one fused kernel: hardtanh_backward passes the gradient where
+        # lo < x < hi, and with hi = -lo = 1 + eps (the next float above 1 in x's dtype)
+        # that is exactly |x| <= 1. Measured ~8× faster than where(|x| <= 1, g, 0) on CPU.
+        bound = 1.0 + torch.finfo(x.dtype).eps
+        return torch.ops.aten.hardtanh_backward(grad_out, x, -bound, bound)
 
 
 def sign(x: torch.Tensor) -> torch.Tensor:
@@ -74,8 +79,8 @@ class BinaryConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.binarize_input:
             x = sign(x)
-        return F.conv2d(x, binarize_weight(self.weight), self.bias, self.stride,
-                        self.padding, self.dilation, self.groups)
+        return fastconv.conv2d(x, binarize_weight(self.weight), self.bias, self.stride,
+                               self.padding, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", binarize_input={self.binarize_input}"
@@ -109,7 +114,8 @@ class Precision:
              dilation: int = 1, groups: int = 1, *, real_input: bool = False) -> nn.Module:
         """Build a bias-free convolution in this precision (the conv factory)."""
         if not self.binary:
-            return nn.Conv2d(c_in, c_out, kernel_size, stride, padding, dilation, groups, bias=False)
+            conv_cls = fastconv.Conv2d if dilation > 1 else nn.Conv2d
+            return conv_cls(c_in, c_out, kernel_size, stride, padding, dilation, groups, bias=False)
         return BinaryConv2d(c_in, c_out, kernel_size, stride, padding, dilation, groups, bias=False,
                             binarize_input=not real_input)
 

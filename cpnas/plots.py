@@ -64,10 +64,10 @@ def fig3_cell_dag(nodes: int = 4):
 # --- Fig. 4: the operations, read from the modules -----------------------------------
 
 class _OpTracer(torch.fx.Tracer):
-    """Keep binary convs and the zero op as single nodes (their sign/STE is not traceable)."""
+    """Keep convs and the zero op as single nodes (sign/STE and the CPU dilated-conv path are not traceable)."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, (BinaryConv2d, Zero)) or super().is_leaf_module(m, qualname)
+        return isinstance(m, (nn.Conv2d, Zero)) or super().is_leaf_module(m, qualname)
 
 
 def _channels(n: int, C: int) -> str:
