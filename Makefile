@@ -61,7 +61,6 @@ reproduce-table3: reproduce-fig5
 	$(PAPERMILL) notebooks/06_efficiency.ipynb $(NB_OUT)/06_efficiency.ipynb
 
 reproduce-fig6: reproduce-fig5
-	@test -f notebooks/05_ablation.ipynb || { echo "notebooks/05_ablation.ipynb does not exist yet (Fig. 6 is open work, see README status)"; exit 2; }
 	$(PAPERMILL) notebooks/05_ablation.ipynb $(NB_OUT)/05_ablation.ipynb
 
 reproduce: reproduce-fig3 reproduce-fig5 reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig6

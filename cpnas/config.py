@@ -174,13 +174,13 @@ _CPU = {
     "search.layers": 6, "search.init_channels": 8, "search.T": 1, "search.batch_size": 64,
     "search.train_fraction": 0.02, "search.score_fraction": 0.005,
     "search.pc_epochs": 10, "search.pc_warmup_epochs": 3, "search.pc_batch_size": 64,
-    # 03's five CIFAR trainings in ~30-40 min: the paper's 10 cells and C = 56/72/112 divided by 8
-    # (7/9/14), 3 epochs of 1,500 training images, tested on 2,000 (measured on 2 shared cores at
-    # batch 32: 16-21 img/s per training step at C = 7, 10 at C = 14, depending on the genotype).
-    # Batch 32 rather than 96: on this CPU it costs ~25% throughput but gives 3× the SGD steps.
+    # 03's five CIFAR trainings run two at a time (one thread each, cpnas.parallel) in ~50-60 min:
+    # the paper's 10 cells and C = 56/72/112 divided by 8 (7/9/14), 5 epochs of 4,000 training
+    # images (625 SGD steps), tested on 2,000. Measured here: ~25-28 img/s per one-thread process
+    # at C = 7. Batch 32 rather than 96: 3× the SGD steps for the same images.
     "cifar.layers": 10, "cifar.channels_small": 7, "cifar.channels_medium": 9, "cifar.channels_large": 14,
-    "cifar.epochs": 3, "cifar.batch_size": 32, "cifar.train_fraction": 0.03, "cifar.test_fraction": 0.2,
-    "cifar.eval_every": 3,
+    "cifar.epochs": 5, "cifar.batch_size": 32, "cifar.train_fraction": 0.08, "cifar.test_fraction": 0.2,
+    "cifar.eval_every": 5,
     # 04's two Imagenette trainings in ~30-45 min: 10 cells, C = 16, 112×112 inputs (14×14 after
     # the stem), 6 epochs of the 4,000 training images (measured 21-29 img/s per step).
     "imagenet.layers": 10, "imagenet.channels_small": 16, "imagenet.channels_medium": 16,

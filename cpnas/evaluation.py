@@ -308,3 +308,53 @@ def summary(metrics: dict[str, Any]) -> dict[str, Any]:
     if metrics.get("paper_size"):
         out["params_m at paper size"] = metrics["paper_size"]["params_m"]
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def _search_then_train(name: str, cfg: Config, search: dict[str, Any] | None, genotype: Any,
+                       train: dict[str, Any]) -> dict[str, Any]:
+    """One job of :func:`train_many` (module level, so worker processes can run it)."""
+    from cpnas.search import search_or_load
+
+    result = None
+    if search is not None:
+        # the search runs on CIFAR-10: the training's data root is CIFAR-10's only when it trains on CIFAR-10
+        root = search.get("data_root", train.get("data_root") if train.get("dataset", "cifar10") == "cifar10"
+                          else None)
+        result = search_or_load(search["strategy"], cfg, seed=train.get("seed", 0), beta_p=search.get("beta_p"),
+                                data_root=root, device=train.get("device", "auto"), out=search.get("out"))
+        genotype = result.genotype
+    return train_or_load(name, genotype, cfg, search=result, **train)
+
+
+def train_many(runs: dict[str, dict[str, Any]], cfg: Config, *, workers: int = 1, seed: int = 0,
+               data_root: str | os.PathLike | None = None, device: str = "auto") -> dict[str, dict[str, Any]]:
+    """Train (or load) several runs, ``workers`` at a time in one-thread processes (:mod:`cpnas.parallel`).
+
+    ``runs`` maps a run name to its spec: either ``genotype`` (a :class:`Genotype`
+    or a path) or ``search`` (``{"strategy": …, "beta_p": …, "data_root": …}``, a CIFAR-10
+    search loaded or run with :func:`cpnas.search.search_or_load` first, in the same worker), plus any of
+    ``size``, ``loss``, ``precision``, ``dataset``, ``out``. Finished runs are
+    loaded without starting a worker. Returns ``{name: metrics}`` in the order given.
+    """
+    from cpnas.parallel import run_jobs
+
+    jobs, names = [], []
+    for name, spec in runs.items():
+        spec = dict(spec)
+        search, genotype = spec.pop("search", None), spec.pop("genotype", None)
+        if (search is None) == (genotype is None):
+            raise CpnasError(f"run {name!r}: give exactly one of 'genotype' or 'search'")
+        train = {"seed": seed, "data_root": data_root, "device": device, **spec}
+        jobs.append((_search_then_train, {"name": name, "cfg": cfg, "search": search, "genotype": genotype,
+                                          "train": train}))
+        names.append(name)
+    todo = [i for i, (_, kw) in enumerate(jobs) if not _finished_run(kw["name"], cfg, kw["train"])]
+    if todo:
+        run_jobs([jobs[i] for i in todo], workers=workers, desc="trainings", names=[names[i] for i in todo])
+    # every run is finished now: load them in this process (checks each run's key against the config)
+    return {name: _search_then_train(**kw) for name, (_, kw) in zip(names, jobs)}
+
+
+def _finished_run(name: str, cfg: Config, train: dict[str, Any]) -> bool:
+    out = Path(train["out"]) if train.get("out") else default_train_dir(cfg.scale, name, train.get("seed", 0))
+    return (out / METRICS).exists()

@@ -1,0 +1,108 @@
+"""cpnas.ablation and cpnas.parallel: run lists, caching, parallel workers, summaries."""
+
+import json
+
+import pytest
+
+from cpnas import ablation as A
+from cpnas.config import PAPER, get_config, iter_fields
+from cpnas.errors import CpnasError
+from cpnas.parallel import default_workers, run_jobs
+
+
+def test_beta_sweep_maps_zero_to_bnas_and_two_to_the_plain_cpnas_search():
+    runs = A.beta_runs(seeds=(0,))
+    by_label = {r.label: r for r in runs}
+    assert [r.label for r in runs] == ["0", "0.33", "0.5", "1", "2", "3", "4"]
+    assert by_label["0"].strategy == "bnas" and by_label["0"].search_name == "bnas"
+    assert by_label["2"].search_name == "cpnas"
+    assert by_label["0.33"].search_name == "cpnas-beta0.33"
+    assert A._beta_of(by_label["0"]) == 0.0 and A._beta_of(by_label["2"]) == 2.0
+
+
+def test_shared_runs_are_computed_once():
+    runs = A.beta_runs(seeds=(0, 1)) + A.strategy_runs(seeds=(0, 1))
+    unique = A.unique_runs(runs, "cpu")
+    # 7 betas + random + pcdarts (bnas and cpnas are the β=0 and β=2 points), per seed
+    assert len(unique) == 2 * 9
+    assert len({r.train_dir("cpu") for r in unique}) == len(unique)
+
+
+def test_loss_variants_have_distinct_folders_and_configs():
+    runs = A.loss_runs("g.json", seeds=(0,))
+    assert len({r.train_dir("cpu") for r in runs}) == len(A.LOSS_VARIANTS)
+    full = next(r for r in runs if r.label == "CP loss (Eq. 4)")
+    ce = next(r for r in runs if r.label == "cross-entropy")
+    assert full.loss == "cp" and ce.loss == "ce"
+    kernel_parent = next(r for r in runs if "Parent" in r.label)
+    cfg = A.ablation_config("cpu", dict(kernel_parent.loss_overrides))
+    assert cfg.loss.kernel_source == "parent" and cfg.loss.center_lambda == 0.0
+    with pytest.raises(CpnasError, match="unknown loss variant"):
+        A.loss_runs("g.json", variants=["nope"])
+
+
+@pytest.mark.parametrize("scale", list(A.ABLATION_SIZES))
+def test_ablation_sizes_change_size_fields_only(scale):
+    meta = {k: m for k, _, m in iter_fields(PAPER)}
+    for key in A.ABLATION_SIZES[scale]:
+        assert meta[key].get("size"), f"ablation at {scale} changes the non-size field {key}"
+    A.ablation_config(scale)  # every key exists
+
+
+def test_unknown_scale_is_refused():
+    with pytest.raises(CpnasError, match="unknown scale"):
+        A.ablation_config("huge")
+
+
+def test_summary_mean_and_sample_std():
+    rows = [{"study": "beta", "label": "1", "top1": v, "search_wall_clock_s": 60.0, "train_wall_clock_s": 120.0}
+            for v in (10.0, 20.0, 30.0)]
+    rows.append({"study": "strategy", "label": "x", "top1": 99.0, "search_wall_clock_s": None,
+                 "train_wall_clock_s": 1.0})
+    s = A.summarize(rows, "beta")
+    assert s.loc[0, "n"] == 3 and s.loc[0, "top1 mean"] == 20.0 and s.loc[0, "top1 std"] == 10.0
+    assert s.loc[0, "search (min)"] == 1.0 and s.loc[0, "train (min)"] == 2.0
+
+
+def _square(x):
+    return x * x
+
+
+def _fail_if_odd(x):
+    if x % 2:
+        raise CpnasError(f"odd {x}")
+    return x
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_run_jobs_keeps_order_and_collects_failures(workers):
+    assert run_jobs([(_square, {"x": i}) for i in range(4)], workers=workers) == [0, 1, 4, 9]
+    with pytest.raises(CpnasError, match=r"2 of 4 .*odd 1.*odd 3|2 of 4 .*odd 3.*odd 1"):
+        run_jobs([(_fail_if_odd, {"x": i}) for i in range(4)], workers=workers)
+
+
+def test_default_workers(monkeypatch):
+    monkeypatch.setenv("CPNAS_WORKERS", "3")
+    assert default_workers() == 3
+    monkeypatch.setenv("CPNAS_WORKERS", "zero")
+    with pytest.raises(CpnasError, match="CPNAS_WORKERS"):
+        default_workers()
+    monkeypatch.delenv("CPNAS_WORKERS")
+    assert 1 <= default_workers("cpu") <= 2
+
+
+def test_run_all_computes_caches_and_reloads(tmp_path, monkeypatch, data_dir):
+    """Two runs in two worker processes at the smoke scale on synthetic data, then a cached re-run."""
+    monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
+    genotype = data_dir / "darts_v2.json"
+    runs = A.strategy_runs(seeds=(0,), strategies=("random",)) + \
+        A.loss_runs(genotype, seeds=(0,), variants=("cross-entropy",))
+    rows = A.run_all(runs, "smoke", jobs=2, dataset="synthetic")
+    assert [r["label"] for r in rows] == ["random", "cross-entropy"]
+    assert all(0.0 <= r["top1"] <= 100.0 and r["scale"] == "smoke" for r in rows)
+    assert rows[0]["search_wall_clock_s"] is not None and rows[1]["search_wall_clock_s"] is None
+    metrics = tmp_path / "results" / "smoke" / "ablation" / "train" / "loss-cross-entropy" / "seed0" / "metrics.json"
+    assert json.loads(metrics.read_text())["loss"] == "ce"
+    stamp = metrics.stat().st_mtime_ns
+    again = A.run_all(runs, "smoke", jobs=2, dataset="synthetic")
+    assert again == rows and metrics.stat().st_mtime_ns == stamp  # loaded, not retrained
