@@ -72,6 +72,11 @@ def default_seeds(scale: str) -> tuple[int, ...]:
     """:data:`SEEDS`, or ``(0, 1)`` at the smoke scale (CI time)."""
     return SEEDS[:2] if scale == "smoke" else SEEDS
 
+
+def default_betas(scale: str) -> tuple[float, ...]:
+    """:data:`BETAS`, or four of them (0, 0.5, 2, 4) at the smoke scale (CI time; the code path is the same)."""
+    return (0.0, 0.5, 2.0, 4.0) if scale == "smoke" else BETAS
+
 ABLATION_SIZES: dict[str, dict[str, Any]] = {
     "paper": {},
     "smoke": {},
@@ -238,9 +243,9 @@ def load_rows(runs: Sequence[Run], scale: str) -> list[dict[str, Any]]:
     return rows
 
 
-def all_runs(genotype: str | os.PathLike, seeds: Sequence[int] = SEEDS) -> list[Run]:
+def all_runs(genotype: str | os.PathLike, seeds: Sequence[int] = SEEDS, betas: Sequence[float] = BETAS) -> list[Run]:
     """The three studies, searches shared between them listed once per study (cached, so computed once)."""
-    return beta_runs(seeds) + strategy_runs(seeds) + loss_runs(genotype, seeds)
+    return beta_runs(seeds, betas) + strategy_runs(seeds) + loss_runs(genotype, seeds)
 
 
 def unique_runs(runs: Sequence[Run], scale: str) -> list[Run]:
@@ -307,13 +312,15 @@ def difference(rows: Sequence[dict[str, Any]], study: str, a: Any, b: Any, by: s
         return {"a": a, "b": b, "diff": None, "se": None, "ratio": None, "n_a": len(xs), "n_b": len(ys)}
     diff = statistics.fmean(xs) - statistics.fmean(ys)
     se = math.sqrt(statistics.variance(xs) / len(xs) + statistics.variance(ys) / len(ys))
-    return {"a": a, "b": b, "diff": diff, "se": se, "ratio": diff / se if se > 0 else math.inf * (diff or 0),
-            "n_a": len(xs), "n_b": len(ys)}
+    ratio = diff / se if se > 0 else (0.0 if diff == 0 else math.copysign(math.inf, diff))
+    return {"a": a, "b": b, "diff": diff, "se": se, "ratio": ratio, "n_a": len(xs), "n_b": len(ys)}
 
 
 def in_words(d: dict[str, Any], unit: str = "points") -> str:
     if d["diff"] is None:
         return "not enough seeds to compare"
+    if d["diff"] == 0 and d["se"] == 0:
+        return "+0.00 points (every seed gave the same accuracy)"
     noise = "within the seed-to-seed noise" if abs(d["ratio"]) < 2 else "larger than the seed-to-seed noise"
     return f"{d['diff']:+.2f} {unit} (± {d['se']:.2f} standard error, {noise})"
 

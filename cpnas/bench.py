@@ -134,6 +134,66 @@ def search_epochs(scale: str = "cpu", images: int = 512, device: str = "cpu") ->
     return results
 
 
+def _time(fn, reps: int = 10, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def kernels(device: str = "cpu") -> dict[str, Any]:
+    """(c): the exact CPU rewrites, each timed against the plain PyTorch form side by side (forward + backward).
+
+    * a dilated depthwise conv (``dil_conv_3x3`` / ``_5x5``) as :func:`cpnas.fastconv.conv2d`
+      (space-to-batch) vs ``F.conv2d`` with ``dilation=2``;
+    * sign + clipped STE as :func:`cpnas.binary.sign` vs the textbook ``where`` form.
+    """
+    import torch.nn.functional as F
+
+    from cpnas import fastconv
+    from cpnas.binary import sign
+
+    dev = torch.device(device)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 28, 32, 32, generator=g).to(dev, memory_format=torch.channels_last)
+    grad = torch.randn(x.shape, generator=g).to(dev, memory_format=torch.channels_last)
+    out: dict[str, Any] = {"input": list(x.shape), "device": device}
+    for k in (3, 5):
+        w = torch.randn(28, 1, k, k, generator=g).to(dev)
+        pad = k - 1  # dilation 2
+
+        def run(conv, w=w, pad=pad):
+            xi = x.detach().requires_grad_()
+            wi = w.detach().requires_grad_()
+            conv(xi, wi, None, 1, pad, 2, 28).backward(grad)
+
+        native, fast = _time(lambda: run(F.conv2d)), _time(lambda: run(fastconv.conv2d))
+        out[f"dil_conv_{k}x{k}"] = {"native_s": native, "fast_s": fast, "speedup": native / fast}
+
+    class _WhereSign(torch.autograd.Function):  # the textbook form, for reference only
+        @staticmethod
+        def forward(ctx, t):
+            ctx.save_for_backward(t)
+            return torch.where(t >= 0, 1.0, -1.0)
+
+        @staticmethod
+        def backward(ctx, gout):
+            (t,) = ctx.saved_tensors
+            return torch.where(t.abs() <= 1, gout, 0.0)
+
+    def run_sign(fn):
+        xi = x.detach().requires_grad_()
+        fn(xi).backward(grad)
+
+    ref, ours = _time(lambda: run_sign(_WhereSign.apply), 20), _time(lambda: run_sign(sign), 20)
+    out["sign_ste"] = {"native_s": ref, "fast_s": ours, "speedup": ref / ours}
+    return out
+
+
 def markdown(res: dict[str, Any]) -> str:
     a, b = res["throughput"], res["search"]
     lines = [
@@ -165,12 +225,23 @@ def markdown(res: dict[str, Any]) -> str:
         f"images per epoch at the paper's data fractions × epochs.",
         "",
     ]
+    if res.get("kernels"):
+        k = res["kernels"]
+        lines += [f"## (c) Exact CPU rewrites vs the plain PyTorch form, forward + backward, input {k['input']}",
+                  "", "| kernel | plain (ms) | ours (ms) | speed-up |", "|---|---|---|---|"]
+        for name, label in (("dil_conv_3x3", "dilated depthwise 3×3 (d = 2): space-to-batch"),
+                            ("dil_conv_5x5", "dilated depthwise 5×5 (d = 2): space-to-batch"),
+                            ("sign_ste", "sign + clipped STE: copysign / hardtanh_backward vs where")):
+            r = k[name]
+            lines.append(f"| {label} | {1e3 * r['native_s']:.1f} | {1e3 * r['fast_s']:.1f} | {r['speedup']:.1f}× |")
+        lines.append("")
     return "\n".join(lines)
 
 
 def run(out: Path, scale: str = "cpu", batch: int = 64, images: int = 512, device: str = "cpu") -> dict[str, Any]:
     res = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()} {platform.processor()}".strip(),
            "device": device, "threads": torch.get_num_threads(), "torch": torch.__version__}
+    res["kernels"] = kernels(device=device) if device == "cpu" else None
     res["throughput"] = throughput(batch=batch, device=device)
     res["search"] = search_epochs(scale=scale, images=images, device=device)
     write_json(out / "bench.json", res)

@@ -292,15 +292,16 @@ def indicator_heatmap(indicator: dict, kind: str = "normal"):
     shown blank from the round after their removal, the op removed in a round is
     outlined in red.
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
     import numpy as np
 
     from cpnas.ops import PRIMITIVES
 
     rounds = indicator["rounds"]
     edges = indicator["edges"]
-    fig, axes = plt.subplots(1, len(rounds), figsize=(2.1 * len(rounds) + 1.5, 4.6), sharey=True,
-                             squeeze=False)
+    fig = Figure(figsize=(2.1 * len(rounds) + 1.5, 4.6))
+    axes = fig.subplots(1, len(rounds), sharey=True, squeeze=False)
     vmax = max(max(v for d in r["indicator"][kind] for v in d.values()) for r in rounds)
     for ax, r in zip(axes[0], rounds):
         grid = np.full((len(edges), len(PRIMITIVES)), np.nan)
@@ -309,7 +310,7 @@ def indicator_heatmap(indicator: dict, kind: str = "normal"):
                 grid[e, PRIMITIVES.index(op)] = v
         im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=vmax, aspect="auto")
         for e, op in enumerate(r["removed"][kind]):
-            ax.add_patch(plt.Rectangle((PRIMITIVES.index(op) - 0.5, e - 0.5), 1, 1, fill=False,
+            ax.add_patch(Rectangle((PRIMITIVES.index(op) - 0.5, e - 0.5), 1, 1, fill=False,
                                        edgecolor="red", linewidth=1.5))
         k = len(r["indicator"][kind][0])
         ax.set_title(f"round {r['round'] + 1} (K={k})", fontsize=9)
@@ -323,9 +324,10 @@ def indicator_heatmap(indicator: dict, kind: str = "normal"):
 
 def search_curves(history: list[dict]):
     """A_C, A_P and z over the search epochs (Eq. 1), with the round boundaries."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig = Figure(figsize=(8, 3.6))
+    ax = fig.subplots()
     ep = [h["epoch"] + 1 for h in history]
     ax.plot(ep, [h["A_C"] for h in history], ".-", label="A_C (Child, 1-bit)")
     if any(h.get("A_P") is not None for h in history):

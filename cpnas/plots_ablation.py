@@ -19,7 +19,8 @@ def _scale_note(rows: Sequence[dict[str, Any]]) -> str:
     if not rows:
         return "no finished runs yet"
     r = rows[0]
-    return (f"scale {r['scale']}, {r['dataset']}, {r['epochs']} epochs on {r['train_images']} images, "
+    epochs = f"{r['epochs']} epoch" + ("s" if r["epochs"] != 1 else "")
+    return (f"scale {r['scale']}, {r['dataset']}, {epochs} on {r['train_images']} images, "
             f"tested on {r['test_images']}; n = seeds")
 
 
@@ -30,20 +31,27 @@ def _dots(ax, xs, rows, key: str, value: Any, x: float) -> None:
 
 def fig6(rows: Sequence[dict[str, Any]]):
     """Fig. 6: top-1 vs β_P (left) and per search strategy (right), mean ± std over seeds."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8))
+    left, right = fig.subplots(1, 2)
     beta_rows = [r for r in rows if r["study"] == "beta"]
     s = summarize(beta_rows, "beta", by="beta_p")
+    # categorical x (the β_P values are not evenly spaced: 0.33 and 0.5 would overlap)
+    betas = sorted(set(BETAS) | (set(s["beta_p"]) if not s.empty else set()))
+    pos = {b: i for i, b in enumerate(betas)}
     if not s.empty:
         s = s.sort_values("beta_p")
-        left.errorbar(s["beta_p"], s["top1 mean"], yerr=s["top1 std"].fillna(0), fmt="s-", capsize=4,
+        xs = [pos[b] for b in s["beta_p"]]
+        left.errorbar(xs, s["top1 mean"], yerr=s["top1 std"].fillna(0), fmt="s-", capsize=4,
                       color="tab:blue", label="mean ± std")
         for b in s["beta_p"]:
-            _dots(left, None, beta_rows, "beta_p", b, b)
+            _dots(left, None, beta_rows, "beta_p", b, pos[b])
         for b, n in zip(s["beta_p"], s["n"]):
-            left.annotate(f"n={n}", (b, left.get_ylim()[0]), fontsize=7, ha="center", va="bottom")
-    left.set_xticks(list(BETAS), [f"{b:g}" for b in BETAS], fontsize=8)
+            left.annotate(f"n={n}", (pos[b], left.get_ylim()[0]), fontsize=7, ha="center", va="bottom")
+    left.set_xticks(range(len(betas)), [f"{b:g}" for b in betas], fontsize=8)
+    left.axhline(10.0, color="gray", lw=0.8, ls="--", label="chance (10 classes)")
+    left.legend(fontsize=7, loc="upper right")
     left.set_xlabel("β_P (Eq. 1; 0 = BNAS†)")
     left.set_ylabel("test accuracy (%)")
     left.set_title("(left) β_P", fontsize=10)
@@ -58,6 +66,7 @@ def fig6(rows: Sequence[dict[str, Any]]):
                   capsize=4, color="tab:orange" if name == "cpnas" else "tab:gray", alpha=0.8)
         _dots(right, None, strat_rows, "label", name, i)
         right.annotate(f"n={rec['n']}", (i, 0), fontsize=7, ha="center", va="bottom")
+    right.axhline(10.0, color="gray", lw=0.8, ls="--")
     right.set_xticks(range(len(order)), [_STRATEGY_LABELS[x] for x in order])
     right.set_ylabel("test accuracy (%)")
     right.set_title("(right) search strategy, 1-bit space", fontsize=10)
@@ -69,10 +78,11 @@ def fig6(rows: Sequence[dict[str, Any]]):
 
 def search_cost(rows: Sequence[dict[str, Any]]):
     """Measured search wall-clock per strategy (mean ± std over seeds), the "30 % faster" check."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     t = summarize([r for r in rows if r["study"] == "strategy"], "strategy")
-    fig, ax = plt.subplots(figsize=(5, 3.4))
+    fig = Figure(figsize=(5, 3.4))
+    ax = fig.subplots()
     order = [x for x in STRATEGIES if not t.empty and x in set(t["label"])]
     for i, name in enumerate(order):
         secs = [r["search_wall_clock_s"] / 60 for r in rows if r["study"] == "strategy" and r["label"] == name]
@@ -90,18 +100,20 @@ def search_cost(rows: Sequence[dict[str, Any]]):
 
 def loss_ablation(rows: Sequence[dict[str, Any]]):
     """Top-1 per CP-loss variant (same architecture, same budget), mean ± std over seeds."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     loss_rows = [r for r in rows if r["study"] == "loss"]
     t = summarize(loss_rows, "loss")
     order = [x for x in LOSS_VARIANTS if not t.empty and x in set(t["label"])]
-    fig, ax = plt.subplots(figsize=(7, 3.4))
+    fig = Figure(figsize=(7, 3.4))
+    ax = fig.subplots()
     for i, name in enumerate(order):
         rec = t[t["label"] == name].iloc[0]
         ax.barh(i, rec["top1 mean"], xerr=0 if rec["top1 std"] != rec["top1 std"] else rec["top1 std"],
                 capsize=4, color="tab:orange" if name.startswith("CP loss") else "tab:gray", alpha=0.8)
         ys = [r["top1"] for r in loss_rows if r["label"] == name]
         ax.plot(ys, [i] * len(ys), "o", color="black", markersize=3)
+    ax.axvline(10.0, color="gray", lw=0.8, ls="--")
     ax.set_yticks(range(len(order)), order, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("test accuracy (%)")
@@ -113,15 +125,17 @@ def loss_ablation(rows: Sequence[dict[str, Any]]):
 
 def conv_ops_vs_beta(table):
     """Share of convolution ops in the found cells vs β_P (§3.4: larger β_P → fewer convolutions)."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(5, 3.4))
+    fig = Figure(figsize=(5, 3.4))
+    ax = fig.subplots()
     if len(table):
         g = table.groupby("beta_p")["conv share"]
         m, s = g.mean(), g.std().fillna(0)
-        ax.errorbar(m.index, m.values, yerr=s.values, fmt="s-", capsize=4)
-        ax.plot(table["beta_p"], table["conv share"], "o", color="black", markersize=3, alpha=0.6)
-    ax.set_xticks(list(BETAS), [f"{b:g}" for b in BETAS], fontsize=8)
+        pos = {b: i for i, b in enumerate(m.index)}
+        ax.errorbar([pos[b] for b in m.index], m.values, yerr=s.values, fmt="s-", capsize=4)
+        ax.plot([pos[b] for b in table["beta_p"]], table["conv share"], "o", color="black", markersize=3, alpha=0.6)
+        ax.set_xticks(range(len(m.index)), [f"{b:g}" for b in m.index], fontsize=8)
     ax.set_xlabel("β_P")
     ax.set_ylabel("conv ops / kept edges (both cells)")
     ax.set_title("Convolutions in the found cells", fontsize=10)

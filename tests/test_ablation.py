@@ -106,3 +106,20 @@ def test_run_all_computes_caches_and_reloads(tmp_path, monkeypatch, data_dir):
     stamp = metrics.stat().st_mtime_ns
     again = A.run_all(runs, "smoke", jobs=2, dataset="synthetic")
     assert again == rows and metrics.stat().st_mtime_ns == stamp  # loaded, not retrained
+
+
+def test_train_many_trains_in_workers_then_loads(tmp_path, monkeypatch, data_dir):
+    from cpnas.evaluation import train_many
+
+    monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
+    cfg = get_config("smoke")
+    genotype = str(data_dir / "darts_v2.json")
+    runs = {"a": {"genotype": genotype, "dataset": "synthetic"},
+            "b": {"genotype": genotype, "dataset": "synthetic", "loss": "ce"}}
+    first = train_many(runs, cfg, workers=2)
+    assert list(first) == ["a", "b"] and first["a"]["loss"] == "cp" and first["b"]["loss"] == "ce"
+    metrics = tmp_path / "results" / "smoke" / "train" / "a" / "seed0" / "metrics.json"
+    stamp = metrics.stat().st_mtime_ns
+    assert train_many(runs, cfg, workers=2) == first and metrics.stat().st_mtime_ns == stamp
+    with pytest.raises(CpnasError, match="exactly one of"):
+        train_many({"c": {"dataset": "synthetic"}}, cfg)

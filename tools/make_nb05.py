@@ -19,12 +19,12 @@ cells = [
        "stopped; the same runs can be computed ahead with `python -m cpnas.ablation --scale cpu --jobs 2`. "
        "The sizes of the ablation runs (`cpnas.ablation.ABLATION_SIZES`) are cut from the scale's preset so that "
        "all of it fits the budget stated below; at `cpu` and `smoke` scale the numbers are **not** the paper's."),
-    code('import os\n\nSCALE = os.environ.get("CPNAS_SCALE", "cpu")\nSEEDS = None  # None: (0, 1, 2), or (0, 1) at the smoke scale\n'
+    code('import os\n\nSCALE = os.environ.get("CPNAS_SCALE", "cpu")\nSEEDS = None  # None: (0, 1, 2), or (0, 1) at the smoke scale\nBETAS = None  # None: the seven β_P of Fig. 6, or four at the smoke scale\n'
          'DATA = None  # CIFAR-10 ImageFolder root; None: $CPNAS_CIFAR10, else torchvision downloads CIFAR-10',
          metadata={"tags": ["parameters"]}),
     code("%matplotlib inline\nimport cpnas.ablation\nimport cpnas.parallel\nimport cpnas.paths\n"
          "import cpnas.plots_ablation\nimport cpnas.search\nimport cpnas.tables\n\n"
-         "SEEDS = SEEDS or cpnas.ablation.default_seeds(SCALE)\ncfg = cpnas.ablation.ablation_config(SCALE)\ncpnas.paths.run_info(SCALE, dataset=\"cifar10\")"),
+         "SEEDS = SEEDS or cpnas.ablation.default_seeds(SCALE)\nBETAS = BETAS or cpnas.ablation.default_betas(SCALE)\ncfg = cpnas.ablation.ablation_config(SCALE)\ncpnas.paths.run_info(SCALE, dataset=\"cifar10\")"),
     md("## The size of one run\n\nThe ablation's search and training settings at this scale (only size fields "
        "differ from the paper; `value` is what the ablation uses):"),
     code("cfg_table = cpnas.search.config_table(cfg, section=\"search\")\n"
@@ -35,7 +35,7 @@ cells = [
        "the BNAS† and CP-NAS runs of the strategy study. The loss study trains the genotype of `02_search_cifar`."),
     code("genotype_path = cpnas.tables.default_genotype_path(SCALE)\n"
          "cpnas.tables.resolve_genotype(genotype_path, SCALE)  # fails with the command to run if 02 has not\n"
-         "runs = cpnas.ablation.all_runs(genotype_path, seeds=SEEDS)\n"
+         "runs = cpnas.ablation.all_runs(genotype_path, seeds=SEEDS, betas=BETAS)\n"
          "rows = cpnas.ablation.run_all(runs, SCALE, jobs=cpnas.parallel.default_workers(), data_root=DATA)\n"
          "print(f\"{len(rows)} result rows from {len(cpnas.ablation.unique_runs(runs, SCALE))} distinct runs\")"),
     md("### What one run costs here\n\nMean wall-clock per run (minutes) of each study, measured by the runs "
@@ -55,7 +55,7 @@ cells = [
     code("print(cpnas.ablation.beta_verdict(rows))"),
     md("§3.4 also says that a larger β_P selects fewer convolutions. The share of convolution ops among the kept "
        "edges of both found cells, per β_P (this needs no training, so it is less noisy than the accuracies):"),
-    code("geno = cpnas.ablation.genotype_table(cpnas.ablation.beta_runs(SEEDS), SCALE)\n"
+    code("geno = cpnas.ablation.genotype_table(cpnas.ablation.beta_runs(SEEDS, BETAS), SCALE)\n"
          "fig = cpnas.plots_ablation.conv_ops_vs_beta(geno)\ncpnas.paths.save_figure(fig, \"fig6_conv_share\", SCALE)\n"
          "geno.groupby(\"beta_p\")[[\"conv ops\", \"pool ops\", \"kept edges\", \"conv share\"]].mean().round(2)"),
     md("## Search strategies (Fig. 6 right) and their cost"),
