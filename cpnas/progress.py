@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Iterable, TypeVar
 
-from tqdm.auto import tqdm
+# Notebook (widget) bars only where ipywidgets is installed; otherwise tqdm.auto would warn
+# "IProgress not found" into every executed notebook. Text bars work everywhere.
+if importlib.util.find_spec("ipywidgets") is not None:
+    from tqdm.auto import tqdm
+else:
+    from tqdm.std import tqdm
 
 T = TypeVar("T")
 
