@@ -270,6 +270,8 @@ def run_all(runs: Sequence[Run], scale: str, *, jobs: int = 1, data_root: str | 
     from cpnas.parallel import run_jobs
 
     todo = [r for r in unique_runs(runs, scale) if not is_done(r, scale)]
+    # seed-major order: a sweep stopped part-way has every point at seed 0 before any at seed 1
+    todo.sort(key=lambda r: r.seed)
     if todo:
         log.info("ablation at %s: %d of %d runs to compute with %d worker(s)", scale, len(todo),
                  len(unique_runs(runs, scale)), jobs)

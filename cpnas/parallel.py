@@ -62,11 +62,25 @@ def run_jobs(jobs: Sequence[Job], *, workers: int = 1, desc: str = "runs",
 
     if workers > 1 and len(work) > 1:
         import multiprocessing as mp
+        import signal
+        import threading
 
-        # spawn: a fresh interpreter per worker (no forked torch thread pools); one task per child
-        with mp.get_context("spawn").Pool(min(workers, len(work)), maxtasksperchild=1) as pool:
-            for out in progress(pool.imap_unordered(_call, work), total=len(work), desc=desc):
-                done(*out)
+        def _terminate(signum, frame):
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        # A SIGTERM to this process must also end the workers (leaving the pool's `with` block
+        # terminates them); otherwise they would run on as orphans, writing into run folders.
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _terminate)
+        try:
+            # spawn: a fresh interpreter per worker (no forked torch thread pools); one task per child
+            with mp.get_context("spawn").Pool(min(workers, len(work)), maxtasksperchild=1) as pool:
+                for out in progress(pool.imap_unordered(_call, work), total=len(work), desc=desc):
+                    done(*out)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     else:
         for item in progress(work, desc=desc):
             done(*_call(item))

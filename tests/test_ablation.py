@@ -123,3 +123,47 @@ def test_train_many_trains_in_workers_then_loads(tmp_path, monkeypatch, data_dir
     assert train_many(runs, cfg, workers=2) == first and metrics.stat().st_mtime_ns == stamp
     with pytest.raises(CpnasError, match="exactly one of"):
         train_many({"c": {"dataset": "synthetic"}}, cfg)
+
+
+def _record_pid_and_sleep(path):
+    import os
+    import time
+    from pathlib import Path
+
+    Path(path, str(os.getpid())).touch()
+    time.sleep(120)
+
+
+def test_sigterm_to_the_parent_ends_the_workers(tmp_path):
+    """Killing a sweep (SIGTERM) must not leave workers running on, writing into run folders."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys; sys.path.insert(0, 'tests'); from cpnas.parallel import run_jobs; "
+            "from test_ablation import _record_pid_and_sleep as f; "
+            f"run_jobs([(f, {{'path': {str(tmp_path)!r}}})] * 2, workers=2)")
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=root)
+    deadline = time.time() + 60
+    while len(list(tmp_path.iterdir())) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    pids = [int(p.name) for p in tmp_path.iterdir()]
+    assert len(pids) == 2, "the workers did not start"
+    parent.send_signal(signal.SIGTERM)
+    parent.wait(timeout=30)
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    deadline = time.time() + 15
+    while any(alive(p) for p in pids) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(p) for p in pids)
