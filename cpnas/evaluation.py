@@ -266,7 +266,7 @@ def train_or_load(name: str, genotype: Genotype | str | os.PathLike, cfg: Config
     """
     from cpnas.genotype import load_genotype
 
-    out = Path(out) if out is not None else default_train_dir(cfg.scale, name, seed)
+    out = _train_out(cfg, name, seed, out)
     genotype_path = None
     if search is not None:
         genotype_path = Path(search.out) / "genotype.json"
@@ -355,6 +355,10 @@ def train_many(runs: dict[str, dict[str, Any]], cfg: Config, *, workers: int = 1
     return {name: _search_then_train(**kw) for name, (_, kw) in zip(names, jobs)}
 
 
+def _train_out(cfg: Config, name: str, seed: int, out: str | os.PathLike | None) -> Path:
+    """``out`` if given, else :func:`default_train_dir` (where :func:`train_or_load` keeps the run)."""
+    return Path(out) if out is not None else default_train_dir(cfg.scale, name, seed)
+
+
 def _finished_run(name: str, cfg: Config, train: dict[str, Any]) -> bool:
-    out = Path(train["out"]) if train.get("out") else default_train_dir(cfg.scale, name, train.get("seed", 0))
-    return (out / METRICS).exists()
+    return (_train_out(cfg, name, train.get("seed", 0), train.get("out")) / METRICS).exists()
