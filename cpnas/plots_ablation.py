@@ -24,7 +24,7 @@ def _scale_note(rows: Sequence[dict[str, Any]]) -> str:
             f"tested on {r['test_images']}; n = seeds")
 
 
-def _dots(ax, xs, rows, key: str, value: Any, x: float) -> None:
+def _dots(ax, rows, key: str, value: Any, x: float) -> None:
     ys = [r["top1"] for r in rows if r[key] == value]
     ax.plot([x] * len(ys), ys, "o", color="black", markersize=3, alpha=0.6, zorder=3)
 
@@ -46,7 +46,7 @@ def fig6(rows: Sequence[dict[str, Any]]):
         left.errorbar(xs, s["top1 mean"], yerr=s["top1 std"].fillna(0), fmt="s-", capsize=4,
                       color="tab:blue", label="mean ± std")
         for b in s["beta_p"]:
-            _dots(left, None, beta_rows, "beta_p", b, pos[b])
+            _dots(left, beta_rows, "beta_p", b, pos[b])
         for b, n in zip(s["beta_p"], s["n"]):
             left.annotate(f"n={n}", (pos[b], left.get_ylim()[0]), fontsize=7, ha="center", va="bottom")
     left.set_xticks(range(len(betas)), [f"{b:g}" for b in betas], fontsize=8)
@@ -64,7 +64,7 @@ def fig6(rows: Sequence[dict[str, Any]]):
         rec = t[t["label"] == name].iloc[0]
         right.bar(i, rec["top1 mean"], yerr=0 if rec["top1 std"] != rec["top1 std"] else rec["top1 std"],
                   capsize=4, color="tab:orange" if name == "cpnas" else "tab:gray", alpha=0.8)
-        _dots(right, None, strat_rows, "label", name, i)
+        _dots(right, strat_rows, "label", name, i)
         right.annotate(f"n={rec['n']}", (i, 0), fontsize=7, ha="center", va="bottom")
     right.axhline(10.0, color="gray", lw=0.8, ls="--")
     right.set_xticks(range(len(order)), [_STRATEGY_LABELS[x] for x in order])
