@@ -167,3 +167,21 @@ def test_sigterm_to_the_parent_ends_the_workers(tmp_path):
     while any(alive(p) for p in pids) and time.time() < deadline:
         time.sleep(0.2)
     assert not any(alive(p) for p in pids)
+
+
+def test_genotype_table_counts_ops_and_marks_identical_cells(tmp_path, monkeypatch, data_dir):
+    import shutil
+
+    monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
+    runs = {r.label: r for r in A.beta_runs(seeds=(0,))}
+    for label, source in (("3", "darts_v2.json"), ("4", "darts_v2.json"), ("1", "pcdarts_cifar.json")):
+        folder = runs[label].search_dir("cpu")
+        folder.mkdir(parents=True)
+        shutil.copy(data_dir / source, folder / "genotype.json")
+    table = A.genotype_table(list(runs.values()), "cpu").set_index("label")
+    assert sorted(table.index) == ["1", "3", "4"]  # runs without a finished search are left out
+    darts = table.loc["3"]  # DARTS V2: 6 convs + 2 skips (normal), 5 max-pools + 3 skips (reduce)
+    assert (darts["kept edges"], darts["conv ops"], darts["pool ops"]) == (16, 6, 5)
+    assert darts["conv share"] == pytest.approx(6 / 16)
+    assert table.loc["3", "cells"] == table.loc["4", "cells"] != table.loc["1", "cells"]
+    assert A.same_cells(table.reset_index()) == [(3.0, 4.0)]

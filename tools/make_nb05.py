@@ -58,6 +58,10 @@ cells = [
     code("geno = cpnas.ablation.genotype_table(cpnas.ablation.beta_runs(SEEDS, BETAS), SCALE)\n"
          "fig = cpnas.plots_ablation.conv_ops_vs_beta(geno)\ncpnas.paths.save_figure(fig, \"fig6_conv_share\", SCALE)\n"
          "geno.groupby(\"beta_p\")[[\"conv ops\", \"pool ops\", \"kept edges\", \"conv share\"]].mean().round(2)"),
+    md("Which searches found the same cells? A digest of both found cells per β_P (rows) and seed (columns); "
+       "equal digests mean the same architecture:"),
+    code("print(cpnas.ablation.same_cells_in_words(geno))\n"
+         "geno.pivot_table(index=\"beta_p\", columns=\"seed\", values=\"cells\", aggfunc=\"first\")"),
     md("## Search strategies (Fig. 6 right) and their cost"),
     code("strategy_table = cpnas.ablation.summarize(rows, \"strategy\")\n"
          "cpnas.paths.save_table(strategy_table.round(3), \"fig6_strategies\", SCALE,\n"
