@@ -64,6 +64,13 @@ LOSS_VARIANTS: dict[str, dict[str, Any]] = {
 }
 """The CP-loss ablation: name → training loss and ``loss.*`` overrides (λ and H otherwise the defaults)."""
 
+LOSS_STUDIES: dict[str, str] = {
+    "loss": "the CP-NAS cell of 02_search_cifar",
+    "loss-bnas": "the BNAS† cell of this ablation's β_P = 0 search, seed 0",
+}
+"""The CP-loss studies: the same variants on two cells. 02's CP-NAS cell hardly trains at `cpu` budgets
+(Table 1), so the variants are also compared on a cell that does."""
+
 SEEDS: tuple[int, ...] = (0, 1, 2)
 """Seeds of every study (the issue's "at least 3"); the smoke scale uses two (the fewest giving a std)."""
 
@@ -109,7 +116,7 @@ def ablation_dir(scale: str) -> Path:
 class Run:
     """One cached run: a search (unless ``genotype`` is given) followed by one training."""
 
-    study: str  # "beta", "strategy" or "loss"
+    study: str  # "beta", "strategy", or a loss study: "loss" (02's cell) or "loss-bnas" (a BNAS† cell)
     label: str  # the x value of its figure: β_P, the strategy name, or the loss variant
     seed: int
     strategy: str = "cpnas"
@@ -128,9 +135,9 @@ class Run:
 
     @property
     def train_name(self) -> str:
-        if self.study == "loss":
+        if self.study in LOSS_STUDIES:
             slug = "".join(ch if ch.isalnum() else "-" for ch in self.label.lower()).strip("-")
-            return "loss-" + "-".join(filter(None, slug.split("-")))
+            return f"{self.study}-" + "-".join(filter(None, slug.split("-")))
         return f"{self.search_name}"
 
     def search_dir(self, scale: str) -> Path | None:
@@ -165,15 +172,17 @@ def strategy_runs(seeds: Sequence[int] = SEEDS, strategies: Sequence[str] = STRA
 
 
 def loss_runs(genotype: str | os.PathLike, seeds: Sequence[int] = SEEDS,
-              variants: Iterable[str] = tuple(LOSS_VARIANTS)) -> list[Run]:
-    """The CP-loss ablation on one fixed genotype (a path to its JSON)."""
+              variants: Iterable[str] = tuple(LOSS_VARIANTS), study: str = "loss") -> list[Run]:
+    """The CP-loss ablation on one fixed genotype (a path to its JSON), as study ``study`` of :data:`LOSS_STUDIES`."""
+    if study not in LOSS_STUDIES:
+        raise CpnasError(f"unknown loss study {study!r}; choose from {', '.join(LOSS_STUDIES)}")
     runs = []
     for name in variants:
         if name not in LOSS_VARIANTS:
             raise CpnasError(f"unknown loss variant {name!r}; choose from {', '.join(LOSS_VARIANTS)}")
         spec = LOSS_VARIANTS[name]
         for seed in seeds:
-            runs.append(Run(study="loss", label=name, seed=seed, loss=spec["loss"],
+            runs.append(Run(study=study, label=name, seed=seed, loss=spec["loss"],
                             loss_overrides=tuple(sorted(spec["overrides"].items())), genotype=str(genotype)))
     return runs
 
@@ -203,7 +212,7 @@ def row(run: Run, metrics: dict[str, Any], search: Any = None) -> dict[str, Any]
     cost = search.cost if search is not None else None
     return {
         "study": run.study, "label": run.label, "seed": run.seed, "strategy": run.strategy if run.genotype is None
-        else None, "beta_p": _beta_of(run), "loss": run.label if run.study == "loss" else metrics.get("loss"),
+        else None, "beta_p": _beta_of(run), "loss": run.label if run.study in LOSS_STUDIES else metrics.get("loss"),
         "top1": metrics["top1"], "test_error": metrics["test_error"],
         "train_wall_clock_s": metrics["wall_clock_s"],
         "search_wall_clock_s": cost["wall_clock_s"] if cost else None,
@@ -243,9 +252,22 @@ def load_rows(runs: Sequence[Run], scale: str) -> list[dict[str, Any]]:
     return rows
 
 
-def all_runs(genotype: str | os.PathLike, seeds: Sequence[int] = SEEDS, betas: Sequence[float] = BETAS) -> list[Run]:
-    """The three studies, searches shared between them listed once per study (cached, so computed once)."""
-    return beta_runs(seeds, betas) + strategy_runs(seeds) + loss_runs(genotype, seeds)
+def bnas_genotype_path(scale: str) -> Path:
+    """The cell of the ``loss-bnas`` study: what the ablation's own β_P = 0 (``bnas``) search at seed 0 finds."""
+    return _search_run("bnas", 0, None, "beta", "0").search_dir(scale) / "genotype.json"
+
+
+def all_runs(genotype: str | os.PathLike, seeds: Sequence[int] = SEEDS, betas: Sequence[float] = BETAS,
+             bnas_genotype: str | os.PathLike | None = None) -> list[Run]:
+    """The studies, searches shared between them listed once per study (cached, so computed once).
+
+    ``bnas_genotype`` (:func:`bnas_genotype_path`) adds the ``loss-bnas`` study; its cell
+    comes from a search of the β_P study, which :func:`run_all` finishes first.
+    """
+    runs = beta_runs(seeds, betas) + strategy_runs(seeds) + loss_runs(genotype, seeds)
+    if bnas_genotype is not None:
+        runs += loss_runs(bnas_genotype, seeds, study="loss-bnas")
+    return runs
 
 
 def unique_runs(runs: Sequence[Run], scale: str) -> list[Run]:
@@ -272,12 +294,16 @@ def run_all(runs: Sequence[Run], scale: str, *, jobs: int = 1, data_root: str | 
     todo = [r for r in unique_runs(runs, scale) if not is_done(r, scale)]
     # seed-major order: a sweep stopped part-way has every point at seed 0 before any at seed 1
     todo.sort(key=lambda r: r.seed)
+    # a run whose fixed cell is the output of another run of the sweep goes in a second round
+    later = [r for r in todo if r.genotype is not None and not Path(r.genotype).is_file()]
     if todo:
         log.info("ablation at %s: %d of %d runs to compute with %d worker(s)", scale, len(todo),
                  len(unique_runs(runs, scale)), jobs)
-        run_jobs([(run_one, {"run": r, "scale": scale, "data_root": data_root, "device": device, "dataset": dataset})
-                  for r in todo],
-                 workers=jobs, desc="ablation runs", names=[f"{r.train_name} seed {r.seed}" for r in todo])
+    for batch in ([r for r in todo if r not in later], later):
+        if batch:
+            run_jobs([(run_one, {"run": r, "scale": scale, "data_root": data_root, "device": device,
+                                 "dataset": dataset}) for r in batch],
+                     workers=jobs, desc="ablation runs", names=[f"{r.train_name} seed {r.seed}" for r in batch])
     return load_rows(runs, scale)
 
 
@@ -300,6 +326,20 @@ def summarize(rows: Sequence[dict[str, Any]], study: str, by: str = "label") -> 
                     "search (min)": statistics.fmean(search) / 60 if search else None,
                     "train (min)": statistics.fmean(grp["train_wall_clock_s"]) / 60})
     return pd.DataFrame(out)
+
+
+def sweep_cost(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Measured compute of the distinct runs behind ``rows`` (shared runs counted once), in hours.
+
+    ``run_hours`` sums each run's own search and training wall-clock; with ``jobs``
+    runs side by side the sweep's wall-clock is about ``run_hours / jobs``.
+    """
+    seen: dict[str, float] = {}
+    for r in rows:
+        search = r["search_wall_clock_s"] if r["search_wall_clock_s"] is not None else 0.0
+        seen[r["train_dir"]] = (0.0 if _isnan(search) else search) + r["train_wall_clock_s"]
+    total = sum(seen.values()) / 3600
+    return {"runs": len(seen), "run_hours": total, "per_run_min": 60 * total / max(1, len(seen))}
 
 
 def difference(rows: Sequence[dict[str, Any]], study: str, a: Any, b: Any, by: str = "label") -> dict[str, Any]:
@@ -433,7 +473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cpnas.ablation",
                                 description="Compute the missing runs of the ablation studies (notebook 05).")
     p.add_argument("--scale", default="cpu")
-    p.add_argument("--study", choices=("beta", "strategy", "loss", "all"), default="all")
+    p.add_argument("--study", choices=("beta", "strategy", *LOSS_STUDIES, "all"), default="all")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
     p.add_argument("--genotype", default=None, help="genotype of the loss study (default: the 02 search's)")
     p.add_argument("--jobs", type=int, default=1, help="parallel worker processes, one thread each (default: 1)")
@@ -455,6 +495,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             geno = args.genotype or default_genotype_path(args.scale)
             resolve_genotype(geno, args.scale)  # fails early with the command that makes it
             runs += loss_runs(geno, seeds)
+        if args.study in ("loss-bnas", "all"):
+            # its cell is the β_P = 0 search at seed 0: listed so that run_all computes it first
+            runs += beta_runs((0,), (0.0,)) + loss_runs(bnas_genotype_path(args.scale), seeds, study="loss-bnas")
         rows = run_all(runs, args.scale, jobs=args.jobs, data_root=args.data, device=args.device)
     except CpnasError as exc:
         print(f"python -m cpnas.ablation: error: {exc}", file=sys.stderr)

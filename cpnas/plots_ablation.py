@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from cpnas.ablation import BETAS, LOSS_VARIANTS, STRATEGIES, summarize
+from cpnas.ablation import BETAS, LOSS_STUDIES, LOSS_VARIANTS, STRATEGIES, summarize
 
 _STRATEGY_LABELS = {"random": "Random", "pcdarts": "PC", "bnas": "BNAS†", "cpnas": "CP-NAS"}
 
@@ -99,26 +99,29 @@ def search_cost(rows: Sequence[dict[str, Any]]):
 
 
 def loss_ablation(rows: Sequence[dict[str, Any]]):
-    """Top-1 per CP-loss variant (same architecture, same budget), mean ± std over seeds."""
+    """Top-1 per CP-loss variant (same cell, same budget), mean ± std over seeds: one panel per cell studied."""
     from matplotlib.figure import Figure
 
-    loss_rows = [r for r in rows if r["study"] == "loss"]
-    t = summarize(loss_rows, "loss")
-    order = [x for x in LOSS_VARIANTS if not t.empty and x in set(t["label"])]
-    fig = Figure(figsize=(7, 3.4))
-    ax = fig.subplots()
-    for i, name in enumerate(order):
-        rec = t[t["label"] == name].iloc[0]
-        ax.barh(i, rec["top1 mean"], xerr=0 if rec["top1 std"] != rec["top1 std"] else rec["top1 std"],
-                capsize=4, color="tab:orange" if name.startswith("CP loss") else "tab:gray", alpha=0.8)
-        ys = [r["top1"] for r in loss_rows if r["label"] == name]
-        ax.plot(ys, [i] * len(ys), "o", color="black", markersize=3)
-    ax.axvline(10.0, color="gray", lw=0.8, ls="--")
-    ax.set_yticks(range(len(order)), order, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("test accuracy (%)")
-    ax.set_title("CP-loss ablation — " + _scale_note(loss_rows), fontsize=9)
-    ax.grid(alpha=0.3, axis="x")
+    studies = [st for st in LOSS_STUDIES if any(r["study"] == st for r in rows)] or ["loss"]
+    fig = Figure(figsize=(7, 2.2 + 1.6 * len(studies)))
+    axes = fig.subplots(len(studies), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, study in zip(axes, studies):
+        loss_rows = [r for r in rows if r["study"] == study]
+        t = summarize(loss_rows, study)
+        order = [x for x in LOSS_VARIANTS if not t.empty and x in set(t["label"])]
+        for i, name in enumerate(order):
+            rec = t[t["label"] == name].iloc[0]
+            ax.barh(i, rec["top1 mean"], xerr=0 if rec["top1 std"] != rec["top1 std"] else rec["top1 std"],
+                    capsize=4, color="tab:orange" if name.startswith("CP loss") else "tab:gray", alpha=0.8)
+            ys = [r["top1"] for r in loss_rows if r["label"] == name]
+            ax.plot(ys, [i] * len(ys), "o", color="black", markersize=3)
+        ax.axvline(10.0, color="gray", lw=0.8, ls="--")
+        ax.set_yticks(range(len(order)), order, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(LOSS_STUDIES[study], fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
+    axes[-1].set_xlabel("test accuracy (%)")
+    fig.suptitle("CP-loss ablation — " + _scale_note([r for r in rows if r["study"] in LOSS_STUDIES]), fontsize=9)
     fig.tight_layout()
     return fig
 

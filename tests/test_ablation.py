@@ -39,6 +39,12 @@ def test_loss_variants_have_distinct_folders_and_configs():
     assert cfg.loss.kernel_source == "parent" and cfg.loss.center_lambda == 0.0
     with pytest.raises(CpnasError, match="unknown loss variant"):
         A.loss_runs("g.json", variants=["nope"])
+    # the same variants on a second cell live in their own folders
+    bnas = A.loss_runs("b.json", seeds=(0,), study="loss-bnas")
+    assert not {r.train_dir("cpu") for r in bnas} & {r.train_dir("cpu") for r in runs}
+    assert all(r.train_name.startswith("loss-bnas-") for r in bnas)
+    with pytest.raises(CpnasError, match="unknown loss study"):
+        A.loss_runs("g.json", study="loss-x")
 
 
 @pytest.mark.parametrize("scale", list(A.ABLATION_SIZES))
@@ -106,6 +112,19 @@ def test_run_all_computes_caches_and_reloads(tmp_path, monkeypatch, data_dir):
     stamp = metrics.stat().st_mtime_ns
     again = A.run_all(runs, "smoke", jobs=2, dataset="synthetic")
     assert again == rows and metrics.stat().st_mtime_ns == stamp  # loaded, not retrained
+
+
+def test_run_all_trains_a_cell_of_the_sweep_after_its_search(tmp_path, monkeypatch):
+    """A loss run on the cell another run of the same sweep finds waits for that search (two workers)."""
+    monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
+    search = A.strategy_runs(seeds=(0,), strategies=("random",))
+    cell = search[0].search_dir("smoke") / "genotype.json"
+    runs = A.loss_runs(cell, seeds=(0,), variants=("cross-entropy",), study="loss-bnas") + search
+    rows = A.run_all(runs, "smoke", jobs=2, dataset="synthetic")
+    assert [r["study"] for r in rows] == ["loss-bnas", "strategy"]
+    trained = json.loads((A.loss_runs(cell, seeds=(0,), variants=("cross-entropy",), study="loss-bnas")[0]
+                          .train_dir("smoke") / "config.json").read_text())
+    assert trained["genotype_path"] == str(cell)
 
 
 def test_train_many_trains_in_workers_then_loads(tmp_path, monkeypatch, data_dir):
@@ -185,3 +204,12 @@ def test_genotype_table_counts_ops_and_marks_identical_cells(tmp_path, monkeypat
     assert darts["conv share"] == pytest.approx(6 / 16)
     assert table.loc["3", "cells"] == table.loc["4", "cells"] != table.loc["1", "cells"]
     assert A.same_cells(table.reset_index()) == [(3.0, 4.0)]
+
+
+def test_sweep_cost_counts_shared_runs_once():
+    rows = [{"train_dir": "a", "search_wall_clock_s": 60.0, "train_wall_clock_s": 120.0},
+            {"train_dir": "a", "search_wall_clock_s": 60.0, "train_wall_clock_s": 120.0},  # same run, 2nd study
+            {"train_dir": "b", "search_wall_clock_s": None, "train_wall_clock_s": 180.0}]
+    cost = A.sweep_cost(rows)
+    assert cost["runs"] == 2 and cost["run_hours"] == pytest.approx(360 / 3600)
+    assert cost["per_run_min"] == pytest.approx(3.0)

@@ -11,9 +11,10 @@ cells = [
        "2. **Search strategies (Fig. 6 right).** Random selection, PC-DARTS, BNAS† and CP-NAS on the same 1-bit "
        "space, each architecture trained identically, with each search's measured cost (the paper: CP-NAS is "
        "30 % faster than PC-DARTS).\n"
-       "3. **CP loss (beyond the paper).** The genotype of `02_search_cifar` trained with cross-entropy only, "
-       "+ the kernel term (H = the Child's latent weights, or the trained Parent's filters), + the center term, "
-       "and the full loss of Eq. 4.\n\n"
+       "3. **CP loss (beyond the paper).** One cell trained with cross-entropy only, + the kernel term (H = the "
+       "Child's latent weights, or the trained Parent's filters), + the center term, and the full loss of Eq. 4; "
+       "on two cells: the CP-NAS cell of `02_search_cifar`, and a BNAS† cell (this ablation's β_P = 0 search, "
+       "seed 0), because the CP-NAS cell hardly trains at CPU budgets (Table 1).\n\n"
        "Every run is cached in `results/<scale>/ablation/{search,train}/<name>/seed<N>/`: this notebook computes "
        "only the missing ones (two at a time on a CPU, `cpnas.parallel`) and an interrupted sweep resumes where it "
        "stopped; the same runs can be computed ahead with `python -m cpnas.ablation --scale cpu --jobs 2`. "
@@ -32,17 +33,23 @@ cells = [
     code("cfg_table = cpnas.search.config_table(cfg, section=\"cifar\")\n"
          "cfg_table[cfg_table[\"size field\"]]"),
     md("## Run (or load) every run\n\nThe three studies share runs: the β_P = 0 and β_P = 2 points of the sweep are "
-       "the BNAS† and CP-NAS runs of the strategy study. The loss study trains the genotype of `02_search_cifar`."),
+       "the BNAS† and CP-NAS runs of the strategy study. The loss studies train the cell of `02_search_cifar` and the "
+       "cell of the β_P = 0 search at seed 0 (computed first)."),
     code("genotype_path = cpnas.tables.default_genotype_path(SCALE)\n"
          "cpnas.tables.resolve_genotype(genotype_path, SCALE)  # fails with the command to run if 02 has not\n"
-         "runs = cpnas.ablation.all_runs(genotype_path, seeds=SEEDS, betas=BETAS)\n"
+         "runs = cpnas.ablation.all_runs(genotype_path, seeds=SEEDS, betas=BETAS,\n"
+         "                                bnas_genotype=cpnas.ablation.bnas_genotype_path(SCALE))\n"
          "rows = cpnas.ablation.run_all(runs, SCALE, jobs=cpnas.parallel.default_workers(), data_root=DATA)\n"
          "print(f\"{len(rows)} result rows from {len(cpnas.ablation.unique_runs(runs, SCALE))} distinct runs\")"),
     md("### What one run costs here\n\nMean wall-clock per run (minutes) of each study, measured by the runs "
        "themselves (each ran as one of two one-thread processes side by side on this machine):"),
     code("import pandas as pd\n\n"
          "pd.concat([cpnas.ablation.summarize(rows, s)[[\"label\", \"n\", \"search (min)\", \"train (min)\"]]"
-         ".assign(study=s) for s in (\"beta\", \"strategy\", \"loss\")]).round(2)"),
+         ".assign(study=s) for s in (\"beta\", \"strategy\", *cpnas.ablation.LOSS_STUDIES)]).round(2)"),
+    code("cost = cpnas.ablation.sweep_cost(rows)\n"
+         "print(f\"{cost['runs']} distinct runs, {cost['per_run_min']:.1f} min each on average: \"\n"
+         "      f\"{cost['run_hours']:.2f} h of run time, ≈ {cost['run_hours'] / 2:.2f} h of wall-clock two at a time \"\n"
+         "      f\"(the runs' own search and training loops; process start-up, data loading and the 32-bit Parent that the H = Parent variant trains first are not counted)\")"),
     md("## Fig. 6"),
     code("fig = cpnas.plots_ablation.fig6(rows)\ncpnas.paths.save_figure(fig, \"fig6\", SCALE)\nfig"),
     md("## β_P (Fig. 6 left)\n\nMean ± sample std over seeds of the top-1 test accuracy of the trained 1-bit "
@@ -70,19 +77,23 @@ cells = [
          "strategy_table.round(2)"),
     code("fig = cpnas.plots_ablation.search_cost(rows)\ncpnas.paths.save_figure(fig, \"fig6_search_cost\", SCALE)\nfig"),
     code("print(cpnas.ablation.strategy_verdict(rows))"),
-    md("## The CP loss (beyond the paper)\n\nThe same genotype and budget; only the loss differs. λ = "
-       "`loss.center_lambda` and H = `loss.kernel_source` (⚑ in the README's deviations table)."),
-    code("loss_table = cpnas.ablation.summarize(rows, \"loss\")\n"
+    md("## The CP loss (beyond the paper)\n\nThe same cell and budget; only the loss differs. λ = "
+       "`loss.center_lambda` and H = `loss.kernel_source` (⚑ in the README's deviations table). One table for "
+       "both cells (`study`: `loss` = 02's CP-NAS cell, `loss-bnas` = the BNAS† cell):"),
+    code("loss_table = pd.concat([cpnas.ablation.summarize(rows, s).assign(study=s) for s in cpnas.ablation.LOSS_STUDIES])\n"
+         "loss_table = loss_table[[\"study\", \"label\", \"n\", \"top1 mean\", \"top1 std\", \"train (min)\"]]\n"
          "cpnas.paths.save_table(loss_table.round(3), \"cp_loss_ablation\", SCALE,\n"
          "                       caption=f\"CP-loss ablation, ours at scale {SCALE}: top-1 (%) per loss variant \"\n"
-         "                               f\"(mean, sample std over seeds), same genotype and budget.\")\n"
+         "                               f\"(mean, sample std over seeds), same cell and budget within a study.\")\n"
          "loss_table.round(2)"),
     code("fig = cpnas.plots_ablation.loss_ablation(rows)\ncpnas.paths.save_figure(fig, \"cp_loss_ablation\", SCALE)\n"
          "fig"),
-    code("for other in (\"cross-entropy\", \"+ kernel term (H = Child)\", \"+ kernel term (H = Parent)\", "
+    code("for study, cell in cpnas.ablation.LOSS_STUDIES.items():\n"
+         "    print(f\"On {cell}:\")\n"
+         "    for other in (\"cross-entropy\", \"+ kernel term (H = Child)\", \"+ kernel term (H = Parent)\", "
          "\"+ center term\"):\n"
-         "    d = cpnas.ablation.difference(rows, \"loss\", \"CP loss (Eq. 4)\", other)\n"
-         "    print(f\"CP loss minus {other}: {cpnas.ablation.in_words(d)}\")"),
+         "        d = cpnas.ablation.difference(rows, study, \"CP loss (Eq. 4)\", other)\n"
+         "        print(f\"  CP loss minus {other}: {cpnas.ablation.in_words(d)}\")"),
     md("## Reading these results\n\n"
        "* **Scale.** Below `paper` the searches and trainings are far shorter than the paper's (see the sizes "
        "above): the accuracies measure what this budget can show, and a difference smaller than about twice "
