@@ -342,20 +342,53 @@ def sweep_cost(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {"runs": len(seen), "run_hours": total, "per_run_min": 60 * total / max(1, len(seen))}
 
 
-def difference(rows: Sequence[dict[str, Any]], study: str, a: Any, b: Any, by: str = "label") -> dict[str, Any]:
-    """Mean top-1 of ``a`` minus that of ``b`` within one study, with its standard error.
+def student_t_sf2(t: float, df: float) -> float:
+    """Two-sided tail probability P(|T| ≥ |t|) of Student's t with ``df`` degrees of freedom.
 
-    ``se = sqrt(s_a²/n_a + s_b²/n_b)`` (Welch); ``ratio = diff / se``. With 3 seeds a
-    ratio below ~2 is within the seed-to-seed noise: the notebook says so in words.
+    By numerical integration of the density (no SciPy among our dependencies); accurate to
+    about 1e-6 for the df of a few seeds.
+    """
+    import numpy as np
+
+    t = abs(float(t))
+    if math.isinf(t):
+        return 0.0
+    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    x = np.linspace(0.0, t, 20001)
+    pdf = np.exp(log_c - (df + 1) / 2 * np.log1p(x * x / df))
+    area = float((pdf[1:] + pdf[:-1]).sum() * (x[1] - x[0]) / 2)  # trapezoid rule
+    return max(0.0, 1.0 - 2.0 * area)
+
+
+def difference(rows: Sequence[dict[str, Any]], study: str, a: Any, b: Any, by: str = "label") -> dict[str, Any]:
+    """Mean top-1 of ``a`` minus that of ``b`` within one study: Welch's t-test over seeds.
+
+    ``se = sqrt(s_a²/n_a + s_b²/n_b)``, ``ratio = t = diff / se``, ``df`` by
+    Welch-Satterthwaite and ``p`` the two-sided p-value. With 3 seeds a side, df is 2-4:
+    a difference needs 2.8-4.3 standard errors to reach p < 0.05.
     """
     xs = [r["top1"] for r in rows if r["study"] == study and r[by] == a]
     ys = [r["top1"] for r in rows if r["study"] == study and r[by] == b]
     if len(xs) < 2 or len(ys) < 2:
-        return {"a": a, "b": b, "diff": None, "se": None, "ratio": None, "n_a": len(xs), "n_b": len(ys)}
+        return {"a": a, "b": b, "diff": None, "se": None, "ratio": None, "df": None, "p": None,
+                "n_a": len(xs), "n_b": len(ys)}
     diff = statistics.fmean(xs) - statistics.fmean(ys)
-    se = math.sqrt(statistics.variance(xs) / len(xs) + statistics.variance(ys) / len(ys))
-    ratio = diff / se if se > 0 else (0.0 if diff == 0 else math.copysign(math.inf, diff))
-    return {"a": a, "b": b, "diff": diff, "se": se, "ratio": ratio, "n_a": len(xs), "n_b": len(ys)}
+    va, vb = statistics.variance(xs) / len(xs), statistics.variance(ys) / len(ys)
+    se = math.sqrt(va + vb)
+    if se > 0:
+        ratio = diff / se
+        df = (va + vb) ** 2 / (va ** 2 / (len(xs) - 1) + vb ** 2 / (len(ys) - 1))
+        p = student_t_sf2(ratio, df)
+    else:  # every seed of both gave one value each
+        ratio, df = (0.0 if diff == 0 else math.copysign(math.inf, diff)), None
+        p = 1.0 if diff == 0 else 0.0
+    return {"a": a, "b": b, "diff": diff, "se": se, "ratio": ratio, "df": df, "p": p,
+            "n_a": len(xs), "n_b": len(ys)}
+
+
+def significant(d: dict[str, Any], level: float = 0.05) -> bool:
+    """Whether a :func:`difference` is beyond the seed-to-seed noise (Welch's p below ``level``)."""
+    return d["p"] is not None and d["p"] < level
 
 
 def in_words(d: dict[str, Any], unit: str = "points") -> str:
@@ -363,29 +396,42 @@ def in_words(d: dict[str, Any], unit: str = "points") -> str:
         return "not enough seeds to compare"
     if d["diff"] == 0 and d["se"] == 0:
         return "+0.00 points (every seed gave the same accuracy)"
-    noise = "within the seed-to-seed noise" if abs(d["ratio"]) < 2 else "larger than the seed-to-seed noise"
-    return f"{d['diff']:+.2f} {unit} (± {d['se']:.2f} standard error, {noise})"
+    noise = "larger than the seed-to-seed noise" if significant(d) else "within the seed-to-seed noise"
+    p = f"= {d['p']:.2f}" if d["p"] >= 0.01 else "< 0.01"
+    return f"{d['diff']:+.2f} {unit}, ± {d['se']:.2f} standard error, Welch p {p} ({noise})"
+
+
+def _direction(d: dict[str, Any], up: str, down: str) -> str:
+    if d["diff"] is None:
+        return "not measured"
+    if not significant(d):
+        return "no difference beyond the noise"
+    return up if d["diff"] > 0 else down
 
 
 def beta_verdict(rows: Sequence[dict[str, Any]]) -> str:
-    """In words, from the data: does accuracy rise with β_P up to 2 and fall beyond (§3.4)?"""
+    """In words, from the data: does accuracy rise with β_P up to 2 and fall beyond (§3.4)?
+
+    Two Welch tests over seeds: β_P = 2 against β_P = 0 (the rise) and against the
+    largest β_P (the fall). Each is stated as a rise, the opposite, or no difference.
+    """
     beta = [r for r in rows if r["study"] == "beta"]
     s = summarize(beta, "beta", by="beta_p")
     if s.empty or len(s) < 3:
         return "Too few β_P values have finished runs to judge the shape of the curve."
     s = s.sort_values("beta_p")
     best = s.loc[s["top1 mean"].idxmax()]
+    top = max(s["beta_p"])
     rise = difference(beta, "beta", PAPER_BETA, 0.0, by="beta_p")
-    fall = difference(beta, "beta", PAPER_BETA, max(BETAS), by="beta_p")
-    shape = ("rises from β_P = 0 to 2 and falls beyond"
-             if rise["diff"] is not None and fall["diff"] is not None and rise["diff"] > 0 and fall["diff"] > 0
-             else "does not show the paper's rise up to β_P = 2 and fall beyond")
-    sure = ("and both differences are larger than the noise"
-            if rise["ratio"] is not None and fall["ratio"] is not None and rise["ratio"] >= 2 and fall["ratio"] >= 2
-            else "but at this scale the differences are within the seed-to-seed noise, so the data cannot "
-                 "confirm or refute the paper's shape")
-    return (f"Mean top-1 peaks at β_P = {best['beta_p']:g} ({best['top1 mean']:.2f} %). Our curve {shape}, "
-            f"{sure}: β_P = 2 minus β_P = 0: {in_words(rise)}; β_P = 2 minus β_P = {max(BETAS):g}: {in_words(fall)}.")
+    fall = difference(beta, "beta", PAPER_BETA, top, by="beta_p")
+    rise_word = _direction(rise, "a rise, as in the paper", "a drop, the opposite of the paper")
+    fall_word = _direction(fall, "a fall beyond β_P = 2, as in the paper", "a rise beyond β_P = 2, unlike the paper")
+    holds = significant(rise) and significant(fall) and rise["diff"] > 0 and fall["diff"] > 0
+    verdict = ("The paper's shape (up to β_P = 2, down beyond) holds here." if holds else
+               "The paper's shape (up to β_P = 2, down beyond) is not shown here.")
+    return (f"Mean top-1 peaks at β_P = {best['beta_p']:g} ({best['top1 mean']:.2f} %). "
+            f"From β_P = 0 to 2: {rise_word}; β_P = 2 minus β_P = 0: {in_words(rise)}. "
+            f"From β_P = 2 to {top:g}: {fall_word}; β_P = 2 minus β_P = {top:g}: {in_words(fall)}. {verdict}")
 
 
 def strategy_verdict(rows: Sequence[dict[str, Any]]) -> str:
@@ -456,13 +502,26 @@ def same_cells(table) -> list[tuple[float, ...]]:
 
 
 def same_cells_in_words(table) -> str:
-    """:func:`same_cells` as a sentence for the notebook."""
+    """:func:`same_cells` as sentences for the notebook, with the β_P that coincide at single seeds."""
     groups = same_cells(table)
-    if not groups:
-        return "Every β_P found different cells for at least one seed."
-    names = "; ".join(" and ".join(f"β_P = {b:g}" for b in g) for g in groups)
-    return (f"{names} found the same cells at every seed (Eq. 1 ranked every edge's ops alike), so their "
-            f"trainings are the same runs: in Fig. 6 these points repeat one result.")
+
+    def names(g):
+        return ", ".join(f"{b:g}" for b in g)
+
+    text = ("Every β_P found different cells for at least one seed." if not groups else
+            "; ".join(f"β_P = {names(g)}" for g in groups) + " found the same cells at every seed (Eq. 1 ranked "
+            "every edge's ops alike), so their trainings are the same runs: in Fig. 6 these points repeat one result.")
+    beta = table[table["beta_p"].notna()] if len(table) else table
+    per_seed = []
+    for seed, grp in (beta.groupby("seed") if len(beta) else ()):
+        for digest, same in grp.groupby("cells"):
+            betas = tuple(sorted(float(b) for b in same["beta_p"]))
+            if len(betas) > 1 and betas not in groups:
+                per_seed.append(f"seed {seed}: β_P = {names(betas)}")
+    if per_seed:
+        text += " Same cells at single seeds: " + "; ".join(per_seed) + "."
+    distinct = beta["cells"].nunique() if len(beta) else 0
+    return text + f" In all, {len(beta)} searches found {distinct} distinct architectures."
 
 
 def _isnan(v: Any) -> bool:

@@ -1,6 +1,7 @@
 """cpnas.ablation and cpnas.parallel: run lists, caching, parallel workers, summaries."""
 
 import json
+import math
 
 import pytest
 
@@ -204,6 +205,7 @@ def test_genotype_table_counts_ops_and_marks_identical_cells(tmp_path, monkeypat
     assert darts["conv share"] == pytest.approx(6 / 16)
     assert table.loc["3", "cells"] == table.loc["4", "cells"] != table.loc["1", "cells"]
     assert A.same_cells(table.reset_index()) == [(3.0, 4.0)]
+    assert A.same_cells_in_words(table.reset_index()).endswith("3 searches found 2 distinct architectures.")
 
 
 def test_sweep_cost_counts_shared_runs_once():
@@ -213,3 +215,34 @@ def test_sweep_cost_counts_shared_runs_once():
     cost = A.sweep_cost(rows)
     assert cost["runs"] == 2 and cost["run_hours"] == pytest.approx(360 / 3600)
     assert cost["per_run_min"] == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("t,df", [(12.706, 1), (4.303, 2), (2.776, 4), (2.228, 10), (1.960, 1e6)])
+def test_student_t_two_sided_tail_matches_the_5_percent_table(t, df):
+    assert A.student_t_sf2(t, df) == pytest.approx(0.05, abs=2e-4)
+    assert A.student_t_sf2(0.0, df) == pytest.approx(1.0)
+
+
+def test_difference_is_welch_t_test_and_words_follow_it():
+    rows = [{"study": "s", "label": a, "top1": v} for a, vs in (("a", (20.0, 22.0, 24.0)), ("b", (10.0, 11.0, 12.0)),
+                                                                   ("c", (16.0, 22.0, 28.0))) for v in vs]
+    d = A.difference(rows, "s", "a", "b")
+    assert d["diff"] == pytest.approx(11.0) and d["se"] == pytest.approx(math.sqrt(4 / 3 + 1 / 3))
+    assert d["df"] == pytest.approx((5 / 3) ** 2 / ((4 / 3) ** 2 / 2 + (1 / 3) ** 2 / 2))
+    assert d["p"] < 0.01 and A.significant(d) and "larger than the seed-to-seed noise" in A.in_words(d)
+    close = A.difference(rows, "s", "a", "c")  # same mean, a wide spread
+    assert close["p"] == pytest.approx(1.0) and "within the seed-to-seed noise" in A.in_words(close)
+    assert A.difference(rows, "s", "a", "missing")["p"] is None
+
+
+def _beta_rows(means):
+    return [{"study": "beta", "beta_p": b, "label": f"{b:g}", "top1": m + e, "search_wall_clock_s": 1.0,
+             "train_wall_clock_s": 1.0} for b, m in means.items() for e in (-0.5, 0.0, 0.5)]
+
+
+def test_beta_verdict_says_the_direction_the_data_show():
+    peaked = A.beta_verdict(_beta_rows({0.0: 10.0, 1.0: 15.0, 2.0: 20.0, 4.0: 12.0}))
+    assert "a rise, as in the paper" in peaked and "holds here" in peaked
+    inverted = A.beta_verdict(_beta_rows({0.0: 20.0, 1.0: 15.0, 2.0: 10.0, 4.0: 10.2}))
+    assert "a drop, the opposite of the paper" in inverted and "no difference beyond the noise" in inverted
+    assert "is not shown here" in inverted
