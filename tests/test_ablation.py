@@ -246,3 +246,14 @@ def test_beta_verdict_says_the_direction_the_data_show():
     inverted = A.beta_verdict(_beta_rows({0.0: 20.0, 1.0: 15.0, 2.0: 10.0, 4.0: 10.2}))
     assert "a drop, the opposite of the paper" in inverted and "no difference beyond the noise" in inverted
     assert "is not shown here" in inverted
+
+
+def test_search_cost_projection_to_the_papers_epoch_counts():
+    rows = [{"strategy": "cpnas", "search_wall_clock_s": 140.0, "search_epochs": 35},
+            {"strategy": "pcdarts", "search_wall_clock_s": 200.0, "search_epochs": 10},
+            {"strategy": "random", "search_wall_clock_s": 0.0, "search_epochs": 0}]
+    p = A.search_cost_projection(rows)
+    assert (p["paper_epochs_cpnas"], p["paper_epochs_pcdarts"]) == (105, 50)
+    assert p["ratio"] == pytest.approx(4.0 * 105 / (20.0 * 50))
+    with pytest.raises(CpnasError, match="no finished pcdarts search"):
+        A.search_cost_projection(rows[:1])

@@ -96,16 +96,20 @@ cells = [
          "        print(f\"  CP loss minus {other}: {cpnas.ablation.in_words(d)}\")"),
     md("## Reading these results\n\n"
        "* **Scale.** Below `paper` the searches and trainings are far shorter than the paper's (see the sizes "
-       "above): the accuracies measure what this budget can show, and a difference smaller than about twice "
-       "its standard error is seed noise. The sentences above are computed from the rows.\n"
+       "above): the accuracies measure what this budget can show. Every comparison above is a Welch t-test over "
+       "seeds (`cpnas.ablation.difference`); with 3 seeds a side a difference needs about 3-4 standard errors to "
+       "reach p < 0.05, and with several comparisons one of them may pass by chance. The sentences are computed "
+       "from the rows, not written by hand.\n"
        "* **1-bit training is slow to start.** The 1-bit networks of this space (every convolution, the cell "
-       "preprocessing included, takes binary inputs) learn far more slowly than their 32-bit twins: at CPU "
-       "budgets their accuracy stays close to chance, so Fig. 6's differences of a few points cannot be resolved "
-       "here. The search-side measurement (convolutions vs β_P) and the search costs do not depend on training "
-       "the found networks.\n"
+       "preprocessing included, takes binary inputs) learn far more slowly than their 32-bit twins; at CPU "
+       "budgets, cells with many convolutions stay near chance (10 %), and cells with more pooling and skips "
+       "train first. At this budget Fig. 6 therefore ranks cells by how fast they start to learn, which need "
+       "not be how well they end after the paper's 600 epochs.\n"
+       "* **Same cells.** Searches at different β_P can find the same cells (the table of digests above); "
+       "such points of Fig. 6 are one result drawn twice.\n"
        "* **Search cost** is measured wall-clock on this machine for each strategy's schedule at this scale "
        "(CP-NAS: 35 epochs of a 1-bit Child and a 32-bit Parent at T = 1; PC-DARTS: its warm-up and "
-       "bilevel epochs); `make bench` projects both to the paper's schedules."),
+       "bilevel epochs), two runs side by side; `make bench` projects both to the paper's schedules."),
 ]
 nb = nbf.v4.new_notebook(cells=cells, metadata={
     "kernelspec": {"display_name": "Python 3 (cpnas)", "language": "python", "name": "python3"},
