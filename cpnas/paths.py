@@ -70,8 +70,23 @@ def save_graph(graph, name: str, scale: str) -> list[Path]:
 
     out = []
     for ext in ("png", "pdf"):
-        out.append(write_bytes(artifact_dir("figures", scale) / f"{name}.{ext}", graph.pipe(format=ext)))
+        data = graph.pipe(format=ext)
+        if ext == "pdf":
+            data = fixed_pdf_date(data)
+        out.append(write_bytes(artifact_dir("figures", scale) / f"{name}.{ext}", data))
     return out
+
+
+def fixed_pdf_date(data: bytes) -> bytes:
+    """Set a PDF's ``/CreationDate`` to 1970-01-01 so that re-rendering gives the same bytes.
+
+    Graphviz's cairo backend stamps the current time and ignores ``SOURCE_DATE_EPOCH``;
+    the 14 date digits are replaced in place, so the byte offsets of the PDF's
+    cross-reference table stay valid.
+    """
+    import re
+
+    return re.sub(rb"(/CreationDate \(D:)\d{14}", rb"\g<1>19700101000000", data)
 
 
 def save_table(df, name: str, scale: str, *, caption: str | None = None) -> list[Path]:

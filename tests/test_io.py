@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,27 @@ def test_atomic_write_respects_the_umask(tmp_path):
     os.umask(umask)
     path = cio.write_text(tmp_path / "shared.txt", "x")
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_fixed_pdf_date_keeps_the_length():
+    from cpnas.paths import fixed_pdf_date
+
+    raw = b"1 0 obj << /CreationDate (D:20261126032917Z) >> xref"
+    fixed = fixed_pdf_date(raw)
+    assert fixed == b"1 0 obj << /CreationDate (D:19700101000000Z) >> xref" and len(fixed) == len(raw)
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz's dot")
+def test_graphviz_figures_are_byte_reproducible(tmp_path, monkeypatch):
+    import time
+
+    import graphviz
+
+    from cpnas.paths import save_graph
+
+    monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
+    g = graphviz.Digraph()
+    g.edge("a", "b")
+    first = [p.read_bytes() for p in save_graph(g, "g", "smoke")]
+    time.sleep(1.1)  # the stamp has a one-second resolution
+    assert [p.read_bytes() for p in save_graph(g, "g", "smoke")] == first
