@@ -511,6 +511,23 @@ def genotype_table(runs: Sequence[Run], scale: str):
     return pd.DataFrame(out)
 
 
+def conv_share_vs_accuracy(table, rows: Sequence[dict[str, Any]]) -> tuple[Any, float]:
+    """Each β_P search's convolution share next to its trained top-1, and their Pearson r.
+
+    Tests the explanation that convolution-heavy 1-bit cells train slower at small budgets
+    (Table 1) on every cell of the β_P study; one row per search, so cells found at two
+    β_P count twice.
+    """
+    import pandas as pd
+
+    acc = pd.DataFrame([r for r in rows if r["study"] == "beta"])
+    if len(table) == 0 or acc.empty:
+        return pd.DataFrame(columns=["beta_p", "seed", "conv share", "top1"]), float("nan")
+    merged = table.merge(acc[["beta_p", "seed", "top1"]], on=["beta_p", "seed"])
+    r = float(merged["conv share"].corr(merged["top1"])) if len(merged) > 2 else float("nan")
+    return merged[["beta_p", "seed", "cells", "conv share", "top1"]], r
+
+
 def same_cells(table) -> list[tuple[float, ...]]:
     """Groups of β_P values whose searches found the same cells at every seed (from :func:`genotype_table`).
 

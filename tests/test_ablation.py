@@ -257,3 +257,14 @@ def test_search_cost_projection_to_the_papers_epoch_counts():
     assert p["ratio"] == pytest.approx(4.0 * 105 / (20.0 * 50))
     with pytest.raises(CpnasError, match="no finished pcdarts search"):
         A.search_cost_projection(rows[:1])
+
+
+def test_conv_share_vs_accuracy_pairs_each_search_with_its_training():
+    import pandas as pd
+
+    table = pd.DataFrame({"beta_p": [0.0, 2.0, 4.0], "seed": [0, 0, 0], "cells": ["a", "b", "c"],
+                          "conv share": [0.2, 0.5, 0.8]})
+    rows = [{"study": "beta", "beta_p": b, "seed": 0, "top1": t} for b, t in ((0.0, 30.0), (2.0, 20.0), (4.0, 10.0))]
+    rows.append({"study": "strategy", "beta_p": None, "seed": 0, "top1": 99.0})
+    merged, r = A.conv_share_vs_accuracy(table, rows)
+    assert list(merged["top1"]) == [30.0, 20.0, 10.0] and r == pytest.approx(-1.0)

@@ -69,6 +69,11 @@ cells = [
        "equal digests mean the same architecture:"),
     code("print(cpnas.ablation.same_cells_in_words(geno))\n"
          "geno.pivot_table(index=\"beta_p\", columns=\"seed\", values=\"cells\", aggfunc=\"first\")"),
+    md("Do convolution-heavy cells train worse at this budget (the explanation Table 1's notebook offers for its "
+       "CP-NAS rows)? Each searched cell's convolution share against its trained accuracy:"),
+    code("share, r = cpnas.ablation.conv_share_vs_accuracy(geno, rows)\n"
+         "print(f\"Pearson r between convolution share and top-1 over {len(share)} searches: {r:+.2f}\")\n"
+         "share.sort_values(\"conv share\").round(3)"),
     md("## Search strategies (Fig. 6 right) and their cost"),
     code("strategy_table = cpnas.ablation.summarize(rows, \"strategy\")\n"
          "cpnas.paths.save_table(strategy_table.round(3), \"fig6_strategies\", SCALE,\n"
