@@ -574,21 +574,41 @@ def _isnan(v: Any) -> bool:
     return isinstance(v, float) and math.isnan(v)
 
 
+def _seed_list(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("no seed given")
+    return seeds
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cpnas.ablation",
                                 description="Compute the missing runs of the ablation studies (notebook 05).")
-    p.add_argument("--scale", default="cpu")
+    p.add_argument("--scale", default="cpu", choices=tuple(ABLATION_SIZES))
     p.add_argument("--study", choices=("beta", "strategy", *LOSS_STUDIES, "all"), default="all")
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
+    p.add_argument("--seeds", default=SEEDS, type=_seed_list, help="comma-separated seeds (default: 0,1,2)")
     p.add_argument("--genotype", default=None, help="genotype of the loss study (default: the 02 search's)")
-    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes, one thread each (default: 1)")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="parallel worker processes, one thread each (default: 1)")
     p.add_argument("--data", default=None, help="CIFAR-10 folder (default: $CPNAS_CIFAR10)")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     try:
-        seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
+        seeds = args.seeds
         runs: list[Run] = []
         if args.study in ("beta", "all"):
             runs += beta_runs(seeds)

@@ -268,3 +268,13 @@ def test_conv_share_vs_accuracy_pairs_each_search_with_its_training():
     rows.append({"study": "strategy", "beta_p": None, "seed": 0, "top1": 99.0})
     merged, r = A.conv_share_vs_accuracy(table, rows)
     assert list(merged["top1"]) == [30.0, 20.0, 10.0] and r == pytest.approx(-1.0)
+
+
+@pytest.mark.parametrize("argv,message", [(["--seeds", "a,b"], "comma-separated integers"),
+                                          (["--scale", "nope"], "invalid choice"),
+                                          (["--jobs", "0"], "positive integer"),
+                                          (["--study", "loss", "--genotype", "/nope/g.json"], "no such file")])
+def test_cli_refuses_bad_input_with_one_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        raise SystemExit(A.main(argv))
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
