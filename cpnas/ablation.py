@@ -335,9 +335,8 @@ def sweep_cost(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     runs side by side the sweep's wall-clock is about ``run_hours / jobs``.
     """
     seen: dict[str, float] = {}
-    for r in rows:
-        search = r["search_wall_clock_s"] if r["search_wall_clock_s"] is not None else 0.0
-        seen[r["train_dir"]] = (0.0 if _isnan(search) else search) + r["train_wall_clock_s"]
+    for r in rows:  # a run with a fixed cell has no search (None)
+        seen[r["train_dir"]] = (r["search_wall_clock_s"] or 0.0) + r["train_wall_clock_s"]
     total = sum(seen.values()) / 3600
     return {"runs": len(seen), "run_hours": total, "per_run_min": 60 * total / max(1, len(seen))}
 
@@ -521,11 +520,12 @@ def conv_share_vs_accuracy(table, rows: Sequence[dict[str, Any]]) -> tuple[Any, 
     import pandas as pd
 
     acc = pd.DataFrame([r for r in rows if r["study"] == "beta"])
+    columns = ["beta_p", "seed", "cells", "conv share", "top1"]
     if len(table) == 0 or acc.empty:
-        return pd.DataFrame(columns=["beta_p", "seed", "conv share", "top1"]), float("nan")
+        return pd.DataFrame(columns=columns), float("nan")
     merged = table.merge(acc[["beta_p", "seed", "top1"]], on=["beta_p", "seed"])
     r = float(merged["conv share"].corr(merged["top1"])) if len(merged) > 2 else float("nan")
-    return merged[["beta_p", "seed", "cells", "conv share", "top1"]], r
+    return merged[columns], r
 
 
 def same_cells(table) -> list[tuple[float, ...]]:

@@ -24,6 +24,11 @@ def _scale_note(rows: Sequence[dict[str, Any]]) -> str:
             f"tested on {r['test_images']}; n = seeds")
 
 
+def _std(rec) -> float:
+    """The error bar of one summary row: its sample std, or 0 when one seed gave none (NaN)."""
+    return 0.0 if rec["top1 std"] != rec["top1 std"] else rec["top1 std"]
+
+
 def _dots(ax, rows, key: str, value: Any, x: float) -> None:
     ys = [r["top1"] for r in rows if r[key] == value]
     ax.plot([x] * len(ys), ys, "o", color="black", markersize=3, alpha=0.6, zorder=3)
@@ -62,7 +67,7 @@ def fig6(rows: Sequence[dict[str, Any]]):
     order = [x for x in STRATEGIES if x in set(t["label"])] if not t.empty else []
     for i, name in enumerate(order):
         rec = t[t["label"] == name].iloc[0]
-        right.bar(i, rec["top1 mean"], yerr=0 if rec["top1 std"] != rec["top1 std"] else rec["top1 std"],
+        right.bar(i, rec["top1 mean"], yerr=_std(rec),
                   capsize=4, color="tab:orange" if name == "cpnas" else "tab:gray", alpha=0.8)
         _dots(right, strat_rows, "label", name, i)
         right.annotate(f"n={rec['n']}", (i, 0), fontsize=7, ha="center", va="bottom")
@@ -111,7 +116,7 @@ def loss_ablation(rows: Sequence[dict[str, Any]]):
         order = [x for x in LOSS_VARIANTS if not t.empty and x in set(t["label"])]
         for i, name in enumerate(order):
             rec = t[t["label"] == name].iloc[0]
-            ax.barh(i, rec["top1 mean"], xerr=0 if rec["top1 std"] != rec["top1 std"] else rec["top1 std"],
+            ax.barh(i, rec["top1 mean"], xerr=_std(rec),
                     capsize=4, color="tab:orange" if name.startswith("CP loss") else "tab:gray", alpha=0.8)
             ys = [r["top1"] for r in loss_rows if r["label"] == name]
             ax.plot(ys, [i] * len(ys), "o", color="black", markersize=3)

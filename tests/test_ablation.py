@@ -123,8 +123,7 @@ def test_run_all_trains_a_cell_of_the_sweep_after_its_search(tmp_path, monkeypat
     runs = A.loss_runs(cell, seeds=(0,), variants=("cross-entropy",), study="loss-bnas") + search
     rows = A.run_all(runs, "smoke", jobs=2, dataset="synthetic")
     assert [r["study"] for r in rows] == ["loss-bnas", "strategy"]
-    trained = json.loads((A.loss_runs(cell, seeds=(0,), variants=("cross-entropy",), study="loss-bnas")[0]
-                          .train_dir("smoke") / "config.json").read_text())
+    trained = json.loads((runs[0].train_dir("smoke") / "config.json").read_text())
     assert trained["genotype_path"] == str(cell)
 
 
