@@ -46,9 +46,9 @@ cells = [
     code("import pandas as pd\n\n"
          "pd.concat([cpnas.ablation.summarize(rows, s)[[\"label\", \"n\", \"search (min)\", \"train (min)\"]]"
          ".assign(study=s) for s in (\"beta\", \"strategy\", *cpnas.ablation.LOSS_STUDIES)]).round(2)"),
-    code("cost = cpnas.ablation.sweep_cost(rows)\n"
+    code("cost, jobs = cpnas.ablation.sweep_cost(rows), cpnas.parallel.default_workers()\n"
          "print(f\"{cost['runs']} distinct runs, {cost['per_run_min']:.1f} min each on average: \"\n"
-         "      f\"{cost['run_hours']:.2f} h of run time, ≈ {cost['run_hours'] / 2:.2f} h of wall-clock two at a time \"\n"
+         "      f\"{cost['run_hours']:.2f} h of run time, ≈ {cost['run_hours'] / jobs:.2f} h of wall-clock {jobs} at a time \"\n"
          "      f\"(the runs' own search and training loops; process start-up, data loading and the 32-bit Parent that the H = Parent variant trains first are not counted)\")"),
     md("## Fig. 6"),
     code("fig = cpnas.plots_ablation.fig6(rows)\ncpnas.paths.save_figure(fig, \"fig6\", SCALE)\nfig"),
@@ -107,8 +107,8 @@ cells = [
        "from the rows, not written by hand.\n"
        "* **1-bit training is slow to start.** The 1-bit networks of this space (every convolution, the cell "
        "preprocessing included, takes binary inputs) learn far more slowly than their 32-bit twins; at CPU "
-       "budgets, cells with many convolutions stay near chance (10 %), and cells with more pooling and skips "
-       "train first. At this budget Fig. 6 therefore ranks cells by how fast they start to learn, which need "
+       "budgets some cells stay near chance (10 %) while others start to learn, and the convolution share "
+       "explains little of which (the correlation above). At this budget Fig. 6 therefore ranks cells by how fast they start to learn, which need "
        "not be how well they end after the paper's 600 epochs.\n"
        "* **Same cells.** Searches at different β_P can find the same cells (the table of digests above); "
        "such points of Fig. 6 are one result drawn twice.\n"
