@@ -15,11 +15,11 @@ STAMP := $(VENV)/.installed
 NB_OUT := $(if $(filter smoke,$(SCALE)),results/smoke/notebooks,notebooks)
 PAPERMILL = mkdir -p $(NB_OUT) && CPNAS_SCALE=$(SCALE) $(BIN)/papermill --cwd notebooks
 
-.PHONY: help venv test test-unit test-notebooks lab bench clean \
+.PHONY: help venv test test-unit test-notebooks lab bench clean recipe-sweep proxy-check \
         reproduce reproduce-fig3 reproduce-fig5 reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig6
 
 help:
-	@echo "make venv | test | lab | bench | reproduce | reproduce-{fig3,fig5,table1,table2,table3,fig6} [SCALE=smoke|cpu|paper]"
+	@echo "make venv | test | lab | bench | recipe-sweep | proxy-check | reproduce | reproduce-{fig3,fig5,table1,table2,table3,fig6} [SCALE=smoke|cpu|paper]"
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -44,6 +44,16 @@ lab: venv
 
 bench: venv
 	$(BIN)/python -m cpnas.bench --out results/bench
+
+# Issue 11's studies of the cpu proxy; 03 shows their cached runs. JOBS one-thread runs at a time.
+JOBS ?= 2
+recipe-sweep: venv
+	$(BIN)/python -m cpnas.recipe --scale $(SCALE) --jobs $(JOBS)
+	$(BIN)/python -m cpnas.recipe --scale $(SCALE) --jobs $(JOBS) --full --variants $$($(BIN)/python -c \
+	    "import cpnas.recipe as r; print(r.chosen_variant(r.collect('$(SCALE)')))") --seeds 0,1,2
+
+proxy-check: venv
+	$(BIN)/python -m cpnas.proxy --scale $(SCALE) --jobs $(JOBS)
 
 reproduce-fig3: venv
 	$(PAPERMILL) notebooks/01_ops_sanity.ipynb $(NB_OUT)/01_ops_sanity.ipynb

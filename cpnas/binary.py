@@ -86,6 +86,14 @@ class BinaryConv2d(nn.Conv2d):
         return super().extra_repr() + f", binarize_input={self.binarize_input}"
 
 
+class ReLUConv2d(nn.Conv2d):
+    """``conv(relu(x))``: a 32-bit conv with DARTS' ReLU in front (parameter names as ``nn.Conv2d``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fastconv.conv2d(torch.relu(x), self.weight, self.bias, self.stride, self.padding,
+                               self.dilation, self.groups)
+
+
 @dataclass(frozen=True)
 class Precision:
     """Which convolutions are 1-bit: the one switch between Child and Parent.
@@ -101,6 +109,7 @@ class Precision:
     binary: bool = True
     sep_first_real_input: bool = False  # Table 2, '*'
     preprocess_real_input: bool = False  # Table 2, '**'
+    relu: bool = False  # 32-bit only: DARTS' ReLU before each conv block (the search Parent, search.parent_relu)
 
     @property
     def name(self) -> str:
@@ -111,9 +120,17 @@ class Precision:
                 f"preprocess_real_input={self.preprocess_real_input})")
 
     def conv(self, c_in: int, c_out: int, kernel_size: int, stride: int = 1, padding: int = 0,
-             dilation: int = 1, groups: int = 1, *, real_input: bool = False) -> nn.Module:
-        """Build a bias-free convolution in this precision (the conv factory)."""
+             dilation: int = 1, groups: int = 1, *, real_input: bool = False,
+             block_input: bool = False) -> nn.Module:
+        """Build a bias-free convolution in this precision (the conv factory).
+
+        ``block_input`` marks the first conv of an op block (DARTS' ``ReLUConvBN``,
+        ``DilConv``, ``FactorizedReduce``): with ``relu`` (32-bit only) it applies
+        ReLU to its input first, where DARTS has its ReLU.
+        """
         if not self.binary:
+            if self.relu and block_input:
+                return ReLUConv2d(c_in, c_out, kernel_size, stride, padding, dilation, groups, bias=False)
             conv_cls = fastconv.Conv2d if dilation > 1 else nn.Conv2d
             return conv_cls(c_in, c_out, kernel_size, stride, padding, dilation, groups, bias=False)
         return BinaryConv2d(c_in, c_out, kernel_size, stride, padding, dilation, groups, bias=False,
@@ -122,7 +139,8 @@ class Precision:
 
 BINARY = Precision(binary=True)
 REAL = Precision(binary=False)
-PRECISIONS = {"binary": BINARY, "real": REAL,
+REAL_RELU = Precision(binary=False, relu=True)
+PRECISIONS = {"binary": BINARY, "real": REAL, "real+relu": REAL_RELU,
               "binary*": Precision(True, sep_first_real_input=True),
               "binary**": Precision(True, sep_first_real_input=True, preprocess_real_input=True)}
 

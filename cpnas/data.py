@@ -613,6 +613,32 @@ def search_split(n_train: int, train_fraction: float, score_fraction: float, see
     return order[:n_fit].sort().values, order[n_fit:n_fit + n_score].sort().values
 
 
+def train_val_split(n: int, train_fraction: float, val_fraction: float, seed: int, *,
+                    labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Sorted ``(idx_train, idx_val)``: a validation split held out, then the training subset.
+
+    The validation split (``val_fraction`` of ``n``, class-stratified) is drawn with
+    seed 0, so every run of a scale validates on the same images; the training
+    subset (``train_fraction`` of ``n``) is then drawn from the rest with ``seed``.
+    ``val_fraction == 0`` gives ``(fraction_indices(n, train_fraction, seed), None)``,
+    the split of runs without validation.
+    """
+    if val_fraction == 0:
+        return fraction_indices(n, train_fraction, seed, labels=labels), None
+    n_val = _count(n, val_fraction, "the validation fraction")
+    n_fit = _count(n, train_fraction, "the data fraction")
+    if n_val + n_fit > n:
+        raise CpnasError(f"train fraction {train_fraction} + validation fraction {val_fraction} exceed the "
+                         f"training set of {n} samples; they must sum to at most 1")
+    labels_t = torch.as_tensor(labels) if labels is not None else None
+    idx_val = _random_order(n, 0, labels_t)[:n_val]
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[idx_val] = False
+    rest = torch.nonzero(keep).flatten()
+    order = _random_order(len(rest), seed, labels_t[rest] if labels_t is not None else None)
+    return rest[order[:n_fit]].sort().values, idx_val.sort().values
+
+
 def fraction_indices(n: int, fraction: float, seed: int, *,
                      labels: torch.Tensor | None = None) -> torch.Tensor:
     """Sorted indices of a seeded ``fraction`` of ``range(n)`` (size-reduced scales).

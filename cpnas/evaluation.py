@@ -116,16 +116,22 @@ def paper_size_profile(genotype: Genotype, *, dataset: str = "cifar10", size: st
 def _loaders(cfg: Config, dataset: str, data_root: Path | None, seed: int, device: torch.device,
              channels_last: bool = True):
     tcfg = train_config(cfg, dataset)
-    train = D.load_dataset(cfg, dataset, "train", data_root, seed=seed)
+    full = D.load_dataset(cfg, dataset, "train", data_root, seed=seed)
     test = D.load_dataset(cfg, dataset, "test", data_root, seed=seed)
-    train = D.subset(train, D.fraction_indices(len(train), tcfg.train_fraction, seed, labels=train.labels))
+    idx_train, idx_val = D.train_val_split(len(full), tcfg.train_fraction, tcfg.val_fraction, seed,
+                                           labels=full.labels)
+    train = D.subset(full, idx_train)
     # the test subset does not depend on the seed: every run of a scale is measured on the same images
     test = D.subset(test, D.fraction_indices(len(test), tcfg.test_fraction, 0, labels=test.labels))
     train_loader = D.TensorLoader(train, tcfg.batch_size, shuffle=True, augment=True, cutout=tcfg.cutout,
                                   seed=seed, device=device, channels_last=channels_last)
     test_loader = D.TensorLoader(test, tcfg.batch_size, shuffle=False, augment=False, device=device,
                                  channels_last=channels_last)
-    return train, test, train_loader, test_loader
+    val_loader = None
+    if idx_val is not None:
+        val_loader = D.TensorLoader(D.subset(full, idx_val), tcfg.batch_size, shuffle=False, augment=False,
+                                    device=device, channels_last=channels_last)
+    return train, test, train_loader, test_loader, val_loader
 
 
 def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, size: str = "small",
@@ -159,8 +165,8 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
     tcfg = train_config(cfg, dataset)
     with torch.device("meta"):
         fmt = memory_format_for(build_network(genotype, cfg, dataset=dataset, size=size, precision=precision), dev)
-    train, test, train_loader, test_loader = _loaders(cfg, dataset, data_root, seed, dev,
-                                                      channels_last=fmt == torch.channels_last)
+    train, test, train_loader, test_loader, val_loader = _loaders(cfg, dataset, data_root, seed, dev,
+                                                                  channels_last=fmt == torch.channels_last)
 
     parent = None
     if loss == "cp" and cfg.loss.kernel_source == "parent":
@@ -183,6 +189,13 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
                        seed=seed, device=dev, description=train.description, n_train=len(train),
                        n_test=len(test), num_classes=train.num_classes, genotype_path=genotype_path,
                        session_s=time.perf_counter() - start)
+    if val_loader is not None:  # the held-out validation split (train.val_fraction): what recipe sweeps select on
+        from cpnas.train import evaluate
+
+        val = evaluate(model, val_loader, device=dev, modules=[model], topk=(1,), desc="val")
+        metrics.update({"val_top1": 100.0 * val["top1"], "val_images": val["n"]})
+    metrics["train_seconds_per_thread"] = result.wall_clock_s * torch.get_num_threads()
+    metrics["threads"] = torch.get_num_threads()
     if extra:
         metrics.update(extra)
     write_json(out / METRICS, metrics)

@@ -231,3 +231,13 @@ def draw_cell(edges: Iterable[Edge], concat: Sequence[int] = (2, 3, 4, 5), *, ti
     for j in concat:
         g.edge(str(j), "out", color="gray")
     return g
+
+
+DARTS_V2 = Genotype.from_dict({
+    "normal": [["sep_conv_3x3", 0], ["sep_conv_3x3", 1], ["sep_conv_3x3", 0], ["sep_conv_3x3", 1],
+               ["sep_conv_3x3", 1], ["skip_connect", 0], ["skip_connect", 0], ["dil_conv_3x3", 2]],
+    "reduce": [["max_pool_3x3", 0], ["max_pool_3x3", 1], ["skip_connect", 2], ["max_pool_3x3", 1],
+               ["max_pool_3x3", 0], ["skip_connect", 2], ["skip_connect", 2], ["max_pool_3x3", 1]],
+}, source="DARTS_V2")
+"""The cell DARTS published (Liu et al., ICLR 2019, second-order search, Fig. 4): a fixed, searched-elsewhere
+architecture that the recipe sweep and the proxy check train, independent of our own searches."""

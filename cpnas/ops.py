@@ -40,7 +40,7 @@ class ConvBN(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, padding: int,
                  precision: Precision, affine: bool = True, *, real_input: bool = False) -> None:
         super().__init__(
-            precision.conv(c_in, c_out, kernel_size, stride, padding, real_input=real_input),
+            precision.conv(c_in, c_out, kernel_size, stride, padding, real_input=real_input, block_input=True),
             nn.BatchNorm2d(c_out, affine=affine),
         )
 
@@ -53,7 +53,7 @@ class DilConv(nn.Sequential):
                  real_input: bool = False) -> None:
         super().__init__(
             precision.conv(c_in, c_in, kernel_size, stride, padding, dilation, groups=c_in,
-                           real_input=real_input),
+                           real_input=real_input, block_input=True),
             precision.conv(c_in, c_out, 1),
             nn.BatchNorm2d(c_out, affine=affine),
         )
@@ -84,8 +84,8 @@ class FactorizedReduce(nn.Module):
         super().__init__()
         if c_out % 2:
             raise ValueError(f"FactorizedReduce needs an even number of output channels, got {c_out}")
-        self.conv_1 = precision.conv(c_in, c_out // 2, 1, stride=2, real_input=real_input)
-        self.conv_2 = precision.conv(c_in, c_out // 2, 1, stride=2, real_input=real_input)
+        self.conv_1 = precision.conv(c_in, c_out // 2, 1, stride=2, real_input=real_input, block_input=True)
+        self.conv_2 = precision.conv(c_in, c_out // 2, 1, stride=2, real_input=real_input, block_input=True)
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -83,8 +83,8 @@ from cpnas.networks import SearchNetwork, memory_format_for
 from cpnas.ops import PRIMITIVES
 from cpnas.space import CELL_KINDS
 from cpnas.strategies import SearchContext, Strategy, register
-from cpnas.train import (NonFiniteLossError, cosine_lr, cross_entropy_loss, evaluate, set_lr, sgd,
-                         train_one_epoch)
+from cpnas.train import (NonFiniteLossError, cosine_lr, cross_entropy_loss, evaluate, recalibrate_bn,
+                         recipe_optimizer, set_lr, sgd, train_one_epoch)
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,11 @@ class PCDARTS(Strategy):
                                           .to(ctx.device)) for kind in CELL_KINDS}
         self.betas = {kind: nn.Parameter((ARCH_INIT_SCALE * torch.randn(n_edges, generator=gen)).to(ctx.device))
                       for kind in CELL_KINDS}
-        self.weight_opt = sgd(self.net.parameters(), s.pc_lr, s.momentum, s.pc_weight_decay)
+        if s.optimizer == "sgd":  # PC-DARTS' own recipe (their §4.2)
+            self.weight_opt = sgd(self.net.parameters(), s.pc_lr, s.momentum, s.pc_weight_decay)
+        else:  # the search recipe of the scale (cpu: Adam, as CP-NAS's Child), for a like-for-like comparison
+            self.weight_opt = recipe_optimizer(self.net, s)
+        self._pc_lr = s.pc_lr if s.optimizer == "sgd" else s.lr
         self.arch_opt = torch.optim.Adam(self.arch_parameters(), lr=s.pc_arch_lr, betas=ARCH_ADAM_BETAS,
                                          weight_decay=s.pc_arch_weight_decay)
         self.loss_fn = cross_entropy_loss()
@@ -249,7 +253,7 @@ class PCDARTS(Strategy):
     def run_epoch(self, epoch: int) -> dict[str, Any]:
         ctx, s = self.ctx, self.s
         step = self._schedule[epoch]
-        lr = cosine_lr(s.pc_lr, s.lr_min, epoch, s.pc_epochs)
+        lr = cosine_lr(self._pc_lr, s.lr_min, epoch, s.pc_epochs)
         set_lr(self.weight_opt, lr)
         ctx.train_loader.set_epoch(epoch)
         self._arch_iter = None  # every epoch starts a new pass over the architecture split
@@ -266,9 +270,12 @@ class PCDARTS(Strategy):
         self._arch_iter = None
         with torch.no_grad():
             weights = self.mixed_weights(detach=True)
-        score = evaluate(lambda x: self.forward(x, weights), ctx.score_loader, device=ctx.device,
-                         modules=[self.net], train_mode_bn=True, topk=(1,), loss_fn=self.loss_fn,
-                         desc="score pcdarts")
+        mixed = lambda x: self.forward(x, weights)  # noqa: E731
+        loader = ctx.calib_loader if ctx.calib_loader is not None else ctx.train_loader
+        recalibrate_bn(mixed, [self.net], [b for _, b in zip(range(s.calibration_batches), loader)],
+                       device=ctx.device)
+        score = evaluate(mixed, ctx.score_loader, device=ctx.device, modules=[self.net], train_mode_bn=False,
+                         topk=(1,), loss_fn=self.loss_fn, desc="score pcdarts")
         genotype = self.genotype()
         self.genotypes.append({"epoch": epoch, "genotype": genotype.to_dict()})
         record = {**step, "lr": lr, "train_loss": stats.loss, "train_acc": stats.acc,

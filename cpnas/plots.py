@@ -343,6 +343,32 @@ def search_curves(history: list[dict]):
     return fig
 
 
+def snr_table(indicator: dict) -> pd.DataFrame:
+    """Per round of Alg. 1: spread of z over the draws, the score split's noise, and their ratio ``snr``."""
+    cols = ["round", "draws", "mean_A_C", "mean_A_P", "z_std", "z_se", "snr", "score_images"]
+    rows = [{c: r.get(c) for c in cols} for r in indicator.get("rounds", [])]
+    return pd.DataFrame(rows, columns=cols).round(4)
+
+
+def snr_plot(indicator: dict):
+    """Bars of ``snr`` per round, with the lines snr = 1 (draws differ as much as re-scoring noise) and 2."""
+    from matplotlib.figure import Figure
+
+    rounds = [r for r in indicator.get("rounds", []) if r.get("snr") is not None]
+    fig = Figure(figsize=(6, 3))
+    ax = fig.subplots()
+    ax.bar([r["round"] for r in rounds], [r["snr"] for r in rounds], color="C0")
+    ax.axhline(1, color="gray", lw=0.8, ls=":", label="snr = 1: noise only")
+    ax.axhline(2, color="C3", lw=0.8, ls="--", label="snr = 2 (issue 11's bar for the median)")
+    med = indicator.get("median_snr")
+    ax.set_title(f"spread of z over draws / score-split SE (median {med:.2f})" if med is not None
+                 else "spread of z over draws / score-split SE", fontsize=10)
+    ax.set_xlabel("round (K ops left on every edge: 8 − round)")
+    ax.set_ylabel("snr")
+    ax.legend(fontsize=8)
+    return fig
+
+
 def removal_table(indicator: dict, kind: str = "normal"):
     """DataFrame: for every edge (rows) the op removed in each round (columns), then the survivor."""
     import pandas as pd

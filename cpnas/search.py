@@ -62,8 +62,11 @@ def search_data(cfg: Config, dataset: str, data_root: Path | None, seed: int, de
                 with_arch_split: bool = False):
     """Search-train and search-score loaders (§3.1: 50% / 5% of the training set).
 
-    With ``with_arch_split`` (PC-DARTS) a third, disjoint split of the search-train
-    size is returned for the architecture updates.
+    Returns ``(images, train, score, arch, calib)``. With ``with_arch_split``
+    (PC-DARTS) ``arch`` is a third, disjoint split of the search-train size for the
+    architecture updates (else None). ``score`` yields the score split in a seeded
+    random order; ``calib`` yields fixed, un-augmented search-train batches that
+    re-estimate BN statistics before each score.
     """
     s = cfg.search
     images = D.load_dataset(cfg, dataset, "train", data_root, seed=seed)
@@ -80,12 +83,19 @@ def search_data(cfg: Config, dataset: str, data_root: Path | None, seed: int, de
     train_batch = s.pc_batch_size if with_arch_split else s.batch_size
     train = D.TensorLoader(D.subset(images, idx_train), train_batch, shuffle=True, drop_last=False,
                            augment=True, **common)
-    score = D.TensorLoader(D.subset(images, idx_score), s.batch_size, shuffle=False, augment=False, **common)
+    # The score split in one seeded random order (its indices come sorted, and image folders
+    # are stored class by class): every draw is scored on the same batches, each of mixed classes.
+    score_order = idx_score[torch.randperm(len(idx_score), generator=torch.Generator().manual_seed(seed + 3))]
+    score = D.TensorLoader(D.subset(images, score_order), s.batch_size, shuffle=False, augment=False, **common)
+    # BN re-estimation before every score (search.calibration_batches): fixed, un-augmented batches
+    # of the search-train split, the same for every draw.
+    calib = D.TensorLoader(D.subset(images, idx_train), train_batch, shuffle=True, augment=False,
+                           device=device, seed=seed + 2)
     arch = None
     if idx_arch is not None:
         arch = D.TensorLoader(D.subset(images, idx_arch), s.pc_batch_size, shuffle=True, augment=True,
                               device=device, seed=seed + 1)
-    return images, train, score, arch
+    return images, train, score, arch, calib
 
 
 def run_search(strategy: str, cfg: Config, *, dataset: str = "cifar10", data_root: Path | None = None,
@@ -104,10 +114,11 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = "cifar10", data_roo
     beta = beta_p if beta_p is not None else cfg.search.beta_p
     if strategy == "bnas":
         beta = 0.0
-    images, train, score, arch = search_data(cfg, dataset, data_root, seed, dev,
-                                             with_arch_split=(strategy == "pcdarts"))
+    images, train, score, arch, calib = search_data(cfg, dataset, data_root, seed, dev,
+                                                    with_arch_split=(strategy == "pcdarts"))
     ctx = SearchContext(cfg=cfg, device=dev, train_loader=train, score_loader=score,
-                        num_classes=len(images.classes), seed=seed, beta_p=beta, arch_loader=arch)
+                        num_classes=len(images.classes), seed=seed, beta_p=beta, arch_loader=arch,
+                        calib_loader=calib)
     strat: Strategy = factory(ctx)
     total = strat.total_epochs
     run_args = {"strategy": strategy, "dataset": dataset, "dataset_description": images.description,

@@ -23,13 +23,14 @@ from typing import Any, Callable
 
 import torch
 
-from cpnas.binary import BINARY, REAL
+from cpnas.binary import BINARY, REAL, REAL_RELU
 from cpnas.config import Config
 from cpnas.genotype import Genotype, cell_edges, genotype_from_ops, top2_genotype
 from cpnas.networks import SearchNetwork, memory_format_for
 from cpnas.ops import PRIMITIVES
 from cpnas.space import CELL_KINDS, OpPools, Path
-from cpnas.train import cosine_lr, cross_entropy_loss, evaluate, set_lr, sgd, train_one_epoch
+from cpnas.train import (cosine_lr, cross_entropy_loss, evaluate, recalibrate_bn, recipe_optimizer, set_lr,
+                         train_one_epoch)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class SearchContext:
     seed: int
     beta_p: float
     arch_loader: Any = None  # PC-DARTS: the split on which α is updated
+    calib_loader: Any = None  # batches that re-estimate BN statistics before a score (default: train_loader)
     extra: dict = field(default_factory=dict)
 
 
@@ -113,11 +115,14 @@ class CPNAS(Strategy):
     """Child-Parent search (§2.3, Alg. 1, Eq. 1-2).
 
     Two weight-sharing supernets of one architecture definition: the Child (1-bit,
-    ``BINARY``) and the Parent (32-bit, ``REAL``), each with its own weights and
-    SGD optimizer kept across samples. Epoch (t, e) of a round trains the sampled
+    ``BINARY``) and the Parent (32-bit, ``REAL``, with DARTS' ReLU before each conv
+    block unless ``search.parent_relu`` is false), each with its own weights and
+    optimizer (the search recipe: SGD at ``paper``) kept across samples. Epoch
+    (t, e) of a round trains the sampled
     Child path and the sampled Parent path for one epoch on the search-train split,
     measures their accuracies A_C, A_P on the search-score split, and gives every
-    sampled op ``z = A_C + β_P (A_P − A_C)`` (Eq. 1). At the start of every t, each
+    sampled op ``z = A_C + β_P (A_P − A_C)`` (Eq. 1 as printed; ``search.indicator
+    = gap_penalty`` reads it as ``z = A_C − β_P (A_P − A_C)``). At the start of every t, each
     edge draws a random permutation of its remaining pool, and draw e takes its
     e-th element: in K draws every op of every edge is sampled exactly once
     (sampling without replacement, Alg. 1 line 4). After T passes the scores are
@@ -125,9 +130,14 @@ class CPNAS(Strategy):
     (Eq. 2), the op with the lowest e(o) leaves every edge, and K ← K − 1 (lines
     8-10). The search ends when one op is left on each edge.
 
-    Accuracies are measured with batch statistics (BN in train mode, no gradient):
-    the BN running averages of a weight-sharing supernet mix every path sampled so
-    far and would score a path with another path's statistics. When β_P = 0 the
+    Accuracies are measured in eval mode after the sampled path's BN statistics
+    are re-estimated on ``search.calibration_batches`` fixed search-train batches
+    (:func:`~cpnas.train.recalibrate_bn`, as SPOS): the running averages of a
+    weight-sharing supernet mix every path sampled so far, and batch statistics
+    would make a score depend on how the score split is batched (with a
+    class-sorted split, on 3-4 classes per batch: issue 11). After every round
+    ``snr`` compares the spread of z over the round's draws with the standard
+    error the score split's size alone implies (:func:`indicator_noise`). When β_P = 0 the
     Parent's accuracy has no weight in Eq. 1, so it is neither trained nor measured
     (BNAS†): the Child, the sampling and the scores are exactly those of a run that
     trained it.
@@ -147,18 +157,20 @@ class CPNAS(Strategy):
                         reduction_layers=s.reduction_layers, nodes=s.nodes)
         torch.manual_seed(ctx.seed)
         self.child = SearchNetwork(precision=BINARY, **net_args)
-        self.parent = SearchNetwork(precision=REAL, **net_args)
+        self.parent = SearchNetwork(precision=REAL_RELU if s.parent_relu else REAL, **net_args)
         self.memory_format = memory_format_for(self.child, ctx.device)  # same layers in the Parent
         self.child.to(ctx.device, memory_format=self.memory_format)
         self.parent.to(ctx.device, memory_format=self.memory_format)
-        self.child_opt = sgd(self.child.parameters(), s.lr, s.momentum, s.weight_decay)
-        self.parent_opt = sgd(self.parent.parameters(), s.lr, s.momentum, s.weight_decay)
+        self.child_opt = recipe_optimizer(self.child, s)
+        self.parent_opt = recipe_optimizer(self.parent, s)
+        self._calibration: list | None = None
         self.loss_fn = cross_entropy_loss()
         self.generator = torch.Generator().manual_seed(ctx.seed)
         self.permutations: dict[str, list[list[str]]] | None = None
         # scores[kind][edge][op] = the T values z_{k,t}^{(i,j)} of the current round
         self.scores: dict[str, list[dict[str, list[float]]]] = self._empty_scores()
         self.rounds: list[dict[str, Any]] = []  # indicator and removed op of every finished round
+        self.round_draws: list[dict[str, Any]] = []  # A_C, A_P, z of the current round's draws
         self.final_scores: dict[str, list[float]] | None = None
 
     @property
@@ -208,18 +220,19 @@ class CPNAS(Strategy):
             stats = train_one_epoch(forward, net.parameters(), ctx.train_loader, opt,
                                     self.loss_fn, device=ctx.device, grad_clip=s.grad_clip, modules=[net],
                                     desc=f"{who} {epoch + 1}/{len(self._schedule)}")
-            score = evaluate(forward, ctx.score_loader, device=ctx.device,
-                             modules=[net], train_mode_bn=True, topk=(1,), desc=f"score {who}")
+            score = score_path(forward, net, ctx.score_loader, self.calibration_batches(), device=ctx.device,
+                               desc=f"score {who}")
             acc[who] = score["acc"]
             record.update({f"{who}_train_loss": stats.loss, f"{who}_train_acc": stats.acc,
                            f"{who}_seconds": stats.seconds + score["seconds"]})
         a_c = acc["child"]
         a_p = acc.get("parent")
-        z = indicator_score(a_c, a_p if a_p is not None else a_c, self.beta_p)  # Eq. 1
-        record.update({"A_C": a_c, "A_P": a_p, "z": z})
+        z = indicator_score(a_c, a_p if a_p is not None else a_c, self.beta_p, s.indicator)  # Eq. 1
+        record.update({"A_C": a_c, "A_P": a_p, "z": z, "score_images": score["n"]})
         for kind in CELL_KINDS:
             for e, op in enumerate(path.cell(kind)):
                 self.scores[kind][e][op].append(z)
+        self.round_draws.append({"A_C": a_c, "A_P": a_p, "z": z, "n": score["n"]})
         if step["t"] == s.T - 1 and step["draw"] == step["K"] - 1:
             record["removed"] = self._end_round(step["round"], epoch)
         log.info("epoch %d/%d K=%d t=%d draw=%d  A_C=%.4f  A_P=%s  z=%.4f", epoch + 1, len(self._schedule),
@@ -245,8 +258,12 @@ class CPNAS(Strategy):
                 indicator[kind].append(ind)
                 removed[kind].append(worst)
                 mean_scores[kind].append(zbar)
+        noise = round_noise(self.round_draws, self.beta_p, self.s.indicator)
         self.rounds.append({"round": round_index, "epoch": epoch, "indicator": indicator,
-                            "mean_z": mean_scores, "removed": removed})
+                            "mean_z": mean_scores, "removed": removed, **noise})
+        log.info("round %d: z spread %.4f over %d draws, score-split noise %.4f, snr %.2f", round_index,
+                 noise["z_std"], noise["draws"], noise["z_se"], noise["snr"])
+        self.round_draws = []
         if self.pools.K == 1:
             # keep the final op's mean score per edge: it ranks edges for the 'top2' reading
             self.final_scores = {kind: [mean_scores[kind][e][self.pools.pool(kind, e)[0]]
@@ -270,7 +287,7 @@ class CPNAS(Strategy):
                 "child_opt": self.child_opt.state_dict(), "parent_opt": self.parent_opt.state_dict(),
                 "generator": self.generator.get_state(), "pools": self.pools.state_dict(),
                 "permutations": self.permutations, "scores": self.scores, "rounds": self.rounds,
-                "final_scores": self.final_scores}
+                "final_scores": self.final_scores, "round_draws": self.round_draws}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.child.load_state_dict(state["child"])
@@ -283,10 +300,21 @@ class CPNAS(Strategy):
         self.scores = state["scores"]
         self.rounds = state["rounds"]
         self.final_scores = state["final_scores"]
+        self.round_draws = list(state.get("round_draws", []))
 
     def artifacts(self) -> dict[str, Any]:
+        snr = [r["snr"] for r in self.rounds if r.get("snr") is not None]
         return {"indicator.json": {"edges": [list(e) for e in self.edges], "beta_p": self.beta_p,
-                                   "rounds": self.rounds}}
+                                   "indicator": self.s.indicator, "parent_relu": self.s.parent_relu,
+                                   "median_snr": _median(snr), "rounds": self.rounds}}
+
+    def calibration_batches(self) -> list:
+        """The fixed batches that re-estimate BN statistics before every score (read once, then kept)."""
+        if self._calibration is None:
+            loader = self.ctx.calib_loader if self.ctx.calib_loader is not None else self.ctx.train_loader
+            n = self.s.calibration_batches
+            self._calibration = [batch for _, batch in zip(range(n), loader)]
+        return self._calibration
 
 
 @register
@@ -341,9 +369,85 @@ class RandomSelection(Strategy):
         return genotype_from_ops(self.path.normal, self.path.reduce, self.ctx.cfg.search.nodes)
 
 
-def indicator_score(a_c: float, a_p: float, beta_p: float) -> float:
-    """Eq. 1: ``z = A_C + β_P (A_P − A_C)``."""
-    return a_c + beta_p * (a_p - a_c)
+INDICATORS = ("printed", "gap_penalty")
+
+
+def indicator_coefficients(beta_p: float, indicator: str = "printed") -> tuple[float, float]:
+    """``(c_C, c_P)`` with ``z = c_C·A_C + c_P·A_P`` for a reading of Eq. 1.
+
+    ``printed``: ``z = A_C + β_P(A_P − A_C) = (1 − β_P)A_C + β_P A_P``;
+    ``gap_penalty``: ``z = A_C − β_P(A_P − A_C) = (1 + β_P)A_C − β_P A_P``, the
+    reading of the text's "performance loss" and of §3.4 (a larger β_P keeps
+    fewer convolutions).
+    """
+    if indicator == "printed":
+        return 1.0 - beta_p, beta_p
+    if indicator == "gap_penalty":
+        return 1.0 + beta_p, -beta_p
+    from cpnas.errors import CpnasError
+    raise CpnasError(f"unknown search.indicator {indicator!r}; choose one of {', '.join(INDICATORS)}")
+
+
+def indicator_score(a_c: float, a_p: float, beta_p: float, indicator: str = "printed") -> float:
+    """Eq. 1: ``z = A_C + β_P (A_P − A_C)`` as printed (or its ``gap_penalty`` reading)."""
+    if indicator == "printed":  # the printed form, evaluated as printed
+        return a_c + beta_p * (a_p - a_c)
+    c_c, c_p = indicator_coefficients(beta_p, indicator)
+    return c_c * a_c + c_p * a_p
+
+
+def indicator_noise(a_c: float, a_p: float | None, n: int, beta_p: float, indicator: str = "printed") -> float:
+    """The standard error of z that the score split's size alone implies.
+
+    A_C and A_P are accuracies on ``n`` images, each with binomial standard error
+    ``sqrt(A(1 − A)/n)``; Eq. 1 combines them linearly, so (treating the two as
+    independent) ``SE(z) = sqrt(c_C² SE(A_C)² + c_P² SE(A_P)²)``. Without a Parent
+    (β_P = 0) only the Child's term remains.
+    """
+    if n <= 0:
+        return float("nan")
+    c_c, c_p = indicator_coefficients(beta_p, indicator)
+    var = c_c ** 2 * a_c * (1 - a_c) / n
+    if a_p is not None:
+        var += c_p ** 2 * a_p * (1 - a_p) / n
+    return var ** 0.5
+
+
+def round_noise(draws: list[dict[str, Any]], beta_p: float, indicator: str = "printed") -> dict[str, Any]:
+    """Signal-to-noise of one round of Alg. 1 (issue 11): spread of z over its draws vs the split's noise.
+
+    ``z_std`` is the sample standard deviation of z over the round's draws (each
+    draw a whole sampled network); ``z_se`` is :func:`indicator_noise` at the
+    round's mean A_C and A_P; ``snr = z_std / z_se``. An ``snr`` near 1 means the
+    draws differ no more than re-scoring one network on another split of the same
+    size would.
+    """
+    import statistics
+
+    if len(draws) < 2:
+        return {"draws": len(draws), "z_std": None, "z_se": None, "snr": None}
+    zs = [d["z"] for d in draws]
+    a_c = statistics.fmean(d["A_C"] for d in draws)
+    a_ps = [d["A_P"] for d in draws if d.get("A_P") is not None]
+    a_p = statistics.fmean(a_ps) if a_ps else None
+    n = min(d["n"] for d in draws)
+    se = indicator_noise(a_c, a_p, n, beta_p, indicator)
+    std = statistics.stdev(zs)
+    return {"draws": len(draws), "z_std": std, "z_se": se, "snr": std / se if se > 0 else None,
+            "mean_A_C": a_c, "mean_A_P": a_p, "score_images": n}
+
+
+def score_path(forward: Callable, net: torch.nn.Module, loader: Any, calibration: list, *,
+               device: torch.device, desc: str = "score") -> dict[str, Any]:
+    """Top-1 of a sampled path: BN statistics re-estimated on ``calibration``, then an eval-mode pass."""
+    recalibrate_bn(forward, [net], calibration, device=device)
+    return evaluate(forward, loader, device=device, modules=[net], train_mode_bn=False, topk=(1,), desc=desc)
+
+
+def _median(values: list[float]) -> float | None:
+    import statistics
+
+    return statistics.median(values) if values else None
 
 
 def edge_indicator(mean_z: dict[str, float]) -> dict[str, float]:

@@ -168,6 +168,39 @@ def evaluate(forward: Forward, loader: Iterable, *, device: torch.device, module
     return out
 
 
+@torch.no_grad()
+def recalibrate_bn(forward: Forward, modules: Iterable[nn.Module], batches: Iterable, *,
+                   device: torch.device) -> int:
+    """Re-estimate every BatchNorm's running statistics of ``modules`` on ``batches``.
+
+    The statistics are reset and then set to the plain average over the batches
+    (``momentum = None``), with ``forward`` run in train mode without gradients;
+    the modules are left in train mode. Single Path One-Shot (Guo et al., ECCV 2020,
+    §3.3) does this before scoring a sampled path of a weight-sharing supernet,
+    whose running statistics otherwise mix every path trained so far. Afterwards an
+    eval-mode score treats every image alone, so it does not depend on how the
+    scored images are ordered or batched. Returns the number of batches used.
+    """
+    modules = list(modules)
+    bns = [m for mod in modules for m in mod.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+           and m.track_running_stats]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    for mod in modules:
+        mod.train()
+    used = 0
+    try:
+        for x, _ in batches:
+            forward(x.to(device, non_blocking=True))
+            used += 1
+    finally:
+        for m, momentum in zip(bns, momenta):
+            m.momentum = momentum
+    return used
+
+
 def cosine_lr(base_lr: float, lr_min: float, epoch: int, total_epochs: int) -> float:
     """Cosine annealing without restart (SGDR, Loshchilov & Hutter 2017), as §3.1: lr_min at the end."""
     if total_epochs <= 0:
@@ -182,6 +215,51 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 def sgd(params: Iterable[nn.Parameter], lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+def param_groups(model: nn.Module, weight_decay: float, binary_weight_decay: float) -> list[dict[str, Any]]:
+    """Two parameter groups: the latent weights of the 1-bit convs, and every other trainable parameter.
+
+    A 1-bit conv followed by BN (or by another sign) is invariant to the scale of
+    its latent weights, so weight decay on them only shrinks them towards the sign
+    flip threshold; BNN practice (Bi-Real Net, Liu et al. 2018 §4; ReActNet, Liu et
+    al. 2020 §4.1; larq's optimization guide) gives them none. The paper (§3.1)
+    states one decay for all. Empty groups are dropped.
+    """
+    from cpnas.binary import BinaryConv2d
+
+    binary = {id(m.weight) for m in model.modules() if isinstance(m, BinaryConv2d)}
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if id(p) in binary], "weight_decay": binary_weight_decay,
+               "group": "binary"},
+              {"params": [p for p in params if id(p) not in binary], "weight_decay": weight_decay,
+               "group": "real"}]
+    return [g for g in groups if g["params"]]
+
+
+def make_optimizer(model: nn.Module, kind: str, *, lr: float, momentum: float, weight_decay: float,
+                   binary_weight_decay: float) -> torch.optim.Optimizer:
+    """The optimizer of a recipe (:mod:`cpnas.config`): ``sgd`` (§3.1: momentum, weight decay) or ``adam``.
+
+    ``adam`` is Adam (Kingma & Ba 2015) with L2 weight decay per group, the
+    optimizer of the BNN recipes the ``cpu`` preset follows (Bi-Real Net,
+    ReActNet, Real-to-Binary: Martinez et al. 2020); momentum is unused there.
+    """
+    groups = param_groups(model, weight_decay, binary_weight_decay)
+    if kind == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+    if kind == "adam":
+        return torch.optim.Adam(groups, lr=lr)
+    raise CpnasError(f"unknown optimizer {kind!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def recipe_optimizer(model: nn.Module, rcfg: Any, lr: float | None = None) -> torch.optim.Optimizer:
+    """:func:`make_optimizer` with the fields of a recipe section (``cfg.search`` or a TrainConfig)."""
+    return make_optimizer(model, rcfg.optimizer, lr=rcfg.lr if lr is None else lr, momentum=rcfg.momentum,
+                          weight_decay=rcfg.weight_decay, binary_weight_decay=rcfg.binary_weight_decay)
 
 
 def _len(loader: Any) -> int | None:
@@ -236,7 +314,8 @@ def fit(model: nn.Module, train_loader: Any, test_loader: Any, tcfg: "TrainConfi
     out = Path(out) if out is not None else None
     ckpt_path = out / CHECKPOINT if out is not None else None
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = sgd(params, tcfg.lr, tcfg.momentum, tcfg.weight_decay)
+    optimizer = recipe_optimizer(model, tcfg)
+    per_step = getattr(tcfg, "lr_schedule", "cosine_epoch") == "cosine_step"
     history: list[dict[str, Any]] = []
     elapsed, start_epoch, resumed_from = 0.0, 0, None
     run_info = dict(run_info or {})
@@ -267,9 +346,16 @@ def fit(model: nn.Module, train_loader: Any, test_loader: Any, tcfg: "TrainConfi
             model.drop_path_prob = tcfg.drop_path * epoch / tcfg.epochs
         if hasattr(train_loader, "set_epoch"):
             train_loader.set_epoch(epoch)
+        before_step = None
+        if per_step:  # cosine over steps: a pure function of (epoch, step), so a resumed run agrees
+            steps = max(1, _len(train_loader) or 1)
+
+            def before_step(i: int, x: torch.Tensor, y: torch.Tensor, epoch: int = epoch) -> None:
+                set_lr(optimizer, cosine_lr(tcfg.lr, tcfg.lr_min, epoch * steps + i, tcfg.epochs * steps))
         try:
             stats = train_one_epoch(model, params, train_loader, optimizer, loss_fn, device=device,
-                                    grad_clip=tcfg.grad_clip, modules=[model], desc=f"epoch {epoch + 1}")
+                                    grad_clip=tcfg.grad_clip, modules=[model], before_step=before_step,
+                                    desc=f"epoch {epoch + 1}")
         except NonFiniteLossError as exc:
             kept = (f"the checkpoint of epoch {epoch} in {ckpt_path} is kept" if ckpt_path is not None
                     and ckpt_path.exists() else "no checkpoint was written yet")

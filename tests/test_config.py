@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from cpnas.config import (DEFAULT_SCALE, SCALES, apply_overrides, get_config, iter_fields,
-                          parse_override)
+from cpnas.config import (DEFAULT_SCALE, PRESET_RECIPES, RECIPES, SCALES, apply_overrides, get_config,
+                          iter_fields, parse_override)
 from cpnas.errors import CpnasError
 
 
@@ -24,13 +24,58 @@ def test_scales():
 
 
 @pytest.mark.parametrize("scale", ["cpu", "smoke"])
-def test_presets_differ_from_paper_only_in_size_fields(scale):
+def test_presets_differ_from_paper_only_in_size_and_recipe_fields(scale):
     paper, preset = leaves(get_config("paper")), leaves(get_config(scale))
     assert paper.keys() == preset.keys()
     changed = {key for key in paper if paper[key][0] != preset[key][0]}
     assert changed, f"{scale} should be smaller than paper"
-    not_size = sorted(key for key in changed if not paper[key][1].get("size"))
-    assert not not_size, f"{scale} changes non-size fields {not_size}"
+    other = sorted(key for key in changed if not (paper[key][1].get("size") or paper[key][1].get("recipe")))
+    assert not other, f"{scale} changes fields that are neither size nor recipe fields: {other}"
+    # every recipe field that differs comes from the scale's named recipe, nothing else
+    recipe = RECIPES[PRESET_RECIPES[scale]]
+    changed_recipe = {key for key in changed if paper[key][1].get("recipe") and not paper[key][1].get("size")}
+    assert changed_recipe <= set(recipe), sorted(changed_recipe - set(recipe))
+
+
+def test_recipes_touch_recipe_fields_only_and_cite_them():
+    fields_ = leaves(get_config("paper"))
+    for name, recipe in RECIPES.items():
+        for key in recipe:
+            assert fields_[key][1].get("recipe"), f"recipe {name} sets {key}, which is not a recipe field"
+    assert RECIPES["paper"] == {}
+    assert PRESET_RECIPES == {"paper": "paper", "cpu": "adam-bnn", "smoke": "adam-bnn"}
+
+
+def test_paper_keeps_the_papers_recipe(capsys):
+    from cpnas.cli import main
+
+    c = get_config("paper")
+    assert (c.search.optimizer, c.search.lr, c.search.weight_decay, c.search.binary_weight_decay) == \
+        ("sgd", 0.025, 5e-4, 5e-4)
+    assert (c.cifar.optimizer, c.cifar.lr, c.cifar.lr_schedule, c.cifar.binary_weight_decay, c.cifar.cutout) == \
+        ("sgd", 0.025, "cosine_epoch", 3e-4, 16)
+    assert c.loss.kernel_weight == 1.0
+    assert main(["config", "--scale", "paper"]) == 0
+    out = capsys.readouterr().out
+    assert "cifar.optimizer" in out and "sgd" in out and "0.025" in out
+
+
+def test_cpu_uses_the_adam_recipe():
+    c = get_config("cpu")
+    assert (c.search.optimizer, c.cifar.optimizer, c.cifar.binary_weight_decay) == ("adam", "adam", 0.0)
+
+
+@pytest.mark.parametrize("key,value", [("search.indicator", "both"), ("search.final_cell", "top3"),
+                                       ("cifar.optimizer", "lamb"), ("cifar.lr_schedule", "step"),
+                                       ("loss.kernel_source", "teacher"), ("search.parent_relu", "maybe")])
+def test_choices_are_enforced(key, value):
+    with pytest.raises(CpnasError, match=key.replace(".", r"\.")):
+        get_config("cpu", {key: value})
+
+
+def test_search_loss_key_is_gone():
+    with pytest.raises(CpnasError, match="unknown config key 'search.loss'"):
+        get_config("cpu", {"search.loss": "cp"})
 
 
 def test_every_field_has_a_source():

@@ -27,6 +27,14 @@ cells = [
     md("## A_C and A_P over the search\n\nAccuracies of the sampled Child (1-bit) and Parent (32-bit) paths on "
        "the score split after each epoch; vertical lines end a round (an op leaves every edge)."),
     code("fig = cpnas.plots.search_curves(result.history)\ncpnas.paths.save_figure(fig, \"search_curves\", SCALE)\nfig"),
+    md("## Does the indicator carry signal? (snr per round)\n\n"
+       "For every round: the spread (std) of z over the round's draws, each draw a whole sampled network, against "
+       "the standard error that the score split's size alone gives z (binomial SE of A_C and A_P on that many "
+       "images, combined as Eq. 1 combines them). `snr` near 1 means the draws differ no more than scoring one "
+       "network on another split of the same size would. Part of the spread is the supernet still learning "
+       "within a round, not only the architectures differing."),
+    code("cpnas.plots.snr_table(indicator)"),
+    code("fig = cpnas.plots.snr_plot(indicator)\ncpnas.paths.save_figure(fig, \"search_snr\", SCALE)\nfig"),
     md("## The indicator e(o) per edge (Eq. 2), round by round"),
     code("fig = cpnas.plots.indicator_heatmap(indicator, \"normal\")\n"
          "cpnas.paths.save_figure(fig, \"indicator_normal\", SCALE)\nfig"),

@@ -1,0 +1,197 @@
+"""The recipe sweep: which training recipe lets a 1-bit cell learn within the ``cpu`` budget (issue 11).
+
+The paper's recipe (§3.1: SGD, lr 0.025, momentum 0.9, one weight decay, cosine)
+leaves the 1-bit networks of the ``cpu`` scale at chance: a 1-bit conv followed by
+BN is invariant to the scale of its latent weights, their gradient is ~20× smaller
+than a 32-bit twin's, and at lr 0.025 they move ~2e-4 of their size per step, so
+almost no sign flips within a CPU budget. BNN practice trains latent weights with
+Adam and no weight decay on them (Bi-Real Net, ReActNet, Real-to-Binary, larq).
+
+:data:`VARIANTS` are the recipes tried; each trains the published DARTS_V2 cell
+(1-bit, the ``cpu`` small size) on the ``cpu`` training subset for
+:data:`SWEEP_EPOCHS` epoch(s) and is measured on a validation split held out of
+the training images (``cifar.val_fraction``) and on the test subset. The choice
+is made on validation top-1 only; the test column is reported, never used.
+Then the chosen recipe is trained at the full ``cpu`` budget at 3 seeds
+(:func:`confirm`).
+
+``python -m cpnas.recipe --jobs 1`` computes the missing runs and writes
+``tables/recipe_sweep.{csv,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from cpnas.config import Config, get_config
+from cpnas.errors import CpnasError
+from cpnas.genotype import DARTS_V2
+from cpnas.paths import results_dir
+
+log = logging.getLogger(__name__)
+
+SWEEP_EPOCHS = 1
+"""Epochs of a sweep run: one pass over the 20,000 ``cpu`` training images (~6 min of one thread)."""
+
+_ADAM = {"cifar.optimizer": "adam", "cifar.lr_schedule": "cosine_step", "cifar.weight_decay": 0.0,
+         "cifar.binary_weight_decay": 0.0, "cifar.cutout": 0}
+_PAPER = {"cifar.optimizer": "sgd", "cifar.lr": 0.025, "cifar.lr_schedule": "cosine_epoch",
+          "cifar.weight_decay": 3e-4, "cifar.binary_weight_decay": 3e-4, "cifar.cutout": 16}
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    # name: {"overrides": recipe fields, "loss": ce | cp}
+    "paper-sgd": {"overrides": _PAPER, "loss": "ce"},
+    "adam-2e-3": {"overrides": {**_ADAM, "cifar.lr": 2e-3}, "loss": "ce"},
+    "adam-5e-3": {"overrides": {**_ADAM, "cifar.lr": 5e-3}, "loss": "ce"},
+    "adam-1e-2": {"overrides": {**_ADAM, "cifar.lr": 1e-2}, "loss": "ce"},
+    "adam-5e-3-cp-k1": {"overrides": {**_ADAM, "cifar.lr": 5e-3, "loss.kernel_weight": 1.0}, "loss": "cp"},
+    "adam-5e-3-cp-k0.03": {"overrides": {**_ADAM, "cifar.lr": 5e-3, "loss.kernel_weight": 0.03}, "loss": "cp"},
+    "adam-5e-3-cp-k0": {"overrides": {**_ADAM, "cifar.lr": 5e-3, "loss.kernel_weight": 0.0}, "loss": "cp"},
+}
+
+
+def sweep_config(scale: str, variant: str, *, full: bool = False) -> Config:
+    """The ``scale`` preset with ``variant``'s recipe (and, unless ``full``, :data:`SWEEP_EPOCHS`)."""
+    if variant not in VARIANTS:
+        raise CpnasError(f"unknown recipe variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    over = dict(VARIANTS[variant]["overrides"])
+    if not full and scale != "smoke":
+        over["cifar.epochs"] = SWEEP_EPOCHS
+        over["cifar.eval_every"] = SWEEP_EPOCHS
+    return get_config(scale, over)
+
+
+def run_dir(scale: str, variant: str, seed: int, *, full: bool = False) -> Path:
+    return results_dir(scale) / "recipe" / ("full" if full else "sweep") / variant / f"seed{seed}"
+
+
+def run_one(scale: str, variant: str, seed: int, full: bool = False, data_root: str | None = None) -> dict:
+    """Train (or load) DARTS_V2 with one recipe variant (a job of :func:`run_all`)."""
+    from cpnas.evaluation import train_or_load
+
+    cfg = sweep_config(scale, variant, full=full)
+    return train_or_load(f"recipe-{variant}", DARTS_V2, cfg, size="small", seed=seed,
+                         loss=VARIANTS[variant]["loss"], data_root=data_root,
+                         out=run_dir(scale, variant, seed, full=full))
+
+
+def run_all(scale: str, variants: list[str], seeds: list[int], *, full: bool = False, jobs: int = 1,
+            data_root: str | None = None) -> list[dict]:
+    from cpnas.parallel import run_jobs
+
+    todo = [(run_one, {"scale": scale, "variant": v, "seed": s, "full": full, "data_root": data_root})
+            for s in seeds for v in variants]
+    names = [f"{kw['variant']} seed {kw['seed']}" for _, kw in todo]
+    return run_jobs(todo, workers=jobs, desc="recipe runs", names=names)
+
+
+def chosen_variant(rows: list[dict]) -> str | None:
+    """The variant with the best mean validation top-1 over its seeds (sweep runs only)."""
+    by: dict[str, list[float]] = {}
+    for r in rows:
+        if r["stage"] == "sweep" and r.get("val_top1") is not None:
+            by.setdefault(r["recipe"], []).append(r["val_top1"])
+    if not by:
+        return None
+    return max(by, key=lambda v: statistics.fmean(by[v]))
+
+
+def collect(scale: str) -> list[dict]:
+    """One row per finished sweep or confirmation run under ``results/<scale>/recipe``."""
+    from cpnas.io import read_json
+
+    rows = []
+    for stage in ("sweep", "full"):
+        for path in sorted((results_dir(scale) / "recipe" / stage).glob("*/seed*/metrics.json")):
+            m = read_json(path)
+            variant = path.parent.parent.name
+            rows.append({"recipe": variant, "stage": stage, "genotype": "DARTS_V2", "seed": m["seed"],
+                         "loss": m["loss"], "epochs": m["epochs"], "train_images": m["train_images"],
+                         "val_top1": m.get("val_top1"), "test_top1": m["top1"],
+                         "val_images": m.get("val_images"), "test_images": m["test_images"],
+                         "minutes": m["wall_clock_s"] / 60, "threads": m.get("threads")})
+    chosen = chosen_variant(rows)
+    for r in rows:
+        r["chosen"] = r["recipe"] == chosen
+    return rows
+
+
+def table(scale: str):
+    """DataFrame of :func:`collect`, sweep first, with the chosen variant marked."""
+    import pandas as pd
+
+    cols = ["recipe", "chosen", "stage", "genotype", "seed", "loss", "epochs", "train_images", "val_top1",
+            "test_top1", "val_images", "test_images", "minutes", "threads"]
+    return pd.DataFrame(collect(scale), columns=cols)
+
+
+CAPTION = "Recipe sweep (issue 11): 1-bit DARTS_V2 at the cpu small size; chosen on validation top-1"
+
+
+def write_table(scale: str) -> Path:
+    """``tables/recipe_sweep.{csv,md}`` (or ``results/smoke/tables`` at smoke)."""
+    from cpnas.paths import save_table
+
+    return save_table(table(scale), "recipe_sweep", scale, caption=CAPTION)[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m cpnas.recipe", description=__doc__.split("\n\n")[0])
+    p.add_argument("--scale", default="cpu", choices=("cpu", "smoke", "paper"))
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names of VARIANTS")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
+    p.add_argument("--full", action="store_true", help="train at the scale's full budget (the confirmation)")
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--data", default=None, help="CIFAR-10 root (else CPNAS_CIFAR10 or a download)")
+    args = p.parse_args(argv)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        p.error(f"--seeds expects comma-separated integers, got {args.seeds!r}")
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
+    if args.jobs < 1:
+        p.error("--jobs must be at least 1")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        run_all(args.scale, variants, seeds, full=args.full, jobs=args.jobs, data_root=args.data)
+    except CpnasError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(write_table(args.scale))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def figure(df):
+    """Validation and test top-1 of every sweep variant (dots: seeds), the chosen one in red; chance at 10 %."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 3.6), layout="constrained")
+    ax = fig.subplots()
+    sweep = df[df["stage"] == "sweep"]
+    variants = list(dict.fromkeys(sweep["recipe"]))
+    for i, v in enumerate(variants):
+        rows = sweep[sweep["recipe"] == v]
+        color = "C3" if rows["chosen"].any() else "C0"
+        ax.scatter([i - 0.1] * len(rows), rows["val_top1"], color=color, marker="o",
+                   label="validation" if i == 0 else None)
+        ax.scatter([i + 0.1] * len(rows), rows["test_top1"], color=color, marker="x",
+                   label="test (reported, not used)" if i == 0 else None)
+    ax.axhline(10, color="grey", lw=0.6, ls=":", label="chance")
+    ax.set_xticks(range(len(variants)), variants, rotation=20, fontsize=8)
+    ax.set_ylabel("top-1 %")
+    ax.set_title(f"recipe sweep on 1-bit DARTS_V2, {SWEEP_EPOCHS} epoch(s) (red: chosen on validation)", fontsize=10)
+    if variants:
+        ax.legend(fontsize=8)
+    return fig
