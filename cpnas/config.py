@@ -72,7 +72,11 @@ class SearchConfig:
                                      "re-estimated on this many search-train batches and the score runs in "
                                      "eval mode (SPOS, Guo et al. 2020 §3.3), so a score does not depend on "
                                      "how the score split is batched (issue 11)", size=True)
-    final_cell: str = _f("keep_all", "⚑ each edge keeps its last op ('none' = no edge); 'top2' = DARTS",
+    final_cell: str = _f("top2", "⚑ 'top2' (DARTS: each node keeps its 2 best non-none edges, ranked by the "
+                                 "mean z̄ of the op left on them) or 'keep_all' (each edge keeps its last op). "
+                                 "Measured over 23 finished searches at the paper's C = 56/72/112 "
+                                 "(cpnas.efficiency.final_cell_readings): top2 gives 3.0/4.9/11.7 M params, "
+                                 "keep_all 4.1/6.7/16.0 M; Table 1 prints 2.9/4.4/10.6 M",
                          choices=("keep_all", "top2"))
     indicator: str = _f("printed", "⚑ Eq. 1 as printed, z = A_C + β_P(A_P − A_C) ('printed'), or the reading "
                                    "of its 'performance loss' wording, z = A_C − β_P(A_P − A_C) ('gap_penalty')",
@@ -226,12 +230,15 @@ RECIPES: dict[str, dict[str, Any]] = {
 """Named training recipes: overrides of recipe fields only (``recipe=True``; tested)."""
 
 _CPU = {
-    # The cpnas search, ~20-30 min on one thread: 35 epochs (T = 1) of 1,000 training images at
-    # C = 8, Child and Parent each, every draw scored on the paper's 5 % of CIFAR-10 (2,500 images),
-    # after re-estimating BN on 4 batches. The score split's size sets the noise of A_C, A_P
-    # (binomial SE ≈ 0.9 points at 2,500 images; 2.9 at the former 250): issue 11's snr.
+    # The cpnas search, ~40 min on one thread: 35 epochs (T = 1) of 1,000 training images at
+    # C = 8, Child and Parent each, every draw scored on 10,000 images (20 % of CIFAR-10's training
+    # set, 4× the paper's 5 %) after re-estimating BN on 4 batches. The score split's size sets
+    # the noise of z: at β_P = 2, z = 2A_P − A_C adds the binomial noise of both accuracies (SE ≈
+    # 2.1 points at 2,500 images) while their correlated variation partly cancels; round 0 of
+    # tools/snr_probe.py gave snr 1.37 at 2,500 images, 1.15 with 4× the training per draw, and
+    # ≥ 2 only at 10,000 images (results/cpu/snr_probe/, issue 11).
     "search.layers": 6, "search.init_channels": 8, "search.T": 1, "search.batch_size": 64,
-    "search.train_fraction": 0.02, "search.score_fraction": 0.05,
+    "search.train_fraction": 0.02, "search.score_fraction": 0.2,
     "search.pc_epochs": 10, "search.pc_warmup_epochs": 3, "search.pc_batch_size": 64,
     # A CIFAR training of the small size in <= 20 min of one thread (issue 11's bar): 8 cells,
     # C = 12/16/24 (the paper's 56:72:112 ratio, rounded to even widths), 3 epochs of 20,000

@@ -397,3 +397,45 @@ def profile_genotype(genotype: Genotype, *, dataset: str = "cifar10", size: str 
     s = train_cfg.image_size
     return profile(model, (3, s, s), include_norm=include_norm, name=name or f"{dataset}-C{C}-L{L}-{prec.name}",
                    meta={"dataset": dataset, "channels": C, "layers": L, "precision": prec.name})
+
+
+PAPER_PARAMS_M = {"small": 2.9, "medium": 4.4, "large": 10.6}
+"""Table 1's parameter counts of CP-NAS (Small / Medium / Large), as printed (M)."""
+
+
+def final_cell_readings(search_outs) -> "Any":
+    """Params at the paper's sizes of the cells finished CP-NAS/BNAS searches give under both ⚑ readings.
+
+    For every search folder with an ``indicator.json``: ``keep_all`` (every edge keeps
+    the one op left in its pool, ``none`` = no edge) and ``top2`` (DARTS: each node
+    keeps its two best non-``none`` incoming edges, ranked by the mean z̄ of the op
+    left on them in the last round). One row per (search, reading) with params (M)
+    of the 1-bit evaluation network at C = 56 / 72 / 112 (Table 1's sizes) and the
+    edges kept; compare with :data:`PAPER_PARAMS_M`. Nothing is trained.
+    """
+    from pathlib import Path
+
+    import pandas as pd
+
+    from cpnas.genotype import genotype_from_ops, top2_genotype
+    from cpnas.io import read_json
+
+    rows = []
+    for out in map(Path, search_outs):
+        if not (out / "indicator.json").exists():
+            continue
+        last = read_json(out / "indicator.json")["rounds"][-1]
+        kept, score = {}, {}
+        for kind in ("normal", "reduce"):
+            kept[kind] = [next(op for op in zbar if op != last["removed"][kind][e])
+                          for e, zbar in enumerate(last["mean_z"][kind])]
+            score[kind] = [last["mean_z"][kind][e][op] for e, op in enumerate(kept[kind])]
+        readings = {"keep_all": genotype_from_ops(kept["normal"], kept["reduce"]),
+                    "top2": top2_genotype(kept["normal"], kept["reduce"], score["normal"], score["reduce"], 4)}
+        for reading, g in readings.items():
+            row = {"search": str(out), "reading": reading, "edges_normal": len(g.normal),
+                   "edges_reduce": len(g.reduce)}
+            for size in PAPER_PARAMS_M:
+                row[f"params_m_{size}"] = profile_genotype(g, size=size).params_m
+            rows.append(row)
+    return pd.DataFrame(rows)

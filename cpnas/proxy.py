@@ -11,8 +11,9 @@ DARTS_V2) is trained with the ``cpu`` recipe twice: at the ``cpu`` budget and at
   for PC-DARTS its final architecture-split accuracy) rank the cells it found as
   their trained accuracy does?
 
-Runs live in ``results/<scale>/proxy/{search,train}/…`` and are cached like every
-other run; ``python -m cpnas.proxy --jobs 2`` computes the missing ones and
+Searches live where the notebooks keep them (``results/<scale>/search/…``, so
+02's CP-NAS search is reused), trainings in ``results/<scale>/proxy/train/…``; all
+are cached like every other run; ``python -m cpnas.proxy --jobs 2`` computes the missing ones and
 writes ``tables/proxy_validation.{csv,md}``.
 """
 
@@ -66,7 +67,10 @@ def proxy_dir(scale: str) -> Path:
 
 
 def search_dir(scale: str, cell: ProxyCell) -> Path:
-    return proxy_dir(scale) / "search" / cell.strategy / f"seed{cell.seed}"
+    """The search of the notebooks' layout (``results/<scale>/search/<strategy>/seed<N>``): 02's is reused."""
+    from cpnas.search import default_search_dir
+
+    return default_search_dir(scale, cell.strategy, cell.seed)
 
 
 def train_dir(scale: str, cell: ProxyCell, budget: str, seed: int = 0) -> Path:

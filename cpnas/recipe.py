@@ -49,6 +49,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "adam-2e-3": {"overrides": {**_ADAM, "cifar.lr": 2e-3}, "loss": "ce"},
     "adam-5e-3": {"overrides": {**_ADAM, "cifar.lr": 5e-3}, "loss": "ce"},
     "adam-1e-2": {"overrides": {**_ADAM, "cifar.lr": 1e-2}, "loss": "ce"},
+    "adam-2e-2": {"overrides": {**_ADAM, "cifar.lr": 2e-2}, "loss": "ce"},
     "adam-5e-3-cp-k1": {"overrides": {**_ADAM, "cifar.lr": 5e-3, "loss.kernel_weight": 1.0}, "loss": "cp"},
     "adam-5e-3-cp-k0.03": {"overrides": {**_ADAM, "cifar.lr": 5e-3, "loss.kernel_weight": 0.03}, "loss": "cp"},
     "adam-5e-3-cp-k0": {"overrides": {**_ADAM, "cifar.lr": 5e-3, "loss.kernel_weight": 0.0}, "loss": "cp"},

@@ -302,3 +302,20 @@ def test_cli_missing_genotype_and_bad_combinations(capsys, tmp_path, data_dir):
     with pytest.raises(SystemExit) as exc:  # argparse: exactly one of --arch / --genotype
         main(["profile", "--arch", "wrn22", "--genotype", str(data_dir / "darts_v2.json")])
     assert exc.value.code == 2
+
+
+def test_final_cell_readings_from_a_search(tmp_path):
+    """Both ⚑ readings of Alg. 1's last round, profiled at the paper's sizes (issue 11 §4)."""
+    from cpnas.config import get_config
+    from cpnas.efficiency import PAPER_PARAMS_M, final_cell_readings
+    from cpnas.search import run_search
+
+    cfg = get_config("smoke", {"search.layers": 3, "search.reduction_layers": "1", "search.T": 1,
+                               "data.synthetic_train": 400, "search.train_fraction": 0.05,
+                               "search.score_fraction": 0.05})
+    run_search("cpnas", cfg, dataset="synthetic", out=tmp_path / "s", device="cpu")
+    df = final_cell_readings([tmp_path / "s", tmp_path / "missing"]).set_index("reading")
+    assert list(df.index) == ["keep_all", "top2"]
+    assert df.loc["top2", "edges_normal"] <= 8 <= 14 >= df.loc["keep_all", "edges_normal"]
+    for size in PAPER_PARAMS_M:
+        assert df.loc["top2", f"params_m_{size}"] <= df.loc["keep_all", f"params_m_{size}"]

@@ -149,7 +149,9 @@ def test_search_writes_every_artifact(finished_cpnas):
     assert len(indicator["rounds"]) == 7  # K = 8 → 1
     g = load_genotype(out / "genotype.json")
     assert g == finished_cpnas.genotype
-    # keep_all reading: every surviving non-none op is an edge of the genotype
+    # the default top2 reading: each intermediate node keeps at most its two best incoming edges
+    assert len(g.normal) <= 8 and len(g.reduce) <= 8
+    assert all(sum(1 for e in g.normal if e[2] == node) <= 2 for node in range(2, 6))
     final = [h for h in history if "removed" in h][-1]
     assert history[-1]["lr"] < history[0]["lr"]  # cosine schedule
     assert final["K"] == 2
