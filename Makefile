@@ -49,8 +49,9 @@ bench: venv
 JOBS ?= 2
 recipe-sweep: venv
 	$(BIN)/python -m cpnas.recipe --scale $(SCALE) --jobs $(JOBS)
-	$(BIN)/python -m cpnas.recipe --scale $(SCALE) --jobs $(JOBS) --full --variants $$($(BIN)/python -c \
-	    "import cpnas.recipe as r; print(r.chosen_variant(r.collect('$(SCALE)')))") --seeds 0,1,2
+	for cell in darts_v2 cpnas-s0; do $(BIN)/python -m cpnas.recipe --scale $(SCALE) --jobs $(JOBS) --full \
+	    --cell $$cell --seeds 0,1,2 --variants $$($(BIN)/python -c \
+	    "import cpnas.recipe as r; print(r.chosen_variant(r.collect('$(SCALE)')))") || exit 1; done
 
 proxy-check: venv
 	$(BIN)/python -m cpnas.proxy --scale $(SCALE) --jobs $(JOBS)

@@ -67,35 +67,52 @@ def sweep_config(scale: str, variant: str, *, full: bool = False) -> Config:
     return get_config(scale, over)
 
 
-def run_dir(scale: str, variant: str, seed: int, *, full: bool = False) -> Path:
-    return results_dir(scale) / "recipe" / ("full" if full else "sweep") / variant / f"seed{seed}"
+CELLS = ("darts_v2", "cpnas-s0")
+"""The cells a recipe trains: the published DARTS_V2, or the genotype of the scale's CP-NAS search at
+seed 0 (``results/<scale>/search/cpnas/seed0``, 02's search; run first if missing)."""
 
 
-def run_one(scale: str, variant: str, seed: int, full: bool = False, data_root: str | None = None) -> dict:
-    """Train (or load) DARTS_V2 with one recipe variant (a job of :func:`run_all`)."""
+def run_dir(scale: str, variant: str, seed: int, *, full: bool = False, cell: str = "darts_v2") -> Path:
+    name = variant if cell == "darts_v2" else f"{variant}-on-{cell}"
+    return results_dir(scale) / "recipe" / ("full" if full else "sweep") / name / f"seed{seed}"
+
+
+def cell_genotype(scale: str, cell: str, data_root: str | None = None):
+    if cell == "darts_v2":
+        return DARTS_V2
+    if cell == "cpnas-s0":
+        from cpnas.search import search_or_load
+
+        return search_or_load("cpnas", get_config(scale), seed=0, data_root=data_root).genotype
+    raise CpnasError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
+
+
+def run_one(scale: str, variant: str, seed: int, full: bool = False, data_root: str | None = None,
+            cell: str = "darts_v2") -> dict:
+    """Train (or load) ``cell`` (DARTS_V2 by default) with one recipe variant (a job of :func:`run_all`)."""
     from cpnas.evaluation import train_or_load
 
     cfg = sweep_config(scale, variant, full=full)
-    return train_or_load(f"recipe-{variant}", DARTS_V2, cfg, size="small", seed=seed,
-                         loss=VARIANTS[variant]["loss"], data_root=data_root,
-                         out=run_dir(scale, variant, seed, full=full))
+    return train_or_load(f"recipe-{variant}-{cell}", cell_genotype(scale, cell, data_root), cfg, size="small",
+                         seed=seed, loss=VARIANTS[variant]["loss"], data_root=data_root,
+                         out=run_dir(scale, variant, seed, full=full, cell=cell))
 
 
 def run_all(scale: str, variants: list[str], seeds: list[int], *, full: bool = False, jobs: int = 1,
-            data_root: str | None = None) -> list[dict]:
+            data_root: str | None = None, cell: str = "darts_v2") -> list[dict]:
     from cpnas.parallel import run_jobs
 
-    todo = [(run_one, {"scale": scale, "variant": v, "seed": s, "full": full, "data_root": data_root})
-            for s in seeds for v in variants]
-    names = [f"{kw['variant']} seed {kw['seed']}" for _, kw in todo]
+    todo = [(run_one, {"scale": scale, "variant": v, "seed": s, "full": full, "data_root": data_root,
+                       "cell": cell}) for s in seeds for v in variants]
+    names = [f"{kw['variant']} on {cell} seed {kw['seed']}" for _, kw in todo]
     return run_jobs(todo, workers=jobs, desc="recipe runs", names=names)
 
 
 def chosen_variant(rows: list[dict]) -> str | None:
-    """The variant with the best mean validation top-1 over its seeds (sweep runs only)."""
+    """The variant with the best mean validation top-1 over its seeds (DARTS_V2 sweep runs only)."""
     by: dict[str, list[float]] = {}
     for r in rows:
-        if r["stage"] == "sweep" and r.get("val_top1") is not None:
+        if r["stage"] == "sweep" and r.get("genotype", "darts_v2") == "darts_v2" and r.get("val_top1") is not None:
             by.setdefault(r["recipe"], []).append(r["val_top1"])
     if not by:
         return None
@@ -110,8 +127,8 @@ def collect(scale: str) -> list[dict]:
     for stage in ("sweep", "full"):
         for path in sorted((results_dir(scale) / "recipe" / stage).glob("*/seed*/metrics.json")):
             m = read_json(path)
-            variant = path.parent.parent.name
-            rows.append({"recipe": variant, "stage": stage, "genotype": "DARTS_V2", "seed": m["seed"],
+            variant, _, cell = path.parent.parent.name.partition("-on-")
+            rows.append({"recipe": variant, "stage": stage, "genotype": cell or "darts_v2", "seed": m["seed"],
                          "loss": m["loss"], "epochs": m["epochs"], "train_images": m["train_images"],
                          "val_top1": m.get("val_top1"), "test_top1": m["top1"],
                          "val_images": m.get("val_images"), "test_images": m["test_images"],
@@ -147,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names of VARIANTS")
     p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
     p.add_argument("--full", action="store_true", help="train at the scale's full budget (the confirmation)")
+    p.add_argument("--cell", default="darts_v2", choices=CELLS,
+                   help="darts_v2 (default) or cpnas-s0, the genotype of the scale's CP-NAS search at seed 0")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--data", default=None, help="CIFAR-10 root (else CPNAS_CIFAR10 or a download)")
     args = p.parse_args(argv)
@@ -162,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--jobs must be at least 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
-        run_all(args.scale, variants, seeds, full=args.full, jobs=args.jobs, data_root=args.data)
+        run_all(args.scale, variants, seeds, full=args.full, jobs=args.jobs, data_root=args.data, cell=args.cell)
     except CpnasError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,10 @@ cells = [
        "Child and a 32-bit Parent supernet are trained on sampled paths, every sampled op gets "
        "z = A_C + β_P (A_P − A_C), and after every T passes the op with the lowest indicator e(o) leaves each edge. "
        "The cells it finds are drawn as **Fig. 5** and its search cost goes to Table 1.\n\n"
+       "Every draw is scored after re-estimating the sampled path's BN statistics on fixed search-train batches, in "
+       "eval mode (SPOS), so a score does not depend on how the score split is ordered or batched; `search.indicator` "
+       "selects Eq. 1 as printed (default) or its `gap_penalty` reading, and `search.parent_relu` whether the 32-bit "
+       "Parent keeps DARTS' ReLU (default: it does; see the README's deviations table).\n\n"
        "The search is cached in `results/<scale>/search/cpnas/seed<N>/`: re-running this notebook loads it "
        "(an interrupted search resumes from its last checkpoint). At `cpu` and `smoke` scale the numbers come from "
        "a reduced search (see the configuration below), never the paper's settings."),
