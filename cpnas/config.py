@@ -232,6 +232,14 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 """Named training recipes: overrides of recipe fields only (``recipe=True``; tested)."""
 
+RECIPE_SOURCES: dict[str, str] = {
+    "paper": "§3.1 as printed",
+    "adam-bnn": "BNN practice for latent weights: Adam, no weight decay on them (Bi-Real Net, Liu et al. 2018 §4; "
+                "ReActNet, Liu et al. 2020 §4.1; Real-to-Binary, Martinez et al. 2020), lr and kernel weight "
+                "chosen by the cpu recipe sweep (tables/recipe_sweep.md)",
+}
+"""Where each named recipe comes from (printed by ``cpnas config`` beside the fields it sets)."""
+
 _CPU = {
     # The cpnas search, ~40 min on one thread: 35 epochs (T = 1) of 1,000 training images at
     # C = 8, Child and Parent each, every draw scored on 10,000 images (20 % of CIFAR-10's training

@@ -44,6 +44,19 @@ def test_recipes_touch_recipe_fields_only_and_cite_them():
             assert fields_[key][1].get("recipe"), f"recipe {name} sets {key}, which is not a recipe field"
     assert RECIPES["paper"] == {}
     assert PRESET_RECIPES == {"paper": "paper", "cpu": "adam-bnn", "smoke": "adam-bnn"}
+    from cpnas.config import RECIPE_SOURCES
+
+    assert set(RECIPE_SOURCES) == set(RECIPES) and all(v.strip() for v in RECIPE_SOURCES.values())
+
+
+def test_cpnas_config_labels_recipe_fields(capsys):
+    from cpnas.cli import main
+
+    assert main(["config", "--scale", "cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "adam-bnn" in lines[0]
+    opt = next(line for line in lines if line.startswith("cifar.optimizer"))
+    assert "'adam'" in opt and "[recipe]" in opt and "Bi-Real" in opt
 
 
 def test_paper_keeps_the_papers_recipe(capsys):
