@@ -128,3 +128,11 @@ def test_proxy_cli_refuses_bad_input(capsys):
             main(argv)
         assert exc.value.code == 2
         assert "error:" in capsys.readouterr().err
+
+
+def test_darts_v2_constant_is_the_published_genotype():
+    from pathlib import Path
+
+    from cpnas.genotype import load_genotype
+
+    assert DARTS_V2 == load_genotype(Path(__file__).parent / "data" / "darts_v2.json")
