@@ -22,17 +22,20 @@ import logging
 import platform
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cpnas.binary import BINARY, REAL
+from cpnas import dispatch
+from cpnas.binary import BINARY, REAL, Precision
 from cpnas.config import get_config
 from cpnas.io import write_json, write_text
-from cpnas.networks import SearchNetwork
+from cpnas.networks import SearchNetwork, memory_format_for
 from cpnas.ops import PRIMITIVES
 from cpnas.space import Path as ArchPath
+from cpnas.space import covering_path
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +44,43 @@ CIFAR_TRAIN = 50_000
 
 def bench_path() -> ArchPath:
     """A fixed path that uses every op in both cells (no 'none'), so both precisions do the same work."""
-    ops = [op for op in PRIMITIVES if op != "none"]
-    return ArchPath(tuple(ops[k % len(ops)] for k in range(14)), tuple(ops[(k + 3) % len(ops)] for k in range(14)))
+    return covering_path()
+
+
+class _WhereSign(torch.autograd.Function):
+    """The textbook sign + clipped STE (``where`` forms): the plain baseline, for reference only."""
+
+    @staticmethod
+    def forward(ctx, t):
+        ctx.save_for_backward(t)
+        return torch.where(t >= 0, 1.0, -1.0)
+
+    @staticmethod
+    def backward(ctx, gout):
+        (t,) = ctx.saved_tensors
+        return torch.where(t.abs() <= 1, gout, 0.0)
+
+
+class NaiveBinaryConv2d(torch.nn.Conv2d):
+    """The plain eager 1-bit conv (issue 16 §2): ``F.conv2d(sign(x), α·sign(W))``, no rewrite of ours."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        alpha = w.abs().mean(dim=(1, 2, 3), keepdim=True)
+        return torch.nn.functional.conv2d(_WhereSign.apply(x), alpha * _WhereSign.apply(w), None, self.stride,
+                                          self.padding, self.dilation, self.groups)
+
+
+@dataclass(frozen=True)
+class _NaivePrecision(Precision):
+    """1-bit weights and activations through :class:`NaiveBinaryConv2d` (the baseline of ``make bench``)."""
+
+    def conv(self, c_in, c_out, kernel_size, stride=1, padding=0, dilation=1, groups=1, *, real_input=False,
+             block_input=False):
+        return NaiveBinaryConv2d(c_in, c_out, kernel_size, stride, padding, dilation, groups, bias=False)
+
+
+NAIVE_BINARY = _NaivePrecision(binary=True)
 
 
 def _median_step(net, path, x, y, steps: int, warmup: int) -> float:
@@ -61,32 +99,87 @@ def _median_step(net, path, x, y, steps: int, warmup: int) -> float:
     return statistics.median(times)
 
 
-def throughput(batch: int = 64, steps: int = 5, warmup: int = 2, device: str = "cpu",
-               channels_last: bool = True) -> dict[str, Any]:
-    """(a): img/s of a training step of the paper's search network, 1-bit and 32-bit, same path."""
+def throughput(batch: int = 64, steps: int = 5, warmup: int = 2, device: str = "cpu") -> dict[str, Any]:
+    """(a): img/s of a training step of the paper's search network, same path, interleaved:
+
+    * ``binary`` — our 1-bit Child, in the memory format and kernel forms the dispatch chose;
+    * ``real`` — the 32-bit Parent, the same way;
+    * ``naive_binary`` — the plain eager 1-bit net (:class:`NaiveBinaryConv2d`, contiguous memory).
+    """
     s = get_config("paper").search
     dev = torch.device(device)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, 3, 32, 32, generator=g).to(dev, memory_format=fmt)
+    x = torch.randn(batch, 3, 32, 32, generator=g).to(dev)
     y = torch.randint(0, 10, (batch,), generator=g).to(dev)
     path = bench_path()
-    out: dict[str, Any] = {"batch": batch, "channels_last": channels_last, "C": s.init_channels,
-                           "layers": s.layers}
-    # interleave the two precisions so that load changes on a shared machine hit both
-    nets = {}
-    for name, prec in (("binary", BINARY), ("real", REAL)):
+    out: dict[str, Any] = {"batch": batch, "C": s.init_channels, "layers": s.layers}
+    nets, inputs = {}, {}
+    for name, prec in (("binary", BINARY), ("real", REAL), ("naive_binary", NAIVE_BINARY)):
         torch.manual_seed(0)
-        nets[name] = SearchNetwork(s.init_channels, 10, s.layers, s.reduction_layers, prec).to(dev, memory_format=fmt)
-    step = {"binary": [], "real": []}
+        net = SearchNetwork(s.init_channels, 10, s.layers, s.reduction_layers, prec).to(dev)
+        fmt = (torch.contiguous_format if name == "naive_binary" else
+               memory_format_for(net, dev, input_shape=tuple(x.shape), forward=lambda n, t: n(t, path)))
+        out[f"{name}_memory_format"] = "channels_last" if fmt == torch.channels_last else "contiguous"
+        nets[name] = net.to(memory_format=fmt)
+        inputs[name] = x.contiguous(memory_format=fmt)
+    out["channels_last"] = out["binary_memory_format"] == "channels_last"
+    # interleave the nets so that load changes on a shared machine hit all of them
+    step: dict[str, list[float]] = {name: [] for name in nets}
     for _ in range(2):
         for name, net in nets.items():
-            step[name].append(_median_step(net, path, x, y, steps, warmup))
+            step[name].append(_median_step(net, path, inputs[name], y, steps, warmup))
     for name in nets:
         t = min(step[name])
         out[f"{name}_step_s"] = t
         out[f"{name}_img_per_s"] = batch / t
     out["binary_over_real_step_time"] = out["binary_step_s"] / out["real_step_s"]
+    out["speedup_vs_naive"] = out["naive_binary_step_s"] / out["binary_step_s"]
+    return out
+
+
+def training_throughput(channels: tuple[int, ...] = (8, 16), steps: int = 6, warmup: int = 2,
+                        device: str = "cpu") -> dict[str, Any]:
+    """(d): images/s per thread of a ``cpu``-recipe training step of the 1-bit DARTS_V2 evaluation net.
+
+    The ``cpu`` preset's network (8 cells, 32×32, its batch and optimizer), at each
+    width in ``channels``; the ``cpu`` scale's per-run budget follows from it.
+    """
+    from cpnas.genotype import DARTS_V2
+    from cpnas.networks import NetworkCIFAR
+    from cpnas.train import recipe_optimizer
+
+    cfg = get_config("cpu")
+    t = cfg.cifar
+    dev = torch.device(device)
+    out: dict[str, Any] = {"batch": t.batch_size, "layers": t.layers, "optimizer": t.optimizer,
+                           "threads": torch.get_num_threads()}
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(t.batch_size, 3, 32, 32, generator=g).to(dev)
+    y = torch.randint(0, 10, (t.batch_size,), generator=g).to(dev)
+    for c in channels:
+        torch.manual_seed(0)
+        net = NetworkCIFAR(DARTS_V2, C=c, num_classes=10, layers=t.layers, auxiliary=t.auxiliary_weight > 0,
+                           precision=BINARY).to(dev)
+        fmt = memory_format_for(net, dev, input_shape=tuple(x.shape))
+        net.to(memory_format=fmt).train()
+        xi = x.contiguous(memory_format=fmt)
+        opt = recipe_optimizer(net, t)
+        times = []
+        for i in range(warmup + steps):
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            logits = net(xi)
+            logits = logits[0] if isinstance(logits, tuple) else logits
+            torch.nn.functional.cross_entropy(logits, y).backward()
+            opt.step()
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+        step_s = statistics.median(times)
+        out[f"C{c}"] = {"step_s": step_s, "img_per_s": t.batch_size / step_s,
+                        "img_per_s_per_thread": t.batch_size / step_s / torch.get_num_threads(),
+                        "memory_format": "channels_last" if fmt == torch.channels_last else "contiguous"}
     return out
 
 
@@ -171,43 +264,45 @@ def kernels(device: str = "cpu") -> dict[str, Any]:
             wi = w.detach().requires_grad_()
             conv(xi, wi, None, 1, pad, 2, 28).backward(grad)
 
-        native, fast = _time(lambda: run(F.conv2d)), _time(lambda: run(fastconv.conv2d))
-        out[f"dil_conv_{k}x{k}"] = {"native_s": native, "fast_s": fast, "speedup": native / fast}
-
-    class _WhereSign(torch.autograd.Function):  # the textbook form, for reference only
-        @staticmethod
-        def forward(ctx, t):
-            ctx.save_for_backward(t)
-            return torch.where(t >= 0, 1.0, -1.0)
-
-        @staticmethod
-        def backward(ctx, gout):
-            (t,) = ctx.saved_tensors
-            return torch.where(t.abs() <= 1, gout, 0.0)
+        run(fastconv.conv2d)  # the dispatch measures this shape now (or reads its cached choice)
+        native, rewrite, dispatched = (_time(lambda: run(F.conv2d)), _time(lambda: run(fastconv.space_to_batch_conv2d)),
+                                       _time(lambda: run(fastconv.conv2d)))
+        chosen = [f for key, f in dispatch.chosen().get("dilated_conv", {}).items()
+                  if key.startswith(f"({tuple(x.shape)}, (28, 1, {k}, {k})")]
+        out[f"dil_conv_{k}x{k}"] = {"native_s": native, "rewrite_s": rewrite, "fast_s": dispatched,
+                                    "rewrite_speedup": native / rewrite, "speedup": native / dispatched,
+                                    "chosen": chosen[-1] if chosen else None}
 
     def run_sign(fn):
         xi = x.detach().requires_grad_()
         fn(xi).backward(grad)
 
     ref, ours = _time(lambda: run_sign(_WhereSign.apply), 20), _time(lambda: run_sign(sign), 20)
-    out["sign_ste"] = {"native_s": ref, "fast_s": ours, "speedup": ref / ours}
+    out["sign_ste"] = {"native_s": ref, "rewrite_s": ours, "fast_s": ours, "rewrite_speedup": ref / ours,
+                       "speedup": ref / ours, "chosen": "copysign (fixed, not dispatched)"}
     return out
 
 
 def markdown(res: dict[str, Any]) -> str:
     a, b = res["throughput"], res["search"]
     lines = [
-        f"# cpnas benchmark ({res['date']}, {res['machine']}, torch {res['torch']}, {res['threads']} threads)",
+        f"# cpnas benchmark ({res['date']}, torch {res['torch']}, {res['threads']} threads)",
+        "",
+        f"Machine: {res['machine']}; CPU {res.get('cpu_model', '?')} "
+        f"(AVX-512: {'yes' if res.get('avx512') else 'no'}, AVX2: {'yes' if res.get('avx2') else 'no'}).",
         "",
         f"## (a) Training step of one sampled path, paper search network (C={a['C']}, {a['layers']} cells, "
-        f"32×32, batch {a['batch']}, channels_last={a['channels_last']})",
+        f"32×32, batch {a['batch']}), the three nets interleaved",
         "",
-        "| precision | step (s) | images/s |",
-        "|---|---|---|",
-        f"| 1-bit (Child) | {a['binary_step_s']:.3f} | {a['binary_img_per_s']:.1f} |",
-        f"| 32-bit (Parent) | {a['real_step_s']:.3f} | {a['real_img_per_s']:.1f} |",
+        "| net | memory format | step (s) | images/s |",
+        "|---|---|---|---|",
+        f"| 1-bit Child (ours) | {a['binary_memory_format']} | {a['binary_step_s']:.3f} | {a['binary_img_per_s']:.1f} |",
+        f"| 32-bit Parent (ours) | {a['real_memory_format']} | {a['real_step_s']:.3f} | {a['real_img_per_s']:.1f} |",
+        f"| 1-bit plain eager (`F.conv2d(sign(x), α·sign(W))`, `where` STE) | {a['naive_binary_memory_format']} | "
+        f"{a['naive_binary_step_s']:.3f} | {a['naive_binary_img_per_s']:.1f} |",
         "",
-        f"**1-bit / 32-bit step time: {a['binary_over_real_step_time']:.2f}** (goal ≤ 1.15)",
+        f"**1-bit / 32-bit step time: {a['binary_over_real_step_time']:.2f}** (goal ≤ 1.10); "
+        f"**ours / plain 1-bit speed: {a['speedup_vs_naive']:.2f}×** (goal ≥ 2).",
         "",
         f"## (b) One search epoch on the same {b['images']} images, scale `{b['scale']}` "
         f"(C={b['C']}, {b['layers']} cells, batch {b['batch']})",
@@ -227,23 +322,52 @@ def markdown(res: dict[str, Any]) -> str:
     ]
     if res.get("kernels"):
         k = res["kernels"]
-        lines += [f"## (c) Exact CPU rewrites vs the plain PyTorch form, forward + backward, input {k['input']}",
-                  "", "| kernel | plain (ms) | ours (ms) | speed-up |", "|---|---|---|---|"]
+        lines += [f"## (c) Exact rewrites vs the plain PyTorch form, forward + backward, input {k['input']}",
+                  "", "| kernel | plain (ms) | rewrite (ms) | rewrite speed-up | dispatched (ms) | form chosen |",
+                  "|---|---|---|---|---|---|"]
         for name, label in (("dil_conv_3x3", "dilated depthwise 3×3 (d = 2): space-to-batch"),
                             ("dil_conv_5x5", "dilated depthwise 5×5 (d = 2): space-to-batch"),
                             ("sign_ste", "sign + clipped STE: copysign / hardtanh_backward vs where")):
             r = k[name]
-            lines.append(f"| {label} | {1e3 * r['native_s']:.1f} | {1e3 * r['fast_s']:.1f} | {r['speedup']:.1f}× |")
+            lines.append(f"| {label} | {1e3 * r['native_s']:.1f} | {1e3 * r['rewrite_s']:.1f} | "
+                         f"{r['rewrite_speedup']:.2f}× | {1e3 * r['fast_s']:.1f} | {r['chosen']} |")
+        lines.append("")
+    if res.get("dispatch_timings"):
+        lines += ["### Forms the dispatch measured in this run (median s of each form; the fastest is used)", "",
+                  "| op | key | timings | chosen |", "|---|---|---|---|"]
+        for key, t in res["dispatch_timings"].items():
+            op, _, rest = key.partition("|")
+            best = min(t, key=t.get)
+            lines.append(f"| {op} | `{rest}` | " + ", ".join(f"{f} {1e3 * v:.1f} ms" for f, v in t.items())
+                         + f" | {best} |")
+        lines.append("")
+    if res.get("training"):
+        d = res["training"]
+        lines += [f"## (d) `cpu`-recipe training step, 1-bit DARTS_V2 evaluation net ({d['layers']} cells, 32×32, "
+                  f"batch {d['batch']}, {d['optimizer']}, {d['threads']} thread(s))", "",
+                  "| C | memory format | step (s) | images/s per thread |", "|---|---|---|---|"]
+        for key, r in d.items():
+            if key.startswith("C") and isinstance(r, dict):
+                lines.append(f"| {key[1:]} | {r['memory_format']} | {r['step_s']:.3f} | "
+                             f"{r['img_per_s_per_thread']:.1f} |")
         lines.append("")
     return "\n".join(lines)
 
 
 def run(out: Path, scale: str = "cpu", batch: int = 64, images: int = 512, device: str = "cpu") -> dict[str, Any]:
+    dispatch.reset(ignore_disk=True)  # measure every form afresh, side by side in this run
+    info = dispatch.cpu_info()
+    flags = set(info["flags"].split())
     res = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()} {platform.processor()}".strip(),
-           "device": device, "threads": torch.get_num_threads(), "torch": torch.__version__}
+           "cpu_model": info["model"], "avx2": "avx2" in flags, "avx512": "avx512f" in flags,
+           "device": device, "threads": torch.get_num_threads(), "torch": torch.__version__,
+           "dispatch_cache": str(dispatch.cache_path()), "forced_forms": dispatch.forced()}
     res["kernels"] = kernels(device=device) if device == "cpu" else None
     res["throughput"] = throughput(batch=batch, device=device)
+    res["training"] = training_throughput(device=device)
     res["search"] = search_epochs(scale=scale, images=images, device=device)
+    res["kernel_forms"] = dispatch.chosen()
+    res["dispatch_timings"] = dispatch.timings()
     write_json(out / "bench.json", res)
     write_text(out / "bench.md", markdown(res))
     return res

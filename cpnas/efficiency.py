@@ -419,6 +419,7 @@ def final_cell_readings(search_outs) -> "Any":
 
     from cpnas.genotype import genotype_from_ops, top2_genotype
     from cpnas.io import read_json
+    from cpnas.paths import portable
 
     rows = []
     for out in map(Path, search_outs):
@@ -433,7 +434,7 @@ def final_cell_readings(search_outs) -> "Any":
         readings = {"keep_all": genotype_from_ops(kept["normal"], kept["reduce"]),
                     "top2": top2_genotype(kept["normal"], kept["reduce"], score["normal"], score["reduce"], 4)}
         for reading, g in readings.items():
-            row = {"search": str(out), "reading": reading, "edges_normal": len(g.normal),
+            row = {"search": portable(out), "reading": reading, "edges_normal": len(g.normal),
                    "edges_reduce": len(g.reduce)}
             for size in PAPER_PARAMS_M:
                 row[f"params_m_{size}"] = profile_genotype(g, size=size).params_m

@@ -39,7 +39,7 @@ from cpnas.genotype import Genotype
 from cpnas.io import load_checkpoint, read_json, write_json
 from cpnas.losses import LOSSES, make_loss
 from cpnas.networks import memory_format_for
-from cpnas.paths import results_dir
+from cpnas.paths import portable, results_dir
 from cpnas.train import CHECKPOINT, FitResult, config_difference, fit, resolve_device
 
 log = logging.getLogger(__name__)
@@ -163,10 +163,15 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
     dev = resolve_device(device)
     data_root = Path(data_root) if data_root is not None else None
     tcfg = train_config(cfg, dataset)
-    with torch.device("meta"):
-        fmt = memory_format_for(build_network(genotype, cfg, dataset=dataset, size=size, precision=precision), dev)
-    train, test, train_loader, test_loader, val_loader = _loaders(cfg, dataset, data_root, seed, dev,
-                                                                  channels_last=fmt == torch.channels_last)
+    train, test, train_loader, test_loader, val_loader = _loaders(cfg, dataset, data_root, seed, dev)
+    with torch.random.fork_rng(devices=[]):  # a throw-away twin to time; the run's RNG stream is untouched
+        probe = build_network(genotype, cfg, dataset=dataset, size=size, precision=precision,
+                              num_classes=train.num_classes)
+    fmt = memory_format_for(probe, dev, input_shape=(tcfg.batch_size, *train.images.shape[1:]))
+    del probe
+    for loader in (train_loader, test_loader, val_loader):
+        if loader is not None:
+            loader.channels_last = fmt == torch.channels_last
 
     parent = None
     if loss == "cp" and cfg.loss.kernel_source == "parent":
@@ -179,8 +184,8 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
     loss_fn = make_loss(loss, model, num_classes=train.num_classes, config=cfg.loss, parent=parent,
                         label_smoothing=tcfg.label_smoothing, aux_weight=tcfg.auxiliary_weight)
     run = run_key(genotype, cfg, dataset=dataset, size=size, seed=seed, loss=loss, precision=prec.name)
-    write_json(out / "config.json", {**run, "genotype_path": str(genotype_path) if genotype_path else None,
-                                     "data_root": str(data_root) if data_root else None,
+    write_json(out / "config.json", {**run, "genotype_path": portable(genotype_path),
+                                     "data_root": portable(data_root),
                                      "dataset_description": train.description})
     start = time.perf_counter()
     result: FitResult = fit(model, train_loader, test_loader, tcfg, loss_fn, device=dev, out=out, resume=resume,
@@ -194,6 +199,10 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
 
         val = evaluate(model, val_loader, device=dev, modules=[model], topk=(1,), desc="val")
         metrics.update({"val_top1": 100.0 * val["top1"], "val_images": val["n"]})
+    from cpnas import dispatch
+
+    metrics["kernel_forms"] = {"memory_format": "channels_last" if fmt == torch.channels_last else "contiguous",
+                               **{op: forms for op, forms in dispatch.summary().items() if op != "memory_format"}}
     metrics["train_seconds_per_thread"] = result.wall_clock_s * torch.get_num_threads()
     metrics["threads"] = torch.get_num_threads()
     if extra:
@@ -240,7 +249,7 @@ def _metrics(result: FitResult, genotype: Genotype, cfg: Config, *, dataset: str
         "train_images": n_train, "test_images": n_test, "num_classes": num_classes,
         "size": size, "channels": channels_of(tcfg, size), "layers": tcfg.layers, "image_size": tcfg.image_size,
         "precision": precision, "loss": loss, "kernel_source": cfg.loss.kernel_source if loss == "cp" else None,
-        "seed": seed, "genotype": genotype.to_dict(), "genotype_path": str(genotype_path) if genotype_path else None,
+        "seed": seed, "genotype": genotype.to_dict(), "genotype_path": portable(genotype_path),
         "resumed_from_epoch": result.resumed_from, "last_session_s": session_s,
         "run": run_key(genotype, cfg, dataset=dataset, size=size, seed=seed, loss=loss, precision=precision),
     }
@@ -295,7 +304,7 @@ def train_or_load(name: str, genotype: Genotype | str | os.PathLike, cfg: Config
         return metrics
     extra: dict[str, Any] = {"name": name}
     if search is not None:
-        extra["search"] = {"out": str(search.out), "strategy": _search_strategy(Path(search.out)),
+        extra["search"] = {"out": portable(search.out), "strategy": _search_strategy(Path(search.out)),
                            "cost": search.cost}
     return train_genotype(genotype, cfg, out=out, size=size, dataset=dataset, data_root=data_root, seed=seed,
                           loss=loss, precision=precision, resume=True, device=device,

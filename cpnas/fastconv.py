@@ -20,6 +20,11 @@ The same MACs are computed as by the native kernel (tested against
 ones up to float summation order (tested). Other shapes (odd sizes, other
 strides), other devices (cuDNN handles dilation well) and ``meta`` tensors use
 ``torch.nn.functional.conv2d`` unchanged.
+
+Whether the rewrite is faster depends on the CPU (8× faster on one, 2× slower on
+another: issue 16), so :func:`conv2d` does not decide it: :mod:`cpnas.dispatch`
+times both forms once per shape on this machine and uses the faster
+(``CPNAS_FORMS=dilated_conv=plain|space_to_batch`` forces one).
 """
 
 from __future__ import annotations
@@ -33,17 +38,59 @@ def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
-def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride=1, padding=0,
-           dilation=1, groups: int = 1) -> torch.Tensor:
-    """``F.conv2d`` with dilated convolutions on the CPU rewritten as undilated ones (exact)."""
+def rewritable(x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0, dilation=1) -> bool:
+    """Whether :func:`space_to_batch_conv2d` applies: a dilated CPU conv of "same" padding, stride 1 or d."""
     sh, sw = _pair(stride)
     dh, dw = _pair(dilation)
     ph, pw = _pair(padding)
-    if (x.device.type != "cpu" or x.dim() != 4 or dh != dw or dh == 1 or sh != sw or sh not in (1, dh)
-            or x.shape[-2] % dh or x.shape[-1] % dh
-            or 2 * ph != dh * (weight.shape[-2] - 1) or 2 * pw != dw * (weight.shape[-1] - 1)):
+    return not (x.device.type != "cpu" or x.dim() != 4 or dh != dw or dh == 1 or sh != sw or sh not in (1, dh)
+                or x.shape[-2] % dh or x.shape[-1] % dh
+                or 2 * ph != dh * (weight.shape[-2] - 1) or 2 * pw != dw * (weight.shape[-1] - 1))
+
+
+def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride=1, padding=0,
+           dilation=1, groups: int = 1) -> torch.Tensor:
+    """``F.conv2d``, with a dilated CPU convolution in the form measured fastest here (plain or space-to-batch)."""
+    if not rewritable(x, weight, stride, padding, dilation):
         return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-    d = dh
+    backward = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    fmt = "channels_last" if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1 else "contiguous"
+    key = (tuple(x.shape), tuple(weight.shape), _pair(stride), _pair(dilation), groups, str(x.dtype), fmt,
+           "fwd+bwd" if backward else "fwd")
+
+    def runs():
+        g = torch.Generator().manual_seed(0)
+        xs = torch.randn(x.shape, generator=g, dtype=x.dtype).to(
+            memory_format=torch.channels_last if fmt == "channels_last" else torch.contiguous_format)
+        ws = torch.randn(weight.shape, generator=g, dtype=weight.dtype)
+
+        def run(fn):
+            def go():
+                with torch.enable_grad() if backward else torch.no_grad():
+                    xi, wi = xs.detach().requires_grad_(backward), ws.detach().requires_grad_(backward)
+                    out = fn(xi, wi, None, stride, padding, dilation, groups)
+                    if backward:
+                        out.sum().backward()
+            return go
+
+        return {"plain": run(F.conv2d), "space_to_batch": run(space_to_batch_conv2d)}
+
+    from cpnas import dispatch
+
+    if dispatch.choose("dilated_conv", key, runs) == "space_to_batch":
+        return space_to_batch_conv2d(x, weight, bias, stride, padding, dilation, groups)
+    return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+
+def space_to_batch_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride=1,
+                          padding=0, dilation=1, groups: int = 1) -> torch.Tensor:
+    """The dilated convolution as undilated ones on the input's phases (exact; see the module doc).
+
+    Only for arguments where :func:`rewritable` holds.
+    """
+    sh, _ = _pair(stride)
+    d, _ = _pair(dilation)
+    ph, pw = _pair(padding)
     xp = F.pad(x, (pw, pw, ph, ph))
     if sh == d:
         # every output pixel reads phase (0, 0) of the padded input only

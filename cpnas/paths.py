@@ -33,6 +33,18 @@ def project_root() -> Path:
     return Path.cwd()
 
 
+def portable(path: str | os.PathLike | None) -> str | None:
+    """``path`` as it is stored in run metadata: relative to the project root (``CPNAS_HOME``), never absolute
+    where a relative form exists, so committed JSON holds no path of the machine that wrote it."""
+    if path is None:
+        return None
+    p = Path(path).expanduser().resolve()
+    try:
+        return os.path.relpath(p, project_root().resolve())
+    except ValueError:  # another drive (Windows): no relative form
+        return str(p)
+
+
 def results_dir(scale: str) -> Path:
     """``results/<scale>`` under the project root."""
     return project_root() / "results" / scale

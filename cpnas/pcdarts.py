@@ -79,7 +79,7 @@ from torch import nn
 from cpnas.binary import BINARY
 from cpnas.errors import CpnasError
 from cpnas.genotype import NUM_INPUTS, Genotype, cell_edges, top2_genotype
-from cpnas.networks import SearchNetwork, memory_format_for
+from cpnas.networks import SearchNetwork, loader_input_shape, memory_format_for
 from cpnas.ops import PRIMITIVES
 from cpnas.space import CELL_KINDS
 from cpnas.strategies import SearchContext, Strategy, register
@@ -164,7 +164,10 @@ class PCDARTS(Strategy):
         self.net = SearchNetwork(C=s.init_channels, num_classes=ctx.num_classes, layers=s.layers,
                                  reduction_layers=s.reduction_layers, precision=BINARY, nodes=s.nodes,
                                  partial_k=s.pc_partial_k)
-        self.memory_format = memory_format_for(self.net, ctx.device)
+        uniform = {kind: (torch.full((len(cell_edges(s.nodes)), len(PRIMITIVES)), 1 / len(PRIMITIVES)),
+                          normalize_edges(torch.zeros(len(cell_edges(s.nodes))), s.nodes)) for kind in CELL_KINDS}
+        self.memory_format = memory_format_for(self.net, ctx.device, input_shape=loader_input_shape(ctx.train_loader),
+                                               forward=lambda net, x: net.forward_mixed(x, uniform))
         self.net.to(ctx.device, memory_format=self.memory_format)
         gen = torch.Generator().manual_seed(ctx.seed)
         n_edges, n_ops = len(self.edges), len(PRIMITIVES)

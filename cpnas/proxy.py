@@ -1,15 +1,26 @@
 """Does the ``cpu`` proxy rank architectures? (issue 11 §5; NAS best practice, Lindauer & Hutter 2020).
 
-The paper does not ask it. Here a set of cells (:data:`CELLS`: found by the
-searches of several strategies and seeds, drawn at random, and the published
-DARTS_V2) is trained with the ``cpu`` recipe twice: at the ``cpu`` budget and at a
-:data:`LONG_FACTOR`× longer one (epochs × 3, a size field). Two rank correlations
-(Kendall τ, with a percentile-bootstrap 95 % interval over cells) answer:
+The paper does not ask it. Here a set of cells (:data:`CELLS`: the cell of 02's
+CP-NAS search, random draws of the space, and the published DARTS_V2; further
+searched cells in :data:`MORE_CELLS`) is trained with the ``cpu`` recipe at three
+budgets that differ only in epochs (a size field): ``short`` (1/3 of ``cpu``),
+``cpu``, and ``long`` (:data:`LONG_FACTOR`× ``cpu``). Kendall τ-b, with a
+percentile-bootstrap 95 % interval over cells, answers:
 
-* (a) does accuracy at the ``cpu`` budget rank the cells as the longer budget does?
-* (b) does the search's own indicator (the mean z̄ of the ops it kept, Eq. 1-2;
-  for PC-DARTS its final architecture-split accuracy) rank the cells it found as
-  their trained accuracy does?
+* (a) does accuracy at a budget rank the cells as the 3× longer budget does
+  (``short`` vs ``cpu``, and ``cpu`` vs ``long``)?
+* (b) does the search's indicator rank the cells as their trained ``cpu`` accuracy
+  does? The indicator of a cell is the mean, over its ops, of z̄ (Eq. 2) at round 0
+  of a reference CP-NAS search (:data:`REFERENCE_SEARCH`, 02's): at round 0 every
+  op of every edge is still drawn, so every cell of the space — random ones and
+  DARTS_V2 included — gets a score from the same search. A searched cell also
+  carries its own search's figures (the mean z̄ of the ops it kept, Child accuracy).
+
+Budget (issue 11): ≤ 3 h of this 2-core machine, two one-thread runs at a time.
+A ``cpu`` run takes 17-21 min, so 8 cells at ``cpu`` + ``long`` (4 budget units
+each, ≈ 9.6 h of one thread) do not fit; ``short`` + ``cpu`` (≈ 2.7 h of one
+thread, 1.4 h of the machine) does, and ``long`` is added as time allows (the run
+cache resumes it).
 
 Searches live where the notebooks keep them (``results/<scale>/search/…``, so
 02's CP-NAS search is reused), trainings in ``results/<scale>/proxy/train/…``; all
@@ -55,11 +66,21 @@ class ProxyCell:
 
 
 CELLS: tuple[ProxyCell, ...] = (
-    ProxyCell("cpnas", 0), ProxyCell("cpnas", 1), ProxyCell("bnas", 0), ProxyCell("pcdarts", 0),
-    ProxyCell("random", 0), ProxyCell("random", 1), ProxyCell("random", 2), ProxyCell("random", 3),
-    ProxyCell("darts_v2"),
+    ProxyCell("cpnas", 0), ProxyCell("darts_v2"),
+    *(ProxyCell("random", s) for s in range(6)),
 )
-"""Nine cells: four searches (two strategies' seeds), four random draws, DARTS_V2."""
+"""Eight cells: 02's CP-NAS search, DARTS_V2, six random draws (the default set; no new search needed)."""
+
+MORE_CELLS: tuple[ProxyCell, ...] = (ProxyCell("cpnas", 1), ProxyCell("bnas", 0), ProxyCell("pcdarts", 0))
+"""Searched cells that each cost a ``cpu`` search (≈ 55 min of one thread) first: ``--cells`` selects them."""
+
+ALL_CELLS: tuple[ProxyCell, ...] = CELLS + MORE_CELLS
+
+REFERENCE_SEARCH = ProxyCell("cpnas", 0)
+"""The search whose round-0 z̄ scores every cell (02's CP-NAS search)."""
+
+BUDGETS: tuple[str, ...] = ("short", "cpu", "long")
+"""Epochs ÷ 3, the ``cpu`` preset, epochs × :data:`LONG_FACTOR`."""
 
 
 def proxy_dir(scale: str) -> Path:
@@ -78,20 +99,59 @@ def train_dir(scale: str, cell: ProxyCell, budget: str, seed: int = 0) -> Path:
 
 
 def budget_config(scale: str, budget: str) -> Config:
-    """The scale's preset (``cpu``) or its training with :data:`LONG_FACTOR`× the epochs (``long``)."""
+    """The scale's preset (``cpu``), with a third of its epochs (``short``), or :data:`LONG_FACTOR`× (``long``)."""
     cfg = get_config(scale)
     if budget == "cpu":
         return cfg
-    if budget == "long":
-        epochs = cfg.cifar.epochs * LONG_FACTOR
+    if budget in ("short", "long"):
+        epochs = (max(1, cfg.cifar.epochs // LONG_FACTOR) if budget == "short"
+                  else cfg.cifar.epochs * LONG_FACTOR)
         return get_config(scale, {"cifar.epochs": epochs, "cifar.eval_every": epochs})
-    raise CpnasError(f"unknown budget {budget!r}; choose cpu or long")
+    raise CpnasError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
 
 
-def genotype_of(scale: str, cell: ProxyCell, data_root: str | None = None) -> Genotype:
-    """The cell's genotype: DARTS_V2, or the result of its search (run or loaded from the cache)."""
+def finished_run(scale: str, cell: ProxyCell, budget: str) -> Path | None:
+    """The folder of a finished run of this cell and budget: the proxy's own, else an identical one elsewhere.
+
+    The recipe study (:mod:`cpnas.recipe`) already trained DARTS_V2 and 02's cell at the
+    ``cpu`` budget, seed 0; a run whose ``run`` key (genotype, configuration, seed, loss)
+    equals the one :func:`run_one` would train is the same run and is reused, not repeated.
+    """
+    own = train_dir(scale, cell, budget)
+    if (own / "metrics.json").exists():
+        return own
+    from cpnas.evaluation import run_key
+    from cpnas.io import read_json
+
+    candidates = sorted((results_dir(scale) / "recipe" / "full").glob("*/seed0/metrics.json"))
+    if not candidates:
+        return None
+    try:
+        genotype = genotype_of(scale, cell, search=False)
+    except CpnasError:
+        return None
+    key = run_key(genotype, budget_config(scale, budget), dataset="cifar10", size="small", seed=0, loss="ce",
+                  precision="binary")
+    for path in candidates:
+        if read_json(path).get("run") == key:
+            return path.parent
+    return None
+
+
+def genotype_of(scale: str, cell: ProxyCell, data_root: str | None = None, *, search: bool = True) -> Genotype:
+    """The cell's genotype: DARTS_V2, or the result of its search (run or loaded from the cache).
+
+    With ``search=False`` a missing search is an error instead of being run.
+    """
     if cell.strategy == "darts_v2":
         return DARTS_V2
+    if not search:
+        from cpnas.genotype import load_genotype
+
+        path = search_dir(scale, cell) / "genotype.json"
+        if not path.exists():
+            raise CpnasError(f"{cell.name}: no finished search at {search_dir(scale, cell)}")
+        return load_genotype(path)
     from cpnas.search import search_or_load
 
     return search_or_load(cell.strategy, get_config(scale), seed=cell.seed, data_root=data_root,
@@ -101,62 +161,92 @@ def genotype_of(scale: str, cell: ProxyCell, data_root: str | None = None) -> Ge
 def run_one(scale: str, cell: ProxyCell, budget: str, data_root: str | None = None) -> dict[str, Any]:
     """Search (if needed) and train one cell at one budget (a job of :func:`run_all`)."""
     from cpnas.evaluation import train_or_load
+    from cpnas.io import read_json
+
+    done = finished_run(scale, cell, budget)
+    if done is not None:
+        return read_json(done / "metrics.json")
 
     genotype = genotype_of(scale, cell, data_root)
     return train_or_load(f"proxy-{cell.name}-{budget}", genotype, budget_config(scale, budget), size="small",
                          seed=0, loss="ce", data_root=data_root, out=train_dir(scale, cell, budget))
 
 
-def run_all(scale: str, cells: tuple[ProxyCell, ...] = CELLS, budgets: tuple[str, ...] = ("cpu", "long"), *,
+def run_all(scale: str, cells: tuple[ProxyCell, ...] = CELLS, budgets: tuple[str, ...] = ("cpu", "short"), *,
             jobs: int = 1, data_root: str | None = None) -> None:
-    """Every missing run, budget-major (all ``cpu`` runs first), ``jobs`` at a time."""
+    """Every missing run, budget-major in the order given (``cpu`` first by default), ``jobs`` at a time."""
     from cpnas.parallel import run_jobs
 
     todo = [(run_one, {"scale": scale, "cell": c, "budget": b, "data_root": data_root})
-            for b in budgets for c in cells if not (train_dir(scale, c, b) / "metrics.json").exists()]
+            for b in budgets for c in cells if finished_run(scale, c, b) is None]
     if todo:
         run_jobs(todo, workers=jobs, desc="proxy runs",
                  names=[f"{kw['cell'].name} {kw['budget']}" for _, kw in todo])
 
 
-def search_indicator(scale: str, cell: ProxyCell) -> dict[str, Any]:
-    """What the search said of its own cell: mean z̄ of the kept ops (CP-NAS, BNAS), or PC-DARTS' final score."""
+def reference_indicator(scale: str, genotype: Genotype, reference: ProxyCell = REFERENCE_SEARCH) -> float | None:
+    """Mean round-0 z̄ (Eq. 2) of the reference search over the cell's ops, normal and reduction cells.
+
+    ``None`` when the reference search has not run. An op the genotype names on an
+    edge the space lacks (not one of the 14 DAG edges) is an error.
+    """
+    from cpnas.genotype import cell_edges
+    from cpnas.io import read_json
+
+    path = search_dir(scale, reference) / "indicator.json"
+    if not path.exists():
+        return None
+    zbar = read_json(path)["rounds"][0]["mean_z"]
+    index = {edge: i for i, edge in enumerate(cell_edges())}
+    values = []
+    for kind in ("normal", "reduce"):
+        edges, _ = genotype.cell(kind)
+        for op, src, dst in edges:
+            try:
+                values.append(zbar[kind][index[(src, dst)]][op])
+            except KeyError as exc:
+                raise CpnasError(f"{kind} edge {src}->{dst} op {op!r} has no round-0 z̄ in {path}") from exc
+    return statistics.fmean(values)
+
+
+def own_search(scale: str, cell: ProxyCell) -> dict[str, Any]:
+    """What the cell's own search said of it: mean z̄ of the kept ops (CP-NAS, BNAS) or PC-DARTS' final score."""
     from cpnas.io import read_json
 
     out = search_dir(scale, cell)
+    none = {"own_search_indicator": None, "search_child_acc": None, "median_snr": None}
     if cell.strategy in ("cpnas", "bnas") and (out / "indicator.json").exists():
         ind = read_json(out / "indicator.json")
         last = ind["rounds"][-1]
         kept = [z for kind in ("normal", "reduce") for e, zbar in enumerate(last["mean_z"][kind])
                 for op, z in zbar.items() if op != last["removed"][kind][e]]
         history = read_json(out / "history.json")
-        return {"search_indicator": statistics.fmean(kept), "search_child_acc": history[-1]["A_C"],
+        return {"own_search_indicator": statistics.fmean(kept), "search_child_acc": history[-1]["A_C"],
                 "median_snr": ind.get("median_snr")}
     if cell.strategy == "pcdarts" and (out / "history.json").exists():
         history = read_json(out / "history.json")
-        return {"search_indicator": history[-1]["arch_acc"], "search_child_acc": history[-1]["arch_acc"],
-                "median_snr": None}
-    return {"search_indicator": None, "search_child_acc": None, "median_snr": None}
+        return {**none, "own_search_indicator": history[-1]["arch_acc"], "search_child_acc": history[-1]["arch_acc"]}
+    return none
 
 
-def collect(scale: str, cells: tuple[ProxyCell, ...] = CELLS) -> list[dict[str, Any]]:
-    """One row per cell with a finished run at either budget."""
+def collect(scale: str, cells: tuple[ProxyCell, ...] = ALL_CELLS) -> list[dict[str, Any]]:
+    """One row per cell with a finished run at any budget (top-1 in %, minutes of one thread)."""
     from cpnas.io import read_json
 
     rows = []
     for cell in cells:
-        top = {}
-        minutes = {}
-        for budget in ("cpu", "long"):
-            path = train_dir(scale, cell, budget) / "metrics.json"
-            if path.exists():
-                m = read_json(path)
-                top[budget], minutes[budget] = m["top1"], m["wall_clock_s"] / 60
-        if not top:
+        row: dict[str, Any] = {}
+        for budget in BUDGETS:
+            done = finished_run(scale, cell, budget)
+            if done is not None:
+                m = read_json(done / "metrics.json")
+                row[f"top1_{budget}"], row[f"minutes_{budget}"] = m["top1"], m["wall_clock_s"] / 60
+        if not row:
             continue
+        genotype = genotype_of(scale, cell, search=False)
         rows.append({"architecture": cell.name, "source": cell.source, "seed": cell.seed,
-                     **search_indicator(scale, cell), "top1_cpu": top.get("cpu"), "top1_long": top.get("long"),
-                     "minutes_cpu": minutes.get("cpu"), "minutes_long": minutes.get("long")})
+                     "search_indicator": reference_indicator(scale, genotype), **own_search(scale, cell),
+                     "edges": genotype.num_edges("normal") + genotype.num_edges("reduce"), **row})
     return rows
 
 
@@ -196,76 +286,108 @@ def _num(value: Any) -> bool:
     return value is not None and value == value
 
 
+COMPARISONS: dict[str, tuple[str, str]] = {
+    "(a) short vs cpu budget (3×)": ("top1_short", "top1_cpu"),
+    "(a) cpu vs long budget (3×)": ("top1_cpu", "top1_long"),
+    "(b) search indicator vs cpu top-1": ("search_indicator", "top1_cpu"),
+}
+"""The rank correlations reported: name → (x column, y column)."""
+
+
 def correlations(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """τ (a) between ``top1_cpu`` and ``top1_long``; (b) between the search indicator and ``top1_cpu``."""
-    a = [r for r in rows if _num(r["top1_cpu"]) and _num(r["top1_long"])]
-    b = [r for r in rows if _num(r["search_indicator"]) and _num(r["top1_cpu"])]
-    return {"(a) cpu budget vs 3× budget": kendall([r["top1_cpu"] for r in a], [r["top1_long"] for r in a]),
-            "(b) search indicator vs trained top-1": kendall([r["search_indicator"] for r in b],
-                                                             [r["top1_cpu"] for r in b])}
+    """Kendall τ-b with its interval for every pair of :data:`COMPARISONS`, over the cells that have both."""
+    out = {}
+    for name, (xk, yk) in COMPARISONS.items():
+        pts = [r for r in rows if _num(r.get(xk)) and _num(r.get(yk))]
+        out[name] = kendall([r[xk] for r in pts], [r[yk] for r in pts])
+    return out
+
+
+COLUMNS = ["architecture", "source", "seed", "edges", "search_indicator", "own_search_indicator",
+           "search_child_acc", "median_snr", "top1_short", "top1_cpu", "top1_long", "minutes_short",
+           "minutes_cpu", "minutes_long"]
 
 
 def table(scale: str):
     import pandas as pd
 
-    cols = ["architecture", "source", "seed", "search_indicator", "search_child_acc", "median_snr", "top1_cpu",
-            "top1_long", "minutes_cpu", "minutes_long"]
-    return pd.DataFrame(collect(scale), columns=cols)
+    return pd.DataFrame(collect(scale), columns=COLUMNS)
 
 
 def write_table(scale: str) -> Path:
-    """``tables/proxy_validation.{csv,md}``: the rows, then the two τ with their intervals."""
+    """``tables/proxy_validation.{csv,md}``: the rows, then the τ with their intervals."""
     import pandas as pd
 
+    from cpnas.io import write_text
     from cpnas.paths import artifact_dir
 
     df = table(scale)
     tau = pd.DataFrame([{"comparison": k, **v} for k, v in correlations(df.to_dict("records")).items()])
-    from cpnas.io import write_text
-
     out = artifact_dir("tables", scale)
     write_text(out / "proxy_validation.csv", df.to_csv(index=False, float_format="%.4f"))
-    text = (df.to_markdown(index=False, floatfmt=".3f", missingval="–")
+    test_images = _test_images(scale)
+    se = "" if not test_images else (
+        f" One run per cell and budget (seed 0); each top-1 is measured on {test_images:,} test images, "
+        f"so its binomial standard error is about {100 * (0.25 / test_images) ** 0.5:.2f} points at 50 %.")
+    text = (f"Proxy rank check at scale `{scale}` (`python -m cpnas.proxy`). `search_indicator`: mean round-0 z̄ "
+            f"of {REFERENCE_SEARCH.name}'s search over the cell's ops; `own_search_indicator`: mean z̄ of the ops "
+            f"a searched cell's own search kept.{se}\n\n"
+            + df.to_markdown(index=False, floatfmt=".3f", missingval="–")
             + "\n\nKendall τ-b (95 % percentile bootstrap over cells):\n\n"
             + tau.to_markdown(index=False, floatfmt=".3f", missingval="–") + "\n")
     return write_text(out / "proxy_validation.md", text)
 
 
+def _test_images(scale: str) -> int | None:
+    """The test-set size of the scale's trainings (from the finished runs)."""
+    from cpnas.io import read_json
+
+    for cell in ALL_CELLS:
+        for budget in BUDGETS:
+            done = finished_run(scale, cell, budget)
+            if done is not None:
+                return read_json(done / "metrics.json").get("test_images")
+    return None
+
+
 def figure(rows: list[dict[str, Any]]):
-    """Left: top-1 at the cpu budget vs 3× longer; right: search indicator vs top-1 (one dot a cell)."""
+    """One panel per comparison of :data:`COMPARISONS`: one dot a cell, its τ and interval in the title."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 3.8), layout="constrained")
-    ax1, ax2 = fig.subplots(1, 2)
+    fig = Figure(figsize=(12, 3.9), layout="constrained")
+    axes = fig.subplots(1, len(COMPARISONS))
     tau = correlations(rows)
-    for ax, (xk, yk), key in ((ax1, ("top1_cpu", "top1_long"), "(a) cpu budget vs 3× budget"),
-                              (ax2, ("search_indicator", "top1_cpu"), "(b) search indicator vs trained top-1")):
-        pts = [r for r in rows if _num(r[xk]) and _num(r[yk])]
-        ax.scatter([r[xk] for r in pts], [r[yk] for r in pts], color="C0")
+    for ax, (key, (xk, yk)) in zip(axes, COMPARISONS.items()):
+        pts = [r for r in rows if _num(r.get(xk)) and _num(r.get(yk))]
+        colours = ["C1" if r["source"].endswith("search") else "C2" if r["architecture"] == "darts_v2" else "C0"
+                   for r in pts]
+        ax.scatter([r[xk] for r in pts], [r[yk] for r in pts], c=colours)
         for r in pts:
             ax.annotate(r["architecture"], (r[xk], r[yk]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         t = tau[key]
         ci = "" if t["ci_low"] is None else f" [{t['ci_low']:.2f}, {t['ci_high']:.2f}]"
         ax.set_title(f"{key}\nτ = {t['tau']:.2f}{ci}, n = {t['n']}" if t["tau"] is not None
                      else f"{key}\n(fewer than 3 cells)", fontsize=9)
-        ax.set_xlabel(xk.replace("_", " "))
-        ax.set_ylabel(yk.replace("_", " "))
-    ax1.axhline(10, color="grey", lw=0.5, ls=":")
+        ax.set_xlabel(xk.replace("_", " ") + (" (%)" if xk.startswith("top1") else ""))
+        ax.set_ylabel(yk.replace("_", " ") + " (%)")
     return fig
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cpnas.proxy", description=__doc__.split("\n\n")[0])
     p.add_argument("--scale", default="cpu", choices=("cpu", "smoke", "paper"))
-    p.add_argument("--budgets", default="cpu,long", help="cpu, long or both (cpu,long)")
-    p.add_argument("--cells", default=",".join(c.name for c in CELLS), help="comma-separated cell names")
+    p.add_argument("--budgets", default="cpu,short",
+                   help=f"comma-separated, run in this order: {', '.join(BUDGETS)} (default cpu,short)")
+    p.add_argument("--cells", default=",".join(c.name for c in CELLS),
+                   help=f"comma-separated cell names (default the {len(CELLS)} of CELLS; also "
+                        f"{', '.join(c.name for c in MORE_CELLS)}, each with a search to run first)")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--data", default=None, help="CIFAR-10 root (else CPNAS_CIFAR10 or a download)")
     args = p.parse_args(argv)
     budgets = tuple(b.strip() for b in args.budgets.split(",") if b.strip())
-    if not budgets or set(budgets) - {"cpu", "long"}:
-        p.error(f"--budgets takes cpu and/or long, got {args.budgets!r}")
-    by_name = {c.name: c for c in CELLS}
+    if not budgets or set(budgets) - set(BUDGETS):
+        p.error(f"--budgets takes {', '.join(BUDGETS)}, got {args.budgets!r}")
+    by_name = {c.name: c for c in ALL_CELLS}
     names = [n.strip() for n in args.cells.split(",") if n.strip()]
     unknown = [n for n in names if n not in by_name]
     if unknown:

@@ -32,7 +32,7 @@ from cpnas.config import Config
 from cpnas.errors import CpnasError
 from cpnas.genotype import Genotype
 from cpnas.io import load_checkpoint, read_json, save_checkpoint, write_json
-from cpnas.paths import results_dir
+from cpnas.paths import portable, results_dir
 from cpnas.strategies import SearchContext, Strategy, get_strategy
 from cpnas.train import resolve_device
 
@@ -122,7 +122,7 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = "cifar10", data_roo
     strat: Strategy = factory(ctx)
     total = strat.total_epochs
     run_args = {"strategy": strategy, "dataset": dataset, "dataset_description": images.description,
-                "data_root": str(data_root) if data_root else None, "seed": seed, "beta_p": ctx.beta_p,
+                "data_root": portable(data_root), "seed": seed, "beta_p": ctx.beta_p,
                 "device": str(dev), "epochs": total, "search_train_images": len(train.labels),
                 "search_score_images": len(score.labels)}
     history: list[dict[str, Any]] = []

@@ -194,6 +194,13 @@ class SearchCell(nn.Module):
         return torch.cat(states[NUM_INPUTS:], dim=1)
 
 
+def covering_path(nodes: int = 4) -> Path:
+    """A fixed path that uses every op but ``none`` in both cells (timing probes: every kernel runs)."""
+    ops = [op for op in PRIMITIVES if op != "none"]
+    n = len(cell_edges(nodes))
+    return Path(tuple(ops[k % len(ops)] for k in range(n)), tuple(ops[(k + 3) % len(ops)] for k in range(n)))
+
+
 def check_path(path: Path, pools: OpPools | None = None, nodes: int = 4) -> None:
     """Raise ValueError if ``path`` has the wrong length, unknown ops, or ops outside the pools."""
     n = len(cell_edges(nodes))

@@ -26,9 +26,9 @@ import torch
 from cpnas.binary import BINARY, REAL, REAL_RELU
 from cpnas.config import Config
 from cpnas.genotype import Genotype, cell_edges, genotype_from_ops, top2_genotype
-from cpnas.networks import SearchNetwork, memory_format_for
+from cpnas.networks import SearchNetwork, loader_input_shape, memory_format_for
 from cpnas.ops import PRIMITIVES
-from cpnas.space import CELL_KINDS, OpPools, Path
+from cpnas.space import CELL_KINDS, OpPools, Path, covering_path
 from cpnas.train import (cosine_lr, cross_entropy_loss, evaluate, recalibrate_bn, recipe_optimizer, set_lr,
                          train_one_epoch)
 
@@ -158,7 +158,10 @@ class CPNAS(Strategy):
         torch.manual_seed(ctx.seed)
         self.child = SearchNetwork(precision=BINARY, **net_args)
         self.parent = SearchNetwork(precision=REAL_RELU if s.parent_relu else REAL, **net_args)
-        self.memory_format = memory_format_for(self.child, ctx.device)  # same layers in the Parent
+        probe_path = covering_path(s.nodes)
+        self.memory_format = memory_format_for(  # the Parent has the same layers
+            self.child, ctx.device, input_shape=loader_input_shape(ctx.train_loader),
+            forward=lambda net, x: net(x, probe_path))
         self.child.to(ctx.device, memory_format=self.memory_format)
         self.parent.to(ctx.device, memory_format=self.memory_format)
         self.child_opt = recipe_optimizer(self.child, s)

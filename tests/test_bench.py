@@ -9,11 +9,39 @@ def test_bench_path_uses_every_op_but_none():
     assert len(set(path.normal)) == 7
 
 
-def test_bench_writes_both_ratios(tmp_path, monkeypatch):
+def test_bench_writes_the_ratios_and_the_chosen_forms(tmp_path, monkeypatch):
+    monkeypatch.setenv("CPNAS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(bench, "_median_step", lambda *a, **k: 0.5)  # the structure, not the speed
+    real_training = bench.training_throughput
+    monkeypatch.setattr(bench, "training_throughput",
+                        lambda device="cpu": real_training(channels=(8,), steps=1, warmup=0, device=device))
     res = bench.run(tmp_path, scale="smoke", batch=2, images=8)
-    assert res["throughput"]["binary_over_real_step_time"] == 1.0
+    a = res["throughput"]
+    assert a["binary_over_real_step_time"] == 1.0 and a["speedup_vs_naive"] == 1.0
+    assert a["naive_binary_memory_format"] == "contiguous" and a["naive_binary_img_per_s"] == 4.0
+    assert res["training"]["C8"]["img_per_s_per_thread"] > 0
     assert res["search"]["cpnas_over_pcdarts_total"] > 0
+    # the dispatch measured afresh and recorded its choices: the dilated convs of (c) and the formats of (a)
+    assert {"dilated_conv", "memory_format"} <= set(res["kernel_forms"])
+    assert res["kernels"]["dil_conv_3x3"]["chosen"] in ("plain", "space_to_batch")
     md = (tmp_path / "bench.md").read_text()
-    assert "1-bit / 32-bit step time" in md and "CP-NAS / PC-DARTS projected search time" in md
+    for text in ("1-bit / 32-bit step time", "CP-NAS / PC-DARTS projected search time", "ours / plain 1-bit speed",
+                 "form chosen", "images/s per thread", "AVX-512"):
+        assert text in md
     assert (tmp_path / "bench.json").is_file()
+
+
+def test_naive_net_computes_what_ours_computes():
+    """The plain baseline is the same function as our 1-bit net (only the implementation differs)."""
+    import torch
+
+    from cpnas.binary import BINARY
+    from cpnas.networks import SearchNetwork
+
+    path = bench.bench_path()
+    nets = []
+    for prec in (BINARY, bench.NAIVE_BINARY):
+        torch.manual_seed(0)
+        nets.append(SearchNetwork(8, 10, 3, (1, 2), prec).eval())
+    x = torch.randn(2, 3, 16, 16)
+    torch.testing.assert_close(nets[0](x, path), nets[1](x, path), rtol=1e-4, atol=1e-4)

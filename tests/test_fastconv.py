@@ -1,4 +1,5 @@
-"""cpnas.fastconv: the space-to-batch dilated conv equals F.conv2d in value, gradient and MACs."""
+"""cpnas.fastconv: the space-to-batch dilated conv equals F.conv2d in value, gradient and MACs, and the
+dispatched conv2d is exact whichever form this machine picks."""
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ CASES = [  # (kernel, stride, dilation, padding, H, groups)
 ]
 
 
-def _native_and_fast(k, s, d, p, h, groups, channels_last, dtype=torch.float64):
+def _native_and_fast(k, s, d, p, h, groups, channels_last, dtype=torch.float64, fast=fc.space_to_batch_conv2d):
     torch.manual_seed(0)
     c = 6
     g = c if groups == "dw" else groups
@@ -24,7 +25,7 @@ def _native_and_fast(k, s, d, p, h, groups, channels_last, dtype=torch.float64):
         x = x.to(memory_format=torch.channels_last)
     w = torch.randn(c, c // g, k, k, dtype=dtype)
     outs = []
-    for fn in (F.conv2d, fc.conv2d):
+    for fn in (F.conv2d, fast):
         xi, wi = x.clone().requires_grad_(), w.clone().requires_grad_()
         y = fn(xi, wi, None, s, p, d, g)
         y.backward(torch.arange(y.numel(), dtype=dtype).reshape(y.shape).sin())
@@ -32,18 +33,22 @@ def _native_and_fast(k, s, d, p, h, groups, channels_last, dtype=torch.float64):
     return outs
 
 
+@pytest.mark.parametrize("form", ["space_to_batch", "dispatched"])
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("case", CASES)
-def test_values_and_gradients_equal_native(case, channels_last):
-    (y0, gx0, gw0), (y1, gx1, gw1) = _native_and_fast(*case, channels_last)
+def test_values_and_gradients_equal_native(case, channels_last, form):
+    fast = fc.space_to_batch_conv2d if form == "space_to_batch" else fc.conv2d
+    (y0, gx0, gw0), (y1, gx1, gw1) = _native_and_fast(*case, channels_last, fast=fast)
     assert y1.shape == y0.shape
     torch.testing.assert_close(y1, y0)
     torch.testing.assert_close(gx1, gx0)
     torch.testing.assert_close(gw1, gw0)
 
 
-def test_fast_path_is_taken_and_macs_are_unchanged():
-    """The rewrite really runs (no dilated conv reaches aten) and computes the same MACs."""
+@pytest.mark.parametrize("form, dilations", [("space_to_batch", [1]), ("plain", [2])])
+def test_forced_form_is_taken_and_macs_are_unchanged(monkeypatch, form, dilations):
+    """CPNAS_FORMS forces a form: the rewrite (no dilated conv reaches aten) or the plain conv; same MACs."""
+    monkeypatch.setenv("CPNAS_FORMS", f"dilated_conv={form}")
     x = torch.randn(2, 4, 8, 8)
     w = torch.randn(4, 1, 3, 3)
     seen = []
@@ -56,9 +61,9 @@ def test_fast_path_is_taken_and_macs_are_unchanged():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(fc.F, "conv2d", spy)
         fc.conv2d(x, w, None, 1, 2, 2, 4)
-    assert seen == [1], "the dilated conv was not rewritten as an undilated one"
+    assert seen == dilations
     counts = []
-    for fn in (F.conv2d, fc.conv2d):
+    for fn in (F.conv2d, fc.space_to_batch_conv2d):
         with FlopCounterMode(display=False) as fcm:
             fn(x, w, None, 1, 2, 2, 4)
         counts.append(fcm.get_total_flops())

@@ -114,3 +114,39 @@ def test_console_script_resolves():
     target = pyproject()["project"]["scripts"]["cpnas"]
     module, _, attr = target.partition(":")
     assert callable(getattr(importlib.import_module(module), attr))
+
+
+def test_committed_run_json_holds_no_absolute_path():
+    """Run metadata stores paths relative to the project root (cpnas.paths.portable), not the writer's."""
+    import json
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        files = subprocess.run(["git", "ls-files", "results"], cwd=root, capture_output=True, text=True,
+                               check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    files = [f for f in files if f.endswith(".json")]
+    assert files, "no committed run JSON found"
+
+    def absolute(obj, where):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                yield from absolute(v, f"{where}.{k}")
+        elif isinstance(obj, list):
+            for i, v in enumerate(obj):
+                yield from absolute(v, f"{where}[{i}]")
+        elif isinstance(obj, str) and (obj.startswith("/") or obj[1:3] == ":\\"):
+            yield f"{where} = {obj}"
+
+    bad = [hit for f in files for hit in absolute(json.loads((root / f).read_text()), f)]
+    assert not bad, bad[:5]
+
+
+def test_portable_paths_are_relative_to_the_project_root():
+    from cpnas.paths import portable, project_root
+
+    assert portable(project_root() / "results" / "x.json") == str(Path("results") / "x.json")
+    assert not portable(project_root().parent / "shared" / "data").startswith("/")
+    assert portable(None) is None

@@ -116,14 +116,45 @@ def test_kendall_tau_with_interval():
     rows = [{"top1_cpu": c, "top1_long": l, "search_indicator": i}
             for c, l, i in ((30, 40, float("nan")), (35, 45, 0.3), (20, 50, 0.2), (25, 30, None))]
     tau = correlations(rows)
-    assert tau["(a) cpu budget vs 3× budget"]["n"] == 4
-    assert tau["(b) search indicator vs trained top-1"]["n"] == 2  # NaN and None are not indicators
+    assert tau["(a) cpu vs long budget (3×)"]["n"] == 4
+    assert tau["(a) short vs cpu budget (3×)"]["n"] == 0  # no row has top1_short
+    assert tau["(b) search indicator vs cpu top-1"]["n"] == 2  # NaN and None are not indicators
+
+
+def test_reference_indicator_averages_round0_zbar_over_the_cells_ops(monkeypatch, tmp_path):
+    """A cell's indicator is the mean round-0 z̄ of its (edge, op) pairs, normal and reduction."""
+    from cpnas import proxy
+    from cpnas.genotype import cell_edges, genotype_from_ops
+    from cpnas.io import write_json
+
+    edges = cell_edges()
+    zbar = {kind: [{"skip_connect": 0.1 * (e + 1) + (kind == "reduce"), "max_pool_3x3": 0.5}
+                   for e in range(len(edges))]
+            for kind in ("normal", "reduce")}
+    write_json(tmp_path / "indicator.json", {"rounds": [{"mean_z": zbar}]})
+    monkeypatch.setattr(proxy, "search_dir", lambda scale, cell: tmp_path)
+    g = genotype_from_ops(["skip_connect"] + ["none"] * 13, ["max_pool_3x3"] + ["none"] * 13)
+    assert proxy.reference_indicator("cpu", g) == pytest.approx((0.1 + 0.5) / 2)
+    bad = genotype_from_ops(["sep_conv_3x3"] + ["none"] * 13, ["max_pool_3x3"] + ["none"] * 13)
+    with pytest.raises(CpnasError, match="no round-0"):
+        proxy.reference_indicator("cpu", bad)
+
+
+def test_budgets_differ_only_in_epochs():
+    from cpnas.proxy import budget_config
+
+    cpu = get_config("cpu")
+    assert budget_config("cpu", "cpu") == cpu
+    assert budget_config("cpu", "short").cifar.epochs == max(1, cpu.cifar.epochs // 3)
+    assert budget_config("cpu", "long").cifar.epochs == 3 * cpu.cifar.epochs
+    with pytest.raises(CpnasError, match="unknown budget"):
+        budget_config("cpu", "huge")
 
 
 def test_proxy_cli_refuses_bad_input(capsys):
     from cpnas.proxy import main
 
-    for argv in (["--cells", "darts_v3"], ["--budgets", "short"], ["--jobs", "0"]):
+    for argv in (["--cells", "darts_v3"], ["--budgets", "huge"], ["--jobs", "0"]):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2

@@ -1,0 +1,215 @@
+"""Exact alternative forms of a kernel, chosen per machine by a short measurement (issue 16).
+
+A rewrite that is exact (same values up to float summation order) can still be
+faster on one CPU and slower on another: the space-to-batch form of a dilated
+depthwise conv (:mod:`cpnas.fastconv`) measured 8× faster than the plain one on the
+development machine and 2× slower on an AVX-512 machine of the same kind. So no
+form is fixed in code. At first use of a kernel *key* (op, shapes, dtype, memory
+format, whether a backward follows, threads) every form is timed, interleaved,
+and the fastest is kept:
+
+* in memory for the process, and
+* in ``$CPNAS_CACHE/dispatch/<machine>.json`` (:func:`cache_path`), so the next
+  process on the same machine (CPU model, torch version) reuses it without timing.
+
+``$CPNAS_FORMS`` forces forms, for tests and for reproducing a timing:
+``CPNAS_FORMS=dilated_conv=plain,memory_format=contiguous``. A forced form is
+never measured nor cached. :func:`chosen` lists the forms this process used; run
+metadata (``metrics.json``, ``cost.json``) and ``make bench`` record it.
+
+Nothing is measured under a ``TorchDispatchMode`` (e.g. :mod:`torch.utils.flop_counter`,
+whose counts the timing would pollute) nor for ``meta`` tensors: there the default
+form (the first one) is used unless a choice is already known.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from cpnas.errors import CpnasError
+
+FORCE_ENV = "CPNAS_FORMS"
+
+FORMS: dict[str, tuple[str, ...]] = {
+    "dilated_conv": ("plain", "space_to_batch"),
+    "memory_format": ("channels_last", "contiguous"),
+}
+"""Every dispatched op and its exact forms; the first form is the default where nothing is measured."""
+
+_lock = threading.Lock()
+_memo: dict[str, str] = {}
+_used: dict[str, dict[str, str]] = {}
+_disk: dict[str, str] | None = None
+_timings: dict[str, dict[str, float]] = {}
+
+
+def forced() -> dict[str, str]:
+    """The forms ``$CPNAS_FORMS`` forces (``op=form`` pairs, comma-separated); bad entries are an error."""
+    raw = os.environ.get(FORCE_ENV, "").strip()
+    out: dict[str, str] = {}
+    if not raw:
+        return out
+    for item in raw.split(","):
+        op, _, form = item.strip().partition("=")
+        if op not in FORMS or form not in FORMS[op]:
+            choices = "; ".join(f"{o}={'|'.join(f)}" for o, f in FORMS.items())
+            raise CpnasError(f"{FORCE_ENV}: bad entry {item.strip()!r}; use comma-separated op=form pairs "
+                             f"among {choices}")
+        out[op] = form
+    return out
+
+
+def machine_id() -> str:
+    """CPU model, its instruction-set flags and the torch version, hashed: choices are valid only on the same."""
+    info = cpu_info()
+    text = f"{info['model']}|{info['flags']}|{platform.machine()}|{torch.__version__}"
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def cpu_info() -> dict[str, str]:
+    """The CPU's model name and instruction-set flags (from ``/proc/cpuinfo`` where there is one)."""
+    info = {"model": platform.processor() or platform.machine(), "flags": ""}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            name, _, value = line.partition(":")
+            name = name.strip()
+            if name == "model name" and "model_seen" not in info:
+                info["model"], info["model_seen"] = value.strip(), "1"
+            elif name == "flags":
+                info["flags"] = value.strip()
+                break
+    except OSError:
+        pass
+    info.pop("model_seen", None)
+    return info
+
+
+def cache_path() -> Path:
+    from cpnas.data import default_cache_dir
+
+    return default_cache_dir() / "dispatch" / f"{machine_id()}.json"
+
+
+def _load_disk() -> dict[str, str]:
+    global _disk
+    if _disk is None:
+        try:
+            _disk = json.loads(cache_path().read_text())
+            if not isinstance(_disk, dict):
+                _disk = {}
+        except (OSError, ValueError):
+            _disk = {}  # a missing or corrupt cache only costs a new measurement
+    return _disk
+
+
+def _save(key: str, form: str) -> None:
+    """Merge one choice into the machine's cache file (atomic replace; a lost race costs one re-measurement)."""
+    path = cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            current = json.loads(path.read_text())
+            current = current if isinstance(current, dict) else {}
+        except (OSError, ValueError):
+            current = {}
+        current[key] = form
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(current, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only or full cache disk: keep the choice in memory only
+
+
+def _measuring_allowed() -> bool:
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+    return _get_current_dispatch_mode() is None and not torch.jit.is_tracing()
+
+
+def time_forms(runs: dict[str, Callable[[], object]], *, reps: int = 5, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each callable, the forms interleaved so a change of load hits all of them."""
+    for fn in runs.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(reps):
+        for name, fn in runs.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def choose(op: str, key: Sequence[object], runs: Callable[[], dict[str, Callable[[], object]]] | None) -> str:
+    """The form of ``op`` for ``key``: forced, remembered, cached on disk, or measured now.
+
+    ``runs`` builds one zero-argument callable per form (called only if a
+    measurement is needed); ``None`` means "cannot measure here" (default form).
+    """
+    force = forced().get(op)
+    if force is not None:
+        return _record(op, key, force)
+    skey = f"{op}|{'|'.join(map(str, key))}|threads={torch.get_num_threads()}"
+    with _lock:
+        form = _memo.get(skey) or _load_disk().get(skey)
+    if form not in FORMS[op]:
+        if runs is None or not _measuring_allowed():
+            return _record(op, key, FORMS[op][0], remember=False)
+        timings = time_forms(runs())
+        form = min(timings, key=timings.get)
+        _save(skey, form)
+        with _lock:
+            _timings[skey] = timings
+    with _lock:
+        _memo[skey] = form
+    return _record(op, key, form)
+
+
+def _record(op: str, key: Sequence[object], form: str, remember: bool = True) -> str:
+    if remember:
+        with _lock:
+            _used.setdefault(op, {})[str(tuple(key))] = form
+    return form
+
+
+def chosen() -> dict[str, dict[str, str]]:
+    """Every (op, key) → form this process dispatched so far (for run metadata)."""
+    with _lock:
+        return {op: dict(v) for op, v in _used.items()}
+
+
+def timings() -> dict[str, dict[str, float]]:
+    """The median seconds of every form this process measured, by cache key (``make bench`` prints them)."""
+    with _lock:
+        return {k: dict(v) for k, v in _timings.items()}
+
+
+def summary() -> dict[str, dict[str, int]]:
+    """How many keys of each op went to each form (a compact record for metadata)."""
+    out: dict[str, dict[str, int]] = {}
+    for op, keys in chosen().items():
+        for form in keys.values():
+            out.setdefault(op, {}).setdefault(form, 0)
+            out[op][form] += 1
+    return out
+
+
+def reset(*, ignore_disk: bool = False) -> None:
+    """Forget this process's choices; with ``ignore_disk`` also the machine's cache file, so every key is
+    measured again (``make bench`` does this; the new choices are written back)."""
+    global _disk
+    with _lock:
+        _memo.clear()
+        _used.clear()
+        _timings.clear()
+        _disk = {} if ignore_disk else None
