@@ -28,7 +28,6 @@ parallel worker processes (``--jobs``), from the command line::
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
@@ -574,40 +573,18 @@ def _isnan(v: Any) -> bool:
     return isinstance(v, float) and math.isnan(v)
 
 
-def _seed_list(text: str) -> tuple[int, ...]:
-    try:
-        seeds = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not seeds:
-        raise argparse.ArgumentTypeError("no seed given")
-    return seeds
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cpnas.ablation",
-                                description="Compute the missing runs of the ablation studies (notebook 05).")
-    p.add_argument("--scale", default="cpu", choices=tuple(ABLATION_SIZES))
+    from cpnas.cli.common import run_study, seed_list, study_parser
+
+    p = study_parser("python -m cpnas.ablation", "Compute the missing runs of the ablation studies (notebook 05).",
+                     tuple(ABLATION_SIZES))
     p.add_argument("--study", choices=("beta", "strategy", *LOSS_STUDIES, "all"), default="all")
-    p.add_argument("--seeds", default=SEEDS, type=_seed_list, help="comma-separated seeds (default: 0,1,2)")
+    p.add_argument("--seeds", default=SEEDS, type=seed_list, help="comma-separated seeds (default: 0,1,2)")
     p.add_argument("--genotype", default=None, help="genotype of the loss study (default: the 02 search's)")
-    p.add_argument("--jobs", type=_positive_int, default=1, help="parallel worker processes, one thread each (default: 1)")
-    p.add_argument("--data", default=None, help="CIFAR-10 folder (default: $CPNAS_CIFAR10)")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
-    try:
+
+    def work():
         seeds = args.seeds
         runs: list[Run] = []
         if args.study in ("beta", "all"):
@@ -624,11 +601,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             # its cell is the β_P = 0 search at seed 0: listed so that run_all computes it first
             runs += beta_runs((0,), (0.0,)) + loss_runs(bnas_genotype_path(args.scale), seeds, study="loss-bnas")
         rows = run_all(runs, args.scale, jobs=args.jobs, data_root=args.data, device=args.device)
-    except CpnasError as exc:
-        print(f"python -m cpnas.ablation: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"{len(rows)} finished runs")
-    return 0
+        return f"{len(rows)} finished runs"
+
+    return run_study(p.prog, work)
 
 
 if __name__ == "__main__":

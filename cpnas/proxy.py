@@ -30,7 +30,6 @@ writes ``tables/proxy_validation.{csv,md}``.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import statistics
 import sys
@@ -374,34 +373,24 @@ def figure(rows: list[dict[str, Any]]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cpnas.proxy", description=__doc__.split("\n\n")[0])
-    p.add_argument("--scale", default="cpu", choices=("cpu", "smoke", "paper"))
-    p.add_argument("--budgets", default="cpu,short",
+    from cpnas.cli.common import name_list, run_study, study_parser
+
+    p = study_parser("python -m cpnas.proxy", __doc__.split("\n\n")[0], ("cpu", "smoke", "paper"))
+    p.add_argument("--budgets", default=("cpu", "short"), type=name_list(BUDGETS, "budget(s)"),
                    help=f"comma-separated, run in this order: {', '.join(BUDGETS)} (default cpu,short)")
-    p.add_argument("--cells", default=",".join(c.name for c in CELLS),
+    p.add_argument("--cells", default=tuple(c.name for c in CELLS),
+                   type=name_list([c.name for c in ALL_CELLS], "cell(s)"),
                    help=f"comma-separated cell names (default the {len(CELLS)} of CELLS; also "
                         f"{', '.join(c.name for c in MORE_CELLS)}, each with a search to run first)")
-    p.add_argument("--jobs", type=int, default=1)
-    p.add_argument("--data", default=None, help="CIFAR-10 root (else CPNAS_CIFAR10 or a download)")
     args = p.parse_args(argv)
-    budgets = tuple(b.strip() for b in args.budgets.split(",") if b.strip())
-    if not budgets or set(budgets) - set(BUDGETS):
-        p.error(f"--budgets takes {', '.join(BUDGETS)}, got {args.budgets!r}")
     by_name = {c.name: c for c in ALL_CELLS}
-    names = [n.strip() for n in args.cells.split(",") if n.strip()]
-    unknown = [n for n in names if n not in by_name]
-    if unknown:
-        p.error(f"unknown cell(s) {unknown}; choose from {', '.join(by_name)}")
-    if args.jobs < 1:
-        p.error("--jobs must be at least 1")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    try:
-        run_all(args.scale, tuple(by_name[n] for n in names), budgets, jobs=args.jobs, data_root=args.data)
-    except CpnasError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(write_table(args.scale))
-    return 0
+
+    def work():
+        run_all(args.scale, tuple(by_name[n] for n in args.cells), args.budgets, jobs=args.jobs,
+                data_root=args.data)
+        return write_table(args.scale)
+
+    return run_study(p.prog, work)
 
 
 if __name__ == "__main__":

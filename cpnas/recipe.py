@@ -21,7 +21,6 @@ Then the chosen recipe is trained at the full ``cpu`` budget at 3 seeds
 
 from __future__ import annotations
 
-import argparse
 import logging
 import statistics
 import sys
@@ -159,34 +158,23 @@ def write_table(scale: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cpnas.recipe", description=__doc__.split("\n\n")[0])
-    p.add_argument("--scale", default="cpu", choices=("cpu", "smoke", "paper"))
-    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names of VARIANTS")
-    p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
+    from cpnas.cli.common import name_list, run_study, seed_list, study_parser
+
+    p = study_parser("python -m cpnas.recipe", __doc__.split("\n\n")[0], ("cpu", "smoke", "paper"))
+    p.add_argument("--variants", default=tuple(VARIANTS), type=name_list(list(VARIANTS), "variant(s)"),
+                   help="comma-separated names of VARIANTS (default: all)")
+    p.add_argument("--seeds", default=(0,), type=seed_list, help="comma-separated seeds, e.g. 0,1,2 (default: 0)")
     p.add_argument("--full", action="store_true", help="train at the scale's full budget (the confirmation)")
     p.add_argument("--cell", default="darts_v2", choices=CELLS,
                    help="darts_v2 (default) or cpnas-s0, the genotype of the scale's CP-NAS search at seed 0")
-    p.add_argument("--jobs", type=int, default=1)
-    p.add_argument("--data", default=None, help="CIFAR-10 root (else CPNAS_CIFAR10 or a download)")
     args = p.parse_args(argv)
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        p.error(f"--seeds expects comma-separated integers, got {args.seeds!r}")
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        p.error(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
-    if args.jobs < 1:
-        p.error("--jobs must be at least 1")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    try:
-        run_all(args.scale, variants, seeds, full=args.full, jobs=args.jobs, data_root=args.data, cell=args.cell)
-    except CpnasError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(write_table(args.scale))
-    return 0
+
+    def work():
+        run_all(args.scale, list(args.variants), list(args.seeds), full=args.full, jobs=args.jobs,
+                data_root=args.data, cell=args.cell)
+        return write_table(args.scale)
+
+    return run_study(p.prog, work)
 
 
 if __name__ == "__main__":

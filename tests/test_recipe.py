@@ -87,14 +87,20 @@ def test_training_reports_validation_accuracy(tmp_path):
     assert m["threads"] >= 1
 
 
-def test_sweep_cli_refuses_bad_input(capsys):
-    from cpnas.recipe import main
+@pytest.mark.parametrize("module, argv", [
+    ("recipe", ["--variants", "adam-1"]), ("recipe", ["--seeds", "x"]), ("recipe", ["--jobs", "0"]),
+    ("proxy", ["--cells", "darts_v3"]), ("proxy", ["--budgets", "huge"]), ("proxy", ["--jobs", "0"]),
+    ("ablation", ["--seeds", "-1"]), ("ablation", ["--scale", "huge"]),
+])
+def test_study_clis_refuse_bad_input_in_one_line(capsys, module, argv):
+    import importlib
 
-    for argv in (["--variants", "adam-1"], ["--seeds", "x"], ["--jobs", "0"]):
-        with pytest.raises(SystemExit) as exc:
-            main(argv)
-        assert exc.value.code == 2
-        assert "error:" in capsys.readouterr().err
+    main = importlib.import_module(f"cpnas.{module}").main
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
 
 
 def test_sweep_table_marks_the_variant_with_the_best_validation(monkeypatch, tmp_path):
@@ -149,16 +155,6 @@ def test_budgets_differ_only_in_epochs():
     assert budget_config("cpu", "long").cifar.epochs == 3 * cpu.cifar.epochs
     with pytest.raises(CpnasError, match="unknown budget"):
         budget_config("cpu", "huge")
-
-
-def test_proxy_cli_refuses_bad_input(capsys):
-    from cpnas.proxy import main
-
-    for argv in (["--cells", "darts_v3"], ["--budgets", "huge"], ["--jobs", "0"]):
-        with pytest.raises(SystemExit) as exc:
-            main(argv)
-        assert exc.value.code == 2
-        assert "error:" in capsys.readouterr().err
 
 
 def test_darts_v2_constant_is_the_published_genotype():

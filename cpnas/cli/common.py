@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Callable, Sequence
 
 from cpnas.config import DEFAULT_SCALE, SCALES, Config, get_config, parse_override
 
@@ -35,3 +36,71 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory of the run")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu, cuda, cuda:1")
+
+
+# --- the study drivers (python -m cpnas.ablation / .recipe / .proxy) ------------------------------------------
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    """argparse type: ``"0,1,2"`` → ``(0, 1, 2)``; seeds must be in 0…2⁶³−1."""
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("no seed given")
+    bad = [s for s in seeds if not 0 <= s < 2**63]
+    if bad:
+        raise argparse.ArgumentTypeError(f"seeds must be in 0…2⁶³−1, got {bad}")
+    return seeds
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def name_list(choices: Sequence[str], what: str):
+    """argparse type: comma-separated names, each one of ``choices`` (in the order given, no repeats)."""
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+        unknown = [n for n in names if n not in choices]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"unknown {what} {unknown or text!r}; choose from {', '.join(choices)}")
+        return names
+    return parse
+
+
+def study_parser(prog: str, description: str, scales: Sequence[str]) -> argparse.ArgumentParser:
+    """The options every study driver has: ``--scale``, ``--jobs``, ``--data``."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--scale", default="cpu", choices=tuple(scales), help="scale of the runs (default: cpu)")
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="parallel worker processes, one thread each (default: 1)")
+    p.add_argument("--data", default=None, metavar="PATH", help="CIFAR-10 folder (default: $CPNAS_CIFAR10)")
+    return p
+
+
+def run_study(prog: str, work: Callable[[], object]) -> int:
+    """Run ``work`` with INFO logging; a :class:`~cpnas.errors.CpnasError` is one line on stderr and exit 2."""
+    import logging
+    import sys
+
+    from cpnas.errors import CpnasError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        result = work()
+    except CpnasError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    if result is not None:
+        print(result)
+    return 0
