@@ -35,43 +35,64 @@ from cpnas.errors import CpnasError
 
 
 def _f(default: Any, source: str, *, size: bool = False, recipe: bool = False,
-       choices: tuple[Any, ...] | None = None) -> Any:
+       choices: tuple[Any, ...] | None = None, ge: float | None = None, gt: float | None = None,
+       le: float | None = None, lt: float | None = None) -> Any:
     """A dataclass field carrying its provenance (``source``), whether it is a size or a
-    recipe field, and (``choices``) the only values it accepts."""
+    recipe field, (``choices``) the only values it accepts, and the bounds of its range
+    (``ge``/``gt``/``le``/``lt``; for a tuple, of each element)."""
     if isinstance(default, (dict, list)):
         raise TypeError("use tuples for frozen configs")
     if choices is not None and default not in choices:
         raise ValueError(f"default {default!r} is not one of {choices}")
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    if _range_error(default, bounds):
+        raise ValueError(f"default {default!r} is out of range {bounds}")
     return field(default=default, metadata={"source": source, "size": size, "recipe": recipe,
-                                            "choices": choices})
+                                            "choices": choices, "bounds": bounds})
+
+
+_BOUND_TEXT = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<"}
+
+
+def _range_error(value: Any, bounds: Mapping[str, float]) -> str | None:
+    """The violated bound of ``value`` (each element of a tuple), as text, or ``None``."""
+    values = value if isinstance(value, tuple) else (value,)
+    for v in values:
+        for kind, bound in bounds.items():
+            ok = {"ge": v >= bound, "gt": v > bound, "le": v <= bound, "lt": v < bound}[kind]
+            if not ok:
+                return " and ".join(f"{_BOUND_TEXT[k]} {b:g}" if isinstance(b, float) else f"{_BOUND_TEXT[k]} {b}"
+                                    for k, b in bounds.items())
+    return None
 
 
 @dataclass(frozen=True)
 class SearchConfig:
     """Architecture search (§3.1 "In the search process…", Alg. 1)."""
 
-    layers: int = _f(6, "§3.1: 'a total of 6 cells'", size=True)
-    init_channels: int = _f(16, "§3.1: 'initial 16 channels'", size=True)
-    nodes: int = _f(4, "§3.1: 'M = 4 intermediate nodes'")
+    layers: int = _f(6, "§3.1: 'a total of 6 cells'", size=True, ge=1)
+    init_channels: int = _f(16, "§3.1: 'initial 16 channels'", size=True, ge=1)
+    nodes: int = _f(4, "§3.1: 'M = 4 intermediate nodes' (the genotype format has nodes 2-5: no other M)",
+                    choices=(4,))
     reduction_layers: tuple[int, ...] = _f(
-        (1, 3), "§3.1: reduction cells 'in the second and the fourth layers' (⚑ 0-based 1 and 3)")
-    T: int = _f(3, "§3.1: 'We set T = 3'", size=True)
-    beta_p: float = _f(2.0, "§3.1: 'β_P is set as 2' (CIFAR-10); 0.33 on ImageNet")
-    batch_size: int = _f(512, "§3.1: 'the batch size is set to 512'", size=True)
+        (1, 3), "§3.1: reduction cells 'in the second and the fourth layers' (⚑ 0-based 1 and 3)", ge=0)
+    T: int = _f(3, "§3.1: 'We set T = 3'", size=True, ge=1)
+    beta_p: float = _f(2.0, "§3.1: 'β_P is set as 2' (CIFAR-10); 0.33 on ImageNet", ge=0)
+    batch_size: int = _f(512, "§3.1: 'the batch size is set to 512'", size=True, ge=1)
     optimizer: str = _f("sgd", "§3.1: SGD with momentum", recipe=True, choices=("sgd", "adam"))
-    lr: float = _f(0.025, "§3.1: 'initial learning rate of 0.025'", recipe=True)
-    lr_min: float = _f(0.0, "§3.1: 'annealed down to zero following a cosine schedule'")
-    momentum: float = _f(0.9, "§3.1: 'a momentum of 0.9' (SGD only)")
-    weight_decay: float = _f(5e-4, "§3.1: 'a weight decay of 5×10⁻⁴' (real-valued parameters)", recipe=True)
+    lr: float = _f(0.025, "§3.1: 'initial learning rate of 0.025'", recipe=True, gt=0)
+    lr_min: float = _f(0.0, "§3.1: 'annealed down to zero following a cosine schedule'", ge=0)
+    momentum: float = _f(0.9, "§3.1: 'a momentum of 0.9' (SGD only)", ge=0, lt=1)
+    weight_decay: float = _f(5e-4, "§3.1: 'a weight decay of 5×10⁻⁴' (real-valued parameters)", recipe=True, ge=0)
     binary_weight_decay: float = _f(5e-4, "§3.1: one weight decay for every parameter, the latent weights of "
-                                          "the 1-bit convs included", recipe=True)
-    grad_clip: float = _f(5.0, "not stated for the search; DARTS' value")
-    train_fraction: float = _f(0.5, "§3.1: '50% of the training set … for architecture search'", size=True)
-    score_fraction: float = _f(0.05, "§3.1: '5% of the training set for evaluation'", size=True)
+                                          "the 1-bit convs included", recipe=True, ge=0)
+    grad_clip: float = _f(5.0, "not stated for the search; DARTS' value", gt=0)
+    train_fraction: float = _f(0.5, "§3.1: '50% of the training set … for architecture search'", size=True, gt=0, le=1)
+    score_fraction: float = _f(0.05, "§3.1: '5% of the training set for evaluation'", size=True, gt=0, le=1)
     calibration_batches: int = _f(4, "⚑ not stated; before a sampled path is scored, its BN statistics are "
                                      "re-estimated on this many search-train batches and the score runs in "
                                      "eval mode (SPOS, Guo et al. 2020 §3.3), so a score does not depend on "
-                                     "how the score split is batched (issue 11)", size=True)
+                                     "how the score split is batched (issue 11)", size=True, ge=0)
     final_cell: str = _f("top2", "⚑ 'top2' (DARTS: each node keeps its 2 best non-none edges, ranked by the "
                                  "mean z̄ of the op left on them) or 'keep_all' (each edge keeps its last op). "
                                  "Measured over 23 finished searches at the paper's C = 56/72/112 "
@@ -86,89 +107,89 @@ class SearchConfig:
                                  "Parent keeps DARTS' ReLU before each conv block (false: no ReLU, which makes "
                                  "the Parent linear away from max-pooling)")
     # PC-DARTS baseline (Xu et al., 2019, §4.2 CIFAR-10 search settings).
-    pc_epochs: int = _f(50, "PC-DARTS §4.2: 50 epochs", size=True)
-    pc_warmup_epochs: int = _f(15, "PC-DARTS §4.2: architecture updates start after 15 epochs", size=True)
-    pc_batch_size: int = _f(256, "PC-DARTS §4.2: batch size 256", size=True)
-    pc_lr: float = _f(0.1, "PC-DARTS §4.2: initial weight learning rate 0.1, cosine")
-    pc_weight_decay: float = _f(3e-4, "PC-DARTS §4.2 / DARTS: weight decay 3×10⁻⁴")
-    pc_arch_lr: float = _f(6e-4, "PC-DARTS §4.2: Adam, learning rate 6×10⁻⁴")
-    pc_arch_weight_decay: float = _f(1e-3, "PC-DARTS §4.2: Adam weight decay 10⁻³")
-    pc_partial_k: int = _f(4, "PC-DARTS §4.2: K = 4 (1/4 of the channels go through the ops)")
+    pc_epochs: int = _f(50, "PC-DARTS §4.2: 50 epochs", size=True, ge=1)
+    pc_warmup_epochs: int = _f(15, "PC-DARTS §4.2: architecture updates start after 15 epochs", size=True, ge=0)
+    pc_batch_size: int = _f(256, "PC-DARTS §4.2: batch size 256", size=True, ge=1)
+    pc_lr: float = _f(0.1, "PC-DARTS §4.2: initial weight learning rate 0.1, cosine", gt=0)
+    pc_weight_decay: float = _f(3e-4, "PC-DARTS §4.2 / DARTS: weight decay 3×10⁻⁴", ge=0)
+    pc_arch_lr: float = _f(6e-4, "PC-DARTS §4.2: Adam, learning rate 6×10⁻⁴", gt=0)
+    pc_arch_weight_decay: float = _f(1e-3, "PC-DARTS §4.2: Adam weight decay 10⁻³", ge=0)
+    pc_partial_k: int = _f(4, "PC-DARTS §4.2: K = 4 (1/4 of the channels go through the ops)", ge=1)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Training a found architecture (§3.1 "After search…"); CIFAR and ImageNet presets."""
 
-    layers: int = _f(10, "§3.1: '10 cells (8 normal cells and 2 reduction cells)'", size=True)
-    channels_small: int = _f(56, "§3.1: 'initial number of channels … 56, 72, 112'", size=True)
-    channels_medium: int = _f(72, "§3.1", size=True)
-    channels_large: int = _f(112, "§3.1", size=True)
-    epochs: int = _f(600, "§3.1: 'trained on CIFAR-10 for 600 epochs'", size=True)
-    batch_size: int = _f(96, "§3.1: 'a batch size of 96'", size=True)
+    layers: int = _f(10, "§3.1: '10 cells (8 normal cells and 2 reduction cells)'", size=True, ge=1)
+    channels_small: int = _f(56, "§3.1: 'initial number of channels … 56, 72, 112'", size=True, ge=1)
+    channels_medium: int = _f(72, "§3.1", size=True, ge=1)
+    channels_large: int = _f(112, "§3.1", size=True, ge=1)
+    epochs: int = _f(600, "§3.1: 'trained on CIFAR-10 for 600 epochs'", size=True, ge=1)
+    batch_size: int = _f(96, "§3.1: 'a batch size of 96'", size=True, ge=1)
     optimizer: str = _f("sgd", "§3.1: SGD with momentum", recipe=True, choices=("sgd", "adam"))
-    lr: float = _f(0.025, "§3.1: 'initial learning rate of 0.025'", recipe=True)
-    lr_min: float = _f(0.0, "§3.1: 'annealed down to zero … cosine'")
+    lr: float = _f(0.025, "§3.1: 'initial learning rate of 0.025'", recipe=True, gt=0)
+    lr_min: float = _f(0.0, "§3.1: 'annealed down to zero … cosine'", ge=0)
     lr_schedule: str = _f("cosine_epoch", "§3.1 cosine, set once per epoch as DARTS' train.py ('cosine_step': "
                                           "set before every step)", recipe=True,
                           choices=("cosine_epoch", "cosine_step"))
-    momentum: float = _f(0.9, "§3.1 (SGD only)")
-    weight_decay: float = _f(3e-4, "§3.1: 'a weight decay of 3×10⁻⁴' (real-valued parameters)", recipe=True)
+    momentum: float = _f(0.9, "§3.1 (SGD only)", ge=0, lt=1)
+    weight_decay: float = _f(3e-4, "§3.1: 'a weight decay of 3×10⁻⁴' (real-valued parameters)", recipe=True, ge=0)
     binary_weight_decay: float = _f(3e-4, "§3.1: one weight decay for every parameter, the latent weights of "
-                                          "the 1-bit convs included", recipe=True)
-    grad_clip: float = _f(5.0, "§3.1: 'a gradient clipping at 5'")
-    cutout: int = _f(16, "§3.1 cutout (DeVries & Taylor); length 16 as in DARTS", recipe=True)
-    auxiliary_weight: float = _f(0.4, "auxiliary tower (§3.1 ImageNet, DARTS CIFAR); weight 0.4 as in DARTS")
-    drop_path: float = _f(0.0, "not stated in the paper; DARTS uses 0.2, we keep 0 (no mention)")
-    label_smoothing: float = _f(0.0, "§3.1: label smoothing for ImageNet only")
-    train_fraction: float = _f(1.0, "§3.1: the full training set", size=True)
-    test_fraction: float = _f(1.0, "§3.1: the full test set", size=True)
+                                          "the 1-bit convs included", recipe=True, ge=0)
+    grad_clip: float = _f(5.0, "§3.1: 'a gradient clipping at 5'", gt=0)
+    cutout: int = _f(16, "§3.1 cutout (DeVries & Taylor); length 16 as in DARTS", recipe=True, ge=0)
+    auxiliary_weight: float = _f(0.4, "auxiliary tower (§3.1 ImageNet, DARTS CIFAR); weight 0.4 as in DARTS", ge=0)
+    drop_path: float = _f(0.0, "not stated in the paper; DARTS uses 0.2, we keep 0 (no mention)", ge=0, lt=1)
+    label_smoothing: float = _f(0.0, "§3.1: label smoothing for ImageNet only", ge=0, lt=1)
+    train_fraction: float = _f(1.0, "§3.1: the full training set", size=True, gt=0, le=1)
+    test_fraction: float = _f(1.0, "§3.1: the full test set", size=True, gt=0, le=1)
     val_fraction: float = _f(0.0, "a validation split held out of the training set before the training "
                                   "subset is drawn (0 = none, as §3.1); the recipe sweep selects on it",
-                             size=True)
-    image_size: int = _f(32, "CIFAR-10 images are 32×32", size=True)
+                             size=True, ge=0, lt=1)
+    image_size: int = _f(32, "CIFAR-10 images are 32×32", size=True, ge=1)
     eval_every: int = _f(1, "test accuracy after every epoch, as DARTS' train.py; the last epoch is always "
-                            "measured (a cost knob only)", size=True)
+                            "measured (a cost knob only)", size=True, ge=1)
 
 
 @dataclass(frozen=True)
 class ImageNetTrainConfig(TrainConfig):
     """Training on ImageNet (§3.1 "When stacking the cells to evaluate on ImageNet…")."""
 
-    layers: int = _f(10, "§3.1: '10 cells (8 normal cells and 2 reduction cells)'", size=True)
-    channels_small: int = _f(102, "§3.1: 'the initial channel number being 102'", size=True)
-    channels_medium: int = _f(102, "§3.1: one ImageNet size only", size=True)
-    channels_large: int = _f(102, "§3.1: one ImageNet size only", size=True)
-    epochs: int = _f(250, "§3.1: 'trained from scratch for 250 epochs'", size=True)
-    batch_size: int = _f(256, "§3.1: 'a batch size of 256'", size=True)
-    lr: float = _f(0.05, "§3.1: 'initial learning rate of 0.05'", recipe=True)
-    weight_decay: float = _f(3e-5, "§3.1: 'a weight decay of 3×10⁻⁵'", recipe=True)
-    binary_weight_decay: float = _f(3e-5, "§3.1: one weight decay for every parameter", recipe=True)
-    cutout: int = _f(0, "§3.1: no cutout mentioned for ImageNet", recipe=True)
-    label_smoothing: float = _f(0.1, "§3.1: 'label smoothing'; 0.1 as in DARTS")
-    image_size: int = _f(224, "§3.1: '224 × 224' input", size=True)
+    layers: int = _f(10, "§3.1: '10 cells (8 normal cells and 2 reduction cells)'", size=True, ge=1)
+    channels_small: int = _f(102, "§3.1: 'the initial channel number being 102'", size=True, ge=1)
+    channels_medium: int = _f(102, "§3.1: one ImageNet size only", size=True, ge=1)
+    channels_large: int = _f(102, "§3.1: one ImageNet size only", size=True, ge=1)
+    epochs: int = _f(250, "§3.1: 'trained from scratch for 250 epochs'", size=True, ge=1)
+    batch_size: int = _f(256, "§3.1: 'a batch size of 256'", size=True, ge=1)
+    lr: float = _f(0.05, "§3.1: 'initial learning rate of 0.05'", recipe=True, gt=0)
+    weight_decay: float = _f(3e-5, "§3.1: 'a weight decay of 3×10⁻⁵'", recipe=True, ge=0)
+    binary_weight_decay: float = _f(3e-5, "§3.1: one weight decay for every parameter", recipe=True, ge=0)
+    cutout: int = _f(0, "§3.1: no cutout mentioned for ImageNet", recipe=True, ge=0)
+    label_smoothing: float = _f(0.1, "§3.1: 'label smoothing'; 0.1 as in DARTS", ge=0, lt=1)
+    image_size: int = _f(224, "§3.1: '224 × 224' input", size=True, ge=1)
 
 
 @dataclass(frozen=True)
 class LossConfig:
     """The kernel-level CP loss, Eq. 3-4 (§2.4)."""
 
-    kernel_weight: float = _f(1.0, "Eq. 3: the kernel term has unit weight", recipe=True)
+    kernel_weight: float = _f(1.0, "Eq. 3: the kernel term has unit weight", recipe=True, ge=0)
     center_lambda: float = _f(1e-5, "Eq. 3: λ; not stated in the paper (⚑). ‖f − f̄‖² sums over the whole "
                                     "last feature map (7k-57k values), so λ = 1e-5 keeps the term at ~0.1-0.5× the "
-                                    "CE at initialisation; 1e-3 collapsed the feature map in our tests")
+                                    "CE at initialisation; 1e-3 collapsed the feature map in our tests", ge=0)
     kernel_source: str = _f("child", "⚑ whose filters are H: 'child' (latent weights) or 'parent'",
                             choices=("child", "parent"))
-    center_momentum: float = _f(0.9, "running class means of the center term (our choice)")
+    center_momentum: float = _f(0.9, "running class means of the center term (our choice)", ge=0, le=1)
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Data handling shared by every stage."""
 
-    num_workers: int = _f(0, "decoded tensors are cached in memory; no worker processes needed")
-    synthetic_train: int = _f(2048, "size of the synthetic dataset (tests only)", size=True)
-    synthetic_test: int = _f(512, "size of the synthetic test set (tests only)", size=True)
+    num_workers: int = _f(0, "decoded tensors are cached in memory; no worker processes needed", ge=0)
+    synthetic_train: int = _f(2048, "size of the synthetic dataset (tests only)", size=True, ge=1)
+    synthetic_test: int = _f(512, "size of the synthetic test set (tests only)", size=True, ge=1)
 
 
 @dataclass(frozen=True)
@@ -179,11 +200,11 @@ class Config:
     search: SearchConfig = SearchConfig()
     cifar: TrainConfig = TrainConfig()
     imagenet: ImageNetTrainConfig = ImageNetTrainConfig()
-    imagenet_search_lr: float = _f(0.05, "§3.1: ImageNet search 'initial learning rate is set to 0.05'")
-    imagenet_beta_p: float = _f(0.33, "§3.1: ImageNet search 'β_P is set to 0.33'")
+    imagenet_search_lr: float = _f(0.05, "§3.1: ImageNet search 'initial learning rate is set to 0.05'", gt=0)
+    imagenet_beta_p: float = _f(0.33, "§3.1: ImageNet search 'β_P is set to 0.33'", ge=0)
     loss: LossConfig = LossConfig()
     data: DataConfig = DataConfig()
-    seed: int = _f(0, "our default seed")
+    seed: int = _f(0, "our default seed", ge=0, lt=2**63)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -291,6 +312,9 @@ def _replace_dotted(cfg: Any, key: str, value: Any, full_key: str) -> Any:
     choices = names[head].metadata.get("choices")
     if choices is not None and value not in choices:
         raise CpnasError(f"config key {full_key!r} must be one of {', '.join(map(str, choices))}; got {value!r}")
+    bad = _range_error(value, names[head].metadata.get("bounds") or {})
+    if bad:
+        raise CpnasError(f"config key {full_key!r} must be {bad}; got {value!r}")
     return dataclasses.replace(cfg, **{head: value})
 
 
@@ -333,7 +357,21 @@ def get_config(scale: str = DEFAULT_SCALE, overrides: Mapping[str, Any] | None =
     if scale not in PRESET_OVERRIDES:
         raise CpnasError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
     cfg = apply_overrides(dataclasses.replace(PAPER, scale=scale), PRESET_OVERRIDES[scale])
-    return apply_overrides(cfg, overrides)
+    return check_consistency(apply_overrides(cfg, overrides))
+
+
+def check_consistency(cfg: Config) -> Config:
+    """Checks across fields (each field's own range is checked when it is set); returns ``cfg``."""
+    s = cfg.search
+    bad = [r for r in s.reduction_layers if not 0 <= r < s.layers]
+    if bad:
+        raise CpnasError(f"search.reduction_layers {list(s.reduction_layers)} must name cells 0…{s.layers - 1} "
+                         f"of the {s.layers}-cell search network (search.layers); {bad} are outside it")
+    if len(set(s.reduction_layers)) != len(s.reduction_layers):
+        raise CpnasError(f"search.reduction_layers {list(s.reduction_layers)} repeats a cell")
+    if s.pc_warmup_epochs > s.pc_epochs:
+        raise CpnasError(f"search.pc_warmup_epochs ({s.pc_warmup_epochs}) exceeds search.pc_epochs ({s.pc_epochs})")
+    return cfg
 
 
 def parse_override(text: str) -> tuple[str, str]:

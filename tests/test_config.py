@@ -137,8 +137,8 @@ def test_wrong_types_raise(key, value):
 
 @pytest.mark.parametrize("key,value,expected", [
     ("search.T", "2", 2), ("search.beta_p", "0.5", 0.5), ("search.beta_p", 1, 1.0),
-    ("search.reduction_layers", "2,4", (2, 4)), ("search.reduction_layers", "(1, 3)", (1, 3)),
-    ("search.reduction_layers", [2, 4], (2, 4)), ("search.final_cell", "top2", "top2"),
+    ("search.reduction_layers", "2,3", (2, 3)), ("search.reduction_layers", "(1, 3)", (1, 3)),
+    ("search.reduction_layers", [2, 3], (2, 3)), ("search.final_cell", "top2", "top2"),
 ])
 def test_overrides_coerce_to_the_field_type(key, value, expected):
     cfg = get_config("smoke", {key: value})
@@ -177,3 +177,34 @@ def test_to_json_round_trips_the_values():
     d = json.loads(cfg.to_json())
     assert d["scale"] == "smoke" and d["search"]["T"] == cfg.search.T
     assert d["search"]["reduction_layers"] == list(cfg.search.reduction_layers)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("search.T", 0, "≥ 1"), ("search.init_channels", 0, "≥ 1"), ("search.layers", -1, "≥ 1"),
+    ("search.reduction_layers", "9", "outside"), ("search.reduction_layers", "1,1", "repeats"),
+    ("search.final_cell", "bogus", "one of"), ("search.nodes", 7, "one of"), ("cifar.epochs", -1, "≥ 1"),
+    ("seed", 99999999999999999999, "< 9223372036854775808"), ("search.score_fraction", 1.5, "≤ 1"),
+    ("cifar.train_fraction", 0, "> 0"), ("search.batch_size", 0, "≥ 1"), ("cifar.val_fraction", 1.0, "< 1"),
+    ("search.pc_warmup_epochs", 99, "exceeds"), ("imagenet.channels_small", 0, "≥ 1"),
+])
+def test_out_of_range_values_are_refused_when_parsed(key, value, message):
+    """Every range is checked when the config is built (before any data loads): one CpnasError line."""
+    with pytest.raises(CpnasError, match=message) as exc:
+        get_config("cpu", {key: value})
+    assert "\n" not in str(exc.value)
+
+
+def test_every_preset_is_within_range():
+    from cpnas.config import SCALES, _range_error, iter_fields
+
+    for scale in SCALES:
+        for key, value, meta in iter_fields(get_config(scale)):
+            assert not _range_error(value, meta.get("bounds") or {}), (scale, key, value)
+
+
+def test_cli_refuses_a_seed_torch_cannot_take(capsys):
+    from cpnas.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--out", "x", "--seed", "99999999999999999999"])
+    assert exc.value.code == 2 and "0…2⁶³−1" in capsys.readouterr().err

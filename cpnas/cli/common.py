@@ -32,13 +32,24 @@ def add_data_args(p: argparse.ArgumentParser, choices: tuple[str, ...], default:
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=seed_value, default=0, help="random seed, 0…2⁶³−1 (default: 0)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory of the run")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu, cuda, cuda:1")
 
 
 # --- the study drivers (python -m cpnas.ablation / .recipe / .proxy) ------------------------------------------
+
+
+def seed_value(text: str) -> int:
+    """argparse type: one seed in 0…2⁶³−1 (what ``torch.manual_seed`` accepts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"seeds must be in 0…2⁶³−1, got {value}")
+    return value
 
 
 def seed_list(text: str) -> tuple[int, ...]:
