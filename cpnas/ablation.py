@@ -493,11 +493,12 @@ def genotype_table(runs: Sequence[Run], scale: str):
 
     from cpnas.genotype import load_genotype
     from cpnas.ops import CONV_OPS, POOL_OPS
+    from cpnas.search import is_finished
 
     out = []
     for run in runs:
         sdir = run.search_dir(scale)
-        if sdir is None or not (sdir / "genotype.json").exists():
+        if sdir is None or not is_finished(sdir):
             continue
         g = load_genotype(sdir / "genotype.json")
         ops = [e[0] for kind in ("normal", "reduce") for e in g.cell(kind)[0]]

@@ -154,8 +154,13 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
     channels_of(train_config(cfg, dataset), size)  # validate the size before loading data
     if (out / METRICS).exists():
         if resume:
+            stored = read_json(out / METRICS)
+            key = run_key(genotype, cfg, dataset=dataset, size=size, seed=seed, loss=loss, precision=prec.name)
+            if stored.get("run") is not None and stored["run"] != key:
+                raise CpnasError(f"{out} holds a finished training run of another genotype or configuration "
+                                 f"({config_difference(stored['run'], key)}); choose another --out")
             log.info("%s is finished; nothing to resume", out)
-            return read_json(out / METRICS)
+            return stored
         raise CpnasError(f"{out} already holds a finished training run; pass --resume to keep it (a no-op) "
                          f"or choose another --out")
     if not resume and (out / CHECKPOINT).exists():

@@ -107,13 +107,24 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = "cifar10", data_roo
     ckpt_path = out / CHECKPOINT
     if not resume and (out / "history.json").exists():
         raise CpnasError(f"{out} already holds a search; pass --resume to continue it or choose another --out")
-    if resume and (out / "genotype.json").exists() and not ckpt_path.exists():
+    if resume and is_finished(out) and not ckpt_path.exists():
         raise CpnasError(f"{out} holds a finished search without a checkpoint; nothing to resume")
     dev = resolve_device(device)
     torch.manual_seed(seed)
     beta = beta_p if beta_p is not None else cfg.search.beta_p
     if strategy == "bnas":
         beta = 0.0
+    state = None
+    if resume and ckpt_path.exists():  # the run's identity is checked before any data loads
+        state = load_checkpoint(ckpt_path)
+        mismatch = _identity_mismatch(state["run_args"], {"strategy": strategy, "seed": seed, "beta_p": beta,
+                                                          "dataset": dataset, "data_root": portable(data_root)})
+        if mismatch:
+            raise CpnasError(f"{ckpt_path} belongs to another search ({mismatch}); resume it with the options it "
+                             f"was started with, or choose another --out")
+        if _search_part(state["config"]) != _search_part(cfg.to_dict()):
+            raise CpnasError(f"{ckpt_path} was written with another configuration; resume with the same "
+                             f"--scale and --set options, or start a new --out")
     images, train, score, arch, calib = search_data(cfg, dataset, data_root, seed, dev,
                                                     with_arch_split=(strategy == "pcdarts"))
     ctx = SearchContext(cfg=cfg, device=dev, train_loader=train, score_loader=score,
@@ -128,14 +139,7 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = "cifar10", data_roo
     history: list[dict[str, Any]] = []
     elapsed = 0.0
     start_epoch = 0
-    if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
-        if state["run_args"]["strategy"] != strategy or state["run_args"]["seed"] != seed:
-            raise CpnasError(f"{ckpt_path} belongs to a {state['run_args']['strategy']} search with seed "
-                             f"{state['run_args']['seed']}; not resuming it as {strategy} seed {seed}")
-        if _search_part(state["config"]) != _search_part(cfg.to_dict()):
-            raise CpnasError(f"{ckpt_path} was written with another configuration; resume with the same "
-                             f"--scale and --set options, or start a new --out")
+    if state is not None:
         strat.load_state_dict(state["strategy"])
         history = state["history"]
         elapsed = state["elapsed"]
@@ -160,9 +164,27 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = "cifar10", data_roo
     cost = search_cost(elapsed, dev, total, images.description)
     write_json(out / "cost.json", cost)
     write_json(out / "history.json", history)
+    names = ["config.json", "genotype.json", "cost.json", "history.json"]
     for name, obj in strat.artifacts().items():
         write_json(out / name, obj)
+        names.append(name)
+    write_json(out / COMPLETE, {"files": names, "finished": time.strftime("%Y-%m-%d %H:%M:%S")})  # last
     return SearchResult(genotype=genotype, history=history, cost=cost, out=out)
+
+
+def _identity_mismatch(stored: dict[str, Any], now: dict[str, Any]) -> str | None:
+    """What differs between a checkpoint's run and the one asked for: strategy, seed, β_P, dataset, data root."""
+    diffs = []
+    for key in ("strategy", "seed", "beta_p", "dataset"):
+        if key in stored and stored[key] != now[key]:
+            diffs.append(f"{key} {stored[key]!r}, not {now[key]!r}")
+    a, b = stored.get("data_root"), now.get("data_root")
+    if a is not None and b is not None:
+        from cpnas.paths import project_root
+
+        if (project_root() / a).resolve() != (project_root() / b).resolve():
+            diffs.append(f"data root {a!r}, not {b!r}")
+    return "; ".join(diffs) or None
 
 
 def search_cost(seconds: float, device: torch.device, epochs: int, dataset: str) -> dict[str, Any]:
@@ -179,8 +201,8 @@ def load_search(out: Path) -> SearchResult:
     from cpnas.genotype import load_genotype
 
     out = Path(out)
-    if not (out / "genotype.json").exists():
-        raise CpnasError(f"{out}: no finished search (genotype.json missing); run it first, e.g. "
+    if not is_finished(out):
+        raise CpnasError(f"{out}: no finished search ({COMPLETE} missing); run or resume it first, e.g. "
                          f"'cpnas search --out {out}' or 'make reproduce-fig5'")
     return SearchResult(genotype=load_genotype(out / "genotype.json"), history=read_json(out / "history.json"),
                         cost=read_json(out / "cost.json"), out=out)
@@ -222,7 +244,7 @@ def search_or_load(strategy: str, cfg: Config, *, seed: int = 0, beta_p: float |
     interrupted search continues from its last checkpoint.
     """
     out = Path(out) if out is not None else default_search_dir(cfg.scale, strategy, seed, beta_p, dataset)
-    if _finished(out):
+    if is_finished(out):
         stored = read_json(out / "config.json")["config"]
         if _search_part(stored) != _search_part(cfg.to_dict()):
             raise CpnasError(f"{out} holds a search run with another configuration than scale "
@@ -239,8 +261,13 @@ def _search_part(config: dict) -> dict:
     return json.loads(json.dumps({key: config.get(key) for key in ("search", "data")}))  # tuples → lists
 
 
-def _finished(out: Path) -> bool:
-    return (out / "genotype.json").exists() and (out / "cost.json").exists()
+COMPLETE = "complete.json"
+"""Written last by a search: its presence (and only it) marks the search finished. A search
+killed while its artifacts were being written has none, so it is resumed, not loaded."""
+
+
+def is_finished(out: Path) -> bool:
+    return (out / COMPLETE).exists()
 
 
 def load_indicator(out: Path) -> dict[str, Any]:

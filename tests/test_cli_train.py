@@ -101,3 +101,14 @@ def test_train_or_load_caches_and_refuses_a_stale_run(tmp_path, data_dir):
     changed = get_config("smoke", {**overrides, "cifar.epochs": "2"})
     with pytest.raises(CpnasError, match=r"another genotype or configuration \(train.epochs: 1 vs 2\)"):
         train_or_load("tiny", genotype, changed, dataset="synthetic", out=out, device="cpu")
+
+
+def test_resume_of_a_finished_run_with_another_genotype_is_refused(finished, data_dir, tmp_path, capsys):
+    from cpnas.genotype import DARTS_V2, Genotype
+
+    other = Genotype.from_dict({**DARTS_V2.to_dict(), "normal": [["skip_connect", 0, 2], ["skip_connect", 1, 2],
+                                                                  ["max_pool_3x3", 0, 3], ["skip_connect", 1, 3]]})
+    path = other.save(tmp_path / "other.json")
+    assert train(finished, path, "--resume") == 2
+    err = capsys.readouterr().err.strip()
+    assert "another genotype" in err and "\n" not in err

@@ -253,3 +253,38 @@ def test_cli_rejects_bad_input(tmp_path, capsys):
     assert "unknown config key" in capsys.readouterr().err
     assert main(["search", "--strategy", "bnas", "--beta-p", "1", "--dry-run"]) == 2
     assert main(["search", "--scale", "smoke"]) == 2  # --out missing
+
+
+def test_a_search_killed_while_writing_its_artifacts_is_resumed_not_loaded(finished_cpnas, tmp_path):
+    """Only complete.json, written last, marks a search finished (issue 13 B3)."""
+    import shutil
+
+    from cpnas.errors import CpnasError
+    from cpnas.search import COMPLETE, load_search
+
+    out = tmp_path / "killed"
+    shutil.copytree(finished_cpnas.out, out)
+    (out / COMPLETE).unlink()
+    (out / "indicator.json").unlink()  # killed after cost.json, before indicator.json
+    with pytest.raises(CpnasError, match="no finished search"):
+        load_search(out)
+    again = search_or_load("cpnas", tiny_cfg(), seed=3, dataset="synthetic", out=out, device="cpu")
+    assert again.genotype == finished_cpnas.genotype
+    assert (out / "indicator.json").is_file() and (out / COMPLETE).is_file()
+
+
+@pytest.mark.parametrize("change, message", [({"beta_p": 0.5}, "beta_p 2.0, not 0.5"),
+                                             ({"dataset": "cifar10", "data_root": "nowhere"},
+                                              "dataset 'synthetic', not 'cifar10'")])
+def test_resume_refuses_another_run_identity(finished_cpnas, tmp_path, change, message):
+    import shutil
+
+    from cpnas.errors import CpnasError
+    from cpnas.search import COMPLETE
+
+    out = tmp_path / "copy"
+    shutil.copytree(finished_cpnas.out, out)
+    (out / COMPLETE).unlink()
+    kwargs = {"dataset": "synthetic", "seed": 3, "out": out, "device": "cpu", "resume": True, **change}
+    with pytest.raises(CpnasError, match=message):  # before any data loads: 'nowhere' is never opened
+        run_search("cpnas", tiny_cfg(), **kwargs)
