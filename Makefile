@@ -40,7 +40,7 @@ test-notebooks: venv
 	    -p no:cacheprovider notebooks/
 
 lab: venv
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 bench: venv
 	$(BIN)/python -m cpnas.bench --out results/bench

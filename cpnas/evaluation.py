@@ -36,7 +36,7 @@ from cpnas.config import Config, TrainConfig
 from cpnas.efficiency import SIZES
 from cpnas.errors import CpnasError
 from cpnas.genotype import Genotype
-from cpnas.io import load_checkpoint, read_json, write_json
+from cpnas.io import load_checkpoint, read_json, remove_orphaned_temps, write_json
 from cpnas.losses import LOSSES, make_loss
 from cpnas.networks import memory_format_for
 from cpnas.paths import portable, results_dir
@@ -165,6 +165,7 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
                          f"or choose another --out")
     if not resume and (out / CHECKPOINT).exists():
         raise CpnasError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    remove_orphaned_temps(out)
     dev = resolve_device(device)
     data_root = Path(data_root) if data_root is not None else None
     tcfg = train_config(cfg, dataset)
@@ -208,6 +209,9 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
 
     metrics["kernel_forms"] = {"memory_format": "channels_last" if fmt == torch.channels_last else "contiguous",
                                **{op: forms for op, forms in dispatch.summary().items() if op != "memory_format"}}
+    from cpnas.paths import git_commit
+
+    metrics["git_commit"] = git_commit()
     metrics["train_seconds_per_thread"] = result.wall_clock_s * torch.get_num_threads()
     metrics["threads"] = torch.get_num_threads()
     if extra:

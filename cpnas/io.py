@@ -56,6 +56,21 @@ def write_with(path: str | os.PathLike, write: Callable[[io.BufferedWriter], obj
     return path
 
 
+def remove_orphaned_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files a killed :func:`write_with` left in ``folder`` (``.<name>.*.tmp``).
+
+    Called when a run starts or resumes in ``folder``: a run folder has one writer, so
+    any such file there is an orphan of an earlier, killed process.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    orphans = [p for p in folder.glob(".*.tmp") if p.is_file()]
+    for p in orphans:
+        _remove_quietly(str(p))
+    return orphans
+
+
 def _remove_quietly(tmp: str) -> None:
     try:
         os.unlink(tmp)
@@ -91,6 +106,8 @@ def _json_default(obj: Any) -> Any:
 def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file, turning a missing or malformed file into a CpnasError."""
     path = Path(path)
+    if path.is_dir():
+        raise CpnasError(f"{path}: is a directory, not a JSON file")
     if not path.is_file():
         raise CpnasError(f"{path}: no such file")
     try:
@@ -99,6 +116,10 @@ def read_json(path: str | os.PathLike) -> Any:
         raise CpnasError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
     except UnicodeDecodeError as exc:
         raise CpnasError(f"{path}: not a UTF-8 text file") from exc
+    except RecursionError:
+        raise CpnasError(f"{path}: JSON nested too deeply to be a run file") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts (sys.set_int_max_str_digits)
+        raise CpnasError(f"{path}: not a usable JSON file ({str(exc).splitlines()[0]})") from None
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:

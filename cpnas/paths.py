@@ -110,6 +110,21 @@ def save_table(df, name: str, scale: str, *, caption: str | None = None) -> list
     return [csv, md]
 
 
+def git_commit() -> str | None:
+    """The project's git commit (``+dirty`` with uncommitted changes to tracked files); ``None`` outside git."""
+    import subprocess
+
+    root = project_root()
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}+dirty" if dirty else head
+
+
 def run_info(scale: str, dataset: str | None = None, device: str | None = None) -> dict[str, Any]:
     """What produced an artifact: scale, dataset, device, date, versions (shown atop each notebook)."""
     import torch
@@ -120,4 +135,4 @@ def run_info(scale: str, dataset: str | None = None, device: str | None = None) 
         else f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
     return {"scale": scale, "dataset": dataset, "device": dev,
             "date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
-            "torch": torch.__version__, "python": platform.python_version()}
+            "torch": torch.__version__, "python": platform.python_version(), "git_commit": git_commit()}

@@ -31,7 +31,7 @@ from cpnas import data as D
 from cpnas.config import Config
 from cpnas.errors import CpnasError
 from cpnas.genotype import Genotype
-from cpnas.io import load_checkpoint, read_json, save_checkpoint, write_json
+from cpnas.io import load_checkpoint, read_json, remove_orphaned_temps, save_checkpoint, write_json
 from cpnas.paths import portable, results_dir
 from cpnas.strategies import SearchContext, Strategy, get_strategy
 from cpnas.train import resolve_device
@@ -109,6 +109,7 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = "cifar10", data_roo
         raise CpnasError(f"{out} already holds a search; pass --resume to continue it or choose another --out")
     if resume and is_finished(out) and not ckpt_path.exists():
         raise CpnasError(f"{out} holds a finished search without a checkpoint; nothing to resume")
+    remove_orphaned_temps(out)
     dev = resolve_device(device)
     torch.manual_seed(seed)
     beta = beta_p if beta_p is not None else cfg.search.beta_p
@@ -161,7 +162,10 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = "cifar10", data_roo
                                     "run_args": run_args, "config": cfg.to_dict()})
     genotype = strat.genotype()
     genotype.save(out / "genotype.json")
-    cost = search_cost(elapsed, dev, total, images.description)
+    from cpnas.paths import git_commit
+
+    cost = {**search_cost(elapsed, dev, total, images.description), "git_commit": git_commit(),
+            "kernel_forms": dispatch_summary()}
     write_json(out / "cost.json", cost)
     write_json(out / "history.json", history)
     names = ["config.json", "genotype.json", "cost.json", "history.json"]
@@ -170,6 +174,13 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = "cifar10", data_roo
         names.append(name)
     write_json(out / COMPLETE, {"files": names, "finished": time.strftime("%Y-%m-%d %H:%M:%S")})  # last
     return SearchResult(genotype=genotype, history=history, cost=cost, out=out)
+
+
+def dispatch_summary() -> dict[str, dict[str, int]]:
+    """How many kernel keys of each op went to each form in this process (:mod:`cpnas.dispatch`)."""
+    from cpnas import dispatch
+
+    return dispatch.summary()
 
 
 def _identity_mismatch(stored: dict[str, Any], now: dict[str, Any]) -> str | None:

@@ -87,8 +87,8 @@ def _check_finite(loss: torch.Tensor, where: str) -> None:
     if not torch.isfinite(loss):
         raise NonFiniteLossError(
             f"non-finite loss ({loss.item()}) during {where}; training stopped and the last "
-            f"good checkpoint is kept. Lower the learning rate (--set …lr=…) or check the data, "
-            f"then rerun with --resume.")
+            f"good checkpoint is kept. Check the data, or start again into a new --out with a lower "
+            f"learning rate (--set …lr=…; --resume only continues a run with the options it began with).")
 
 
 def train_one_epoch(forward: Forward, params: Iterable[nn.Parameter] | None, loader: Iterable,

@@ -112,3 +112,31 @@ def test_resume_of_a_finished_run_with_another_genotype_is_refused(finished, dat
     assert train(finished, path, "--resume") == 2
     err = capsys.readouterr().err.strip()
     assert "another genotype" in err and "\n" not in err
+
+
+def test_out_naming_a_file_is_refused_before_data_loads(tmp_path, data_dir, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(SystemExit) as exc:
+        train(f, data_dir / "darts_v2.json")
+    assert exc.value.code == 2 and "is a file" in capsys.readouterr().err
+
+
+def test_sigterm_ends_a_cli_run_like_ctrl_c(tmp_path, data_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "cpnas", "train", "--genotype", str(data_dir / "darts_v2.json"), "--scale", "smoke",
+           "--dataset", "synthetic", "--out", str(out), "--device", "cpu", *TINY, "--set", "cifar.epochs=50"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted; rerun with --resume" in err and "Traceback" not in err

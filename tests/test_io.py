@@ -101,7 +101,7 @@ def test_read_json_errors_name_the_file(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00{")
     with pytest.raises(CpnasError, match=r"binary\.json: not a UTF-8 text file"):
         cio.read_json(binary)
-    with pytest.raises(CpnasError, match="no such file"):
+    with pytest.raises(CpnasError, match="is a directory"):
         cio.read_json(tmp_path)  # a directory is not a JSON file
 
 
@@ -154,3 +154,32 @@ def test_graphviz_figures_are_byte_reproducible(tmp_path, monkeypatch):
     first = [p.read_bytes() for p in save_graph(g, "g", "smoke")]
     time.sleep(1.1)  # the stamp has a one-second resolution
     assert [p.read_bytes() for p in save_graph(g, "g", "smoke")] == first
+
+
+def test_orphaned_temps_of_a_killed_write_are_removed(tmp_path):
+    from cpnas.io import remove_orphaned_temps
+
+    (tmp_path / ".history.json.abc123.tmp").write_text("half")
+    (tmp_path / "history.json").write_text("[]")
+    removed = remove_orphaned_temps(tmp_path)
+    assert [p.name for p in removed] == [".history.json.abc123.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json"]
+
+
+@pytest.mark.parametrize("content, message", [("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+                                              ('{"seed": ' + "9" * 5000 + "}", "not a usable JSON file")])
+def test_pathological_json_is_one_line(tmp_path, content, message):
+    from cpnas.io import read_json
+
+    path = tmp_path / "g.json"
+    path.write_text(content)
+    with pytest.raises(CpnasError, match=message) as exc:
+        read_json(path)
+    assert "\n" not in str(exc.value)
+
+
+def test_a_directory_is_reported_as_a_directory(tmp_path):
+    from cpnas.io import read_json
+
+    with pytest.raises(CpnasError, match="is a directory"):
+        read_json(tmp_path)

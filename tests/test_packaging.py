@@ -150,3 +150,10 @@ def test_portable_paths_are_relative_to_the_project_root():
     assert portable(project_root() / "results" / "x.json") == str(Path("results") / "x.json")
     assert not portable(project_root().parent / "shared" / "data").startswith("/")
     assert portable(None) is None
+
+
+def test_license_file_matches_the_spdx_string():
+    license_ = pyproject()["project"]["license"]
+    assert isinstance(license_, str), "write the license as an SPDX string (PEP 639), not a table"
+    assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith(f"{license_} License")
+    assert pyproject()["project"]["requires-python"] == ">=3.11"  # the tests import tomllib

@@ -57,6 +57,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USER_ERROR
+    import signal
+
+    def _terminate(signum, frame):  # SIGTERM ends a run as Ctrl-C does: a message, a resumable state
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (e.g. called from a notebook's worker): keep the default
+        previous = None
     try:
         return int(args.func(args) or 0)
     except CpnasError as exc:
@@ -65,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cpnas {args.command}: interrupted; rerun with --resume to continue", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def entry_point() -> None:

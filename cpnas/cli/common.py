@@ -33,12 +33,20 @@ def add_data_args(p: argparse.ArgumentParser, choices: tuple[str, ...], default:
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=seed_value, default=0, help="random seed, 0…2⁶³−1 (default: 0)")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory of the run")
+    p.add_argument("--out", type=out_dir, required=True, metavar="DIR", help="output directory of the run")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu, cuda, cuda:1")
 
 
 # --- the study drivers (python -m cpnas.ablation / .recipe / .proxy) ------------------------------------------
+
+
+def out_dir(text: str) -> Path:
+    """argparse type: a run folder, existing or not, but not a file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a file, not a folder for the run")
+    return path
 
 
 def seed_value(text: str) -> int:

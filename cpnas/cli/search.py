@@ -16,8 +16,8 @@ SEARCH_DATASETS = ("cifar10", "imagenet", "synthetic")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "search", help="search a 1-bit architecture (cpnas, bnas, random, pcdarts)",
-        description="Search a cell architecture on the search split of the training set (50%% to train, "
-                    "5%% to score at the paper scale, §3.1) and write genotype.json, history.json, "
+        description="Search a cell architecture on the search split of the training set (50% to train, "
+                    "5% to score at the paper scale, §3.1) and write genotype.json, history.json, "
                     "cost.json and checkpoints to --out.",
         epilog="Example: cpnas search --strategy cpnas --scale smoke --dataset synthetic --out /tmp/s")
     p.add_argument("--strategy", default="cpnas", choices=STRATEGY_NAMES,
