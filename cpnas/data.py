@@ -502,8 +502,8 @@ def _decode_all(files: Sequence[str], image_size: int | None, desc: str,
             elif img.shape[-2:] != (height, width):
                 raise CpnasError(
                     f"images differ in size: {files[0]!r} is {width}×{height} but {files[i]!r} is "
-                    f"{img.shape[-1]}×{img.shape[-2]}. Pass an image size (e.g. --image-size 64) to "
-                    f"resize every image to a common square size.")
+                    f"{img.shape[-1]}×{img.shape[-2]}. Set an image size to resize every image to "
+                    f"a common square size: --set cifar.image_size=64 (or imagenet.image_size=…).")
             out[i] = img
         return stop - start
 

@@ -33,16 +33,16 @@ import torch
 from cpnas import bench
 from cpnas.config import get_config
 from cpnas.evaluation import build_network, train_genotype
-from cpnas.genotype import Genotype
+from cpnas.genotype import load_genotype
 from cpnas.losses import make_loss
 
-PC_DARTS = Genotype.from_dict({  # PC-DARTS' published CIFAR-10 cell (Xu et al., 2020), a fixed test genotype
-    "normal": [["sep_conv_3x3", 1, 2], ["skip_connect", 0, 2], ["sep_conv_3x3", 0, 3], ["dil_conv_3x3", 1, 3],
-               ["sep_conv_5x5", 0, 4], ["sep_conv_3x3", 1, 4], ["avg_pool_3x3", 0, 5], ["dil_conv_3x3", 1, 5]],
-    "normal_concat": [2, 3, 4, 5],
-    "reduce": [["sep_conv_5x5", 1, 2], ["max_pool_3x3", 0, 2], ["sep_conv_5x5", 1, 3], ["sep_conv_5x5", 2, 3],
-               ["sep_conv_3x3", 0, 4], ["sep_conv_3x3", 1, 4], ["sep_conv_3x3", 0, 5], ["sep_conv_3x3", 1, 5]],
-    "reduce_concat": [2, 3, 4, 5]})
+ROOT = Path(__file__).resolve().parents[1]
+PC_DARTS = load_genotype(ROOT / "tests" / "data" / "pcdarts_cifar.json")
+"""PC-DARTS' published CIFAR-10 cell (Xu et al., 2020), a fixed test genotype (read from the tests' copy).
+
+``docs/device-check-h200.json`` was measured by an earlier version of this script that pasted the
+cell with two reduction edges changed (1→4 and 0→5 where the published cell has 3→4 and 2→5);
+its numbers are of that altered cell (same ops and edge count, so the timings are comparable)."""
 
 
 def _sync():
@@ -56,8 +56,9 @@ def imagenet_steps(precision: str, batch: int, steps: int, size: int, device: st
     model = build_network(PC_DARTS, cfg, dataset="imagenet", precision=precision, num_classes=1000).to(
         device, memory_format=torch.channels_last)
     loss_fn = make_loss("cp" if precision != "real" else "ce", model, num_classes=1000, config=cfg.loss,
-                        label_smoothing=0.1, aux_weight=0.4)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=3e-5)
+                        label_smoothing=cfg.imagenet.label_smoothing, aux_weight=cfg.imagenet.auxiliary_weight)
+    t = cfg.imagenet
+    opt = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
     x = torch.randn(batch, 3, size, size, device=device).to(memory_format=torch.channels_last)
     y = torch.randint(0, 1000, (batch,), device=device)
     times = []
