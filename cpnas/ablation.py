@@ -224,10 +224,15 @@ def row(run: Run, metrics: dict[str, Any], search: Any = None) -> dict[str, Any]
 
 
 def _beta_of(run: Run) -> float | None:
-    if run.genotype is not None or run.strategy in ("random", "pcdarts"):
+    from cpnas.strategy_base import get_strategy
+
+    if run.genotype is not None:
         return None
-    if run.strategy == "bnas":
-        return 0.0
+    cls = get_strategy(run.strategy)
+    if cls.fixed_beta_p is not None:
+        return cls.fixed_beta_p
+    if not cls.uses_beta_p:
+        return None
     return run.beta_p if run.beta_p is not None else PAPER_BETA
 
 
@@ -463,11 +468,10 @@ def search_cost_projection(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     CP-NAS scoring split of the ablation is larger next to its training split than the
     paper's (``cpu``: 100 to 150 images; the paper: 5 % to 50 %), which counts against CP-NAS.
     """
-    from cpnas.ops import PRIMITIVES
-    from cpnas.strategies import cpnas_schedule
+    from cpnas.strategy_base import get_strategy
 
-    paper = get_config("paper").search
-    paper_epochs = {"cpnas": len(cpnas_schedule(len(PRIMITIVES), paper.T)), "pcdarts": paper.pc_epochs}
+    paper = get_config("paper")
+    paper_epochs = {name: len(get_strategy(name).plan(paper)[0]) for name in ("cpnas", "pcdarts")}
     out: dict[str, Any] = {}
     for name in ("cpnas", "pcdarts"):
         mine = [r for r in rows if r["strategy"] == name and r["search_wall_clock_s"] and r["search_epochs"]]

@@ -186,7 +186,7 @@ def training_throughput(channels: tuple[int, ...] = (8, 16), steps: int = 6, war
 def search_epochs(scale: str = "cpu", images: int = 512, device: str = "cpu") -> dict[str, Any]:
     """(b): one cpnas epoch vs one pcdarts epoch on the same synthetic images at ``scale``."""
     from cpnas import data as D
-    from cpnas.strategies import SearchContext, cpnas_schedule, get_strategy
+    from cpnas.strategy_base import SearchContext, get_strategy
 
     cfg = get_config(scale, {"search.pc_batch_size": get_config(scale).search.batch_size})
     s = cfg.search
@@ -217,9 +217,10 @@ def search_epochs(scale: str = "cpu", images: int = 512, device: str = "cpu") ->
     results["pcdarts_epoch_s"] = pc.run_epoch(1)["train_seconds"]  # weight + α steps
 
     # Projection to the paper's schedule: time scales with the images an epoch trains on.
-    paper = get_config("paper").search
+    paper_cfg = get_config("paper")
+    paper = paper_cfg.search
     scale_up = paper.train_fraction * CIFAR_TRAIN / images
-    results["projected_cpnas_s"] = len(cpnas_schedule(len(PRIMITIVES), paper.T)) * results["cpnas_epoch_s"] * scale_up
+    results["projected_cpnas_s"] = len(get_strategy("cpnas").plan(paper_cfg)[0]) * results["cpnas_epoch_s"] * scale_up
     results["projected_pcdarts_s"] = scale_up * (paper.pc_warmup_epochs * results["pcdarts_warmup_epoch_s"]
                                                  + (paper.pc_epochs - paper.pc_warmup_epochs)
                                                  * results["pcdarts_epoch_s"])

@@ -77,12 +77,13 @@ import torch
 from torch import nn
 
 from cpnas.binary import BINARY
+from cpnas.config import Config
 from cpnas.errors import CpnasError
 from cpnas.genotype import NUM_INPUTS, Genotype, cell_edges, top2_genotype
 from cpnas.networks import SearchNetwork, loader_input_shape, memory_format_for
 from cpnas.ops import PRIMITIVES
 from cpnas.space import CELL_KINDS
-from cpnas.strategies import SearchContext, Strategy, register
+from cpnas.strategy_base import SearchContext, Strategy, register
 from cpnas.train import (NonFiniteLossError, cosine_lr, cross_entropy_loss, evaluate, recalibrate_bn,
                          recipe_optimizer, set_lr, sgd, train_one_epoch)
 
@@ -143,6 +144,16 @@ class PCDARTS(Strategy):
     """
 
     name = "pcdarts"
+    label = "PC"
+    method = "Gradient-based"
+    needs_arch_split = True
+
+    @classmethod
+    def plan(cls, cfg: Config) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        s = cfg.search
+        schedule = [{"epoch": e, "arch_updates": e >= s.pc_warmup_epochs} for e in range(s.pc_epochs)]
+        return schedule, [{"phase": "warm-up (weights only)", "epochs": min(s.pc_warmup_epochs, s.pc_epochs)},
+                          {"phase": "weights + α", "epochs": max(s.pc_epochs - s.pc_warmup_epochs, 0)}]
 
     def __init__(self, ctx: SearchContext) -> None:
         super().__init__(ctx)

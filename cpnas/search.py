@@ -33,7 +33,7 @@ from cpnas.errors import CpnasError
 from cpnas.genotype import Genotype
 from cpnas.io import load_checkpoint, read_json, remove_orphaned_temps, save_checkpoint, write_json
 from cpnas.paths import portable, results_dir
-from cpnas.strategies import SearchContext, Strategy, get_strategy
+from cpnas.strategy_base import SearchContext, Strategy, beta_p_of, get_strategy
 from cpnas.train import resolve_device
 
 log = logging.getLogger(__name__)
@@ -112,9 +112,7 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = "cifar10", data_roo
     remove_orphaned_temps(out)
     dev = resolve_device(device)
     torch.manual_seed(seed)
-    beta = beta_p if beta_p is not None else cfg.search.beta_p
-    if strategy == "bnas":
-        beta = 0.0
+    beta = beta_p_of(strategy, beta_p, cfg.search.beta_p)
     state = None
     if resume and ckpt_path.exists():  # the run's identity is checked before any data loads
         state = load_checkpoint(ckpt_path)
@@ -127,7 +125,7 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = "cifar10", data_roo
             raise CpnasError(f"{ckpt_path} was written with another configuration; resume with the same "
                              f"--scale and --set options, or start a new --out")
     images, train, score, arch, calib = search_data(cfg, dataset, data_root, seed, dev,
-                                                    with_arch_split=(strategy == "pcdarts"))
+                                                    with_arch_split=factory.needs_arch_split)
     ctx = SearchContext(cfg=cfg, device=dev, train_loader=train, score_loader=score,
                         num_classes=len(images.classes), seed=seed, beta_p=beta, arch_loader=arch,
                         calib_loader=calib)
@@ -221,27 +219,9 @@ def load_search(out: Path) -> SearchResult:
 
 def dry_run(strategy: str, cfg: Config, beta_p: float | None = None) -> dict[str, Any]:
     """The resolved configuration and epoch schedule of a search, without data or training."""
-    from cpnas.strategies import cpnas_schedule
-    from cpnas.ops import PRIMITIVES
-
-    s = cfg.search
-    if strategy in ("cpnas", "bnas"):
-        schedule = cpnas_schedule(len(PRIMITIVES), s.T)
-        rounds = {}
-        for step in schedule:
-            rounds.setdefault(step["round"], {"round": step["round"], "K": step["K"], "epochs": 0})
-            rounds[step["round"]]["epochs"] += 1
-        summary = list(rounds.values())
-    elif strategy == "pcdarts":
-        schedule = [{"epoch": e, "arch_updates": e >= s.pc_warmup_epochs} for e in range(s.pc_epochs)]
-        summary = [{"phase": "warm-up (weights only)", "epochs": min(s.pc_warmup_epochs, s.pc_epochs)},
-                   {"phase": "weights + α", "epochs": max(s.pc_epochs - s.pc_warmup_epochs, 0)}]
-    elif strategy == "random":
-        schedule, summary = [], [{"phase": "uniform draw, no training", "epochs": 0}]
-    else:
-        get_strategy(strategy)  # raises the unknown-strategy error
-        schedule, summary = [], []
-    beta = 0.0 if strategy == "bnas" else (beta_p if beta_p is not None else s.beta_p)
+    cls = get_strategy(strategy)
+    schedule, summary = cls.plan(cfg)
+    beta = beta_p_of(strategy, beta_p, cfg.search.beta_p)
     return {"strategy": strategy, "scale": cfg.scale, "beta_p": beta, "epochs": len(schedule),
             "schedule": summary, "config": cfg.to_dict()}
 

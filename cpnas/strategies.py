@@ -17,14 +17,14 @@ the result, ``artifacts()`` extra JSON-able outputs.
 from __future__ import annotations
 
 import logging
-from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 
 from cpnas.binary import BINARY, REAL, REAL_RELU
 from cpnas.config import Config
+from cpnas.strategy_base import (STRATEGIES, SearchContext, Strategy, beta_p_of, get_strategy,  # noqa: F401
+                                 label_of, register, strategy_names)
 from cpnas.genotype import Genotype, cell_edges, genotype_from_ops, top2_genotype
 from cpnas.networks import SearchNetwork, loader_input_shape, memory_format_for
 from cpnas.ops import PRIMITIVES
@@ -33,65 +33,6 @@ from cpnas.train import (cosine_lr, cross_entropy_loss, evaluate, recalibrate_bn
                          train_one_epoch)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SearchContext:
-    """What every strategy gets: configuration, device, data and the RNG seed."""
-
-    cfg: Config
-    device: torch.device
-    train_loader: Any  # search-train split (§3.1: 50% of the training set)
-    score_loader: Any  # search-score split (§3.1: 5% of the training set)
-    num_classes: int
-    seed: int
-    beta_p: float
-    arch_loader: Any = None  # PC-DARTS: the split on which α is updated
-    calib_loader: Any = None  # batches that re-estimate BN statistics before a score (default: train_loader)
-    extra: dict = field(default_factory=dict)
-
-
-class Strategy(ABC):
-    """One search strategy. Subclasses register themselves in :data:`STRATEGIES`."""
-
-    name: str = ""
-
-    def __init__(self, ctx: SearchContext) -> None:
-        self.ctx = ctx
-
-    @abstractmethod
-    def schedule(self) -> list[dict[str, Any]]:
-        """One dict per search epoch describing it (e.g. round, t, draw); may be empty."""
-
-    @abstractmethod
-    def run_epoch(self, epoch: int) -> dict[str, Any]:
-        """Run search epoch ``epoch`` (0-based) and return its history record."""
-
-    @abstractmethod
-    def genotype(self) -> Genotype:
-        """The architecture found (valid after the last epoch)."""
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
-
-    def artifacts(self) -> dict[str, Any]:
-        """Extra JSON-able outputs written beside the genotype (e.g. the indicator history)."""
-        return {}
-
-    @property
-    def total_epochs(self) -> int:
-        return len(self.schedule())
-
-
-STRATEGIES: dict[str, Callable[[SearchContext], Strategy]] = {}
-
-
-def register(cls):
-    STRATEGIES[cls.name] = cls
-    return cls
 
 
 def cpnas_schedule(K: int, T: int) -> list[dict[str, int]]:
@@ -144,6 +85,18 @@ class CPNAS(Strategy):
     """
 
     name = "cpnas"
+    label = "CP-NAS"
+    method = "Child-Parent model"
+    uses_beta_p = True
+
+    @classmethod
+    def plan(cls, cfg: Config) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        schedule = cpnas_schedule(len(PRIMITIVES), cfg.search.T)
+        rounds: dict[int, dict[str, int]] = {}
+        for step in schedule:
+            rounds.setdefault(step["round"], {"round": step["round"], "K": step["K"], "epochs": 0})
+            rounds[step["round"]]["epochs"] += 1
+        return schedule, list(rounds.values())
 
     def __init__(self, ctx: SearchContext) -> None:
         super().__init__(ctx)
@@ -325,9 +278,12 @@ class BNAS(CPNAS):
     """BNAS† of Table 1: CP-NAS with β_P = 0 ("we only use the performance measure")."""
 
     name = "bnas"
+    label = "BNAS†"
+    method = "Performance-based"
+    fixed_beta_p = 0.0
 
     def __init__(self, ctx: SearchContext) -> None:
-        ctx.beta_p = 0.0
+        ctx.beta_p = self.fixed_beta_p
         super().__init__(ctx)
 
 
@@ -343,6 +299,12 @@ class RandomSelection(Strategy):
     """
 
     name = "random"
+    label = "Random"
+    method = "Random selection"
+
+    @classmethod
+    def plan(cls, cfg: Config) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return [], [{"phase": "uniform draw, no training", "epochs": 0}]
 
     def __init__(self, ctx: SearchContext) -> None:
         super().__init__(ctx)
@@ -356,9 +318,6 @@ class RandomSelection(Strategy):
                     break
             cells.append(tuple(ops))
         self.path = Path(*cells)
-
-    def schedule(self) -> list[dict[str, Any]]:
-        return []
 
     def run_epoch(self, epoch: int) -> dict[str, Any]:
         raise RuntimeError("random selection trains nothing")
@@ -458,25 +417,3 @@ def edge_indicator(mean_z: dict[str, float]) -> dict[str, float]:
     ops = list(mean_z)
     probs = torch.softmax(torch.tensor([mean_z[o] for o in ops], dtype=torch.float64), dim=0).tolist()
     return dict(zip(ops, probs))
-
-
-def get_strategy(name: str) -> Callable[[SearchContext], Strategy]:
-    from cpnas.errors import CpnasError
-
-    _load_plugins()
-    try:
-        return STRATEGIES[name]
-    except KeyError:
-        raise CpnasError(f"unknown strategy {name!r}; choose one of {', '.join(sorted(STRATEGIES))}") from None
-
-
-def _load_plugins() -> None:
-    """Import strategies defined in their own modules (PC-DARTS) so they register."""
-    try:
-        import cpnas.pcdarts  # noqa: F401
-    except ModuleNotFoundError as exc:
-        if exc.name != "cpnas.pcdarts":
-            raise
-
-
-STRATEGY_NAMES = ("cpnas", "bnas", "random", "pcdarts")

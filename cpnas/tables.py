@@ -207,9 +207,17 @@ TABLE2_COLUMNS = ("architecture", "source", "top-1 (%)", "top-5 (%)", "params (M
                   "search cost (GPU days)", "search method", "scale", "dataset", "epochs",
                   "params at paper size (M)", "search wall-clock (h)", "compare with", "note")
 
-SEARCH_METHODS = {"cpnas": "Child-Parent model", "bnas": "Performance-based", "random": "Random selection",
-                  "pcdarts": "Gradient-based"}
-"""Table 1's "Search Method" of each of our search strategies."""
+def search_method(strategy: str | None) -> str | None:
+    """Table 1's "Search Method" of one of our strategies (the strategy's ``method`` trait)."""
+    from cpnas.errors import CpnasError
+    from cpnas.strategy_base import get_strategy
+
+    if strategy is None:
+        return None
+    try:
+        return get_strategy(strategy).method or strategy
+    except CpnasError:  # a run of a strategy this version no longer has
+        return strategy
 
 
 def _compare_with(label: str, paper: dict[str, Any]) -> str | None:
@@ -238,7 +246,7 @@ def _ours_common(label: str, m: dict[str, Any], compare_with: str | None) -> dic
         "architecture": label, "source": "ours",
         "params (M)": round(m["params_m"], 3), "W": _bits(m.get("weight_bits")), "A": _bits(m.get("activation_bits")),
         "search cost (GPU days)": round(cost["gpu_days"], 3) if cost.get("gpu_days") is not None else None,
-        "search method": SEARCH_METHODS.get(strategy, strategy),
+        "search method": search_method(strategy),
         "scale": m["scale"], "dataset": m["dataset_description"], "epochs": m["epochs"],
         "params at paper size (M)": round(m["paper_size"]["params_m"], 3) if m.get("paper_size") else None,
         "search wall-clock (h)": round(cost["wall_clock_h"], 3) if cost.get("wall_clock_h") is not None else None,

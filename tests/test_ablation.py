@@ -198,6 +198,7 @@ def test_genotype_table_counts_ops_and_marks_identical_cells(tmp_path, monkeypat
         folder = runs[label].search_dir("cpu")
         folder.mkdir(parents=True)
         shutil.copy(data_dir / source, folder / "genotype.json")
+        (folder / "complete.json").write_text("{}")  # a finished search (cpnas.search.COMPLETE)
     table = A.genotype_table(list(runs.values()), "cpu").set_index("label")
     assert sorted(table.index) == ["1", "3", "4"]  # runs without a finished search are left out
     darts = table.loc["3"]  # DARTS V2: 6 convs + 2 skips (normal), 5 max-pools + 3 skips (reduce)

@@ -8,7 +8,7 @@ import math
 
 from cpnas.cli.common import add_data_args, add_run_args, add_scale_args, resolve_config
 from cpnas.errors import CpnasError
-from cpnas.strategies import STRATEGY_NAMES
+from cpnas.strategy_base import beta_p_of, strategy_names
 
 SEARCH_DATASETS = ("cifar10", "imagenet", "synthetic")
 
@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "5% to score at the paper scale, §3.1) and write genotype.json, history.json, "
                     "cost.json and checkpoints to --out.",
         epilog="Example: cpnas search --strategy cpnas --scale smoke --dataset synthetic --out /tmp/s")
-    p.add_argument("--strategy", default="cpnas", choices=STRATEGY_NAMES,
+    p.add_argument("--strategy", default="cpnas", choices=strategy_names(),
                    help="search strategy (default: cpnas); bnas = cpnas with β_P = 0")
     add_scale_args(p)
     add_data_args(p, SEARCH_DATASETS, "cifar10")
@@ -45,8 +45,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args, extra)
     if args.beta_p is not None and not math.isfinite(args.beta_p):
         raise CpnasError(f"--beta-p must be a finite number, got {args.beta_p}")
-    if args.strategy == "bnas" and args.beta_p not in (None, 0.0):
-        raise CpnasError("bnas is cpnas with β_P = 0; drop --beta-p or use --strategy cpnas")
+    beta_p_of(args.strategy, args.beta_p, cfg.search.beta_p)  # a --beta-p the strategy fixes otherwise: refused
     if args.dry_run:
         from cpnas.search import dry_run
         plan = dry_run(args.strategy, cfg, args.beta_p)

@@ -1,0 +1,149 @@
+"""The search-strategy protocol and its registry (DESIGN §2; NASLib's optimizer/trainer split).
+
+A strategy is one module that subclasses :class:`Strategy` and decorates it with
+:func:`register`; the built-in ones are :mod:`cpnas.strategies` (``cpnas``, ``bnas``,
+``random``) and :mod:`cpnas.pcdarts` (``pcdarts``), listed once in
+:data:`BUILTIN_MODULES` so that :func:`get_strategy` can import them. A strategy
+carries its own traits — label, method name, schedule (for ``--dry-run``), whether
+it needs an architecture split, a β_P it fixes — so no other module names it.
+This module imports no strategy module at import time: there is no import cycle.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from cpnas.config import Config
+from cpnas.errors import CpnasError
+from cpnas.genotype import Genotype
+
+BUILTIN_MODULES: tuple[str, ...] = ("cpnas.strategies", "cpnas.pcdarts")
+"""Modules whose strategies register on import (a new built-in strategy adds its module here)."""
+
+
+@dataclass
+class SearchContext:
+    """What every strategy gets: configuration, device, data and the RNG seed."""
+
+    cfg: Config
+    device: torch.device
+    train_loader: Any  # search-train split (§3.1: 50% of the training set)
+    score_loader: Any  # search-score split (§3.1: 5% of the training set)
+    num_classes: int
+    seed: int
+    beta_p: float
+    arch_loader: Any = None  # PC-DARTS: the split on which α is updated
+    calib_loader: Any = None  # batches that re-estimate BN statistics before a score (default: train_loader)
+    extra: dict = field(default_factory=dict)
+
+
+class Strategy(ABC):
+    """One search strategy. Subclasses register themselves with :func:`register`.
+
+    Traits (class attributes, read without building the strategy):
+
+    * ``name`` — the CLI / results name; ``label`` — its short label in plots and tables;
+      ``method`` — Table 1's "search method" column;
+    * ``fixed_beta_p`` — a β_P the strategy imposes (BNAS†: 0), or ``None``;
+    * ``uses_beta_p`` — whether Eq. 1's β_P means anything to it;
+    * ``needs_arch_split`` — whether the search data needs a third (architecture) split;
+    * :meth:`plan` — its epochs and a summary of them, from the configuration alone.
+    """
+
+    name: str = ""
+    label: str = ""
+    method: str = ""
+    fixed_beta_p: float | None = None
+    uses_beta_p: bool = False
+    needs_arch_split: bool = False
+
+    @classmethod
+    def plan(cls, cfg: Config) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """``(schedule, summary)``: one dict per search epoch, and a few rows that describe them (dry run)."""
+        return [], []
+
+    def __init__(self, ctx: SearchContext) -> None:
+        self.ctx = ctx
+
+    def schedule(self) -> list[dict[str, Any]]:
+        """One dict per search epoch describing it (e.g. round, t, draw); may be empty."""
+        return type(self).plan(self.ctx.cfg)[0]
+
+    @abstractmethod
+    def run_epoch(self, epoch: int) -> dict[str, Any]:
+        """Run search epoch ``epoch`` (0-based) and return its history record."""
+
+    @abstractmethod
+    def genotype(self) -> Genotype:
+        """The architecture found (valid after the last epoch)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def artifacts(self) -> dict[str, Any]:
+        """Extra JSON-able outputs written beside the genotype (e.g. the indicator history)."""
+        return {}
+
+    @property
+    def total_epochs(self) -> int:
+        return len(self.schedule())
+
+
+STRATEGIES: dict[str, type[Strategy]] = {}
+
+
+def register(cls: type[Strategy]) -> type[Strategy]:
+    """Class decorator: make ``cls`` available as ``get_strategy(cls.name)``."""
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} needs a name")
+    STRATEGIES[cls.name] = cls
+    return cls
+
+
+def _load_builtins() -> None:
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
+def get_strategy(name: str) -> type[Strategy]:
+    """The registered strategy ``name`` (built-ins imported on first use)."""
+    _load_builtins()
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise CpnasError(f"unknown strategy {name!r}; choose one of {', '.join(strategy_names())}") from None
+
+
+def strategy_names() -> tuple[str, ...]:
+    """Every registered strategy's name, built-ins first in registration order."""
+    _load_builtins()
+    return tuple(STRATEGIES)
+
+
+def label_of(name: str) -> str:
+    """A strategy's plot/table label (its name when it has none)."""
+    cls = get_strategy(name)
+    return cls.label or cls.name
+
+
+def beta_p_of(name: str, requested: float | None, default: float) -> float | None:
+    """The β_P a search of strategy ``name`` runs (and records) with: its fixed value, else the requested
+    one, else ``default``. A requested value that contradicts a fixed one is an error. (A strategy with
+    ``uses_beta_p = False`` records the value but does not read it.)
+    """
+    cls = get_strategy(name)
+    if cls.fixed_beta_p is not None:
+        if requested not in (None, cls.fixed_beta_p):
+            raise CpnasError(f"{name} fixes β_P = {cls.fixed_beta_p:g}; drop --beta-p or choose another strategy")
+        return cls.fixed_beta_p
+    return requested if requested is not None else default
+
+
