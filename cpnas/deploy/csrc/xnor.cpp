@@ -1,0 +1,202 @@
+// XNOR-popcount kernels of cpnas.deploy (CPU).
+//
+// A binary 1x1 convolution with +-1 inputs and +-1 weights is a GEMM whose products are
+// XNORs and whose sums are popcounts (XNOR-Net, Rastegari et al., ECCV 2016, Sec. 3.2):
+// with the sign bits of C values packed into words (bit = 1 for -1),
+//     dot(x, w) = C - 2 * popcount(bits(x) XOR bits(w)),
+// padding bits being 0 in both operands so they never count. The per-output-channel
+// scale alpha and the BatchNorm that follows are folded into one affine term, so the
+// kernel writes out[p, o] = scale[o] * dot + bias[o] in float32 (one fused multiply-add).
+//
+// Storage packs 64 signs per uint64 word; the kernels read the same bytes as 32-bit
+// words (little endian: word k of 64 bits = words 2k, 2k+1 of 32 bits) so that one
+// AVX-512 register holds 16 popcounts of 16 output channels and converts to 16 floats
+// in one instruction. Paths: AVX-512 VPOPCNTDQ, AVX2 (nibble lookup), portable popcount;
+// chosen at compile time (the extension is built with -march=native on the machine
+// that runs it).
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <cstdint>
+#include <cstring>
+#include <cmath>
+#include <algorithm>
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+namespace {
+
+std::string simd_path() {
+#if defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__)
+  return "avx512_vpopcntdq";
+#elif defined(__AVX2__)
+  return "avx2";
+#else
+  return "portable";
+#endif
+}
+
+// Pack the signs of rows of C floats (row stride `stride`) into 64-bit words: bit c of
+// row p is 1 iff x[p, c] < 0 (so +0.0 and -0.0 both pack to +1, as cpnas.binary.sign).
+void pack_rows(const float* x, int64_t rows, int64_t C, int64_t stride, uint64_t* out, int64_t words) {
+  at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const float* row = x + p * stride;
+      uint64_t* dst = out + p * words;
+      for (int64_t k = 0; k < words; ++k) {
+        const int64_t c0 = k * 64;
+        const int64_t n = std::min<int64_t>(64, C - c0);
+        uint64_t w = 0;
+#if defined(__AVX512F__)
+        for (int64_t j = 0; j < n; j += 16) {
+          const int64_t m = std::min<int64_t>(16, n - j);
+          const __mmask16 lanes = (__mmask16)((m == 16) ? 0xFFFF : ((1u << m) - 1));
+          const __m512 v = _mm512_maskz_loadu_ps(lanes, row + c0 + j);
+          const __mmask16 neg = _mm512_mask_cmp_ps_mask(lanes, v, _mm512_setzero_ps(), _CMP_LT_OQ);
+          w |= (uint64_t)neg << j;
+        }
+#elif defined(__AVX2__)
+        for (int64_t j = 0; j < n; j += 8) {
+          const int64_t m = std::min<int64_t>(8, n - j);
+          uint32_t bits;
+          if (m == 8) {
+            const __m256 v = _mm256_loadu_ps(row + c0 + j);
+            bits = (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
+          } else {
+            bits = 0;
+            for (int64_t t = 0; t < m; ++t) bits |= (uint32_t)(row[c0 + j + t] < 0.0f) << t;
+          }
+          w |= (uint64_t)bits << j;
+        }
+#else
+        for (int64_t j = 0; j < n; ++j) w |= (uint64_t)(row[c0 + j] < 0.0f) << j;
+#endif
+        dst[k] = w;
+      }
+    }
+  });
+}
+
+#if defined(__AVX2__) && !(defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__))
+inline __m256i popcount_epi32_avx2(__m256i v) {
+  // popcount of every byte by two 4-bit lookups, then summed within each 32-bit lane
+  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                       0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+  const __m256i low = _mm256_set1_epi8(0x0F);
+  const __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, low));
+  const __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
+  const __m256i bytes = _mm256_add_epi8(lo, hi);
+  const __m256i pairs = _mm256_maddubs_epi16(bytes, _mm256_set1_epi8(1));
+  return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+#endif
+
+// out[p, o] = scale[o] * (C - 2 popcount(a[p] ^ w[o])) + bias[o]
+//   a:  rows x K32 (uint32 words of the packed activations)
+//   wt: K32 x Opad (transposed packed weights, Opad a multiple of 16, zero beyond O)
+void xnor_gemm_kernel(const uint32_t* a, int64_t rows, int64_t K32, const uint32_t* wt, int64_t O, int64_t Opad,
+               const float* scale, const float* bias, int64_t C, float* out) {
+  constexpr int64_t PB = 4;  // rows per block: each weight vector loaded once serves 4 rows
+  const int64_t blocks = (rows + PB - 1) / PB;
+  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t p0 = blk * PB;
+      const int64_t np = std::min<int64_t>(PB, rows - p0);
+#if defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__)
+      const __m512i cvec = _mm512_set1_epi32((int32_t)C);
+      for (int64_t o = 0; o < Opad; o += 16) {
+        __m512i acc[PB];
+        for (int64_t i = 0; i < PB; ++i) acc[i] = _mm512_setzero_si512();
+        for (int64_t k = 0; k < K32; ++k) {
+          const __m512i w = _mm512_loadu_si512((const void*)(wt + k * Opad + o));
+          for (int64_t i = 0; i < np; ++i) {
+            const __m512i x = _mm512_set1_epi32((int32_t)a[(p0 + i) * K32 + k]);
+            acc[i] = _mm512_add_epi32(acc[i], _mm512_popcnt_epi32(_mm512_xor_si512(x, w)));
+          }
+        }
+        const int64_t m = std::min<int64_t>(16, O - o);
+        const __mmask16 lanes = (__mmask16)((m == 16) ? 0xFFFF : ((1u << m) - 1));
+        const __m512 s = _mm512_maskz_loadu_ps(lanes, scale + o);
+        const __m512 t = _mm512_maskz_loadu_ps(lanes, bias + o);
+        for (int64_t i = 0; i < np; ++i) {
+          const __m512i dot = _mm512_sub_epi32(cvec, _mm512_slli_epi32(acc[i], 1));
+          const __m512 y = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(dot), t);
+          _mm512_mask_storeu_ps(out + (p0 + i) * O + o, lanes, y);
+        }
+      }
+#elif defined(__AVX2__)
+      const __m256i cvec = _mm256_set1_epi32((int32_t)C);
+      for (int64_t o = 0; o < Opad; o += 8) {
+        __m256i acc[PB];
+        for (int64_t i = 0; i < PB; ++i) acc[i] = _mm256_setzero_si256();
+        for (int64_t k = 0; k < K32; ++k) {
+          const __m256i w = _mm256_loadu_si256((const __m256i*)(wt + k * Opad + o));
+          for (int64_t i = 0; i < np; ++i) {
+            const __m256i x = _mm256_set1_epi32((int32_t)a[(p0 + i) * K32 + k]);
+            acc[i] = _mm256_add_epi32(acc[i], popcount_epi32_avx2(_mm256_xor_si256(x, w)));
+          }
+        }
+        const int64_t m = std::min<int64_t>(8, O - o);
+        for (int64_t i = 0; i < np; ++i) {
+          const __m256i dot = _mm256_sub_epi32(cvec, _mm256_slli_epi32(acc[i], 1));
+          alignas(32) int32_t d[8];
+          _mm256_store_si256((__m256i*)d, dot);
+          float* dst = out + (p0 + i) * O + o;
+          for (int64_t j = 0; j < m; ++j) dst[j] = std::fma(scale[o + j], (float)d[j], bias[o + j]);
+        }
+      }
+#else
+      for (int64_t i = 0; i < np; ++i) {
+        const uint32_t* ai = a + (p0 + i) * K32;
+        float* dst = out + (p0 + i) * O;
+        for (int64_t o = 0; o < O; ++o) {
+          int32_t pc = 0;
+          for (int64_t k = 0; k < K32; ++k) pc += __builtin_popcount(ai[k] ^ wt[k * Opad + o]);
+          dst[o] = std::fma(scale[o], (float)(C - 2 * pc), bias[o]);
+        }
+      }
+#endif
+    }
+  });
+}
+
+}  // namespace
+
+// x: a 2-D float32 tensor whose rows are the C channels of one pixel (a channels_last
+// activation viewed as (N*H*W, C)); returns int64 (rows, ceil(C/64)) words of sign bits.
+torch::Tensor pack_signs(torch::Tensor x) {
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat32, "pack_signs: expected a 2-D float32 tensor");
+  TORCH_CHECK(x.stride(1) == 1, "pack_signs: channels must be contiguous");
+  const int64_t rows = x.size(0), C = x.size(1), words = (C + 63) / 64;
+  auto out = torch::empty({rows, words}, x.options().dtype(torch::kInt64));
+  pack_rows(x.data_ptr<float>(), rows, C, x.stride(0), reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>()),
+            words);
+  return out;
+}
+
+// a: int64 (rows, K) packed activations; wt: int32 (2K, Opad) transposed packed weights;
+// returns float32 (rows, O) = scale * dot + bias.
+torch::Tensor xnor_gemm(torch::Tensor a, torch::Tensor wt, torch::Tensor scale, torch::Tensor bias, int64_t C) {
+  TORCH_CHECK(a.dim() == 2 && a.scalar_type() == torch::kInt64 && a.is_contiguous(), "xnor_gemm: bad activations");
+  TORCH_CHECK(wt.dim() == 2 && wt.scalar_type() == torch::kInt32 && wt.is_contiguous(), "xnor_gemm: bad weights");
+  TORCH_CHECK(wt.size(0) == 2 * a.size(1), "xnor_gemm: activation and weight words differ");
+  TORCH_CHECK(scale.scalar_type() == torch::kFloat32 && bias.scalar_type() == torch::kFloat32
+              && scale.is_contiguous() && bias.is_contiguous() && scale.numel() == bias.numel(),
+              "xnor_gemm: bad scale/bias");
+  const int64_t rows = a.size(0), O = scale.numel(), Opad = wt.size(1);
+  TORCH_CHECK(Opad >= O && Opad % 16 == 0, "xnor_gemm: weight columns must be padded to a multiple of 16");
+  TORCH_CHECK(C >= 0 && C <= 64 * a.size(1), "xnor_gemm: C exceeds the packed words");
+  auto out = torch::empty({rows, O}, scale.options());
+  xnor_gemm_kernel(reinterpret_cast<const uint32_t*>(a.data_ptr<int64_t>()), rows, 2 * a.size(1),
+            reinterpret_cast<const uint32_t*>(wt.data_ptr<int32_t>()), O, Opad, scale.data_ptr<float>(),
+            bias.data_ptr<float>(), C, out.data_ptr<float>());
+  return out;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("pack_signs", &pack_signs, "pack the sign bits of each row (64 per int64 word; 1 = negative)");
+  m.def("xnor_gemm", &xnor_gemm, "scale * (C - 2 popcount(a ^ w)) + bias, rows x O, float32");
+  m.def("simd_path", &simd_path, "the popcount path compiled in");
+}

@@ -1,0 +1,118 @@
+"""The C++ XNOR-popcount extension: built at first use, cached, with one clear error without a compiler.
+
+:func:`extension` compiles ``csrc/xnor.cpp`` with :func:`torch.utils.cpp_extension.load`
+(g++ and ninja, ``-O3 -march=native``, so the AVX-512 VPOPCNTDQ or AVX2 path is
+taken where the CPU has it) into ``$CPNAS_CACHE/torch_extensions/<name>``; the name
+holds a hash of the source and of the machine (:func:`cpnas.dispatch.machine_id`),
+so a cache shared between machines never loads a binary built for another CPU.
+Later processes load the cached build in well under a second.
+
+Without a C++ compiler or ninja, :func:`extension` raises one
+:class:`~cpnas.errors.CpnasError` naming the fix; nothing else in :mod:`cpnas`
+needs the extension (the simulated 1-bit network is plain PyTorch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import threading
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from cpnas.errors import CpnasError
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("csrc") / "xnor.cpp"
+CFLAGS = ("-O3", "-march=native", "-fno-math-errno")
+"""-march=native: the build runs on the machine that uses it and picks its popcount path."""
+INSTALL_HINT = ("install a C++ compiler and ninja: 'apt-get install g++ ninja-build' (Debian/Ubuntu) "
+                "or 'pip install ninja' with any g++")
+
+_lock = threading.Lock()
+_ext: ModuleType | None = None
+
+
+def _compiler() -> str | None:
+    return shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")
+
+
+def toolchain_missing() -> str | None:
+    """What is missing to build the extension (``None`` when g++ and ninja are both there)."""
+    from torch.utils.cpp_extension import is_ninja_available
+
+    missing = [name for name, ok in (("a C++ compiler (g++)", _compiler() is not None),
+                                     ("ninja", is_ninja_available())) if not ok]
+    return " and ".join(missing) or None
+
+
+def build_name() -> str:
+    """Extension name: source hash + machine hash (a -march=native build only runs where it was built)."""
+    from cpnas.dispatch import machine_id
+
+    digest = hashlib.sha1(SOURCE.read_bytes() + " ".join(CFLAGS).encode() + machine_id().encode()).hexdigest()
+    return f"cpnas_xnor_{digest[:12]}"
+
+
+def build_dir() -> Path:
+    from cpnas.data import default_cache_dir
+
+    return default_cache_dir() / "torch_extensions" / build_name()
+
+
+def extension() -> ModuleType:
+    """The compiled extension (``pack_signs``, ``xnor_gemm``, ``simd_path``), built on first use."""
+    global _ext
+    if _ext is not None:
+        return _ext
+    with _lock:
+        if _ext is None:
+            missing = toolchain_missing()
+            if missing:
+                raise CpnasError(f"the packed 1-bit kernels need {missing} to build once; {INSTALL_HINT}. "
+                                 "The simulated 1-bit network (plain PyTorch) works without them.")
+            from torch.utils.cpp_extension import load
+
+            folder = build_dir()
+            folder.mkdir(parents=True, exist_ok=True)
+            os.environ.setdefault("MAX_JOBS", "2")
+            log.info("loading the XNOR-popcount extension (first use builds it, ~1 min) in %s", folder)
+            try:
+                _ext = load(name=build_name(), sources=[str(SOURCE)], extra_cflags=list(CFLAGS),
+                            build_directory=str(folder), with_cuda=False, verbose=False)
+            except (RuntimeError, OSError, ImportError) as exc:  # compiler errors arrive as RuntimeError
+                raise CpnasError(f"building the XNOR-popcount extension failed in {folder} ({_first_error(exc)}); "
+                                 f"{INSTALL_HINT}, or delete that folder and retry") from exc
+            log.info("XNOR-popcount extension ready: %s path", _ext.simd_path())
+    return _ext
+
+
+def _first_error(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    return (errors[1] if len(errors) > 1 else (errors or lines or [type(exc).__name__])[0])[:300]
+
+
+def available() -> bool:
+    """Whether the extension can be used here (builds it if needed; never raises)."""
+    try:
+        extension()
+    except CpnasError:
+        return False
+    return True
+
+
+def pack_signs(rows: torch.Tensor) -> torch.Tensor:
+    """Sign bits of each row of a 2-D float32 tensor, 64 per int64 word (bit 1 = negative, ±0 → +1)."""
+    return extension().pack_signs(rows)
+
+
+def xnor_gemm(packed: torch.Tensor, weight_t: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor,
+              channels: int) -> torch.Tensor:
+    """``scale[o]·(channels − 2·popcount(packed[p] ⊕ w[o])) + bias[o]``, float32 ``(rows, O)``."""
+    return extension().xnor_gemm(packed, weight_t, scale, bias, channels)

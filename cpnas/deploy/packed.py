@@ -1,0 +1,393 @@
+"""The inference form of a trained 1-bit network: packed weights, folded BN, XNOR-popcount 1×1 convs.
+
+:func:`pack_network` turns an evaluation network (:class:`~cpnas.networks.NetworkCIFAR`
+or :class:`~cpnas.networks.NetworkImageNet`, eval mode) into a
+:class:`PackedNetwork` that computes the same logits:
+
+* **Binary 1×1 convs** (the pointwise half of every ``dil_conv`` / ``sep_conv``, the
+  input-node preprocessing, both halves of a factorized reduce): weights stored as
+  sign bits, 64 per word; the input's signs are packed on the fly and the conv is
+  one XNOR-popcount GEMM (XNOR-Net, Rastegari et al., ECCV 2016, §3.2;
+  :mod:`cpnas.deploy.kernels`). Its scale α (§2.4) and the BatchNorm after it fold
+  into one per-channel affine term ``scale·dot + bias`` (BN in eval mode is affine;
+  the folding of Jacob et al., CVPR 2018, §3.2), written by the kernel itself.
+* **Binary depthwise convs** (the first half of every separable / dilated conv)
+  stay in floating point: each output has only 9 or 25 terms in one channel, so
+  there is nothing to pack along channels — a word would hold at most 25 of its 64
+  products, and gathering a window's bits costs more than the 9 / 25 float
+  multiply-adds oneDNN vectorises across channels. They are also where exactness
+  is decided: a depthwise sum whose integer is 0 (border pixels, an even number of
+  taps inside the image) comes out of the float kernel as ±0 or as a residual of a
+  few ulps whose sign depends on the order of summation, and the simulated network
+  binarizes *that* value. Running the same oneDNN call on the same ±α weights
+  (stored as bits + α, expanded once at load) reproduces it bit for bit. Only the
+  weights are packed on disk.
+* **Reals stay real**: the stem, pooling, skip connections, node sums, the
+  classifier, and any conv whose inputs are real (Table 2's ``*`` / ``**``
+  variants) run as in the simulated network.
+
+Activations flow in ``channels_last`` (NHWC), so the channels of one pixel — the
+bits one word packs — are contiguous.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cpnas import fastconv
+from cpnas.binary import BinaryConv2d, scaling_factor, sign
+from cpnas.deploy import kernels
+from cpnas.ops import ConvBN, DilConv, FactorizedReduce
+
+log = logging.getLogger(__name__)
+
+WORD_BITS = 64
+"""Signs per storage word (uint64, kept in int64 tensors)."""
+OUT_ALIGN = 16
+"""Output channels per AVX-512 register of 32-bit popcounts; weight columns are padded to it."""
+
+
+def pack_bits(values: torch.Tensor) -> torch.Tensor:
+    """Sign bits of each row of a 2-D tensor, 64 per int64 word, bit 1 = negative (pure PyTorch).
+
+    The storage format of the weights; :func:`cpnas.deploy.kernels.pack_signs` is the
+    same for activations, in C++.
+    """
+    rows, n = values.shape
+    words = -(-n // WORD_BITS)
+    bits = torch.zeros(rows, words * WORD_BITS, dtype=torch.int64)
+    bits[:, :n] = (values < 0).to(torch.int64)
+    shifts = torch.arange(WORD_BITS, dtype=torch.int64)
+    # bit 63 lands on the sign of the int64: the sum of distinct powers of two wraps exactly as uint64 would
+    return (bits.view(rows, words, WORD_BITS) << shifts).sum(dim=2)
+
+
+def unpack_signs(words: torch.Tensor, n: int) -> torch.Tensor:
+    """±1 float32 ``(rows, n)`` from :func:`pack_bits` words (bit 1 → −1)."""
+    shifts = torch.arange(WORD_BITS, dtype=torch.int64)
+    bits = ((words.unsqueeze(-1) >> shifts) & 1).flatten(1)[:, :n]
+    return 1.0 - 2.0 * bits.to(torch.float32)
+
+
+def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """BN in eval mode as ``γ/σ·y + (β − γμ/σ)``, in float64."""
+    if bn.training or bn.running_mean is None:
+        raise ValueError("BN folding needs a BatchNorm2d in eval mode with running statistics")
+    inv = (bn.running_var.double() + bn.eps).rsqrt()
+    gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(inv)
+    beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(inv)
+    return gamma * inv, beta - gamma * inv * bn.running_mean.double()
+
+
+def _binary_1x1(conv: nn.Module) -> bool:
+    return (isinstance(conv, BinaryConv2d) and conv.binarize_input and conv.kernel_size == (1, 1)
+            and conv.groups == 1 and conv.padding == (0, 0) and conv.dilation == (1, 1) and conv.bias is None
+            and conv.stride[0] == conv.stride[1])
+
+
+class PackedConv1x1(nn.Module):
+    """``BN(conv1x1(sign(x), α·sign(W)))`` as one XNOR-popcount GEMM with the affine folded in.
+
+    Buffers: ``weight_bits`` int64 ``(C_out, ⌈C_in/64⌉)`` (the stored form), ``scale``
+    and ``bias`` float32 ``(C_out,)``. Input and output are NCHW tensors in
+    ``channels_last`` memory; ``stride`` 2 reads every second pixel, as the conv does.
+    """
+
+    trace: list | None = None  # when a list: every call appends its integer dot products (tests)
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__()
+        self.c_in, self.c_out, self.stride = c_in, c_out, stride
+        words = -(-c_in // WORD_BITS)
+        self.register_buffer("weight_bits", torch.zeros(c_out, words, dtype=torch.int64))
+        self.register_buffer("scale", torch.ones(c_out))
+        self.register_buffer("bias", torch.zeros(c_out))
+        self.register_buffer("weight_t", torch.zeros(2 * words, _round_up(c_out, OUT_ALIGN), dtype=torch.int32),
+                             persistent=False)
+        self.register_load_state_dict_post_hook(lambda module, keys: module._layout())
+
+    @classmethod
+    def fold(cls, conv: BinaryConv2d, bn_scale: torch.Tensor, bn_shift: torch.Tensor) -> "PackedConv1x1":
+        """From a binary 1×1 conv and the BN affine ``(γ/σ, β − γμ/σ)`` of its output channels."""
+        if not _binary_1x1(conv):
+            raise ValueError(f"not a binary 1×1 conv with binary inputs: {conv}")
+        m = cls(conv.in_channels, conv.out_channels, conv.stride[0])
+        w = conv.weight.detach().float().flatten(1)
+        alpha = scaling_factor(conv.weight.detach()).flatten().double()
+        m.weight_bits.copy_(pack_bits(w))
+        m.scale.copy_((bn_scale * alpha).float())
+        m.bias.copy_(bn_shift.float())
+        m._layout()
+        return m
+
+    def _layout(self) -> None:
+        """The kernel's layout: 32-bit words, transposed, output columns padded to 16 with zero bits."""
+        words32 = self.weight_bits.contiguous().view(torch.int32)  # little endian: word k → 2k, 2k+1
+        wt = torch.zeros_like(self.weight_t)
+        wt[:, : self.c_out] = words32.t()
+        self.weight_t = wt
+
+    def integer_dot(self, x: torch.Tensor) -> torch.Tensor:
+        """The XNOR-popcount integers ``Σ_c sign(x_c)·sign(W_oc)`` as float (exact: |dot| ≤ C_in < 2²⁴)."""
+        rows, shape = self._rows(x)
+        ones, zeros = torch.ones(self.c_out), torch.zeros(self.c_out)
+        return kernels.xnor_gemm(kernels.pack_signs(rows), self.weight_t, ones, zeros, self.c_in)
+
+    def _rows(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        if self.stride != 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        n, c, h, w = x.shape
+        rows = x.permute(0, 2, 3, 1)
+        rows = rows.reshape(n * h * w, c) if rows.is_contiguous() else rows.contiguous().view(n * h * w, c)
+        return rows.float(), (n, h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows, (n, h, w) = self._rows(x)
+        packed = kernels.pack_signs(rows)
+        if self.trace is not None:
+            ones, zeros = torch.ones(self.c_out), torch.zeros(self.c_out)
+            self.trace.append(kernels.xnor_gemm(packed, self.weight_t, ones, zeros, self.c_in).to(torch.int32))
+        out = kernels.xnor_gemm(packed, self.weight_t, self.scale, self.bias, self.c_in)
+        return out.view(n, h, w, self.c_out).permute(0, 3, 1, 2)
+
+    def extra_repr(self) -> str:
+        return f"{self.c_in}, {self.c_out}, stride={self.stride}, xnor-popcount, BN folded"
+
+
+def _round_up(n: int, k: int) -> int:
+    return -(-n // k) * k
+
+
+class PackedDepthwise(nn.Module):
+    """A binary depthwise conv ``conv(sign(x), α·sign(W))`` in float32, weights stored as bits + α.
+
+    Why float: see the module docstring. ``weight`` (±α, non-persistent) is
+    expanded from ``weight_bits`` and ``alpha`` once, bit-identical to the
+    simulated network's ``binarize_weight(W)``.
+    """
+
+    def __init__(self, channels: int, kernel_size: int, stride: int, padding: int, dilation: int,
+                 binarize_input: bool = True) -> None:
+        super().__init__()
+        self.channels, self.kernel_size = channels, kernel_size
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        self.binarize_input = binarize_input
+        taps = kernel_size * kernel_size
+        self.register_buffer("weight_bits", torch.zeros(channels, -(-taps // WORD_BITS), dtype=torch.int64))
+        self.register_buffer("alpha", torch.ones(channels))
+        self.register_buffer("weight", torch.zeros(channels, 1, kernel_size, kernel_size), persistent=False)
+        self.register_load_state_dict_post_hook(lambda module, keys: module._expand())
+
+    @classmethod
+    def from_binary(cls, conv: BinaryConv2d) -> "PackedDepthwise":
+        c, k = conv.in_channels, conv.kernel_size[0]
+        if not (isinstance(conv, BinaryConv2d) and conv.groups == c == conv.out_channels and conv.bias is None
+                and conv.kernel_size[0] == conv.kernel_size[1]):
+            raise ValueError(f"not a binary depthwise conv: {conv}")
+        m = cls(c, k, conv.stride[0], conv.padding[0], conv.dilation[0], conv.binarize_input)
+        w = conv.weight.detach().float()
+        m.weight_bits.copy_(pack_bits(w.flatten(1)))
+        m.alpha.copy_(scaling_factor(w).flatten())
+        m._expand()
+        return m
+
+    def _expand(self) -> None:
+        taps = self.kernel_size * self.kernel_size
+        signs = unpack_signs(self.weight_bits, taps).view(self.channels, 1, self.kernel_size, self.kernel_size)
+        self.weight = self.alpha.view(-1, 1, 1, 1) * signs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.binarize_input:
+            x = sign(x)
+        return fastconv.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation, self.channels)
+
+    def extra_repr(self) -> str:
+        return (f"{self.channels}, k={self.kernel_size}, stride={self.stride}, dilation={self.dilation}, "
+                f"float32 (bits + α stored)")
+
+
+class PackedConvBN(nn.Module):
+    """The preprocessing ``conv1x1 → BN`` (:class:`~cpnas.ops.ConvBN`), folded."""
+
+    def __init__(self, conv: PackedConv1x1) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class PackedDilConv(nn.Module):
+    """``dw conv → pw conv → BN`` (:class:`~cpnas.ops.DilConv`): float depthwise, XNOR pointwise + BN."""
+
+    def __init__(self, depthwise: PackedDepthwise, pointwise: PackedConv1x1) -> None:
+        super().__init__()
+        self.depthwise, self.pointwise = depthwise, pointwise
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
+class PackedFactorizedReduce(nn.Module):
+    """Two stride-2 XNOR 1×1 convs on the input and on the input shifted by one pixel, BN folded per half."""
+
+    def __init__(self, conv_1: PackedConv1x1, conv_2: PackedConv1x1) -> None:
+        super().__init__()
+        self.conv_1, self.conv_2 = conv_1, conv_2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        # as FactorizedReduce: pad(x[1:, 1:]) sampled at even positions; for even sizes no pad is ever read
+        shifted = x[:, :, 1:, 1:] if h % 2 == 0 and w % 2 == 0 else F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
+        return torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1)
+
+
+def _pack_module(m: nn.Module) -> nn.Module | None:
+    """The packed replacement of one op block, or ``None`` to keep it as it is."""
+    if isinstance(m, ConvBN) and _binary_1x1(m[0]):
+        return PackedConvBN(PackedConv1x1.fold(m[0], *_bn_affine(m[1])))
+    if isinstance(m, DilConv) and _binary_1x1(m[1]) and isinstance(m[0], BinaryConv2d):
+        return PackedDilConv(PackedDepthwise.from_binary(m[0]), PackedConv1x1.fold(m[1], *_bn_affine(m[2])))
+    if isinstance(m, FactorizedReduce) and _binary_1x1(m.conv_1) and _binary_1x1(m.conv_2):
+        scale, shift = _bn_affine(m.bn)
+        half = m.conv_1.out_channels
+        return PackedFactorizedReduce(PackedConv1x1.fold(m.conv_1, scale[:half], shift[:half]),
+                                      PackedConv1x1.fold(m.conv_2, scale[half:], shift[half:]))
+    return None
+
+
+def _replace(parent: nn.Module) -> None:
+    for name, child in list(parent.named_children()):
+        packed = _pack_module(child)
+        if packed is not None:
+            setattr(parent, name, packed)
+        else:
+            _replace(child)
+
+
+@dataclass(frozen=True)
+class PackedMeta:
+    """What rebuilds the network's structure: architecture and sizes (stored beside the packed weights)."""
+
+    genotype: dict
+    dataset: str
+    channels: int
+    layers: int
+    num_classes: int
+    reductions: tuple[int, ...] | None = None
+
+
+class PackedNetwork(nn.Module):
+    """A packed evaluation network: ``forward(x) -> logits`` (no auxiliary tower), inference only."""
+
+    def __init__(self, body: nn.Module, meta: PackedMeta | None = None) -> None:
+        super().__init__()
+        self.body = body
+        self.meta = meta
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.body(x.contiguous(memory_format=torch.channels_last))
+        return out[0] if isinstance(out, tuple) else out
+
+    def counts(self) -> dict[str, int]:
+        """How many convs of each kind the packed form runs."""
+        kinds = {"xnor_1x1": PackedConv1x1, "float_depthwise": PackedDepthwise, "binary_kept_float": BinaryConv2d}
+        return {k: sum(isinstance(m, t) for m in self.modules()) for k, t in kinds.items()}
+
+    @contextmanager
+    def trace_integers(self) -> Iterator[list[torch.Tensor]]:
+        """Collect the integer dot products of every XNOR 1×1 conv, in execution order."""
+        found: list[torch.Tensor] = []
+        convs = [m for m in self.modules() if isinstance(m, PackedConv1x1)]
+        for m in convs:
+            m.trace = found
+        try:
+            yield found
+        finally:
+            for m in convs:
+                m.trace = None
+
+
+def pack_network(model: nn.Module, meta: PackedMeta | None = None) -> PackedNetwork:
+    """The packed inference form of an evaluation network (left unchanged); see the module docstring.
+
+    Needs the C++ extension at the first forward call, not here.
+    """
+    body = copy.deepcopy(model).eval()
+    if hasattr(body, "auxiliary"):
+        body.auxiliary = None  # a training-only tower
+    _replace(body)
+    left = [name for name, m in body.named_modules() if isinstance(m, BinaryConv2d)]
+    if left:
+        log.info("%d binary convs keep their float form (real inputs or shapes without a packed kernel): %s",
+                 len(left), ", ".join(left[:5]) + (" …" if len(left) > 5 else ""))
+    body = body.to(memory_format=torch.channels_last)
+    return PackedNetwork(body, meta)
+
+
+def simulate(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The simulated 1-bit network's logits, in the memory format the packed network uses (channels_last)."""
+    net = model.eval().to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        out = net(x.contiguous(memory_format=torch.channels_last))
+    return out[0] if isinstance(out, tuple) else out
+
+
+@contextmanager
+def simulated_integers(model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Collect ``conv1x1(sign(x), sign(W))`` (exact integers, float64) of every binary 1×1 conv of ``model``."""
+    found: list[torch.Tensor] = []
+
+    def hook(conv, args):
+        x = args[0]
+        if conv.stride != (1, 1):
+            x = x[:, :, :: conv.stride[0], :: conv.stride[1]]
+        dot = F.conv2d(sign(x).double(), sign(conv.weight.detach()).double())
+        found.append(dot.permute(0, 2, 3, 1).reshape(-1, conv.out_channels).to(torch.int32))
+
+    handles = [m.register_forward_pre_hook(hook) for m in model.modules() if _binary_1x1(m)]
+    try:
+        yield found
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def to_bytes(packed: PackedNetwork) -> bytes:
+    """The packed model file: ``torch.save`` of its persistent buffers and real parameters, and its meta."""
+    buffer = io.BytesIO()
+    meta = None if packed.meta is None else packed.meta.__dict__
+    torch.save({"format": "cpnas-packed/1", "meta": meta, "state": packed.body.state_dict()}, buffer)
+    return buffer.getvalue()
+
+
+def payload_bits(packed: PackedNetwork) -> dict[str, int]:
+    """Bits of what the file stores, by kind: packed sign words, and 32-bit reals (BN statistics excluded)."""
+    bits = {"sign_words": 0, "real": 0, "bn_running_stats": 0}
+    for name, t in packed.body.state_dict().items():
+        if name.endswith("weight_bits"):
+            bits["sign_words"] += t.numel() * 64
+        elif name.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            bits["bn_running_stats"] += t.numel() * t.element_size() * 8
+        else:
+            bits["real"] += t.numel() * t.element_size() * 8
+    return bits
+
+
+def load_packed(data: bytes | str, build: Any) -> PackedNetwork:
+    """Rebuild a packed network from :func:`to_bytes`: ``build(meta) -> evaluation network`` gives the structure."""
+    blob = torch.load(io.BytesIO(data) if isinstance(data, bytes) else data, map_location="cpu", weights_only=False)
+    meta = PackedMeta(**blob["meta"])
+    packed = pack_network(build(meta).eval(), meta)
+    packed.body.load_state_dict(blob["state"])
+    return packed
