@@ -41,6 +41,7 @@ from cpnas.config import Config, get_config
 from cpnas.errors import CpnasError
 from cpnas.genotype import DARTS_V2, Genotype
 from cpnas.ops import CONV_OPS
+from cpnas.stats import kendall
 from cpnas.paths import results_dir
 
 log = logging.getLogger(__name__)
@@ -251,37 +252,6 @@ def collect(scale: str, cells: tuple[ProxyCell, ...] = ALL_CELLS) -> list[dict[s
                      "edges": len(ops), "conv_ops": sum(op in CONV_OPS for op in ops),
                      "normal_sign_free_ops": sum(op not in CONV_OPS and op != "none" for op in normal), **row})
     return rows
-
-
-def kendall(x: list[float], y: list[float], *, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Kendall τ-b of paired values, its two-sided p-value, and a 95 % percentile-bootstrap interval.
-
-    τ and p are SciPy's ``kendalltau``; the interval resamples cells with
-    replacement (paired). With fewer than 3 pairs τ is undefined, with fewer
-    than 4 the interval.
-    """
-    import warnings
-
-    import numpy as np
-    from scipy import stats
-
-    n = len(x)
-    if n < 3:
-        return {"n": n, "tau": None, "p": None, "ci_low": None, "ci_high": None}
-    res = stats.kendalltau(x, y)
-    ci = (None, None)
-    if n >= 4:
-        # Percentile bootstrap over cells (paired resampling). A resample that repeats one
-        # cell n times has no τ (NaN) and is left out; SciPy's bootstrap would return NaN then.
-        rng = np.random.default_rng(seed)
-        xs, ys = np.asarray(x, float), np.asarray(y, float)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            taus = [stats.kendalltau(xs[i], ys[i]).statistic for i in rng.integers(0, n, (resamples, n))]
-        taus = np.asarray([t for t in taus if np.isfinite(t)])
-        if taus.size:
-            ci = (float(np.percentile(taus, 2.5)), float(np.percentile(taus, 97.5)))
-    return {"n": n, "tau": float(res.statistic), "p": float(res.pvalue), "ci_low": ci[0], "ci_high": ci[1]}
 
 
 def _num(value: Any) -> bool:

@@ -1,0 +1,144 @@
+"""Statistics of the comparisons we report, in one place (SciPy; issue 12 and issue 13 A5).
+
+* :func:`welch` — difference of two means over seeds with Welch's t-test
+  (``scipy.stats.ttest_ind(equal_var=False)``) and a percentile-bootstrap 95 %
+  interval of the difference (``scipy.stats.bootstrap``);
+* :func:`holm` — Holm's step-down correction across the tests of one figure
+  (Holm 1979), which keeps the family-wise error rate at ``alpha``;
+* :func:`minimum_detectable_difference` — the smallest true difference the seeds
+  could have detected at 80 % power (two-sided, Welch's df), from the measured stds;
+* :func:`verdict` — supported / contradicted / not resolved, with the rule that a
+  comparison whose either side is within 3 points of chance is never evidence;
+* :func:`kendall` — Kendall τ-b with a paired percentile-bootstrap interval.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import warnings
+from typing import Any, Sequence
+
+CHANCE_MARGIN = 3.0
+"""Points of top-1 above chance below which a mean is not evidence of anything (issue 12)."""
+
+
+def welch(xs: Sequence[float], ys: Sequence[float], *, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """``mean(xs) − mean(ys)`` with Welch's t-test and a bootstrap interval.
+
+    Returns ``diff, se, t, df, p, ci_low, ci_high, n_a, n_b, std_a, std_b``; ``None``
+    values where a side has fewer than 2 seeds. ``se = sqrt(s_a²/n_a + s_b²/n_b)``;
+    ``df`` by Welch-Satterthwaite. When every seed of both sides gave one value, the
+    test is degenerate: p = 1 for equal means, 0 otherwise.
+    """
+    import numpy as np
+    from scipy import stats
+
+    xs, ys = [float(v) for v in xs], [float(v) for v in ys]
+    out: dict[str, Any] = {"diff": None, "se": None, "t": None, "df": None, "p": None, "ci_low": None,
+                           "ci_high": None, "n_a": len(xs), "n_b": len(ys), "std_a": None, "std_b": None}
+    if len(xs) < 2 or len(ys) < 2:
+        return out
+    va, vb = statistics.variance(xs), statistics.variance(ys)
+    diff = statistics.fmean(xs) - statistics.fmean(ys)
+    se = math.sqrt(va / len(xs) + vb / len(ys))
+    out.update(diff=diff, se=se, std_a=math.sqrt(va), std_b=math.sqrt(vb))
+    if se == 0:
+        out.update(t=0.0 if diff == 0 else math.copysign(math.inf, diff), p=1.0 if diff == 0 else 0.0,
+                   ci_low=diff, ci_high=diff)
+        return out
+    res = stats.ttest_ind(xs, ys, equal_var=False)
+    out.update(t=float(res.statistic), p=float(res.pvalue), df=float(res.df))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # degenerate resamples (a side of equal values) are fine here
+        boot = stats.bootstrap((np.asarray(xs), np.asarray(ys)), lambda a, b, axis=-1: a.mean(axis) - b.mean(axis),
+                               n_resamples=resamples, method="percentile", vectorized=True,
+                               random_state=np.random.default_rng(seed))
+    out.update(ci_low=float(boot.confidence_interval.low), ci_high=float(boot.confidence_interval.high))
+    return out
+
+
+def holm(pvalues: Sequence[float | None], alpha: float = 0.05) -> list[float | None]:
+    """Holm-adjusted p-values (step-down; monotone, capped at 1). ``None`` stays ``None``.
+
+    A test is significant at family-wise level ``alpha`` when its adjusted p < ``alpha``.
+    """
+    idx = [i for i, p in enumerate(pvalues) if p is not None]
+    order = sorted(idx, key=lambda i: pvalues[i])
+    m = len(order)
+    adjusted: list[float | None] = [None] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * float(pvalues[i])))
+        adjusted[i] = running
+    return adjusted
+
+
+def minimum_detectable_difference(std_a: float, n_a: int, std_b: float, n_b: int, *, alpha: float = 0.05,
+                                  power: float = 0.8) -> float | None:
+    """The true difference a two-sided Welch test at ``alpha`` would detect with probability ``power``.
+
+    ``(t_{1−α/2, df} + t_{power, df}) · se`` with the measured stds and Welch's df
+    (the usual normal-approximation formula with t quantiles for few seeds).
+    """
+    from scipy import stats
+
+    if n_a < 2 or n_b < 2:
+        return None
+    va, vb = std_a ** 2 / n_a, std_b ** 2 / n_b
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return 0.0
+    df = (va + vb) ** 2 / (va ** 2 / (n_a - 1) + vb ** 2 / (n_b - 1)) if va and vb else n_a + n_b - 2
+    return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * se)
+
+
+def verdict(d: dict[str, Any], *, paper_sign: int, mean_a: float, mean_b: float, chance: float,
+            p_adjusted: float | None = None, alpha: float = 0.05) -> dict[str, Any]:
+    """One of ``supported``, ``contradicted``, ``not resolved`` or ``not evidence`` for a :func:`welch` result.
+
+    ``paper_sign`` is +1 when the paper says ``a > b``, −1 when it says ``a < b``.
+    ``not evidence``: a side's mean is within :data:`CHANCE_MARGIN` points of
+    ``chance`` (a net that learned nothing compares nothing). Otherwise the test
+    (Holm-adjusted p when given) decides; a non-significant one reports the
+    minimum difference the seeds could have detected at 80 % power.
+    """
+    p = p_adjusted if p_adjusted is not None else d.get("p")
+    out = {"verdict": "not resolved", "p": d.get("p"), "p_adjusted": p_adjusted, "mde": None}
+    if min(mean_a, mean_b) < chance + CHANCE_MARGIN:
+        out["verdict"] = "not evidence"
+        return out
+    if d.get("diff") is None or p is None:
+        return out
+    if p < alpha and d["diff"] != 0:
+        out["verdict"] = "supported" if math.copysign(1, d["diff"]) == paper_sign else "contradicted"
+    else:
+        out["mde"] = minimum_detectable_difference(d["std_a"], d["n_a"], d["std_b"], d["n_b"], alpha=alpha)
+    return out
+
+
+def kendall(x: Sequence[float], y: Sequence[float], *, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Kendall τ-b of paired values, its two-sided p-value, and a 95 % percentile-bootstrap interval.
+
+    τ and p are SciPy's ``kendalltau``; the interval resamples pairs with replacement.
+    With fewer than 3 pairs τ is undefined, with fewer than 4 the interval. A resample
+    that repeats one pair n times has no τ (NaN) and is left out.
+    """
+    import numpy as np
+    from scipy import stats
+
+    n = len(x)
+    if n < 3:
+        return {"n": n, "tau": None, "p": None, "ci_low": None, "ci_high": None}
+    res = stats.kendalltau(x, y)
+    ci = (None, None)
+    if n >= 4:
+        rng = np.random.default_rng(seed)
+        xs, ys = np.asarray(x, float), np.asarray(y, float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            taus = [stats.kendalltau(xs[i], ys[i]).statistic for i in rng.integers(0, n, (resamples, n))]
+        taus = np.asarray([t for t in taus if np.isfinite(t)])
+        if taus.size:
+            ci = (float(np.percentile(taus, 2.5)), float(np.percentile(taus, 97.5)))
+    return {"n": n, "tau": float(res.statistic), "p": float(res.pvalue), "ci_low": ci[0], "ci_high": ci[1]}

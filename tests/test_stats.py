@@ -1,0 +1,53 @@
+"""cpnas.stats: Welch, Holm, minimum detectable difference, verdicts, Kendall τ (checked against hand values)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from cpnas import stats
+
+
+def test_welch_matches_the_textbook_formula_and_brackets_the_difference():
+    d = stats.welch([20.0, 22.0, 24.0], [10.0, 11.0, 12.0])
+    assert d["diff"] == pytest.approx(11.0) and d["se"] == pytest.approx(math.sqrt(4 / 3 + 1 / 3))
+    assert d["df"] == pytest.approx((5 / 3) ** 2 / ((4 / 3) ** 2 / 2 + (1 / 3) ** 2 / 2))
+    # t = 8.52 at df 2.94: p between the two-sided 0.01 (t = 5.84 at df 3) and 0.001 (t = 12.9) table values
+    assert 0.001 < d["p"] < 0.01
+    assert d["ci_low"] <= 11.0 <= d["ci_high"] and d["ci_low"] > 0
+    assert stats.welch([1.0], [2.0, 3.0])["p"] is None
+
+
+def test_holm_step_down():
+    # sorted p: 0.01 (×3 = 0.03), 0.02 (×2 = 0.04), 0.04 (×1 = 0.04); monotone
+    assert stats.holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    assert stats.holm([0.5, None, 0.3]) == [0.6, None, 0.6]
+
+
+def test_minimum_detectable_difference_shrinks_with_seeds():
+    few = stats.minimum_detectable_difference(1.0, 3, 1.0, 3)
+    many = stats.minimum_detectable_difference(1.0, 10, 1.0, 10)
+    # n = 10 a side: (t_0.975,18 + t_0.8,18) · sqrt(0.2) = (2.101 + 0.862) · 0.447
+    assert many == pytest.approx((2.101 + 0.862) * math.sqrt(0.2), abs=0.01)
+    assert few > many > 0
+
+
+@pytest.mark.parametrize("a, b, sign, expected", [
+    ((50, 51, 52), (40, 41, 42), +1, "supported"),
+    ((50, 51, 52), (40, 41, 42), -1, "contradicted"),
+    ((50, 55, 45), (49, 52, 47), +1, "not resolved"),
+    ((11, 12, 11.5), (10, 10.5, 10.2), +1, "not evidence"),  # within 3 points of chance (10 %)
+])
+def test_verdicts(a, b, sign, expected):
+    d = stats.welch(a, b)
+    v = stats.verdict(d, paper_sign=sign, mean_a=sum(a) / 3, mean_b=sum(b) / 3, chance=10.0)
+    assert v["verdict"] == expected
+    assert (v["mde"] is not None) == (expected == "not resolved")
+
+
+def test_kendall_tau_with_interval():
+    out = stats.kendall([1, 2, 3, 4, 5, 6], [1.5, 2.5, 2.9, 4.1, 5.5, 6.2])
+    assert out["tau"] == pytest.approx(1.0) and out["n"] == 6 and out["p"] < 0.01
+    assert out["ci_low"] <= 1.0 <= out["ci_high"] + 1e-12
+    assert stats.kendall([1, 2], [2, 1])["tau"] is None
