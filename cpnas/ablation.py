@@ -286,7 +286,8 @@ def unique_runs(runs: Sequence[Run], scale: str) -> list[Run]:
 
 
 def run_all(runs: Sequence[Run], scale: str, *, jobs: int = 1, data_root: str | os.PathLike | None = None,
-            device: str = "auto", dataset: str = "cifar10") -> list[dict[str, Any]]:
+            device: str = "auto", dataset: str = "cifar10", executor: str = "local",
+            slurm: Any = None) -> list[dict[str, Any]]:
     """Compute every missing run (``jobs`` one-thread worker processes, :mod:`cpnas.parallel`), then load all rows.
 
     Runs whose training is finished are skipped; interrupted ones resume from their
@@ -307,7 +308,8 @@ def run_all(runs: Sequence[Run], scale: str, *, jobs: int = 1, data_root: str | 
         if batch:
             run_jobs([(run_one, {"run": r, "scale": scale, "data_root": data_root, "device": device,
                                  "dataset": dataset}) for r in batch],
-                     workers=jobs, desc="ablation runs", names=[f"{r.train_name} seed {r.seed}" for r in batch])
+                     workers=jobs, desc="ablation runs", names=[f"{r.train_name} seed {r.seed}" for r in batch],
+                     executor=executor, slurm=slurm)
     return load_rows(runs, scale)
 
 
@@ -549,7 +551,7 @@ def _isnan(v: Any) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from cpnas.cli.common import run_study, seed_list, study_parser
+    from cpnas.cli.common import add_executor_args, run_study, seed_list, slurm_options, study_parser
 
     p = study_parser("python -m cpnas.ablation", "Compute the missing runs of the ablation studies (notebook 05).",
                      tuple(ABLATION_SIZES))
@@ -557,6 +559,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seeds", default=SEEDS, type=seed_list, help="comma-separated seeds (default: 0,1,2)")
     p.add_argument("--genotype", default=None, help="genotype of the loss study (default: the 02 search's)")
     p.add_argument("--device", default="auto")
+    add_executor_args(p)
     args = p.parse_args(argv)
 
     def work():
@@ -575,7 +578,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.study in ("loss-bnas", "all"):
             # its cell is the β_P = 0 search at seed 0: listed so that run_all computes it first
             runs += beta_runs((0,), (0.0,)) + loss_runs(bnas_genotype_path(args.scale), seeds, study="loss-bnas")
-        rows = run_all(runs, args.scale, jobs=args.jobs, data_root=args.data, device=args.device)
+        rows = run_all(runs, args.scale, jobs=args.jobs, data_root=args.data, device=args.device,
+                       executor=args.executor, slurm=slurm_options(args, args.scale))
         return f"{len(rows)} finished runs"
 
     return run_study(p.prog, work)

@@ -7,12 +7,25 @@ CIFAR network (C = 7, batch 32) ran at ~29 images/s as one two-thread process an
 at ~28 images/s *per process* as two one-thread processes side by side (~1.9× the
 total). Each job is a picklable ``(function, kwargs)`` pair whose function lives at
 module level; results come back in the order of ``jobs``.
+
+Executors (``executor=``):
+
+* ``local`` (default) — this machine: a spawned ``multiprocessing`` pool of one-thread
+  workers. It stays because on a CPU the point is several one-thread runs side by side
+  on one machine with no scheduler; submitit's local executor would do the same through
+  a job folder per run and a polling loop, for nothing.
+* ``slurm`` — each run a Slurm job through submitit (``pip install cpnas[cluster]``),
+  with :class:`SlurmOptions`; results are collected as the jobs end.
+* ``submitit-local`` — submitit's local executor (subprocesses, same code path as
+  ``slurm``): how the cluster path is tested without a cluster.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from cpnas.errors import CpnasError
@@ -35,22 +48,42 @@ def _call(args: tuple[int, Callable[..., Any], dict[str, Any], int]) -> tuple[in
         return index, None, str(exc), time.perf_counter() - t0
 
 
+EXECUTORS = ("local", "slurm", "submitit-local")
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """Where and how submitit submits the runs (``slurm`` executor); ``folder`` also holds its logs."""
+
+    folder: str = "results/submitit"
+    partition: str | None = None
+    time_min: int = 24 * 60
+    gpus_per_node: int = 1
+    cpus_per_task: int = 8
+    mem_gb: int = 32
+
+
 def run_jobs(jobs: Sequence[Job], *, workers: int = 1, desc: str = "runs",
-             names: Sequence[str] | None = None) -> list[Any]:
+             names: Sequence[str] | None = None, executor: str = "local",
+             slurm: SlurmOptions | None = None) -> list[Any]:
     """Run ``fn(**kwargs)`` for every job; ``workers > 1`` uses that many spawned processes of one thread.
 
     A job failing with a :class:`~cpnas.errors.CpnasError` does not stop the others;
     after all have ended, one ``CpnasError`` lists every failure. Other exceptions
-    propagate at once (a bug, not bad input).
+    propagate at once (a bug, not bad input). ``executor`` chooses where the jobs run
+    (module docstring); ``workers`` applies to ``local`` only.
     """
     from cpnas.progress import progress
 
+    if executor not in EXECUTORS:
+        raise CpnasError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
     if workers < 1:
         raise CpnasError(f"workers must be at least 1, got {workers}")
     names = list(names) if names is not None else [getattr(fn, "__name__", "job") for fn, _ in jobs]
     results: list[Any] = [None] * len(jobs)
     failures: list[str] = []
-    work = [(i, fn, kwargs, 1 if workers > 1 else 0) for i, (fn, kwargs) in enumerate(jobs)]
+    cluster = executor != "local"
+    work = [(i, fn, kwargs, 0 if cluster else (1 if workers > 1 else 0)) for i, (fn, kwargs) in enumerate(jobs)]
 
     def done(index: int, value: Any, err: str | None, seconds: float) -> None:
         if err is None:
@@ -60,7 +93,17 @@ def run_jobs(jobs: Sequence[Job], *, workers: int = 1, desc: str = "runs",
             failures.append(f"{names[index]}: {err}")
             log.error("%s failed: %s", names[index], err)
 
-    if workers > 1 and len(work) > 1:
+    if cluster and work:
+        ex = make_executor(executor, slurm or SlurmOptions())
+        submitted = [ex.submit(_call, item) for item in work]
+        log.info("%d %s submitted with submitit (%s); logs in %s", len(submitted), desc, executor,
+                 (slurm or SlurmOptions()).folder)
+        for job in progress(submitted, total=len(submitted), desc=desc):
+            try:
+                done(*job.result())
+            except Exception as exc:  # noqa: BLE001 - a job that died (killed, preempted): report, go on
+                failures.append(f"job {job.job_id}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    elif workers > 1 and len(work) > 1:
         import multiprocessing as mp
         import signal
         import threading
@@ -87,6 +130,28 @@ def run_jobs(jobs: Sequence[Job], *, workers: int = 1, desc: str = "runs",
     if failures:
         raise CpnasError(f"{len(failures)} of {len(jobs)} {desc} failed: " + "; ".join(failures))
     return results
+
+
+def make_executor(kind: str, options: SlurmOptions):
+    """A submitit executor: ``slurm`` (a cluster) or ``submitit-local`` (subprocesses here, for tests)."""
+    try:
+        import submitit
+    except ModuleNotFoundError:
+        raise CpnasError(f"the {kind!r} executor needs submitit: pip install 'cpnas[cluster]' "
+                         f"(or pip install submitit)") from None
+    folder = Path(options.folder)
+    if kind == "submitit-local":
+        ex = submitit.LocalExecutor(folder=folder)
+        ex.update_parameters(timeout_min=options.time_min)
+        return ex
+    ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    params: dict[str, Any] = {"timeout_min": options.time_min, "gpus_per_node": options.gpus_per_node,
+                              "cpus_per_task": options.cpus_per_task, "mem_gb": options.mem_gb,
+                              "tasks_per_node": 1, "nodes": 1}
+    if options.partition:
+        params["slurm_partition"] = options.partition
+    ex.update_parameters(**params)
+    return ex
 
 
 def default_workers(device: str = "auto") -> int:

@@ -123,3 +123,30 @@ def run_study(prog: str, work: Callable[[], object]) -> int:
     if result is not None:
         print(result)
     return 0
+
+
+def add_executor_args(p: argparse.ArgumentParser) -> None:
+    """``--executor local|slurm|submitit-local`` and the Slurm options of :class:`cpnas.parallel.SlurmOptions`."""
+    from cpnas.parallel import EXECUTORS, SlurmOptions
+
+    d = SlurmOptions()
+    p.add_argument("--executor", default="local", choices=EXECUTORS,
+                   help="where the runs go: local worker processes (default), Slurm through submitit, or "
+                        "submitit's local executor (a test of the cluster path)")
+    p.add_argument("--slurm-partition", default=None, help="Slurm partition (default: the cluster's)")
+    p.add_argument("--slurm-time", type=positive_int, default=d.time_min, metavar="MIN",
+                   help=f"time limit per run in minutes (default: {d.time_min})")
+    p.add_argument("--slurm-gpus", type=int, default=d.gpus_per_node, help=f"GPUs per run (default: {d.gpus_per_node})")
+    p.add_argument("--slurm-cpus", type=positive_int, default=d.cpus_per_task,
+                   help=f"CPUs per run (default: {d.cpus_per_task})")
+    p.add_argument("--slurm-mem-gb", type=positive_int, default=d.mem_gb, help=f"memory per run (default: {d.mem_gb})")
+
+
+def slurm_options(args: argparse.Namespace, scale: str):
+    """The :class:`cpnas.parallel.SlurmOptions` of parsed :func:`add_executor_args`; logs under results/<scale>."""
+    from cpnas.parallel import SlurmOptions
+    from cpnas.paths import results_dir
+
+    return SlurmOptions(folder=str(results_dir(scale) / "submitit"), partition=args.slurm_partition,
+                        time_min=args.slurm_time, gpus_per_node=args.slurm_gpus, cpus_per_task=args.slurm_cpus,
+                        mem_gb=args.slurm_mem_gb)
