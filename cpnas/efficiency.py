@@ -68,11 +68,8 @@ BITS_BINARY = 1
 BINARY_OPS_PER_FLOP = 64
 """Binary MACs per FLOP: a 64-bit word holds 64 XNOR-popcount products (XNOR-Net §3.2; Bi-Real Net §4.4)."""
 
-DATASETS: dict[str, dict[str, int]] = {
-    "cifar10": {"num_classes": 10},  # CIFAR-10: 10 classes
-    "imagenet": {"num_classes": 1000},  # ILSVRC-12: 1000 classes (Table 2)
-}
-"""The datasets the analytic profile knows; the input size comes from the config (``image_size``)."""
+BASELINE_DATASET = "cifar10"
+"""The dataset of Table 3's baselines (:data:`cpnas.wrn.WRN_ARCHS`): WRN-22 is a CIFAR-10 network."""
 
 SIZES = ("small", "medium", "large")
 """§3.1: three CIFAR model sizes, C = 56 / 72 / 112."""
@@ -351,11 +348,13 @@ def profile_arch(arch: str, include_norm: bool = True) -> Profile:
         build = WRN_ARCHS[arch]
     except KeyError:
         raise CpnasError(f"unknown architecture {arch!r}; choose one of {', '.join(WRN_ARCHS)}") from None
-    size = get_config("paper").cifar.image_size
+    from cpnas.data import train_config
+
+    size = train_config(get_config("paper"), BASELINE_DATASET).image_size
     with torch.device("meta"):  # shapes only: no weight init, no arithmetic
         model = build()
     return profile(model, (3, size, size), include_norm=include_norm, name=arch,
-                   meta={"arch": arch, "dataset": "cifar10"})
+                   meta={"arch": arch, "dataset": BASELINE_DATASET})
 
 
 def wrn22_reference(include_norm: bool = True) -> Profile:
@@ -363,32 +362,36 @@ def wrn22_reference(include_norm: bool = True) -> Profile:
     return profile_arch("wrn22", include_norm)
 
 
-def profile_genotype(genotype: Genotype, *, dataset: str = "cifar10", size: str = "small",
+def profile_genotype(genotype: Genotype, *, dataset: str = BASELINE_DATASET, size: str = "small",
                      channels: int | None = None, layers: int | None = None, precision: str = "binary",
                      config: Config | None = None, include_norm: bool = True, name: str = "") -> Profile:
     """Profile the evaluation network of ``genotype`` (§3.1), by default at the paper's sizes.
 
-    ``dataset`` ``cifar10`` builds :class:`~cpnas.networks.NetworkCIFAR` (C from
-    ``size``: 56 / 72 / 112, 10 cells), ``imagenet`` builds
-    :class:`~cpnas.networks.NetworkImageNet` (C = 102, 10 cells, 224×224).
-    ``channels`` and ``layers`` override the config. The analytic profile does
-    not train anything, so the full paper size runs on any machine.
+    The dataset's registry entry (:mod:`cpnas.data.registry`) gives the network,
+    the config section and the class count: ``cifar10`` builds
+    :class:`~cpnas.networks.NetworkCIFAR` (C from ``size``: 56 / 72 / 112, 10
+    cells, 10 classes), ``imagenet`` builds :class:`~cpnas.networks.NetworkImageNet`
+    (C = 102, 10 cells, 224×224, 1000 classes, Table 2). ``channels`` and ``layers``
+    override the config. The analytic profile does not train anything, so the full
+    paper size runs on any machine.
     """
-    from cpnas.networks import NetworkCIFAR, NetworkImageNet
+    from cpnas.data import get_dataset
 
-    if dataset not in DATASETS:
-        raise CpnasError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    spec = get_dataset(dataset)
+    if spec.num_classes is None:
+        raise CpnasError(f"dataset {dataset!r} registers no class count (num_classes); the analytic profile "
+                         f"needs one")
     if size not in SIZES:
         raise CpnasError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
     cfg = config or get_config("paper")
-    train_cfg = cfg.cifar if dataset == "cifar10" else cfg.imagenet
+    train_cfg = spec.train_config(cfg)
     C = channels if channels is not None else getattr(train_cfg, f"channels_{size}")
     L = layers if layers is not None else train_cfg.layers
     if C < 1 or L < 1:
         raise CpnasError(f"channels and layers must be positive, got channels={C}, layers={L}")
     prec = get_precision(precision)
-    net_cls = NetworkCIFAR if dataset == "cifar10" else NetworkImageNet
-    num_classes = DATASETS[dataset]["num_classes"]
+    net_cls = spec.network_class()
+    num_classes = spec.num_classes
     try:
         with torch.device("meta"):  # shapes only: no weight init, no arithmetic
             model = net_cls(genotype, C=C, num_classes=num_classes, layers=L, auxiliary=True, precision=prec)

@@ -50,9 +50,8 @@ PARENT_DIR = "parent"
 
 
 def train_config(cfg: Config, dataset: str) -> TrainConfig:
-    """The training recipe of ``dataset``: ``cfg.imagenet`` for ImageNet folders, ``cfg.cifar`` otherwise."""
-    D._check_name(dataset)
-    return cfg.imagenet if dataset == "imagenet" else cfg.cifar
+    """The training recipe of ``dataset``: the config section its registry entry names (§3.1)."""
+    return D.train_config(cfg, dataset)
 
 
 def channels_of(tcfg: TrainConfig, size: str) -> int:
@@ -61,17 +60,17 @@ def channels_of(tcfg: TrainConfig, size: str) -> int:
     return getattr(tcfg, f"channels_{size}")
 
 
-def build_network(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", size: str = "small",
+def build_network(genotype: Genotype, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, size: str = "small",
                   precision: str = "binary", num_classes: int = 10) -> nn.Module:
     """The evaluation network of ``genotype`` (§3.1) at ``size`` and ``precision``, on the current device.
 
-    The auxiliary tower is built when the recipe gives it a weight.
+    The network class is the one the dataset's registry entry names. The auxiliary
+    tower is built when the recipe gives it a weight.
     """
-    from cpnas.networks import NetworkCIFAR, NetworkImageNet
-
-    tcfg = train_config(cfg, dataset)
+    spec = D.get_dataset(dataset)
+    tcfg = spec.train_config(cfg)
     C = channels_of(tcfg, size)
-    net_cls = NetworkImageNet if dataset == "imagenet" else NetworkCIFAR
+    net_cls = spec.network_class()
     try:
         return net_cls(genotype, C=C, num_classes=num_classes, layers=tcfg.layers,
                        auxiliary=tcfg.auxiliary_weight > 0, precision=get_precision(precision))
@@ -94,7 +93,7 @@ def profile_network(genotype: Genotype, cfg: Config, *, dataset: str, size: str,
             "memory_mbit_excl_bn": prof.without_norm().memory_mbit, "flops_m": prof.flops_m}
 
 
-def paper_size_profile(genotype: Genotype, *, dataset: str = "cifar10", size: str = "small",
+def paper_size_profile(genotype: Genotype, *, dataset: str = D.DEFAULT_DATASET, size: str = "small",
                        precision: str = "binary") -> dict[str, Any]:
     """The same genotype at the paper's size, analytic (:func:`cpnas.efficiency.profile_genotype`).
 
@@ -104,8 +103,7 @@ def paper_size_profile(genotype: Genotype, *, dataset: str = "cifar10", size: st
     from cpnas.config import get_config
     from cpnas.efficiency import profile_genotype
 
-    prof = profile_genotype(genotype, dataset="imagenet" if dataset == "imagenet" else "cifar10", size=size,
-                            precision=precision, config=get_config("paper"))
+    prof = profile_genotype(genotype, dataset=dataset, size=size, precision=precision, config=get_config("paper"))
     return {"params_m": prof.params_m, "memory_mbit": prof.memory_mbit,
             "memory_mbit_excl_bn": prof.without_norm().memory_mbit, "flops_m": prof.flops_m,
             "channels": prof.meta["channels"], "layers": prof.meta["layers"]}
@@ -135,7 +133,7 @@ def _loaders(cfg: Config, dataset: str, data_root: Path | None, seed: int, devic
 
 
 def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, size: str = "small",
-                   dataset: str = "cifar10", data_root: str | os.PathLike | None = None, seed: int = 0,
+                   dataset: str = D.DEFAULT_DATASET, data_root: str | os.PathLike | None = None, seed: int = 0,
                    loss: str = "cp", precision: str = "binary", resume: bool = False, device: str = "auto",
                    genotype_path: str | os.PathLike | None = None, extra: dict[str, Any] | None = None
                    ) -> dict[str, Any]:
@@ -235,7 +233,7 @@ def run_key(genotype: Genotype, cfg: Config, *, dataset: str, size: str, seed: i
     key = {"genotype": genotype.to_dict(), "size": size, "dataset": dataset, "seed": seed, "loss": loss,
            "precision": get_precision(precision).name, "train": dataclasses.asdict(train_config(cfg, dataset)),
            "loss_config": dataclasses.asdict(cfg.loss) if loss == "cp" else None,
-           "data": dataclasses.asdict(cfg.data) if dataset == "synthetic" else None}
+           "data": dataclasses.asdict(cfg.data) if D.get_dataset(dataset).generated else None}
     return json.loads(json.dumps(key))  # tuples → lists: equal to what metrics.json holds
 
 
@@ -285,7 +283,7 @@ def default_train_dir(scale: str, name: str, seed: int) -> Path:
 
 
 def train_or_load(name: str, genotype: Genotype | str | os.PathLike, cfg: Config, *, size: str = "small",
-                  dataset: str = "cifar10", data_root: str | os.PathLike | None = None, seed: int = 0,
+                  dataset: str = D.DEFAULT_DATASET, data_root: str | os.PathLike | None = None, seed: int = 0,
                   loss: str = "cp", precision: str = "binary", device: str = "auto", search: Any = None,
                   out: str | os.PathLike | None = None) -> dict[str, Any]:
     """The notebooks' entry point: load ``<out>/metrics.json`` if the run is finished, else train or resume it.
@@ -348,9 +346,10 @@ def _search_then_train(name: str, cfg: Config, search: dict[str, Any] | None, ge
 
     result = None
     if search is not None:
-        # the search runs on CIFAR-10: the training's data root is CIFAR-10's only when it trains on CIFAR-10
-        root = search.get("data_root", train.get("data_root") if train.get("dataset", "cifar10") == "cifar10"
-                          else None)
+        # the search runs on the default dataset (CIFAR-10): the training's data root is its root only when
+        # the training runs on that dataset too
+        same = train.get("dataset", D.DEFAULT_DATASET) == D.DEFAULT_DATASET
+        root = search.get("data_root", train.get("data_root") if same else None)
         result = search_or_load(search["strategy"], cfg, seed=train.get("seed", 0), beta_p=search.get("beta_p"),
                                 data_root=root, device=train.get("device", "auto"), out=search.get("out"))
         genotype = result.genotype

@@ -50,10 +50,10 @@ class SearchResult:
 
 
 def default_search_dir(scale: str, strategy: str, seed: int, beta_p: float | None = None,
-                       dataset: str = "cifar10") -> Path:
+                       dataset: str = D.DEFAULT_DATASET) -> Path:
     """``results/<scale>/search/<strategy>[-beta<β>]/seed<N>`` (the layout the notebooks read)."""
     name = strategy if beta_p is None else f"{strategy}-beta{beta_p:g}"
-    if dataset != "cifar10":
+    if dataset != D.DEFAULT_DATASET:
         name = f"{dataset}-{name}"
     return results_dir(scale) / "search" / name / f"seed{seed}"
 
@@ -98,7 +98,7 @@ def search_data(cfg: Config, dataset: str, data_root: Path | None, seed: int, de
     return images, train, score, arch, calib
 
 
-def run_search(strategy: str, cfg: Config, *, dataset: str = "cifar10", data_root: Path | None = None,
+def run_search(strategy: str, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, data_root: Path | None = None,
                seed: int = 0, out: Path | None = None, resume: bool = False, device: str = "auto",
                beta_p: float | None = None) -> SearchResult:
     """Run (or resume) one search and write its artifacts to ``out``."""
@@ -227,7 +227,7 @@ def dry_run(strategy: str, cfg: Config, beta_p: float | None = None) -> dict[str
 
 
 def search_or_load(strategy: str, cfg: Config, *, seed: int = 0, beta_p: float | None = None,
-                   dataset: str = "cifar10", data_root: Path | None = None, device: str = "auto",
+                   dataset: str = D.DEFAULT_DATASET, data_root: Path | None = None, device: str = "auto",
                    out: Path | None = None) -> SearchResult:
     """The notebooks' entry point: load a finished search from ``results/``, else run or resume it.
 

@@ -24,10 +24,16 @@ def resolve_config(args: argparse.Namespace, extra: dict | None = None) -> Confi
     return get_config(args.scale, overrides)
 
 
-def add_data_args(p: argparse.ArgumentParser, choices: tuple[str, ...], default: str) -> None:
-    p.add_argument("--dataset", default=default, choices=choices, help=f"dataset (default: {default})")
+def add_data_args(p: argparse.ArgumentParser, choices: Sequence[str] | None = None,
+                  default: str | None = None) -> None:
+    """``--dataset`` (by default any name of the dataset registry) and ``--data PATH``."""
+    from cpnas.data import DEFAULT_DATASET, ENV_VARS, dataset_names
+
+    default = default or DEFAULT_DATASET
+    p.add_argument("--dataset", default=default, choices=tuple(choices or dataset_names()),
+                   help=f"dataset (default: {default})")
     p.add_argument("--data", type=Path, default=None, metavar="PATH",
-                   help="ImageFolder root of the dataset (else $CPNAS_CIFAR10 / $CPNAS_IMAGENET; "
+                   help=f"ImageFolder root of the dataset (else {' / '.join('$' + v for v in ENV_VARS.values())}; "
                         "CIFAR-10 is downloaded by torchvision when neither is set)")
 
 

@@ -11,7 +11,8 @@ import argparse
 import json
 
 from cpnas.binary import PRECISIONS
-from cpnas.efficiency import DATASETS, SIZES, profile_arch, profile_genotype
+from cpnas.data import dataset_names, get_dataset
+from cpnas.efficiency import BASELINE_DATASET, SIZES, profile_arch, profile_genotype
 from cpnas.errors import CpnasError
 from cpnas.wrn import WRN_ARCHS
 
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", type=int, default=None, metavar="L", help="number of cells (default: 10)")
     p.add_argument("--precision", choices=tuple(PRECISIONS), default=None,
                    help="cell convolutions: binary (default), real, or the Table 2 variants binary*, binary**")
-    p.add_argument("--dataset", choices=tuple(DATASETS), default=None,
+    p.add_argument("--dataset", choices=dataset_names(paper=True), default=None,
                    help="cifar10 (32×32, default) or imagenet (224×224, 1000 classes)")
     p.add_argument("--exclude-bn", action="store_true",
                    help="leave BN parameters out of params and memory (the paper's memory figures read so)")
@@ -52,14 +53,15 @@ def run(args: argparse.Namespace) -> int:
             verb = "applies" if len(given) == 1 else "apply"
             raise CpnasError(f"{', '.join(given)} only {verb} to --genotype; --arch {args.arch} is a fixed network "
                              f"(choose --arch wrn22-binary for the 1-bit form)")
-        if args.dataset not in (None, "cifar10"):
-            raise CpnasError(f"--arch {args.arch} is a CIFAR-10 network (32×32 inputs); drop --dataset")
+        if args.dataset not in (None, BASELINE_DATASET):
+            label = get_dataset(BASELINE_DATASET).label
+            raise CpnasError(f"--arch {args.arch} is a {label} network (32×32 inputs); drop --dataset")
         prof = profile_arch(args.arch, include_norm)
     else:
         from cpnas.genotype import load_genotype
 
         genotype = load_genotype(args.genotype)
-        prof = profile_genotype(genotype, dataset=args.dataset or "cifar10", size=args.size or "small",
+        prof = profile_genotype(genotype, dataset=args.dataset or BASELINE_DATASET, size=args.size or "small",
                                 channels=args.channels, layers=args.layers, precision=args.precision or "binary",
                                 include_norm=include_norm, name=str(args.genotype))
     if args.json:

@@ -7,10 +7,9 @@ import json
 import math
 
 from cpnas.cli.common import add_data_args, add_run_args, add_scale_args, resolve_config
+from cpnas.data import get_dataset
 from cpnas.errors import CpnasError
 from cpnas.strategy_base import beta_p_of, strategy_names
-
-SEARCH_DATASETS = ("cifar10", "imagenet", "synthetic")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", default="cpnas", choices=strategy_names(),
                    help="search strategy (default: cpnas); bnas = cpnas with β_P = 0")
     add_scale_args(p)
-    add_data_args(p, SEARCH_DATASETS, "cifar10")
+    add_data_args(p)
     add_run_args(p)
     p.add_argument("--beta-p", type=float, default=None, metavar="X",
                    help="β_P of Eq. 1 (default: the config's, 2 on CIFAR-10, 0.33 on ImageNet)")
@@ -38,10 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     extra = {}
-    if args.dataset == "imagenet":  # §3.1: the ImageNet search changes lr and β_P only
+    overrides = get_dataset(args.dataset).search_overrides  # §3.1: the ImageNet search changes lr and β_P only
+    if overrides:
         from cpnas.config import get_config
         paper = get_config("paper")
-        extra = {"search.lr": paper.imagenet_search_lr, "search.beta_p": paper.imagenet_beta_p}
+        extra = {key: getattr(paper, field) for key, field in overrides.items()}
     cfg = resolve_config(args, extra)
     if args.beta_p is not None and not math.isfinite(args.beta_p):
         raise CpnasError(f"--beta-p must be a finite number, got {args.beta_p}")

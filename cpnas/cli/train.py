@@ -10,8 +10,6 @@ from cpnas.cli.common import add_data_args, add_run_args, add_scale_args, resolv
 from cpnas.evaluation import SIZES
 from cpnas.losses import LOSSES
 
-TRAIN_DATASETS = ("cifar10", "imagenet", "synthetic")
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -28,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="model size: small/medium/large = C 56/72/112 on CIFAR-10 at the paper scale "
                         "(default: small; ImageNet has one size, C = 102)")
     add_scale_args(p)
-    add_data_args(p, TRAIN_DATASETS, "cifar10")
+    add_data_args(p)
     add_run_args(p)
     p.add_argument("--loss", default="cp", choices=LOSSES,
                    help="cp: cross-entropy + the kernel-level CP loss of Eq. 3 (default); ce: cross-entropy only")

@@ -1,0 +1,166 @@
+"""Batching from in-memory uint8 tensors: augmentation, normalisation, cutout (§3.1).
+
+:class:`TensorLoader` batches, augments (pad-and-crop, flip, cutout — vectorised
+over the batch), normalises to [-1, +1] (paper §3.1) and moves batches to a
+device. Its randomness is derived from ``(seed, epoch)`` only, so a run resumed
+at epoch *e* sees exactly the batches of an uninterrupted run (DESIGN §5).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from cpnas.data.images import ImageTensors
+from cpnas.data.splits import _mix_seed
+from cpnas.errors import CpnasError
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 intensities to float in [-1, +1]: ``x / 127.5 − 1`` (§3.1).
+
+    Division (not multiplication by 1/127.5) keeps 255 ↦ +1 exactly.
+    """
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def crop_flip(images: torch.Tensor, offsets: torch.Tensor, flip: torch.Tensor, pad: int) -> torch.Tensor:
+    """Zero-pad by ``pad``, crop at per-sample ``offsets`` (B×2: row, col in [0, 2·pad]), mirror where ``flip``.
+
+    Equivalent to torchvision's ``RandomCrop(size, padding=pad)`` +
+    ``RandomHorizontalFlip`` per image, but one gather for the whole batch:
+    the flip is folded into the column index, and each gathered element is a
+    whole pixel (all channels). Works on uint8; the result is a channels-last
+    ``B×C×H×W`` tensor, and a channels-last input needs no layout change.
+    """
+    b, c, h, w = images.shape
+    hp, wp = h + 2 * pad, w + 2 * pad
+    pixels = images.permute(0, 2, 3, 1).contiguous()  # no copy for channels-last input
+    padded = F.pad(pixels, (0, 0, pad, pad, pad, pad)).reshape(b * hp * wp, c)
+    dev = images.device
+    offsets, flip = offsets.to(dev), flip.to(dev)
+    ar_h, ar_w = torch.arange(h, device=dev), torch.arange(w, device=dev)
+    rows = offsets[:, :1] + ar_h
+    cols = torch.where(flip[:, None], offsets[:, 1:] + (w - 1) - ar_w, offsets[:, 1:] + ar_w)
+    lin = rows[:, :, None] * wp + cols[:, None, :] + (torch.arange(b, device=dev) * (hp * wp))[:, None, None]
+    return padded.index_select(0, lin.reshape(-1)).view(b, h, w, c).permute(0, 3, 1, 2)
+
+
+def cutout_(x: torch.Tensor, centers: torch.Tensor, length: int) -> torch.Tensor:
+    """Zero one ``length``-square per image, in place (DeVries & Taylor 2017; §3.1 "cutout").
+
+    ``centers`` is B×2 (row, col), drawn uniformly over the image; the square
+    spans ``[c − length//2, c + length//2)`` clipped at the borders, as in the
+    reference code. Applied after normalisation, so the patch is 0 = mid-grey.
+    """
+    b, _, h, w = x.shape
+    dev = x.device
+    centers = centers.to(dev)
+    half = length // 2
+    ar_h, ar_w = torch.arange(h, device=dev), torch.arange(w, device=dev)
+    in_rows = (ar_h >= centers[:, :1] - half) & (ar_h < centers[:, :1] + half)
+    in_cols = (ar_w >= centers[:, 1:] - half) & (ar_w < centers[:, 1:] + half)
+    keep = ~(in_rows[:, :, None] & in_cols[:, None, :])
+    return x.mul_(keep[:, None].to(x.dtype))
+
+
+class TensorLoader:
+    """Batches ``(images, labels)`` from in-memory uint8 tensors, with augmentation.
+
+    Each batch: gather the samples, move the uint8 batch to ``device``, then (if
+    ``augment``) pad-and-crop + horizontal flip (:func:`crop_flip`), normalise to
+    [-1, +1] (§3.1), then (if ``cutout`` > 0) cutout (:func:`cutout_`; §3.1 uses
+    cutout when training the found architectures, length 16 as in DARTS).
+
+    ``pad`` defaults to ⌊side/8⌉: 4 for 32×32 CIFAR (the DARTS/PC-DARTS
+    augmentation). For larger ImageNet-style images the same translate-and-flip
+    with the padding scaled is used instead of RandomResizedCrop (a documented
+    simplification: no scale or aspect-ratio jitter).
+
+    Randomness comes from a CPU generator seeded by ``(seed, epoch)`` (shuffle)
+    and ``(seed, epoch, shard)`` (augmentation) only, drawn in a fixed order
+    whatever the device, so ``set_epoch(e)`` reproduces epoch *e* of an
+    uninterrupted run exactly, and iterating twice over one epoch gives the
+    same batches. ``num_shards``/``shard`` split every epoch's permutation
+    between data-parallel ranks (each gets ``n // num_shards`` samples).
+    """
+
+    def __init__(self, data: ImageTensors | tuple[torch.Tensor, torch.Tensor], batch_size: int, *,
+                 shuffle: bool = False, drop_last: bool = False, augment: bool = False,
+                 pad: int | None = None, cutout: int = 0, seed: int = 0, epoch: int = 0,
+                 channels_last: bool = True, device: str | torch.device = "cpu",
+                 shard: int = 0, num_shards: int = 1) -> None:
+        images, labels = (data.images, data.labels) if isinstance(data, ImageTensors) else data
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"images must be N×C×H×W uint8, got {images.dtype} {tuple(images.shape)}")
+        if labels.shape != (images.shape[0],):
+            raise ValueError(f"{images.shape[0]} images but labels of shape {tuple(labels.shape)}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise CpnasError(f"batch size must be a positive integer, got {batch_size!r}")
+        if cutout < 0:
+            raise CpnasError(f"cutout length must be ≥ 0 (0 = off), got {cutout!r}")
+        if not 0 <= shard < num_shards:
+            raise ValueError(f"shard {shard} is not in [0, {num_shards})")
+        if not images.is_contiguous(memory_format=torch.channels_last):
+            # one copy now instead of a layout change per batch (loaders here produce channels-last)
+            images = images.contiguous(memory_format=torch.channels_last)
+        self.images, self.labels = images, labels.to(torch.int64)
+        self.batch_size = batch_size
+        self.shuffle, self.drop_last, self.augment = shuffle, drop_last, augment
+        side = min(images.shape[-2:])
+        self.pad = max(1, round(side / 8)) if pad is None else int(pad)
+        if self.pad < 0:
+            raise CpnasError(f"padding must be ≥ 0, got {pad!r}")
+        self.cutout = int(cutout)
+        self.seed, self.epoch = int(seed), int(epoch)
+        self.channels_last = channels_last
+        self.device = torch.device(device)
+        self.shard, self.num_shards = shard, num_shards
+
+    @property
+    def num_samples(self) -> int:
+        """Samples this loader (this shard) yields per epoch, before ``drop_last``."""
+        return self.images.shape[0] // self.num_shards if self.num_shards > 1 else self.images.shape[0]
+
+    def __len__(self) -> int:
+        n = self.num_samples
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose batches the next iteration yields."""
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = self.images.shape[0]
+        if self.shuffle:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(_mix_seed(self.seed, self.epoch)))
+        else:
+            order = torch.arange(n)
+        if self.num_shards > 1:
+            order = order[self.shard::self.num_shards][: self.num_samples]
+        g = torch.Generator().manual_seed(_mix_seed(self.seed, self.epoch, self.shard, 1))
+        stop = len(self) * self.batch_size if self.drop_last else len(order)
+        for start in range(0, stop, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            yield self._transform(self.images[idx], g), self.labels[idx].to(self.device, non_blocking=True)
+
+    def _transform(self, batch: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        b, _, h, w = batch.shape
+        batch = batch.to(self.device, non_blocking=True)
+        if self.augment:
+            offsets = torch.randint(0, 2 * self.pad + 1, (b, 2), generator=g)
+            flip = torch.rand(b, generator=g) < 0.5
+            batch = crop_flip(batch, offsets, flip, self.pad)  # already channels-last
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        else:
+            batch = batch.contiguous()
+        x = normalize(batch)  # keeps the memory format
+        if self.cutout > 0:
+            centers = torch.stack([torch.randint(0, h, (b,), generator=g),
+                                   torch.randint(0, w, (b,), generator=g)], dim=1)
+            cutout_(x, centers, self.cutout)
+        return x
