@@ -1,4 +1,4 @@
-"""The ``cpnas`` command line: ``cpnas {search,train,profile,config} …``.
+"""The ``cpnas`` command line: ``cpnas {search,train,profile,config,deploy} …``.
 
 Each subcommand lives in its own module of this package and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` (a callable
@@ -21,7 +21,7 @@ from typing import Sequence
 from cpnas import __version__
 from cpnas.errors import CpnasError
 
-SUBCOMMANDS = ("config", "search", "train", "profile")
+SUBCOMMANDS = ("config", "search", "train", "profile", "deploy")
 EXIT_USER_ERROR = 2
 
 

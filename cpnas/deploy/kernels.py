@@ -81,7 +81,7 @@ def extension() -> ModuleType:
             folder = build_dir()
             folder.mkdir(parents=True, exist_ok=True)
             os.environ.setdefault("MAX_JOBS", "2")
-            log.info("loading the XNOR-popcount extension (first use builds it, ~1 min) in %s", folder)
+            log.info("loading the XNOR-popcount extension from %s (built there on first use, about half a minute)", folder)
             try:
                 _ext = load(name=build_name(), sources=[str(SOURCE)], extra_cflags=list(CFLAGS),
                             build_directory=str(folder), with_cuda=False, verbose=False)

@@ -294,7 +294,7 @@ class PackedNetwork(nn.Module):
         self.body = body
         self.meta = meta
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.body(x.contiguous(memory_format=torch.channels_last))
         return out[0] if isinstance(out, tuple) else out
@@ -338,7 +338,7 @@ def pack_network(model: nn.Module, meta: PackedMeta | None = None) -> PackedNetw
 def simulate(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The simulated 1-bit network's logits, in the memory format the packed network uses (channels_last)."""
     net = model.eval().to(memory_format=torch.channels_last)
-    with torch.inference_mode():
+    with torch.no_grad():
         out = net(x.contiguous(memory_format=torch.channels_last))
     return out[0] if isinstance(out, tuple) else out
 

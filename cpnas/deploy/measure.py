@@ -1,0 +1,362 @@
+"""Exactness, latency and file size of the packed network against the simulated one (issue 15).
+
+* :func:`exactness` — the packed logits against the simulated 1-bit network's on the
+  same inputs: the integers of every XNOR 1×1 conv must be equal and the logits
+  within :data:`LOGIT_TOLERANCE`.
+* :func:`network_latency` — ms per forward of the 32-bit net, the simulated 1-bit
+  net and the packed net, at each batch and thread count, interleaved so that the
+  load of other processes hits all three alike.
+* :func:`kernel_1x1` — the packed 1×1 kernel alone (sign packing + XNOR-popcount +
+  folded affine) against PyTorch's 32-bit 1×1 conv of the same shape.
+* :func:`file_size` — the packed model file against Table 3's memory accounting.
+* :func:`deploy_report` — all of it for one genotype (``cpnas deploy``, ``make bench``,
+  notebook 06).
+
+Timings are medians of repeated calls after a warm-up, on whatever else the
+machine runs: every report records the load average next to them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from cpnas.binary import BinaryConv2d
+from cpnas.config import Config
+from cpnas.errors import CpnasError
+from cpnas.genotype import Genotype
+
+log = logging.getLogger(__name__)
+
+LOGIT_TOLERANCE = 1e-5
+"""Issue 15: packed and simulated logits agree 'within 1e-5' (absolute), the integers inside exactly."""
+KERNEL_CHANNELS = (64, 128, 256, 512)
+"""Issue 15: the 1×1 kernel is measured at C = 64, 128, 256 and 512."""
+KERNEL_PIXELS = 32
+"""Spatial size of the 1×1 kernel benchmark: a 32×32 map, one image (a CIFAR cell's resolution)."""
+CALIBRATION_IMAGES = 64
+"""Images whose batch statistics become a random network's BN statistics. With 8 or 32, some channels saw
+a single value, so their running mean sits exactly on a lattice point α·d and BN maps that d to ±0 + rounding
+noise: a tie the simulated net resolves by its own float noise (observed: 1-bit DARTS_V2 at C = 12)."""
+PAPER_SPEEDUP = 50.24
+"""Table 3: the paper's FLOPs-based speedup of the small CP-NAS network over WRN-22."""
+
+
+@contextmanager
+def threads(n: int) -> Iterator[None]:
+    """Run with ``n`` intra-op threads, restoring the previous count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def calibrate_bn(model: nn.Module, images: torch.Tensor) -> nn.Module:
+    """Give a randomly initialised network real-looking BN statistics: their averages over ``images``.
+
+    Without it every BN of a fresh network holds mean 0 / variance 1 and the
+    activations drift far from the range a trained network sees.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration batches
+    model.train()
+    with torch.no_grad():
+        for chunk in images.split(32):
+            model(chunk)
+    return model.eval()
+
+
+def sample_images(n: int, *, dataset: str = "cifar10", image_size: int = 32, data_root: str | os.PathLike | None = None,
+                  seed: int = 0) -> tuple[torch.Tensor, str]:
+    """``n`` real test images of ``dataset`` (normalized as in training), or seeded synthetic ones if none is here.
+
+    Returns the images and a description saying which.
+    """
+    from cpnas import data as D
+
+    try:
+        root = D.resolve_root(dataset, data_root)
+    except CpnasError:
+        root = None
+    test = next((root / name for name in ("test", "val") if (root / name).is_dir()), None) if root else None
+    if test is not None:
+        per_class = -(-n // 10)
+        files = [f for d in sorted(p for p in test.iterdir() if p.is_dir())
+                 for f in sorted(d.iterdir())[:per_class]]
+        g = torch.Generator().manual_seed(seed)
+        pick = [files[i] for i in torch.randperm(len(files), generator=g)[:n].tolist()]
+        if pick:
+            images = torch.stack([_read_image(p, image_size) for p in pick])
+            return D.normalize(images), f"{len(pick)} {dataset} test images from {test}"
+    synth = D.synthetic_images(n, seed=seed, image_size=image_size, split="test")
+    return D.normalize(synth.images), f"{n} synthetic images (no {dataset} folder here)"
+
+
+def _read_image(path: Path, size: int) -> torch.Tensor:
+    """One image file as a 3×size×size uint8 tensor (shorter side resized to ``size``, centre crop)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        rgb = im.convert("RGB")
+    if rgb.size != (size, size):
+        scale = size / min(rgb.size)
+        rgb = rgb.resize((max(size, round(rgb.width * scale)), max(size, round(rgb.height * scale))))
+        left, top = (rgb.width - size) // 2, (rgb.height - size) // 2
+        rgb = rgb.crop((left, top, left + size, top + size))
+    return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1)
+
+
+def exactness(model: nn.Module, packed: nn.Module, inputs: torch.Tensor) -> dict[str, Any]:
+    """Packed vs simulated on ``inputs``: equal XNOR integers and logits within :data:`LOGIT_TOLERANCE`."""
+    from cpnas.deploy.packed import simulate, simulated_integers
+
+    with simulated_integers(model) as sim_ints:
+        sim = simulate(model, inputs)
+    with packed.trace_integers() as packed_ints:
+        out = packed(inputs)
+    pairs = list(zip(sim_ints, packed_ints))
+    differing = sum(int((a != b).sum()) for a, b in pairs if a.shape == b.shape)
+    integers_equal = len(sim_ints) == len(packed_ints) and all(a.shape == b.shape for a, b in pairs) and differing == 0
+    max_abs = float((sim - out).abs().max())
+    return {"exact": bool(integers_equal and max_abs <= LOGIT_TOLERANCE), "max_abs_diff": max_abs,
+            "integers_equal": bool(integers_equal), "integer_tensors": len(sim_ints),
+            "integers_compared": int(sum(a.numel() for a in sim_ints)), "integers_differing": differing,
+            "argmax_equal": bool(torch.equal(sim.argmax(1), out.argmax(1))),
+            "max_abs_logit": float(sim.abs().max()), "tolerance": LOGIT_TOLERANCE}
+
+
+def median_ms(fn: Callable[[], Any], reps: int = 5, warmup: int = 1) -> float:
+    """Median wall-clock of ``fn()`` in ms over ``reps`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def network_latency(nets: dict[str, Callable[[torch.Tensor], Any]], image_shape: Sequence[int], *,
+                    batches: Sequence[int] = (1, 64), thread_counts: Sequence[int] = (1, 2),
+                    reps: int = 5, reps_large: int = 2) -> dict[str, dict[str, dict[str, float]]]:
+    """``{f"batch{b}": {f"threads{t}": {name: ms per forward}}}``; nets interleaved rep by rep.
+
+    ``reps_large`` repetitions at batches above 8 (seconds each at the paper's size).
+    """
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    g = torch.Generator().manual_seed(0)
+    for b in batches:
+        x = torch.randn((b, *image_shape), generator=g).contiguous(memory_format=torch.channels_last)
+        n = reps if b <= 8 else reps_large
+        for t in thread_counts:
+            with threads(t), torch.no_grad():
+                for fn in nets.values():
+                    fn(x)  # warm-up (and first-use dispatch timing)
+                samples: dict[str, list[float]] = {name: [] for name in nets}
+                for _ in range(n):
+                    for name, fn in nets.items():
+                        samples[name].append(median_ms(lambda: fn(x), reps=1, warmup=0))
+            out.setdefault(f"batch{b}", {})[f"threads{t}"] = {k: statistics.median(v) for k, v in samples.items()}
+    return out
+
+
+def kernel_1x1(channels: Sequence[int] = KERNEL_CHANNELS, *, size: int = KERNEL_PIXELS, batch: int = 1,
+               thread_count: int = 1, reps: int = 20) -> dict[str, dict[str, float]]:
+    """The packed binary 1×1 (pack + XNOR-popcount GEMM + folded affine) vs PyTorch's 32-bit 1×1 conv.
+
+    Same shape (``batch × C × size × size`` → C channels). The 32-bit conv is timed in
+    both memory formats and the faster is the baseline.
+    """
+    from cpnas.deploy import kernels
+    from cpnas.deploy.packed import PackedConv1x1
+
+    res: dict[str, dict[str, float]] = {}
+    g = torch.Generator().manual_seed(0)
+    for c in channels:
+        conv = BinaryConv2d(c, c, 1, bias=False)
+        with torch.no_grad():
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=g))
+        packed = PackedConv1x1.fold(conv, torch.ones(c, dtype=torch.float64), torch.zeros(c, dtype=torch.float64))
+        x = torch.randn(batch, c, size, size, generator=g)
+        x_cl = x.contiguous(memory_format=torch.channels_last)
+        w = torch.randn(c, c, 1, 1, generator=g)
+        rows, _ = packed._rows(x_cl)
+        bits = kernels.pack_signs(rows)
+        with threads(thread_count), torch.no_grad():
+            fp32_cl = median_ms(lambda: torch.nn.functional.conv2d(x_cl, w), reps)
+            fp32_nchw = median_ms(lambda: torch.nn.functional.conv2d(x, w), reps)
+            packed_ms = median_ms(lambda: packed(x_cl), reps)
+            gemm_ms = median_ms(lambda: kernels.xnor_gemm(bits, packed.weight_t, packed.scale, packed.bias, c), reps)
+        fp32 = min(fp32_cl, fp32_nchw)
+        res[str(c)] = {"fp32_ms": fp32, "fp32_format": "channels_last" if fp32_cl <= fp32_nchw else "contiguous",
+                       "packed_ms": packed_ms, "xnor_gemm_ms": gemm_ms, "speedup": fp32 / packed_ms,
+                       "gemm_speedup": fp32 / gemm_ms}
+    return res
+
+
+def file_size(packed: nn.Module, model: nn.Module, image_shape: Sequence[int]) -> dict[str, Any]:
+    """Bytes of the packed file and its payload, against Table 3's memory accounting of ``model``."""
+    from cpnas.deploy.packed import payload_bits, to_bytes
+    from cpnas.efficiency import profile
+
+    prof = profile(model, tuple(image_shape))
+    blob = to_bytes(packed)
+    payload = payload_bits(packed)
+    return {"file_bytes": len(blob), "file_mbit": 8 * len(blob) / 1e6,
+            "payload_mbit": sum(payload.values()) / 1e6,
+            "payload_mbit_excl_bn_stats": (payload["sign_words"] + payload["real"]) / 1e6,
+            "sign_words_mbit": payload["sign_words"] / 1e6, "real_mbit": payload["real"] / 1e6,
+            "table3_mbit": prof.memory_mbit, "table3_mbit_excl_bn": prof.without_norm().memory_mbit,
+            "flops_m": prof.flops_m}
+
+
+def macs_split(model: nn.Module, image_shape: Sequence[int]) -> dict[str, float]:
+    """Per-image MACs (M) of the binary depthwise convs, the binary 1×1 convs and the real layers."""
+    from cpnas.efficiency import profile
+
+    modules = dict(model.named_modules())
+    split = {"binary_depthwise_macs_m": 0.0, "binary_pointwise_macs_m": 0.0, "real_macs_m": 0.0}
+    for row in profile(model, tuple(image_shape)).layers:
+        m = modules.get(row.name)
+        if isinstance(m, BinaryConv2d) and m.groups > 1:
+            split["binary_depthwise_macs_m"] += (row.binary_macs + row.real_macs) / 1e6
+        elif row.binary_macs:
+            split["binary_pointwise_macs_m"] += row.binary_macs / 1e6
+            split["real_macs_m"] += row.real_macs / 1e6
+        else:
+            split["real_macs_m"] += row.real_macs / 1e6
+    return split
+
+
+def build_pair(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", size: str = "small",
+               checkpoint: str | os.PathLike | None = None, seed: int = 0) -> tuple[nn.Module, nn.Module, dict]:
+    """The 1-bit evaluation network (trained from ``checkpoint`` or random) and its 32-bit twin, no aux tower.
+
+    ``checkpoint`` is a ``cpnas train`` run folder (``checkpoint.pt`` with key
+    ``model``, ``config.json``); its genotype, channels and cells are used, and
+    ``genotype`` must match it. Returns ``(binary, real, info)``.
+    """
+    from cpnas.binary import BINARY, REAL
+    from cpnas.evaluation import channels_of, train_config
+    from cpnas.io import load_checkpoint, read_json
+    from cpnas.networks import NetworkCIFAR, NetworkImageNet
+
+    tcfg = train_config(cfg, dataset)
+    channels, layers, num_classes, state = channels_of(tcfg, size), tcfg.layers, 10, None
+    source = "random weights (seed %d), BN statistics averaged over the calibration images" % seed
+    if checkpoint is not None:
+        run = Path(checkpoint)
+        if not (run / "checkpoint.pt").is_file():
+            raise CpnasError(f"{run}: no checkpoint.pt here; give a 'cpnas train' run folder (--out of cpnas train)")
+        metrics = read_json(run / "metrics.json") if (run / "metrics.json").is_file() else {}
+        run_cfg = read_json(run / "config.json") if (run / "config.json").is_file() else {}
+        if run_cfg.get("precision", "binary") != "binary":
+            raise CpnasError(f"{run}: precision {run_cfg.get('precision')!r} has real activations somewhere; "
+                             "the packed form needs a 'binary' run")
+        dataset = run_cfg.get("dataset", dataset)
+        train = run_cfg.get("train", {})
+        channels = metrics.get("channels") or train.get(f"channels_{run_cfg.get('size', size)}", channels)
+        layers = metrics.get("layers") or train.get("layers", layers)
+        num_classes = metrics.get("num_classes", num_classes)
+        if run_cfg.get("genotype") and Genotype.from_dict(run_cfg["genotype"]) != genotype:
+            raise CpnasError(f"{run} was trained on another genotype than the one given; pass the run's own "
+                             f"genotype ({run_cfg.get('genotype_path', 'see its config.json')})")
+        state = load_checkpoint(run / "checkpoint.pt")["model"]
+        source = f"trained weights from {run}"
+    if dataset == "imagenet":
+        num_classes = 1000 if checkpoint is None else num_classes
+    net_cls = NetworkImageNet if dataset == "imagenet" else NetworkCIFAR
+    torch.manual_seed(seed)
+    try:
+        binary = net_cls(genotype, C=channels, num_classes=num_classes, layers=layers, auxiliary=state is not None
+                         and any(k.startswith("auxiliary.") for k in state), precision=BINARY)
+        real = net_cls(genotype, C=channels, num_classes=num_classes, layers=layers, auxiliary=False, precision=REAL)
+    except ValueError as exc:
+        raise CpnasError(f"cannot build the {dataset} network with C={channels}, {layers} cells: {exc}") from None
+    if state is not None:
+        try:
+            binary.load_state_dict(state)
+        except RuntimeError as exc:
+            raise CpnasError(f"{checkpoint}: the checkpoint does not fit the network ({str(exc).splitlines()[0]})") from None
+    binary.auxiliary = None
+    info = {"dataset": dataset, "channels": channels, "layers": layers, "num_classes": num_classes,
+            "image_size": tcfg.image_size, "weights": source}
+    return binary.eval(), real.eval(), info
+
+
+def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", size: str = "small",
+                  checkpoint: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None,
+                  batches: Sequence[int] = (1,), thread_counts: Sequence[int] | None = None,
+                  kernel_channels: Sequence[int] = KERNEL_CHANNELS, exact_images: int = 8, reps: int = 5,
+                  seed: int = 0, packed_file: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Pack ``genotype``'s network, check it against the simulated one, time all three, size the file.
+
+    ``latency_ms`` holds the first batch at the first thread count, the ``latency``
+    table every measured batch and thread count. ``packed_file``: also write the
+    packed model there (atomically).
+    """
+    from cpnas.deploy import kernels
+    from cpnas.deploy.packed import PackedMeta, pack_network, simulate
+
+    kernels.extension()  # one clear error before any work when the toolchain is missing
+    binary, real, info = build_pair(genotype, cfg, dataset=dataset, size=size, checkpoint=checkpoint, seed=seed)
+    image_shape = (3, info["image_size"], info["image_size"])
+    images, images_desc = sample_images(max(exact_images, CALIBRATION_IMAGES), dataset=info["dataset"],
+                                        image_size=info["image_size"], data_root=data_root, seed=seed)
+    if checkpoint is None:
+        calibrate_bn(binary, images)
+        calibrate_bn(real, images)
+    meta = PackedMeta(genotype=genotype.to_dict(), dataset=info["dataset"], channels=info["channels"],
+                      layers=info["layers"], num_classes=info["num_classes"])
+    packed = pack_network(binary, meta)
+    noise = torch.randn((exact_images, *image_shape), generator=torch.Generator().manual_seed(seed))
+    checks = {"images": exactness(binary, packed, images[:exact_images]),
+              "random": exactness(binary, packed, noise)}
+    thread_counts = tuple(thread_counts or (torch.get_num_threads(),))
+    real_cl = real.to(memory_format=torch.channels_last)
+    nets = {"fp32": lambda x: real_cl(x), "simulated": lambda x: simulate(binary, x), "packed": packed}
+    table = network_latency(nets, image_shape, batches=batches, thread_counts=thread_counts, reps=reps)
+    first = table[f"batch{batches[0]}"][f"threads{thread_counts[0]}"]
+    kernel = kernel_1x1(kernel_channels, thread_count=thread_counts[0]) if kernel_channels else {}
+    from cpnas.efficiency import profile
+
+    flops_real, flops_binary = profile(real, image_shape).flops, profile(binary, image_shape).flops
+    report_file = file_size(packed, binary, image_shape)
+    if packed_file is not None:
+        from cpnas.deploy.packed import to_bytes
+        from cpnas.io import write_bytes
+
+        write_bytes(packed_file, to_bytes(packed))
+        report_file["path"] = str(packed_file)
+    return {
+        "exact": all(c["exact"] for c in checks.values()),
+        "max_abs_diff": max(c["max_abs_diff"] for c in checks.values()),
+        "latency_ms": {k: first[k] for k in ("fp32", "simulated", "packed")},
+        "latency_batch": batches[0], "latency_threads": thread_counts[0],
+        "speedup_packed_vs_fp32": first["fp32"] / first["packed"],
+        "speedup_flops_estimate": flops_real / flops_binary,
+        "paper_speedup_vs_wrn22": PAPER_SPEEDUP,
+        "kernel_1x1_speedup": {c: r["speedup"] for c, r in kernel.items()},
+        "kernel_1x1": kernel,
+        "latency": table,
+        "exactness": checks, "exactness_inputs": {"images": images_desc, "random": f"{exact_images} N(0,1) inputs"},
+        "file": report_file,
+        "macs": macs_split(binary, image_shape),
+        "convs": packed.counts(),
+        "network": {**info, "size": size, "genotype": genotype.to_dict()},
+        "machine": {"simd_path": kernels.extension().simd_path(), "cpus": os.cpu_count(),
+                    "load_average_1min": os.getloadavg()[0], "torch": torch.__version__},
+    }

@@ -1,0 +1,264 @@
+"""Packed 1-bit inference (cpnas.deploy, issue 15): exact against the simulated network.
+
+Oracles: the simulated network itself (its logits, and the integers
+``conv1x1(sign(x), sign(W))`` computed in float64 from its own inputs), and a
+pure-PyTorch bit packer. Tests that need the C++ extension skip, with the
+reason, only where no C++ compiler or ninja is installed.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from cpnas.binary import BINARY, BinaryConv2d, get_precision
+from cpnas.deploy import kernels
+from cpnas.deploy.measure import LOGIT_TOLERANCE, calibrate_bn, exactness, sample_images
+from cpnas.deploy.packed import (PackedConv1x1, PackedNetwork, load_packed, pack_bits, pack_network, simulate,
+                                 to_bytes, unpack_signs)
+from cpnas.errors import CpnasError
+from cpnas.genotype import DARTS_V2, load_genotype
+from cpnas.networks import Cell, NetworkCIFAR
+from cpnas.ops import OPS
+
+needs_kernels = pytest.mark.skipif(kernels.toolchain_missing() is not None,
+                                   reason=f"no {kernels.toolchain_missing()} to build the XNOR-popcount extension "
+                                          f"({kernels.INSTALL_HINT})")
+
+
+def _real_like(n: int, channels: int, size: int = 16) -> torch.Tensor:
+    """Features of real images (or synthetic ones where no CIFAR-10 folder is here) through a fixed real conv."""
+    images, _ = sample_images(n, image_size=size)
+    stem = nn.Conv2d(3, channels, 3, padding=1, bias=False)
+    with torch.no_grad():
+        stem.weight.copy_(torch.randn(stem.weight.shape, generator=torch.Generator().manual_seed(1)))
+        return stem(images)
+
+
+def _bn_random(module: nn.Module, seed: int) -> None:
+    """Trained-looking BN affine terms (γ around 1, β around 0) instead of the init's 1 and 0."""
+    g = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d) and m.affine:
+            with torch.no_grad():
+                m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
+                m.bias.copy_(0.3 * torch.randn(m.bias.shape, generator=g))
+
+
+def _assert_exact(report: dict) -> None:
+    assert report["integers_equal"], report
+    assert report["max_abs_diff"] <= LOGIT_TOLERANCE, report
+    assert report["exact"]
+
+
+# --- storage format (pure PyTorch) ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 9, 63, 64, 65, 130])
+def test_pack_bits_round_trips_signs_including_bit_63(n, seed):
+    values = torch.randn(7, n)
+    values[0, :] = -1.0  # every bit set, bit 63 included: the int64 word is negative
+    words = pack_bits(values)
+    assert words.shape == (7, -(-n // 64))
+    assert torch.equal(unpack_signs(words, n), torch.where(values < 0, -1.0, 1.0))
+    if n >= 64:
+        assert words[0, 0].item() == -1  # all 64 bits of the first word
+
+
+def test_pack_bits_maps_both_zeros_to_plus_one_as_sign_does():
+    from cpnas.binary import sign
+
+    values = torch.tensor([[0.0, -0.0, 1e-30, -1e-30]])
+    assert torch.equal(unpack_signs(pack_bits(values), 4), sign(values))
+
+
+# --- kernels ---------------------------------------------------------------------------------------------------
+
+
+@needs_kernels
+@pytest.mark.parametrize("c", [1, 12, 16, 63, 64, 65, 200])
+def test_pack_signs_kernel_equals_the_python_packer(c, seed):
+    x = torch.randn(37, c)
+    x[0, 0], x[1, 0] = 0.0, -0.0
+    assert torch.equal(kernels.pack_signs(x), pack_bits(x))
+
+
+@needs_kernels
+@pytest.mark.parametrize("c_in,c_out,stride", [(12, 24, 1), (64, 16, 1), (100, 40, 2), (256, 33, 1)])
+def test_xnor_1x1_integers_and_folded_bn_equal_the_simulated_conv(c_in, c_out, stride, seed):
+    conv = BinaryConv2d(c_in, c_out, 1, stride=stride, bias=False)
+    bn = nn.BatchNorm2d(c_out)
+    block = nn.Sequential(conv, bn)
+    _bn_random(block, 0)
+    x = torch.randn(3, c_in, 9, 10)
+    calibrate_bn(block, x)
+    from cpnas.deploy.packed import _bn_affine
+
+    packed = PackedConv1x1.fold(conv, *_bn_affine(bn))
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    ints = packed.integer_dot(x_cl)
+    xs = x[:, :, ::stride, ::stride]
+    oracle = nn.functional.conv2d(torch.where(xs < 0, -1.0, 1.0).double(), torch.where(conv.weight < 0, -1.0, 1.0)
+                                  .double().detach())
+    assert torch.equal(ints.double(), oracle.permute(0, 2, 3, 1).reshape(-1, c_out))
+    with torch.no_grad():
+        assert (packed(x_cl) - block(x)).abs().max() <= 1e-5
+
+
+@needs_kernels
+def test_the_fastest_popcount_this_cpu_has_is_compiled_in():
+    from cpnas.dispatch import cpu_info
+
+    flags = set(cpu_info()["flags"].split())
+    path = kernels.extension().simd_path()
+    if {"avx512f", "avx512_vpopcntdq"} <= flags:
+        assert path == "avx512_vpopcntdq"
+    elif "avx2" in flags:
+        assert path == "avx2"
+    else:
+        assert path == "portable"
+
+
+# --- every op, whole cells, whole networks ---------------------------------------------------------------------
+
+
+@needs_kernels
+@pytest.mark.parametrize("op", sorted(OPS))
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("inputs", ["random", "real"])
+def test_every_op_packed_equals_simulated(op, stride, inputs, seed):
+    C = 20  # not a multiple of 16 or 64: masked lanes and padded words are exercised
+    module = nn.Sequential(OPS[op](C, stride, BINARY, True))
+    _bn_random(module, 1)
+    x = torch.randn(4, C, 12, 12) if inputs == "random" else _real_like(4, C, 12)
+    calibrate_bn(module, torch.cat([x, torch.randn(60, C, 12, 12)]))
+    packed = pack_network(module)
+    if op in {"sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"} or (op == "skip_connect" and stride == 2):
+        assert packed.counts()["xnor_1x1"] > 0 and packed.counts()["binary_kept_float"] == 0
+    _assert_exact(exactness(module, packed, x))
+
+
+@needs_kernels
+@pytest.mark.parametrize("genotype_file", ["darts_v2.json", "pcdarts_cifar.json"])
+@pytest.mark.parametrize("reduction,reduction_prev", [(False, False), (False, True), (True, False)])
+def test_whole_cells_packed_equal_simulated(genotype_file, reduction, reduction_prev, data_dir, seed):
+    genotype = load_genotype(data_dir / genotype_file)
+    c_pp, c_p, c = 24, 16, 12
+    cell = Cell(genotype, c_pp, c_p, c, reduction, reduction_prev, BINARY)
+    _bn_random(cell, 2)
+
+    class TwoInputs(nn.Module):  # the cell under the network's calling convention, one input tensor
+        def __init__(self):
+            super().__init__()
+            self.cell = cell
+
+        def forward(self, x):
+            s0 = x[:, :c_pp]
+            s1 = x[:, c_pp:c_pp + c_p]
+            if reduction_prev:
+                s1 = s1[:, :, ::2, ::2]
+            return self.cell(s0, s1)
+
+    net = TwoInputs()
+    x = _real_like(4, c_pp + c_p, 16)
+    calibrate_bn(net, torch.cat([x, torch.randn(60, c_pp + c_p, 16, 16)]))
+    _assert_exact(exactness(net, pack_network(net), x))
+    _assert_exact(exactness(net, pack_network(net), torch.randn(4, c_pp + c_p, 16, 16)))
+
+
+@needs_kernels
+def test_whole_network_logits_equal_and_file_round_trips(seed):
+    net = NetworkCIFAR(DARTS_V2, C=8, layers=5, auxiliary=True)
+    _bn_random(net, 3)
+    images, _ = sample_images(64)
+    calibrate_bn(net, images)
+    packed = pack_network(net)
+    assert packed.counts()["xnor_1x1"] > 0 and packed.counts()["binary_kept_float"] == 0
+    _assert_exact(exactness(net, packed, images[:8]))
+    _assert_exact(exactness(net, packed, torch.randn(8, 3, 32, 32)))
+    from cpnas.deploy.packed import PackedMeta
+
+    meta = PackedMeta(genotype=DARTS_V2.to_dict(), dataset="cifar10", channels=8, layers=5, num_classes=10)
+    packed = pack_network(net, meta)
+    blob = to_bytes(packed)
+    again = load_packed(blob, lambda m: NetworkCIFAR(DARTS_V2, C=m.channels, layers=m.layers, auxiliary=False))
+    assert torch.equal(again(images[:4]), packed(images[:4]))
+    assert not any(k.endswith(".weight_t") for k in again.body.state_dict())  # the kernel layout is not stored
+
+
+@needs_kernels
+@pytest.mark.parametrize("precision", ["binary*", "binary**"])
+def test_table2_variants_keep_real_input_convs_in_float(precision, seed):
+    """'*' / '**' (Table 2): convs with real inputs keep their simulated float form; the rest is packed.
+
+    Not checked for exactness: a real-input depthwise conv reading a packed 1×1's output (values on a
+    lattice scale·d + bias) has exact ties (Σ±d = 0 and Σ±1 = 0 at border pixels, ~0.7 % of the next
+    conv's integers at C = 8) that both nets resolve by float rounding, each its own way.
+    """
+    from cpnas.deploy.packed import PackedDepthwise
+
+    net = NetworkCIFAR(DARTS_V2, C=8, layers=5, auxiliary=False, precision=get_precision(precision))
+    images, _ = sample_images(64)
+    calibrate_bn(net, images)
+    packed = pack_network(net)
+    assert packed.counts()["xnor_1x1"] > 0
+    assert any(isinstance(m, PackedDepthwise) and not m.binarize_input for m in packed.modules())
+    assert (packed.counts()["binary_kept_float"] > 0) == (precision == "binary**")
+    assert packed(images[:2]).shape == (2, 10)
+
+
+@needs_kernels
+def test_exactness_fails_when_one_weight_bit_flips(seed):
+    """The check can fail: flipping one stored sign bit changes the integers and the logits."""
+    net = NetworkCIFAR(DARTS_V2, C=8, layers=5, auxiliary=False)
+    images, _ = sample_images(64)
+    calibrate_bn(net, images)
+    packed = pack_network(net)
+    conv = next(m for m in packed.modules() if isinstance(m, PackedConv1x1))
+    conv.weight_bits[0, 0] ^= 1
+    conv._layout()
+    report = exactness(net, packed, images[:8])
+    assert not report["integers_equal"] and not report["exact"]
+
+
+def test_simulated_path_works_and_packing_says_how_to_fix_a_missing_compiler(monkeypatch, seed):
+    net = NetworkCIFAR(DARTS_V2, C=8, layers=5, auxiliary=False).eval()
+    monkeypatch.setattr(kernels, "_ext", None)
+    monkeypatch.setattr(kernels, "toolchain_missing", lambda: "a C++ compiler (g++)")
+    with pytest.raises(CpnasError, match="apt-get install g\\+\\+ ninja-build.*pip install ninja"):
+        kernels.extension()
+    assert simulate(net, torch.randn(2, 3, 32, 32)).shape == (2, 10)  # the simulated 1-bit net needs no compiler
+    packed = pack_network(net)  # packing itself is pure PyTorch
+    with pytest.raises(CpnasError, match="simulated 1-bit network"):
+        packed(torch.randn(1, 3, 32, 32))
+
+
+# --- command line -----------------------------------------------------------------------------------------------
+
+
+def test_cli_bad_genotype_or_checkpoint_is_one_line_exit_2(tmp_path, data_dir, capsys):
+    from cpnas.cli import main
+
+    assert main(["deploy", "--genotype", str(tmp_path / "missing.json"), "--json"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("cpnas deploy: error:")
+    if kernels.toolchain_missing() is None:
+        assert main(["deploy", "--genotype", str(data_dir / "darts_v2.json"), "--checkpoint", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "checkpoint.pt" in err[0]
+
+
+@needs_kernels
+def test_cli_json_reports_exact_and_the_figures(data_dir, capsys):
+    from cpnas.cli import main
+
+    assert main(["deploy", "--genotype", str(data_dir / "darts_v2.json"), "--scale", "smoke", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["exact"] is True and report["max_abs_diff"] <= LOGIT_TOLERANCE
+    assert set(report["latency_ms"]) == {"fp32", "simulated", "packed"}
+    assert all(v > 0 for v in report["latency_ms"].values())
+    assert set(report["kernel_1x1_speedup"]) == {"64", "128", "256", "512"}
+    assert report["file"]["file_bytes"] > 0 and report["network"]["channels"] == 4
