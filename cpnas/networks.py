@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from cpnas.binary import BINARY, Precision
+from cpnas.binary import BINARY, Precision, shares_signs
 from cpnas.genotype import NUM_INPUTS, Genotype
 from cpnas.ops import build_op
 from cpnas.space import Path, SearchCell, preprocess
@@ -159,6 +159,7 @@ class SearchNetwork(nn.Module):
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_out, num_classes)
 
+    @shares_signs
     def forward(self, x: torch.Tensor, path: Path) -> torch.Tensor:
         if self.cells[0].partial_k != 1:
             raise RuntimeError("a SearchNetwork built with partial_k > 1 only runs forward_mixed (PC-DARTS)")
@@ -167,6 +168,7 @@ class SearchNetwork(nn.Module):
             s0, s1 = s1, cell(s0, s1, path.reduce if cell.reduction else path.normal)
         return self.classifier(torch.flatten(self.global_pooling(s1), 1))
 
+    @shares_signs
     def forward_mixed(self, x: torch.Tensor, weights: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """``weights[kind] = (op_weights, edge_weights)`` for ``kind`` in normal/reduce."""
         s0 = s1 = self.stem(x)
@@ -257,6 +259,7 @@ class _EvalNetwork(nn.Module):
         self.auxiliary = AuxiliaryHead(c_aux, num_classes) if auxiliary else None
         self.drop_path_prob = 0.0
 
+    @shares_signs
     def _forward_cells(self, s0: torch.Tensor, s1: torch.Tensor):
         logits_aux = None
         for k, cell in enumerate(self.cells):
