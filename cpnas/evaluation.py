@@ -392,3 +392,60 @@ def _train_out(cfg: Config, name: str, seed: int, out: str | os.PathLike | None)
 
 def _finished_run(name: str, cfg: Config, train: dict[str, Any]) -> bool:
     return (_train_out(cfg, name, train.get("seed", 0), train.get("out")) / METRICS).exists()
+
+
+def evaluate_run(run: str | os.PathLike, *, data_root: str | os.PathLike | None = None,
+                 device: str = "auto") -> dict[str, Any]:
+    """Rebuild a trained network from its run folder and measure it again (``cpnas eval``).
+
+    ``run`` is a training run folder (``config.json`` + ``checkpoint.pt``) or its
+    ``checkpoint.pt``. The network, its recipe and its test split come from the run's
+    own ``config.json`` (its run key), the weights from the checkpoint; the result is
+    test top-1/top-5 on the same test images as the run, and params, Mbit and FLOPs
+    at the trained size (:mod:`cpnas.efficiency`). When the run has a ``metrics.json``,
+    its stored top-1 is returned beside the new one (``stored_top1``).
+    """
+    from cpnas.config import apply_overrides, get_config
+    from cpnas.train import evaluate
+
+    path = Path(run)
+    folder = path.parent if path.is_file() else path
+    if not folder.is_dir():
+        raise CpnasError(f"{run}: no such run folder")
+    ckpt = folder / CHECKPOINT
+    if not ckpt.is_file():
+        raise CpnasError(f"{folder}: no {CHECKPOINT}; only a training run folder with its checkpoint can be "
+                         f"evaluated (checkpoints are not committed: train it with 'cpnas train' first)")
+    key = read_json(folder / "config.json")
+    try:
+        genotype = Genotype.from_dict(key["genotype"], source=str(folder / "config.json"))
+        dataset, size, precision = key["dataset"], key["size"], key["precision"]
+        spec = D.get_dataset(dataset)
+        stored = read_json(folder / METRICS) if (folder / METRICS).exists() else {}
+        cfg = get_config(stored.get("scale", "paper"))
+        cfg = apply_overrides(cfg, {f"{spec.train_section}.{k}": (tuple(v) if isinstance(v, list) else v)
+                                    for k, v in key["train"].items()})
+        if key.get("data"):
+            cfg = apply_overrides(cfg, {f"data.{k}": v for k, v in key["data"].items()})
+    except (KeyError, TypeError) as exc:
+        raise CpnasError(f"{folder / 'config.json'} is not the config of a training run ({exc})") from None
+    dev = resolve_device(device)
+    test = D.load_dataset(cfg, dataset, "test", Path(data_root) if data_root else None, seed=key.get("seed", 0))
+    tcfg = train_config(cfg, dataset)
+    test = D.subset(test, D.fraction_indices(len(test), tcfg.test_fraction, 0, labels=test.labels))
+    model = build_network(genotype, cfg, dataset=dataset, size=size, precision=precision,
+                          num_classes=test.num_classes)
+    state = load_checkpoint(ckpt)
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as exc:
+        raise CpnasError(f"{ckpt} does not hold this run's network ({str(exc).splitlines()[0]})") from None
+    model.to(dev)
+    loader = D.TensorLoader(test, tcfg.batch_size, shuffle=False, augment=False, device=dev)
+    res = evaluate(model, loader, device=dev, modules=[model], topk=(1, 5), desc="eval")
+    prof = profile_network(genotype, cfg, dataset=dataset, size=size, precision=precision,
+                           num_classes=test.num_classes)
+    return {"run": portable(folder), "dataset": dataset, "size": size, "precision": precision,
+            "test_images": res["n"], "top1": 100.0 * res["top1"], "top5": 100.0 * res["top5"],
+            "stored_top1": stored.get("top1"), "params_m": prof["params_m"], "memory_mbit": prof["memory_mbit"],
+            "flops_m": prof["flops_m"]}

@@ -140,3 +140,19 @@ def test_sigterm_ends_a_cli_run_like_ctrl_c(tmp_path, data_dir):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "interrupted; rerun with --resume" in err and "Traceback" not in err
+
+
+def test_eval_rebuilds_the_trained_network_and_matches_its_metrics(finished, capsys):
+    import json as _json
+
+    assert main(["eval", "--checkpoint", str(finished), "--json", "--device", "cpu"]) == 0
+    res = _json.loads(capsys.readouterr().out)
+    stored = _json.loads((finished / "metrics.json").read_text())
+    assert res["top1"] == pytest.approx(stored["top1"]) and res["test_images"] == stored["test_images"]
+    assert res["params_m"] == pytest.approx(stored["params_m"]) and res["flops_m"] == pytest.approx(stored["flops_m"])
+
+
+def test_eval_of_a_folder_without_checkpoint_is_one_line(tmp_path, capsys):
+    assert main(["eval", "--checkpoint", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no checkpoint.pt" in err and "\n" not in err

@@ -21,7 +21,7 @@ from typing import Sequence
 from cpnas import __version__
 from cpnas.errors import CpnasError
 
-SUBCOMMANDS = ("config", "search", "train", "profile", "deploy")
+SUBCOMMANDS = ("config", "search", "train", "eval", "profile", "deploy")
 EXIT_USER_ERROR = 2
 
 
