@@ -43,11 +43,15 @@ def _compiler() -> str | None:
 
 
 def toolchain_missing() -> str | None:
-    """What is missing to build the extension (``None`` when g++ and ninja are both there)."""
+    """What is missing to build the extension (``None`` when g++, ninja and Python.h are all there)."""
     from torch.utils.cpp_extension import is_ninja_available
 
+    import sysconfig
+
+    headers = (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file()
     missing = [name for name, ok in (("a C++ compiler (g++)", _compiler() is not None),
-                                     ("ninja", is_ninja_available())) if not ok]
+                                     ("ninja", is_ninja_available()),
+                                     ("the Python headers (python3-dev)", headers)) if not ok]
     return " and ".join(missing) or None
 
 
@@ -110,6 +114,11 @@ def available() -> bool:
 def pack_signs(rows: torch.Tensor) -> torch.Tensor:
     """Sign bits of each row of a 2-D float32 tensor, 64 per int64 word (bit 1 = negative, ±0 → +1)."""
     return extension().pack_signs(rows)
+
+
+def xnor_conv1x1(rows: torch.Tensor, weight_t: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """:func:`pack_signs` and :func:`xnor_gemm` fused, block by block of rows (what the packed network runs)."""
+    return extension().xnor_conv1x1(rows, weight_t, scale, bias)
 
 
 def xnor_gemm(packed: torch.Tensor, weight_t: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor,

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <cmath>
 #include <algorithm>
+#include <vector>
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
@@ -38,44 +39,45 @@ std::string simd_path() {
 #endif
 }
 
-// Pack the signs of rows of C floats (row stride `stride`) into 64-bit words: bit c of
-// row p is 1 iff x[p, c] < 0 (so +0.0 and -0.0 both pack to +1, as cpnas.binary.sign).
-void pack_rows(const float* x, int64_t rows, int64_t C, int64_t stride, uint64_t* out, int64_t words) {
-  at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      const float* row = x + p * stride;
-      uint64_t* dst = out + p * words;
-      for (int64_t k = 0; k < words; ++k) {
-        const int64_t c0 = k * 64;
-        const int64_t n = std::min<int64_t>(64, C - c0);
-        uint64_t w = 0;
+// Sign bits of one row of C floats into `words` 64-bit words: bit c is 1 iff x[c] < 0 (so +0.0 and -0.0
+// both pack to +1, as cpnas.binary.sign); bits past C are 0.
+inline void pack_row(const float* row, int64_t C, uint64_t* dst, int64_t words) {
 #if defined(__AVX512F__)
-        for (int64_t j = 0; j < n; j += 16) {
-          const int64_t m = std::min<int64_t>(16, n - j);
-          const __mmask16 lanes = (__mmask16)((m == 16) ? 0xFFFF : ((1u << m) - 1));
-          const __m512 v = _mm512_maskz_loadu_ps(lanes, row + c0 + j);
-          const __mmask16 neg = _mm512_mask_cmp_ps_mask(lanes, v, _mm512_setzero_ps(), _CMP_LT_OQ);
-          w |= (uint64_t)neg << j;
-        }
-#elif defined(__AVX2__)
-        for (int64_t j = 0; j < n; j += 8) {
-          const int64_t m = std::min<int64_t>(8, n - j);
-          uint32_t bits;
-          if (m == 8) {
-            const __m256 v = _mm256_loadu_ps(row + c0 + j);
-            bits = (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
-          } else {
-            bits = 0;
-            for (int64_t t = 0; t < m; ++t) bits |= (uint32_t)(row[c0 + j + t] < 0.0f) << t;
-          }
-          w |= (uint64_t)bits << j;
-        }
+  // 16 channels per compare; on a little-endian machine 16-bit chunk j is bits 16j..16j+15 of the words
+  uint16_t* chunks = reinterpret_cast<uint16_t*>(dst);
+  const int64_t full = C / 16;
+  for (int64_t j = 0; j < full; ++j)
+    chunks[j] = (uint16_t)_mm512_cmp_ps_mask(_mm512_loadu_ps(row + 16 * j), _mm512_setzero_ps(), _CMP_LT_OQ);
+  int64_t j = full;
+  if (C % 16) {
+    const __mmask16 lanes = (__mmask16)((1u << (C % 16)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(lanes, row + 16 * j);
+    chunks[j++] = (uint16_t)_mm512_mask_cmp_ps_mask(lanes, v, _mm512_setzero_ps(), _CMP_LT_OQ);
+  }
+  for (; j < 4 * words; ++j) chunks[j] = 0;
 #else
-        for (int64_t j = 0; j < n; ++j) w |= (uint64_t)(row[c0 + j] < 0.0f) << j;
-#endif
-        dst[k] = w;
-      }
+  for (int64_t k = 0; k < words; ++k) {
+    const int64_t c0 = k * 64;
+    const int64_t n = std::min<int64_t>(64, C - c0);
+    uint64_t w = 0;
+#if defined(__AVX2__)
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+      const __m256 v = _mm256_loadu_ps(row + c0 + j);
+      w |= (uint64_t)(uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ)) << j;
     }
+    for (; j < n; ++j) w |= (uint64_t)(row[c0 + j] < 0.0f) << j;
+#else
+    for (int64_t j = 0; j < n; ++j) w |= (uint64_t)(row[c0 + j] < 0.0f) << j;
+#endif
+    dst[k] = w;
+  }
+#endif
+}
+
+void pack_rows(const float* x, int64_t rows, int64_t C, int64_t stride, uint64_t* out, int64_t words) {
+  at::parallel_for(0, rows, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) pack_row(x + p * stride, C, out + p * words, words);
   });
 }
 
@@ -93,71 +95,105 @@ inline __m256i popcount_epi32_avx2(__m256i v) {
 }
 #endif
 
-// out[p, o] = scale[o] * (C - 2 popcount(a[p] ^ w[o])) + bias[o]
-//   a:  rows x K32 (uint32 words of the packed activations)
+// One block of np <= PB rows: out[p, o] = scale[o] * (C - 2 popcount(a[p] ^ w[o])) + bias[o]
+//   a:  np x K32 (uint32 words of the packed activations of these rows)
 //   wt: K32 x Opad (transposed packed weights, Opad a multiple of 16, zero beyond O)
+constexpr int64_t PB = 6;  // rows per block: each weight vector loaded once serves 6 rows
+
+#if defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__)
+template <int NV>  // 16-output vectors per step: 2 share each broadcast row word between 32 outputs
+inline void block_avx512(const uint32_t* a, int64_t np, int64_t K32, const uint32_t* wt, int64_t O, int64_t Opad,
+                         int64_t o, const float* scale, const float* bias, int64_t C, float* out) {
+  __m512i acc[PB][NV];
+  for (int64_t i = 0; i < PB; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
+  for (int64_t k = 0; k < K32; ++k) {
+    __m512i w[NV];
+    for (int v = 0; v < NV; ++v) w[v] = _mm512_loadu_si512((const void*)(wt + k * Opad + o + 16 * v));
+    for (int64_t i = 0; i < np; ++i) {
+      const __m512i x = _mm512_set1_epi32((int32_t)a[i * K32 + k]);
+      for (int v = 0; v < NV; ++v)
+        acc[i][v] = _mm512_add_epi32(acc[i][v], _mm512_popcnt_epi32(_mm512_xor_si512(x, w[v])));
+    }
+  }
+  const __m512i cvec = _mm512_set1_epi32((int32_t)C);
+  for (int v = 0; v < NV; ++v) {
+    const int64_t ov = o + 16 * v;
+    const int64_t m = std::min<int64_t>(16, O - ov);
+    if (m <= 0) break;
+    const __mmask16 lanes = (__mmask16)((m == 16) ? 0xFFFF : ((1u << m) - 1));
+    const __m512 s = _mm512_maskz_loadu_ps(lanes, scale + ov);
+    const __m512 t = _mm512_maskz_loadu_ps(lanes, bias + ov);
+    for (int64_t i = 0; i < np; ++i) {
+      const __m512i dot = _mm512_sub_epi32(cvec, _mm512_slli_epi32(acc[i][v], 1));
+      _mm512_mask_storeu_ps(out + i * O + ov, lanes, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(dot), t));
+    }
+  }
+}
+#endif
+
+void gemm_block(const uint32_t* a, int64_t np, int64_t K32, const uint32_t* wt, int64_t O, int64_t Opad,
+                const float* scale, const float* bias, int64_t C, float* out) {
+#if defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__)
+  int64_t o = 0;
+  for (; o + 32 <= Opad; o += 32) block_avx512<2>(a, np, K32, wt, O, Opad, o, scale, bias, C, out);
+  for (; o < Opad; o += 16) block_avx512<1>(a, np, K32, wt, O, Opad, o, scale, bias, C, out);
+#elif defined(__AVX2__)
+  const __m256i cvec = _mm256_set1_epi32((int32_t)C);
+  for (int64_t o = 0; o < Opad; o += 8) {
+    __m256i acc[PB];
+    for (int64_t i = 0; i < PB; ++i) acc[i] = _mm256_setzero_si256();
+    for (int64_t k = 0; k < K32; ++k) {
+      const __m256i w = _mm256_loadu_si256((const __m256i*)(wt + k * Opad + o));
+      for (int64_t i = 0; i < np; ++i) {
+        const __m256i x = _mm256_set1_epi32((int32_t)a[i * K32 + k]);
+        acc[i] = _mm256_add_epi32(acc[i], popcount_epi32_avx2(_mm256_xor_si256(x, w)));
+      }
+    }
+    const int64_t m = std::min<int64_t>(8, O - o);
+    for (int64_t i = 0; i < np; ++i) {
+      alignas(32) int32_t d[8];
+      _mm256_store_si256((__m256i*)d, _mm256_sub_epi32(cvec, _mm256_slli_epi32(acc[i], 1)));
+      float* dst = out + i * O + o;
+      for (int64_t j = 0; j < m; ++j) dst[j] = std::fma(scale[o + j], (float)d[j], bias[o + j]);
+    }
+  }
+#else
+  for (int64_t i = 0; i < np; ++i) {
+    const uint32_t* ai = a + i * K32;
+    float* dst = out + i * O;
+    for (int64_t o = 0; o < O; ++o) {
+      int32_t pc = 0;
+      for (int64_t k = 0; k < K32; ++k) pc += __builtin_popcount(ai[k] ^ wt[k * Opad + o]);
+      dst[o] = std::fma(scale[o], (float)(C - 2 * pc), bias[o]);
+    }
+  }
+#endif
+}
+
 void xnor_gemm_kernel(const uint32_t* a, int64_t rows, int64_t K32, const uint32_t* wt, int64_t O, int64_t Opad,
-               const float* scale, const float* bias, int64_t C, float* out) {
-  constexpr int64_t PB = 4;  // rows per block: each weight vector loaded once serves 4 rows
+                      const float* scale, const float* bias, int64_t C, float* out) {
   const int64_t blocks = (rows + PB - 1) / PB;
-  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+  at::parallel_for(0, blocks, 8, [&](int64_t b0, int64_t b1) {
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t p0 = blk * PB;
-      const int64_t np = std::min<int64_t>(PB, rows - p0);
-#if defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__)
-      const __m512i cvec = _mm512_set1_epi32((int32_t)C);
-      for (int64_t o = 0; o < Opad; o += 16) {
-        __m512i acc[PB];
-        for (int64_t i = 0; i < PB; ++i) acc[i] = _mm512_setzero_si512();
-        for (int64_t k = 0; k < K32; ++k) {
-          const __m512i w = _mm512_loadu_si512((const void*)(wt + k * Opad + o));
-          for (int64_t i = 0; i < np; ++i) {
-            const __m512i x = _mm512_set1_epi32((int32_t)a[(p0 + i) * K32 + k]);
-            acc[i] = _mm512_add_epi32(acc[i], _mm512_popcnt_epi32(_mm512_xor_si512(x, w)));
-          }
-        }
-        const int64_t m = std::min<int64_t>(16, O - o);
-        const __mmask16 lanes = (__mmask16)((m == 16) ? 0xFFFF : ((1u << m) - 1));
-        const __m512 s = _mm512_maskz_loadu_ps(lanes, scale + o);
-        const __m512 t = _mm512_maskz_loadu_ps(lanes, bias + o);
-        for (int64_t i = 0; i < np; ++i) {
-          const __m512i dot = _mm512_sub_epi32(cvec, _mm512_slli_epi32(acc[i], 1));
-          const __m512 y = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(dot), t);
-          _mm512_mask_storeu_ps(out + (p0 + i) * O + o, lanes, y);
-        }
-      }
-#elif defined(__AVX2__)
-      const __m256i cvec = _mm256_set1_epi32((int32_t)C);
-      for (int64_t o = 0; o < Opad; o += 8) {
-        __m256i acc[PB];
-        for (int64_t i = 0; i < PB; ++i) acc[i] = _mm256_setzero_si256();
-        for (int64_t k = 0; k < K32; ++k) {
-          const __m256i w = _mm256_loadu_si256((const __m256i*)(wt + k * Opad + o));
-          for (int64_t i = 0; i < np; ++i) {
-            const __m256i x = _mm256_set1_epi32((int32_t)a[(p0 + i) * K32 + k]);
-            acc[i] = _mm256_add_epi32(acc[i], popcount_epi32_avx2(_mm256_xor_si256(x, w)));
-          }
-        }
-        const int64_t m = std::min<int64_t>(8, O - o);
-        for (int64_t i = 0; i < np; ++i) {
-          const __m256i dot = _mm256_sub_epi32(cvec, _mm256_slli_epi32(acc[i], 1));
-          alignas(32) int32_t d[8];
-          _mm256_store_si256((__m256i*)d, dot);
-          float* dst = out + (p0 + i) * O + o;
-          for (int64_t j = 0; j < m; ++j) dst[j] = std::fma(scale[o + j], (float)d[j], bias[o + j]);
-        }
-      }
-#else
-      for (int64_t i = 0; i < np; ++i) {
-        const uint32_t* ai = a + (p0 + i) * K32;
-        float* dst = out + (p0 + i) * O;
-        for (int64_t o = 0; o < O; ++o) {
-          int32_t pc = 0;
-          for (int64_t k = 0; k < K32; ++k) pc += __builtin_popcount(ai[k] ^ wt[k * Opad + o]);
-          dst[o] = std::fma(scale[o], (float)(C - 2 * pc), bias[o]);
-        }
-      }
-#endif
+      gemm_block(a + p0 * K32, std::min<int64_t>(PB, rows - p0), K32, wt, O, Opad, scale, bias, C, out + p0 * O);
+    }
+  });
+}
+
+// Pack and multiply block by block: the packed rows of a block stay in L1 between the two steps.
+void xnor_conv_kernel(const float* x, int64_t rows, int64_t C, int64_t stride, const uint32_t* wt, int64_t O,
+                      int64_t Opad, const float* scale, const float* bias, float* out) {
+  const int64_t words = (C + 63) / 64, K32 = 2 * words;
+  const int64_t blocks = (rows + PB - 1) / PB;
+  at::parallel_for(0, blocks, 8, [&](int64_t b0, int64_t b1) {
+    std::vector<uint64_t> packed(PB * words);
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t p0 = blk * PB, np = std::min<int64_t>(PB, rows - p0);
+      for (int64_t i = 0; i < np; ++i) pack_row(x + (p0 + i) * stride, C, packed.data() + i * words, words);
+      gemm_block(reinterpret_cast<const uint32_t*>(packed.data()), np, K32, wt, O, Opad, scale, bias, C,
+                 out + p0 * O);
     }
   });
 }
@@ -195,7 +231,24 @@ torch::Tensor xnor_gemm(torch::Tensor a, torch::Tensor wt, torch::Tensor scale, 
   return out;
 }
 
+// x: float32 (rows, C) with contiguous channels; the fused pack + XNOR-popcount + affine of a binary 1x1 conv.
+torch::Tensor xnor_conv1x1(torch::Tensor x, torch::Tensor wt, torch::Tensor scale, torch::Tensor bias) {
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat32 && x.stride(1) == 1,
+              "xnor_conv1x1: expected float32 rows with contiguous channels");
+  TORCH_CHECK(wt.dim() == 2 && wt.scalar_type() == torch::kInt32 && wt.is_contiguous(), "xnor_conv1x1: bad weights");
+  const int64_t rows = x.size(0), C = x.size(1), O = scale.numel(), Opad = wt.size(1);
+  TORCH_CHECK(wt.size(0) == 2 * ((C + 63) / 64), "xnor_conv1x1: weight words do not match C");
+  TORCH_CHECK(scale.scalar_type() == torch::kFloat32 && bias.scalar_type() == torch::kFloat32
+              && scale.is_contiguous() && bias.is_contiguous() && bias.numel() == O, "xnor_conv1x1: bad scale/bias");
+  TORCH_CHECK(Opad >= O && Opad % 16 == 0, "xnor_conv1x1: weight columns must be padded to a multiple of 16");
+  auto out = torch::empty({rows, O}, scale.options());
+  xnor_conv_kernel(x.data_ptr<float>(), rows, C, x.stride(0), reinterpret_cast<const uint32_t*>(wt.data_ptr<int32_t>()),
+                   O, Opad, scale.data_ptr<float>(), bias.data_ptr<float>(), out.data_ptr<float>());
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("xnor_conv1x1", &xnor_conv1x1, "pack the rows' signs and run the XNOR-popcount GEMM, block by block");
   m.def("pack_signs", &pack_signs, "pack the sign bits of each row (64 per int64 word; 1 = negative)");
   m.def("xnor_gemm", &xnor_gemm, "scale * (C - 2 popcount(a ^ w)) + bias, rows x O, float32");
   m.def("simd_path", &simd_path, "the popcount path compiled in");
