@@ -14,7 +14,8 @@ writes, in ``out`` (every write atomic):
 
 ``resume=True`` continues from ``checkpoint.pt``; data order is a function of
 (seed, epoch) only, so a killed and resumed run ends with the same genotype and
-history (wall-clock aside) as an uninterrupted one.
+history (wall-clock aside) as an uninterrupted one. Epochs, checkpoints, resume,
+RNG state and the non-finite guard are :mod:`cpnas.driver`'s, shared with training.
 """
 
 from __future__ import annotations
@@ -29,16 +30,15 @@ import torch
 
 from cpnas import data as D
 from cpnas.config import Config
+from cpnas.driver import CHECKPOINT, EpochDriver
 from cpnas.errors import CpnasError
 from cpnas.genotype import Genotype
-from cpnas.io import load_checkpoint, read_json, remove_orphaned_temps, save_checkpoint, write_json
+from cpnas.io import read_json, remove_orphaned_temps, write_json
 from cpnas.paths import portable, results_dir
 from cpnas.strategy_base import SearchContext, Strategy, beta_p_of, get_strategy
 from cpnas.train import resolve_device
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass
@@ -113,9 +113,12 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, 
     dev = resolve_device(device)
     torch.manual_seed(seed)
     beta = beta_p_of(strategy, beta_p, cfg.search.beta_p)
-    state = None
-    if resume and ckpt_path.exists():  # the run's identity is checked before any data loads
-        state = load_checkpoint(ckpt_path)
+    driver = EpochDriver(out)
+    state = driver.read_checkpoint() if resume else None
+    if state is not None:  # the run's identity is checked before any data loads
+        if not {"strategy", "run_args", "config"} <= set(state):
+            raise CpnasError(f"{ckpt_path} is not a search checkpoint (a training run's?); resume it with "
+                             f"'cpnas train', or choose another --out")
         mismatch = _identity_mismatch(state["run_args"], {"strategy": strategy, "seed": seed, "beta_p": beta,
                                                           "dataset": dataset, "data_root": portable(data_root)})
         if mismatch:
@@ -135,29 +138,12 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, 
                 "data_root": portable(data_root), "seed": seed, "beta_p": ctx.beta_p,
                 "device": str(dev), "epochs": total, "search_train_images": len(train.labels),
                 "search_score_images": len(score.labels)}
-    history: list[dict[str, Any]] = []
-    elapsed = 0.0
-    start_epoch = 0
-    if state is not None:
-        strat.load_state_dict(state["strategy"])
-        history = state["history"]
-        elapsed = state["elapsed"]
-        start_epoch = state["epoch"] + 1
-        torch.set_rng_state(state["torch_rng"])
-        log.info("resuming %s at epoch %d/%d", out, start_epoch + 1, total)
-    elif resume:
-        log.info("no checkpoint in %s: starting afresh", out)
     write_json(out / "config.json", {"config": cfg.to_dict(), "run": run_args})
-    for epoch in range(start_epoch, total):
-        t0 = time.perf_counter()
-        record = strat.run_epoch(epoch)
-        elapsed += time.perf_counter() - t0
-        record["wall_clock"] = elapsed
-        history.append(record)
-        write_json(out / "history.json", history)
-        save_checkpoint(ckpt_path, {"strategy": strat.state_dict(), "history": history, "epoch": epoch,
-                                    "elapsed": elapsed, "torch_rng": torch.get_rng_state(),
-                                    "run_args": run_args, "config": cfg.to_dict()})
+    done = driver.run(strat.run_epoch, total, resume=resume, wall_clock_key="wall_clock",
+                      state_dict=lambda: {"strategy": strat.state_dict(), "run_args": run_args,
+                                          "config": cfg.to_dict()},
+                      load_state_dict=lambda state: strat.load_state_dict(state["strategy"]))
+    history, elapsed = done.history, done.elapsed
     genotype = strat.genotype()
     genotype.save(out / "genotype.json")
     from cpnas.paths import git_commit

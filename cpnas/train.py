@@ -8,6 +8,7 @@ returning ``(logits, logits_aux)`` go through the same code.
 
 A non-finite loss stops the run with :class:`NonFiniteLossError` (a
 :class:`~cpnas.errors.CpnasError`); the last good checkpoint is left untouched.
+Epochs, checkpoints, resume and RNG state are :mod:`cpnas.driver`'s, shared with the search.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import torch
 from torch import nn
 
+from cpnas.driver import CHECKPOINT, HISTORY, EpochDriver, NonFiniteLossError
 from cpnas.errors import CpnasError
 from cpnas.progress import progress
 
@@ -31,10 +33,6 @@ log = logging.getLogger(__name__)
 
 Forward = Callable[[torch.Tensor], Any]
 LossFn = Callable[[Any, torch.Tensor], torch.Tensor]
-
-
-class NonFiniteLossError(CpnasError):
-    """The loss became NaN or infinite: training stops, the last checkpoint is kept."""
 
 
 def logits_of(output: Any) -> torch.Tensor:
@@ -271,10 +269,6 @@ def _len(loader: Any) -> int | None:
 
 # --------------------------------------------------------------------------- fit: the one training run
 
-CHECKPOINT = "checkpoint.pt"
-HISTORY = "history.json"
-
-
 @dataclass
 class FitResult:
     """What :func:`fit` returns: the per-epoch history and the final test metrics."""
@@ -307,39 +301,28 @@ def fit(model: nn.Module, train_loader: Any, test_loader: Any, tcfg: "TrainConfi
     ``tcfg.eval_every`` epochs and after the last one. A non-finite loss raises
     :class:`NonFiniteLossError` naming the last good checkpoint, which stays on disk.
     """
-    from pathlib import Path
-
-    from cpnas.io import load_checkpoint, save_checkpoint, write_json
-
-    out = Path(out) if out is not None else None
-    ckpt_path = out / CHECKPOINT if out is not None else None
+    driver = EpochDriver(out, map_location=device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = recipe_optimizer(model, tcfg)
     per_step = getattr(tcfg, "lr_schedule", "cosine_epoch") == "cosine_step"
-    history: list[dict[str, Any]] = []
-    elapsed, start_epoch, resumed_from = 0.0, 0, None
     run_info = dict(run_info or {})
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, map_location=device)
+    every = max(1, int(getattr(tcfg, "eval_every", 1)))
+
+    def state_dict() -> dict[str, Any]:
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "loss": loss_fn.state_dict() if hasattr(loss_fn, "state_dict") else None, "run_info": run_info}
+
+    def load_state_dict(state: dict[str, Any]) -> None:
         if run_info and state.get("run_info") != run_info:
             diff = config_difference(state.get("run_info"), run_info)
-            raise CpnasError(f"{ckpt_path} was written by another run ({diff}); resume with the same options "
-                             f"or choose another --out")
+            raise CpnasError(f"{driver.checkpoint_path} was written by another run ({diff}); resume with the same "
+                             f"options or choose another --out")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if state.get("loss") is not None and hasattr(loss_fn, "load_state_dict"):
             loss_fn.load_state_dict(state["loss"])
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if state.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        history, elapsed = state["history"], state["elapsed"]
-        start_epoch = resumed_from = state["epoch"] + 1
-        log.info("resuming %s at epoch %d/%d", out, start_epoch + 1, tcfg.epochs)
-    test: dict[str, float] = dict(history[-1]["test"]) if history and "test" in history[-1] else {}
-    every = max(1, int(getattr(tcfg, "eval_every", 1)))
-    for epoch in progress(range(start_epoch, tcfg.epochs), desc=desc, total=tcfg.epochs - start_epoch,
-                          leave=True, unit="epoch"):
-        t0 = time.perf_counter()
+
+    def run_epoch(epoch: int) -> dict[str, Any]:
         lr = cosine_lr(tcfg.lr, tcfg.lr_min, epoch, tcfg.epochs)
         set_lr(optimizer, lr)
         if hasattr(model, "drop_path_prob"):
@@ -350,45 +333,33 @@ def fit(model: nn.Module, train_loader: Any, test_loader: Any, tcfg: "TrainConfi
         if per_step:  # cosine over steps: a pure function of (epoch, step), so a resumed run agrees
             steps = max(1, _len(train_loader) or 1)
 
-            def before_step(i: int, x: torch.Tensor, y: torch.Tensor, epoch: int = epoch) -> None:
+            def before_step(i: int, x: torch.Tensor, y: torch.Tensor) -> None:
                 set_lr(optimizer, cosine_lr(tcfg.lr, tcfg.lr_min, epoch * steps + i, tcfg.epochs * steps))
-        try:
-            stats = train_one_epoch(model, params, train_loader, optimizer, loss_fn, device=device,
-                                    grad_clip=tcfg.grad_clip, modules=[model], before_step=before_step,
-                                    desc=f"epoch {epoch + 1}")
-        except NonFiniteLossError as exc:
-            kept = (f"the checkpoint of epoch {epoch} in {ckpt_path} is kept" if ckpt_path is not None
-                    and ckpt_path.exists() else "no checkpoint was written yet")
-            raise NonFiniteLossError(f"epoch {epoch + 1}/{tcfg.epochs}: {exc} ({kept})") from None
+        stats = train_one_epoch(model, params, train_loader, optimizer, loss_fn, device=device,
+                                grad_clip=tcfg.grad_clip, modules=[model], before_step=before_step,
+                                desc=f"epoch {epoch + 1}")
         record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": stats.loss, "train_acc": stats.acc}
         if hasattr(model, "drop_path_prob"):
             record["drop_path_prob"] = model.drop_path_prob
         if hasattr(loss_fn, "pop_stats"):
             record.update(loss_fn.pop_stats())
-        last = epoch + 1 == tcfg.epochs
-        if last or (epoch + 1) % every == 0:
+        if epoch + 1 == tcfg.epochs or (epoch + 1) % every == 0:
             test = evaluate(model, test_loader, device=device, modules=[model], topk=topk, desc="test")
             record["test_acc"] = test["acc"]
             record.update({f"test_top{k}": test[f"top{k}"] for k in topk})
             record["test"] = test
-        elapsed += time.perf_counter() - t0
-        record["seconds"] = time.perf_counter() - t0
-        record["wall_clock_s"] = elapsed
-        history.append(record)
         log.info("epoch %d/%d lr %.4g train loss %.4f acc %.4f%s", epoch + 1, tcfg.epochs, lr, stats.loss,
                  stats.acc, f" test acc {record['test_acc']:.4f}" if "test_acc" in record else "")
-        if out is not None:
-            loss_state = loss_fn.state_dict() if hasattr(loss_fn, "state_dict") else None
-            save_checkpoint(ckpt_path, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "loss": loss_state,
-                "epoch": epoch, "history": history, "elapsed": elapsed, "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
-                "run_info": run_info})
-            write_json(out / HISTORY, history)
+        return record
+
+    done = driver.run(run_epoch, tcfg.epochs, state_dict=state_dict, load_state_dict=load_state_dict,
+                      resume=resume, wall_clock_key="wall_clock_s", seconds_key="seconds", progress_desc=desc)
+    history = done.history
+    test: dict[str, float] = dict(history[-1]["test"]) if history and "test" in history[-1] else {}
     if not test:  # zero epochs, or a resumed run whose last record had no test entry
         test = evaluate(model, test_loader, device=device, modules=[model], topk=topk, desc="test")
-    return FitResult(history=history, test=test, epochs=tcfg.epochs, wall_clock_s=elapsed,
-                     resumed_from=resumed_from)
+    return FitResult(history=history, test=test, epochs=tcfg.epochs, wall_clock_s=done.elapsed,
+                     resumed_from=done.resumed_from)
 
 
 def config_difference(old: Any, new: Any, limit: int = 3) -> str:
