@@ -366,6 +366,10 @@ def significant(d: dict[str, Any], level: float = 0.05) -> bool:
     return d["p"] is not None and d["p"] < level
 
 
+CHANCE_TOP1 = 10.0
+"""Top-1 (%) of a guess among CIFAR-10's 10 classes: within 3 points of it a mean is not evidence."""
+
+
 def in_words(d: dict[str, Any], unit: str = "points") -> str:
     if d["diff"] is None:
         return "not enough seeds to compare"
@@ -373,22 +377,48 @@ def in_words(d: dict[str, Any], unit: str = "points") -> str:
         return "+0.00 points (every seed gave the same accuracy)"
     noise = "larger than the seed-to-seed noise" if significant(d) else "within the seed-to-seed noise"
     p = f"= {d['p']:.2f}" if d["p"] >= 0.01 else "< 0.01"
-    return f"{d['diff']:+.2f} {unit}, ± {d['se']:.2f} standard error, Welch p {p} ({noise})"
+    ci = "" if d.get("ci_low") is None else f", 95 % CI [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]"
+    return f"{d['diff']:+.2f} {unit}, ± {d['se']:.2f} standard error{ci}, Welch p {p} ({noise})"
 
 
-def _direction(d: dict[str, Any], up: str, down: str) -> str:
-    if d["diff"] is None:
+def judged(rows: Sequence[dict[str, Any]], study: str, tests: Sequence[tuple[Any, Any, int]],
+           by: str = "label") -> list[dict[str, Any]]:
+    """Welch tests ``a − b`` of one figure, Holm-corrected together, each with its verdict (:mod:`cpnas.stats`).
+
+    ``tests`` holds ``(a, b, paper_sign)``: +1 where the paper says a > b, −1 where a < b.
+    """
+    from cpnas.stats import holm, verdict
+
+    diffs = [difference(rows, study, a, b, by=by) for a, b, _ in tests]
+    adjusted = holm([d["p"] for d in diffs])
+    out = []
+    for (a, b, sign), d, p_adj in zip(tests, diffs, adjusted):
+        means = [statistics.fmean(r["top1"] for r in rows if r["study"] == study and r[by] == v) if d["n_" + k]
+                 else float("nan") for v, k in ((a, "a"), (b, "b"))]
+        v = verdict(d, paper_sign=sign, mean_a=means[0], mean_b=means[1], chance=CHANCE_TOP1, p_adjusted=p_adj)
+        out.append({**d, **v, "mean_a": means[0], "mean_b": means[1]})
+    return out
+
+
+def verdict_words(v: dict[str, Any]) -> str:
+    """One verdict in words: the label, the Holm-adjusted p, and what the seeds could have detected."""
+    if v["verdict"] == "not evidence":
+        return "not evidence (a side within 3 points of chance)"
+    if v.get("diff") is None:
         return "not measured"
-    if not significant(d):
-        return "no difference beyond the noise"
-    return up if d["diff"] > 0 else down
+    p = v["p_adjusted"] if v.get("p_adjusted") is not None else v["p"]
+    text = f"{v['verdict']} (Holm-adjusted p = {p:.3f})"
+    if v["verdict"] == "not resolved" and v.get("mde") is not None:
+        text += f"; these seeds could detect a difference of {v['mde']:.1f} points at 80 % power"
+    return text
 
 
 def beta_verdict(rows: Sequence[dict[str, Any]]) -> str:
     """In words, from the data: does accuracy rise with β_P up to 2 and fall beyond (§3.4)?
 
-    Two Welch tests over seeds: β_P = 2 against β_P = 0 (the rise) and against the
-    largest β_P (the fall). Each is stated as a rise, the opposite, or no difference.
+    Two Welch tests over seeds, Holm-corrected together: β_P = 2 against β_P = 0 (the
+    rise) and against the largest β_P (the fall). Each gets a verdict (supported,
+    contradicted, not resolved, or not evidence near chance).
     """
     beta = [r for r in rows if r["study"] == "beta"]
     s = summarize(beta, "beta", by="beta_p")
@@ -397,26 +427,25 @@ def beta_verdict(rows: Sequence[dict[str, Any]]) -> str:
     s = s.sort_values("beta_p")
     best = s.loc[s["top1 mean"].idxmax()]
     top = max(s["beta_p"])
-    rise = difference(beta, "beta", PAPER_BETA, 0.0, by="beta_p")
-    fall = difference(beta, "beta", PAPER_BETA, top, by="beta_p")
-    rise_word = _direction(rise, "a rise, as in the paper", "a drop, the opposite of the paper")
-    fall_word = _direction(fall, "a fall beyond β_P = 2, as in the paper", "a rise beyond β_P = 2, unlike the paper")
-    holds = significant(rise) and significant(fall) and rise["diff"] > 0 and fall["diff"] > 0
-    verdict = ("The paper's shape (up to β_P = 2, down beyond) holds here." if holds else
-               "The paper's shape (up to β_P = 2, down beyond) is not shown here.")
+    rise, fall = judged(beta, "beta", [(PAPER_BETA, 0.0, +1), (PAPER_BETA, top, +1)], by="beta_p")
+    labels = {rise["verdict"], fall["verdict"]}
+    overall = ("supported" if labels == {"supported"} else "contradicted" if "contradicted" in labels
+               else "not evidence" if "not evidence" in labels else "not resolved")
     return (f"Mean top-1 peaks at β_P = {best['beta_p']:g} ({best['top1 mean']:.2f} %). "
-            f"From β_P = 0 to 2: {rise_word}; β_P = 2 minus β_P = 0: {in_words(rise)}. "
-            f"From β_P = 2 to {top:g}: {fall_word}; β_P = 2 minus β_P = {top:g}: {in_words(fall)}. {verdict}")
+            f"The rise (β_P = 2 minus β_P = 0): {in_words(rise)}; {verdict_words(rise)}. "
+            f"The fall (β_P = 2 minus β_P = {top:g}): {in_words(fall)}; {verdict_words(fall)}. "
+            f"The paper's shape (up to β_P = 2, down beyond): {overall}.")
 
 
 def strategy_verdict(rows: Sequence[dict[str, Any]]) -> str:
-    """In words, from the data: does CP-NAS beat Random, PC-DARTS and BNAS†, and how fast is it?"""
+    """In words, from the data: does CP-NAS beat Random, PC-DARTS and BNAS† (Holm over the three), how fast?"""
     strat = [r for r in rows if r["study"] == "strategy"]
     s = summarize(strat, "strategy")
     if s.empty or "cpnas" not in set(s["label"]):
         return "The CP-NAS runs of the strategy study have not finished yet."
-    parts = [f"CP-NAS minus {other}: {in_words(difference(strat, 'strategy', 'cpnas', other))}"
-             for other in STRATEGIES if other != "cpnas" and other in set(s["label"])]
+    others = [other for other in STRATEGIES if other != "cpnas" and other in set(s["label"])]
+    tests = judged(strat, "strategy", [("cpnas", other, +1) for other in others])
+    parts = [f"CP-NAS minus {other}: {in_words(d)}; {verdict_words(d)}" for other, d in zip(others, tests)]
     cost = s.set_index("label")["search (min)"]
     speed = ""
     if "pcdarts" in cost and cost.get("pcdarts"):

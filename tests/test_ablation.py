@@ -236,11 +236,14 @@ def _beta_rows(means):
 
 
 def test_beta_verdict_says_the_direction_the_data_show():
-    peaked = A.beta_verdict(_beta_rows({0.0: 10.0, 1.0: 15.0, 2.0: 20.0, 4.0: 12.0}))
-    assert "a rise, as in the paper" in peaked and "holds here" in peaked
-    inverted = A.beta_verdict(_beta_rows({0.0: 20.0, 1.0: 15.0, 2.0: 10.0, 4.0: 10.2}))
-    assert "a drop, the opposite of the paper" in inverted and "no difference beyond the noise" in inverted
-    assert "is not shown here" in inverted
+    peaked = A.beta_verdict(_beta_rows({0.0: 30.0, 1.0: 35.0, 2.0: 40.0, 4.0: 32.0}))
+    assert "The rise (β_P = 2 minus β_P = 0): +10.00 points" in peaked and "supported (Holm-adjusted p" in peaked
+    assert peaked.endswith("The paper's shape (up to β_P = 2, down beyond): supported.")
+    inverted = A.beta_verdict(_beta_rows({0.0: 40.0, 1.0: 35.0, 2.0: 30.0, 4.0: 30.2}))
+    assert "contradicted" in inverted and "not resolved" in inverted and "could detect a difference of" in inverted
+    assert inverted.endswith("contradicted.")
+    at_chance = A.beta_verdict(_beta_rows({0.0: 10.0, 1.0: 10.5, 2.0: 20.0, 4.0: 12.0}))
+    assert "not evidence (a side within 3 points of chance)" in at_chance and at_chance.endswith("not evidence.")
 
 
 def test_search_cost_projection_to_the_papers_epoch_counts():
