@@ -352,7 +352,23 @@ def markdown(res: dict[str, Any]) -> str:
                 lines.append(f"| {key[1:]} | {r['memory_format']} | {r['step_s']:.3f} | "
                              f"{r['img_per_s_per_thread']:.1f} |")
         lines.append("")
+    if res.get("deploy"):
+        from cpnas.deploy.measure import markdown as deploy_markdown
+
+        lines.append(deploy_markdown(res["deploy"]) if "error" not in res["deploy"]
+                     else f"## (e) 1-bit inference measured: skipped ({res['deploy']['error']})\n")
     return "\n".join(lines)
+
+
+def deploy(scale: str = "cpu") -> dict[str, Any]:
+    """(e): the packed XNOR-popcount network vs the simulated 1-bit and the 32-bit one (:mod:`cpnas.deploy`)."""
+    from cpnas.deploy import measure
+    from cpnas.errors import CpnasError
+
+    try:
+        return measure.bench(scale)
+    except CpnasError as exc:  # no compiler: the rest of the benchmark still runs
+        return {"error": str(exc)}
 
 
 def run(out: Path, scale: str = "cpu", batch: int = 64, images: int = 512, device: str = "cpu") -> dict[str, Any]:
@@ -367,6 +383,8 @@ def run(out: Path, scale: str = "cpu", batch: int = 64, images: int = 512, devic
     res["throughput"] = throughput(batch=batch, device=device)
     res["training"] = training_throughput(device=device)
     res["search"] = search_epochs(scale=scale, images=images, device=device)
+    # (e) also times the paper's C = 56 network (about a minute): not at smoke scale, which tests/test_deploy.py covers
+    res["deploy"] = deploy(scale) if device == "cpu" and scale != "smoke" else None
     res["kernel_forms"] = dispatch.chosen()
     res["dispatch_timings"] = dispatch.timings()
     write_json(out / "bench.json", res)

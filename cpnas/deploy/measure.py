@@ -43,9 +43,11 @@ KERNEL_CHANNELS = (64, 128, 256, 512)
 KERNEL_PIXELS = 32
 """Spatial size of the 1×1 kernel benchmark: a 32×32 map, one image (a CIFAR cell's resolution)."""
 CALIBRATION_IMAGES = 64
-"""Images whose batch statistics become a random network's BN statistics. With 8 or 32, some channels saw
-a single value, so their running mean sits exactly on a lattice point α·d and BN maps that d to ±0 + rounding
-noise: a tie the simulated net resolves by its own float noise (observed: 1-bit DARTS_V2 at C = 12)."""
+"""Images (and as many N(0,1) inputs) whose statistics become a random network's BN statistics. With 8 or 32
+images, or images alone, some channels saw a single value: their variance is 0, their mean sits exactly on a
+lattice point α·d, and BN maps that d to ±0 + rounding noise × 1/√eps — a tie the simulated net resolves by
+its own float noise (observed: 1-bit DARTS_V2 at C = 12, and the cpu cell on N(0,1) inputs). A trained net's
+dead channels are the same case: the one known way the packed and simulated nets can disagree."""
 PAPER_SPEEDUP = 50.24
 """Table 3: the paper's FLOPs-based speedup of the small CP-NAS network over WRN-22."""
 
@@ -256,7 +258,8 @@ def build_pair(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", siz
 
     tcfg = train_config(cfg, dataset)
     channels, layers, num_classes, state = channels_of(tcfg, size), tcfg.layers, 10, None
-    source = "random weights (seed %d), BN statistics averaged over the calibration images" % seed
+    source = (f"random weights (seed {seed}), BN statistics of {CALIBRATION_IMAGES} images and {CALIBRATION_IMAGES} "
+              "N(0,1) inputs")
     if checkpoint is not None:
         run = Path(checkpoint)
         if not (run / "checkpoint.pt").is_file():
@@ -316,15 +319,20 @@ def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", 
     image_shape = (3, info["image_size"], info["image_size"])
     images, images_desc = sample_images(max(exact_images, CALIBRATION_IMAGES), dataset=info["dataset"],
                                         image_size=info["image_size"], data_root=data_root, seed=seed)
+    noise = torch.randn((max(exact_images, CALIBRATION_IMAGES), *image_shape),
+                        generator=torch.Generator().manual_seed(seed))
     if checkpoint is None:
-        calibrate_bn(binary, images)
-        calibrate_bn(real, images)
+        # both kinds of input the check uses: a channel constant over the calibration set gets variance 0, and BN
+        # then maps its one value to ±0 + rounding noise × 1/√eps, a tie each net resolves its own way
+        calibration = torch.cat([images, noise])
+        calibrate_bn(binary, calibration)
+        calibrate_bn(real, calibration)
     meta = PackedMeta(genotype=genotype.to_dict(), dataset=info["dataset"], channels=info["channels"],
                       layers=info["layers"], num_classes=info["num_classes"])
     packed = pack_network(binary, meta)
-    noise = torch.randn((exact_images, *image_shape), generator=torch.Generator().manual_seed(seed))
+    fresh = torch.randn((exact_images, *image_shape), generator=torch.Generator().manual_seed(seed + 1))
     checks = {"images": exactness(binary, packed, images[:exact_images]),
-              "random": exactness(binary, packed, noise)}
+              "random": exactness(binary, packed, fresh)}
     thread_counts = tuple(thread_counts or (torch.get_num_threads(),))
     real_cl = real.to(memory_format=torch.channels_last)
     nets = {"fp32": lambda x: real_cl(x), "simulated": lambda x: simulate(binary, x), "packed": packed}
@@ -360,3 +368,77 @@ def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", 
         "machine": {"simd_path": kernels.extension().simd_path(), "cpus": os.cpu_count(),
                     "load_average_1min": os.getloadavg()[0], "torch": torch.__version__},
     }
+
+
+def found_cell(scale: str = "cpu") -> tuple[Genotype, str]:
+    """The cell of ``scale``'s CP-NAS search (seed 0), or DARTS_V2 when that search is not here; and its label."""
+    from cpnas.genotype import DARTS_V2, load_genotype
+    from cpnas.paths import portable, results_dir
+
+    path = results_dir(scale) / "search" / "cpnas" / "seed0" / "genotype.json"
+    if path.is_file():
+        return load_genotype(path), f"CP-NAS cell of the {scale} search (seed 0, {portable(path)})"
+    return DARTS_V2, f"DARTS_V2 (no {scale} CP-NAS search in {portable(path.parent)})"
+
+
+def bench(scale: str = "cpu", *, batches: Sequence[int] = (1, 64), thread_counts: Sequence[int] = (1, 2),
+          data_root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """``make bench`` (e): :func:`deploy_report` of ``scale``'s found cell at ``scale``'s and the paper's small size.
+
+    Random weights (no trained checkpoint is needed for timing; exactness is checked
+    on the same weights). About a minute on two busy cores.
+    """
+    from cpnas.config import get_config
+
+    genotype, label = found_cell(scale)
+    res: dict[str, Any] = {"genotype": label}
+    for name, cfg_scale, channels in (("scale", scale, None), ("paper", "paper", None)):
+        cfg = get_config(cfg_scale)
+        report = deploy_report(genotype, cfg, size="small", data_root=data_root, batches=batches,
+                               thread_counts=thread_counts, kernel_channels=KERNEL_CHANNELS if name == "scale" else (),
+                               reps=5)
+        res[name] = report
+    res["kernel_1x1"] = res["scale"]["kernel_1x1"]
+    res["kernel_1x1_threads2"] = kernel_1x1(KERNEL_CHANNELS, thread_count=2) if 2 in thread_counts else None
+    return res
+
+
+def markdown(res: dict[str, Any]) -> str:
+    """The ``make bench`` section of :func:`bench`'s result."""
+    lines = [f"## (e) 1-bit inference measured: packed XNOR-popcount vs simulated 1-bit vs 32-bit (`cpnas deploy`)",
+             "", f"Cell: {res['genotype']}; random weights, BN statistics from 64 images. Median ms per forward "
+             f"(per image in brackets); the machine's 1-min load average is given per network.", "",
+             "| network | batch | threads | fp32 (ms) | simulated 1-bit (ms) | packed (ms) | packed vs fp32 | "
+             "FLOPs estimate |", "|---|---|---|---|---|---|---|---|"]
+    for key in ("scale", "paper"):
+        r = res[key]
+        n = r["network"]
+        for b, per_t in r["latency"].items():
+            batch = int(b.removeprefix("batch"))
+            for t, ms in per_t.items():
+                lines.append(f"| C={n['channels']}, {n['layers']} cells | {batch} | {t.removeprefix('threads')} | "
+                             + " | ".join(f"{ms[k]:.1f} ({ms[k] / batch:.2f})" for k in ("fp32", "simulated", "packed"))
+                             + f" | {ms['fp32'] / ms['packed']:.2f}× | {r['speedup_flops_estimate']:.1f}× |")
+    lines += ["", "| network | exact | max abs logit diff | XNOR integers compared | binary MACs: depthwise / 1×1 "
+              "(M) | file (Mbit) | payload (Mbit) | Table 3 accounting (Mbit, with / without BN) | load |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for key in ("scale", "paper"):
+        r = res[key]
+        f, m = r["file"], r["macs"]
+        compared = sum(c["integers_compared"] for c in r["exactness"].values())
+        lines.append(f"| C={r['network']['channels']} | {r['exact']} | {r['max_abs_diff']:.1e} | {compared:,} | "
+                     f"{m['binary_depthwise_macs_m']:.1f} / {m['binary_pointwise_macs_m']:.1f} | {f['file_mbit']:.2f} | "
+                     f"{f['payload_mbit_excl_bn_stats']:.2f} | {f['table3_mbit']:.2f} / {f['table3_mbit_excl_bn']:.2f} | "
+                     f"{r['machine']['load_average_1min']:.1f} |")
+    lines += ["", f"Packed binary 1×1 alone (sign packing + XNOR-popcount + folded BN, {KERNEL_PIXELS}×{KERNEL_PIXELS}, "
+              f"batch 1) vs the faster memory format of PyTorch's 32-bit 1×1 conv "
+              f"({res['scale']['machine']['simd_path']} path):", "",
+              "| C | threads | fp32 (ms) | packed (ms) | speedup | GEMM alone speedup |", "|---|---|---|---|---|---|"]
+    for t, table in (("1", res["kernel_1x1"]), ("2", res.get("kernel_1x1_threads2"))):
+        for c, k in (table or {}).items():
+            lines.append(f"| {c} | {t} | {k['fp32_ms']:.3f} | {k['packed_ms']:.3f} | {k['speedup']:.1f}× | "
+                         f"{k['gemm_speedup']:.1f}× |")
+    lines += ["", f"The paper's Table 3 estimates {PAPER_SPEEDUP}× (FLOPs of WRN-22 over FLOPs of its network, "
+              "binary MACs counted /64); the FLOPs estimate column is the same convention for this network over its "
+              "own 32-bit twin.", ""]
+    return "\n".join(lines)
