@@ -209,6 +209,43 @@ def kernel_1x1(channels: Sequence[int] = KERNEL_CHANNELS, *, size: int = KERNEL_
     return res
 
 
+def time_shares(packed: nn.Module, x: torch.Tensor, reps: int = 3) -> dict[str, float]:
+    """ms per forward of the packed network spent in each kind of module (forward hooks), and the rest.
+
+    ``xnor_1x1``: packed 1×1 convs (sign packing + XNOR-popcount + folded BN);
+    ``float_depthwise``: the depthwise convs (with their input's sign); ``real_layers``:
+    stem, BN, pooling, classifier; ``other``: node sums, concatenations, slicing, Python.
+    """
+    from cpnas.deploy.packed import PackedConv1x1, PackedDepthwise
+
+    kinds = ((PackedConv1x1, "xnor_1x1"), (PackedDepthwise, "float_depthwise"),
+             ((nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Linear), "real_layers"))
+    spent = {name: 0.0 for _, name in kinds}
+    starts: dict[int, float] = {}
+    handles = []
+    for m in packed.modules():
+        name = next((n for t, n in kinds if isinstance(m, t)), None)
+        if name is None:
+            continue
+        handles.append(m.register_forward_pre_hook(lambda mod, a: starts.__setitem__(id(mod), time.perf_counter())))
+        handles.append(m.register_forward_hook(
+            lambda mod, a, out, name=name: spent.__setitem__(name, spent[name] + time.perf_counter() - starts[id(mod)])))
+    try:
+        packed(x)  # warm-up
+        spent = {k: 0.0 for k in spent}
+        start = time.perf_counter()
+        for _ in range(reps):
+            packed(x)
+        total = (time.perf_counter() - start) / reps
+    finally:
+        for h in handles:
+            h.remove()
+    shares = {k: 1e3 * v / reps for k, v in spent.items()}
+    shares["other"] = 1e3 * total - sum(shares.values())
+    shares["total"] = 1e3 * total
+    return shares
+
+
 def file_size(packed: nn.Module, model: nn.Module, image_shape: Sequence[int]) -> dict[str, Any]:
     """Bytes of the packed file and its payload, against Table 3's memory accounting of ``model``."""
     from cpnas.deploy.packed import payload_bits, to_bytes
@@ -343,6 +380,8 @@ def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", 
 
     flops_real, flops_binary = profile(real, image_shape).flops, profile(binary, image_shape).flops
     report_file = file_size(packed, binary, image_shape)
+    with threads(thread_counts[0]):
+        shares = time_shares(packed, torch.randn((batches[0], *image_shape), generator=torch.Generator().manual_seed(2)))
     if packed_file is not None:
         from cpnas.deploy.packed import to_bytes
         from cpnas.io import write_bytes
@@ -363,6 +402,7 @@ def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", 
         "exactness": checks, "exactness_inputs": {"images": images_desc, "random": f"{exact_images} N(0,1) inputs"},
         "file": report_file,
         "macs": macs_split(binary, image_shape),
+        "packed_time_ms": shares,
         "convs": packed.counts(),
         "network": {**info, "size": size, "genotype": genotype.to_dict()},
         "machine": {"simd_path": kernels.extension().simd_path(), "cpus": os.cpu_count(),
@@ -381,25 +421,35 @@ def found_cell(scale: str = "cpu") -> tuple[Genotype, str]:
     return DARTS_V2, f"DARTS_V2 (no {scale} CP-NAS search in {portable(path.parent)})"
 
 
-def bench(scale: str = "cpu", *, batches: Sequence[int] = (1, 64), thread_counts: Sequence[int] = (1, 2),
-          data_root: str | os.PathLike | None = None) -> dict[str, Any]:
-    """``make bench`` (e): :func:`deploy_report` of ``scale``'s found cell at ``scale``'s and the paper's small size.
+BENCH_PLANS: dict[str, dict[str, Any]] = {
+    "smoke": {"batches": (1,), "thread_counts": (1,), "paper_size": False, "kernel_channels": (64, 128)},
+}
+"""What :func:`bench` measures at a scale; other scales: batches 1 and 64, 1 and 2 threads, the paper's small
+size too, and the 1×1 kernel at every C of :data:`KERNEL_CHANNELS` (issue 15). Smoke runs in CI seconds."""
+FULL_PLAN = {"batches": (1, 64), "thread_counts": (1, 2), "paper_size": True, "kernel_channels": KERNEL_CHANNELS}
 
-    Random weights (no trained checkpoint is needed for timing; exactness is checked
-    on the same weights). About a minute on two busy cores.
+
+def bench(scale: str = "cpu", *, data_root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """``make bench`` (e) and notebook 06: :func:`deploy_report` of ``scale``'s found cell at its small size.
+
+    And at the paper's small size (C = 56), with the plan of :data:`BENCH_PLANS`.
+    Random weights (timing needs no trained checkpoint; exactness is checked on the
+    same weights). About a minute on two busy cores at the full plan.
     """
     from cpnas.config import get_config
 
+    plan = BENCH_PLANS.get(scale, FULL_PLAN)
     genotype, label = found_cell(scale)
-    res: dict[str, Any] = {"genotype": label}
-    for name, cfg_scale, channels in (("scale", scale, None), ("paper", "paper", None)):
-        cfg = get_config(cfg_scale)
-        report = deploy_report(genotype, cfg, size="small", data_root=data_root, batches=batches,
-                               thread_counts=thread_counts, kernel_channels=KERNEL_CHANNELS if name == "scale" else (),
-                               reps=5)
-        res[name] = report
+    res: dict[str, Any] = {"genotype": label, "scale": scale}
+    for name, cfg_scale in (("scale", scale), ("paper", "paper")):
+        if name == "paper" and not plan["paper_size"]:
+            continue
+        res[name] = deploy_report(genotype, get_config(cfg_scale), size="small", data_root=data_root,
+                                  batches=plan["batches"], thread_counts=plan["thread_counts"],
+                                  kernel_channels=plan["kernel_channels"] if name == "scale" else (), reps=5)
     res["kernel_1x1"] = res["scale"]["kernel_1x1"]
-    res["kernel_1x1_threads2"] = kernel_1x1(KERNEL_CHANNELS, thread_count=2) if 2 in thread_counts else None
+    res["kernel_1x1_threads2"] = (kernel_1x1(plan["kernel_channels"], thread_count=2)
+                                  if 2 in plan["thread_counts"] else None)
     return res
 
 
@@ -410,7 +460,7 @@ def markdown(res: dict[str, Any]) -> str:
              f"(per image in brackets); the machine's 1-min load average is given per network.", "",
              "| network | batch | threads | fp32 (ms) | simulated 1-bit (ms) | packed (ms) | packed vs fp32 | "
              "FLOPs estimate |", "|---|---|---|---|---|---|---|---|"]
-    for key in ("scale", "paper"):
+    for key in ("scale", "paper")[: 1 + ("paper" in res)]:
         r = res[key]
         n = r["network"]
         for b, per_t in r["latency"].items():
@@ -422,7 +472,7 @@ def markdown(res: dict[str, Any]) -> str:
     lines += ["", "| network | exact | max abs logit diff | XNOR integers compared | binary MACs: depthwise / 1×1 "
               "(M) | file (Mbit) | payload (Mbit) | Table 3 accounting (Mbit, with / without BN) | load |",
               "|---|---|---|---|---|---|---|---|---|"]
-    for key in ("scale", "paper"):
+    for key in ("scale", "paper")[: 1 + ("paper" in res)]:
         r = res[key]
         f, m = r["file"], r["macs"]
         compared = sum(c["integers_compared"] for c in r["exactness"].values())
@@ -430,6 +480,15 @@ def markdown(res: dict[str, Any]) -> str:
                      f"{m['binary_depthwise_macs_m']:.1f} / {m['binary_pointwise_macs_m']:.1f} | {f['file_mbit']:.2f} | "
                      f"{f['payload_mbit_excl_bn_stats']:.2f} | {f['table3_mbit']:.2f} / {f['table3_mbit_excl_bn']:.2f} | "
                      f"{r['machine']['load_average_1min']:.1f} |")
+    lines += ["", f"Where the packed network's time goes (ms per forward, batch {res['scale']['latency_batch']}, "
+              f"{res['scale']['latency_threads']} thread(s), forward hooks):", "",
+              "| network | XNOR 1×1 convs | float depthwise convs | real layers (stem, BN, pools, classifier) | other "
+              "(sums, concat, Python) | total |", "|---|---|---|---|---|---|"]
+    for key in ("scale", "paper")[: 1 + ("paper" in res)]:
+        sh = res[key]["packed_time_ms"]
+        lines.append(f"| C={res[key]['network']['channels']} | " + " | ".join(
+            f"{sh[k]:.2f} ({100 * sh[k] / sh['total']:.0f} %)" for k in ("xnor_1x1", "float_depthwise", "real_layers",
+                                                                       "other")) + f" | {sh['total']:.2f} |")
     lines += ["", f"Packed binary 1×1 alone (sign packing + XNOR-popcount + folded BN, {KERNEL_PIXELS}×{KERNEL_PIXELS}, "
               f"batch 1) vs the faster memory format of PyTorch's 32-bit 1×1 conv "
               f"({res['scale']['machine']['simd_path']} path):", "",
