@@ -456,8 +456,9 @@ def bench(scale: str = "cpu", *, data_root: str | os.PathLike | None = None) -> 
 def markdown(res: dict[str, Any]) -> str:
     """The ``make bench`` section of :func:`bench`'s result."""
     lines = [f"## (e) 1-bit inference measured: packed XNOR-popcount vs simulated 1-bit vs 32-bit (`cpnas deploy`)",
-             "", f"Cell: {res['genotype']}; random weights, BN statistics from 64 images. Median ms per forward "
-             f"(per image in brackets); the machine's 1-min load average is given per network.", "",
+             "", f"Cell: {res['genotype']}; random weights, BN statistics from {CALIBRATION_IMAGES} images and "
+             f"{CALIBRATION_IMAGES} N(0,1) inputs. Median ms per forward (per image in brackets), the three nets "
+             f"interleaved; the 1-min load average of the machine (shared with other jobs) is given per network.", "",
              "| network | batch | threads | fp32 (ms) | simulated 1-bit (ms) | packed (ms) | packed vs fp32 | "
              "FLOPs estimate |", "|---|---|---|---|---|---|---|---|"]
     for key in ("scale", "paper")[: 1 + ("paper" in res)]:
