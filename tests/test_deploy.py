@@ -262,3 +262,17 @@ def test_cli_json_reports_exact_and_the_figures(data_dir, capsys):
     assert all(v > 0 for v in report["latency_ms"].values())
     assert set(report["kernel_1x1_speedup"]) == {"64", "128", "256", "512"}
     assert report["file"]["file_bytes"] > 0 and report["network"]["channels"] == 4
+
+
+@needs_kernels
+def test_imagenet_network_packed_equals_simulated(seed):
+    """The ImageNet network: three real stem convs, a factorized reduce on the first cell's input."""
+    from cpnas.config import get_config
+    from cpnas.deploy.measure import build_pair
+
+    binary, _, info = build_pair(DARTS_V2, get_config("smoke"), dataset="imagenet")
+    size = info["image_size"]
+    calibrate_bn(binary, torch.randn(64, 3, size, size))
+    packed = pack_network(binary)
+    assert packed.counts()["xnor_1x1"] > 0 and packed.counts()["binary_kept_float"] == 0
+    _assert_exact(exactness(binary, packed, torch.randn(4, 3, size, size)))

@@ -80,6 +80,22 @@ def calibrate_bn(model: nn.Module, images: torch.Tensor) -> nn.Module:
     return model.eval()
 
 
+def trained_looking_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random BN affine terms (γ ~ U(0.5, 1.5), β ~ 0.3·N(0, 1)) in place of the init's γ = 1, β = 0.
+
+    With β = 0 a channel that never changes (the ImageNet network's first factorized reduce reads the
+    stem's output after the in-place ReLU of ``stem1``: all signs +1) outputs BN(μ) = 0 + rounding noise,
+    a tie at every pixel; a trained β moves it off zero, as here.
+    """
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
+            with torch.no_grad():
+                m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
+                m.bias.copy_(0.3 * torch.randn(m.bias.shape, generator=g))
+    return model
+
+
 def sample_images(n: int, *, dataset: str = "cifar10", image_size: int = 32, data_root: str | os.PathLike | None = None,
                   seed: int = 0) -> tuple[torch.Tensor, str]:
     """``n`` real test images of ``dataset`` (normalized as in training), or seeded synthetic ones if none is here.
@@ -295,8 +311,8 @@ def build_pair(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", siz
 
     tcfg = train_config(cfg, dataset)
     channels, layers, num_classes, state = channels_of(tcfg, size), tcfg.layers, 10, None
-    source = (f"random weights (seed {seed}), BN statistics of {CALIBRATION_IMAGES} images and {CALIBRATION_IMAGES} "
-              "N(0,1) inputs")
+    source = (f"random weights (seed {seed}), random BN affine terms, BN statistics of {CALIBRATION_IMAGES} images and "
+              f"{CALIBRATION_IMAGES} N(0,1) inputs")
     if checkpoint is not None:
         run = Path(checkpoint)
         if not (run / "checkpoint.pt").is_file():
@@ -326,7 +342,10 @@ def build_pair(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", siz
         real = net_cls(genotype, C=channels, num_classes=num_classes, layers=layers, auxiliary=False, precision=REAL)
     except ValueError as exc:
         raise CpnasError(f"cannot build the {dataset} network with C={channels}, {layers} cells: {exc}") from None
-    if state is not None:
+    if state is None:
+        trained_looking_bn(binary, seed)
+        trained_looking_bn(real, seed)
+    else:
         try:
             binary.load_state_dict(state)
         except RuntimeError as exc:
