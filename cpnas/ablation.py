@@ -37,9 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from cpnas import runs as R
 from cpnas.config import Config, get_config
+from cpnas.data.registry import DEFAULT_DATASET
 from cpnas.errors import CpnasError
-from cpnas.paths import results_dir
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +107,13 @@ def ablation_config(scale: str, overrides: dict[str, Any] | None = None) -> Conf
     return get_config(scale, {**ABLATION_SIZES[scale], **(overrides or {})})
 
 
+STUDY = "ablation"
+"""The ablation's folder in the results layout (:mod:`cpnas.runs`)."""
+
+
 def ablation_dir(scale: str) -> Path:
     """``results/<scale>/ablation``: every search and training of the ablation lives below it."""
-    return results_dir(scale) / "ablation"
+    return R.study_dir(scale, STUDY)
 
 
 @dataclass(frozen=True)
@@ -128,9 +133,7 @@ class Run:
     def search_name(self) -> str | None:
         if self.genotype is not None:
             return None
-        if self.strategy == "cpnas" and self.beta_p is not None:
-            return f"cpnas-beta{self.beta_p:g}"
-        return self.strategy
+        return R.search_name(self.strategy, self.beta_p)
 
     @property
     def train_name(self) -> str:
@@ -139,12 +142,23 @@ class Run:
             return f"{self.study}-" + "-".join(filter(None, slug.split("-")))
         return f"{self.search_name}"
 
-    def search_dir(self, scale: str) -> Path | None:
-        name = self.search_name
-        return None if name is None else ablation_dir(scale) / "search" / name / f"seed{self.seed}"
+    def spec(self, scale: str, dataset: str = DEFAULT_DATASET,
+             config_overrides: dict[str, Any] | None = None) -> R.RunSpec:
+        """The run as a :class:`cpnas.runs.RunSpec`: the ablation's sizes (:func:`ablation_config`), its loss."""
+        if scale not in ABLATION_SIZES:
+            raise CpnasError(f"unknown scale {scale!r}; choose one of {', '.join(ABLATION_SIZES)}")
+        over = R.overrides({**ABLATION_SIZES[scale], **(config_overrides or {}), **dict(self.loss_overrides)})
+        search = None if self.genotype is not None else R.SearchSpec(
+            self.strategy, seed=self.seed, beta_p=self.beta_p, dataset=dataset, overrides=over, study=STUDY)
+        return R.RunSpec(self.train_name, seed=self.seed, search=search, genotype=self.genotype, size="small",
+                         loss=self.loss, dataset=dataset, overrides=over, study=STUDY)
+
+    def search_dir(self, scale: str, dataset: str = DEFAULT_DATASET) -> Path | None:
+        spec = self.spec(scale, dataset)
+        return None if spec.search is None else spec.search.out(scale)
 
     def train_dir(self, scale: str) -> Path:
-        return ablation_dir(scale) / "train" / self.train_name / f"seed{self.seed}"
+        return self.spec(scale).out(scale)
 
 
 def _search_run(strategy: str, seed: int, beta: float | None, study: str, label: str) -> Run:
@@ -187,23 +201,13 @@ def loss_runs(genotype: str | os.PathLike, seeds: Sequence[int] = SEEDS,
 
 
 def run_one(run: Run, scale: str, *, data_root: str | os.PathLike | None = None, device: str = "auto",
-            dataset: str = "cifar10", config_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Search (or load) and train (or load) one run; returns one result row."""
-    from cpnas.evaluation import train_or_load
-    from cpnas.search import search_or_load
+            dataset: str = DEFAULT_DATASET, config_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Search (or load) and train (or load) one run (:func:`cpnas.evaluation.run_or_load`); returns one result row."""
+    from cpnas.evaluation import run_or_load
 
-    cfg = ablation_config(scale, {**(config_overrides or {}), **dict(run.loss_overrides)})
-    search = None
-    if run.genotype is None:
-        search = search_or_load(run.strategy, cfg, seed=run.seed, beta_p=run.beta_p, data_root=data_root,
-                                device=device, dataset=dataset, out=run.search_dir(scale))
-        genotype: Any = search.genotype
-    else:
-        genotype = run.genotype
-    metrics = train_or_load(run.train_name, genotype, cfg, size="small", seed=run.seed, loss=run.loss,
-                            data_root=data_root, device=device, dataset=dataset, search=search,
-                            out=run.train_dir(scale))
-    return row(run, metrics, search)
+    result = run_or_load(run.spec(scale, dataset, config_overrides), get_config(scale), data_root=data_root,
+                         device=device)
+    return row(run, result.metrics, result.search)
 
 
 def row(run: Run, metrics: dict[str, Any], search: Any = None) -> dict[str, Any]:
@@ -238,10 +242,10 @@ def _beta_of(run: Run) -> float | None:
 
 def is_done(run: Run, scale: str) -> bool:
     """Whether the run's training has finished (its ``metrics.json`` exists)."""
-    return (run.train_dir(scale) / "metrics.json").exists()
+    return run.spec(scale).is_done(scale)
 
 
-def load_rows(runs: Sequence[Run], scale: str) -> list[dict[str, Any]]:
+def load_rows(runs: Sequence[Run], scale: str, dataset: str = DEFAULT_DATASET) -> list[dict[str, Any]]:
     """Rows of the finished runs only (no computation): for inspecting a sweep in progress."""
     from cpnas.io import read_json
     from cpnas.search import load_search
@@ -250,8 +254,8 @@ def load_rows(runs: Sequence[Run], scale: str) -> list[dict[str, Any]]:
     for run in runs:
         if not is_done(run, scale):
             continue
-        metrics = read_json(run.train_dir(scale) / "metrics.json")
-        sdir = run.search_dir(scale)
+        metrics = read_json(run.train_dir(scale) / R.METRICS)
+        sdir = run.search_dir(scale, dataset)
         rows.append(row(run, metrics, load_search(sdir) if sdir is not None else None))
     return rows
 
@@ -286,31 +290,27 @@ def unique_runs(runs: Sequence[Run], scale: str) -> list[Run]:
 
 
 def run_all(runs: Sequence[Run], scale: str, *, jobs: int = 1, data_root: str | os.PathLike | None = None,
-            device: str = "auto", dataset: str = "cifar10", executor: str = "local",
+            device: str = "auto", dataset: str = DEFAULT_DATASET, executor: str = "local",
             slurm: Any = None) -> list[dict[str, Any]]:
-    """Compute every missing run (``jobs`` one-thread worker processes, :mod:`cpnas.parallel`), then load all rows.
+    """Compute every missing run (``jobs`` one-thread workers, :func:`cpnas.evaluation.run_all`), then load all rows.
 
     Runs whose training is finished are skipped; interrupted ones resume from their
-    checkpoints. A run failing with a :class:`CpnasError` does not stop the others;
-    one error listing the failures is raised at the end.
+    checkpoints; a run on the cell another run of the sweep finds waits for it. A run
+    failing with a :class:`CpnasError` does not stop the others; one error listing the
+    failures is raised at the end.
     """
-    from cpnas.parallel import run_jobs
+    from cpnas.evaluation import run_all as run_all_specs
 
     todo = [r for r in unique_runs(runs, scale) if not is_done(r, scale)]
     # seed-major order: a sweep stopped part-way has every point at seed 0 before any at seed 1
     todo.sort(key=lambda r: r.seed)
-    # a run whose fixed cell is the output of another run of the sweep goes in a second round
-    later = [r for r in todo if r.genotype is not None and not Path(r.genotype).is_file()]
     if todo:
         log.info("ablation at %s: %d of %d runs to compute with %d worker(s)", scale, len(todo),
                  len(unique_runs(runs, scale)), jobs)
-    for batch in ([r for r in todo if r not in later], later):
-        if batch:
-            run_jobs([(run_one, {"run": r, "scale": scale, "data_root": data_root, "device": device,
-                                 "dataset": dataset}) for r in batch],
-                     workers=jobs, desc="ablation runs", names=[f"{r.train_name} seed {r.seed}" for r in batch],
-                     executor=executor, slurm=slurm)
-    return load_rows(runs, scale)
+        run_all_specs([r.spec(scale, dataset) for r in todo], get_config(scale), workers=jobs,
+                      data_root=data_root, device=device, executor=executor, slurm=slurm, desc="ablation runs",
+                      names=[f"{r.train_name} seed {r.seed}" for r in todo], load=False)
+    return load_rows(runs, scale, dataset)
 
 
 # --------------------------------------------------------------------------- summaries

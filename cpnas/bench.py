@@ -144,12 +144,14 @@ def training_throughput(channels: tuple[int, ...] = (8, 16), steps: int = 6, war
     The ``cpu`` preset's network (8 cells, 32×32, its batch and optimizer), at each
     width in ``channels``; the ``cpu`` scale's per-run budget follows from it.
     """
+    from cpnas.data import DEFAULT_DATASET, get_dataset, train_config
     from cpnas.genotype import DARTS_V2
-    from cpnas.networks import NetworkCIFAR
     from cpnas.train import recipe_optimizer
 
     cfg = get_config("cpu")
-    t = cfg.cifar
+    t = train_config(cfg, DEFAULT_DATASET)
+    spec = get_dataset(DEFAULT_DATASET)
+    network = spec.network_class()
     dev = torch.device(device)
     out: dict[str, Any] = {"batch": t.batch_size, "layers": t.layers, "optimizer": t.optimizer,
                            "threads": torch.get_num_threads()}
@@ -158,8 +160,8 @@ def training_throughput(channels: tuple[int, ...] = (8, 16), steps: int = 6, war
     y = torch.randint(0, 10, (t.batch_size,), generator=g).to(dev)
     for c in channels:
         torch.manual_seed(0)
-        net = NetworkCIFAR(DARTS_V2, C=c, num_classes=10, layers=t.layers, auxiliary=t.auxiliary_weight > 0,
-                           precision=BINARY).to(dev)
+        net = network(DARTS_V2, C=c, num_classes=spec.num_classes, layers=t.layers,
+                      auxiliary=t.auxiliary_weight > 0, precision=BINARY).to(dev)
         fmt = memory_format_for(net, dev, input_shape=tuple(x.shape))
         net.to(memory_format=fmt).train()
         xi = x.contiguous(memory_format=fmt)

@@ -9,9 +9,12 @@
   ``config.json``, ``history.json``, ``checkpoint.pt`` and finally
   ``metrics.json`` (test error, top-1/top-5, parameters, memory, FLOPs, epochs,
   wall-clock, device, scale, dataset) to its folder; resumable.
-* :func:`train_or_load` — the notebooks' entry point, like
-  :func:`cpnas.search.search_or_load`: load ``results/<scale>/train/<name>/seed<N>/metrics.json``
-  if it exists, else train (or resume) the run.
+* :func:`train_or_load` — like :func:`cpnas.search.search_or_load`: load
+  ``results/<scale>/train/<name>/seed<N>/metrics.json`` if it exists and its run key
+  (:func:`run_key`) is today's, else train (or resume) the run.
+* :func:`run_or_load` and :func:`run_all` — the run layer's one run-or-load and one
+  parallel runner over the specs of :mod:`cpnas.runs` (search if needed, then train,
+  cached); every study goes through them, and :func:`train_many` (notebooks 03-04) too.
 
 With ``loss.kernel_source = "parent"`` the CP loss needs the trained
 full-precision Parent of the same genotype and size: it is trained first (plain
@@ -24,8 +27,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -39,13 +43,15 @@ from cpnas.genotype import Genotype
 from cpnas.io import load_checkpoint, read_json, remove_orphaned_temps, write_json
 from cpnas.losses import LOSSES, make_loss
 from cpnas.networks import memory_format_for
-from cpnas.paths import portable, results_dir
+from cpnas.paths import portable
+from cpnas.runs import METRICS, RunSpec, SearchSpec
+from cpnas.runs import apply as apply_spec
+from cpnas.runs import unique as unique_specs
 from cpnas.train import CHECKPOINT, FitResult, config_difference, fit, resolve_device
 
 log = logging.getLogger(__name__)
 
 """§3.1: three CIFAR-10 model sizes (C = 56 / 72 / 112 at the paper scale)."""
-METRICS = "metrics.json"
 PARENT_DIR = "parent"
 
 
@@ -278,8 +284,10 @@ def _trained_parent(genotype: Genotype, cfg: Config, out: Path, *, size: str, da
 
 
 def default_train_dir(scale: str, name: str, seed: int) -> Path:
-    """``results/<scale>/train/<name>/seed<N>`` (the layout the notebooks read)."""
-    return results_dir(scale) / "train" / name / f"seed{seed}"
+    """``results/<scale>/train/<name>/seed<N>`` (the layout the notebooks read; :mod:`cpnas.runs`)."""
+    from cpnas.runs import train_dir
+
+    return train_dir(scale, name, seed)
 
 
 def train_or_load(name: str, genotype: Genotype | str | os.PathLike, cfg: Config, *, size: str = "small",
@@ -295,7 +303,7 @@ def train_or_load(name: str, genotype: Genotype | str | os.PathLike, cfg: Config
     """
     from cpnas.genotype import load_genotype
 
-    out = _train_out(cfg, name, seed, out)
+    out = Path(out) if out is not None else default_train_dir(cfg.scale, name, seed)
     genotype_path = None
     if search is not None:
         genotype_path = Path(search.out) / "genotype.json"
@@ -316,6 +324,75 @@ def train_or_load(name: str, genotype: Genotype | str | os.PathLike, cfg: Config
     return train_genotype(genotype, cfg, out=out, size=size, dataset=dataset, data_root=data_root, seed=seed,
                           loss=loss, precision=precision, resume=True, device=device,
                           genotype_path=genotype_path, extra=extra)
+
+
+# --------------------------------------------------------------------------- the run layer's runner
+
+
+@dataclass
+class RunResult:
+    """A finished run: the training's metrics and, when it searched, its search."""
+
+    metrics: dict[str, Any]
+    search: Any = None  # the cpnas.search.SearchResult of its search, if it searched
+
+
+def run_or_load(spec: RunSpec, cfg: Config, *, data_root: str | os.PathLike | None = None,
+                device: str = "auto") -> RunResult:
+    """The one run-or-load of :mod:`cpnas.runs`' specs: load the finished run, else search (or load the
+    search) and train or resume it (:func:`train_or_load`).
+
+    ``cfg`` is the base config (its scale places the run); the spec's overrides go on top.
+    The search reads ``spec.search.data_root`` if given, else ``data_root`` when it runs
+    on the training's dataset.
+    """
+    from cpnas.search import search_or_load
+
+    search = None
+    genotype: Any = spec.genotype
+    if spec.search is not None:
+        s = spec.search
+        root = s.data_root if s.data_root is not None else (data_root if s.dataset == spec.dataset else None)
+        search = search_or_load(s.strategy, apply_spec(cfg, s.overrides), seed=s.seed, beta_p=s.beta_p,
+                                dataset=s.dataset, data_root=root, device=device, out=s.out(cfg.scale))
+        genotype = search.genotype
+    metrics = train_or_load(spec.name, genotype, apply_spec(cfg, spec.overrides), size=spec.size,
+                            dataset=spec.dataset, data_root=data_root, seed=spec.seed, loss=spec.loss,
+                            precision=spec.precision, device=device, search=search, out=spec.out(cfg.scale))
+    return RunResult(metrics, search)
+
+
+def _job(spec: RunSpec, cfg: Config, data_root: Any, device: str) -> dict[str, Any]:
+    """One worker job of :func:`run_all` (module level, so spawned workers can import it)."""
+    return run_or_load(spec, cfg, data_root=data_root, device=device).metrics
+
+
+def run_all(specs: Sequence[RunSpec], cfg: Config, *, workers: int = 1,
+            data_root: str | os.PathLike | None = None, device: str = "auto", executor: str = "local",
+            slurm: Any = None, desc: str = "runs", names: Sequence[str] | None = None,
+            load: bool = True) -> list[RunResult] | None:
+    """The one parallel runner: every unfinished run of ``specs``, ``workers`` at a time
+    (:func:`cpnas.parallel.run_jobs`, any of its executors), then every run loaded.
+
+    Finished runs are not started; interrupted ones resume from their checkpoints. A run
+    whose fixed genotype is a file another run of the batch writes (:meth:`RunSpec.waits_for_a_cell`)
+    goes in a second round. ``names`` labels the runs in the log (default: their names).
+    Returns one :class:`RunResult` per spec, in order (``None`` with ``load=False``).
+    """
+    from cpnas.parallel import run_jobs
+
+    labels = dict(zip(map(id, specs), names)) if names is not None else {}
+    todo = [s for s in unique_specs(specs, cfg.scale) if not s.is_done(cfg.scale)]
+    later = [s for s in todo if s.waits_for_a_cell()]
+    for batch in ([s for s in todo if s not in later], later):
+        if batch:
+            run_jobs([(_job, {"spec": s, "cfg": cfg, "data_root": data_root, "device": device}) for s in batch],
+                     workers=workers, desc=desc, executor=executor, slurm=slurm,
+                     names=[labels.get(id(s), f"{s.name} seed {s.seed}") for s in batch])
+    if not load:
+        return None
+    # every run is finished now: loaded here (each run's key is checked against its config)
+    return [run_or_load(s, cfg, data_root=data_root, device=device) for s in specs]
 
 
 def _search_strategy(search_out: Path) -> str | None:
@@ -339,59 +416,47 @@ def summary(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
 
 
-def _search_then_train(name: str, cfg: Config, search: dict[str, Any] | None, genotype: Any,
-                       train: dict[str, Any]) -> dict[str, Any]:
-    """One job of :func:`train_many` (module level, so worker processes can run it)."""
-    from cpnas.search import search_or_load
+TRAIN_MANY_KEYS = ("search", "genotype", "size", "loss", "precision", "dataset", "seed")
+SEARCH_KEYS = ("strategy", "beta_p", "data_root")
 
-    result = None
-    if search is not None:
-        # the search runs on the default dataset (CIFAR-10): the training's data root is its root only when
-        # the training runs on that dataset too
-        same = train.get("dataset", D.DEFAULT_DATASET) == D.DEFAULT_DATASET
-        root = search.get("data_root", train.get("data_root") if same else None)
-        result = search_or_load(search["strategy"], cfg, seed=train.get("seed", 0), beta_p=search.get("beta_p"),
-                                data_root=root, device=train.get("device", "auto"), out=search.get("out"))
-        genotype = result.genotype
-    return train_or_load(name, genotype, cfg, search=result, **train)
+
+def run_specs(runs: dict[str, dict[str, Any]], *, seed: int = 0) -> list[Any]:
+    """:func:`train_many`'s run dicts as :class:`cpnas.runs.RunSpec` values (unknown keys are one error line)."""
+    specs = []
+    for name, spec in runs.items():
+        unknown = sorted(set(spec) - set(TRAIN_MANY_KEYS))
+        if unknown:
+            raise CpnasError(f"run {name!r}: unknown key(s) {', '.join(unknown)}; use {', '.join(TRAIN_MANY_KEYS)}")
+        spec = dict(spec)
+        search = spec.pop("search", None)
+        run_seed = spec.pop("seed", seed)
+        if search is not None:
+            unknown = sorted(set(search) - set(SEARCH_KEYS))
+            if unknown or "strategy" not in search:
+                raise CpnasError(f"run {name!r}: a search names its 'strategy' and may give "
+                                 f"{', '.join(SEARCH_KEYS[1:])} (got {', '.join(sorted(search))})")
+            root = search.get("data_root")
+            search = SearchSpec(search["strategy"], seed=run_seed, beta_p=search.get("beta_p"),
+                                data_root=None if root is None else str(root))
+        specs.append(RunSpec(name, seed=run_seed, search=search, **spec))
+    return specs
 
 
 def train_many(runs: dict[str, dict[str, Any]], cfg: Config, *, workers: int = 1, seed: int = 0,
-               data_root: str | os.PathLike | None = None, device: str = "auto") -> dict[str, dict[str, Any]]:
-    """Train (or load) several runs, ``workers`` at a time in one-thread processes (:mod:`cpnas.parallel`).
+               data_root: str | os.PathLike | None = None, device: str = "auto", executor: str = "local",
+               slurm: Any = None) -> dict[str, dict[str, Any]]:
+    """Train (or load) several runs, ``workers`` at a time in one-thread processes (:func:`cpnas.runs.run_all`).
 
     ``runs`` maps a run name to its spec: either ``genotype`` (a :class:`Genotype`
-    or a path) or ``search`` (``{"strategy": …, "beta_p": …, "data_root": …}``, a CIFAR-10
-    search loaded or run with :func:`cpnas.search.search_or_load` first, in the same worker), plus any of
-    ``size``, ``loss``, ``precision``, ``dataset``, ``out``. Finished runs are
-    loaded without starting a worker. Returns ``{name: metrics}`` in the order given.
+    or a path) or ``search`` (``{"strategy": …, "beta_p": …, "data_root": …}``, a search of the
+    default dataset (CIFAR-10) loaded or run with :func:`cpnas.search.search_or_load` first, in the
+    same worker), plus any of ``size``, ``loss``, ``precision``, ``dataset``, ``seed``. Finished
+    runs are loaded without starting a worker. Returns ``{name: metrics}`` in the order given.
     """
-    from cpnas.parallel import run_jobs
-
-    jobs, names = [], []
-    for name, spec in runs.items():
-        spec = dict(spec)
-        search, genotype = spec.pop("search", None), spec.pop("genotype", None)
-        if (search is None) == (genotype is None):
-            raise CpnasError(f"run {name!r}: give exactly one of 'genotype' or 'search'")
-        train = {"seed": seed, "data_root": data_root, "device": device, **spec}
-        jobs.append((_search_then_train, {"name": name, "cfg": cfg, "search": search, "genotype": genotype,
-                                          "train": train}))
-        names.append(name)
-    todo = [i for i, (_, kw) in enumerate(jobs) if not _finished_run(kw["name"], cfg, kw["train"])]
-    if todo:
-        run_jobs([jobs[i] for i in todo], workers=workers, desc="trainings", names=[names[i] for i in todo])
-    # every run is finished now: load them in this process (checks each run's key against the config)
-    return {name: _search_then_train(**kw) for name, (_, kw) in zip(names, jobs)}
-
-
-def _train_out(cfg: Config, name: str, seed: int, out: str | os.PathLike | None) -> Path:
-    """``out`` if given, else :func:`default_train_dir` (where :func:`train_or_load` keeps the run)."""
-    return Path(out) if out is not None else default_train_dir(cfg.scale, name, seed)
-
-
-def _finished_run(name: str, cfg: Config, train: dict[str, Any]) -> bool:
-    return (_train_out(cfg, name, train.get("seed", 0), train.get("out")) / METRICS).exists()
+    specs = run_specs(runs, seed=seed)
+    results = run_all(specs, cfg, workers=workers, data_root=data_root, device=device, executor=executor,
+                      slurm=slurm, desc="trainings")
+    return {spec.name: result.metrics for spec, result in zip(specs, results)}
 
 
 def evaluate_run(run: str | os.PathLike, *, data_root: str | os.PathLike | None = None,

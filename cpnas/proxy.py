@@ -37,12 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cpnas import runs as R
 from cpnas.config import Config, get_config
+from cpnas.data import DEFAULT_DATASET, get_dataset, train_config
 from cpnas.errors import CpnasError
 from cpnas.genotype import DARTS_V2, Genotype
 from cpnas.ops import CONV_OPS
 from cpnas.stats import kendall
-from cpnas.paths import results_dir
 
 log = logging.getLogger(__name__)
 
@@ -84,31 +85,59 @@ BUDGETS: tuple[str, ...] = ("short", "cpu", "long")
 """Epochs ÷ 3, the ``cpu`` preset, epochs × :data:`LONG_FACTOR`."""
 
 
+STUDY = "proxy"
+"""The proxy check's folder in the results layout (:mod:`cpnas.runs`)."""
+
+
 def proxy_dir(scale: str) -> Path:
-    return results_dir(scale) / "proxy"
+    return R.study_dir(scale, STUDY)
+
+
+def search_spec(cell: ProxyCell) -> R.SearchSpec | None:
+    """The cell's search, shared with the notebooks (``results/<scale>/search/…``: 02's is reused).
+
+    ``None`` for DARTS_V2, a fixed genotype.
+    """
+    return None if cell.strategy == "darts_v2" else R.SearchSpec(cell.strategy, seed=cell.seed)
 
 
 def search_dir(scale: str, cell: ProxyCell) -> Path:
     """The search of the notebooks' layout (``results/<scale>/search/<strategy>/seed<N>``): 02's is reused."""
-    from cpnas.search import default_search_dir
+    return R.search_dir(scale, cell.strategy, cell.seed)
 
-    return default_search_dir(scale, cell.strategy, cell.seed)
+
+def run_spec(scale: str, cell: ProxyCell, budget: str, seed: int = 0) -> R.RunSpec:
+    """One cell at one budget: the ``cpu`` recipe with cross-entropy, the budget's epochs (:func:`budget_overrides`)."""
+    search = search_spec(cell)
+    return R.RunSpec(f"proxy-{cell.name}-{budget}", seed=seed, search=search,
+                     genotype=DARTS_V2 if search is None else None, size="small", loss="ce",
+                     dataset=DEFAULT_DATASET, overrides=R.overrides(budget_overrides(budget, get_config(scale))),
+                     study=STUDY, folder=f"{cell.name}/{budget}")
 
 
 def train_dir(scale: str, cell: ProxyCell, budget: str, seed: int = 0) -> Path:
-    return proxy_dir(scale) / "train" / cell.name / budget / f"seed{seed}"
+    return run_spec(scale, cell, budget, seed).out(scale)
+
+
+def budget_overrides(budget: str, cfg: Config) -> dict[str, int]:
+    """The epoch overrides of ``budget`` on ``cfg``'s recipe.
+
+    None at ``cpu``, a third of its epochs at ``short``, :data:`LONG_FACTOR`× at ``long``.
+    """
+    if budget == "cpu":
+        return {}
+    if budget in ("short", "long"):
+        epochs = train_config(cfg, DEFAULT_DATASET).epochs
+        epochs = max(1, epochs // LONG_FACTOR) if budget == "short" else epochs * LONG_FACTOR
+        section = get_dataset(DEFAULT_DATASET).train_section
+        return {f"{section}.epochs": epochs, f"{section}.eval_every": epochs}
+    raise CpnasError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
 
 
 def budget_config(scale: str, budget: str) -> Config:
     """The scale's preset (``cpu``), with a third of its epochs (``short``), or :data:`LONG_FACTOR`× (``long``)."""
     cfg = get_config(scale)
-    if budget == "cpu":
-        return cfg
-    if budget in ("short", "long"):
-        epochs = (max(1, cfg.cifar.epochs // LONG_FACTOR) if budget == "short"
-                  else cfg.cifar.epochs * LONG_FACTOR)
-        return get_config(scale, {"cifar.epochs": epochs, "cifar.eval_every": epochs})
-    raise CpnasError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
+    return R.apply(cfg, R.overrides(budget_overrides(budget, cfg)))
 
 
 def finished_run(scale: str, cell: ProxyCell, budget: str) -> Path | None:
@@ -119,20 +148,22 @@ def finished_run(scale: str, cell: ProxyCell, budget: str) -> Path | None:
     equals the one :func:`run_one` would train is the same run and is reused, not repeated.
     """
     own = train_dir(scale, cell, budget)
-    if (own / "metrics.json").exists():
+    if (own / R.METRICS).exists():
         return own
     from cpnas.evaluation import run_key
     from cpnas.io import read_json
+    from cpnas.recipe import FULL, STUDY as RECIPE
 
-    candidates = sorted((results_dir(scale) / "recipe" / "full").glob("*/seed0/metrics.json"))
+    candidates = sorted(R.stage_dir(scale, RECIPE, FULL).glob(f"*/seed0/{R.METRICS}"))
     if not candidates:
         return None
     try:
         genotype = genotype_of(scale, cell, search=False)
     except CpnasError:
         return None
-    key = run_key(genotype, budget_config(scale, budget), dataset="cifar10", size="small", seed=0, loss="ce",
-                  precision="binary")
+    spec = run_spec(scale, cell, budget)
+    key = run_key(genotype, budget_config(scale, budget), dataset=spec.dataset, size=spec.size, seed=spec.seed,
+                  loss=spec.loss, precision=spec.precision)
     for path in candidates:
         if read_json(path).get("run") == key:
             return path.parent
@@ -144,7 +175,8 @@ def genotype_of(scale: str, cell: ProxyCell, data_root: str | None = None, *, se
 
     With ``search=False`` a missing search is an error instead of being run.
     """
-    if cell.strategy == "darts_v2":
+    spec = search_spec(cell)
+    if spec is None:
         return DARTS_V2
     if not search:
         from cpnas.genotype import load_genotype
@@ -155,34 +187,31 @@ def genotype_of(scale: str, cell: ProxyCell, data_root: str | None = None, *, se
         return load_genotype(path)
     from cpnas.search import search_or_load
 
-    return search_or_load(cell.strategy, get_config(scale), seed=cell.seed, data_root=data_root,
-                          out=search_dir(scale, cell)).genotype
+    return search_or_load(spec.strategy, get_config(scale), seed=spec.seed, dataset=spec.dataset,
+                          data_root=data_root, out=spec.out(scale)).genotype
 
 
 def run_one(scale: str, cell: ProxyCell, budget: str, data_root: str | None = None) -> dict[str, Any]:
-    """Search (if needed) and train one cell at one budget (a job of :func:`run_all`)."""
-    from cpnas.evaluation import train_or_load
+    """Search (if needed) and train one cell at one budget (:func:`cpnas.evaluation.run_or_load`)."""
+    from cpnas.evaluation import run_or_load
     from cpnas.io import read_json
 
     done = finished_run(scale, cell, budget)
     if done is not None:
-        return read_json(done / "metrics.json")
-
-    genotype = genotype_of(scale, cell, data_root)
-    return train_or_load(f"proxy-{cell.name}-{budget}", genotype, budget_config(scale, budget), size="small",
-                         seed=0, loss="ce", data_root=data_root, out=train_dir(scale, cell, budget))
+        return read_json(done / R.METRICS)
+    return run_or_load(run_spec(scale, cell, budget), get_config(scale), data_root=data_root).metrics
 
 
 def run_all(scale: str, cells: tuple[ProxyCell, ...] = CELLS, budgets: tuple[str, ...] = ("cpu", "short"), *,
-            jobs: int = 1, data_root: str | None = None) -> None:
+            jobs: int = 1, data_root: str | None = None, executor: str = "local", slurm: Any = None) -> None:
     """Every missing run, budget-major in the order given (``cpu`` first by default), ``jobs`` at a time."""
-    from cpnas.parallel import run_jobs
+    from cpnas.evaluation import run_all as run_all_specs
 
-    todo = [(run_one, {"scale": scale, "cell": c, "budget": b, "data_root": data_root})
-            for b in budgets for c in cells if finished_run(scale, c, b) is None]
+    todo = [(c, b) for b in budgets for c in cells if finished_run(scale, c, b) is None]
     if todo:
-        run_jobs(todo, workers=jobs, desc="proxy runs",
-                 names=[f"{kw['cell'].name} {kw['budget']}" for _, kw in todo])
+        run_all_specs([run_spec(scale, c, b) for c, b in todo], get_config(scale), workers=jobs,
+                      data_root=data_root, executor=executor, slurm=slurm, desc="proxy runs",
+                      names=[f"{c.name} {b}" for c, b in todo], load=False)
 
 
 def reference_indicator(scale: str, genotype: Genotype, reference: ProxyCell = REFERENCE_SEARCH) -> float | None:
@@ -240,7 +269,7 @@ def collect(scale: str, cells: tuple[ProxyCell, ...] = ALL_CELLS) -> list[dict[s
         for budget in BUDGETS:
             done = finished_run(scale, cell, budget)
             if done is not None:
-                m = read_json(done / "metrics.json")
+                m = read_json(done / R.METRICS)
                 row[f"top1_{budget}"], row[f"minutes_{budget}"] = m["top1"], m["wall_clock_s"] / 60
         if not row:
             continue
@@ -326,7 +355,7 @@ def _test_images(scale: str) -> int | None:
         for budget in BUDGETS:
             done = finished_run(scale, cell, budget)
             if done is not None:
-                return read_json(done / "metrics.json").get("test_images")
+                return read_json(done / R.METRICS).get("test_images")
     return None
 
 

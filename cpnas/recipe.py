@@ -27,10 +27,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cpnas import runs as R
 from cpnas.config import Config, get_config
+from cpnas.data import DEFAULT_DATASET, get_dataset
 from cpnas.errors import CpnasError
 from cpnas.genotype import DARTS_V2
-from cpnas.paths import results_dir
 
 log = logging.getLogger(__name__)
 
@@ -55,56 +56,82 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def sweep_config(scale: str, variant: str, *, full: bool = False) -> Config:
-    """The ``scale`` preset with ``variant``'s recipe (and, unless ``full``, :data:`SWEEP_EPOCHS`)."""
+STUDY, SWEEP, FULL = "recipe", "sweep", "full"
+"""The recipe study's folder and its two stages in the results layout (:mod:`cpnas.runs`)."""
+
+
+def sweep_overrides(scale: str, variant: str, *, full: bool = False) -> dict[str, Any]:
+    """``variant``'s recipe fields (and, unless ``full``, :data:`SWEEP_EPOCHS`) over the ``scale`` preset."""
     if variant not in VARIANTS:
         raise CpnasError(f"unknown recipe variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     over = dict(VARIANTS[variant]["overrides"])
     if not full and scale != "smoke":
-        over["cifar.epochs"] = SWEEP_EPOCHS
-        over["cifar.eval_every"] = SWEEP_EPOCHS
-    return get_config(scale, over)
+        section = get_dataset(DEFAULT_DATASET).train_section
+        over[f"{section}.epochs"] = SWEEP_EPOCHS
+        over[f"{section}.eval_every"] = SWEEP_EPOCHS
+    return over
+
+
+def sweep_config(scale: str, variant: str, *, full: bool = False) -> Config:
+    """The ``scale`` preset with ``variant``'s recipe (and, unless ``full``, :data:`SWEEP_EPOCHS`)."""
+    return get_config(scale, sweep_overrides(scale, variant, full=full))
 
 
 CELLS = ("darts_v2", "cpnas-s0")
 """The cells a recipe trains: the published DARTS_V2, or the genotype of the scale's CP-NAS search at
 seed 0 (``results/<scale>/search/cpnas/seed0``, 02's search; run first if missing)."""
 
+_CELL_SEARCHES = {"cpnas-s0": R.SearchSpec("cpnas", seed=0)}
+
+
+def run_spec(scale: str, variant: str, seed: int, *, full: bool = False, cell: str = "darts_v2") -> R.RunSpec:
+    """One recipe variant trained on ``cell`` (:data:`CELLS`) at one seed, in the sweep or the full stage."""
+    if cell not in CELLS:
+        raise CpnasError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
+    search = _CELL_SEARCHES.get(cell)
+    return R.RunSpec(f"recipe-{variant}-{cell}", seed=seed, search=search,
+                     genotype=DARTS_V2 if search is None else None, size="small", loss=VARIANTS[variant]["loss"],
+                     dataset=DEFAULT_DATASET, overrides=R.overrides(sweep_overrides(scale, variant, full=full)),
+                     study=STUDY, stage=FULL if full else SWEEP,
+                     folder=variant if cell == "darts_v2" else f"{variant}-on-{cell}")
+
 
 def run_dir(scale: str, variant: str, seed: int, *, full: bool = False, cell: str = "darts_v2") -> Path:
-    name = variant if cell == "darts_v2" else f"{variant}-on-{cell}"
-    return results_dir(scale) / "recipe" / ("full" if full else "sweep") / name / f"seed{seed}"
+    return run_spec(scale, variant, seed, full=full, cell=cell).out(scale)
 
 
 def cell_genotype(scale: str, cell: str, data_root: str | None = None):
-    if cell == "darts_v2":
+    if cell not in CELLS:
+        raise CpnasError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
+    search = _CELL_SEARCHES.get(cell)
+    if search is None:
         return DARTS_V2
-    if cell == "cpnas-s0":
-        from cpnas.search import search_or_load
+    from cpnas.search import search_or_load
 
-        return search_or_load("cpnas", get_config(scale), seed=0, data_root=data_root).genotype
-    raise CpnasError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
+    return search_or_load(search.strategy, get_config(scale), seed=search.seed, dataset=search.dataset,
+                          data_root=data_root, out=search.out(scale)).genotype
 
 
 def run_one(scale: str, variant: str, seed: int, full: bool = False, data_root: str | None = None,
             cell: str = "darts_v2") -> dict:
-    """Train (or load) ``cell`` (DARTS_V2 by default) with one recipe variant (a job of :func:`run_all`)."""
-    from cpnas.evaluation import train_or_load
+    """Train (or load) ``cell`` (DARTS_V2 by default) with one recipe variant (:func:`cpnas.evaluation.run_or_load`)."""
+    from cpnas.evaluation import run_or_load
 
-    cfg = sweep_config(scale, variant, full=full)
-    return train_or_load(f"recipe-{variant}-{cell}", cell_genotype(scale, cell, data_root), cfg, size="small",
-                         seed=seed, loss=VARIANTS[variant]["loss"], data_root=data_root,
-                         out=run_dir(scale, variant, seed, full=full, cell=cell))
+    return run_or_load(run_spec(scale, variant, seed, full=full, cell=cell), get_config(scale),
+                       data_root=data_root).metrics
 
 
 def run_all(scale: str, variants: list[str], seeds: list[int], *, full: bool = False, jobs: int = 1,
-            data_root: str | None = None, cell: str = "darts_v2") -> list[dict]:
-    from cpnas.parallel import run_jobs
+            data_root: str | None = None, cell: str = "darts_v2", executor: str = "local",
+            slurm: Any = None) -> list[dict]:
+    """Every run of ``variants`` × ``seeds`` (seed-major), missing ones computed ``jobs`` at a time; their metrics."""
+    from cpnas.evaluation import run_all as run_all_specs
 
-    todo = [(run_one, {"scale": scale, "variant": v, "seed": s, "full": full, "data_root": data_root,
-                       "cell": cell}) for s in seeds for v in variants]
-    names = [f"{kw['variant']} on {cell} seed {kw['seed']}" for _, kw in todo]
-    return run_jobs(todo, workers=jobs, desc="recipe runs", names=names)
+    pairs = [(v, s) for s in seeds for v in variants]
+    results = run_all_specs([run_spec(scale, v, s, full=full, cell=cell) for v, s in pairs], get_config(scale),
+                            workers=jobs, data_root=data_root, executor=executor, slurm=slurm, desc="recipe runs",
+                            names=[f"{v} on {cell} seed {s}" for v, s in pairs])
+    return [r.metrics for r in results]
 
 
 def chosen_variant(rows: list[dict]) -> str | None:
@@ -123,8 +150,8 @@ def collect(scale: str) -> list[dict]:
     from cpnas.io import read_json
 
     rows = []
-    for stage in ("sweep", "full"):
-        for path in sorted((results_dir(scale) / "recipe" / stage).glob("*/seed*/metrics.json")):
+    for stage in (SWEEP, FULL):
+        for path in sorted(R.stage_dir(scale, STUDY, stage).glob(f"*/seed*/{R.METRICS}")):
             m = read_json(path)
             variant, _, cell = path.parent.parent.name.partition("-on-")
             rows.append({"recipe": variant, "stage": stage, "genotype": cell or "darts_v2", "seed": m["seed"],

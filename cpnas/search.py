@@ -34,7 +34,7 @@ from cpnas.driver import CHECKPOINT, EpochDriver
 from cpnas.errors import CpnasError
 from cpnas.genotype import Genotype
 from cpnas.io import read_json, remove_orphaned_temps, write_json
-from cpnas.paths import portable, results_dir
+from cpnas.paths import portable
 from cpnas.strategy_base import SearchContext, Strategy, beta_p_of, get_strategy
 from cpnas.train import resolve_device
 
@@ -51,11 +51,10 @@ class SearchResult:
 
 def default_search_dir(scale: str, strategy: str, seed: int, beta_p: float | None = None,
                        dataset: str = D.DEFAULT_DATASET) -> Path:
-    """``results/<scale>/search/<strategy>[-beta<β>]/seed<N>`` (the layout the notebooks read)."""
-    name = strategy if beta_p is None else f"{strategy}-beta{beta_p:g}"
-    if dataset != D.DEFAULT_DATASET:
-        name = f"{dataset}-{name}"
-    return results_dir(scale) / "search" / name / f"seed{seed}"
+    """``results/<scale>/search/<strategy>[-beta<β>]/seed<N>``: the notebooks' searches (:mod:`cpnas.runs`)."""
+    from cpnas.runs import search_dir
+
+    return search_dir(scale, strategy, seed, beta_p, dataset)
 
 
 def search_data(cfg: Config, dataset: str, data_root: Path | None, seed: int, device: torch.device,

@@ -44,9 +44,9 @@ _SIZE_ROWS = {"small": "CP-NAS (Small)", "medium": "CP-NAS (Medium)", "large": "
 
 def default_genotype_path(scale: str = DEFAULT_SCALE) -> Path:
     """Where the CIFAR-10 CP-NAS search (notebook 02, ``make reproduce-fig5``) writes its genotype."""
-    from cpnas.paths import results_dir
+    from cpnas.runs import search_dir
 
-    return results_dir(scale) / "search" / "cpnas" / "seed0" / "genotype.json"
+    return search_dir(scale, "cpnas", 0) / "genotype.json"
 
 
 def resolve_genotype(path: str | os.PathLike | Genotype | None = None, scale: str = DEFAULT_SCALE) -> Genotype:

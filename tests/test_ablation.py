@@ -119,7 +119,7 @@ def test_run_all_trains_a_cell_of_the_sweep_after_its_search(tmp_path, monkeypat
     """A loss run on the cell another run of the same sweep finds waits for that search (two workers)."""
     monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
     search = A.strategy_runs(seeds=(0,), strategies=("random",))
-    cell = search[0].search_dir("smoke") / "genotype.json"
+    cell = search[0].search_dir("smoke", "synthetic") / "genotype.json"
     runs = A.loss_runs(cell, seeds=(0,), variants=("cross-entropy",), study="loss-bnas") + search
     rows = A.run_all(runs, "smoke", jobs=2, dataset="synthetic")
     assert [r["study"] for r in rows] == ["loss-bnas", "strategy"]

@@ -17,8 +17,9 @@ import time
 import torch
 
 from cpnas.config import get_config, parse_override
+from cpnas.data import DEFAULT_DATASET, get_dataset
 from cpnas.io import write_json
-from cpnas.paths import results_dir
+from cpnas.runs import study_dir
 from cpnas.search import search_data
 from cpnas.strategies import CPNAS, SearchContext, round_noise
 
@@ -33,8 +34,9 @@ def main() -> None:
     over = dict(parse_override(s) for s in args.set)
     cfg = get_config("cpu", over)
     dev = torch.device("cpu")
-    images, train, score, _, calib = search_data(cfg, "cifar10", None, args.seed, dev)
-    ctx = SearchContext(cfg=cfg, device=dev, train_loader=train, score_loader=score, num_classes=10,
+    images, train, score, _, calib = search_data(cfg, DEFAULT_DATASET, None, args.seed, dev)
+    ctx = SearchContext(cfg=cfg, device=dev, train_loader=train, score_loader=score,
+                        num_classes=get_dataset(DEFAULT_DATASET).num_classes,
                         seed=args.seed, beta_p=cfg.search.beta_p, calib_loader=calib)
     strat = CPNAS(ctx)
     t0 = time.perf_counter()
@@ -47,7 +49,7 @@ def main() -> None:
     out = {"name": args.name, "overrides": over, "seed": args.seed, "draws": draws, **noise,
            "seconds": time.perf_counter() - t0, "threads": torch.get_num_threads(),
            "train_images": len(train.labels), "score_images": len(score.labels)}
-    write_json(results_dir("cpu") / "snr_probe" / f"{args.name}.json", out)
+    write_json(study_dir("cpu", "snr_probe") / f"{args.name}.json", out)
     print({k: out[k] for k in ("z_std", "z_se", "snr", "seconds")})
 
 

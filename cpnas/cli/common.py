@@ -151,8 +151,8 @@ def add_executor_args(p: argparse.ArgumentParser) -> None:
 def slurm_options(args: argparse.Namespace, scale: str):
     """The :class:`cpnas.parallel.SlurmOptions` of parsed :func:`add_executor_args`; logs under results/<scale>."""
     from cpnas.parallel import SlurmOptions
-    from cpnas.paths import results_dir
+    from cpnas.runs import submitit_dir
 
-    return SlurmOptions(folder=str(results_dir(scale) / "submitit"), partition=args.slurm_partition,
+    return SlurmOptions(folder=str(submitit_dir(scale)), partition=args.slurm_partition,
                         time_min=args.slurm_time, gpus_per_node=args.slurm_gpus, cpus_per_task=args.slurm_cpus,
                         mem_gb=args.slurm_mem_gb)

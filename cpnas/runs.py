@@ -1,0 +1,171 @@
+"""One run layer, its data half: what a run is (:class:`RunSpec`) and where every run lives.
+
+Every study — notebooks 02-05, the ablation (:mod:`cpnas.ablation`), the proxy check
+(:mod:`cpnas.proxy`) and the recipe study (:mod:`cpnas.recipe`) — describes its runs as
+:class:`RunSpec` values (a search, :class:`SearchSpec`, or a fixed genotype, then one
+training) and hands them to :func:`cpnas.evaluation.run_or_load` or
+:func:`cpnas.evaluation.run_all`, the one run-or-load and the one parallel runner. This
+module imports neither search nor training, so both can ask it where their runs go.
+
+* The cache key of a training is :func:`cpnas.evaluation.run_key` (checked by
+  :func:`cpnas.evaluation.train_or_load`); that of a search is the search and data
+  sections of its config (checked by :func:`cpnas.search.search_or_load`).
+* The layout of ``results/<scale>/`` is computed here and nowhere else::
+
+      search/<search name>/seed<N>          searches of notebooks 02-04, the proxy and the recipe study
+      train/<name>/seed<N>                  trainings of notebooks 03-04
+      ablation/search/<search name>/seed<N> the ablation's searches (notebook 05)
+      ablation/train/<name>/seed<N>         the ablation's trainings
+      proxy/train/<cell>/<budget>/seed<N>   the proxy check's trainings
+      recipe/{sweep,full}/<name>/seed<N>    the recipe study's trainings
+      submitit/                             logs of runs sent through submitit
+
+  A search name is the strategy, ``-beta<β>`` when β_P is given, prefixed by the
+  dataset when it is not :data:`cpnas.data.DEFAULT_DATASET`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from cpnas.data.registry import DEFAULT_DATASET
+from cpnas.errors import CpnasError
+from cpnas.paths import results_dir
+
+if TYPE_CHECKING:
+    from cpnas.config import Config
+    from cpnas.genotype import Genotype
+
+log = logging.getLogger(__name__)
+
+Overrides = tuple[tuple[str, Any], ...]
+"""Dotted config overrides as a sorted tuple of pairs (a frozen spec holds no dict)."""
+
+METRICS = "metrics.json"
+"""Written last by a training (:func:`cpnas.evaluation.train_genotype`): its presence marks the run finished."""
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def study_dir(scale: str, study: str | None = None) -> Path:
+    """``results/<scale>`` (the notebooks' runs) or ``results/<scale>/<study>`` (a study's own runs)."""
+    root = results_dir(scale)
+    return root if study is None else root / study
+
+
+def search_name(strategy: str, beta_p: float | None = None, dataset: str = DEFAULT_DATASET) -> str:
+    """``<strategy>[-beta<β>]``, prefixed by ``<dataset>-`` off the default dataset."""
+    name = strategy if beta_p is None else f"{strategy}-beta{beta_p:g}"
+    return name if dataset == DEFAULT_DATASET else f"{dataset}-{name}"
+
+
+def search_dir(scale: str, strategy: str, seed: int, beta_p: float | None = None,
+               dataset: str = DEFAULT_DATASET, *, study: str | None = None) -> Path:
+    """``results/<scale>[/<study>]/search/<search name>/seed<N>``."""
+    return study_dir(scale, study) / "search" / search_name(strategy, beta_p, dataset) / f"seed{seed}"
+
+
+def stage_dir(scale: str, study: str | None = None, stage: str = "train") -> Path:
+    """The folder holding one folder per training of a stage: ``results/<scale>[/<study>]/<stage>``."""
+    return study_dir(scale, study) / stage
+
+
+def train_dir(scale: str, name: str, seed: int, *, study: str | None = None, stage: str = "train") -> Path:
+    """``results/<scale>[/<study>]/<stage>/<name>/seed<N>`` (``name`` may hold a ``/``: the proxy's cell/budget)."""
+    return stage_dir(scale, study, stage) / name / f"seed{seed}"
+
+
+def submitit_dir(scale: str) -> Path:
+    """``results/<scale>/submitit``: logs of the runs sent through submitit (:mod:`cpnas.parallel`)."""
+    return results_dir(scale) / "submitit"
+
+
+# --------------------------------------------------------------------------- specs
+
+
+def overrides(mapping: Mapping[str, Any] | None) -> Overrides:
+    """``{key: value}`` as :data:`Overrides` (sorted, so equal mappings give equal specs)."""
+    return tuple(sorted((mapping or {}).items()))
+
+
+def apply(cfg: "Config", over: Overrides) -> "Config":
+    """``cfg`` with ``over`` applied and checked (the same config :func:`cpnas.config.get_config` builds)."""
+    from cpnas.config import apply_overrides, check_consistency
+
+    return check_consistency(apply_overrides(cfg, dict(over))) if over else cfg
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """What to search: strategy, seed, β_P (``None``: the config's), dataset, config overrides, and whose it is.
+
+    ``study`` places it (``None``: ``results/<scale>/search``, shared by the notebooks, the
+    proxy and the recipe study; ``"ablation"``: the ablation's own). ``data_root`` is the
+    search's data folder when it differs from the training's (a CIFAR-10 search for an
+    ImageNet training); it is not part of the run's identity.
+    """
+
+    strategy: str
+    seed: int = 0
+    beta_p: float | None = None
+    dataset: str = DEFAULT_DATASET
+    overrides: Overrides = ()
+    study: str | None = None
+    data_root: str | None = field(default=None, compare=False)
+
+    def out(self, scale: str) -> Path:
+        return search_dir(scale, self.strategy, self.seed, self.beta_p, self.dataset, study=self.study)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: a search (``search``) or a fixed ``genotype`` (a :class:`Genotype` or a JSON path), then one training.
+
+    The training is ``name`` at ``size``, ``loss``, ``precision`` on ``dataset`` with
+    ``seed``, on the base config given to :func:`run_or_load` plus ``overrides``. Its
+    folder is :func:`train_dir` of ``folder`` (default ``name``), ``study`` and ``stage``.
+    """
+
+    name: str
+    seed: int = 0
+    search: SearchSpec | None = None
+    genotype: "Genotype | str | None" = None
+    size: str = "small"
+    loss: str = "cp"
+    precision: str = "binary"
+    dataset: str = DEFAULT_DATASET
+    overrides: Overrides = ()
+    study: str | None = None
+    stage: str = "train"
+    folder: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.search is None) == (self.genotype is None):
+            raise CpnasError(f"run {self.name!r}: give exactly one of 'genotype' or 'search'")
+
+    def out(self, scale: str) -> Path:
+        return train_dir(scale, self.folder or self.name, self.seed, study=self.study, stage=self.stage)
+
+    def is_done(self, scale: str) -> bool:
+        return (self.out(scale) / METRICS).exists()
+
+    def waits_for_a_cell(self) -> bool:
+        """A fixed genotype path that does not exist yet: the output of another run of the same batch."""
+        return isinstance(self.genotype, (str, os.PathLike)) and not Path(self.genotype).is_file()
+
+
+def unique(specs: Sequence[RunSpec], scale: str) -> list[RunSpec]:
+    """One spec per training folder, in the order given (studies share runs: computed once)."""
+    seen: set[Path] = set()
+    out = []
+    for spec in specs:
+        key = spec.out(scale)
+        if key not in seen:
+            seen.add(key)
+            out.append(spec)
+    return out

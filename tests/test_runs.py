@@ -1,0 +1,155 @@
+"""cpnas.runs: one run spec, one layout, one run-or-load; every committed run is found where the studies look."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cpnas import ablation as A
+from cpnas import proxy as P
+from cpnas import recipe as Rc
+from cpnas import runs as R
+from cpnas.config import get_config
+from cpnas.errors import CpnasError
+from cpnas.evaluation import run_or_load, run_specs
+from cpnas.genotype import DARTS_V2
+from cpnas.paths import project_root
+
+SCALE = "cpu"
+
+# The trainings of notebooks 03 and 04, as they call cpnas.evaluation.train_many.
+NOTEBOOK_RUNS = {
+    "cpnas-large": {"search": {"strategy": "cpnas"}, "size": "large"},
+    "cpnas-medium": {"search": {"strategy": "cpnas"}, "size": "medium"},
+    "bnas-medium": {"search": {"strategy": "bnas"}, "size": "medium"},
+    "cpnas-small": {"search": {"strategy": "cpnas"}, "size": "small"},
+    "cpnas-small-ce": {"search": {"strategy": "cpnas"}, "size": "small", "loss": "ce"},
+    "imagenet-cpnas-binary-star": {"search": {"strategy": "cpnas", "data_root": None}, "dataset": "imagenet",
+                                   "precision": "binary*"},
+    "imagenet-cpnas-binary-2star": {"search": {"strategy": "cpnas", "data_root": None}, "dataset": "imagenet",
+                                    "precision": "binary**"},
+}
+
+
+def _committed_runs(scale: str) -> set[Path]:
+    """Folders of the committed finished runs: a training's metrics.json or a search's complete.json."""
+    root = project_root()
+    out = subprocess.run(["git", "ls-files", f"results/{scale}"], cwd=root, capture_output=True, text=True,
+                         check=True).stdout.split()
+    return {(root / f).parent for f in out
+            if f.endswith(("/metrics.json", "/complete.json")) and "/parent/" not in f}
+
+
+def _study_specs(scale: str) -> list[R.RunSpec]:
+    """Every run spec of every study at ``scale`` (notebooks 03-05, ablation, proxy, recipe)."""
+    from cpnas.tables import default_genotype_path
+
+    ablation = A.all_runs(default_genotype_path(scale), bnas_genotype=A.bnas_genotype_path(scale))
+    specs = [r.spec(scale) for r in A.unique_runs(ablation, scale)]
+    specs += run_specs(NOTEBOOK_RUNS)
+    specs += [P.run_spec(scale, c, b) for c in P.ALL_CELLS for b in P.BUDGETS]
+    specs += [Rc.run_spec(scale, v, 0) for v in Rc.VARIANTS]
+    specs += [Rc.run_spec(scale, v, s, full=True, cell=c) for v in Rc.VARIANTS for s in (0, 1, 2) for c in Rc.CELLS]
+    return specs
+
+
+def _search_folders(specs: list[R.RunSpec], scale: str) -> set[Path]:
+    return {s.search.out(scale) for s in specs if s.search is not None}
+
+
+def test_layout_of_the_notebooks_and_studies():
+    root = project_root() / "results" / SCALE
+    assert R.search_dir(SCALE, "cpnas", 0) == root / "search" / "cpnas" / "seed0"
+    assert R.search_dir(SCALE, "cpnas", 1, 0.5, study="ablation") == root / "ablation/search/cpnas-beta0.5/seed1"
+    assert R.search_dir(SCALE, "cpnas", 0, dataset="imagenet") == root / "search" / "imagenet-cpnas" / "seed0"
+    assert R.train_dir(SCALE, "cpnas-small", 2) == root / "train" / "cpnas-small" / "seed2"
+    assert P.train_dir(SCALE, P.ProxyCell("random", 3), "short") == root / "proxy/train/random-s3/short/seed0"
+    assert Rc.run_dir(SCALE, "adam-1e-2", 1, full=True, cell="cpnas-s0") == \
+        root / "recipe/full/adam-1e-2-on-cpnas-s0/seed1"
+    assert Rc.run_dir(SCALE, "paper-sgd", 0) == root / "recipe/sweep/paper-sgd/seed0"
+    from cpnas.search import default_search_dir
+    from cpnas.tables import default_genotype_path
+
+    assert default_genotype_path(SCALE) == default_search_dir(SCALE, "cpnas", 0) / "genotype.json"
+
+
+def test_every_committed_run_is_the_folder_of_a_study_spec():
+    """The specs of notebooks 02-05, the ablation, the proxy check and the recipe study cover every committed run."""
+    committed = _committed_runs(SCALE)
+    assert committed, "no committed runs found"
+    specs = _study_specs(SCALE)
+    folders = {s.out(SCALE) for s in specs} | _search_folders(specs, SCALE)
+    assert committed - folders == set()
+    # the ablation's specs map onto exactly its committed folders
+    ablation = {p for p in committed if A.ablation_dir(SCALE) in p.parents}
+    abl_specs = [s for s in specs if s.study == A.STUDY]
+    assert {s.out(SCALE) for s in abl_specs} | _search_folders(abl_specs, SCALE) == ablation
+    # the proxy's cells at the cpu budget: its own runs, or the identical recipe runs it reuses
+    for cell in P.CELLS:
+        found = P.finished_run(SCALE, cell, "cpu")
+        own = P.train_dir(SCALE, cell, "cpu")
+        if own in committed:
+            assert found == own
+        elif cell.strategy in ("darts_v2", "cpnas"):
+            assert found is not None and found in committed and Rc.STUDY in found.parts
+
+
+def test_committed_runs_are_found_never_recomputed(monkeypatch):
+    """run_or_load finds every committed training of every study in its folder: no search or training starts.
+
+    A run whose cache key still equals today's config is loaded (the proxy and recipe runs);
+    one made with an older config or search is found and refused with one line, never
+    recomputed over (the 03/04 trainings and the ablation predate today's cpu search preset).
+    The ablation's own loader reads all its finished rows, as notebook 05 does.
+    """
+    import cpnas.evaluation
+    import cpnas.search
+    from cpnas.tables import default_genotype_path
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a committed run was recomputed")
+
+    monkeypatch.setattr(cpnas.evaluation, "train_genotype", refuse)
+    monkeypatch.setattr(cpnas.search, "run_search", refuse)
+    committed = _committed_runs(SCALE)
+    trainings = {p for p in committed if (p / "metrics.json").exists()}
+    base = get_config(SCALE)
+    found, loaded = set(), set()
+    for spec in _study_specs(SCALE):
+        if spec.out(SCALE) not in committed:
+            continue
+        try:
+            result = run_or_load(spec, base)
+        except CpnasError as exc:
+            assert "holds a" in str(exc), exc  # found in its folder, refused for another config
+        else:
+            assert result.metrics["scale"] == SCALE and result.metrics["seed"] == spec.seed
+            loaded.add(spec.out(SCALE))
+        found.add(spec.out(SCALE))
+    assert found == trainings
+    assert {p for p in trainings if P.STUDY in p.parts or Rc.STUDY in p.parts} <= loaded
+    ablation = A.all_runs(default_genotype_path(SCALE), bnas_genotype=A.bnas_genotype_path(SCALE))
+    rows = A.run_all(ablation, SCALE)  # every run is finished: rows only
+    assert len(rows) == len(ablation)
+    assert {Path(r["train_dir"]) for r in rows} == {p for p in trainings if A.STUDY in p.parts}
+
+
+def test_a_spec_names_a_search_or_a_genotype():
+    with pytest.raises(CpnasError, match="exactly one of"):
+        R.RunSpec("x")
+    with pytest.raises(CpnasError, match="exactly one of"):
+        R.RunSpec("x", search=R.SearchSpec("cpnas"), genotype=DARTS_V2)
+    with pytest.raises(CpnasError, match="unknown key"):
+        run_specs({"x": {"genotype": "g.json", "out": "somewhere"}})
+    spec = R.RunSpec("x", genotype="g.json", overrides=R.overrides({"cifar.epochs": 2, "cifar.batch_size": 8}))
+    assert spec.overrides == (("cifar.batch_size", 8), ("cifar.epochs", 2))
+    assert R.apply(get_config("smoke"), spec.overrides) == get_config("smoke", {"cifar.epochs": 2,
+                                                                                  "cifar.batch_size": 8})
+    # the search's data folder is where it reads, not what it is
+    assert R.SearchSpec("cpnas", data_root="/a") == R.SearchSpec("cpnas")
+
+
+def test_unique_keeps_one_spec_per_folder():
+    a = R.RunSpec("a", genotype=DARTS_V2)
+    assert R.unique([a, R.RunSpec("a", genotype="other.json"), R.RunSpec("b", genotype=DARTS_V2)], "smoke") == \
+        [a, R.RunSpec("b", genotype=DARTS_V2)]
