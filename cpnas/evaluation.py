@@ -337,6 +337,20 @@ class RunResult:
     search: Any = None  # the cpnas.search.SearchResult of its search, if it searched
 
 
+def search_of(search: SearchSpec, cfg: Config, *, data_root: str | os.PathLike | None = None,
+              device: str = "auto") -> Any:
+    """The :class:`~cpnas.search.SearchResult` of a spec's search, loaded or run (:func:`cpnas.search.search_or_load`).
+
+    ``cfg`` is the base config (its scale places the search); the spec's overrides go on top.
+    """
+    from cpnas.search import search_or_load
+
+    return search_or_load(search.strategy, apply_spec(cfg, search.overrides), seed=search.seed,
+                          beta_p=search.beta_p, dataset=search.dataset,
+                          data_root=search.data_root if search.data_root is not None else data_root,
+                          device=device, out=search.out(cfg.scale))
+
+
 def run_or_load(spec: RunSpec, cfg: Config, *, data_root: str | os.PathLike | None = None,
                 device: str = "auto") -> RunResult:
     """The one run-or-load of :mod:`cpnas.runs`' specs: load the finished run, else search (or load the
@@ -346,15 +360,12 @@ def run_or_load(spec: RunSpec, cfg: Config, *, data_root: str | os.PathLike | No
     The search reads ``spec.search.data_root`` if given, else ``data_root`` when it runs
     on the training's dataset.
     """
-    from cpnas.search import search_or_load
-
     search = None
     genotype: Any = spec.genotype
     if spec.search is not None:
         s = spec.search
         root = s.data_root if s.data_root is not None else (data_root if s.dataset == spec.dataset else None)
-        search = search_or_load(s.strategy, apply_spec(cfg, s.overrides), seed=s.seed, beta_p=s.beta_p,
-                                dataset=s.dataset, data_root=root, device=device, out=s.out(cfg.scale))
+        search = search_of(s, cfg, data_root=root, device=device)
         genotype = search.genotype
     metrics = train_or_load(spec.name, genotype, apply_spec(cfg, spec.overrides), size=spec.size,
                             dataset=spec.dataset, data_root=data_root, seed=spec.seed, loss=spec.loss,

@@ -185,10 +185,9 @@ def genotype_of(scale: str, cell: ProxyCell, data_root: str | None = None, *, se
         if not path.exists():
             raise CpnasError(f"{cell.name}: no finished search at {search_dir(scale, cell)}")
         return load_genotype(path)
-    from cpnas.search import search_or_load
+    from cpnas.evaluation import search_of
 
-    return search_or_load(spec.strategy, get_config(scale), seed=spec.seed, dataset=spec.dataset,
-                          data_root=data_root, out=spec.out(scale)).genotype
+    return search_of(spec, get_config(scale), data_root=data_root).genotype
 
 
 def run_one(scale: str, cell: ProxyCell, budget: str, data_root: str | None = None) -> dict[str, Any]:

@@ -106,10 +106,9 @@ def cell_genotype(scale: str, cell: str, data_root: str | None = None):
     search = _CELL_SEARCHES.get(cell)
     if search is None:
         return DARTS_V2
-    from cpnas.search import search_or_load
+    from cpnas.evaluation import search_of
 
-    return search_or_load(search.strategy, get_config(scale), seed=search.seed, dataset=search.dataset,
-                          data_root=data_root, out=search.out(scale)).genotype
+    return search_of(search, get_config(scale), data_root=data_root).genotype
 
 
 def run_one(scale: str, variant: str, seed: int, full: bool = False, data_root: str | None = None,
