@@ -146,9 +146,8 @@ class PackedConv1x1(nn.Module):
         if self.stride != 1:
             x = x[:, :, :: self.stride, :: self.stride]
         n, c, h, w = x.shape
-        rows = x.permute(0, 2, 3, 1)
-        rows = rows.reshape(n * h * w, c) if rows.is_contiguous() else rows.contiguous().view(n * h * w, c)
-        return rows.float(), (n, h, w)
+        rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)  # a view for channels_last inputs, else one copy
+        return (rows if rows.dtype == torch.float32 else rows.float()), (n, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows, (n, h, w) = self._rows(x)
@@ -156,7 +155,7 @@ class PackedConv1x1(nn.Module):
             packed = kernels.pack_signs(rows)
             ones, zeros = torch.ones(self.c_out), torch.zeros(self.c_out)
             self.trace.append(kernels.xnor_gemm(packed, self.weight_t, ones, zeros, self.c_in).to(torch.int32))
-        out = kernels.xnor_conv1x1(rows, self.weight_t, self.scale, self.bias)
+        out = kernels.extension().xnor_conv1x1(rows, self.weight_t, self.scale, self.bias)
         return out.view(n, h, w, self.c_out).permute(0, 3, 1, 2)
 
     def extra_repr(self) -> str:

@@ -43,18 +43,19 @@ std::string simd_path() {
 // both pack to +1, as cpnas.binary.sign); bits past C are 0.
 inline void pack_row(const float* row, int64_t C, uint64_t* dst, int64_t words) {
 #if defined(__AVX512F__)
-  // 16 channels per compare; on a little-endian machine 16-bit chunk j is bits 16j..16j+15 of the words
-  uint16_t* chunks = reinterpret_cast<uint16_t*>(dst);
-  const int64_t full = C / 16;
-  for (int64_t j = 0; j < full; ++j)
-    chunks[j] = (uint16_t)_mm512_cmp_ps_mask(_mm512_loadu_ps(row + 16 * j), _mm512_setzero_ps(), _CMP_LT_OQ);
-  int64_t j = full;
-  if (C % 16) {
-    const __mmask16 lanes = (__mmask16)((1u << (C % 16)) - 1);
-    const __m512 v = _mm512_maskz_loadu_ps(lanes, row + 16 * j);
-    chunks[j++] = (uint16_t)_mm512_mask_cmp_ps_mask(lanes, v, _mm512_setzero_ps(), _CMP_LT_OQ);
-  }
-  for (; j < 4 * words; ++j) chunks[j] = 0;
+  // 16 channels per compare, two compares per 32-bit word, each word stored once (little endian: 32-bit word j
+  // is bits 32j..32j+31 of the 64-bit words). One store per word also lets the GEMM's 32-bit loads of a
+  // freshly packed block be forwarded from the store buffer (two 16-bit stores under one load are not).
+  uint32_t* out32 = reinterpret_cast<uint32_t*>(dst);
+  const __m512 zero = _mm512_setzero_ps();
+  auto half = [&](int64_t c0) -> uint32_t {
+    const int64_t m = std::min<int64_t>(16, C - c0);
+    if (m >= 16) return (uint32_t)_mm512_cmp_ps_mask(_mm512_loadu_ps(row + c0), zero, _CMP_LT_OQ);
+    if (m <= 0) return 0u;
+    const __mmask16 lanes = (__mmask16)((1u << m) - 1);
+    return (uint32_t)_mm512_mask_cmp_ps_mask(lanes, _mm512_maskz_loadu_ps(lanes, row + c0), zero, _CMP_LT_OQ);
+  };
+  for (int64_t j = 0; j < 2 * words; ++j) out32[j] = half(32 * j) | (half(32 * j + 16) << 16);
 #else
   for (int64_t k = 0; k < words; ++k) {
     const int64_t c0 = k * 64;
@@ -98,19 +99,21 @@ inline __m256i popcount_epi32_avx2(__m256i v) {
 // One block of np <= PB rows: out[p, o] = scale[o] * (C - 2 popcount(a[p] ^ w[o])) + bias[o]
 //   a:  np x K32 (uint32 words of the packed activations of these rows)
 //   wt: K32 x Opad (transposed packed weights, Opad a multiple of 16, zero beyond O)
-constexpr int64_t PB = 6;  // rows per block: each weight vector loaded once serves 6 rows
+constexpr int PB = 8;  // rows per block: each weight vector loaded once serves 8 rows (8 x 2 accumulators; 12 spill)
 
 #if defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__)
-template <int NV>  // 16-output vectors per step: 2 share each broadcast row word between 32 outputs
-inline void block_avx512(const uint32_t* a, int64_t np, int64_t K32, const uint32_t* wt, int64_t O, int64_t Opad,
-                         int64_t o, const float* scale, const float* bias, int64_t C, float* out) {
-  __m512i acc[PB][NV];
-  for (int64_t i = 0; i < PB; ++i)
+// R rows x NV 16-output vectors per step, both compile-time so that the R*NV accumulators stay in registers
+// (a runtime row count made the compiler keep them in memory).
+template <int R, int NV>
+inline void block_avx512(const uint32_t* a, int64_t K32, const uint32_t* wt, int64_t O, int64_t Opad, int64_t o,
+                         const float* scale, const float* bias, int64_t C, float* out) {
+  __m512i acc[R][NV];
+  for (int i = 0; i < R; ++i)
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
   for (int64_t k = 0; k < K32; ++k) {
     __m512i w[NV];
     for (int v = 0; v < NV; ++v) w[v] = _mm512_loadu_si512((const void*)(wt + k * Opad + o + 16 * v));
-    for (int64_t i = 0; i < np; ++i) {
+    for (int i = 0; i < R; ++i) {
       const __m512i x = _mm512_set1_epi32((int32_t)a[i * K32 + k]);
       for (int v = 0; v < NV; ++v)
         acc[i][v] = _mm512_add_epi32(acc[i][v], _mm512_popcnt_epi32(_mm512_xor_si512(x, w[v])));
@@ -124,20 +127,30 @@ inline void block_avx512(const uint32_t* a, int64_t np, int64_t K32, const uint3
     const __mmask16 lanes = (__mmask16)((m == 16) ? 0xFFFF : ((1u << m) - 1));
     const __m512 s = _mm512_maskz_loadu_ps(lanes, scale + ov);
     const __m512 t = _mm512_maskz_loadu_ps(lanes, bias + ov);
-    for (int64_t i = 0; i < np; ++i) {
+    for (int i = 0; i < R; ++i) {
       const __m512i dot = _mm512_sub_epi32(cvec, _mm512_slli_epi32(acc[i][v], 1));
       _mm512_mask_storeu_ps(out + i * O + ov, lanes, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(dot), t));
     }
   }
+}
+
+template <int R>
+inline void rows_avx512(const uint32_t* a, int64_t K32, const uint32_t* wt, int64_t O, int64_t Opad,
+                        const float* scale, const float* bias, int64_t C, float* out) {
+  int64_t o = 0;
+  for (; o + 32 <= Opad; o += 32) block_avx512<R, 2>(a, K32, wt, O, Opad, o, scale, bias, C, out);
+  for (; o < Opad; o += 16) block_avx512<R, 1>(a, K32, wt, O, Opad, o, scale, bias, C, out);
 }
 #endif
 
 void gemm_block(const uint32_t* a, int64_t np, int64_t K32, const uint32_t* wt, int64_t O, int64_t Opad,
                 const float* scale, const float* bias, int64_t C, float* out) {
 #if defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__)
-  int64_t o = 0;
-  for (; o + 32 <= Opad; o += 32) block_avx512<2>(a, np, K32, wt, O, Opad, o, scale, bias, C, out);
-  for (; o < Opad; o += 16) block_avx512<1>(a, np, K32, wt, O, Opad, o, scale, bias, C, out);
+  if (np == PB) {
+    rows_avx512<PB>(a, K32, wt, O, Opad, scale, bias, C, out);
+  } else {
+    for (int64_t i = 0; i < np; ++i) rows_avx512<1>(a + i * K32, K32, wt, O, Opad, scale, bias, C, out + i * O);
+  }
 #elif defined(__AVX2__)
   const __m256i cvec = _mm256_set1_epi32((int32_t)C);
   for (int64_t o = 0; o < Opad; o += 8) {
