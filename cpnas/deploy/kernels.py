@@ -5,7 +5,7 @@
 taken where the CPU has it) into ``$CPNAS_CACHE/torch_extensions/<name>``; the name
 holds a hash of the source and of the machine (:func:`cpnas.dispatch.machine_id`),
 so a cache shared between machines never loads a binary built for another CPU.
-Later processes load the cached build in well under a second.
+Later processes load the cached build instead of compiling again.
 
 Without a C++ compiler or ninja, :func:`extension` raises one
 :class:`~cpnas.errors.CpnasError` naming the fix; nothing else in :mod:`cpnas`
