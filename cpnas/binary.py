@@ -92,7 +92,7 @@ def shares_signs(forward):
 def activation_sign(x: torch.Tensor) -> torch.Tensor:
     """:func:`sign` of a conv input, reused within a :func:`shared_signs` block."""
     cache = getattr(_shared, "cache", None)
-    if cache is None:
+    if cache is None or x.is_inference():  # inference tensors carry no version counter: no sharing
         return sign(x)
     hit = cache.get(id(x))
     if hit is not None and hit[0] is x and hit[1] == x._version:

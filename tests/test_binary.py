@@ -355,3 +355,17 @@ def test_shared_signs_are_exact_and_computed_once_per_input():
     for a, b in zip(p1, p2):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     assert calls[0] < calls[1]  # fewer sign passes with sharing
+
+
+def test_shared_signs_work_under_inference_mode():
+    from cpnas.genotype import DARTS_V2
+    from cpnas.networks import NetworkCIFAR
+
+    torch.manual_seed(0)
+    net = NetworkCIFAR(DARTS_V2, C=8, num_classes=10, layers=3, auxiliary=False).eval()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        expected = net(x)[0]
+    with torch.inference_mode():
+        got = net(x)[0]
+    assert torch.equal(expected, got)
