@@ -60,6 +60,14 @@ def artifact_dir(kind: str, scale: str) -> Path:
     return d
 
 
+class Saved(list):
+    """The files an artifact was written to (absolute :class:`Path` items), shown relative to the project
+    root, so an executed notebook displays no path of the machine that ran it."""
+
+    def __repr__(self) -> str:
+        return "saved: " + ", ".join(portable(p) for p in self)
+
+
 def save_figure(fig, name: str, scale: str) -> list[Path]:
     """Save a matplotlib figure as ``<name>.png`` and ``<name>.pdf`` (atomically)."""
     import io
@@ -73,7 +81,7 @@ def save_figure(fig, name: str, scale: str) -> list[Path]:
         meta = {"CreationDate": None} if ext == "pdf" else {"Software": None}
         fig.savefig(buf, format=ext, dpi=150, bbox_inches="tight", metadata=meta)
         out.append(write_bytes(artifact_dir("figures", scale) / f"{name}.{ext}", buf.getvalue()))
-    return out
+    return Saved(out)
 
 
 def save_graph(graph, name: str, scale: str) -> list[Path]:
@@ -86,7 +94,7 @@ def save_graph(graph, name: str, scale: str) -> list[Path]:
         if ext == "pdf":
             data = fixed_pdf_date(data)
         out.append(write_bytes(artifact_dir("figures", scale) / f"{name}.{ext}", data))
-    return out
+    return Saved(out)
 
 
 def fixed_pdf_date(data: bytes) -> bytes:
@@ -107,7 +115,7 @@ def save_table(df, name: str, scale: str, *, caption: str | None = None) -> list
     csv = write_text(d / f"{name}.csv", df.to_csv(index=False))
     md_text = (f"{caption}\n\n" if caption else "") + df.to_markdown(index=False, missingval="–") + "\n"
     md = write_text(d / f"{name}.md", md_text)
-    return [csv, md]
+    return Saved([csv, md])
 
 
 def git_commit() -> str | None:
@@ -133,6 +141,8 @@ def run_info(scale: str, dataset: str | None = None, device: str | None = None) 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() \
         else f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+    if dataset is not None and os.path.isabs(str(dataset)):
+        dataset = portable(dataset)  # a data folder: shown relative to the project root
     return {"scale": scale, "dataset": dataset, "device": dev,
             "date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
             "torch": torch.__version__, "python": platform.python_version(), "git_commit": git_commit()}
