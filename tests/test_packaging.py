@@ -157,3 +157,13 @@ def test_license_file_matches_the_spdx_string():
     assert isinstance(license_, str), "write the license as an SPDX string (PEP 639), not a table"
     assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith(f"{license_} License")
     assert pyproject()["project"]["requires-python"] == ">=3.11"  # the tests import tomllib
+
+
+def test_committed_notebooks_show_no_absolute_path():
+    """Executed notebooks display paths relative to the project root (cpnas.paths.Saved, portable)."""
+    hits = []
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        text = nb.read_text(encoding="utf-8")
+        hits += [f"{nb.name}: {m.group(0)}" for m in re.finditer(r"PosixPath\('/[^']*'\)", text)]
+        hits += [f"{nb.name}: {m.group(0)}" for m in re.finditer(r"'dataset': '/[^']*'", text)]
+    assert not hits, hits[:5]
