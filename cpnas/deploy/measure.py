@@ -432,9 +432,10 @@ def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", 
 def found_cell(scale: str = "cpu") -> tuple[Genotype, str]:
     """The cell of ``scale``'s CP-NAS search (seed 0), or DARTS_V2 when that search is not here; and its label."""
     from cpnas.genotype import DARTS_V2, load_genotype
-    from cpnas.paths import portable, results_dir
+    from cpnas.paths import portable
+    from cpnas.tables import default_genotype_path
 
-    path = results_dir(scale) / "search" / "cpnas" / "seed0" / "genotype.json"
+    path = default_genotype_path(scale)
     if path.is_file():
         return load_genotype(path), f"CP-NAS cell of the {scale} search (seed 0, {portable(path)})"
     return DARTS_V2, f"DARTS_V2 (no {scale} CP-NAS search in {portable(path.parent)})"
