@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import platform
 import statistics
 import time
@@ -291,6 +292,10 @@ def markdown(res: dict[str, Any]) -> str:
     lines = [
         f"# cpnas benchmark ({res['date']}, torch {res['torch']}, {res['threads']} threads)",
         "",
+        f"Load average (1/5/15 min) at the start: {res.get('load_avg_start')}, at the end: "
+        f"{res.get('load_avg_end')} ({res['threads']} threads of {os.cpu_count()} cores; a load above the "
+        f"thread count means other work shared the cores).",
+        "",
         f"Machine: {res['machine']}; CPU {res.get('cpu_model', '?')} "
         f"(AVX-512: {'yes' if res.get('avx512') else 'no'}, AVX2: {'yes' if res.get('avx2') else 'no'}).",
         "",
@@ -380,18 +385,30 @@ def run(out: Path, scale: str = "cpu", batch: int = 64, images: int = 512, devic
     res = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()} {platform.processor()}".strip(),
            "cpu_model": info["model"], "avx2": "avx2" in flags, "avx512": "avx512f" in flags,
            "device": device, "threads": torch.get_num_threads(), "torch": torch.__version__,
-           "dispatch_cache": str(dispatch.cache_path()), "forced_forms": dispatch.forced()}
+           "dispatch_cache": str(dispatch.cache_path()), "forced_forms": dispatch.forced(),
+           "load_avg_start": _load_avg()}
     res["kernels"] = kernels(device=device) if device == "cpu" else None
     res["throughput"] = throughput(batch=batch, device=device)
     res["training"] = training_throughput(device=device)
     res["search"] = search_epochs(scale=scale, images=images, device=device)
     # (e) also times the paper's C = 56 network (about a minute): not at smoke scale, which tests/test_deploy.py covers
     res["deploy"] = deploy(scale) if device == "cpu" and scale != "smoke" else None
+    res["load_avg_end"] = _load_avg()
     res["kernel_forms"] = dispatch.chosen()
     res["dispatch_timings"] = dispatch.timings()
     write_json(out / "bench.json", res)
     write_text(out / "bench.md", markdown(res))
     return res
+
+
+def _load_avg() -> list[float] | None:
+    """The machine's 1/5/15-minute load averages (other work running beside the benchmark), where known."""
+    import os
+
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
 
 
 def main(argv=None) -> int:
