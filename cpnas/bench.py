@@ -139,12 +139,22 @@ def throughput(batch: int = 64, steps: int = 5, warmup: int = 2, device: str = "
 
 
 def training_throughput(channels: tuple[int, ...] = (8, 16), steps: int = 6, warmup: int = 2,
-                        device: str = "cpu") -> dict[str, Any]:
+                        device: str = "cpu", threads: int = 1) -> dict[str, Any]:
     """(d): images/s per thread of a ``cpu``-recipe training step of the 1-bit DARTS_V2 evaluation net.
 
     The ``cpu`` preset's network (8 cells, 32×32, its batch and optimizer), at each
-    width in ``channels``; the ``cpu`` scale's per-run budget follows from it.
+    width in ``channels``, with ``threads`` intra-op threads (1: how ``cpu`` runs train,
+    side by side in one-thread processes); the ``cpu`` scale's per-run budget follows from it.
     """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _training_throughput(channels, steps, warmup, device)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _training_throughput(channels: tuple[int, ...], steps: int, warmup: int, device: str) -> dict[str, Any]:
     from cpnas.data import DEFAULT_DATASET, get_dataset, train_config
     from cpnas.genotype import DARTS_V2
     from cpnas.train import recipe_optimizer
@@ -197,7 +207,8 @@ def search_epochs(scale: str = "cpu", images: int = 512, device: str = "cpu") ->
     pool = D.synthetic_images(2 * images, seed=0)
     train = D.subset(pool, torch.arange(images))
     other = D.subset(pool, torch.arange(images, 2 * images))
-    n_score = max(1, round(images * s.score_fraction / s.train_fraction))  # the paper's 5 % : 50 %
+    paper_s = get_config("paper").search  # the paper's score : train ratio (5 % : 50 %), which the projection assumes
+    n_score = max(1, round(images * paper_s.score_fraction / paper_s.train_fraction))
     score = D.subset(other, torch.arange(n_score))
     mk = lambda d, shuffle, aug, bs=s.batch_size: D.TensorLoader(d, bs, shuffle=shuffle, augment=aug,  # noqa: E731
                                                                  device=dev, seed=0)
