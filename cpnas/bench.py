@@ -35,6 +35,7 @@ from cpnas.config import get_config
 from cpnas.io import write_json, write_text
 from cpnas.networks import SearchNetwork, memory_format_for
 from cpnas.ops import PRIMITIVES
+from cpnas.paths import portable
 from cpnas.space import Path as ArchPath
 from cpnas.space import covering_path
 
@@ -396,7 +397,7 @@ def run(out: Path, scale: str = "cpu", batch: int = 64, images: int = 512, devic
     res = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()} {platform.processor()}".strip(),
            "cpu_model": info["model"], "avx2": "avx2" in flags, "avx512": "avx512f" in flags,
            "device": device, "threads": torch.get_num_threads(), "torch": torch.__version__,
-           "dispatch_cache": str(dispatch.cache_path()), "forced_forms": dispatch.forced(),
+           "dispatch_cache": portable(dispatch.cache_path()), "forced_forms": dispatch.forced(),
            "load_avg_start": _load_avg()}
     res["kernels"] = kernels(device=device) if device == "cpu" else None
     res["throughput"] = throughput(batch=batch, device=device)
