@@ -265,14 +265,15 @@ def collect(scale: str, cells: tuple[ProxyCell, ...] = ALL_CELLS) -> list[dict[s
     rows = []
     for cell in cells:
         row: dict[str, Any] = {}
+        genotype = None
         for budget in BUDGETS:
             done = finished_run(scale, cell, budget)
             if done is not None:
                 m = read_json(done / R.METRICS)
                 row[f"top1_{budget}"], row[f"minutes_{budget}"] = m["top1"], m["wall_clock_s"] / 60
+                genotype = genotype or Genotype.from_dict(m["genotype"], source=str(done / R.METRICS))
         if not row:
-            continue
-        genotype = genotype_of(scale, cell, search=False)
+            continue  # the cell the run trained is read from the run itself, not from its search folder
         ops = [e[0] for kind in ("normal", "reduce") for e in genotype.cell(kind)[0]]
         normal = [e[0] for e in genotype.cell("normal")[0]]
         rows.append({"architecture": cell.name, "source": cell.source, "seed": cell.seed,
