@@ -280,13 +280,9 @@ def all_runs(genotype: str | os.PathLike, seeds: Sequence[int] = SEEDS, betas: S
 
 def unique_runs(runs: Sequence[Run], scale: str) -> list[Run]:
     """One run per training folder (the β = 0 / 2 points and bnas / cpnas share theirs)."""
-    seen, out = set(), []
-    for run in runs:
-        key = run.train_dir(scale)
-        if key not in seen:
-            seen.add(key)
-            out.append(run)
-    return out
+    from cpnas.runs import first_per_key
+
+    return first_per_key(runs, lambda run: run.train_dir(scale))
 
 
 def run_all(runs: Sequence[Run], scale: str, *, jobs: int = 1, data_root: str | os.PathLike | None = None,

@@ -30,7 +30,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from cpnas.data.registry import DEFAULT_DATASET
 from cpnas.errors import CpnasError
@@ -159,13 +159,18 @@ class RunSpec:
         return isinstance(self.genotype, (str, os.PathLike)) and not Path(self.genotype).is_file()
 
 
+def first_per_key(items: Sequence[Any], key: Callable[[Any], Any]) -> list[Any]:
+    """The first item of each ``key(item)``, in the order given."""
+    seen: set[Any] = set()
+    out = []
+    for item in items:
+        k = key(item)
+        if k not in seen:
+            seen.add(k)
+            out.append(item)
+    return out
+
+
 def unique(specs: Sequence[RunSpec], scale: str) -> list[RunSpec]:
     """One spec per training folder, in the order given (studies share runs: computed once)."""
-    seen: set[Path] = set()
-    out = []
-    for spec in specs:
-        key = spec.out(scale)
-        if key not in seen:
-            seen.add(key)
-            out.append(spec)
-    return out
+    return first_per_key(specs, lambda spec: spec.out(scale))
