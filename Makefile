@@ -62,7 +62,7 @@ reproduce-fig3: venv
 reproduce-fig5: venv
 	$(PAPERMILL) notebooks/02_search_cifar.ipynb $(NB_OUT)/02_search_cifar.ipynb
 
-reproduce-table1: reproduce-fig5
+reproduce-table1: venv
 	$(PAPERMILL) notebooks/03_eval.ipynb $(NB_OUT)/03_eval.ipynb
 
 reproduce-table2: venv

@@ -50,8 +50,16 @@ BETAS: tuple[float, ...] = (0.0, 0.33, 0.5, 1.0, 2.0, 3.0, 4.0)
 STRATEGIES: tuple[str, ...] = ("random", "pcdarts", "bnas", "cpnas")
 """Fig. 6 (right): the search strategies compared on the 1-bit space."""
 
+GAP_BETAS: tuple[float, ...] = (0.5, 2.0)
+"""Fig. 6 (left), the other reading of Eq. 1 (⚑ ``search.indicator = gap_penalty``): these β_P only."""
+
 PAPER_BETA = 2.0
 """§3.1: β_P = 2 on CIFAR-10 (the ``cpnas`` point of the strategy study)."""
+
+LOSS_KERNEL_WEIGHT = 0.03
+"""The kernel term's weight in the loss study when the scale's recipe turns the term off (``adam-bnn``: 0):
+the best non-zero weight of issue 11's recipe sweep (1 / 0.03 / 0 gave 22.2 / 29.7 / 33.6 % validation top-1),
+so that the variants with the kernel term measure it. At ``paper`` the recipe's weight (1, Eq. 3) is used."""
 
 LOSS_VARIANTS: dict[str, dict[str, Any]] = {
     "cross-entropy": {"loss": "ce", "overrides": {}},
@@ -71,13 +79,21 @@ LOSS_STUDIES: dict[str, str] = {
 """The CP-loss studies: the same variants on two cells. 02's CP-NAS cell hardly trains at `cpu` budgets
 (Table 1), so the variants are also compared on a cell that does."""
 
-SEEDS: tuple[int, ...] = (0, 1, 2)
-"""Seeds of every study (the issue's "at least 3"); the smoke scale uses two (the fewest giving a std)."""
+SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
+"""Seeds of Fig. 6's studies (issue 12: at least 5); the smoke scale uses two (the fewest giving a std)."""
+
+LOSS_SEEDS: tuple[int, ...] = (0, 1, 2)
+"""Seeds of the CP-loss ablation (issue 12: 3)."""
 
 
 def default_seeds(scale: str) -> tuple[int, ...]:
     """:data:`SEEDS`, or ``(0, 1)`` at the smoke scale (CI time)."""
     return SEEDS[:2] if scale == "smoke" else SEEDS
+
+
+def default_loss_seeds(scale: str) -> tuple[int, ...]:
+    """:data:`LOSS_SEEDS`, or ``(0, 1)`` at the smoke scale."""
+    return LOSS_SEEDS[:2] if scale == "smoke" else LOSS_SEEDS
 
 
 def default_betas(scale: str) -> tuple[float, ...]:
@@ -87,14 +103,19 @@ def default_betas(scale: str) -> tuple[float, ...]:
 ABLATION_SIZES: dict[str, dict[str, Any]] = {
     "paper": {},
     "smoke": {},
-    # Sized so that all runs (24 searches, 45 trainings at 3 seeds) fit in about 3 hours on 2 cores,
-    # two one-thread runs side by side. Search: a 5-cell supernet (C = 8) with the cpu schedule
-    # (T = 1, 35 epochs) on 150 training and 100 scoring images; PC-DARTS 10 epochs (3 warm-up).
-    # Training: the cpu preset's 10-cell small network (C = 7), 3 epochs of 1,250 images, tested
-    # on 1,000. The notebook prints what one run of each kind cost.
+    # Sized (issue 12) so that the whole `make reproduce` fits 8 hours of two one-thread runs side by
+    # side, and Table 1 at 3 seeds (which shares these searches, cpnas.tables.table1_runs) 90 minutes:
+    # 48 searches and ~90 trainings in all. Search: a 5-cell supernet (C = 8) with the cpu schedule
+    # (T = 1, 35 draws), each draw trained on the 250 search-train images and scored on 1,000
+    # images after BN is re-estimated on 2 batches; ~8-10 min for cpnas on one thread. Its snr
+    # (indicator.json) is below 02's (10,000 scored images): these searches are noisier, and 05
+    # reports how much. Training: the cpu small network (8 cells, C = 12) for one pass over
+    # 10,000 training images (tested on 5,000, ±0.7 points binomial SE at 50 %), ~4 min.
     "cpu": {
-        "search.layers": 5, "search.train_fraction": 0.003, "search.score_fraction": 0.002,
-        "cifar.epochs": 3, "cifar.train_fraction": 0.025, "cifar.test_fraction": 0.1, "cifar.eval_every": 3,
+        "search.layers": 5, "search.train_fraction": 0.005, "search.score_fraction": 0.02,
+        "search.calibration_batches": 2,
+        "cifar.epochs": 1, "cifar.train_fraction": 0.2, "cifar.test_fraction": 0.5, "cifar.val_fraction": 0.0,
+        "cifar.eval_every": 1,
     },
 }
 """Size overrides of the ablation runs on top of the scale's preset (size fields only; tested)."""
@@ -128,15 +149,24 @@ class Run:
     loss: str = "cp"
     loss_overrides: tuple[tuple[str, Any], ...] = ()
     genotype: str | None = None  # path to a fixed genotype (loss study): no search
+    indicator: str = "printed"  # Eq. 1's reading (search.indicator); "gap_penalty" runs are the "beta-gap" study
+    size: str = "small"  # the trained network's size (Table 1's rows train medium and large ones too)
+    name: str | None = None  # the training's folder name (default: the search's name, or the loss study's)
+
+    @property
+    def variant(self) -> str | None:
+        return None if self.indicator == "printed" else "gap"
 
     @property
     def search_name(self) -> str | None:
         if self.genotype is not None:
             return None
-        return R.search_name(self.strategy, self.beta_p)
+        return R.search_name(self.strategy, self.beta_p, variant=self.variant)
 
     @property
     def train_name(self) -> str:
+        if self.name is not None:
+            return self.name
         if self.study in LOSS_STUDIES:
             slug = "".join(ch if ch.isalnum() else "-" for ch in self.label.lower()).strip("-")
             return f"{self.study}-" + "-".join(filter(None, slug.split("-")))
@@ -147,10 +177,16 @@ class Run:
         """The run as a :class:`cpnas.runs.RunSpec`: the ablation's sizes (:func:`ablation_config`), its loss."""
         if scale not in ABLATION_SIZES:
             raise CpnasError(f"unknown scale {scale!r}; choose one of {', '.join(ABLATION_SIZES)}")
-        over = R.overrides({**ABLATION_SIZES[scale], **(config_overrides or {}), **dict(self.loss_overrides)})
+        method = {} if self.indicator == "printed" else {"search.indicator": self.indicator}
+        if (self.study in LOSS_STUDIES and self.loss == "cp" and "loss.kernel_weight" not in dict(self.loss_overrides)
+                and get_config(scale).loss.kernel_weight == 0):
+            method["loss.kernel_weight"] = LOSS_KERNEL_WEIGHT  # the variant has the kernel term: measure it
+        over = R.overrides({**ABLATION_SIZES[scale], **(config_overrides or {}), **dict(self.loss_overrides),
+                            **method})
         search = None if self.genotype is not None else R.SearchSpec(
-            self.strategy, seed=self.seed, beta_p=self.beta_p, dataset=dataset, overrides=over, study=STUDY)
-        return R.RunSpec(self.train_name, seed=self.seed, search=search, genotype=self.genotype, size="small",
+            self.strategy, seed=self.seed, beta_p=self.beta_p, dataset=dataset, overrides=over, study=STUDY,
+            variant=self.variant)
+        return R.RunSpec(self.train_name, seed=self.seed, search=search, genotype=self.genotype, size=self.size,
                          loss=self.loss, dataset=dataset, overrides=over, study=STUDY)
 
     def search_dir(self, scale: str, dataset: str = DEFAULT_DATASET) -> Path | None:
@@ -177,6 +213,69 @@ def beta_runs(seeds: Sequence[int] = SEEDS, betas: Sequence[float] = BETAS) -> l
             else:
                 runs.append(_search_run("cpnas", seed, beta, "beta", f"{beta:g}"))
     return runs
+
+
+TABLE1_ROWS: dict[str, dict[str, Any]] = {
+    "CP-NAS (Small)": {"strategy": "cpnas", "size": "small", "loss": "cp", "name": None},
+    "CP-NAS (Small), cross-entropy only": {"strategy": "cpnas", "size": "small", "loss": "ce", "name": "cpnas-small-ce"},
+    "CP-NAS (Medium)": {"strategy": "cpnas", "size": "medium", "loss": "cp", "name": "cpnas-medium"},
+    "CP-NAS (Large)": {"strategy": "cpnas", "size": "large", "loss": "cp", "name": "cpnas-large"},
+    "BNAS†": {"strategy": "bnas", "size": "medium", "loss": "cp", "name": "bnas-medium"},
+}
+"""Table 1's rows of ours (notebook 03): the search strategy, the size trained, the loss, the training's folder.
+``CP-NAS (Small)`` is the ``cpnas`` run of Fig. 6 (right) at the same seed (one folder, computed once); BNAS†
+is trained at the medium size as in the paper's Table 1 (BNAS, 5.57 M)."""
+
+TABLE1_SEEDS: tuple[int, ...] = (0, 1, 2)
+"""Seeds of Table 1 (issue 12: every row of ours at 3 seeds, search and training)."""
+
+
+def default_table1_seeds(scale: str) -> tuple[int, ...]:
+    """:data:`TABLE1_SEEDS`, or ``(0, 1)`` at the smoke scale."""
+    return TABLE1_SEEDS[:2] if scale == "smoke" else TABLE1_SEEDS
+
+
+def table1_runs(seeds: Sequence[int] = TABLE1_SEEDS) -> list[Run]:
+    """Table 1 of ours, study ``table1``: each row of :data:`TABLE1_ROWS` at every seed, with the ablation's
+    sizes (:data:`ABLATION_SIZES`), so that its searches are those of Fig. 6 (right) at the same seeds."""
+    return [Run(study="table1", label=label, seed=seed, strategy=row["strategy"], loss=row["loss"],
+                size=row["size"], name=row["name"]) for label, row in TABLE1_ROWS.items() for seed in seeds]
+
+
+def table1_metrics(runs: Sequence[Run], scale: str) -> dict[str, list[dict[str, Any]]]:
+    """``{row label: [metrics.json of each finished seed]}`` of :func:`table1_runs`, for :func:`cpnas.tables.table1`."""
+    from cpnas.io import read_json
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        if is_done(run, scale):
+            out.setdefault(run.label, []).append(read_json(run.train_dir(scale) / R.METRICS))
+    return out
+
+
+TABLE1_CLAIMS: tuple[tuple[str, str, int, str], ...] = (
+    ("CP-NAS (Medium)", "BNAS†", +1, "CP-NAS beats BNAS† at a similar size (§3.2: 5.72 % vs 8.29 % error)"),
+    ("CP-NAS (Small)", "CP-NAS (Small), cross-entropy only", +1, "the CP loss beats cross-entropy alone (§2.4)"),
+    ("CP-NAS (Large)", "CP-NAS (Small)", +1, "the larger network is more accurate (Table 1: 4.73 % vs 6.5 % error)"),
+)
+"""Table 1's claims as ``(a, b, paper_sign, claim)``: the paper says top-1 of ``a`` > ``b`` when the sign is +1."""
+
+
+def table1_verdicts(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each claim of :data:`TABLE1_CLAIMS` judged on the rows of :func:`table1_runs` (Welch over seeds, Holm over
+    the three; :func:`judged`), with ``claim`` and ``words`` added."""
+    rows = [r for r in rows if r["study"] == "table1"]
+    present = {r["label"] for r in rows}
+    claims = [c for c in TABLE1_CLAIMS if c[0] in present and c[1] in present]
+    tests = judged(rows, "table1", [(a, b, sign) for a, b, sign, _ in claims])
+    return [{**t, "claim": claim, "words": f"{in_words(t)}; {verdict_words(t)}"}
+            for (_, _, _, claim), t in zip(claims, tests)]
+
+
+def gap_runs(seeds: Sequence[int] = SEEDS, betas: Sequence[float] = GAP_BETAS) -> list[Run]:
+    """Fig. 6 (left), study ``beta-gap``: the cpnas search under the ``gap_penalty`` reading of Eq. 1."""
+    return [Run(study="beta-gap", label=f"{beta:g}", seed=seed, strategy="cpnas", beta_p=beta,
+                indicator="gap_penalty") for beta in betas for seed in seeds]
 
 
 def strategy_runs(seeds: Sequence[int] = SEEDS, strategies: Sequence[str] = STRATEGIES) -> list[Run]:
@@ -266,15 +365,17 @@ def bnas_genotype_path(scale: str) -> Path:
 
 
 def all_runs(genotype: str | os.PathLike, seeds: Sequence[int] = SEEDS, betas: Sequence[float] = BETAS,
-             bnas_genotype: str | os.PathLike | None = None) -> list[Run]:
+             bnas_genotype: str | os.PathLike | None = None, loss_seeds: Sequence[int] = LOSS_SEEDS,
+             gap_betas: Sequence[float] = GAP_BETAS) -> list[Run]:
     """The studies, searches shared between them listed once per study (cached, so computed once).
 
     ``bnas_genotype`` (:func:`bnas_genotype_path`) adds the ``loss-bnas`` study; its cell
     comes from a search of the β_P study, which :func:`run_all` finishes first.
     """
-    runs = beta_runs(seeds, betas) + strategy_runs(seeds) + loss_runs(genotype, seeds)
+    runs = (beta_runs(seeds, betas) + gap_runs(seeds, gap_betas) + strategy_runs(seeds)
+            + loss_runs(genotype, loss_seeds))
     if bnas_genotype is not None:
-        runs += loss_runs(bnas_genotype, seeds, study="loss-bnas")
+        runs += loss_runs(bnas_genotype, loss_seeds, study="loss-bnas")
     return runs
 
 
@@ -455,6 +556,44 @@ def strategy_verdict(rows: Sequence[dict[str, Any]]) -> str:
     return "; ".join(parts) + "." + speed
 
 
+def gap_verdict(rows: Sequence[dict[str, Any]]) -> str:
+    """In words: under each reading of Eq. 1, is β_P = 2 better than β_P = 0.5 (Fig. 6's rise)? Holm over the two."""
+    from cpnas.stats import holm, verdict
+
+    tests = []
+    for study in ("beta", "beta-gap"):
+        mine = [r for r in rows if r["study"] == study]
+        if {0.5, PAPER_BETA} <= {r["beta_p"] for r in mine}:
+            tests.append((study, mine))
+    if not tests:
+        return "The β_P = 0.5 and 2 runs of both readings have not finished yet."
+    diffs = [difference(mine, study, PAPER_BETA, 0.5, by="beta_p") for study, mine in tests]
+    parts = []
+    for (study, mine), d, p_adj in zip(tests, diffs, holm([d["p"] for d in diffs])):
+        means = [statistics.fmean(r["top1"] for r in mine if r["beta_p"] == b) for b in (PAPER_BETA, 0.5)]
+        d = {**d, **verdict(d, paper_sign=+1, mean_a=means[0], mean_b=means[1], chance=CHANCE_TOP1,
+                            p_adjusted=p_adj)}
+        reading = "printed (z = A_C + β_P(A_P − A_C))" if study == "beta" else "gap_penalty (z = A_C − β_P(A_P − A_C))"
+        parts.append(f"{reading}: β_P = 2 minus β_P = 0.5: {in_words(d)}; {verdict_words(d)}")
+    return "; ".join(parts) + "."
+
+
+def loss_verdicts(rows: Sequence[dict[str, Any]], study: str = "loss") -> list[dict[str, Any]]:
+    """The full CP loss (Eq. 4) against each other variant of one loss study, Holm over the comparisons.
+
+    The paper's direction is +1 throughout (§2.4 proposes the full loss as the better one).
+    """
+    mine = [r for r in rows if r["study"] == study]
+    have = {r["label"] for r in mine}
+    full = "CP loss (Eq. 4)"
+    others = [v for v in LOSS_VARIANTS if v != full and v in have]
+    if full not in have or not others:
+        return []
+    tests = judged(mine, study, [(full, other, +1) for other in others])
+    return [{**t, "claim": f"CP loss minus {other}", "words": f"{in_words(t)}; {verdict_words(t)}"}
+            for other, t in zip(others, tests)]
+
+
 def search_cost_projection(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """CP-NAS / PC-DARTS search time per epoch, projected to the paper's epoch counts (105 vs 50).
 
@@ -576,33 +715,44 @@ def _isnan(v: Any) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from cpnas.cli.common import add_executor_args, run_study, seed_list, slurm_options, study_parser
+    from cpnas.cli.common import add_executor_args, name_list, run_study, seed_list, slurm_options, study_parser
 
     p = study_parser("python -m cpnas.ablation", "Compute the missing runs of the ablation studies (notebook 05).",
                      tuple(ABLATION_SIZES))
-    p.add_argument("--study", choices=("beta", "strategy", *LOSS_STUDIES, "all"), default="all")
-    p.add_argument("--seeds", default=SEEDS, type=seed_list, help="comma-separated seeds (default: 0,1,2)")
+    studies = ("table1", "beta", "beta-gap", "strategy", *LOSS_STUDIES)
+    p.add_argument("--study", type=name_list((*studies, "all"), "study"), default=("all",),
+                   help=f"comma-separated studies, computed as one run list (default: all = every one but "
+                        f"loss-bnas); from {', '.join(studies)}")
+    p.add_argument("--seeds", default=None, type=seed_list,
+                   help="comma-separated seeds (default: 0-4 for Fig. 6's studies, 0-2 for Table 1 and the "
+                        "loss studies)")
     p.add_argument("--genotype", default=None, help="genotype of the loss study (default: the 02 search's)")
     p.add_argument("--device", default="auto")
     add_executor_args(p)
     args = p.parse_args(argv)
 
     def work():
-        seeds = args.seeds
+        chosen = set(studies) - {"loss-bnas"} if "all" in args.study else set(args.study)
+        seeds = args.seeds or default_seeds(args.scale)
+        few = args.seeds or default_loss_seeds(args.scale)
         runs: list[Run] = []
-        if args.study in ("beta", "all"):
+        if "table1" in chosen:
+            runs += table1_runs(args.seeds or default_table1_seeds(args.scale))
+        if "beta" in chosen:
             runs += beta_runs(seeds)
-        if args.study in ("strategy", "all"):
+        if "beta-gap" in chosen:
+            runs += gap_runs(seeds)
+        if "strategy" in chosen:
             runs += strategy_runs(seeds)
-        if args.study in ("loss", "all"):
+        if "loss" in chosen:
             from cpnas.tables import default_genotype_path, resolve_genotype
 
             geno = args.genotype or default_genotype_path(args.scale)
             resolve_genotype(geno, args.scale)  # fails early with the command that makes it
-            runs += loss_runs(geno, seeds)
-        if args.study in ("loss-bnas", "all"):
+            runs += loss_runs(geno, few)
+        if "loss-bnas" in chosen:
             # its cell is the β_P = 0 search at seed 0: listed so that run_all computes it first
-            runs += beta_runs((0,), (0.0,)) + loss_runs(bnas_genotype_path(args.scale), seeds, study="loss-bnas")
+            runs += beta_runs((0,), (0.0,)) + loss_runs(bnas_genotype_path(args.scale), few, study="loss-bnas")
         rows = run_all(runs, args.scale, jobs=args.jobs, data_root=args.data, device=args.device,
                        executor=args.executor, slurm=slurm_options(args, args.scale))
         return f"{len(rows)} finished runs"

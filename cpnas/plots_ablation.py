@@ -63,6 +63,15 @@ def fig6(rows: Sequence[dict[str, Any]]):
             _dots(left, beta_rows, "beta_p", b, pos[b])
         for b, n in zip(s["beta_p"], s["n"]):
             left.annotate(f"n={n}", (pos[b], left.get_ylim()[0]), fontsize=7, ha="center", va="bottom")
+    gap_rows = [r for r in rows if r["study"] == "beta-gap"]
+    g = summarize(gap_rows, "beta-gap", by="beta_p")
+    if not g.empty:  # the gap_penalty reading of Eq. 1, beside the printed one (offset to the right)
+        g = g.sort_values("beta_p")
+        xs = [pos.get(b, 0) + 0.15 for b in g["beta_p"]]
+        left.errorbar(xs, g["top1 mean"], yerr=g["top1 std"].fillna(0), fmt="^", capsize=3, color="tab:red",
+                      label="gap_penalty reading")
+        for b, x in zip(g["beta_p"], xs):
+            _dots(left, gap_rows, "beta_p", b, x)
     left.set_xticks(range(len(betas)), [f"{b:g}" for b in betas], fontsize=8)
     left.axhline(10.0, color="gray", lw=0.8, ls="--", label="chance (10 classes)")
     left.legend(fontsize=7, loc="upper right")
@@ -86,6 +95,32 @@ def fig6(rows: Sequence[dict[str, Any]]):
     right.set_title("(right) search strategy, 1-bit space", fontsize=10)
     right.grid(alpha=0.3, axis="y")
     fig.suptitle("Fig. 6 reproduced — " + _scale_note(rows), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def seed_dots(rows: Sequence[dict[str, Any]], study: str, *, order: Sequence[str] | None = None,
+              title: str = ""):
+    """Top-1 per label of one study (e.g. Table 1's rows): every seed a dot, the mean ± sample std beside it."""
+    from matplotlib.figure import Figure
+
+    mine = [r for r in rows if r["study"] == study]
+    t = summarize(mine, study)
+    labels = [x for x in (order or list(t["label"])) if not t.empty and x in set(t["label"])]
+    fig = Figure(figsize=(7, 1.2 + 0.55 * max(1, len(labels))))
+    ax = fig.subplots()
+    for i, name in enumerate(labels):
+        rec = t[t["label"] == name].iloc[0]
+        ax.errorbar(rec["top1 mean"], i, xerr=_std(rec), fmt="s", capsize=4, color="tab:blue")
+        ys = [r["top1"] for r in mine if r["label"] == name]
+        ax.plot(ys, [i + 0.18] * len(ys), "o", color="black", markersize=3, alpha=0.7)
+        ax.annotate(f"n={rec['n']}", (rec["top1 mean"], i - 0.3), fontsize=7, ha="center")
+    ax.axvline(10.0, color="gray", lw=0.8, ls="--", label="chance")
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("test accuracy (%)")
+    ax.set_title(f"{title} — {_scale_note(mine)}" if title else _scale_note(mine), fontsize=9)
+    ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return fig
 

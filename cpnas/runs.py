@@ -58,16 +58,19 @@ def study_dir(scale: str, study: str | None = None) -> Path:
     return root if study is None else root / study
 
 
-def search_name(strategy: str, beta_p: float | None = None, dataset: str = DEFAULT_DATASET) -> str:
-    """``<strategy>[-beta<β>]``, prefixed by ``<dataset>-`` off the default dataset."""
+def search_name(strategy: str, beta_p: float | None = None, dataset: str = DEFAULT_DATASET,
+                variant: str | None = None) -> str:
+    """``<strategy>[-beta<β>][-<variant>]``, prefixed by ``<dataset>-`` off the default dataset."""
     name = strategy if beta_p is None else f"{strategy}-beta{beta_p:g}"
+    if variant:
+        name = f"{name}-{variant}"
     return name if dataset == DEFAULT_DATASET else f"{dataset}-{name}"
 
 
 def search_dir(scale: str, strategy: str, seed: int, beta_p: float | None = None,
-               dataset: str = DEFAULT_DATASET, *, study: str | None = None) -> Path:
+               dataset: str = DEFAULT_DATASET, *, study: str | None = None, variant: str | None = None) -> Path:
     """``results/<scale>[/<study>]/search/<search name>/seed<N>``."""
-    return study_dir(scale, study) / "search" / search_name(strategy, beta_p, dataset) / f"seed{seed}"
+    return study_dir(scale, study) / "search" / search_name(strategy, beta_p, dataset, variant) / f"seed{seed}"
 
 
 def stage_dir(scale: str, study: str | None = None, stage: str = "train") -> Path:
@@ -105,7 +108,9 @@ class SearchSpec:
     """What to search: strategy, seed, β_P (``None``: the config's), dataset, config overrides, and whose it is.
 
     ``study`` places it (``None``: ``results/<scale>/search``, shared by the notebooks, the
-    proxy and the recipe study; ``"ablation"``: the ablation's own). ``data_root`` is the
+    proxy and the recipe study; ``"ablation"``: the ablation's own). ``variant`` names a search
+    whose overrides change the method, not its size (``gap``: ``search.indicator=gap_penalty``),
+    so that it gets its own folder. ``data_root`` is the
     search's data folder when it differs from the training's (a CIFAR-10 search for an
     ImageNet training); it is not part of the run's identity.
     """
@@ -117,9 +122,11 @@ class SearchSpec:
     overrides: Overrides = ()
     study: str | None = None
     data_root: str | None = field(default=None, compare=False)
+    variant: str | None = None
 
     def out(self, scale: str) -> Path:
-        return search_dir(scale, self.strategy, self.seed, self.beta_p, self.dataset, study=self.study)
+        return search_dir(scale, self.strategy, self.seed, self.beta_p, self.dataset, study=self.study,
+                          variant=self.variant)
 
 
 @dataclass(frozen=True)
@@ -174,3 +181,33 @@ def first_per_key(items: Sequence[Any], key: Callable[[Any], Any]) -> list[Any]:
 def unique(specs: Sequence[RunSpec], scale: str) -> list[RunSpec]:
     """One spec per training folder, in the order given (studies share runs: computed once)."""
     return first_per_key(specs, lambda spec: spec.out(scale))
+
+
+# --------------------------------------------------------------------------- cost
+
+REPRODUCE_STUDIES: tuple[str | None, ...] = (None, "ablation")
+"""The folders ``make reproduce`` computes in: the notebooks' (``results/<scale>/{search,train}``) and the
+ablation's (notebooks 03 and 05). The proxy check and the recipe study have their own targets."""
+
+
+def recorded_cost(scale: str, studies: Sequence[str | None] = REPRODUCE_STUDIES) -> list[dict[str, Any]]:
+    """The wall-clock every finished run of ``studies`` recorded: one row per search (``cost.json``) and per
+    training (``metrics.json``, a trained Parent's included), with its folder, kind and seconds.
+
+    Summed, these are what ``make reproduce`` costs on one thread per run (issue 12's budget is
+    measured this way when it spans sittings); data loading and process start-up are not in them.
+    """
+    import json
+
+    rows = []
+    for study in studies:
+        root = study_dir(scale, study)
+        for kind, pattern, key in (("search", "search/*/seed*/cost.json", "wall_clock_s"),
+                                   ("train", "train/*/seed*/" + METRICS, "wall_clock_s"),
+                                   ("train", "train/*/seed*/parent/" + METRICS, "wall_clock_s")):
+            for f in sorted(root.glob(pattern)):
+                seconds = json.loads(f.read_text()).get(key)
+                if seconds is not None:
+                    rows.append({"study": study or "notebooks", "kind": kind,
+                                 "run": str(f.parent.relative_to(root)), "seconds": float(seconds)})
+    return rows

@@ -10,8 +10,9 @@ live in :data:`PAPER_TABLE3` only, and every row taken from it is tagged
 from __future__ import annotations
 
 import os
+import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from cpnas.config import DEFAULT_SCALE, Config, get_config
 from cpnas.errors import CpnasError
@@ -200,10 +201,10 @@ PAPER_TABLE2: dict[str, dict[str, Any]] = {
 }
 """The paper's reported Table 2 (ImageNet). Reported values, never ours."""
 
-TABLE1_COLUMNS = ("architecture", "source", "test error (%)", "params (M)", "W", "A", "search cost (GPU days)",
+TABLE1_COLUMNS = ("architecture", "source", "test error (%)", "test error std (%)", "n", "params (M)", "W", "A", "search cost (GPU days)",
                   "search method", "scale", "dataset", "epochs", "params at paper size (M)",
                   "search wall-clock (h)", "compare with", "note")
-TABLE2_COLUMNS = ("architecture", "source", "top-1 (%)", "top-5 (%)", "params (M)", "W", "A",
+TABLE2_COLUMNS = ("architecture", "source", "top-1 (%)", "top-1 std (%)", "top-5 (%)", "n", "params (M)", "W", "A",
                   "search cost (GPU days)", "search method", "scale", "dataset", "epochs",
                   "params at paper size (M)", "search wall-clock (h)", "compare with", "note")
 
@@ -232,24 +233,37 @@ def _bits(value: Any) -> Any:
     return None if value is None else int(value)
 
 
-def _ours_common(label: str, m: dict[str, Any], compare_with: str | None) -> dict[str, Any]:
+def _ours_common(label: str, runs: Sequence[dict[str, Any]], compare_with: str | None) -> dict[str, Any]:
+    """The columns of one row of ours, from its runs (one per seed): sizes from the first, costs averaged."""
+    m = runs[0]
     search = m.get("search") or {}
     cost = search.get("cost") or {}
     strategy = search.get("strategy")
+    seeds = sorted({r.get("seed") for r in runs if r.get("seed") is not None})
     note = (f"{m['dataset_description']}; {m['scale']} scale: C={m['channels']}, {m['layers']} cells, "
             f"{m['image_size']}px, {m['epochs']} epochs on {m['train_images']} training images, tested on "
             f"{m['test_images']}; precision {m['precision']}, loss {m['loss']}"
             + (f" (H = {m['kernel_source']})" if m.get("kernel_source") else "")
             + (f"; search {strategy} on {cost.get('dataset')}, {cost.get('epochs')} epochs"
-               f" on {cost.get('device_name')}" if cost else ""))
+               f" on {cost.get('device_name')}" if cost else "")
+            + (f"; mean and sample std over seeds {', '.join(map(str, seeds))} (search and training)"
+               if len(runs) > 1 else ""))
+
+    def mean_of(values: list[Any], digits: int) -> float | None:
+        values = [v for v in values if v is not None]
+        return round(statistics.fmean(values), digits) if values else None
+
+    costs = [(r.get("search") or {}).get("cost") or {} for r in runs]
+    paper = [(r.get("paper_size") or {}).get("params_m") for r in runs]
     return {
-        "architecture": label, "source": "ours",
-        "params (M)": round(m["params_m"], 3), "W": _bits(m.get("weight_bits")), "A": _bits(m.get("activation_bits")),
-        "search cost (GPU days)": round(cost["gpu_days"], 3) if cost.get("gpu_days") is not None else None,
+        "architecture": label, "source": "ours", "n": len(runs),
+        "params (M)": mean_of([r["params_m"] for r in runs], 3),
+        "W": _bits(m.get("weight_bits")), "A": _bits(m.get("activation_bits")),
+        "search cost (GPU days)": mean_of([c.get("gpu_days") for c in costs], 3),
         "search method": search_method(strategy),
         "scale": m["scale"], "dataset": m["dataset_description"], "epochs": m["epochs"],
-        "params at paper size (M)": round(m["paper_size"]["params_m"], 3) if m.get("paper_size") else None,
-        "search wall-clock (h)": round(cost["wall_clock_h"], 3) if cost.get("wall_clock_h") is not None else None,
+        "params at paper size (M)": mean_of(paper, 3),
+        "search wall-clock (h)": mean_of([c.get("wall_clock_h") for c in costs], 3),
         "compare with": compare_with, "note": note,
     }
 
@@ -278,29 +292,53 @@ def _interleave(paper_rows: list[dict[str, Any]], ours_rows: list[dict[str, Any]
     return df.astype(object).where(df.notna(), None)
 
 
-def table1(ours: dict[str, dict[str, Any]] | None = None):
+Runs = "dict[str, Any] | Sequence[dict[str, Any]]"
+"""One row of ours: the ``metrics.json`` of one training run, or a list of them (one per seed)."""
+
+
+def _seeds(runs: Any) -> list[dict[str, Any]]:
+    runs = [runs] if isinstance(runs, dict) else list(runs)
+    if not runs:
+        raise ValueError("a row of ours needs at least one run")
+    return runs
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample std (n − 1; ``None`` for one value), rounded to 2 decimals."""
+    mean = statistics.fmean(values)
+    return round(mean, 2), (round(statistics.stdev(values), 2) if len(values) > 1 else None)
+
+
+def table1(ours: dict[str, Runs] | None = None):
     """Table 1: CIFAR-10 test error, the paper's rows (:data:`PAPER_TABLE1`) beside ours.
 
     ``ours`` maps a row label to the ``metrics.json`` of a training run
-    (:func:`cpnas.evaluation.train_or_load`), e.g. ``{"CP-NAS (Small)": m_small,
-    "BNAS†": m_bnas, "CP-NAS (Small), cross-entropy only": m_ce}``. Each of our
+    (:func:`cpnas.evaluation.train_or_load`), or to a list of them, one per seed
+    (:func:`cpnas.ablation.table1_metrics`): the row then gives the mean test error, its
+    sample std and ``n``, e.g. ``{"CP-NAS (Small)": [m0, m1, m2], "BNAS†": [...]}``. Each of our
     rows comes right after the paper row whose label it equals or starts with
     (``compare with``) and says at which scale, on which dataset and for how many
-    epochs it was trained; ``params (M)`` is the trained network's,
-    ``params at paper size (M)`` the same genotype at the paper's C (56 / 72 /
-    112). Our search cost is in GPU days when the search ran on a GPU, else only
-    its wall-clock (hours). Paper rows are tagged ``source = "paper (reported)"``.
+    epochs it was trained; ``params (M)`` is the trained network's (mean over seeds: each
+    seed's search may find another cell), ``params at paper size (M)`` the same genotype at
+    the paper's C (56 / 72 / 112). Our search cost is in GPU days when the search ran on a GPU,
+    else only its wall-clock (hours, mean over seeds). Paper rows are tagged
+    ``source = "paper (reported)"``.
     """
     paper_rows = [{**_paper_common(label, p), "test error (%)": p["test_error"]} for label, p in PAPER_TABLE1.items()]
-    ours_rows = [{**_ours_common(label, m, _compare_with(label, PAPER_TABLE1)),
-                  "test error (%)": round(m["test_error"], 2)} for label, m in (ours or {}).items()]
+    ours_rows = []
+    for label, runs in (ours or {}).items():
+        runs = _seeds(runs)
+        mean, std = _mean_std([m["test_error"] for m in runs])
+        ours_rows.append({**_ours_common(label, runs, _compare_with(label, PAPER_TABLE1)),
+                          "test error (%)": mean, "test error std (%)": std})
     return _interleave(paper_rows, ours_rows, TABLE1_COLUMNS)
 
 
-def table2(ours: dict[str, dict[str, Any]] | None = None):
+def table2(ours: dict[str, Runs] | None = None):
     """Table 2: ImageNet top-1 / top-5 accuracy, the paper's rows (:data:`PAPER_TABLE2`) beside ours.
 
-    As :func:`table1`; ``ours`` maps labels such as ``"CP-NAS*"`` to training
+    As :func:`table1` (one run or a list of seeds per row: mean top-1 and top-5, the top-1's
+    sample std, ``n``); ``ours`` maps labels such as ``"CP-NAS*"`` to training
     metrics. Our rows name the dataset they were measured on (for the Imagenette
     stand-in: "Imagenette (10 ImageNet classes)", never ImageNet), and
     ``params at paper size (M)`` is the genotype's ImageNet network at C = 102,
@@ -309,8 +347,11 @@ def table2(ours: dict[str, dict[str, Any]] | None = None):
     paper_rows = [{**_paper_common(label, p), "top-1 (%)": p["top1"], "top-5 (%)": p["top5"]}
                   for label, p in PAPER_TABLE2.items()]
     ours_rows = []
-    for label, m in (ours or {}).items():
-        top5 = m.get("top5")
-        ours_rows.append({**_ours_common(label, m, _compare_with(label, PAPER_TABLE2)),
-                          "top-1 (%)": round(m["top1"], 2), "top-5 (%)": None if top5 is None else round(top5, 2)})
+    for label, runs in (ours or {}).items():
+        runs = _seeds(runs)
+        top1, std = _mean_std([m["top1"] for m in runs])
+        top5 = [m.get("top5") for m in runs]
+        ours_rows.append({**_ours_common(label, runs, _compare_with(label, PAPER_TABLE2)),
+                          "top-1 (%)": top1, "top-1 std (%)": std,
+                          "top-5 (%)": None if None in top5 else _mean_std(top5)[0]})
     return _interleave(paper_rows, ours_rows, TABLE2_COLUMNS)

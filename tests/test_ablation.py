@@ -268,7 +268,75 @@ def test_conv_share_vs_accuracy_pairs_each_search_with_its_training():
     assert list(merged["top1"]) == [30.0, 20.0, 10.0] and r == pytest.approx(-1.0)
 
 
+def test_gap_penalty_runs_have_their_own_searches_and_trainings():
+    gap = A.gap_runs(seeds=(0,))
+    printed = A.beta_runs(seeds=(0,))
+    assert [r.label for r in gap] == ["0.5", "2"] and {r.study for r in gap} == {"beta-gap"}
+    assert not {r.train_dir("cpu") for r in gap} & {r.train_dir("cpu") for r in printed}
+    assert not {r.search_dir("cpu") for r in gap} & {r.search_dir("cpu") for r in printed}
+    assert gap[0].search_dir("cpu").parent.name == "cpnas-beta0.5-gap"
+    spec = gap[1].spec("cpu")
+    assert dict(spec.search.overrides)["search.indicator"] == "gap_penalty"
+    assert "search.indicator" not in dict(printed[4].spec("cpu").search.overrides)
+
+
+def test_table1_rows_share_the_strategy_studys_searches_and_small_training():
+    t1 = A.table1_runs(seeds=(0, 1))
+    assert len(t1) == 2 * len(A.TABLE1_ROWS) and {r.study for r in t1} == {"table1"}
+    by = {(r.label, r.seed): r for r in t1}
+    strat = {(r.label, r.seed): r for r in A.strategy_runs(seeds=(0, 1))}
+    assert by["CP-NAS (Small)", 1].spec("cpu") == strat["cpnas", 1].spec("cpu")  # one folder, computed once
+    assert by["CP-NAS (Large)", 0].search_dir("cpu") == strat["cpnas", 0].search_dir("cpu")
+    assert by["BNAS†", 0].search_dir("cpu") == strat["bnas", 0].search_dir("cpu")
+    assert (by["CP-NAS (Large)", 0].spec("cpu").size, by["BNAS†", 0].spec("cpu").size) == ("large", "medium")
+    assert by["CP-NAS (Small), cross-entropy only", 0].spec("cpu").loss == "ce"
+    assert len(A.unique_runs(t1 + A.strategy_runs(seeds=(0, 1)), "cpu")) == 2 * (len(A.TABLE1_ROWS) - 1 + 4)
+    assert A.default_table1_seeds("cpu") == (0, 1, 2) and A.default_seeds("cpu") == (0, 1, 2, 3, 4)
+
+
+def test_loss_variants_with_the_kernel_term_measure_it_where_the_recipe_turns_it_off():
+    assert get_config("cpu").loss.kernel_weight == 0.0 and PAPER.loss.kernel_weight == 1.0
+    runs = {r.label: r for r in A.loss_runs("g.json", seeds=(0,))}
+    weight = {label: dict(r.spec("cpu").overrides).get("loss.kernel_weight") for label, r in runs.items()}
+    assert weight == {"cross-entropy": None, "+ kernel term (H = Child)": A.LOSS_KERNEL_WEIGHT,
+                      "+ kernel term (H = Parent)": A.LOSS_KERNEL_WEIGHT, "+ center term": 0.0,
+                      "CP loss (Eq. 4)": A.LOSS_KERNEL_WEIGHT}
+    # at the paper scale the recipe's weight (1) stands
+    assert "loss.kernel_weight" not in dict(runs["CP loss (Eq. 4)"].spec("paper").overrides)
+
+
+def _rows(study, by, means, spread=0.5):
+    return [{"study": study, "label": k, "beta_p": k if isinstance(k, float) else None, "top1": m + e}
+            for k, m in means.items() for e in (-spread, 0.0, spread)]
+
+
+def test_table1_verdicts_are_holm_corrected_and_follow_the_data():
+    rows = _rows("table1", "label", {"CP-NAS (Medium)": 40.0, "BNAS†": 30.0, "CP-NAS (Small)": 35.0,
+                                     "CP-NAS (Small), cross-entropy only": 35.2, "CP-NAS (Large)": 30.0})
+    assert [x["verdict"] for x in A.table1_verdicts(rows)] == ["supported", "not resolved", "contradicted"]
+    assert all(x["p_adjusted"] >= x["p"] for x in A.table1_verdicts(rows))
+    assert "could detect a difference of" in A.table1_verdicts(rows)[1]["words"]
+    assert A.table1_verdicts(rows)[0]["claim"] == A.TABLE1_CLAIMS[0][3]
+    assert A.table1_verdicts(rows[:3]) == []  # one row alone: nothing to compare
+
+
+def test_gap_verdict_judges_both_readings():
+    rows = _rows("beta", "beta_p", {0.5: 30.0, 2.0: 40.0}) + _rows("beta-gap", "beta_p", {0.5: 40.0, 2.0: 30.0})
+    text = A.gap_verdict(rows)
+    assert text.startswith("printed") and "supported" in text and "gap_penalty" in text and "contradicted" in text
+    assert "not finished" in A.gap_verdict([])
+
+
+def test_loss_verdicts_compare_the_full_loss_with_each_variant():
+    rows = _rows("loss", "label", {"CP loss (Eq. 4)": 40.0, "cross-entropy": 30.0, "+ center term": 39.9})
+    out = A.loss_verdicts(rows)
+    assert [x["claim"] for x in out] == ["CP loss minus cross-entropy", "CP loss minus + center term"]
+    assert [x["verdict"] for x in out] == ["supported", "not resolved"]
+    assert A.loss_verdicts(rows, "loss-bnas") == []
+
+
 @pytest.mark.parametrize("argv,message", [(["--seeds", "a,b"], "comma-separated integers"),
+                                          (["--study", "beta,nope"], "unknown study"),
                                           (["--scale", "nope"], "invalid choice"),
                                           (["--jobs", "0"], "positive integer"),
                                           (["--study", "loss", "--genotype", "/nope/g.json"], "no such file")])

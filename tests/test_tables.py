@@ -76,3 +76,21 @@ def test_tables_are_pure(fn):
     before = repr(m)
     a, b = fn({"CP-NAS (Small)": m}), fn({"CP-NAS (Small)": m})
     assert a.equals(b) and repr(m) == before
+
+
+def test_a_row_of_seeds_gives_mean_std_and_n():
+    runs = [metrics(test_error=40.0, seed=0, params_m=0.1), metrics(test_error=42.0, seed=1, params_m=0.2),
+            metrics(test_error=44.0, seed=2, params_m=0.3)]
+    df = table1({"CP-NAS (Small)": runs, "BNAS†": metrics(test_error=50.0)})
+    ours = df[df["source"] == "ours"].set_index("architecture")
+    small = ours.loc["CP-NAS (Small)"]
+    assert (small["test error (%)"], small["test error std (%)"], small["n"]) == (42.0, 2.0, 3)
+    assert small["params (M)"] == 0.2 and "seeds 0, 1, 2" in small["note"]
+    one = ours.loc["BNAS†"]
+    assert (one["test error (%)"], one["n"]) == (50.0, 1) and one["test error std (%)"] is None
+    assert df[df["source"] != "ours"]["n"].isna().all()
+    t2 = table2({"CP-NAS*": [metrics(top1=30.0, top5=80.0), metrics(top1=34.0, top5=82.0)]})
+    row = t2[t2["source"] == "ours"].iloc[0]
+    assert (row["top-1 (%)"], row["top-1 std (%)"], row["top-5 (%)"], row["n"]) == (32.0, 2.83, 81.0, 2)
+    with pytest.raises(ValueError):
+        table1({"CP-NAS (Small)": []})
