@@ -211,3 +211,38 @@ def recorded_cost(scale: str, studies: Sequence[str | None] = REPRODUCE_STUDIES)
                     rows.append({"study": study or "notebooks", "kind": kind,
                                  "run": str(f.parent.relative_to(root)), "seconds": float(seconds)})
     return rows
+
+
+def cost_summary(scale: str, jobs: int = 2) -> str:
+    """:func:`recorded_cost` in words: hours of run time per folder and kind, and the wall-clock at ``jobs``."""
+    rows = recorded_cost(scale)
+    if not rows:
+        return f"no finished runs under {study_dir(scale)}"
+    groups: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        groups.setdefault((r["study"], r["kind"]), []).append(r["seconds"])
+    lines = [f"{study:>9} {kind:<6} {len(s):4d} runs  {sum(s) / 3600:6.2f} h  ({sum(s) / 60 / len(s):5.1f} min each)"
+             for (study, kind), s in sorted(groups.items())]
+    total = sum(r["seconds"] for r in rows) / 3600
+    lines.append(f"total: {len(rows)} runs, {total:.2f} h of one-thread run time; {jobs} at a time ≈ "
+                 f"{total / jobs:.2f} h of wall-clock (start-up and data loading not counted)")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m cpnas.runs [--scale S] [--jobs N]``: the recorded cost of ``make reproduce``'s finished runs."""
+    import argparse
+
+    from cpnas.config import SCALES
+
+    p = argparse.ArgumentParser(prog="python -m cpnas.runs",
+                                description="Sum the wall-clock that the finished runs of make reproduce recorded.")
+    p.add_argument("--scale", default="cpu", choices=SCALES)
+    p.add_argument("--jobs", type=int, default=2, help="runs side by side, for the wall-clock estimate (default 2)")
+    args = p.parse_args(argv)
+    print(cost_summary(args.scale, max(1, args.jobs)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -143,3 +143,24 @@ def test_unique_keeps_one_spec_per_folder():
     a = R.RunSpec("a", genotype=DARTS_V2)
     assert R.unique([a, R.RunSpec("a", genotype="other.json"), R.RunSpec("b", genotype=DARTS_V2)], "smoke") == \
         [a, R.RunSpec("b", genotype=DARTS_V2)]
+
+
+def test_recorded_cost_sums_what_the_runs_recorded(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
+    (tmp_path / "pyproject.toml").write_text("")
+    for rel, name, seconds in (("ablation/search/cpnas/seed0", "cost.json", 600.0),
+                               ("ablation/train/cpnas/seed0", "metrics.json", 300.0),
+                               ("ablation/train/loss-x/seed0/parent", "metrics.json", 60.0),
+                               ("train/imagenet-cpnas-binary-star/seed1", "metrics.json", 720.0),
+                               ("proxy/train/random-s0/cpu/seed0", "metrics.json", 999.0)):  # not make reproduce's
+        d = tmp_path / "results" / "cpu" / rel
+        d.mkdir(parents=True)
+        (d / name).write_text(json.dumps({"wall_clock_s": seconds}))
+    rows = R.recorded_cost("cpu")
+    assert sorted(r["seconds"] for r in rows) == [60.0, 300.0, 600.0, 720.0]
+    assert {(r["study"], r["kind"]) for r in rows} == {("ablation", "search"), ("ablation", "train"),
+                                                       ("notebooks", "train")}
+    text = R.cost_summary("cpu", jobs=2)
+    assert "total: 4 runs, 0.47 h" in text and "≈ 0.23 h" in text
