@@ -10,6 +10,12 @@
     epochs on 50 % + 50 %), i.e. the paper's "30 % faster than PC-DARTS" (§3.2)
     checked on this machine.
 
+(f) Optional (``--data-parallel on|only``): training throughput of ``cpnas train`` at a
+    smoke size on synthetic data in one process vs two gloo processes under torchrun
+    (:mod:`cpnas.distributed`), same global batch, one thread each, as a ratio. On a
+    2-core CPU that ratio need not exceed 1: it measures the overhead of the
+    all-reduces as much as the split work; on GPUs the same command scales out.
+
 Results go to ``<out>/bench.json`` and ``<out>/bench.md``. Timings are medians of
 repeated steps after warm-up; the machine, thread count and torch version are
 recorded with them. Run ``python -m cpnas.bench --help`` for the options.
@@ -18,6 +24,7 @@ recorded with them. Run ``python -m cpnas.bench --help`` for the options.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import platform
@@ -413,6 +420,43 @@ def run(out: Path, scale: str = "cpu", batch: int = 64, images: int = 512, devic
     return res
 
 
+DATA_PARALLEL_SET = {"cifar.layers": 3, "cifar.channels_small": 8, "cifar.image_size": 16, "cifar.batch_size": 32,
+                     "cifar.epochs": 2, "cifar.train_fraction": 1.0, "cifar.test_fraction": 1.0,
+                     "data.synthetic_train": 512, "data.synthetic_test": 32}
+"""(f)'s training: 16 steps of 32 images per epoch; the second epoch is timed (the first warms up)."""
+
+
+def data_parallel(work: Path, procs: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
+    """(f) Images/s of the second epoch of one ``cpnas train`` in 1 and in N gloo processes (torchrun)."""
+    import json
+    import subprocess
+    import sys
+
+    from cpnas.paths import project_root
+
+    genotype = project_root() / "tests" / "data" / "darts_v2.json"
+    sets = [a for k, v in DATA_PARALLEL_SET.items() for a in ("--set", f"{k}={v}")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CPNAS_PROGRESS": "0"}
+    out: dict[str, Any] = {"config": DATA_PARALLEL_SET, "runs": {}}
+    for n in procs:
+        run_dir = work / f"data-parallel-{n}"
+        launcher = [sys.executable, "-m", "cpnas"] if n == 1 else [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", "-m", "cpnas"]
+        if run_dir.exists():
+            import shutil
+
+            shutil.rmtree(run_dir)
+        subprocess.run([*launcher, "-q", "train", "--genotype", str(genotype), "--scale", "smoke", "--dataset",
+                        "synthetic", "--device", "cpu", "--loss", "ce", "--out", str(run_dir), *sets],
+                       env=env, check=True, capture_output=True)
+        history = json.loads((run_dir / "history.json").read_text())
+        images = DATA_PARALLEL_SET["data.synthetic_train"]
+        out["runs"][n] = {"seconds": history[-1]["seconds"], "images_per_s": images / history[-1]["seconds"]}
+    base = out["runs"][procs[0]]["images_per_s"]
+    out["speedup"] = {n: r["images_per_s"] / base for n, r in out["runs"].items()}
+    return out
+
+
 def _load_avg() -> list[float] | None:
     """The machine's 1/5/15-minute load averages (other work running beside the benchmark), where known."""
     import os
@@ -430,9 +474,20 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=64, help="batch of the throughput measurement (default: 64)")
     p.add_argument("--images", type=int, default=512, help="images per search epoch in (b) (default: 512)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--data-parallel", default="off", choices=("off", "on", "only"),
+                   help="(f) 1 vs 2 gloo processes under torchrun: off (default), on, or only this section")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.data_parallel == "only":
+        res = {"date": time.strftime("%Y-%m-%d %H:%M"), "load_avg_start": _load_avg(),
+               "data_parallel": data_parallel(args.out), "load_avg_end": _load_avg()}
+        write_json(args.out / "bench_data_parallel.json", res)
+        print(json.dumps(res, indent=1))
+        return 0
     res = run(args.out, args.scale, args.batch, args.images, args.device)
+    if args.data_parallel == "on":
+        res["data_parallel"] = data_parallel(args.out)
+        write_json(args.out / "bench.json", res)
     print(markdown(res))
     return 0
 

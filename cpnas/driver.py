@@ -15,7 +15,10 @@ a loss). Everything else a resumable run needs is written once, here:
 
 Since data order and augmentation are functions of (seed, epoch) only
 (:class:`cpnas.data.TensorLoader`), and the RNG states are restored, a run killed
-and resumed ends exactly like an uninterrupted one (wall-clock aside).
+and resumed ends exactly like an uninterrupted one (wall-clock aside). In a
+data-parallel run (:mod:`cpnas.distributed`) rank 0 writes the checkpoint and every
+rank waits for it; the checkpoint holds nothing rank-specific (the RNG states are
+equal on every rank), so a run resumes under another number of processes.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any, Callable
 
 import torch
 
+from cpnas import distributed
 from cpnas.errors import CpnasError
 from cpnas.io import load_checkpoint, save_checkpoint, write_json
 from cpnas.progress import progress
@@ -143,4 +147,5 @@ class EpochDriver:
                 write_json(self.out / HISTORY, history)
                 save_checkpoint(self.checkpoint_path, {**own, "epoch": epoch, "history": history,
                                                        "elapsed": elapsed, **rng_state()})
+                distributed.barrier()  # data-parallel: rank 0's checkpoint is on disk before any rank goes on
         return EpochsResult(history=history, elapsed=elapsed, resumed_from=resumed_from)

@@ -240,6 +240,9 @@ def run_key(genotype: Genotype, cfg: Config, *, dataset: str, size: str, seed: i
            "precision": get_precision(precision).name, "train": dataclasses.asdict(train_config(cfg, dataset)),
            "loss_config": dataclasses.asdict(cfg.loss) if loss == "cp" else None,
            "data": dataclasses.asdict(cfg.data) if D.get_dataset(dataset).generated else None}
+    loader = D.get_dataset(dataset).loader_for(cfg)
+    if loader != "memory":  # the streaming pipeline augments differently: its runs are other runs
+        key["loader"] = loader  # (absent for in-memory runs, so the keys of finished runs stay as they were)
     return json.loads(json.dumps(key))  # tuples → lists: equal to what metrics.json holds
 
 

@@ -3,6 +3,10 @@
 A write goes to a temporary file in the target's directory and is renamed over
 the target, so a crash, a SIGKILL or a full disk never leaves a half-written
 artifact behind: the previous version stays intact.
+
+In a data-parallel run (:mod:`cpnas.distributed`) only rank 0 writes: on the other
+ranks every write here is skipped (their state equals rank 0's), so a run folder
+keeps one writer and exactly one set of artifacts.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any, Callable
 
 import torch
 
+from cpnas import distributed
 from cpnas.errors import CpnasError
 
 
@@ -30,8 +35,11 @@ def write_with(path: str | os.PathLike, write: Callable[[io.BufferedWriter], obj
     """Atomically write ``path`` by calling ``write(fh)`` on a temporary binary file.
 
     The file gets the usual ``0666 & ~umask`` mode (``mkstemp`` alone would leave 0600).
+    On a data-parallel rank other than 0 nothing is written.
     """
     path = Path(path)
+    if not distributed.is_main():
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -63,7 +71,7 @@ def remove_orphaned_temps(folder: str | os.PathLike) -> list[Path]:
     any such file there is an orphan of an earlier, killed process.
     """
     folder = Path(folder)
-    if not folder.is_dir():
+    if not folder.is_dir() or not distributed.is_main():  # another rank's temp files are rank 0's, alive
         return []
     orphans = [p for p in folder.glob(".*.tmp") if p.is_file()]
     for p in orphans:
@@ -123,7 +131,9 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
-    """Save a checkpoint dict with ``torch.save`` atomically."""
+    """Save a checkpoint dict with ``torch.save`` atomically (rank 0 only in a data-parallel run)."""
+    if not distributed.is_main():
+        return Path(path)
     buf = io.BytesIO()
     torch.save(state, buf)
     return write_bytes(path, buf.getvalue())

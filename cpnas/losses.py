@@ -62,6 +62,7 @@ from typing import Any, Iterable, Iterator
 import torch
 from torch import nn
 
+from cpnas import distributed
 from cpnas.binary import BinaryConv2d, binarize_weight
 from cpnas.config import LossConfig
 from cpnas.errors import CpnasError
@@ -220,13 +221,16 @@ class CPLoss:
         ce = self.ce(output, target)
         kernel = self.kernel_term()
         self._ensure_centers(features)
+        # Data-parallel: the class means move with the global batch (every rank's samples), so
+        # they stay equal on every rank and equal to a one-process run's (cpnas.distributed).
+        batch_f, batch_t = distributed.all_gather_cat(features.detach()), distributed.all_gather_cat(target)
         # A class without a mean yet starts at its batch mean (no pull from zero); the term
         # then uses the means as they were before this batch's momentum update.
-        unseen = ~self.seen[target]
+        unseen = ~self.seen[batch_t]
         if bool(unseen.any()):
-            update_centers(self.centers, self.seen, features[unseen], target[unseen], 0.0)
+            update_centers(self.centers, self.seen, batch_f[unseen], batch_t[unseen], 0.0)
         center = center_loss(features.float(), target, self.centers)
-        update_centers(self.centers, self.seen, features, target, self.config.center_momentum)
+        update_centers(self.centers, self.seen, batch_f, batch_t, self.config.center_momentum)
         total = ce + self.config.kernel_weight * kernel + 0.5 * self.config.center_lambda * center
         self.last = {"ce": ce.item(), "kernel": kernel.item(), "center": center.item()}
         for k, v in self.last.items():

@@ -73,6 +73,10 @@ def memory_format_for(model: nn.Module, device: torch.device, *, input_shape: Se
                 forms[name] = _timed_step(model, input_shape, fmt, forward)
             return forms
     form = dispatch.choose("memory_format", key, runs)
+    # data-parallel ranks must agree (DDP checks that every rank's parameters have the same strides)
+    from cpnas import distributed
+
+    form = distributed.broadcast_object(form)
     return torch.channels_last if form == "channels_last" else torch.contiguous_format
 
 

@@ -66,6 +66,13 @@ same space and the same supernet as CP-NAS):
   affine-free BN running averages lag far behind on the short ``smoke``/``cpu``
   runs. Its time is recorded apart (``eval_seconds``) because PC-DARTS itself
   does not spend it.
+
+Data-parallel (:mod:`cpnas.distributed`, under torchrun): the weight steps run the
+mixed supernet inside DistributedDataParallel, each rank on its shard of every
+batch; the architecture step computes (α, β)'s gradient on this rank's shard of the
+architecture batch and averages it over ranks before the Adam step, so α and β stay
+identical on every rank and every rank derives the same genotype (the known failure
+of naive DDP DARTS, where each rank updates α from its own shard: nni#5013).
 """
 
 from __future__ import annotations
@@ -76,6 +83,7 @@ from typing import Any, Iterator, Mapping
 import torch
 from torch import nn
 
+from cpnas import distributed
 from cpnas.binary import BINARY
 from cpnas.config import Config
 from cpnas.errors import CpnasError
@@ -96,6 +104,21 @@ ARCH_ADAM_BETAS = (0.5, 0.999)
 """DARTS / PC-DARTS ``Architect``: Adam with betas (0.5, 0.999)."""
 
 NONE_INDEX = PRIMITIVES.index("none")
+
+
+class MixedForward(nn.Module):
+    """The supernet's mixed forward (:meth:`SearchNetwork.forward_mixed`) as a module's ``forward``.
+
+    DistributedDataParallel only sees calls of its module's ``forward``; this adapter lets it
+    wrap the PC-DARTS weight step. It owns no parameters of its own.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, weights: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        return self.net.forward_mixed(x, weights)
 
 def normalize_edges(beta: torch.Tensor, nodes: int = 4) -> torch.Tensor:
     """Edge normalization (PC-DARTS §3.3, Eq. 3): softmax of β over the incoming edges of each node.
@@ -166,7 +189,7 @@ class PCDARTS(Strategy):
             raise CpnasError(f"PC-DARTS sends 1/search.pc_partial_k of every cell's channels through the "
                              f"ops: search.init_channels={s.init_channels} must be a multiple of "
                              f"search.pc_partial_k={s.pc_partial_k}")
-        batch = getattr(ctx.train_loader, "batch_size", None)
+        batch = getattr(ctx.train_loader, "global_batch_size", getattr(ctx.train_loader, "batch_size", None))
         if batch is not None and batch != s.pc_batch_size:
             log.warning("PC-DARTS weight steps use the search-train loader's batch size %d, not "
                         "search.pc_batch_size=%d", batch, s.pc_batch_size)
@@ -180,6 +203,7 @@ class PCDARTS(Strategy):
         self.memory_format = memory_format_for(self.net, ctx.device, input_shape=loader_input_shape(ctx.train_loader),
                                                forward=lambda net, x: net.forward_mixed(x, uniform))
         self.net.to(ctx.device, memory_format=self.memory_format)
+        self.weight_step_net = distributed.wrap(MixedForward(self.net), find_unused_parameters=True)
         gen = torch.Generator().manual_seed(ctx.seed)
         n_edges, n_ops = len(self.edges), len(PRIMITIVES)
         self.alphas = {kind: nn.Parameter((ARCH_INIT_SCALE * torch.randn(n_edges, n_ops, generator=gen))
@@ -261,6 +285,7 @@ class PCDARTS(Strategy):
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         for p, g in zip(params, grads):
             p.grad = torch.zeros_like(p) if g is None else g
+        distributed.all_reduce_mean([p.grad for p in params])  # every rank's α, β take the same step
         self.arch_opt.step()
         return loss.detach()
 
@@ -277,7 +302,9 @@ class PCDARTS(Strategy):
             if step["arch_updates"]:
                 arch_losses.append(self.arch_step())
 
-        stats = train_one_epoch(lambda x: self.forward(x, self.mixed_weights(detach=True)),
+        fmt = self.memory_format
+        stats = train_one_epoch(lambda x: self.weight_step_net(x.contiguous(memory_format=fmt),
+                                                               self.mixed_weights(detach=True)),
                                 self.net.parameters(), ctx.train_loader, self.weight_opt, self.loss_fn,
                                 device=ctx.device, grad_clip=s.grad_clip, modules=[self.net],
                                 before_step=before_step, desc=f"pcdarts {epoch + 1}/{s.pc_epochs}")
@@ -294,13 +321,19 @@ class PCDARTS(Strategy):
         self.genotypes.append({"epoch": epoch, "genotype": genotype.to_dict()})
         record = {**step, "lr": lr, "train_loss": stats.loss, "train_acc": stats.acc,
                   "arch_acc": score["acc"], "arch_loss": score["loss"], "arch_steps": len(arch_losses),
-                  "arch_step_loss": torch.stack(arch_losses).mean().item() if arch_losses else None,
+                  "arch_step_loss": self._mean_over_ranks(torch.stack(arch_losses).mean().item())
+                  if arch_losses else None,
                   "genotype": genotype.to_dict(), **self._weights_record(),
                   "train_seconds": stats.seconds, "eval_seconds": score["seconds"],
                   "seconds": stats.seconds + score["seconds"]}
         log.info("epoch %d/%d%s  lr=%.4g  train_acc=%.4f  arch_acc=%.4f", epoch + 1, s.pc_epochs,
                  "" if step["arch_updates"] else " (warm-up)", lr, stats.acc, score["acc"])
         return record
+
+    @staticmethod
+    def _mean_over_ranks(value: float) -> float:
+        """``value`` averaged over data-parallel ranks (each measured it on its shard); itself in one process."""
+        return distributed.all_reduce_sum([value])[0] / distributed.world_size()
 
     def _weights_record(self) -> dict[str, Any]:
         with torch.no_grad():

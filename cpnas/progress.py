@@ -1,4 +1,4 @@
-"""Progress bars: tqdm, off under CI, with ``CPNAS_PROGRESS=0``, or with ``cpnas -q``."""
+"""Progress bars: tqdm, off under CI, with ``CPNAS_PROGRESS=0``, with ``cpnas -q``, and on data-parallel ranks but 0."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ T = TypeVar("T")
 
 def progress_enabled() -> bool:
     if os.environ.get("CPNAS_PROGRESS", "").lower() in ("0", "false", "no", "off"):
+        return False
+    from cpnas import distributed
+
+    if not distributed.is_main():  # one bar per run, rank 0's (cpnas.distributed)
         return False
     return not os.environ.get("CI")
 

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from cpnas import data as D
+from cpnas import distributed
 from cpnas.config import Config
 from cpnas.driver import CHECKPOINT, EpochDriver
 from cpnas.errors import CpnasError
@@ -94,6 +95,15 @@ def search_data(cfg: Config, dataset: str, data_root: Path | None, seed: int, de
     if idx_arch is not None:
         arch = D.TensorLoader(D.subset(images, idx_arch), s.pc_batch_size, shuffle=True, augment=True,
                               device=device, seed=seed + 1)
+    # Data-parallel (cpnas.distributed): every rank trains on its shard of each global batch and
+    # scores its shard of the score split (the counts are summed over ranks). BN re-estimation
+    # reads whole batches on every rank (the same statistics as one process) unless BN is
+    # synchronised, when each rank reads its shard and the statistics are the global batch's.
+    train = distributed.shard_loader(train)
+    arch = distributed.shard_loader(arch)
+    score = distributed.shard_loader(score, even=False)
+    if distributed.sync_bn():
+        calib = distributed.shard_loader(calib)
     return images, train, score, arch, calib
 
 
@@ -137,6 +147,8 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, 
                 "data_root": portable(data_root), "seed": seed, "beta_p": ctx.beta_p,
                 "device": str(dev), "epochs": total, "search_train_images": len(train.labels),
                 "search_score_images": len(score.labels)}
+    if distributed.world_size() > 1:  # recorded, not part of the identity: a run resumes under another N
+        run_args.update(world_size=distributed.world_size(), sync_bn=distributed.sync_bn())
     write_json(out / "config.json", {"config": cfg.to_dict(), "run": run_args})
     done = driver.run(strat.run_epoch, total, resume=resume, wall_clock_key="wall_clock",
                       state_dict=lambda: {"strategy": strat.state_dict(), "run_args": run_args,
@@ -184,6 +196,8 @@ def _identity_mismatch(stored: dict[str, Any], now: dict[str, Any]) -> str | Non
 def search_cost(seconds: float, device: torch.device, epochs: int, dataset: str) -> dict[str, Any]:
     """Search cost as Table 1 reports it: GPU-days on a GPU; CPU wall-clock otherwise."""
     gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    if gpus and distributed.world_size() > 1:  # data-parallel: one GPU per rank, on every node
+        gpus = distributed.world_size()
     return {"wall_clock_s": seconds, "wall_clock_h": seconds / 3600, "device": device.type,
             "device_name": torch.cuda.get_device_name(device) if gpus else "cpu",
             "gpus": gpus, "gpu_days": seconds * max(gpus, 1) / 86400 if gpus else None,

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import torch
 
+from cpnas import distributed
 from cpnas.binary import BINARY, REAL, REAL_RELU
 from cpnas.config import Config
 from cpnas.strategy_base import (STRATEGIES, SearchContext, Strategy, beta_p_of, get_strategy,  # noqa: F401
@@ -119,6 +120,10 @@ class CPNAS(Strategy):
         self.parent.to(ctx.device, memory_format=self.memory_format)
         self.child_opt = recipe_optimizer(self.child, s)
         self.parent_opt = recipe_optimizer(self.parent, s)
+        # Data-parallel (cpnas.distributed): the weight steps run through DDP; every draw trains
+        # another sub-path, hence find_unused_parameters (every rank draws the same path).
+        self.child_ddp = distributed.wrap(self.child, find_unused_parameters=True)
+        self.parent_ddp = distributed.wrap(self.parent, find_unused_parameters=True)
         self._calibration: list | None = None
         self.loss_fn = cross_entropy_loss()
         self.generator = torch.Generator().manual_seed(ctx.seed)
@@ -165,15 +170,16 @@ class CPNAS(Strategy):
         lr = cosine_lr(s.lr, s.lr_min, epoch, len(self._schedule))
         ctx.train_loader.set_epoch(epoch)
         record: dict[str, Any] = {**step, "epoch": epoch, "lr": lr, "path": path.to_dict()}
-        nets = [("child", self.child, self.child_opt)]
+        nets = [("child", self.child, self.child_ddp, self.child_opt)]
         if self.trains_parent:
-            nets.append(("parent", self.parent, self.parent_opt))
+            nets.append(("parent", self.parent, self.parent_ddp, self.parent_opt))
         acc = {}
         fmt = self.memory_format
-        for who, net, opt in nets:
+        for who, net, ddp, opt in nets:
             set_lr(opt, lr)
+            train_forward = lambda x, ddp=ddp: ddp(x.contiguous(memory_format=fmt), path)  # noqa: E731
             forward = lambda x, net=net: net(x.contiguous(memory_format=fmt), path)  # noqa: E731
-            stats = train_one_epoch(forward, net.parameters(), ctx.train_loader, opt,
+            stats = train_one_epoch(train_forward, net.parameters(), ctx.train_loader, opt,
                                     self.loss_fn, device=ctx.device, grad_clip=s.grad_clip, modules=[net],
                                     desc=f"{who} {epoch + 1}/{len(self._schedule)}")
             score = score_path(forward, net, ctx.score_loader, self.calibration_batches(), device=ctx.device,
@@ -401,7 +407,12 @@ def round_noise(draws: list[dict[str, Any]], beta_p: float, indicator: str = "pr
 
 def score_path(forward: Callable, net: torch.nn.Module, loader: Any, calibration: list, *,
                device: torch.device, desc: str = "score") -> dict[str, Any]:
-    """Top-1 of a sampled path: BN statistics re-estimated on ``calibration``, then an eval-mode pass."""
+    """Top-1 of a sampled path: BN statistics re-estimated on ``calibration``, then an eval-mode pass.
+
+    Data-parallel (:mod:`cpnas.distributed`): ``loader`` is this rank's shard of the score
+    split and :func:`~cpnas.train.evaluate` sums the correct counts over ranks, so every
+    rank gets the same A_C, A_P and takes the same removal decisions (Alg. 1 line 10).
+    """
     recalibrate_bn(forward, [net], calibration, device=device)
     return evaluate(forward, loader, device=device, modules=[net], train_mode_bn=False, topk=(1,), desc=desc)
 

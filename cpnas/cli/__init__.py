@@ -7,7 +7,10 @@ taking the parsed ``argparse.Namespace`` and returning an exit code).
 Error style, shared by every subcommand: a :class:`~cpnas.errors.CpnasError`
 (bad path, corrupt genotype file, unknown scale, non-finite loss, full disk…)
 prints one line ``cpnas <cmd>: error: <message>`` on stderr and exits with 2;
-argparse's own usage errors exit with 2 as well; Ctrl-C exits with 130.
+argparse's own usage errors exit with 2 as well; Ctrl-C exits with 130. Under torchrun
+(:mod:`cpnas.distributed`) only rank 0 logs below warnings, and a process whose peer died
+prints one line ``cpnas <cmd>: error: another process of this run stopped …`` (exit 1)
+instead of a traceback; the run resumes with ``--resume``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -23,6 +27,7 @@ from cpnas.errors import CpnasError
 
 SUBCOMMANDS = ("config", "search", "train", "eval", "profile", "deploy")
 EXIT_USER_ERROR = 2
+EXIT_PEER_FAILURE = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,10 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from cpnas import distributed
+
+    other_rank = distributed.launched() and os.environ.get("RANK", "0") != "0"  # rank 0 logs for the run
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet or other_rank else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if args.quiet:
-        import os
         os.environ["CPNAS_PROGRESS"] = "0"
     if not getattr(args, "func", None):
         parser.print_help()
@@ -74,6 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cpnas {args.command}: interrupted; rerun with --resume to continue", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not distributed.peer_failure(exc):
+            raise
+        print(f"cpnas {args.command}: error: another process of this run stopped ({distributed.brief(exc)}); "
+              f"rerun the same command with --resume to continue from the last checkpoint", file=sys.stderr)
+        return EXIT_PEER_FAILURE
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -44,6 +44,35 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu, cuda, cuda:1")
 
 
+def add_distributed_args(p: argparse.ArgumentParser) -> None:
+    """``--sync-bn``: the option of a data-parallel run under torchrun (:mod:`cpnas.distributed`)."""
+    p.add_argument("--loader", default="auto", choices=("auto", "memory", "stream"),
+                   help="auto: as the dataset registry says for the scale (ImageNet streams at paper); memory: "
+                        "decode once into memory; stream: ImageFolder read from disk by DataLoader workers")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm) instead of "
+                        "each process's part of it (default: off; no effect in one process)")
+
+
+def apply_loader(args: argparse.Namespace) -> None:
+    """``--loader``: passed to the data layer (and to worker processes) as ``$CPNAS_LOADER``."""
+    import os
+
+    from cpnas.data.stream import LOADER_ENV
+
+    if getattr(args, "loader", "auto") != "auto":
+        os.environ[LOADER_ENV] = args.loader
+
+
+def say(*lines: str) -> None:
+    """Print the result lines of a command: once, by rank 0 of a data-parallel run."""
+    from cpnas import distributed
+
+    if distributed.is_main():
+        for line in lines:
+            print(line)
+
+
 # --- the study drivers (python -m cpnas.ablation / .recipe / .proxy) ------------------------------------------
 
 

@@ -6,7 +6,9 @@ import argparse
 import json
 import math
 
-from cpnas.cli.common import add_data_args, add_run_args, add_scale_args, resolve_config
+from cpnas import distributed
+from cpnas.cli.common import (add_data_args, add_distributed_args, add_run_args, add_scale_args, apply_loader,
+                              resolve_config, say)
 from cpnas.data import get_dataset
 from cpnas.errors import CpnasError
 from cpnas.strategy_base import beta_p_of, strategy_names
@@ -18,12 +20,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Search a cell architecture on the search split of the training set (50% to train, "
                     "5% to score at the paper scale, §3.1) and write genotype.json, history.json, "
                     "cost.json and checkpoints to --out.",
-        epilog="Example: cpnas search --strategy cpnas --scale smoke --dataset synthetic --out /tmp/s")
+        epilog="Example: cpnas search --strategy cpnas --scale smoke --dataset synthetic --out /tmp/s. "
+               "Data-parallel: torchrun --standalone --nproc-per-node N -m cpnas search … (README 'Scaling out').")
     p.add_argument("--strategy", default="cpnas", choices=strategy_names(),
                    help="search strategy (default: cpnas); bnas = cpnas with β_P = 0")
     add_scale_args(p)
     add_data_args(p)
     add_run_args(p)
+    add_distributed_args(p)
     p.add_argument("--beta-p", type=float, default=None, metavar="X",
                    help="β_P of Eq. 1 (default: the config's, 2 on CIFAR-10, 0.33 on ImageNet)")
     p.add_argument("--dry-run", action="store_true",
@@ -59,9 +63,10 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None:
         raise CpnasError("--out DIR is required (except with --dry-run)")
     from cpnas.search import run_search
-    result = run_search(args.strategy, cfg, dataset=args.dataset, data_root=args.data, seed=args.seed,
-                        out=args.out, resume=args.resume, device=args.device, beta_p=args.beta_p)
-    print(f"genotype: {result.out / 'genotype.json'}")
-    print(json.dumps(result.genotype.to_dict()))
-    print(f"search cost: {result.cost['wall_clock_s']:.1f} s on {result.cost['device_name']}")
+    apply_loader(args)
+    with distributed.session(args.device, sync_bn=args.sync_bn):
+        result = run_search(args.strategy, cfg, dataset=args.dataset, data_root=args.data, seed=args.seed,
+                            out=args.out, resume=args.resume, device=args.device, beta_p=args.beta_p)
+        say(f"genotype: {result.out / 'genotype.json'}", json.dumps(result.genotype.to_dict()),
+            f"search cost: {result.cost['wall_clock_s']:.1f} s on {result.cost['device_name']}")
     return 0

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from cpnas import distributed
 from cpnas.binary import PRECISIONS
-from cpnas.cli.common import add_data_args, add_run_args, add_scale_args, resolve_config
+from cpnas.cli.common import (add_data_args, add_distributed_args, add_run_args, add_scale_args, apply_loader,
+                              resolve_config, say)
 from cpnas.evaluation import SIZES
 from cpnas.losses import LOSSES
 
@@ -20,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "and write metrics.json (test error, top-1/top-5, params, memory, FLOPs, wall-clock), "
                     "history.json and a checkpoint after every epoch to --out.",
         epilog="Example: cpnas train --genotype results/cpu/search/cpnas/seed0/genotype.json --size small "
-               "--scale smoke --dataset synthetic --out /tmp/t")
+               "--scale smoke --dataset synthetic --out /tmp/t. Data-parallel: torchrun --standalone "
+               "--nproc-per-node N -m cpnas train … (README 'Scaling out').")
     p.add_argument("--genotype", required=True, metavar="PATH", help="genotype JSON (cpnas search writes one)")
     p.add_argument("--size", default="small", choices=SIZES,
                    help="model size: small/medium/large = C 56/72/112 on CIFAR-10 at the paper scale "
@@ -28,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_scale_args(p)
     add_data_args(p)
     add_run_args(p)
+    add_distributed_args(p)
     p.add_argument("--loss", default="cp", choices=LOSSES,
                    help="cp: cross-entropy + the kernel-level CP loss of Eq. 3 (default); ce: cross-entropy only")
     p.add_argument("--precision", default="binary", choices=tuple(PRECISIONS),
@@ -42,15 +46,16 @@ def run(args: argparse.Namespace) -> int:
     from cpnas.genotype import load_genotype
 
     cfg = resolve_config(args)
+    apply_loader(args)
     genotype = load_genotype(args.genotype)  # a corrupt file is a one-line CpnasError
     finished = (args.out / METRICS).exists()
-    metrics = train_genotype(genotype, cfg, out=args.out, size=args.size, dataset=args.dataset,
-                             data_root=args.data, seed=args.seed, loss=args.loss, precision=args.precision,
-                             resume=args.resume, device=args.device, genotype_path=args.genotype)
-    if finished:
-        print(f"{args.out} is finished; nothing to resume (metrics kept)")
-    print(f"metrics: {args.out / METRICS}")
-    summary = {k: metrics.get(k) for k in ("test_error", "top1", "top5", "params_m", "memory_mbit", "flops_m",
-                                           "epochs", "wall_clock_s", "dataset_description")}
-    print(json.dumps(summary))
+    with distributed.session(args.device, sync_bn=args.sync_bn):
+        metrics = train_genotype(genotype, cfg, out=args.out, size=args.size, dataset=args.dataset,
+                                 data_root=args.data, seed=args.seed, loss=args.loss, precision=args.precision,
+                                 resume=args.resume, device=args.device, genotype_path=args.genotype)
+        if finished:
+            say(f"{args.out} is finished; nothing to resume (metrics kept)")
+        summary = {k: metrics.get(k) for k in ("test_error", "top1", "top5", "params_m", "memory_mbit",
+                                               "flops_m", "epochs", "wall_clock_s", "dataset_description")}
+        say(f"metrics: {args.out / METRICS}", json.dumps(summary))
     return 0

@@ -52,7 +52,13 @@ class ImageTensors:
 
 
 def subset(data: ImageTensors, idx: torch.Tensor | Sequence[int]) -> ImageTensors:
-    """The samples ``idx`` of ``data`` (a copy, same memory format), same classes and description."""
+    """The samples ``idx`` of ``data`` (a copy, same memory format), same classes and description.
+
+    A split that streams from disk (:class:`cpnas.data.stream.FolderImages`) selects its files instead.
+    """
     idx = torch.as_tensor(idx, dtype=torch.int64)
+    select = getattr(data, "select", None)
+    if select is not None:
+        return select(idx)
     return ImageTensors(images=data.images[idx], labels=data.labels[idx], classes=list(data.classes),
                         description=data.description, name=data.name, split=data.split)

@@ -63,6 +63,11 @@ class DatasetSpec:
       :class:`~cpnas.config.Config` field holding the paper's value (§3.1).
     * ``subsets`` — human labels of known class subsets (Imagenette), by class set.
     * ``layout_help`` — one or two sentences on the expected folder layout, for errors.
+    * ``loaders`` — how a scale reads it: ``memory`` (decoded once into uint8 tensors,
+      :class:`~cpnas.data.TensorLoader`; the default) or ``stream`` (ImageFolder read by
+      ``DataLoader`` workers, :mod:`cpnas.data.stream`), by scale name; ``$CPNAS_LOADER``
+      (``cpnas … --loader``) overrides it. ImageNet streams at ``paper`` (1.28 M images at
+      224 px do not fit in memory); the ``cpu``/``smoke`` Imagenette runs stay in memory.
     """
 
     name: str
@@ -79,6 +84,15 @@ class DatasetSpec:
     search_overrides: Mapping[str, str] = field(default_factory=dict)
     subsets: Mapping[frozenset, str] = field(default_factory=dict)
     layout_help: str = ""
+    loaders: Mapping[str, str] = field(default_factory=dict)
+
+    def loader_for(self, cfg: Config) -> str:
+        """``memory`` or ``stream``: forced by ``$CPNAS_LOADER``, else this dataset's choice at ``cfg.scale``."""
+        from cpnas.data.stream import forced_loader
+
+        if self.source == "synthetic":
+            return "memory"
+        return forced_loader() or self.loaders.get(cfg.scale, "memory")
 
     @property
     def generated(self) -> bool:
@@ -147,7 +161,7 @@ register_dataset(DatasetSpec(
     name="imagenet", label="ImageNet", source="folder", env_var="CPNAS_IMAGENET", num_classes=1000,
     train_section="imagenet", network="NetworkImageNet", test_dirs=("val", "test"), paper=True,
     search_overrides={"search.lr": "imagenet_search_lr", "search.beta_p": "imagenet_beta_p"},
-    subsets={IMAGENETTE_WNIDS: "Imagenette (10 ImageNet classes)"},
+    subsets={IMAGENETTE_WNIDS: "Imagenette (10 ImageNet classes)"}, loaders={"paper": "stream"},
     layout_help=("The expected layout is the ImageFolder one, PATH/train/<class>/*.JPEG and "
                  "PATH/val/<class>/*.JPEG (or PATH/test/…); ImageNet cannot be downloaded automatically, "
                  "so extract it (or Imagenette) into that layout first.")))

@@ -201,12 +201,28 @@ def load_dataset(cfg: Config, dataset: str, split: str, root: str | os.PathLike 
     """
     spec = get_dataset(dataset)
     size = spec.train_config(cfg).image_size
+    if spec.loader_for(cfg) == "stream":
+        return _stream_split(spec, split, resolve_root(dataset, root), size, cfg.data.num_workers)
     if SOURCES[spec.source].generated:
         n = cfg.data.synthetic_train if split == "train" else cfg.data.synthetic_test
         return load_images(dataset, split, image_size=size, n=n, seed=seed)
     if size == spec.native_size:
         size = None  # the stored images as they are: no resize pass
     return load_images(dataset, split, root, size, cache_dir, progress=progress)
+
+
+def _stream_split(spec: DatasetSpec, split: str, path: Path | None, size: int, num_workers: int) -> ImageTensors:
+    """The split as a :class:`~cpnas.data.stream.FolderImages`: listed now, decoded by the loader's workers."""
+    from cpnas.data.stream import folder_images
+
+    if path is None or _is_torchvision_cifar(path):
+        raise CpnasError(f"streaming {spec.label} needs an ImageFolder copy (PATH/train/<class>/…); pass --data "
+                         f"PATH{_set_env(spec)}, or read it in memory (--loader memory)")
+    classes = [d.name for d in _subdirs(path / "train")]
+    split_dir = path / (split if split == "train" else _test_dir_name(spec, path))
+    description = _folder_description(spec, path, classes, all_jpeg=True)
+    return folder_images(path, split_dir, classes, image_size=size, description=description, name=spec.name,
+                         split=split, num_workers=num_workers)
 
 
 def _load_cifar10(spec: DatasetSpec, split: str, path: Path | None, image_size: int | None, cache: Path, *,
