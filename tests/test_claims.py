@@ -1,0 +1,76 @@
+"""cpnas.claims: the README's claim rows, each with one verdict computed from the runs."""
+
+import pandas as pd
+
+from cpnas import ablation as A
+from cpnas import claims as C
+
+
+def _rows(study, key, means, spread=0.5):
+    out = []
+    for value, mean in means.items():
+        for seed, e in enumerate((-spread, 0.0, spread)):
+            out.append({"study": study, "label": value if key == "label" else f"{value:g}",
+                        "beta_p": value if key == "beta_p" else None, "seed": seed, "top1": mean + e,
+                        "strategy": value if study == "strategy" else None,
+                        "search_wall_clock_s": 60.0, "search_epochs": 1})
+    return out
+
+
+def test_table1_claims_carry_one_verdict_each():
+    rows = _rows("table1", "label", {"CP-NAS (Medium)": 40.0, "BNAS†": 30.0, "CP-NAS (Small)": 35.0,
+                                     "CP-NAS (Small), cross-entropy only": 35.1, "CP-NAS (Large)": 30.0})
+    out = C.table1_claims(rows, "cpu")
+    assert [r["verdict"].split("**")[1] for r in out] == ["supported", "not resolved", "contradicted"]
+    assert "40.00 ± 0.50 % (n = 3)" in out[0]["ours"] and "could detect a difference of" in out[1]["verdict"]
+    assert all(r["claim"].startswith("Table 1:") for r in out)
+
+
+def test_missing_seeds_read_not_measured_and_chance_is_not_evidence():
+    one = _rows("table1", "label", {"CP-NAS (Medium)": 40.0})[:1] + _rows("table1", "label", {"BNAS†": 30.0})
+    assert C.table1_claims(one, "cpu")[0]["verdict"] == C.NOT_MEASURED
+    near = _rows("table1", "label", {"CP-NAS (Medium)": 12.0, "BNAS†": 30.0})
+    assert "**not evidence**" in C.table1_claims(near, "cpu")[0]["verdict"]
+
+
+def test_fig6_claims_cover_the_curve_both_readings_and_the_strategies():
+    rows = (_rows("beta", "beta_p", {0.0: 30.0, 0.5: 31.0, 2.0: 40.0, 4.0: 41.0})
+            + _rows("beta-gap", "beta_p", {0.5: 30.0, 2.0: 30.2})
+            + _rows("strategy", "label", {"cpnas": 40.0, "random": 30.0, "pcdarts": 50.0, "bnas": 30.0}))
+    out = {r["claim"]: r["verdict"] for r in C.fig6_claims(rows, "cpu")}
+    assert out["Fig. 6 (left): accuracy rises with β_P up to 2 (β_P = 2 vs 0, BNAS†)"].startswith("**supported")
+    assert out["Fig. 6 (left): and falls beyond (β_P = 2 vs 4)"].startswith("**not resolved")
+    assert out["Fig. 6 (left), Eq. 1 read as `printed`: β_P = 2 beats β_P = 0.5"].startswith("**supported")
+    assert out["Fig. 6 (left), Eq. 1 read as `gap_penalty`: β_P = 2 beats β_P = 0.5"].startswith("**not resolved")
+    assert out["Fig. 6 (right): CP-NAS beats pcdarts"].startswith("**contradicted")
+    assert out["Fig. 6 (right): CP-NAS beats random"].startswith("**supported")
+
+
+def test_conv_share_speed_table2_and_loss_claims():
+    table = pd.DataFrame({"beta_p": [0.0] * 3 + [4.0] * 3, "conv share": [0.6, 0.62, 0.64, 0.4, 0.42, 0.44]})
+    conv = C.conv_share_claim(table, "cpu")
+    assert conv["verdict"].startswith("**supported") and "62.00 ± 2.00 %" in conv["ours"]
+    t2 = C.table2_claim([30.0, 31.0, 32.0], [40.0, 41.0, 42.0], "cpu")
+    assert t2["verdict"].startswith("**supported")
+    rows = [{"study": "strategy", "strategy": s, "search_wall_clock_s": sec, "search_epochs": 35 if s == "cpnas"
+             else 10} for s, secs in (("cpnas", (350.0, 360.0, 370.0)), ("pcdarts", (300.0, 310.0, 320.0)))
+            for sec in secs]
+    speed = C.speed_claim(rows, "cpu")  # 10.5 s vs 31 s per epoch: 18 min vs 26 min projected
+    assert speed["verdict"].startswith("**supported") and " min" in speed["ours"]
+    loss = _rows("loss", "label", {"CP loss (Eq. 4)": 40.0, "cross-entropy": 30.0, "+ center term": 40.1,
+                                   "+ kernel term (H = Child)": 40.0})
+    out = C.loss_claims(loss, "cpu")
+    assert [r["verdict"].split("**")[1] if "**" in r["verdict"] else r["verdict"] for r in out] == \
+        ["supported", "not resolved", C.NOT_MEASURED, "not resolved"]
+
+
+def test_markdown_escapes_pipes_and_has_one_row_per_claim():
+    text = C.markdown([{"claim": "a | b", "the paper": "p", "ours": "o", "scale": "s", "verdict": "v"}])
+    assert text.splitlines()[2] == "| a \\| b | p | o | s | v |"
+
+
+def test_collect_reads_the_committed_runs():
+    out = C.collect("cpu")
+    assert len(out) == 3 + 2 + 2 + 3 + 1 + 4 + 1 + 1
+    assert all(r["verdict"] == C.NOT_MEASURED or r["verdict"].startswith("**") for r in out)
+    assert A.TABLE1_CLAIMS[0][3] in out[0]["claim"]
