@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from cpnas import dispatch
+from cpnas import accel, dispatch
 from cpnas.binary import BINARY, REAL, Precision
 from cpnas.config import get_config
 from cpnas.io import write_json, write_text
@@ -98,7 +98,8 @@ def _median_step(net, path, x, y, steps: int, warmup: int) -> float:
     for i in range(warmup + steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(net(x, path), y)
+        with accel.autocast(x.device):  # --amp bf16 on CUDA (cpnas.accel); a no-op otherwise
+            loss = torch.nn.functional.cross_entropy(net(x, path), y)
         loss.backward()
         opt.step()
         if x.is_cuda:
@@ -129,7 +130,7 @@ def throughput(batch: int = 64, steps: int = 5, warmup: int = 2, device: str = "
         fmt = (torch.contiguous_format if name == "naive_binary" else
                memory_format_for(net, dev, input_shape=tuple(x.shape), forward=lambda n, t: n(t, path)))
         out[f"{name}_memory_format"] = "channels_last" if fmt == torch.channels_last else "contiguous"
-        nets[name] = net.to(memory_format=fmt)
+        nets[name] = accel.compile_ops(net.to(memory_format=fmt))  # --compile on CUDA: each candidate op
         inputs[name] = x.contiguous(memory_format=fmt)
     out["channels_last"] = out["binary_memory_format"] == "channels_last"
     # interleave the nets so that load changes on a shared machine hit all of them
@@ -142,6 +143,7 @@ def throughput(batch: int = 64, steps: int = 5, warmup: int = 2, device: str = "
         out[f"{name}_step_s"] = t
         out[f"{name}_img_per_s"] = batch / t
     out["binary_over_real_step_time"] = out["binary_step_s"] / out["real_step_s"]
+    out["acceleration"] = accel.describe()
     out["speedup_vs_naive"] = out["naive_binary_step_s"] / out["binary_step_s"]
     return out
 

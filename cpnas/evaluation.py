@@ -191,6 +191,9 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
     torch.manual_seed(seed)
     model = build_network(genotype, cfg, dataset=dataset, size=size, precision=precision,
                           num_classes=train.num_classes).to(dev, memory_format=fmt)
+    from cpnas import accel
+
+    accel.compile_model(model)  # --compile on CUDA (in place: the checkpoint keys stay the eager module's)
     loss_fn = make_loss(loss, model, num_classes=train.num_classes, config=cfg.loss, parent=parent,
                         label_smoothing=tcfg.label_smoothing, aux_weight=tcfg.auxiliary_weight)
     run = run_key(genotype, cfg, dataset=dataset, size=size, seed=seed, loss=loss, precision=prec.name)
@@ -211,6 +214,7 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
         metrics.update({"val_top1": 100.0 * val["top1"], "val_images": val["n"]})
     from cpnas import dispatch
 
+    metrics["acceleration"] = accel.describe()
     metrics["kernel_forms"] = {"memory_format": "channels_last" if fmt == torch.channels_last else "contiguous",
                                **{op: forms for op, forms in dispatch.summary().items() if op != "memory_format"}}
     from cpnas.paths import git_commit

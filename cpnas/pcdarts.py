@@ -83,7 +83,7 @@ from typing import Any, Iterator, Mapping
 import torch
 from torch import nn
 
-from cpnas import distributed
+from cpnas import accel, distributed
 from cpnas.binary import BINARY
 from cpnas.config import Config
 from cpnas.errors import CpnasError
@@ -203,6 +203,7 @@ class PCDARTS(Strategy):
         self.memory_format = memory_format_for(self.net, ctx.device, input_shape=loader_input_shape(ctx.train_loader),
                                                forward=lambda net, x: net.forward_mixed(x, uniform))
         self.net.to(ctx.device, memory_format=self.memory_format)
+        accel.compile_ops(self.net)  # --compile on CUDA: each candidate op (cpnas.accel)
         self.weight_step_net = distributed.wrap(MixedForward(self.net), find_unused_parameters=True)
         gen = torch.Generator().manual_seed(ctx.seed)
         n_edges, n_ops = len(self.edges), len(PRIMITIVES)

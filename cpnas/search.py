@@ -157,9 +157,11 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, 
     history, elapsed = done.history, done.elapsed
     genotype = strat.genotype()
     genotype.save(out / "genotype.json")
+    from cpnas import accel
     from cpnas.paths import git_commit
 
     cost = {**search_cost(elapsed, dev, total, images.description), "git_commit": git_commit(),
+            "acceleration": accel.describe(),
             "kernel_forms": dispatch_summary()}
     write_json(out / "cost.json", cost)
     write_json(out / "history.json", history)

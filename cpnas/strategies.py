@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import torch
 
-from cpnas import distributed
+from cpnas import accel, distributed
 from cpnas.binary import BINARY, REAL, REAL_RELU
 from cpnas.config import Config
 from cpnas.strategy_base import (STRATEGIES, SearchContext, Strategy, beta_p_of, get_strategy,  # noqa: F401
@@ -120,6 +120,8 @@ class CPNAS(Strategy):
         self.parent.to(ctx.device, memory_format=self.memory_format)
         self.child_opt = recipe_optimizer(self.child, s)
         self.parent_opt = recipe_optimizer(self.parent, s)
+        accel.compile_ops(self.child)  # --compile on CUDA: each candidate op (cpnas.accel)
+        accel.compile_ops(self.parent)
         # Data-parallel (cpnas.distributed): the weight steps run through DDP; every draw trains
         # another sub-path, hence find_unused_parameters (every rank draws the same path).
         self.child_ddp = distributed.wrap(self.child, find_unused_parameters=True)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import torch
 from torch import nn
 
-from cpnas import distributed
+from cpnas import accel, distributed
 from cpnas.driver import CHECKPOINT, HISTORY, EpochDriver, NonFiniteLossError
 from cpnas.errors import CpnasError
 from cpnas.progress import progress
@@ -124,8 +124,9 @@ def train_one_epoch(forward: Forward, params: Iterable[nn.Parameter] | None, loa
         if before_step is not None:
             before_step(i, x, y)
         optimizer.zero_grad(set_to_none=True)
-        output = forward(x)
-        loss = loss_fn(output, y)
+        with accel.autocast(device):  # bf16 on CUDA with --amp bf16 (cpnas.accel); a no-op otherwise
+            output = forward(x)
+            loss = loss_fn(output, y)
         _check_finite(loss, desc)
         loss.backward()
         if grad_clip and params is not None:
@@ -164,7 +165,8 @@ def evaluate(forward: Forward, loader: Iterable, *, device: torch.device, module
     for x, y in progress(loader, desc=desc, total=_len(loader)):
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
-        output = forward(x)
+        with accel.autocast(device):
+            output = forward(x)
         logits = logits_of(output)
         if loss_fn is not None:
             total_loss += loss_fn(logits, y).item() * y.shape[0]

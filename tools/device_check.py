@@ -13,6 +13,9 @@ to the GPU machine) unless ``--tiny``:
    batch 96) on a slice of synthetic images, projected to 50,000 images × 600 epochs.
 3. Training steps of the ImageNet network (C = 102, 224×224, batch 256) in each
    precision of Table 2, projected to one ImageNet epoch (1,281,167 images).
+4. Issue 14 §3: (a) again under each of ``--amp bf16`` and ``--compile`` (:mod:`cpnas.accel`)
+   and both: the 1-bit/32-bit step ratio (aim: ≤ 1.3; 1.82 eager on one H200). On a CPU
+   (``--tiny``) the options stay off, so the four rows are eager: a test of this script only.
 
 Everything is written to ``DIR/device_check.json`` and printed.
 """
@@ -129,6 +132,20 @@ def main(argv=None) -> int:
         res["imagenet"].append(r)
         print(json.dumps(r), flush=True)
         save()
+
+    # 4. the 1-bit/32-bit step ratio under bf16 autocast and torch.compile (cpnas.accel)
+    from cpnas import accel
+
+    res["acceleration"] = []
+    for amp, compile_ in (("off", False), ("bf16", False), ("off", True), ("bf16", True)):
+        accel.configure(amp, compile_, device)
+        r = bench.throughput(batch=8 if args.tiny else 512, device=device)
+        row = {"amp": amp, "compile": compile_, "applied": accel.describe(),
+               **{k: r[k] for k in ("binary_img_per_s", "real_img_per_s", "binary_over_real_step_time")}}
+        res["acceleration"].append(row)
+        print(json.dumps(row), flush=True)
+        save()
+    accel.reset()
     return 0
 
 

@@ -54,6 +54,23 @@ def add_distributed_args(p: argparse.ArgumentParser) -> None:
                         "each process's part of it (default: off; no effect in one process)")
 
 
+def add_accel_args(p: argparse.ArgumentParser) -> None:
+    """``--amp`` and ``--compile``: CUDA-only speed options (:mod:`cpnas.accel`), off by default."""
+    p.add_argument("--amp", default="off", choices=("off", "bf16"),
+                   help="CUDA only: forward passes and losses under bf16 autocast (default: off; off on CPU)")
+    p.add_argument("--compile", action="store_true",
+                   help="CUDA only: torch.compile the network (a search: each candidate op) (default: off; "
+                        "off on CPU, where it was measured slower than eager)")
+
+
+def apply_accel(args: argparse.Namespace) -> None:
+    """Set :mod:`cpnas.accel` from ``--amp`` / ``--compile`` for the run's device (CPU: off, one log line)."""
+    from cpnas import accel
+    from cpnas.train import resolve_device
+
+    accel.configure(getattr(args, "amp", "off"), getattr(args, "compile", False), resolve_device(args.device))
+
+
 def apply_loader(args: argparse.Namespace) -> None:
     """``--loader``: passed to the data layer (and to worker processes) as ``$CPNAS_LOADER``."""
     import os

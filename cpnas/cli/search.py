@@ -7,8 +7,8 @@ import json
 import math
 
 from cpnas import distributed
-from cpnas.cli.common import (add_data_args, add_distributed_args, add_run_args, add_scale_args, apply_loader,
-                              resolve_config, say)
+from cpnas.cli.common import (add_accel_args, add_data_args, add_distributed_args, add_run_args, add_scale_args,
+                              apply_accel, apply_loader, resolve_config, say)
 from cpnas.data import get_dataset
 from cpnas.errors import CpnasError
 from cpnas.strategy_base import beta_p_of, strategy_names
@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_args(p)
     add_run_args(p)
     add_distributed_args(p)
+    add_accel_args(p)
     p.add_argument("--beta-p", type=float, default=None, metavar="X",
                    help="β_P of Eq. 1 (default: the config's, 2 on CIFAR-10, 0.33 on ImageNet)")
     p.add_argument("--dry-run", action="store_true",
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         raise CpnasError("--out DIR is required (except with --dry-run)")
     from cpnas.search import run_search
     apply_loader(args)
+    apply_accel(args)
     with distributed.session(args.device, sync_bn=args.sync_bn):
         result = run_search(args.strategy, cfg, dataset=args.dataset, data_root=args.data, seed=args.seed,
                             out=args.out, resume=args.resume, device=args.device, beta_p=args.beta_p)

@@ -7,8 +7,8 @@ import json
 
 from cpnas import distributed
 from cpnas.binary import PRECISIONS
-from cpnas.cli.common import (add_data_args, add_distributed_args, add_run_args, add_scale_args, apply_loader,
-                              resolve_config, say)
+from cpnas.cli.common import (add_accel_args, add_data_args, add_distributed_args, add_run_args, add_scale_args,
+                              apply_accel, apply_loader, resolve_config, say)
 from cpnas.evaluation import SIZES
 from cpnas.losses import LOSSES
 
@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_args(p)
     add_run_args(p)
     add_distributed_args(p)
+    add_accel_args(p)
     p.add_argument("--loss", default="cp", choices=LOSSES,
                    help="cp: cross-entropy + the kernel-level CP loss of Eq. 3 (default); ce: cross-entropy only")
     p.add_argument("--precision", default="binary", choices=tuple(PRECISIONS),
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = resolve_config(args)
     apply_loader(args)
+    apply_accel(args)
     genotype = load_genotype(args.genotype)  # a corrupt file is a one-line CpnasError
     finished = (args.out / METRICS).exists()
     with distributed.session(args.device, sync_bn=args.sync_bn):
