@@ -71,6 +71,7 @@ def test_markdown_escapes_pipes_and_has_one_row_per_claim():
 
 def test_collect_reads_the_committed_runs():
     out = C.collect("cpu")
-    assert len(out) == 3 + 2 + 2 + 3 + 1 + 4 + 1 + 1
+    assert len(out) == 3 + 2 + 2 + 3 + 1 + 4 + 1 + 1 + 1
+    assert out[-1]["verdict"].startswith("**supported** — within 0.0")  # WRN-22, analytic
     assert all(r["verdict"] == C.NOT_MEASURED or r["verdict"].startswith("**") for r in out)
     assert A.TABLE1_CLAIMS[0][3] in out[0]["claim"]
