@@ -74,7 +74,7 @@ def fig6(rows: Sequence[dict[str, Any]]):
             _dots(left, gap_rows, "beta_p", b, x)
     left.set_xticks(range(len(betas)), [f"{b:g}" for b in betas], fontsize=8)
     left.axhline(10.0, color="gray", lw=0.8, ls="--", label="chance (10 classes)")
-    left.legend(fontsize=7, loc="upper right")
+    left.legend(fontsize=7, loc="best")
     left.set_xlabel("β_P (Eq. 1; 0 = BNAS†)")
     left.set_ylabel("test accuracy (%)")
     left.set_title("(left) β_P", fontsize=10)
