@@ -43,7 +43,7 @@ lab: venv
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 bench: venv
-	$(BIN)/python -m cpnas.bench --out results/bench
+	$(BIN)/python -m cpnas.bench --out results/bench --data-parallel on
 
 # Issue 11's studies of the cpu proxy; 03 shows their cached runs. JOBS one-thread runs at a time.
 JOBS ?= 2

@@ -10,7 +10,7 @@
     epochs on 50 % + 50 %), i.e. the paper's "30 % faster than PC-DARTS" (§3.2)
     checked on this machine.
 
-(f) Optional (``--data-parallel on|only``): training throughput of ``cpnas train`` at a
+(f) ``--data-parallel on|only`` (on in ``make bench``): training throughput of ``cpnas train`` at a
     smoke size on synthetic data in one process vs two gloo processes under torchrun
     (:mod:`cpnas.distributed`), same global batch, one thread each, as a ratio. On a
     2-core CPU that ratio need not exceed 1: it measures the overhead of the
@@ -385,6 +385,14 @@ def markdown(res: dict[str, Any]) -> str:
 
         lines.append(deploy_markdown(res["deploy"]) if "error" not in res["deploy"]
                      else f"## (e) 1-bit inference measured: skipped ({res['deploy']['error']})\n")
+    dp = res.get("data_parallel")
+    if dp:
+        one = dp["runs"].get(1) or dp["runs"].get("1")
+        lines += ["", "## (f) `cpnas train` in 1 vs 2 gloo processes (torchrun), same global batch, one thread each",
+                  "", "| processes | images/s (2nd epoch) | vs 1 process |", "|---|---|---|"]
+        for n, r in dp["runs"].items():
+            lines.append(f"| {n} | {r['images_per_s']:.1f} | {r['images_per_s'] / one['images_per_s']:.2f}× |")
+        lines += ["", "On 2 cores the ratio measures the all-reduce overhead as much as the split work."]
     return "\n".join(lines)
 
 
@@ -490,6 +498,7 @@ def main(argv=None) -> int:
     if args.data_parallel == "on":
         res["data_parallel"] = data_parallel(args.out)
         write_json(args.out / "bench.json", res)
+        write_text(args.out / "bench.md", markdown(res))
     print(markdown(res))
     return 0
 

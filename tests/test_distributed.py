@@ -83,6 +83,40 @@ def test_search_two_processes_match_one(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_two_process_search_killed_part_way_resumes_in_one_process(tmp_path):
+    """Resume under another N: 2 processes stopped (SIGTERM to torchrun) after a few checkpoints, then
+    ``--resume`` by 1 process, take every draw, A_C and A_P and the genotype of an uninterrupted
+    1-process run (weights frozen, as above): the checkpoint holds no rank state."""
+    import signal
+    import time
+
+    args = [*SEARCH, *_sets(SEARCH_SET)]
+    out = tmp_path / "killed"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "cpnas"]
+    proc = subprocess.Popen([*launcher, "-q", "search", *args, "--out", str(out)], env={**os.environ, **ENV},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[1])
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            history = out / "history.json"
+            if history.exists() and len(json.loads(history.read_text() or "[]")) >= 4:
+                break
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = len(json.loads((out / "history.json").read_text()))
+    assert 4 <= done < 35 and not (out / "complete.json").exists()
+    _run(["search", *args, "--out", str(out), "--resume"], 1)
+    _run(["search", *args, "--out", str(tmp_path / "one")], 1)
+    a, b = (json.loads((d / "history.json").read_text()) for d in (out, tmp_path / "one"))
+    assert [(r["path"], r["A_C"], r["A_P"]) for r in a] == [(r["path"], r["A_C"], r["A_P"]) for r in b]
+    assert (out / "genotype.json").read_text() == (tmp_path / "one" / "genotype.json").read_text()
+
+
+@pytest.mark.slow
 def test_train_two_processes_match_one(tmp_path, data_dir):
     """Gradient averaging: 2 × 8 images per step with SyncBatchNorm train like 1 × 16.
 
