@@ -24,9 +24,7 @@ cache): CIFAR-10 is 184 MB, ImageNet at 64×64 about 16 GB; full ImageNet at
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
-import io
 import logging
 import os
 import warnings
@@ -38,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from cpnas.config import Config, DataConfig
+from cpnas.data.decode import _decode_bytes  # noqa: F401  (one image file → tensor; also the stream's)
 from cpnas.data.images import ImageTensors, subset
 from cpnas.data.registry import SPLITS, DatasetSpec, get_dataset
 from cpnas.data.splits import _first_per_class, _mix_seed
@@ -413,41 +412,6 @@ def _write_cache(path: Path, blob: dict) -> None:
                        "without caching", path, exc)
 
 
-@functools.lru_cache(maxsize=1)
-def _torchvision_decoders() -> tuple | None:
-    try:
-        from torchvision.io import ImageReadMode, decode_image, decode_jpeg
-    except ImportError:  # deprecated in torchvision 0.29, to be removed: PIL then decodes everything
-        return None
-    return ImageReadMode.RGB, decode_image, decode_jpeg
-
-
-def _decode_bytes(data: bytes, path: str) -> torch.Tensor:
-    """Decode one image file's bytes to a 3×H×W uint8 tensor (grayscale/CMYK/palette → RGB).
-
-    libjpeg-turbo through ``torchvision.io`` (about 3× faster than PIL on small
-    JPEGs, identical pixels on the CIFAR-10 copy), PIL ``convert("RGB")`` for
-    anything it cannot read.
-    """
-    decoders = _torchvision_decoders()
-    if decoders is not None:
-        rgb, decode_image, decode_jpeg = decoders
-        try:
-            raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-            # decode_jpeg directly: decode_image's format sniffing costs more than decoding a 32×32 JPEG
-            decode = decode_jpeg if data[:3] == b"\xff\xd8\xff" else decode_image
-            return decode(raw, mode=rgb)
-        except (RuntimeError, ValueError):
-            pass  # a format torchvision does not read (BMP, TIFF, …): PIL reads it below
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            rgb = im.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise CpnasError(f"cannot decode the image file {path!r} ({exc}); delete or replace it") from exc
-    return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(
-        rgb.height, rgb.width, 3).permute(2, 0, 1).contiguous()
 
 
 def _resize_center_crop(img: torch.Tensor, size: int) -> torch.Tensor:

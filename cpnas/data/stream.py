@@ -134,7 +134,7 @@ class _Decoded(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         from pathlib import Path
 
-        from cpnas.data.sources import _decode_bytes
+        from cpnas.data.decode import _decode_bytes
 
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)  # torchvision 0.29's decoders
@@ -218,7 +218,7 @@ class StreamLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         from torch.utils.data import DataLoader
 
-        from cpnas.data.loader import cutout_, normalize
+        from cpnas.data.transforms import cutout_, normalize
 
         dataset = _Decoded(self.data.files, self.labels, self.transform, self.seed, self.epoch)
         workers = self.data.num_workers
