@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cpnas import fastconv
+from cpnas import dispatch, fastconv, signext
 
 
 class _SignSTE(torch.autograd.Function):
@@ -52,8 +52,47 @@ class _SignSTE(torch.autograd.Function):
 
 
 def sign(x: torch.Tensor) -> torch.Tensor:
-    """Binarize ``x`` to {-1, +1} (0 → +1) with the clipped STE (§2.4)."""
+    """Binarize ``x`` to {-1, +1} (0 → +1) with the clipped STE (§2.4).
+
+    Two exact forms compute it: the torch ops of :class:`_SignSTE` (``torch``) and the
+    one-pass C++ extension :mod:`cpnas.signext` (``ext``, CPU float32/float64 only),
+    equal bit for bit, forward and backward. :mod:`cpnas.dispatch` (op ``sign``) times
+    both once per (shape, dtype, memory format, backward or not, threads) on this
+    machine and uses the faster; ``CPNAS_FORMS=sign=torch`` forces the torch form.
+    Without a compiler the extension is skipped after one log line.
+    """
+    if not signext.supports(x) or signext.unavailable_reason() is not None:
+        return _SignSTE.apply(x)
+    backward = x.requires_grad and torch.is_grad_enabled()
+    key = (tuple(x.shape), tuple(x.stride()), str(x.dtype).removeprefix("torch."), "fwd+bwd" if backward else "fwd")
+    if dispatch.choose_fast("sign", key, lambda: _sign_runs(x, backward)) == "ext" and signext.available():
+        return signext.sign_ste(x)
     return _SignSTE.apply(x)
+
+
+def _sign_runs(x: torch.Tensor, backward: bool) -> dict:
+    """One zero-argument callable per form of :func:`sign` on a tensor laid out as ``x`` (random values).
+
+    Builds the extension first (once per machine); without it only ``torch`` is returned, and
+    :func:`cpnas.dispatch.choose` then neither measures nor caches anything.
+    """
+    if not signext.available():
+        return {"torch": lambda: None}
+    g = torch.Generator().manual_seed(0)  # not the global RNG: measuring must not change a run's random stream
+    xs = torch.empty_strided(x.shape, x.stride(), dtype=x.dtype).copy_(torch.randn(x.shape, generator=g, dtype=x.dtype))
+    grad = torch.empty_strided(x.shape, x.stride(), dtype=x.dtype).copy_(torch.randn(x.shape, generator=g,
+                                                                                   dtype=x.dtype))
+
+    def run(fn):
+        def go():
+            with torch.enable_grad() if backward else torch.no_grad():
+                xi = xs.detach().requires_grad_(backward)
+                out = fn(xi)
+                if backward:
+                    out.backward(grad)
+        return go
+
+    return {"torch": run(_SignSTE.apply), "ext": run(signext.sign_ste)}
 
 
 _shared = threading.local()

@@ -43,6 +43,7 @@ FORCE_ENV = "CPNAS_FORMS"
 FORMS: dict[str, tuple[str, ...]] = {
     "dilated_conv": ("plain", "space_to_batch"),
     "memory_format": ("channels_last", "contiguous"),
+    "sign": ("torch", "ext"),  # cpnas.binary.sign: torch ops, or the one-pass C++ extension (cpnas.signext)
 }
 """Every dispatched op and its exact forms; the first form is the default where nothing is measured."""
 
@@ -51,6 +52,7 @@ _memo: dict[str, str] = {}
 _used: dict[str, dict[str, str]] = {}
 _disk: dict[str, str] | None = None
 _timings: dict[str, dict[str, float]] = {}
+_fast: dict[tuple, str] = {}
 
 
 def forced() -> dict[str, str]:
@@ -155,17 +157,22 @@ def choose(op: str, key: Sequence[object], runs: Callable[[], dict[str, Callable
 
     ``runs`` builds one zero-argument callable per form (called only if a
     measurement is needed); ``None`` means "cannot measure here" (default form).
+    ``runs`` may leave out a form unavailable on this machine; with one form
+    left, that one is used and nothing is measured, remembered nor cached.
     """
     force = forced().get(op)
     if force is not None:
         return _record(op, key, force)
-    skey = f"{op}|{'|'.join(map(str, key))}|threads={torch.get_num_threads()}"
+    skey = _skey(op, key)
     with _lock:
         form = _memo.get(skey) or _load_disk().get(skey)
     if form not in FORMS[op]:
         if runs is None or not _measuring_allowed():
             return _record(op, key, FORMS[op][0], remember=False)
-        timings = time_forms(runs())
+        candidates = runs()
+        if len(candidates) < 2:  # the other forms are unavailable here (e.g. no compiler): nothing to compare
+            return _record(op, key, next(iter(candidates), FORMS[op][0]), remember=False)
+        timings = time_forms(candidates)
         form = min(timings, key=timings.get)
         _save(skey, form)
         with _lock:
@@ -173,6 +180,26 @@ def choose(op: str, key: Sequence[object], runs: Callable[[], dict[str, Callable
     with _lock:
         _memo[skey] = form
     return _record(op, key, form)
+
+
+def _skey(op: str, key: Sequence[object]) -> str:
+    return f"{op}|{'|'.join(map(str, key))}|threads={torch.get_num_threads()}"
+
+
+def choose_fast(op: str, key: tuple, runs: Callable[[], dict[str, Callable[[], object]]] | None) -> str:
+    """:func:`choose` for a per-call hot path (``cpnas.binary.sign``, hundreds of calls a step).
+
+    The answer is memoized on ``(op, key, threads, $CPNAS_FORMS)`` once it is forced or
+    known (a dictionary look-up instead of building the string key), until :func:`reset`.
+    """
+    fkey = (op, key, torch.get_num_threads(), os.environ.get(FORCE_ENV, ""))
+    form = _fast.get(fkey)
+    if form is not None:
+        return form
+    form = choose(op, key, runs)
+    if op in forced() or _skey(op, key) in _memo:  # forced or known, not a default for want of a measurement
+        _fast[fkey] = form
+    return form
 
 
 def _record(op: str, key: Sequence[object], form: str, remember: bool = True) -> str:
@@ -210,6 +237,7 @@ def reset(*, ignore_disk: bool = False) -> None:
     global _disk
     with _lock:
         _memo.clear()
+        _fast.clear()
         _used.clear()
         _timings.clear()
         _disk = {} if ignore_disk else None

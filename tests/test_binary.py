@@ -273,7 +273,15 @@ def _torch_sign(x):
 
 
 class TestMutants:
-    """Each mutant breaks one property; the matching oracle check must then fail."""
+    """Each mutant breaks one property; the matching oracle check must then fail.
+
+    The STE mutants patch the torch form (:class:`cpnas.binary._SignSTE`), so it is forced here; the C++ form
+    is checked against the torch form bit for bit in ``tests/test_signext.py``.
+    """
+
+    @pytest.fixture(autouse=True)
+    def torch_form(self, monkeypatch):
+        monkeypatch.setenv("CPNAS_FORMS", "sign=torch")
 
     @pytest.mark.parametrize("case", [CONV_CASES[0], CONV_CASES[2]], ids=[CONV_IDS[0], CONV_IDS[2]])
     def test_sign_zero_to_zero_is_caught(self, monkeypatch, case):
