@@ -63,14 +63,13 @@ def extension() -> ModuleType | None:
         return _ext
     with _lock:
         if _ext is None and _failed is None:
-            from cpnas.deploy.kernels import _first_error, toolchain_missing
+            from cpnas.deploy.kernels import _first_error, cpp_extension, toolchain_missing
 
             missing = toolchain_missing()
             if missing:
                 _failed = f"no {missing}"
             else:
-                from torch.utils.cpp_extension import load
-
+                load = cpp_extension().load
                 folder = build_dir()
                 try:
                     folder.mkdir(parents=True, exist_ok=True)

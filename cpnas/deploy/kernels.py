@@ -42,11 +42,28 @@ def _compiler() -> str | None:
     return shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")
 
 
+def cpp_extension() -> ModuleType:
+    """``torch.utils.cpp_extension``, imported without its CPU-only import warning.
+
+    On a machine without CUDA its import logs "No CUDA runtime is found, using CUDA_HOME=…"
+    to stderr: noise for CPU extensions (and an unexpected stderr output for nbval).
+    """
+    import importlib
+
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return importlib.import_module("torch.utils.cpp_extension")
+    finally:
+        logger.setLevel(level)
+
+
 def toolchain_missing() -> str | None:
     """What is missing to build the extension (``None`` when g++, ninja and Python.h are all there)."""
-    from torch.utils.cpp_extension import is_ninja_available
-
     import sysconfig
+
+    is_ninja_available = cpp_extension().is_ninja_available
 
     headers = (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file()
     missing = [name for name, ok in (("a C++ compiler (g++)", _compiler() is not None),
@@ -80,8 +97,7 @@ def extension() -> ModuleType:
             if missing:
                 raise CpnasError(f"the packed 1-bit kernels need {missing} to build once; {INSTALL_HINT}. "
                                  "The simulated 1-bit network (plain PyTorch) works without them.")
-            from torch.utils.cpp_extension import load
-
+            load = cpp_extension().load
             folder = build_dir()
             folder.mkdir(parents=True, exist_ok=True)
             os.environ.setdefault("MAX_JOBS", "2")
