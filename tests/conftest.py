@@ -28,3 +28,15 @@ def seed() -> int:
 def data_dir() -> Path:
     """``tests/data``: the published genotypes used as fixtures."""
     return DATA_DIR
+
+
+@pytest.fixture
+def fresh_dispatch(monkeypatch, tmp_path):
+    """:mod:`cpnas.dispatch` with no memory, an empty cache folder and no forced forms, before and after."""
+    from cpnas import dispatch
+
+    monkeypatch.setenv("CPNAS_CACHE", str(tmp_path))
+    monkeypatch.delenv("CPNAS_FORMS", raising=False)
+    dispatch.reset()
+    yield
+    dispatch.reset()

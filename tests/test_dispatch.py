@@ -14,12 +14,9 @@ from cpnas.errors import CpnasError
 
 
 @pytest.fixture(autouse=True)
-def fresh(monkeypatch, tmp_path):
-    monkeypatch.setenv("CPNAS_CACHE", str(tmp_path))
-    monkeypatch.delenv("CPNAS_FORMS", raising=False)
-    dispatch.reset()
+def fresh(fresh_dispatch):
+    """Every test starts from an empty dispatch (conftest's ``fresh_dispatch``)."""
     yield
-    dispatch.reset()
 
 
 def _runs(slow: str, calls: list[str]):

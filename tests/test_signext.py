@@ -45,12 +45,9 @@ def forward_backward(fn, x: torch.Tensor, grad: torch.Tensor):
 
 
 @pytest.fixture(autouse=True)
-def fresh(monkeypatch, tmp_path):
-    monkeypatch.setenv("CPNAS_CACHE", str(tmp_path))
-    monkeypatch.delenv("CPNAS_FORMS", raising=False)
-    dispatch.reset()
+def fresh(fresh_dispatch):
+    """Every test starts from an empty dispatch (conftest's ``fresh_dispatch``)."""
     yield
-    dispatch.reset()
 
 
 @pytest.fixture(scope="session")
