@@ -523,7 +523,9 @@ def beta_verdict(rows: Sequence[dict[str, Any]]) -> str:
         return "Too few β_P values have finished runs to judge the shape of the curve."
     s = s.sort_values("beta_p")
     best = s.loc[s["top1 mean"].idxmax()]
-    top = max(s["beta_p"])
+    top = max(BETAS) if max(BETAS) in set(s["beta_p"]) else max(s["beta_p"])
+    if top <= PAPER_BETA:
+        return "The β_P > 2 runs have not finished yet: the shape of the curve cannot be judged."
     rise, fall = judged(beta, "beta", [(PAPER_BETA, 0.0, +1), (PAPER_BETA, top, +1)], by="beta_p")
     labels = {rise["verdict"], fall["verdict"]}
     overall = ("supported" if labels == {"supported"} else "contradicted" if "contradicted" in labels
