@@ -78,7 +78,7 @@ def test_collect_reads_the_committed_runs():
 
 
 def test_the_fall_waits_for_the_largest_beta():
-    rows = [{**r, "train_wall_clock_s": 60.0} for r in _rows("beta", "beta_p", {0.0: 30.0, 2.0: 40.0})]
+    rows = [{**r, "train_wall_clock_s": 60.0} for r in _rows("beta", "beta_p", {0.0: 30.0, 1.0: 35.0, 2.0: 40.0})]
     out = {r["claim"]: r["verdict"] for r in C.fig6_claims(rows, "cpu")}
     assert out["Fig. 6 (left): and falls beyond (β_P = 2 vs 4)"] == C.NOT_MEASURED
     assert A.beta_verdict(rows).startswith("The β_P > 2 runs have not finished yet")
