@@ -479,10 +479,11 @@ def in_words(d: dict[str, Any], unit: str = "points") -> str:
 
 
 def judged(rows: Sequence[dict[str, Any]], study: str, tests: Sequence[tuple[Any, Any, int]],
-           by: str = "label") -> list[dict[str, Any]]:
+           by: str = "label", chance: float = CHANCE_TOP1) -> list[dict[str, Any]]:
     """Welch tests ``a − b`` of one figure, Holm-corrected together, each with its verdict (:mod:`cpnas.stats`).
 
     ``tests`` holds ``(a, b, paper_sign)``: +1 where the paper says a > b, −1 where a < b.
+    ``chance`` is the measure's chance level (``-inf`` for one that has none, e.g. a conv share).
     """
     from cpnas.stats import holm, verdict
 
@@ -492,7 +493,7 @@ def judged(rows: Sequence[dict[str, Any]], study: str, tests: Sequence[tuple[Any
     for (a, b, sign), d, p_adj in zip(tests, diffs, adjusted):
         means = [statistics.fmean(r["top1"] for r in rows if r["study"] == study and r[by] == v) if d["n_" + k]
                  else float("nan") for v, k in ((a, "a"), (b, "b"))]
-        v = verdict(d, paper_sign=sign, mean_a=means[0], mean_b=means[1], chance=CHANCE_TOP1, p_adjusted=p_adj)
+        v = verdict(d, paper_sign=sign, mean_a=means[0], mean_b=means[1], chance=chance, p_adjusted=p_adj)
         out.append({**d, **v, "mean_a": means[0], "mean_b": means[1]})
     return out
 
@@ -558,26 +559,36 @@ def strategy_verdict(rows: Sequence[dict[str, Any]]) -> str:
     return "; ".join(parts) + "." + speed
 
 
-def gap_verdict(rows: Sequence[dict[str, Any]]) -> str:
-    """In words: under each reading of Eq. 1, is β_P = 2 better than β_P = 0.5 (Fig. 6's rise)? Holm over the two."""
+READINGS: tuple[tuple[str, str], ...] = (("beta", "printed (z = A_C + β_P(A_P − A_C))"),
+                                         ("beta-gap", "gap_penalty (z = A_C − β_P(A_P − A_C))"))
+"""The two readings of Eq. 1 in Fig. 6 (left): the study holding each one's runs, and its formula."""
+
+
+def gap_judged(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """β_P = 2 minus β_P = 0.5 under each reading of :data:`READINGS`, Holm-corrected over the two.
+
+    One :func:`judged` result per reading (with ``study`` and ``reading`` added); a reading
+    without finished runs at both β_P has ``p = None``, which Holm leaves out.
+    """
     from cpnas.stats import holm, verdict
 
-    tests = []
-    for study in ("beta", "beta-gap"):
-        mine = [r for r in rows if r["study"] == study]
-        if {0.5, PAPER_BETA} <= {r["beta_p"] for r in mine}:
-            tests.append((study, mine))
-    if not tests:
+    diffs = [difference(rows, study, PAPER_BETA, 0.5, by="beta_p") for study, _ in READINGS]
+    out = []
+    for (study, reading), d, p_adj in zip(READINGS, diffs, holm([d["p"] for d in diffs])):
+        means = [statistics.fmean(r["top1"] for r in rows if r["study"] == study and r["beta_p"] == b)
+                 if d["n_" + k] else float("nan") for b, k in ((PAPER_BETA, "a"), (0.5, "b"))]
+        out.append({**d, **verdict(d, paper_sign=+1, mean_a=means[0], mean_b=means[1], chance=CHANCE_TOP1,
+                                   p_adjusted=p_adj), "study": study, "reading": reading})
+    return out
+
+
+def gap_verdict(rows: Sequence[dict[str, Any]]) -> str:
+    """In words: under each reading of Eq. 1, is β_P = 2 better than β_P = 0.5 (Fig. 6's rise)? Holm over the two."""
+    done = [d for d in gap_judged(rows) if d["n_a"] and d["n_b"]]
+    if not done:
         return "The β_P = 0.5 and 2 runs of both readings have not finished yet."
-    diffs = [difference(mine, study, PAPER_BETA, 0.5, by="beta_p") for study, mine in tests]
-    parts = []
-    for (study, mine), d, p_adj in zip(tests, diffs, holm([d["p"] for d in diffs])):
-        means = [statistics.fmean(r["top1"] for r in mine if r["beta_p"] == b) for b in (PAPER_BETA, 0.5)]
-        d = {**d, **verdict(d, paper_sign=+1, mean_a=means[0], mean_b=means[1], chance=CHANCE_TOP1,
-                            p_adjusted=p_adj)}
-        reading = "printed (z = A_C + β_P(A_P − A_C))" if study == "beta" else "gap_penalty (z = A_C − β_P(A_P − A_C))"
-        parts.append(f"{reading}: β_P = 2 minus β_P = 0.5: {in_words(d)}; {verdict_words(d)}")
-    return "; ".join(parts) + "."
+    return "; ".join(f"{d['reading']}: β_P = 2 minus β_P = 0.5: {in_words(d)}; {verdict_words(d)}"
+                     for d in done) + "."
 
 
 def loss_verdicts(rows: Sequence[dict[str, Any]], study: str = "loss") -> list[dict[str, Any]]:

@@ -47,19 +47,12 @@ def _values(rows: Sequence[dict[str, Any]], study: str, key: str, value: Any, fi
 
 def _judge(rows: Sequence[dict[str, Any]], study: str, tests: Sequence[tuple[Any, Any, int]], by: str = "label",
            chance: float = A.CHANCE_TOP1) -> list[dict[str, Any]]:
-    """:func:`cpnas.ablation.judged`, with the chance level given (``-inf``: the measure has none)."""
-    from cpnas.stats import holm, verdict
+    """:func:`cpnas.ablation.judged`, with a side of fewer than 2 seeds read as :data:`NOT_MEASURED`."""
+    return [_measured(d) for d in A.judged(rows, study, tests, by=by, chance=chance)]
 
-    diffs = [A.difference(rows, study, a, b, by=by) for a, b, _ in tests]
-    out = []
-    for (a, b, sign), d, p_adj in zip(tests, diffs, holm([d["p"] for d in diffs])):
-        xs, ys = _values(rows, study, by, a), _values(rows, study, by, b)
-        if len(xs) < 2 or len(ys) < 2:
-            out.append({**d, "verdict": NOT_MEASURED})
-            continue
-        out.append({**d, **verdict(d, paper_sign=sign, mean_a=statistics.fmean(xs), mean_b=statistics.fmean(ys),
-                                   chance=chance, p_adjusted=p_adj)})
-    return out
+
+def _measured(d: dict[str, Any]) -> dict[str, Any]:
+    return d if d["n_a"] >= 2 and d["n_b"] >= 2 else {**d, "verdict": NOT_MEASURED}
 
 
 def _row(artifact: str, paper: str, ours: str, v: dict[str, Any], scale_note: str) -> dict[str, str]:
@@ -95,17 +88,11 @@ def fig6_claims(rows: Sequence[dict[str, Any]], scale_note: str) -> list[dict[st
     out.append(_row(f"Fig. 6 (left): and falls beyond (β_P = 2 vs {top:g})", "a figure, no numbers",
                     f"β_P = 2: {at('beta', 2.0)}; β_P = {top:g}: {at('beta', top)}", fall, scale_note))
     # β_P = 2 vs 0.5 under each reading of Eq. 1, Holm over the two readings
-    from cpnas.stats import holm, verdict
-
-    pairs = (("beta", "printed"), ("beta-gap", "gap_penalty"))
-    diffs = [A.difference(rows, study, A.PAPER_BETA, 0.5, by="beta_p") for study, _ in pairs]
-    for (study, reading), d, p_adj in zip(pairs, diffs, holm([d["p"] for d in diffs])):
-        xs, ys = _values(rows, study, "beta_p", A.PAPER_BETA), _values(rows, study, "beta_p", 0.5)
-        v = ({**d, "verdict": NOT_MEASURED} if len(xs) < 2 or len(ys) < 2 else
-             {**d, **verdict(d, paper_sign=+1, mean_a=statistics.fmean(xs), mean_b=statistics.fmean(ys),
-                             chance=A.CHANCE_TOP1, p_adjusted=p_adj)})
+    for d in A.gap_judged(rows):
+        reading = "printed" if d["study"] == "beta" else "gap_penalty"
         out.append(_row(f"Fig. 6 (left), Eq. 1 read as `{reading}`: β_P = 2 beats β_P = 0.5", "a figure, no numbers",
-                        f"β_P = 2: {at(study, 2.0)}; β_P = 0.5: {at(study, 0.5)}", v, scale_note))
+                        f"β_P = 2: {at(d['study'], 2.0)}; β_P = 0.5: {at(d['study'], 0.5)}", _measured(d),
+                        scale_note))
     strat = [r for r in rows if r["study"] == "strategy"]
     others = [s for s in A.STRATEGIES if s != "cpnas"]
     for other, v in zip(others, _judge(strat, "strategy", [("cpnas", o, +1) for o in others])):
