@@ -386,6 +386,52 @@ def unique_runs(runs: Sequence[Run], scale: str) -> list[Run]:
     return first_per_key(runs, lambda run: run.train_dir(scale))
 
 
+def study_cost(runs: Sequence[Run], scale: str, dataset: str = DEFAULT_DATASET) -> dict[str, Any]:
+    """The wall-clock the runs of a study recorded: each search and training folder counted once.
+
+    A study's searches are shared between rows (Table 1's CP-NAS and BNAS† searches are Fig. 6
+    (right)'s), so the sum is over unique folders: ``cost.json`` of each finished search,
+    ``metrics.json`` of each finished training. Returns the seconds per kind, the folders
+    counted and those not finished yet, for issue 12's time budget (one thread per run;
+    process start-up and data loading are not in it). A training's 32-bit Parent (the
+    ``H = Parent`` loss variant trains one first, in ``<folder>/parent``) is counted as a training.
+    """
+    from cpnas.io import read_json
+
+    folders: dict[Path, str] = {}
+    for run in runs:
+        sdir = run.search_dir(scale, dataset)
+        if sdir is not None:
+            folders.setdefault(sdir, "search")
+        folders.setdefault(run.train_dir(scale), "train")
+    out: dict[str, Any] = {"search_s": 0.0, "train_s": 0.0, "searches": 0, "trainings": 0, "missing": []}
+    for folder, kind in folders.items():
+        marker = folder / ("cost.json" if kind == "search" else R.METRICS)
+        seconds = read_json(marker).get("wall_clock_s") if marker.is_file() else None
+        if seconds is None:
+            out["missing"].append(str(folder))
+            continue
+        out[f"{kind}_s"] += float(seconds)
+        out["searches" if kind == "search" else "trainings"] += 1
+        parent = folder / "parent" / R.METRICS  # the 32-bit Parent the H = Parent loss variant trains first
+        if kind == "train" and parent.is_file():
+            out["train_s"] += float(read_json(parent).get("wall_clock_s") or 0.0)
+            out["trainings"] += 1
+    out["total_s"] = out["search_s"] + out["train_s"]
+    return out
+
+
+def cost_words(cost: dict[str, Any], jobs: int = 2) -> str:
+    """:func:`study_cost` in one sentence, with the wall-clock of ``jobs`` runs side by side (sum / jobs: a lower
+    bound, since a training waits for its search)."""
+    text = (f"{cost['searches']} searches {cost['search_s'] / 60:.1f} min + {cost['trainings']} trainings "
+            f"{cost['train_s'] / 60:.1f} min = {cost['total_s'] / 60:.1f} min of one-thread run time, "
+            f"≈ {cost['total_s'] / 60 / jobs:.1f} min of wall-clock {jobs} at a time")
+    if cost["missing"]:
+        text += f"; {len(cost['missing'])} run(s) not finished, not counted"
+    return text
+
+
 def run_all(runs: Sequence[Run], scale: str, *, jobs: int = 1, data_root: str | os.PathLike | None = None,
             device: str = "auto", dataset: str = DEFAULT_DATASET, executor: str = "local",
             slurm: Any = None) -> list[dict[str, Any]]:
@@ -431,19 +477,6 @@ def summarize(rows: Sequence[dict[str, Any]], study: str, by: str = "label") -> 
     return pd.DataFrame(out)
 
 
-def sweep_cost(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Measured compute of the distinct runs behind ``rows`` (shared runs counted once), in hours.
-
-    ``run_hours`` sums each run's own search and training wall-clock; with ``jobs``
-    runs side by side the sweep's wall-clock is about ``run_hours / jobs``.
-    """
-    seen: dict[str, float] = {}
-    for r in rows:  # a run with a fixed cell has no search (None)
-        seen[r["train_dir"]] = (r["search_wall_clock_s"] or 0.0) + r["train_wall_clock_s"]
-    total = sum(seen.values()) / 3600
-    return {"runs": len(seen), "run_hours": total, "per_run_min": 60 * total / max(1, len(seen))}
-
-
 def difference(rows: Sequence[dict[str, Any]], study: str, a: Any, b: Any, by: str = "label") -> dict[str, Any]:
     """Mean top-1 of ``a`` minus that of ``b`` within one study: :func:`cpnas.stats.welch` over seeds.
 
@@ -475,6 +508,8 @@ def in_words(d: dict[str, Any], unit: str = "points") -> str:
     noise = "larger than the seed-to-seed noise" if significant(d) else "within the seed-to-seed noise"
     p = f"= {d['p']:.2f}" if d["p"] >= 0.01 else "< 0.01"
     ci = "" if d.get("ci_low") is None else f", 95 % CI [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]"
+    if d.get("boot_low") is not None:
+        ci += f" (bootstrap [{d['boot_low']:+.2f}, {d['boot_high']:+.2f}])"
     return f"{d['diff']:+.2f} {unit}, ± {d['se']:.2f} standard error{ci}, Welch p {p} ({noise})"
 
 
@@ -741,6 +776,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "loss studies)")
     p.add_argument("--genotype", default=None, help="genotype of the loss study (default: the 02 search's)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--cost", action="store_true",
+                   help="compute nothing: print the wall-clock the chosen studies' finished runs recorded, and that "
+                        "sum divided by --jobs (at least 2: issue 12's budget is two one-thread runs at a time)")
     add_executor_args(p)
     args = p.parse_args(argv)
 
@@ -766,6 +804,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "loss-bnas" in chosen:
             # its cell is the β_P = 0 search at seed 0: listed so that run_all computes it first
             runs += beta_runs((0,), (0.0,)) + loss_runs(bnas_genotype_path(args.scale), few, study="loss-bnas")
+        if args.cost:
+            return cost_words(study_cost(runs, args.scale), args.jobs if args.jobs > 1 else 2)
         rows = run_all(runs, args.scale, jobs=args.jobs, data_root=args.data, device=args.device,
                        executor=args.executor, slurm=slurm_options(args, args.scale))
         return f"{len(rows)} finished runs"

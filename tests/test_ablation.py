@@ -209,13 +209,23 @@ def test_genotype_table_counts_ops_and_marks_identical_cells(tmp_path, monkeypat
     assert A.same_cells_in_words(table.reset_index()).endswith("3 searches found 2 distinct architectures.")
 
 
-def test_sweep_cost_counts_shared_runs_once():
-    rows = [{"train_dir": "a", "search_wall_clock_s": 60.0, "train_wall_clock_s": 120.0},
-            {"train_dir": "a", "search_wall_clock_s": 60.0, "train_wall_clock_s": 120.0},  # same run, 2nd study
-            {"train_dir": "b", "search_wall_clock_s": None, "train_wall_clock_s": 180.0}]
-    cost = A.sweep_cost(rows)
-    assert cost["runs"] == 2 and cost["run_hours"] == pytest.approx(360 / 3600)
-    assert cost["per_run_min"] == pytest.approx(3.0)
+def test_study_cost_counts_each_shared_folder_once_and_names_the_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
+    runs = A.table1_runs(seeds=(0,))
+    by = {r.label: r for r in runs}
+    cp_search, bnas_search = by["CP-NAS (Small)"].search_dir("cpu"), by["BNAS†"].search_dir("cpu")
+    for folder, name, seconds in ((cp_search, "cost.json", 600.0), (bnas_search, "cost.json", 420.0),
+                                  (by["CP-NAS (Small)"].train_dir("cpu"), "metrics.json", 300.0),
+                                  (by["CP-NAS (Large)"].train_dir("cpu"), "metrics.json", 900.0),
+                                  (by["CP-NAS (Large)"].train_dir("cpu") / "parent", "metrics.json", 60.0)):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(json.dumps({"wall_clock_s": seconds}))
+    cost = A.study_cost(runs, "cpu")
+    # the CP-NAS search feeds three rows and is counted once; the Parent counts as a training
+    assert (cost["searches"], cost["search_s"]) == (2, 1020.0)
+    assert (cost["trainings"], cost["train_s"]) == (3, 1260.0)
+    assert cost["total_s"] == 2280.0 and len(cost["missing"]) == 3  # CE, Medium and BNAS† trainings
+    assert A.cost_words(cost, 2).endswith("≈ 19.0 min of wall-clock 2 at a time; 3 run(s) not finished, not counted")
 
 
 def test_difference_is_welch_t_test_and_words_follow_it():

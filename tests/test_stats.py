@@ -15,8 +15,20 @@ def test_welch_matches_the_textbook_formula_and_brackets_the_difference():
     assert d["df"] == pytest.approx((5 / 3) ** 2 / ((4 / 3) ** 2 / 2 + (1 / 3) ** 2 / 2))
     # t = 8.52 at df 2.94: p between the two-sided 0.01 (t = 5.84 at df 3) and 0.001 (t = 12.9) table values
     assert 0.001 < d["p"] < 0.01
-    assert d["ci_low"] <= 11.0 <= d["ci_high"] and d["ci_low"] > 0
+    # the 95 % t interval: 11 ± t(0.975, df)·se, excluding 0 exactly as p < 0.05 does
+    from scipy import stats as st
+    half = st.t.ppf(0.975, d["df"]) * d["se"]
+    assert (d["ci_low"], d["ci_high"]) == pytest.approx((11.0 - half, 11.0 + half))
+    assert d["boot_low"] is None  # 3 seeds a side: below BOOTSTRAP_MIN_N, no percentile bootstrap
     assert stats.welch([1.0], [2.0, 3.0])["p"] is None
+
+
+def test_welch_t_interval_agrees_with_p_where_the_bootstrap_would_not():
+    # two seeds a side: the percentile bootstrap has 3 values per side and would exclude 0 here
+    d = stats.welch([32.90, 36.00], [37.64, 37.72])
+    assert d["p"] > 0.05 and d["ci_low"] < 0 < d["ci_high"] and d["boot_low"] is None
+    five = stats.welch([20.0, 21.0, 22.0, 23.0, 24.0], [10.0, 11.0, 12.0, 13.0, 14.0])
+    assert five["boot_low"] <= 10.0 <= five["boot_high"] and five["ci_low"] < five["boot_low"]
 
 
 def test_holm_step_down():
