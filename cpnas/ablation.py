@@ -513,6 +513,15 @@ def in_words(d: dict[str, Any], unit: str = "points") -> str:
     return f"{d['diff']:+.2f} {unit}, ± {d['se']:.2f} standard error{ci}, Welch p {p} ({noise})"
 
 
+def kendall_words(t: dict[str, Any], x: str, y: str) -> str:
+    """:func:`cpnas.stats.kendall`'s result in words (τ-b, p, the bootstrap interval, n)."""
+    if t["tau"] is None:
+        return f"Kendall τ-b between {x} and {y}: not enough cells (n = {t['n']})"
+    ci = "" if t["ci_low"] is None else f", 95 % bootstrap interval [{t['ci_low']:+.2f}, {t['ci_high']:+.2f}]"
+    p = f"= {t['p']:.3f}" if t["p"] >= 0.001 else "< 0.001"
+    return f"Kendall τ-b between {x} and {y}: {t['tau']:+.2f}{ci}, p {p} (n = {t['n']})"
+
+
 def judged(rows: Sequence[dict[str, Any]], study: str, tests: Sequence[tuple[Any, Any, int]],
            by: str = "label", chance: float = CHANCE_TOP1) -> list[dict[str, Any]]:
     """Welch tests ``a − b`` of one figure, Holm-corrected together, each with its verdict (:mod:`cpnas.stats`).
@@ -698,22 +707,28 @@ def genotype_table(runs: Sequence[Run], scale: str):
     return pd.DataFrame(out)
 
 
-def conv_share_vs_accuracy(table, rows: Sequence[dict[str, Any]]) -> tuple[Any, float]:
-    """Each β_P search's convolution share next to its trained top-1, and their Pearson r.
+def conv_share_vs_accuracy(table, rows: Sequence[dict[str, Any]]) -> tuple[Any, dict[str, Any]]:
+    """Each searched cell's convolution share next to its trained top-1, and Kendall's τ-b between them.
 
-    Tests the explanation that convolution-heavy 1-bit cells train slower at small budgets
-    (Table 1) on every cell of the β_P study; one row per search, so cells found at two
-    β_P count twice.
+    Tests the explanation that convolution-heavy 1-bit cells train worse at small budgets on
+    every searched cell trained at the small size: ``table`` is :func:`genotype_table` of the
+    runs (the β_P, ``gap_penalty`` and strategy studies), ``rows`` their results; each search is
+    paired with its own training (same study, label, seed). A cell found twice at one seed (the
+    β_P = 2 search is also the strategy study's CP-NAS; two β_P that rank every op alike) is
+    one training result and counted once. Returns the pairs and :func:`cpnas.stats.kendall`
+    (τ-b, its p-value and a percentile-bootstrap interval over cells).
     """
     import pandas as pd
 
-    acc = pd.DataFrame([r for r in rows if r["study"] == "beta"])
-    columns = ["beta_p", "seed", "cells", "conv share", "top1"]
+    from cpnas.stats import kendall
+
+    columns = ["study", "label", "seed", "cells", "conv share", "top1"]
+    acc = pd.DataFrame([{k: r[k] for k in ("study", "label", "seed", "top1")} for r in rows
+                        if r["study"] in ("beta", "beta-gap", "strategy")])
     if len(table) == 0 or acc.empty:
-        return pd.DataFrame(columns=columns), float("nan")
-    merged = table.merge(acc[["beta_p", "seed", "top1"]], on=["beta_p", "seed"])
-    r = float(merged["conv share"].corr(merged["top1"])) if len(merged) > 2 else float("nan")
-    return merged[columns], r
+        return pd.DataFrame(columns=columns), kendall([], [])
+    merged = table.merge(acc, on=["study", "label", "seed"]).drop_duplicates(["cells", "seed"])[columns]
+    return merged.reset_index(drop=True), kendall(list(merged["conv share"]), list(merged["top1"]))
 
 
 def same_cells(table) -> list[tuple[float, ...]]:

@@ -270,12 +270,19 @@ def test_search_cost_projection_to_the_papers_epoch_counts():
 def test_conv_share_vs_accuracy_pairs_each_search_with_its_training():
     import pandas as pd
 
-    table = pd.DataFrame({"beta_p": [0.0, 2.0, 4.0], "seed": [0, 0, 0], "cells": ["a", "b", "c"],
-                          "conv share": [0.2, 0.5, 0.8]})
-    rows = [{"study": "beta", "beta_p": b, "seed": 0, "top1": t} for b, t in ((0.0, 30.0), (2.0, 20.0), (4.0, 10.0))]
-    rows.append({"study": "strategy", "beta_p": None, "seed": 0, "top1": 99.0})
-    merged, r = A.conv_share_vs_accuracy(table, rows)
-    assert list(merged["top1"]) == [30.0, 20.0, 10.0] and r == pytest.approx(-1.0)
+    table = pd.DataFrame({"study": ["beta", "beta", "beta", "strategy", "strategy", "strategy"],
+                          "label": ["0", "2", "4", "cpnas", "random", "pcdarts"], "seed": [0] * 6,
+                          "cells": ["a", "b", "c", "b", "d", "e"], "conv share": [0.2, 0.5, 0.8, 0.5, 0.3, 0.9]})
+    rows = [{"study": "beta", "label": b, "seed": 0, "top1": t} for b, t in (("0", 30.0), ("2", 20.0), ("4", 10.0))]
+    rows += [{"study": "strategy", "label": s, "seed": 0, "top1": t}
+             for s, t in (("cpnas", 20.0), ("random", 25.0), ("pcdarts", 5.0))]
+    rows.append({"study": "loss", "label": "CP loss (Eq. 4)", "seed": 0, "top1": 99.0})  # no search: not a pair
+    merged, tau = A.conv_share_vs_accuracy(table, rows)
+    # the β_P = 2 search is the strategy study's CP-NAS: one cell, one training, counted once
+    assert sorted(merged["cells"]) == ["a", "b", "c", "d", "e"]
+    assert tau["n"] == 5 and tau["tau"] == pytest.approx(-1.0) and tau["p"] < 0.05
+    empty, none = A.conv_share_vs_accuracy(table.iloc[:0], rows)
+    assert empty.empty and none["tau"] is None
 
 
 def test_gap_penalty_runs_have_their_own_searches_and_trainings():
