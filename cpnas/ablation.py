@@ -395,29 +395,43 @@ def study_cost(runs: Sequence[Run], scale: str, dataset: str = DEFAULT_DATASET) 
     counted and those not finished yet, for issue 12's time budget (one thread per run;
     process start-up and data loading are not in it). A training's 32-bit Parent (the
     ``H = Parent`` loss variant trains one first, in ``<folder>/parent``) is counted as a training.
+
+    ``projected_s`` adds, for each unfinished folder, the median recorded time of the finished
+    folders of its kind (a search: its strategy; a training: its size and whether it trains a
+    Parent), or of all finished folders of its kind when none of its own is finished: an
+    estimate of the whole study from the runs so far, ``None`` while nothing is finished.
     """
     from cpnas.io import read_json
 
-    folders: dict[Path, str] = {}
+    folders: dict[Path, tuple[str, tuple]] = {}
     for run in runs:
         sdir = run.search_dir(scale, dataset)
         if sdir is not None:
-            folders.setdefault(sdir, "search")
-        folders.setdefault(run.train_dir(scale), "train")
+            folders.setdefault(sdir, ("search", (run.strategy,)))
+        parent = dict(run.loss_overrides).get("loss.kernel_source") == "parent"
+        folders.setdefault(run.train_dir(scale), ("train", (run.size, parent)))
     out: dict[str, Any] = {"search_s": 0.0, "train_s": 0.0, "searches": 0, "trainings": 0, "missing": []}
-    for folder, kind in folders.items():
+    seen: dict[tuple, list[float]] = {}
+    for folder, (kind, key) in folders.items():
         marker = folder / ("cost.json" if kind == "search" else R.METRICS)
         seconds = read_json(marker).get("wall_clock_s") if marker.is_file() else None
         if seconds is None:
-            out["missing"].append(str(folder))
+            out["missing"].append((str(folder), kind, key))
             continue
-        out[f"{kind}_s"] += float(seconds)
-        out["searches" if kind == "search" else "trainings"] += 1
+        seconds = float(seconds)
         parent = folder / "parent" / R.METRICS  # the 32-bit Parent the H = Parent loss variant trains first
         if kind == "train" and parent.is_file():
-            out["train_s"] += float(read_json(parent).get("wall_clock_s") or 0.0)
+            seconds += float(read_json(parent).get("wall_clock_s") or 0.0)
             out["trainings"] += 1
+        out[f"{kind}_s"] += seconds
+        out["searches" if kind == "search" else "trainings"] += 1
+        seen.setdefault((kind, key), []).append(seconds)
+        seen.setdefault((kind,), []).append(seconds)
     out["total_s"] = out["search_s"] + out["train_s"]
+    guesses = [seen.get((kind, key)) or seen.get((kind,)) for _, kind, key in out["missing"]]
+    out["projected_s"] = (None if any(g is None for g in guesses)
+                          else out["total_s"] + sum(statistics.median(g) for g in guesses))
+    out["missing"] = [m[0] for m in out["missing"]]
     return out
 
 
@@ -429,6 +443,9 @@ def cost_words(cost: dict[str, Any], jobs: int = 2) -> str:
             f"≈ {cost['total_s'] / 60 / jobs:.1f} min of wall-clock {jobs} at a time")
     if cost["missing"]:
         text += f"; {len(cost['missing'])} run(s) not finished, not counted"
+        if cost["projected_s"] is not None:
+            text += (f" (projected from the finished runs of their kind: {cost['projected_s'] / 60:.0f} min in all, "
+                     f"≈ {cost['projected_s'] / 3600 / jobs:.1f} h {jobs} at a time)")
     return text
 
 

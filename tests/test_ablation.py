@@ -223,9 +223,14 @@ def test_study_cost_counts_each_shared_folder_once_and_names_the_missing(tmp_pat
     cost = A.study_cost(runs, "cpu")
     # the CP-NAS search feeds three rows and is counted once; the Parent counts as a training
     assert (cost["searches"], cost["search_s"]) == (2, 1020.0)
-    assert (cost["trainings"], cost["train_s"]) == (3, 1260.0)
+    assert (cost["trainings"], cost["train_s"]) == (3, 1260.0)  # the Large training 900 s + its Parent 60 s
     assert cost["total_s"] == 2280.0 and len(cost["missing"]) == 3  # CE, Medium and BNAS† trainings
-    assert A.cost_words(cost, 2).endswith("≈ 19.0 min of wall-clock 2 at a time; 3 run(s) not finished, not counted")
+    # the three missing trainings are projected from the finished ones: small (300 s) for CE, and no finished
+    # medium training, so the median of every finished training's time (960 with its Parent, 300: 630 s)
+    assert cost["projected_s"] == pytest.approx(2280.0 + 300.0 + 630.0 + 630.0)
+    assert A.cost_words(cost, 2).startswith("2 searches 17.0 min + 3 trainings 21.0 min = 38.0 min")
+    assert "3 run(s) not finished, not counted (projected from the finished runs of their kind: 64 min" in \
+        A.cost_words(cost, 2)
 
 
 def test_difference_is_welch_t_test_and_words_follow_it():
