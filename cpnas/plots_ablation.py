@@ -114,7 +114,10 @@ def seed_dots(rows: Sequence[dict[str, Any]], study: str, *, order: Sequence[str
         ax.errorbar(rec["top1 mean"], i, xerr=_std(rec), fmt="s", capsize=4, color="tab:blue")
         ys = [r["top1"] for r in mine if r["label"] == name]
         ax.plot(ys, [i + 0.18] * len(ys), "o", color="black", markersize=3, alpha=0.7)
-        ax.annotate(f"n={rec['n']}", (rec["top1 mean"], i - 0.3), fontsize=7, ha="center")
+        # right of the error bar, on its own row (above it, the first row's label fell outside the axes)
+        right = max([rec["top1 mean"] + (_std(rec) or 0.0), *ys])
+        ax.annotate(f"n={rec['n']}", (right, i), xytext=(6, 0), textcoords="offset points", fontsize=7,
+                    va="center", annotation_clip=False)
     ax.axvline(10.0, color="gray", lw=0.8, ls="--", label="chance")
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.invert_yaxis()

@@ -233,6 +233,14 @@ def _bits(value: Any) -> Any:
     return None if value is None else int(value)
 
 
+def _what_varies(runs: Sequence[dict[str, Any]]) -> str:
+    """What a row's seeds vary: the search and the training, or the training of one searched cell."""
+    searches = {(r.get("search") or {}).get("out") for r in runs}
+    if len(searches) == 1 and None not in searches:
+        return f"training only: every seed trains the cell of {next(iter(searches))}"
+    return "search and training"
+
+
 def _ours_common(label: str, runs: Sequence[dict[str, Any]], compare_with: str | None) -> dict[str, Any]:
     """The columns of one row of ours, from its runs (one per seed): sizes from the first, costs averaged."""
     m = runs[0]
@@ -246,7 +254,7 @@ def _ours_common(label: str, runs: Sequence[dict[str, Any]], compare_with: str |
             + (f" (H = {m['kernel_source']})" if m.get("kernel_source") else "")
             + (f"; search {strategy} on {cost.get('dataset')}, {cost.get('epochs')} epochs"
                f" on {cost.get('device_name')}" if cost else "")
-            + (f"; mean and sample std over seeds {', '.join(map(str, seeds))} (search and training)"
+            + (f"; mean and sample std over seeds {', '.join(map(str, seeds))} ({_what_varies(runs)})"
                if len(runs) > 1 else ""))
 
     def mean_of(values: list[Any], digits: int) -> float | None:

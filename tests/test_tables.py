@@ -92,5 +92,10 @@ def test_a_row_of_seeds_gives_mean_std_and_n():
     t2 = table2({"CP-NAS*": [metrics(top1=30.0, top5=80.0), metrics(top1=34.0, top5=82.0)]})
     row = t2[t2["source"] == "ours"].iloc[0]
     assert (row["top-1 (%)"], row["top-1 std (%)"], row["top-5 (%)"], row["n"]) == (32.0, 2.83, 81.0, 2)
+    assert "(search and training)" in small["note"]  # the fixture's runs name no search folder
+    one_cell = {"strategy": "cpnas", "out": "results/cpu/search/cpnas/seed0"}
+    t2 = table2({"CP-NAS*": [metrics(top1=30.0, seed=0, search=one_cell), metrics(top1=34.0, seed=1, search=one_cell)]})
+    note = t2[t2["source"] == "ours"].iloc[0]["note"]
+    assert "seeds 0, 1 (training only: every seed trains the cell of results/cpu/search/cpnas/seed0)" in note
     with pytest.raises(ValueError):
         table1({"CP-NAS (Small)": []})
