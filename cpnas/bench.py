@@ -109,13 +109,25 @@ def _median_step(net, path, x, y, steps: int, warmup: int) -> float:
     return statistics.median(times)
 
 
-def throughput(batch: int = 64, steps: int = 5, warmup: int = 2, device: str = "cpu") -> dict[str, Any]:
+def throughput(batch: int = 64, steps: int = 5, warmup: int = 2, device: str = "cpu",
+               threads: int | None = None) -> dict[str, Any]:
     """(a): img/s of a training step of the paper's search network, same path, interleaved:
 
     * ``binary`` — our 1-bit Child, in the memory format and kernel forms the dispatch chose;
     * ``real`` — the 32-bit Parent, the same way;
     * ``naive_binary`` — the plain eager 1-bit net (:class:`NaiveBinaryConv2d`, contiguous memory).
+
+    ``threads`` sets torch's intra-op threads for the measurement (default: as they are);
+    :func:`run` measures at 1 thread too, the setting of every ``cpu`` run (two one-thread
+    processes side by side), where the memory passes of the 1-bit path weigh differently.
     """
+    if threads is not None:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return {**throughput(batch, steps, warmup, device), "threads": threads}
+        finally:
+            torch.set_num_threads(previous)
     s = get_config("paper").search
     dev = torch.device(device)
     g = torch.Generator().manual_seed(0)
@@ -314,6 +326,15 @@ def kernels(device: str = "cpu") -> dict[str, Any]:
     return out
 
 
+def _one_thread_line(t: dict[str, Any] | None) -> list[str]:
+    """(a) at one thread, in one line of markdown (nothing when it was not measured)."""
+    if not t:
+        return []
+    return [f"At 1 thread (how every `cpu` run trains): 1-bit {t['binary_step_s']:.3f} s, 32-bit "
+            f"{t['real_step_s']:.3f} s, plain 1-bit {t['naive_binary_step_s']:.3f} s a step; **1-bit / 32-bit: "
+            f"{t['binary_over_real_step_time']:.2f}**, **ours / plain: {t['speedup_vs_naive']:.2f}×**.", ""]
+
+
 def markdown(res: dict[str, Any]) -> str:
     a, b = res["throughput"], res["search"]
     lines = [
@@ -339,6 +360,7 @@ def markdown(res: dict[str, Any]) -> str:
         f"**1-bit / 32-bit step time: {a['binary_over_real_step_time']:.2f}** (goal ≤ 1.10); "
         f"**ours / plain 1-bit speed: {a['speedup_vs_naive']:.2f}×** (goal ≥ 2).",
         "",
+        *_one_thread_line(res.get("throughput_1thread")),
         f"## (b) One search epoch on the same {b['images']} images, scale `{b['scale']}` "
         f"(C={b['C']}, {b['layers']} cells, batch {b['batch']})",
         "",
@@ -425,6 +447,8 @@ def run(out: Path, scale: str = "cpu", batch: int = 64, images: int = 512, devic
            "load_avg_start": _load_avg()}
     res["kernels"] = kernels(device=device) if device == "cpu" else None
     res["throughput"] = throughput(batch=batch, device=device)
+    if device == "cpu" and torch.get_num_threads() > 1:
+        res["throughput_1thread"] = throughput(batch=batch, device=device, threads=1)
     res["training"] = training_throughput(device=device)
     res["search"] = search_epochs(scale=scale, images=images, device=device)
     # (e) also times the paper's C = 56 network (about a minute): not at smoke scale, which tests/test_deploy.py covers

@@ -1,5 +1,7 @@
 """The benchmark runs and reports both ratios (no timing is asserted: speed lives in `make bench`)."""
 
+import torch
+
 from cpnas import bench
 
 
@@ -19,6 +21,9 @@ def test_bench_writes_the_ratios_and_the_chosen_forms(tmp_path, monkeypatch):
     a = res["throughput"]
     assert a["binary_over_real_step_time"] == 1.0 and a["speedup_vs_naive"] == 1.0
     assert a["naive_binary_memory_format"] == "contiguous" and a["naive_binary_img_per_s"] == 4.0
+    if torch.get_num_threads() > 1:  # and once more at one thread, the threads restored after it
+        assert res["throughput_1thread"]["threads"] == 1 and res["throughput_1thread"]["speedup_vs_naive"] == 1.0
+        assert "At 1 thread" in (tmp_path / "bench.md").read_text() and res["threads"] == torch.get_num_threads()
     assert res["training"]["C8"]["img_per_s_per_thread"] > 0
     assert res["search"]["cpnas_over_pcdarts_total"] > 0
     # the dispatch measured afresh and recorded its choices: the dilated convs of (c) and the formats of (a)
