@@ -122,12 +122,10 @@ def throughput(batch: int = 64, steps: int = 5, warmup: int = 2, device: str = "
     processes side by side), where the memory passes of the 1-bit path weigh differently.
     """
     if threads is not None:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
+        from cpnas.deploy.measure import threads as using_threads
+
+        with using_threads(threads):
             return {**throughput(batch, steps, warmup, device), "threads": threads}
-        finally:
-            torch.set_num_threads(previous)
     s = get_config("paper").search
     dev = torch.device(device)
     g = torch.Generator().manual_seed(0)
@@ -168,12 +166,10 @@ def training_throughput(channels: tuple[int, ...] = (8, 16), steps: int = 6, war
     width in ``channels``, with ``threads`` intra-op threads (1: how ``cpu`` runs train,
     side by side in one-thread processes); the ``cpu`` scale's per-run budget follows from it.
     """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    from cpnas.deploy.measure import threads as using_threads
+
+    with using_threads(threads):
         return _training_throughput(channels, steps, warmup, device)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _training_throughput(channels: tuple[int, ...], steps: int, warmup: int, device: str) -> dict[str, Any]:
