@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from cpnas import accel, dispatch
-from cpnas.binary import BINARY, REAL, Precision
+from cpnas.binary import BINARY, REAL, REAL_RELU, Precision
 from cpnas.config import get_config
 from cpnas.io import write_json, write_text
 from cpnas.networks import SearchNetwork, memory_format_for
@@ -114,7 +114,11 @@ def throughput(batch: int = 64, steps: int = 5, warmup: int = 2, device: str = "
     """(a): img/s of a training step of the paper's search network, same path, interleaved:
 
     * ``binary`` — our 1-bit Child, in the memory format and kernel forms the dispatch chose;
-    * ``real`` — the 32-bit Parent, the same way;
+    * ``real`` — the same network at 32 bits with no activation function (``REAL``): the
+      1-bit step against the bare 32-bit ops, the issue-16 ratio ``binary_over_real_step_time``;
+    * ``parent`` — the 32-bit Parent as the search builds it: with DARTS' ReLU before each
+      conv block when ``search.parent_relu`` (the default), so a 1-bit sign stands against a
+      32-bit ReLU, one element-wise pass each (``binary_over_parent_step_time``);
     * ``naive_binary`` — the plain eager 1-bit net (:class:`NaiveBinaryConv2d`, contiguous memory).
 
     ``threads`` sets torch's intra-op threads for the measurement (default: as they are);
@@ -134,7 +138,9 @@ def throughput(batch: int = 64, steps: int = 5, warmup: int = 2, device: str = "
     path = bench_path()
     out: dict[str, Any] = {"batch": batch, "C": s.init_channels, "layers": s.layers}
     nets, inputs = {}, {}
-    for name, prec in (("binary", BINARY), ("real", REAL), ("naive_binary", NAIVE_BINARY)):
+    parent = REAL_RELU if s.parent_relu else REAL
+    out["parent_relu"] = s.parent_relu
+    for name, prec in (("binary", BINARY), ("real", REAL), ("parent", parent), ("naive_binary", NAIVE_BINARY)):
         torch.manual_seed(0)
         net = SearchNetwork(s.init_channels, 10, s.layers, s.reduction_layers, prec).to(dev)
         fmt = (torch.contiguous_format if name == "naive_binary" else
@@ -153,9 +159,72 @@ def throughput(batch: int = 64, steps: int = 5, warmup: int = 2, device: str = "
         out[f"{name}_step_s"] = t
         out[f"{name}_img_per_s"] = batch / t
     out["binary_over_real_step_time"] = out["binary_step_s"] / out["real_step_s"]
+    out["binary_over_parent_step_time"] = out["binary_step_s"] / out["parent_step_s"]
     out["acceleration"] = accel.describe()
     out["speedup_vs_naive"] = out["naive_binary_step_s"] / out["binary_step_s"]
     return out
+
+
+def profile(threads: int = 1, batch: int = 64, steps: int = 3, top: int = 8, channels: int | None = None,
+            layers: int | None = None) -> dict[str, Any]:
+    """Top operators by self CPU time of (a)'s training step, per net: 1-bit Child, 32-bit
+    without activation, and the 32-bit Parent as searched (``torch.profiler``, ``threads``
+    intra-op threads, ``steps`` steps after one warm-up step). What the 1-bit path adds shows
+    as the operators its list has and the others lack (issue 16 §3).
+
+    ``channels``/``layers`` default to the paper's search network (C = 16, 6 cells).
+    """
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from cpnas.deploy.measure import threads as using_threads
+
+    s = get_config("paper").search
+    c, n_layers = channels or s.init_channels, layers or s.layers
+    reductions = s.reduction_layers if layers is None else (n_layers // 3, 2 * n_layers // 3)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (batch,), generator=g)
+    path = bench_path()
+    out: dict[str, Any] = {"threads": threads, "batch": batch, "steps": steps, "C": c, "layers": n_layers, "nets": {}}
+    with using_threads(threads):
+        for name, prec in (("binary", BINARY), ("real", REAL), ("parent", REAL_RELU if s.parent_relu else REAL)):
+            torch.manual_seed(0)
+            net = SearchNetwork(c, 10, n_layers, reductions, prec)
+            fmt = memory_format_for(net, torch.device("cpu"), input_shape=tuple(x.shape),
+                                    forward=lambda m, t: m(t, path))
+            net, xi = net.to(memory_format=fmt), x.contiguous(memory_format=fmt)
+            _median_step(net, path, xi, y, 1, 0)  # warm-up outside the profile (dispatch timings, allocator)
+            with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+                _median_step(net, path, xi, y, steps, 0)
+            events = prof.key_averages()
+            total = sum(e.self_cpu_time_total for e in events)
+            rows = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+            out["nets"][name] = {"self_cpu_s": total / 1e6, "top": [
+                {"op": e.key, "self_cpu_s": e.self_cpu_time_total / 1e6, "calls": e.count} for e in rows]}
+    for name in ("real", "parent"):
+        out[f"binary_over_{name}_self_cpu"] = out["nets"]["binary"]["self_cpu_s"] / out["nets"][name]["self_cpu_s"]
+    return out
+
+
+def profile_markdown(p: dict[str, Any]) -> str:
+    """:func:`profile`'s result as markdown: one table of the top operators per net, side by side."""
+    names = {"binary": "1-bit Child", "real": "32-bit, no activation", "parent": "32-bit Parent as searched"}
+    lines = [f"## Profile of (a)'s training step: C = {p['C']}, {p['layers']} cells, batch {p['batch']}, "
+             f"{p['steps']} steps, {p['threads']} thread(s), `torch.profiler` self CPU time", "",
+             "| rank | " + " | ".join(f"{names[n]} | s" for n in p["nets"]) + " |",
+             "|---|" + "---|---|" * len(p["nets"])]
+    depth = max(len(v["top"]) for v in p["nets"].values())
+    for i in range(depth):
+        cells = []
+        for v in p["nets"].values():
+            e = v["top"][i] if i < len(v["top"]) else None
+            cells += [f"`{e['op']}` ({e['calls']} calls)", f"{e['self_cpu_s']:.3f}"] if e else ["", ""]
+        lines.append(f"| {i + 1} | " + " | ".join(cells) + " |")
+    lines.append("| total | " + " | ".join(f"| {v['self_cpu_s']:.3f}" for v in p["nets"].values()) + " |")
+    lines += ["", f"1-bit / 32-bit self CPU: {p['binary_over_real_self_cpu']:.2f} (no activation), "
+                  f"{p['binary_over_parent_self_cpu']:.2f} (the Parent as searched).", ""]
+    return "\n".join(lines)
 
 
 def training_throughput(channels: tuple[int, ...] = (8, 16), steps: int = 6, warmup: int = 2,
@@ -326,9 +395,11 @@ def _one_thread_line(t: dict[str, Any] | None) -> list[str]:
     """(a) at one thread, in one line of markdown (nothing when it was not measured)."""
     if not t:
         return []
-    return [f"At 1 thread (how every `cpu` run trains): 1-bit {t['binary_step_s']:.3f} s, 32-bit "
-            f"{t['real_step_s']:.3f} s, plain 1-bit {t['naive_binary_step_s']:.3f} s a step; **1-bit / 32-bit: "
-            f"{t['binary_over_real_step_time']:.2f}**, **ours / plain: {t['speedup_vs_naive']:.2f}×**.", ""]
+    return [f"At 1 thread (how every `cpu` run trains): 1-bit {t['binary_step_s']:.3f} s, 32-bit without "
+            f"activation {t['real_step_s']:.3f} s, 32-bit Parent {t['parent_step_s']:.3f} s, plain 1-bit "
+            f"{t['naive_binary_step_s']:.3f} s a step; **1-bit / 32-bit: {t['binary_over_real_step_time']:.2f}** "
+            f"(against the Parent: {t['binary_over_parent_step_time']:.2f}), **ours / plain: "
+            f"{t['speedup_vs_naive']:.2f}×**.", ""]
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -344,16 +415,20 @@ def markdown(res: dict[str, Any]) -> str:
         f"(AVX-512: {'yes' if res.get('avx512') else 'no'}, AVX2: {'yes' if res.get('avx2') else 'no'}).",
         "",
         f"## (a) Training step of one sampled path, paper search network (C={a['C']}, {a['layers']} cells, "
-        f"32×32, batch {a['batch']}), the three nets interleaved",
+        f"32×32, batch {a['batch']}), the four nets interleaved",
         "",
         "| net | memory format | step (s) | images/s |",
         "|---|---|---|---|",
         f"| 1-bit Child (ours) | {a['binary_memory_format']} | {a['binary_step_s']:.3f} | {a['binary_img_per_s']:.1f} |",
-        f"| 32-bit Parent (ours) | {a['real_memory_format']} | {a['real_step_s']:.3f} | {a['real_img_per_s']:.1f} |",
+        f"| 32-bit, no activation function (ours) | {a['real_memory_format']} | {a['real_step_s']:.3f} | "
+        f"{a['real_img_per_s']:.1f} |",
+        f"| 32-bit Parent as searched ({'ReLU before each conv block' if a['parent_relu'] else 'no ReLU'}, "
+        f"`search.parent_relu`) | {a['parent_memory_format']} | {a['parent_step_s']:.3f} | {a['parent_img_per_s']:.1f} |",
         f"| 1-bit plain eager (`F.conv2d(sign(x), α·sign(W))`, `where` STE) | {a['naive_binary_memory_format']} | "
         f"{a['naive_binary_step_s']:.3f} | {a['naive_binary_img_per_s']:.1f} |",
         "",
-        f"**1-bit / 32-bit step time: {a['binary_over_real_step_time']:.2f}** (goal ≤ 1.10); "
+        f"**1-bit / 32-bit step time: {a['binary_over_real_step_time']:.2f}** (goal ≤ 1.10; against the "
+        f"32-bit Parent as searched: {a['binary_over_parent_step_time']:.2f}); "
         f"**ours / plain 1-bit speed: {a['speedup_vs_naive']:.2f}×** (goal ≥ 2).",
         "",
         *_one_thread_line(res.get("throughput_1thread")),
@@ -513,8 +588,16 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--data-parallel", default="off", choices=("off", "on", "only"),
                    help="(f) 1 vs 2 gloo processes under torchrun: off (default), on, or only this section")
+    p.add_argument("--profile", action="store_true",
+                   help="only profile (a)'s step per net at one thread (torch.profiler): writes profile.{json,md}")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.profile:
+        prof = profile(threads=1, batch=args.batch)
+        write_json(args.out / "profile.json", prof)
+        write_text(args.out / "profile.md", profile_markdown(prof))
+        print(profile_markdown(prof))
+        return 0
     if args.data_parallel == "only":
         res = {"date": time.strftime("%Y-%m-%d %H:%M"), "load_avg_start": _load_avg(),
                "data_parallel": data_parallel(args.out), "load_avg_end": _load_avg()}

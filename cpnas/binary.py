@@ -141,6 +141,18 @@ def activation_sign(x: torch.Tensor) -> torch.Tensor:
     return xb
 
 
+def mark_signed(xb: torch.Tensor) -> torch.Tensor:
+    """Record, within a :func:`shared_signs` block, that ``xb`` holds ±1 only, so that its
+    :func:`activation_sign` is ``xb`` itself (no pass). Exact: sign(±1) = ±1, and the STE
+    mask 1{|±1| ≤ 1} is all ones, so the gradient is the same with or without the pass.
+    Returns ``xb``; outside a block it does nothing.
+    """
+    cache = getattr(_shared, "cache", None)
+    if cache is not None and not xb.is_inference():
+        cache[id(xb)] = (xb, xb._version, xb)
+    return xb
+
+
 def scaling_factor(weight: torch.Tensor) -> torch.Tensor:
     """Per-output-channel scale ``α_c = mean |H_c|`` (XNOR-Net), shaped to broadcast."""
     return weight.abs().mean(dim=tuple(range(1, weight.dim())), keepdim=True)

@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from cpnas.binary import Precision
+from cpnas.binary import BinaryConv2d, Precision, activation_sign, mark_signed
 
 OpBuilder = Callable[[int, int, Precision, bool], nn.Module]
 
@@ -89,10 +89,34 @@ class FactorizedReduce(nn.Module):
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The second conv sees the input shifted by one pixel, so the two halves
-        # together cover every spatial position (odd sizes are padded on the right).
-        shifted = nn.functional.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
+        # The second conv sees the input shifted by one pixel, so the two halves together
+        # cover every spatial position: x[:, :, 1:, 1:] zero-padded on the right and bottom,
+        # here as one pad with negative leading widths (crop one row and column, pad one).
+        # Same values and gradients as slicing then padding; on the CPU the slice's backward
+        # (zeros of x's size in the default layout, then a strided copy) measured 2-3× slower
+        # than the pad's, and it handed the layers below a gradient in another memory format.
+        if _binarizes_input(self.conv_1) and _binarizes_input(self.conv_2) and not _tracing():
+            # 1-bit: shift the sign conv_1 takes instead of taking a second sign of the shifted copy.
+            # sign(0) = +1 (§2.4), so the zero pad becomes a pad of +1; forward and STE gradient exact.
+            # (Traced for Fig. 4, the layers are drawn as the branch below writes them: the same function.)
+            # The convs are called on ±1 tensors, whose sign is themselves (marked so within a
+            # shared_signs block; outside it, a sign pass whose STE mask is all ones: still exact).
+            xb = activation_sign(x)
+            shifted = mark_signed(nn.functional.pad(xb, (-1, 1, -1, 1), value=1.0))
+            return self.bn(torch.cat([self.conv_1(mark_signed(xb)), self.conv_2(shifted)], dim=1))
+        shifted = nn.functional.pad(x, (-1, 1, -1, 1))
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+
+
+def _binarizes_input(conv: nn.Module) -> bool:
+    return isinstance(conv, BinaryConv2d) and conv.binarize_input
+
+
+def _tracing() -> bool:
+    """Whether ``torch.fx`` is symbolically tracing (Fig. 4's drawings), where no tensor value can steer."""
+    from torch.fx._symbolic_trace import is_fx_symbolic_tracing
+
+    return is_fx_symbolic_tracing()
 
 
 class Pool(nn.Module):

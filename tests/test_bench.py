@@ -13,13 +13,20 @@ def test_bench_path_uses_every_op_but_none():
 
 def test_bench_writes_the_ratios_and_the_chosen_forms(tmp_path, monkeypatch):
     monkeypatch.setenv("CPNAS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(bench, "_median_step", lambda *a, **k: 0.5)  # the structure, not the speed
+    from cpnas.binary import ReLUConv2d
+
+    def fake_step(net, *a, **k):  # the structure, not the speed: 0.4 s marks a net with DARTS' ReLU convs
+        return 0.4 if any(isinstance(m, ReLUConv2d) for m in net.modules()) else 0.5
+
+    monkeypatch.setattr(bench, "_median_step", fake_step)
     real_training = bench.training_throughput
     monkeypatch.setattr(bench, "training_throughput",
                         lambda device="cpu": real_training(channels=(8,), steps=1, warmup=0, device=device))
     res = bench.run(tmp_path, scale="smoke", batch=2, images=8)
     a = res["throughput"]
     assert a["binary_over_real_step_time"] == 1.0 and a["speedup_vs_naive"] == 1.0
+    # the Parent row is the Parent the search trains: ReLU before its conv blocks (search.parent_relu)
+    assert a["parent_relu"] and a["binary_over_parent_step_time"] == 0.5 / 0.4
     assert a["naive_binary_memory_format"] == "contiguous" and a["naive_binary_img_per_s"] == 4.0
     if torch.get_num_threads() > 1:  # and once more at one thread, the threads restored after it
         assert res["throughput_1thread"]["threads"] == 1 and res["throughput_1thread"]["speedup_vs_naive"] == 1.0
@@ -30,7 +37,7 @@ def test_bench_writes_the_ratios_and_the_chosen_forms(tmp_path, monkeypatch):
     assert {"dilated_conv", "memory_format"} <= set(res["kernel_forms"])
     assert res["kernels"]["dil_conv_3x3"]["chosen"] in ("plain", "space_to_batch")
     md = (tmp_path / "bench.md").read_text()
-    for text in ("1-bit / 32-bit step time", "CP-NAS / PC-DARTS projected search time", "ours / plain 1-bit speed",
+    for text in ("1-bit / 32-bit step time", "32-bit Parent as searched (ReLU", "CP-NAS / PC-DARTS projected search time", "ours / plain 1-bit speed",
                  "form chosen", "images/s per thread", "AVX-512"):
         assert text in md
     assert (tmp_path / "bench.json").is_file()
@@ -50,3 +57,13 @@ def test_naive_net_computes_what_ours_computes():
         nets.append(SearchNetwork(8, 10, 3, (1, 2), prec).eval())
     x = torch.randn(2, 3, 16, 16)
     torch.testing.assert_close(nets[0](x, path), nets[1](x, path), rtol=1e-4, atol=1e-4)
+
+
+def test_profile_lists_the_top_operators_of_each_net():
+    p = bench.profile(threads=1, batch=2, steps=1, top=3, channels=4, layers=3)
+    assert set(p["nets"]) == {"binary", "real", "parent"}
+    for v in p["nets"].values():
+        assert len(v["top"]) == 3 and v["self_cpu_s"] > 0
+        assert v["top"][0]["self_cpu_s"] >= v["top"][-1]["self_cpu_s"]
+    md = bench.profile_markdown(p)
+    assert md.count("\n| ") == 3 + 2 and "32-bit Parent as searched" in md

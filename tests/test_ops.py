@@ -193,3 +193,36 @@ def test_fig4_draws_every_op():
         assert f"cluster_{name}" in source
     assert "ReLU" not in source and "32-bit" not in source
     assert "1-bit" not in fig4_ops(REAL).source
+
+
+def _factorized_reduce_by_slicing(m, x: torch.Tensor) -> torch.Tensor:
+    """DARTS' FactorizedReduce as written there: conv_2 on x[:, :, 1:, 1:] zero-padded back to x's size."""
+    shifted = nn.functional.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
+    return m.bn(torch.cat([m.conv_1(x), m.conv_2(shifted)], dim=1))
+
+
+@pytest.mark.parametrize("precision", [BINARY, REAL, PRECISIONS["binary**"]], ids=lambda p: p.name)
+@pytest.mark.parametrize("size", [8, 7])
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+def test_factorized_reduce_shift_is_exact(precision, size, fmt):
+    """The one-pad shift (and, at 1 bit, the shifted shared sign padded with +1) gives bit-for-bit the
+    output and gradients of slicing then zero-padding, odd sizes and both memory formats included."""
+    from cpnas.binary import shared_signs
+    from cpnas.ops import FactorizedReduce
+
+    torch.manual_seed(0)
+    m = FactorizedReduce(6, 8, precision, real_input=precision.preprocess_real_input).to(memory_format=fmt)
+    x0 = torch.randn(3, 6, size, size).contiguous(memory_format=fmt)
+    x0[0, 0, 0, :3] = 0.0  # zeros, where sign gives +1
+    results = []
+    for forward in (m.forward, lambda x: _factorized_reduce_by_slicing(m, x)):
+        for shared in (False, True):
+            m.zero_grad()
+            x = x0.clone().requires_grad_()
+            with shared_signs() if shared else torch.enable_grad():
+                y = forward(x)
+            y.backward(torch.linspace(-2, 2, y.numel()).reshape(y.shape))
+            results.append((y.detach(), x.grad, m.conv_1.weight.grad, m.conv_2.weight.grad))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)
