@@ -97,7 +97,9 @@ class FactorizedReduce(nn.Module):
         # than the pad's, and it handed the layers below a gradient in another memory format.
         if _binarizes_input(self.conv_1) and _binarizes_input(self.conv_2) and not _tracing():
             # 1-bit: shift the sign conv_1 takes instead of taking a second sign of the shifted copy.
-            # sign(0) = +1 (§2.4), so the zero pad becomes a pad of +1; forward and STE gradient exact.
+            # sign(0) = +1 (§2.4), so the zero pad becomes a pad of +1. The forward is bit-identical; backward,
+            # conv_2's gradient joins the others of sign(x) before the one STE mask, so a network's gradient
+            # sums may add in another order (last-bit differences, as binary.shared_signs).
             # (Traced for Fig. 4, the layers are drawn as the branch below writes them: the same function.)
             # The convs are called on ±1 tensors, whose sign is themselves (marked so within a
             # shared_signs block; outside it, a sign pass whose STE mask is all ones: still exact).
