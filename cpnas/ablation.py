@@ -401,7 +401,7 @@ def study_cost(runs: Sequence[Run], scale: str, dataset: str = DEFAULT_DATASET) 
     Parent), or of all finished folders of its kind when none of its own is finished: an
     estimate of the whole study from the runs so far, ``None`` while nothing is finished.
     """
-    from cpnas.io import read_json
+    from cpnas.runs import recorded_seconds
 
     folders: dict[Path, tuple[str, tuple]] = {}
     for run in runs:
@@ -413,15 +413,13 @@ def study_cost(runs: Sequence[Run], scale: str, dataset: str = DEFAULT_DATASET) 
     out: dict[str, Any] = {"search_s": 0.0, "train_s": 0.0, "searches": 0, "trainings": 0, "missing": []}
     seen: dict[tuple, list[float]] = {}
     for folder, (kind, key) in folders.items():
-        marker = folder / ("cost.json" if kind == "search" else R.METRICS)
-        seconds = read_json(marker).get("wall_clock_s") if marker.is_file() else None
+        seconds = recorded_seconds(folder, kind)
         if seconds is None:
             out["missing"].append((str(folder), kind, key))
             continue
-        seconds = float(seconds)
-        parent = folder / "parent" / R.METRICS  # the 32-bit Parent the H = Parent loss variant trains first
-        if kind == "train" and parent.is_file():
-            seconds += float(read_json(parent).get("wall_clock_s") or 0.0)
+        parent = recorded_seconds(folder / "parent", "train") if kind == "train" else None
+        if parent is not None:  # the 32-bit Parent the H = Parent loss variant trains first
+            seconds += parent
             out["trainings"] += 1
         out[f"{kind}_s"] += seconds
         out["searches" if kind == "search" else "trainings"] += 1

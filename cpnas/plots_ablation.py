@@ -61,8 +61,9 @@ def fig6(rows: Sequence[dict[str, Any]]):
                       color="tab:blue", label="mean ± std")
         for b in s["beta_p"]:
             _dots(left, beta_rows, "beta_p", b, pos[b])
-        for b, n in zip(s["beta_p"], s["n"]):
-            left.annotate(f"n={n}", (pos[b], left.get_ylim()[0]), fontsize=7, ha="center", va="bottom")
+        for b, n in zip(s["beta_p"], s["n"]):  # at the foot of the axes, whatever the y-limits become
+            left.annotate(f"n={n}", (pos[b], 0.01), xycoords=left.get_xaxis_transform(), fontsize=7,
+                          ha="center", va="bottom")
     gap_rows = [r for r in rows if r["study"] == "beta-gap"]
     g = summarize(gap_rows, "beta-gap", by="beta_p")
     if not g.empty:  # the gap_penalty reading of Eq. 1, beside the printed one (offset to the right)

@@ -190,6 +190,19 @@ REPRODUCE_STUDIES: tuple[str | None, ...] = (None, "ablation")
 ablation's (notebooks 03 and 05). The proxy check and the recipe study have their own targets."""
 
 
+RECORD_FILES = {"search": "cost.json", "train": METRICS}
+"""The file in which a finished run folder of each kind records its wall-clock (``wall_clock_s``)."""
+
+
+def recorded_seconds(folder: Path, kind: str) -> float | None:
+    """The wall-clock (s) a finished ``search`` or ``train`` folder recorded; ``None`` while it is unfinished."""
+    import json
+
+    marker = Path(folder) / RECORD_FILES[kind]
+    seconds = json.loads(marker.read_text()).get("wall_clock_s") if marker.is_file() else None
+    return None if seconds is None else float(seconds)
+
+
 def recorded_cost(scale: str, studies: Sequence[str | None] = REPRODUCE_STUDIES) -> list[dict[str, Any]]:
     """The wall-clock every finished run of ``studies`` recorded: one row per search (``cost.json``) and per
     training (``metrics.json``, a trained Parent's included), with its folder, kind and seconds.
@@ -197,19 +210,16 @@ def recorded_cost(scale: str, studies: Sequence[str | None] = REPRODUCE_STUDIES)
     Summed, these are what ``make reproduce`` costs on one thread per run (issue 12's budget is
     measured this way when it spans sittings); data loading and process start-up are not in them.
     """
-    import json
-
     rows = []
     for study in studies:
         root = study_dir(scale, study)
-        for kind, pattern, key in (("search", "search/*/seed*/cost.json", "wall_clock_s"),
-                                   ("train", "train/*/seed*/" + METRICS, "wall_clock_s"),
-                                   ("train", "train/*/seed*/parent/" + METRICS, "wall_clock_s")):
-            for f in sorted(root.glob(pattern)):
-                seconds = json.loads(f.read_text()).get(key)
+        for kind, pattern in (("search", "search/*/seed*/"), ("train", "train/*/seed*/"),
+                              ("train", "train/*/seed*/parent/")):
+            for f in sorted(root.glob(pattern + RECORD_FILES[kind])):
+                seconds = recorded_seconds(f.parent, kind)
                 if seconds is not None:
                     rows.append({"study": study or "notebooks", "kind": kind,
-                                 "run": str(f.parent.relative_to(root)), "seconds": float(seconds)})
+                                 "run": str(f.parent.relative_to(root)), "seconds": seconds})
     return rows
 
 
