@@ -544,12 +544,17 @@ def judged(rows: Sequence[dict[str, Any]], study: str, tests: Sequence[tuple[Any
     ``tests`` holds ``(a, b, paper_sign)``: +1 where the paper says a > b, −1 where a < b.
     ``chance`` is the measure's chance level (``-inf`` for one that has none, e.g. a conv share).
     """
+    return _judged_across(rows, [(study, a, b, sign) for a, b, sign in tests], by=by, chance=chance)
+
+
+def _judged_across(rows: Sequence[dict[str, Any]], tests: Sequence[tuple[str, Any, Any, int]], by: str,
+                   chance: float) -> list[dict[str, Any]]:
+    """:func:`judged` with a study per test, ``(study, a, b, paper_sign)``: one Holm family across studies."""
     from cpnas.stats import holm, verdict
 
-    diffs = [difference(rows, study, a, b, by=by) for a, b, _ in tests]
-    adjusted = holm([d["p"] for d in diffs])
+    diffs = [difference(rows, study, a, b, by=by) for study, a, b, _ in tests]
     out = []
-    for (a, b, sign), d, p_adj in zip(tests, diffs, adjusted):
+    for (study, a, b, sign), d, p_adj in zip(tests, diffs, holm([d["p"] for d in diffs])):
         means = [statistics.fmean(r["top1"] for r in rows if r["study"] == study and r[by] == v) if d["n_" + k]
                  else float("nan") for v, k in ((a, "a"), (b, "b"))]
         v = verdict(d, paper_sign=sign, mean_a=means[0], mean_b=means[1], chance=chance, p_adjusted=p_adj)
@@ -629,16 +634,9 @@ def gap_judged(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     One :func:`judged` result per reading (with ``study`` and ``reading`` added); a reading
     without finished runs at both β_P has ``p = None``, which Holm leaves out.
     """
-    from cpnas.stats import holm, verdict
-
-    diffs = [difference(rows, study, PAPER_BETA, 0.5, by="beta_p") for study, _ in READINGS]
-    out = []
-    for (study, reading), d, p_adj in zip(READINGS, diffs, holm([d["p"] for d in diffs])):
-        means = [statistics.fmean(r["top1"] for r in rows if r["study"] == study and r["beta_p"] == b)
-                 if d["n_" + k] else float("nan") for b, k in ((PAPER_BETA, "a"), (0.5, "b"))]
-        out.append({**d, **verdict(d, paper_sign=+1, mean_a=means[0], mean_b=means[1], chance=CHANCE_TOP1,
-                                   p_adjusted=p_adj), "study": study, "reading": reading})
-    return out
+    judged_ = _judged_across(rows, [(study, PAPER_BETA, 0.5, +1) for study, _ in READINGS], by="beta_p",
+                             chance=CHANCE_TOP1)
+    return [{**d, "study": study, "reading": reading} for (study, reading), d in zip(READINGS, judged_)]
 
 
 def gap_verdict(rows: Sequence[dict[str, Any]]) -> str:
