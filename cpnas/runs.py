@@ -194,6 +194,20 @@ RECORD_FILES = {"search": "cost.json", "train": METRICS}
 """The file in which a finished run folder of each kind records its wall-clock (``wall_clock_s``)."""
 
 
+def require_finished(found, what: str, scale: str):
+    """``found`` (finished runs' rows or metrics) as it is, or one clear error when it is empty.
+
+    For the notebooks run with ``CPNAS_COMPUTE=0`` (show the finished runs, compute nothing)
+    before any run of ``what`` has finished at ``scale``: without it the first table of the
+    empty rows fails later with a bare ``KeyError``.
+    """
+    if not found:
+        raise CpnasError(f"no finished {what} at scale {scale!r} under {results_dir(scale)}: CPNAS_COMPUTE=0 "
+                         f"shows finished runs only; run with CPNAS_COMPUTE=1 (the default) to compute them, "
+                         f"or `make reproduce SCALE={scale}`")
+    return found
+
+
 def recorded_seconds(folder: Path, kind: str) -> float | None:
     """The wall-clock (s) a finished ``search`` or ``train`` folder recorded; ``None`` while it is unfinished."""
     import json

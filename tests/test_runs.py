@@ -164,3 +164,15 @@ def test_recorded_cost_sums_what_the_runs_recorded(tmp_path, monkeypatch):
                                                        ("notebooks", "train")}
     text = R.cost_summary("cpu", jobs=2)
     assert "total: 4 runs, 0.47 h" in text and "≈ 0.23 h" in text
+
+
+def test_require_finished_says_what_to_run_when_nothing_is_finished():
+    from cpnas.errors import CpnasError
+    from cpnas.runs import require_finished
+
+    rows = [{"top1": 30.0}]
+    assert require_finished(rows, "Table 1 runs", "smoke") is rows
+    with pytest.raises(CpnasError, match="no finished Table 1 runs at scale 'smoke'.*CPNAS_COMPUTE=1"):
+        require_finished([], "Table 1 runs", "smoke")
+    with pytest.raises(CpnasError, match="make reproduce SCALE=smoke"):
+        require_finished({}, "Table 2 trainings", "smoke")
