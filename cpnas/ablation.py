@@ -487,7 +487,7 @@ def summarize(rows: Sequence[dict[str, Any]], study: str, by: str = "label") -> 
         search = [s for s in grp["search_wall_clock_s"] if s is not None and not _isnan(s)]
         out.append({by: value, "n": len(top1), "top1 mean": statistics.fmean(top1),
                     "top1 std": statistics.stdev(top1) if len(top1) > 1 else float("nan"),
-                    "search (min)": statistics.fmean(search) / 60 if search else None,
+                    "search (min)": statistics.fmean(search) / 60 if search else float("nan"),  # float column
                     "train (min)": statistics.fmean(grp["train_wall_clock_s"]) / 60})
     return pd.DataFrame(out)
 
@@ -520,7 +520,8 @@ def in_words(d: dict[str, Any], unit: str = "points") -> str:
         return "not enough seeds to compare"
     if d["diff"] == 0 and d["se"] == 0:
         return "+0.00 points (every seed gave the same accuracy)"
-    noise = "larger than the seed-to-seed noise" if significant(d) else "within the seed-to-seed noise"
+    noise = ("larger than the seed-to-seed noise, before any correction for multiple tests" if significant(d)
+             else "within the seed-to-seed noise")
     p = f"= {d['p']:.2f}" if d["p"] >= 0.01 else "< 0.01"
     ci = "" if d.get("ci_low") is None else f", 95 % CI [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]"
     if d.get("boot_low") is not None:
@@ -612,7 +613,7 @@ def strategy_verdict(rows: Sequence[dict[str, Any]]) -> str:
     parts = [f"CP-NAS minus {other}: {in_words(d)}; {verdict_words(d)}" for other, d in zip(others, tests)]
     cost = s.set_index("label")["search (min)"]
     speed = ""
-    if "pcdarts" in cost and cost.get("pcdarts"):
+    if cost.get("pcdarts", float("nan")) > 0:  # NaN (no search recorded) compares false
         ratio = cost["cpnas"] / cost["pcdarts"]
         per_epoch = search_cost_projection(strat)
         speed = (f" Search wall-clock here: CP-NAS {cost['cpnas']:.1f} min vs PC-DARTS {cost['pcdarts']:.1f} min "

@@ -229,13 +229,17 @@ def dry_run(strategy: str, cfg: Config, beta_p: float | None = None) -> dict[str
 
 def search_or_load(strategy: str, cfg: Config, *, seed: int = 0, beta_p: float | None = None,
                    dataset: str = D.DEFAULT_DATASET, data_root: Path | None = None, device: str = "auto",
-                   out: Path | None = None) -> SearchResult:
+                   out: Path | None = None, compute: bool = True) -> SearchResult:
     """The notebooks' entry point: load a finished search from ``results/``, else run or resume it.
 
     Re-running a notebook therefore costs nothing once its searches are done, and an
-    interrupted search continues from its last checkpoint.
+    interrupted search continues from its last checkpoint. ``compute=False`` (a notebook's
+    ``CPNAS_COMPUTE=0``) only loads: an unfinished search is one clear error, not a run.
     """
     out = Path(out) if out is not None else default_search_dir(cfg.scale, strategy, seed, beta_p, dataset)
+    if not compute and not is_finished(out):
+        raise CpnasError(f"no finished {strategy} search at {out}: CPNAS_COMPUTE=0 shows finished runs only; "
+                         f"run with CPNAS_COMPUTE=1 (the default) to compute it")
     if is_finished(out):
         stored = read_json(out / "config.json")["config"]
         if _search_part(stored) != _search_part(cfg.to_dict()):

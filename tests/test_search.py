@@ -181,6 +181,17 @@ def test_search_or_load_reuses_a_finished_search(finished_cpnas, monkeypatch):
     monkeypatch.setattr(S, "run_search", lambda *a, **k: pytest.fail("searched again"))
     again = search_or_load("cpnas", tiny_cfg(), seed=3, dataset="synthetic", out=finished_cpnas.out)
     assert again.genotype == finished_cpnas.genotype
+    assert search_or_load("cpnas", tiny_cfg(), seed=3, dataset="synthetic", out=finished_cpnas.out,
+                          compute=False).genotype == finished_cpnas.genotype
+
+
+def test_search_or_load_without_compute_never_searches(tmp_path, monkeypatch):
+    import cpnas.search as S
+    from cpnas.errors import CpnasError
+
+    monkeypatch.setattr(S, "run_search", lambda *a, **k: pytest.fail("searched with compute=False"))
+    with pytest.raises(CpnasError, match="no finished cpnas search.*CPNAS_COMPUTE=1"):
+        search_or_load("cpnas", tiny_cfg(), seed=3, dataset="synthetic", out=tmp_path / "none", compute=False)
 
 
 def test_resume_refuses_another_configuration(finished_cpnas, tmp_path):
