@@ -141,6 +141,11 @@ def activation_sign(x: torch.Tensor) -> torch.Tensor:
     return xb
 
 
+def signs_shared(x: torch.Tensor) -> bool:
+    """Whether :func:`activation_sign` of ``x`` is shared now: inside :func:`shared_signs`, ``x`` not an inference tensor."""
+    return getattr(_shared, "cache", None) is not None and not x.is_inference()
+
+
 def mark_signed(xb: torch.Tensor) -> torch.Tensor:
     """Record, within a :func:`shared_signs` block, that ``xb`` holds ±1 only, so that its
     :func:`activation_sign` is ``xb`` itself (no pass). Exact: sign(±1) = ±1, and the STE

@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from cpnas.binary import BinaryConv2d, Precision, activation_sign, mark_signed
+from cpnas.binary import BinaryConv2d, Precision, activation_sign, mark_signed, signs_shared
 
 OpBuilder = Callable[[int, int, Precision, bool], nn.Module]
 
@@ -95,14 +95,15 @@ class FactorizedReduce(nn.Module):
         # Same values and gradients as slicing then padding; on the CPU the slice's backward
         # (zeros of x's size in the default layout, then a strided copy) measured 2-3× slower
         # than the pad's, and it handed the layers below a gradient in another memory format.
-        if _binarizes_input(self.conv_1) and _binarizes_input(self.conv_2) and not _tracing():
+        if (_binarizes_input(self.conv_1) and _binarizes_input(self.conv_2) and signs_shared(x)
+                and not _tracing()):
             # 1-bit: shift the sign conv_1 takes instead of taking a second sign of the shifted copy.
             # sign(0) = +1 (§2.4), so the zero pad becomes a pad of +1. The forward is bit-identical; backward,
             # conv_2's gradient joins the others of sign(x) before the one STE mask, so a network's gradient
             # sums may add in another order (last-bit differences, as binary.shared_signs).
             # (Traced for Fig. 4, the layers are drawn as the branch below writes them: the same function.)
-            # The convs are called on ±1 tensors, whose sign is themselves (marked so within a
-            # shared_signs block; outside it, a sign pass whose STE mask is all ones: still exact).
+            # The convs are called on ±1 tensors marked as their own sign (binary.mark_signed): no pass.
+            # Outside a shared_signs block (and in inference mode) the two signs are taken as below.
             xb = activation_sign(x)
             shifted = mark_signed(nn.functional.pad(xb, (-1, 1, -1, 1), value=1.0))
             return self.bn(torch.cat([self.conv_1(mark_signed(xb)), self.conv_2(shifted)], dim=1))
