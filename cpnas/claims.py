@@ -104,14 +104,14 @@ def fig6_claims(rows: Sequence[dict[str, Any]], scale_note: str) -> list[dict[st
 
 def conv_share_claim(table: Any, scale_note: str) -> dict[str, str]:
     """§3.4: a larger β_P selects fewer convolutions — the conv share of the found cells, β_P = 0 vs 4 over seeds."""
-    rows = [] if len(table) == 0 else [{"study": "c", "beta_p": b, "top1": s}
+    rows = [] if len(table) == 0 else [{"study": "c", "beta_p": b, "top1": 100 * s}  # in % of the kept edges
                                        for b, s in zip(table["beta_p"], table["conv share"])]
     lo, hi = 0.0, max(A.BETAS)
     (v,) = _judge(rows, "c", [(lo, hi, +1)], by="beta_p", chance=-math.inf)
-    share = lambda b: _summary([100 * r["top1"] for r in rows if r["beta_p"] == b], unit="%")  # noqa: E731
+    share = lambda b: _summary([r["top1"] for r in rows if r["beta_p"] == b], unit="%")  # noqa: E731
     out = _row(f"§3.4: larger β_P selects fewer convolutions (conv share, β_P = 0 vs {hi:g})", "stated, no numbers",
                f"β_P = 0: {share(lo)}; β_P = {hi:g}: {share(hi)} of kept edges", v, scale_note)
-    out["verdict"] = out["verdict"].replace(" points", " (share × 100)")
+    out["verdict"] = out["verdict"].replace(" points", " percentage points of the share")
     return out
 
 
