@@ -118,15 +118,25 @@ def save_table(df, name: str, scale: str, *, caption: str | None = None) -> list
     return Saved([csv, md])
 
 
+# What the pipeline itself writes: a change there is a result, not a change of the code that made it.
+GENERATED_DIRS = ("notebooks", "tables", "figures", "results")
+
+
 def git_commit() -> str | None:
-    """The project's git commit (``+dirty`` with uncommitted changes to tracked files); ``None`` outside git."""
+    """The project's git commit, ``+dirty`` with uncommitted changes to tracked files outside
+    :data:`GENERATED_DIRS`; ``None`` outside git.
+
+    ``make reproduce`` rewrites the committed notebooks, tables and figures as it goes, so counting them
+    would mark every notebook after the first one dirty.
+    """
     import subprocess
 
     root = project_root()
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                *(f":(exclude){d}" for d in GENERATED_DIRS)], cwd=root,
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None

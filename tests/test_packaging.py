@@ -167,3 +167,50 @@ def test_committed_notebooks_show_no_absolute_path():
         hits += [f"{nb.name}: {m.group(0)}" for m in re.finditer(r"PosixPath\('/[^']*'\)", text)]
         hits += [f"{nb.name}: {m.group(0)}" for m in re.finditer(r"'dataset': '/[^']*'", text)]
     assert not hits, hits[:5]
+
+
+def test_git_commit_marks_code_changes_dirty_but_not_the_artifacts_the_pipeline_writes(tmp_path, monkeypatch):
+    """``make reproduce`` rewrites notebooks/, tables/ and figures/ as it goes; only a code change is dirty."""
+    import shutil
+    import subprocess
+
+    from cpnas.paths import git_commit
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    for name in ("cpnas/a.py", "notebooks/n.ipynb", "tables/t.csv", "figures/f.png", "results/r.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("0\n")
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "."], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], cwd=tmp_path, check=True)
+    monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
+    head = git_commit()
+    assert head is not None and len(head) == 40
+    for name in ("notebooks/n.ipynb", "tables/t.csv", "figures/f.png", "results/r.json"):
+        (tmp_path / name).write_text("1\n")
+    (tmp_path / "untracked.py").write_text("1\n")
+    assert git_commit() == head
+    (tmp_path / "cpnas/a.py").write_text("1\n")
+    assert git_commit() == f"{head}+dirty"
+
+
+def test_committed_table3_was_made_from_the_committed_cpu_genotype():
+    """tables/table3.csv's CP-NAS rows are those of the genotype 02 committed (a stale 06 once showed an
+    earlier search's cell)."""
+    import csv
+
+    from cpnas.config import get_config
+    from cpnas.efficiency import profile_genotype
+    from cpnas.tables import resolve_genotype
+
+    genotype_path = ROOT / "results" / "cpu" / "search" / "cpnas" / "seed0" / "genotype.json"
+    table = ROOT / "tables" / "table3.csv"
+    if not (genotype_path.is_file() and table.is_file()):
+        pytest.skip("no committed cpu genotype or Table 3")
+    rows = {(r["architecture"], r["source"]): r for r in csv.DictReader(table.open(encoding="utf-8"))}
+    ours = profile_genotype(resolve_genotype(genotype_path), size="small", config=get_config("paper")).summary()
+    row = rows[("CP-NAS (Small)", "ours")]
+    assert float(row["params (M)"]) == pytest.approx(ours["params"] / 1e6, abs=1e-3)
+    assert float(row["FLOPs (M)"]) == pytest.approx(ours["flops_m"], abs=1e-2)
