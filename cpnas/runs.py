@@ -253,8 +253,64 @@ def cost_summary(scale: str, jobs: int = 2) -> str:
     return "\n".join(lines)
 
 
+def compare(other: str | os.PathLike, scale: str,
+            studies: Sequence[str | None] = REPRODUCE_STUDIES) -> list[dict[str, Any]]:
+    """Every finished run found both here and in another checkout ``other`` (a re-run of the same
+    studies, e.g. a fresh clone's ``make reproduce-table1``): one row per training with both top-1s and
+    their difference, one per search with whether both found the same genotype.
+
+    A re-run need not find the same cells: a search amplifies any last-bit difference (kernel forms
+    are timed and chosen per machine, :mod:`cpnas.dispatch`), so what a re-run can confirm is that
+    the trained accuracies agree within the seed-to-seed noise (:func:`compare_summary`).
+    """
+    import json
+
+    other_results = Path(other) / "results" / scale
+    if not other_results.is_dir():
+        raise CpnasError(f"no results/{scale} under {other}: pass the root of another checkout that ran "
+                         f"the same studies")
+    rows = []
+    for study in studies:
+        root = study_dir(scale, study)
+        twin = other_results / root.relative_to(results_dir(scale))
+        for f in sorted(root.glob("train/*/seed*/" + METRICS)):
+            g = twin / f.relative_to(root)
+            if g.is_file():
+                a, b = (json.loads(x.read_text())["top1"] for x in (f, g))
+                rows.append({"kind": "train", "run": str(f.parent.relative_to(results_dir(scale))),
+                             "top1": a, "other top1": b, "difference": b - a})
+        for f in sorted(root.glob("search/*/seed*/genotype.json")):
+            g = twin / f.relative_to(root)
+            if g.is_file():
+                rows.append({"kind": "search", "run": str(f.parent.relative_to(results_dir(scale))),
+                             "same genotype": json.loads(f.read_text()) == json.loads(g.read_text())})
+    return rows
+
+
+def compare_summary(rows: Sequence[dict[str, Any]]) -> str:
+    """:func:`compare` in words: the per-run differences' mean ± std, and how many searches agree."""
+    import statistics
+
+    trains = [r for r in rows if r["kind"] == "train"]
+    searches = [r for r in rows if r["kind"] == "search"]
+    if not rows:
+        return "no finished run is in both checkouts"
+    lines = [f"{r['run']:<44} {r['top1']:6.2f} -> {r['other top1']:6.2f}  ({r['difference']:+.2f})"
+             for r in trains]
+    lines += [f"{r['run']:<44} {'same' if r['same genotype'] else 'another'} genotype" for r in searches]
+    if len(trains) > 1:
+        d = [r["difference"] for r in trains]
+        lines.append(f"top-1, other minus this: {statistics.fmean(d):+.2f} ± {statistics.stdev(d):.2f} points "
+                     f"(mean ± std over {len(d)} runs; mean |difference| {statistics.fmean(map(abs, d)):.2f})")
+    if searches:
+        lines.append(f"searches with the same genotype: {sum(r['same genotype'] for r in searches)} of "
+                     f"{len(searches)}")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m cpnas.runs [--scale S] [--jobs N]``: the recorded cost of ``make reproduce``'s finished runs."""
+    """``python -m cpnas.runs [--scale S] [--jobs N] [--compare OTHER]``: the recorded cost of ``make
+    reproduce``'s finished runs, or (``--compare``) this checkout's runs against another's re-run."""
     import argparse
 
     from cpnas.config import SCALES
@@ -263,8 +319,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 description="Sum the wall-clock that the finished runs of make reproduce recorded.")
     p.add_argument("--scale", default="cpu", choices=SCALES)
     p.add_argument("--jobs", type=int, default=2, help="runs side by side, for the wall-clock estimate (default 2)")
+    p.add_argument("--compare", metavar="OTHER", help="root of another checkout that re-ran the same runs: "
+                                                      "compare its top-1s and genotypes with these")
     args = p.parse_args(argv)
-    print(cost_summary(args.scale, max(1, args.jobs)))
+    try:
+        print(compare_summary(compare(args.compare, args.scale)) if args.compare
+              else cost_summary(args.scale, max(1, args.jobs)))
+    except CpnasError as e:
+        p.exit(2, f"error: {e}\n")
     return 0
 
 

@@ -176,3 +176,35 @@ def test_require_finished_says_what_to_run_when_nothing_is_finished():
         require_finished([], "Table 1 runs", "smoke")
     with pytest.raises(CpnasError, match="make reproduce SCALE=smoke"):
         require_finished({}, "Table 2 trainings", "smoke")
+
+
+def test_compare_pairs_the_runs_both_checkouts_finished(tmp_path, monkeypatch, capsys):
+    import json
+
+    here, there = tmp_path / "here", tmp_path / "there"
+    monkeypatch.setenv("CPNAS_HOME", str(here))
+
+    def put(root, rel, name, obj):
+        d = root / "results" / "cpu" / rel
+        d.mkdir(parents=True, exist_ok=True)
+        (d / name).write_text(json.dumps(obj))
+
+    for root, top1s, op in ((here, (30.0, 34.0, 36.0), "sep_conv_3x3"), (there, (31.5, 33.0, 99.0), "skip_connect")):
+        put(root, "ablation/train/cpnas/seed0", "metrics.json", {"top1": top1s[0]})
+        put(root, "ablation/train/cpnas/seed1", "metrics.json", {"top1": top1s[1]})
+        put(root, "train/imagenet-cpnas-binary-star/seed0", "metrics.json", {"top1": 40.0})
+        put(root, "ablation/search/cpnas/seed0", "genotype.json", {"normal": [[op, 0, 2]]})
+        put(root, "ablation/search/cpnas/seed1", "genotype.json", {"normal": [["max_pool_3x3", 0, 2]]})
+    put(here, "ablation/train/bnas/seed0", "metrics.json", {"top1": 36.0})  # not re-run there: left out
+    rows = R.compare(there, "cpu")
+    trains = {r["run"]: r["difference"] for r in rows if r["kind"] == "train"}
+    assert trains == {"ablation/train/cpnas/seed0": 1.5, "ablation/train/cpnas/seed1": -1.0,
+                      "train/imagenet-cpnas-binary-star/seed0": 0.0}
+    assert {r["run"]: r["same genotype"] for r in rows if r["kind"] == "search"} == \
+        {"ablation/search/cpnas/seed0": False, "ablation/search/cpnas/seed1": True}
+    text = R.compare_summary(rows)
+    assert "+0.17 ± 1.26 points (mean ± std over 3 runs" in text and "same genotype: 1 of 2" in text
+    assert R.main(["--compare", str(there)]) == 0 and "1 of 2" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        R.main(["--compare", str(tmp_path / "nowhere")])
+    assert e.value.code == 2 and "no results/cpu under" in capsys.readouterr().err
