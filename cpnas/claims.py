@@ -23,6 +23,7 @@ import statistics
 from typing import Any, Sequence
 
 from cpnas import ablation as A
+from cpnas.errors import CpnasError
 
 NOT_MEASURED = "not measured yet"
 
@@ -196,3 +197,26 @@ def markdown(claims: Sequence[dict[str, str]]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(c[k].replace("|", "\\|") for k in cols) + " |" for c in claims]
     return "\n".join(lines)
+
+
+README_START, README_END = "<!-- claims:start -->", "<!-- claims:end -->"
+"""The markers around the claims table in README.md (``python tools/readme_claims.py --write`` fills them)."""
+
+
+def _readme_parts(readme: str) -> tuple[str, str, str]:
+    if readme.count(README_START) != 1 or readme.count(README_END) != 1:
+        raise CpnasError(f"README.md needs exactly one {README_START} and one {README_END}")
+    head, rest = readme.split(README_START)
+    body, tail = rest.split(README_END)
+    return head, body.strip("\n"), tail
+
+
+def readme_table(readme: str) -> str:
+    """The claims table as it stands in ``readme`` (between the markers)."""
+    return _readme_parts(readme)[1]
+
+
+def splice(readme: str, table: str) -> str:
+    """``readme`` with its claims table replaced by ``table``."""
+    head, _, tail = _readme_parts(readme)
+    return f"{head}{README_START}\n{table}\n{README_END}{tail}"

@@ -1,6 +1,7 @@
 """cpnas.claims: the README's claim rows, each with one verdict computed from the runs."""
 
 import pandas as pd
+import pytest
 
 from cpnas import ablation as A
 from cpnas import claims as C
@@ -82,3 +83,23 @@ def test_the_fall_waits_for_the_largest_beta():
     out = {r["claim"]: r["verdict"] for r in C.fig6_claims(rows, "cpu")}
     assert out["Fig. 6 (left): and falls beyond (β_P = 2 vs 4)"] == C.NOT_MEASURED
     assert A.beta_verdict(rows).startswith("The β_P > 2 runs have not finished yet")
+
+
+def test_readme_claims_table_is_the_one_the_committed_runs_give():
+    """README.md's claims table is regenerated from the committed runs, not edited by hand or left stale
+    (``python tools/readme_claims.py --write`` after new runs land)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert C.readme_table(readme) == C.markdown(C.collect("cpu")), \
+        "README.md's claims table is stale: run python tools/readme_claims.py --write"
+
+
+def test_splice_replaces_only_the_table_and_needs_one_pair_of_markers():
+    from cpnas.errors import CpnasError
+
+    text = f"a\n{C.README_START}\nold\n{C.README_END}\nb\n"
+    assert C.splice(text, "new") == f"a\n{C.README_START}\nnew\n{C.README_END}\nb\n"
+    assert C.readme_table(C.splice(text, "new")) == "new"
+    with pytest.raises(CpnasError, match="exactly one"):
+        C.readme_table(text + C.README_START)
