@@ -103,3 +103,42 @@ def test_splice_replaces_only_the_table_and_needs_one_pair_of_markers():
     assert C.readme_table(C.splice(text, "new")) == "new"
     with pytest.raises(CpnasError, match="exactly one"):
         C.readme_table(text + C.README_START)
+
+
+def test_committed_fig6_tables_are_those_of_the_committed_runs():
+    """tables/fig6_*.csv are 05's output from the runs in results/cpu (re-execute 05 after new runs land)."""
+    from pathlib import Path
+
+    from cpnas.tables import default_genotype_path
+
+    root = Path(__file__).resolve().parents[1]
+    runs = A.all_runs(default_genotype_path("cpu"), seeds=A.default_seeds("cpu"), betas=A.default_betas("cpu"),
+                      loss_seeds=A.default_loss_seeds("cpu"))
+    rows = A.load_rows(runs, "cpu")
+    committed = pd.read_csv(root / "tables" / "fig6_strategies.csv")
+    now = A.summarize(rows, "strategy").round(3)
+    assert list(committed["label"]) == list(now["label"])
+    assert list(committed["n"]) == list(now["n"])
+    assert committed["top1 mean"].tolist() == pytest.approx(now["top1 mean"].tolist(), abs=1e-3)
+    beta = pd.read_csv(root / "tables" / "fig6_beta.csv")
+    printed = beta[beta["reading"] == "printed"]
+    now = A.summarize(rows, "beta", by="beta_p").sort_values("beta_p").round(3)
+    assert printed["n"].tolist() == now["n"].tolist()
+    assert printed["top1 mean"].tolist() == pytest.approx(now["top1 mean"].tolist(), abs=1e-3)
+
+
+def test_committed_table1_is_that_of_the_committed_runs():
+    """tables/table1.csv's rows of ours are 03's output from the runs in results/cpu."""
+    from pathlib import Path
+
+    from cpnas.tables import table1
+
+    committed = pd.read_csv(Path(__file__).resolve().parents[1] / "tables" / "table1.csv")
+    now = table1(A.table1_metrics(A.table1_runs(A.default_table1_seeds("cpu")), "cpu"))
+    cols = ["architecture", "n", "test error (%)", "test error std (%)"]
+    a = committed[committed["source"] == "ours"][cols].reset_index(drop=True)
+    b = now[now["source"] == "ours"][cols].reset_index(drop=True)
+    assert a["architecture"].tolist() == b["architecture"].tolist() and (a["n"] >= 3).all()
+    assert a["n"].tolist() == b["n"].astype(int).tolist()
+    for c in cols[2:]:
+        assert a[c].tolist() == pytest.approx(b[c].astype(float).tolist(), abs=0.01)
