@@ -263,7 +263,7 @@ def compare(other: str | os.PathLike, scale: str,
     are timed and chosen per machine, :mod:`cpnas.dispatch`), so what a re-run can confirm is that
     the trained accuracies agree within the seed-to-seed noise (:func:`compare_summary`).
     """
-    import json
+    from cpnas.io import read_json
 
     other_results = Path(other) / "results" / scale
     if not other_results.is_dir():
@@ -276,14 +276,14 @@ def compare(other: str | os.PathLike, scale: str,
         for f in sorted(root.glob("train/*/seed*/" + METRICS)):
             g = twin / f.relative_to(root)
             if g.is_file():
-                a, b = (json.loads(x.read_text())["top1"] for x in (f, g))
+                a, b = (read_json(x)["top1"] for x in (f, g))
                 rows.append({"kind": "train", "run": str(f.parent.relative_to(results_dir(scale))),
                              "top1": a, "other top1": b, "difference": b - a})
         for f in sorted(root.glob("search/*/seed*/genotype.json")):
             g = twin / f.relative_to(root)
             if g.is_file():
                 rows.append({"kind": "search", "run": str(f.parent.relative_to(results_dir(scale))),
-                             "same genotype": json.loads(f.read_text()) == json.loads(g.read_text())})
+                             "same genotype": read_json(f) == read_json(g)})
     return rows
 
 

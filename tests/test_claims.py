@@ -1,10 +1,14 @@
 """cpnas.claims: the README's claim rows, each with one verdict computed from the runs."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from cpnas import ablation as A
 from cpnas import claims as C
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _rows(study, key, means, spread=0.5):
@@ -88,9 +92,7 @@ def test_the_fall_waits_for_the_largest_beta():
 def test_readme_claims_table_is_the_one_the_committed_runs_give():
     """README.md's claims table is regenerated from the committed runs, not edited by hand or left stale
     (``python tools/readme_claims.py --write`` after new runs land)."""
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert C.readme_table(readme) == C.markdown(C.collect("cpu")), \
         "README.md's claims table is stale: run python tools/readme_claims.py --write"
 
@@ -107,20 +109,17 @@ def test_splice_replaces_only_the_table_and_needs_one_pair_of_markers():
 
 def test_committed_fig6_tables_are_those_of_the_committed_runs():
     """tables/fig6_*.csv are 05's output from the runs in results/cpu (re-execute 05 after new runs land)."""
-    from pathlib import Path
-
     from cpnas.tables import default_genotype_path
 
-    root = Path(__file__).resolve().parents[1]
     runs = A.all_runs(default_genotype_path("cpu"), seeds=A.default_seeds("cpu"), betas=A.default_betas("cpu"),
                       loss_seeds=A.default_loss_seeds("cpu"))
     rows = A.load_rows(runs, "cpu")
-    committed = pd.read_csv(root / "tables" / "fig6_strategies.csv")
+    committed = pd.read_csv(ROOT / "tables" / "fig6_strategies.csv")
     now = A.summarize(rows, "strategy").round(3)
     assert list(committed["label"]) == list(now["label"])
     assert list(committed["n"]) == list(now["n"])
     assert committed["top1 mean"].tolist() == pytest.approx(now["top1 mean"].tolist(), abs=1e-3)
-    beta = pd.read_csv(root / "tables" / "fig6_beta.csv")
+    beta = pd.read_csv(ROOT / "tables" / "fig6_beta.csv")
     printed = beta[beta["reading"] == "printed"]
     now = A.summarize(rows, "beta", by="beta_p").sort_values("beta_p").round(3)
     assert printed["n"].tolist() == now["n"].tolist()
@@ -129,11 +128,9 @@ def test_committed_fig6_tables_are_those_of_the_committed_runs():
 
 def test_committed_table1_is_that_of_the_committed_runs():
     """tables/table1.csv's rows of ours are 03's output from the runs in results/cpu."""
-    from pathlib import Path
-
     from cpnas.tables import table1
 
-    committed = pd.read_csv(Path(__file__).resolve().parents[1] / "tables" / "table1.csv")
+    committed = pd.read_csv(ROOT / "tables" / "table1.csv")
     now = table1(A.table1_metrics(A.table1_runs(A.default_table1_seeds("cpu")), "cpu"))
     cols = ["architecture", "n", "test error (%)", "test error std (%)"]
     a = committed[committed["source"] == "ours"][cols].reset_index(drop=True)

@@ -203,9 +203,9 @@ def test_committed_table3_was_made_from_the_committed_cpu_genotype():
 
     from cpnas.config import get_config
     from cpnas.efficiency import profile_genotype
-    from cpnas.tables import resolve_genotype
+    from cpnas.tables import default_genotype_path, resolve_genotype
 
-    genotype_path = ROOT / "results" / "cpu" / "search" / "cpnas" / "seed0" / "genotype.json"
+    genotype_path = default_genotype_path("cpu")
     table = ROOT / "tables" / "table3.csv"
     if not (genotype_path.is_file() and table.is_file()):
         pytest.skip("no committed cpu genotype or Table 3")

@@ -10,13 +10,14 @@ import sys
 from pathlib import Path
 
 from cpnas.claims import collect, markdown, readme_table, splice
+from cpnas.config import SCALES
 from cpnas.errors import CpnasError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="python tools/readme_claims.py", description=__doc__.split("\n")[0])
-    p.add_argument("--scale", default="cpu", choices=("smoke", "cpu", "paper"))
+    p.add_argument("--scale", default="cpu", choices=SCALES)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="replace the table in README.md")
     mode.add_argument("--check", action="store_true", help="exit 1 if README.md's table differs from the runs'")
