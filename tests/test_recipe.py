@@ -77,6 +77,13 @@ def test_validation_split_is_held_out_and_fixed():
         D.train_val_split(1000, 0.95, 0.1, seed=0)
 
 
+def test_validation_split_avoids_the_seed0_search_images():
+    labels = torch.arange(10).repeat(500)
+    _, val = D.train_val_split(5000, 0.4, 0.04, seed=0, labels=labels)
+    fit, score = D.search_split(5000, 0.02, 0.2, seed=0, labels=labels)
+    assert not set(val.tolist()) & (set(fit.tolist()) | set(score.tolist()))
+
+
 def test_training_reports_validation_accuracy(tmp_path):
     from cpnas.evaluation import train_genotype
 

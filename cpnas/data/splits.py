@@ -78,9 +78,11 @@ def train_val_split(n: int, train_fraction: float, val_fraction: float, seed: in
                     labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Sorted ``(idx_train, idx_val)``: a validation split held out, then the training subset.
 
-    The validation split (``val_fraction`` of ``n``, class-stratified) is drawn with
-    seed 0, so every run of a scale validates on the same images; the training
-    subset (``train_fraction`` of ``n``) is then drawn from the rest with ``seed``.
+    The validation split (``val_fraction`` of ``n``, class-stratified) is the *last*
+    ``val_fraction`` of the seed-0 order, so every run of a scale validates on the same
+    images, and they are none of the seed-0 search's images (:func:`search_split` takes
+    the *first* images of that order); the training subset (``train_fraction`` of
+    ``n``) is then drawn from the rest with ``seed``.
     ``val_fraction == 0`` gives ``(fraction_indices(n, train_fraction, seed), None)``,
     the split of runs without validation.
     """
@@ -92,7 +94,7 @@ def train_val_split(n: int, train_fraction: float, val_fraction: float, seed: in
         raise CpnasError(f"train fraction {train_fraction} + validation fraction {val_fraction} exceed the "
                          f"training set of {n} samples; they must sum to at most 1")
     labels_t = torch.as_tensor(labels) if labels is not None else None
-    idx_val = _random_order(n, 0, labels_t)[:n_val]
+    idx_val = _random_order(n, 0, labels_t)[n - n_val:]
     keep = torch.ones(n, dtype=torch.bool)
     keep[idx_val] = False
     rest = torch.nonzero(keep).flatten()
