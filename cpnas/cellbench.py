@@ -40,8 +40,7 @@ from cpnas.config import get_config
 from cpnas.data import DEFAULT_DATASET
 from cpnas.data.splits import _mix_seed
 from cpnas.errors import CpnasError
-from cpnas.genotype import DARTS_V2, NUM_INPUTS, Genotype
-from cpnas.ops import PRIMITIVES
+from cpnas.genotype import DARTS_V2, Genotype, uniform_cell
 
 log = logging.getLogger(__name__)
 
@@ -68,29 +67,11 @@ PCDARTS_PAPER = Genotype.from_dict({
 }, source="PC-DARTS CIFAR-10 cell")
 """PC-DARTS' published CIFAR-10 cell (Xu et al. 2020, Fig. 3 / their ``genotypes.py``)."""
 
-OPS_KEPT = tuple(op for op in PRIMITIVES if op != "none")
-"""The seven ops a final cell's edge can carry (DARTS never keeps ``none``)."""
-
-
 def uniform_genotype(index: int, seed: int = DRAW_SEED, nodes: int = 4) -> Genotype:
-    """Draw ``index`` of the uniform distribution over final cells, from its own generator.
-
-    For the normal and then the reduction cell, each intermediate node ``j`` takes two
-    distinct inputs uniformly among its ``j`` predecessors and an op uniformly among
-    :data:`OPS_KEPT` for each: the distribution of DARTS' final cells when every
-    choice is equally likely.
-    """
+    """Draw ``index`` of the uniform distribution over final cells (:func:`~cpnas.genotype.uniform_cell`),
+    from a generator of its own, so adding cells never changes the earlier ones."""
     g = torch.Generator().manual_seed(_mix_seed(seed, index))
-    cells: dict[str, list[list[Any]]] = {}
-    for kind in ("normal", "reduce"):
-        edges = []
-        for j in range(NUM_INPUTS, NUM_INPUTS + nodes):
-            inputs = sorted(torch.randperm(j, generator=g)[:2].tolist())
-            for i in inputs:
-                op = OPS_KEPT[int(torch.randint(len(OPS_KEPT), (1,), generator=g))]
-                edges.append([op, i, j])
-        cells[kind] = edges
-    return Genotype.from_dict(cells, source=f"uniform draw {index}")
+    return Genotype.from_dict(uniform_cell(g, nodes).to_dict(), source=f"uniform draw {index}")
 
 
 @dataclass(frozen=True)
@@ -161,12 +142,107 @@ def run_all(scale: str, cells: Sequence[BenchCell] | None = None, *, jobs: int =
                       names=[f"{s.folder} seed {s.seed}" for s in todo], load=False)
 
 
+COLUMNS = ("architecture", "source", "seed", "genotype", "params", "conv_ops", "input_edge_share", "val_top1",
+           "top1", "test_images", "minutes")
+"""The benchmark's columns (``tables/cell_benchmark.csv``)."""
+
+
+def input_edge_share(genotype: Genotype) -> float:
+    """The share of a genotype's edges (normal and reduction cell) that start at the cell inputs (nodes 0-1)."""
+    from cpnas.genotype import NUM_INPUTS
+
+    edges = [e for kind in ("normal", "reduce") for e in genotype.cell(kind)[0]]
+    return sum(i < NUM_INPUTS for _, i, _ in edges) / len(edges) if edges else float("nan")
+
+
+def conv_ops(genotype: Genotype) -> int:
+    """Convolution ops (sep/dil conv) among a genotype's edges, normal and reduction cell."""
+    from cpnas.ops import CONV_OPS
+
+    return sum(op in CONV_OPS for kind in ("normal", "reduce") for op, _, _ in genotype.cell(kind)[0])
+
+
+def row(cell: BenchCell, metrics: dict[str, Any]) -> dict[str, Any]:
+    """One finished training as a benchmark row."""
+    import json
+
+    return {"architecture": cell.name, "source": cell.source, "seed": metrics["seed"],
+            "genotype": json.dumps(cell.genotype.to_dict(), separators=(",", ":")),
+            "params": metrics.get("params"), "conv_ops": conv_ops(cell.genotype),
+            "input_edge_share": input_edge_share(cell.genotype), "val_top1": metrics.get("val_top1"),
+            "top1": metrics["top1"], "test_images": metrics.get("test_images"),
+            "minutes": metrics["wall_clock_s"] / 60}
+
+
+def frame(scale: str = "cpu"):
+    """The benchmark as a DataFrame: one row per finished training (:data:`COLUMNS`), in training order.
+
+    The one library call to read it::
+
+        from cpnas.cellbench import frame
+        df = frame("cpu")
+        df.groupby("architecture").top1.mean().sort_values()
+    """
+    import pandas as pd
+
+    from cpnas.io import read_json
+
+    rows = []
+    for spec, cell in _specs_with_cells(all_cells(scale)):
+        path = spec.out(scale) / R.METRICS
+        if path.is_file():
+            rows.append(row(cell, read_json(path)))
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _specs_with_cells(cells: Sequence[BenchCell]) -> list[tuple[R.RunSpec, BenchCell]]:
+    by_name = {c.name: c for c in cells}
+    return [(s, by_name[s.folder]) for s in specs(cells)]
+
+
+def summary(df) -> dict[str, Any]:
+    """Mean, std, best and worst top-1 over architectures (each the mean over its seeds), and the
+    training noise: the mean within-architecture std over the replicated cells."""
+    per = df.groupby("architecture")["top1"].mean()
+    reps = df.groupby("architecture")["top1"].agg(["count", "std"])
+    reps = reps[reps["count"] > 1]
+    return {"architectures": int(per.size), "trainings": int(len(df)), "mean": float(per.mean()),
+            "std": float(per.std()), "best": (per.idxmax(), float(per.max())), "worst": (per.idxmin(), float(per.min())),
+            "replicated": int(len(reps)), "seed_std": float(reps["std"].mean()) if len(reps) else float("nan")}
+
+
+def write_table(scale: str) -> str:
+    """``tables[/<scale>]/cell_benchmark.{csv,md}`` (:func:`cpnas.paths.artifact_dir`); returns the Markdown."""
+    from cpnas.io import write_text
+    from cpnas.paths import artifact_dir
+
+    df = frame(scale)
+    out = artifact_dir("tables", scale)
+    write_text(out / "cell_benchmark.csv", df.to_csv(index=False, float_format="%.4f"))
+    if df.empty:
+        text = f"Cell benchmark at scale `{scale}`: no finished training yet (`python -m cpnas.cellbench`).\n"
+    else:
+        s = summary(df)
+        shown = df.drop(columns=["genotype"])
+        text = (f"Cell benchmark at scale `{scale}` (`python -m cpnas.cellbench`): {s['architectures']} architectures, "
+                f"{s['trainings']} trainings, each tested on {int(df.test_images.max()):,} CIFAR-10 test images "
+                f"(binomial SE about {100 * (0.25 / df.test_images.max()) ** 0.5:.2f} points at 50 %). "
+                f"Top-1 over architectures: mean {s['mean']:.2f}, std {s['std']:.2f}, best {s['best'][0]} "
+                f"{s['best'][1]:.2f}, worst {s['worst'][0]} {s['worst'][1]:.2f}"
+                + (f"; training noise (mean std over the seeds of {s['replicated']} replicated cells) "
+                   f"{s['seed_std']:.2f}" if s["replicated"] else "")
+                + ". Genotypes are in the CSV.\n\n" + shown.to_markdown(index=False, floatfmt=".2f") + "\n")
+    write_text(out / "cell_benchmark.md", text)
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     from cpnas.cli.common import name_list, run_study, study_parser
 
     p = study_parser("python -m cpnas.cellbench", __doc__.split("\n\n")[0], ("cpu", "smoke"))
     p.add_argument("--cells", default=None, help="comma-separated cell names (default: all, in training order)")
     p.add_argument("--no-replicates", action="store_true", help="seed 0 only")
+    p.add_argument("--table-only", action="store_true", help="write the table from the finished trainings")
     args = p.parse_args(argv)
 
     def work():
@@ -174,8 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.cells:
             names = name_list([c.name for c in cells], "cell(s)")(args.cells)
             cells = tuple(c for c in cells if c.name in names)
-        run_all(args.scale, cells, jobs=args.jobs, data_root=args.data, replicates=not args.no_replicates)
-        return None
+        if not args.table_only:
+            run_all(args.scale, cells, jobs=args.jobs, data_root=args.data, replicates=not args.no_replicates)
+        return write_table(args.scale)
 
     return run_study(p.prog, work)
 

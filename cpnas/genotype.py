@@ -179,22 +179,92 @@ def genotype_from_ops(normal_ops: Sequence[str], reduce_ops: Sequence[str], node
     })
 
 
+def uniform_cell(generator: "torch.Generator", nodes: int = 4) -> Genotype:
+    """A final cell drawn uniformly: each node takes two distinct inputs among its predecessors, each with
+    one of the seven non-``none`` ops, for the normal and then the reduction cell (DARTS' final-cell space)."""
+    import torch
+
+    from cpnas.ops import PRIMITIVES
+
+    kept_ops = [op for op in PRIMITIVES if op != "none"]
+    cells: dict[str, list[list[Any]]] = {}
+    for kind in ("normal", "reduce"):
+        edges = []
+        for j in range(NUM_INPUTS, NUM_INPUTS + nodes):
+            for i in sorted(torch.randperm(j, generator=generator)[:2].tolist()):
+                edges.append([kept_ops[int(torch.randint(len(kept_ops), (1,), generator=generator))], i, j])
+        cells[kind] = edges
+    return Genotype.from_dict(cells)
+
+
 def top2_genotype(normal_ops: Sequence[str], reduce_ops: Sequence[str],
-                  normal_scores: Sequence[float], reduce_scores: Sequence[float], nodes: int = 4) -> Genotype:
+                  normal_scores: Sequence[float], reduce_scores: Sequence[float], nodes: int = 4, *,
+                  generator: "torch.Generator | None" = None,
+                  fallback: dict[str, Sequence[tuple[str, float] | None]] | None = None) -> Genotype:
     """DARTS-style reading (⚑ ``final_cell="top2"``): each node keeps its 2 best non-none edges.
 
-    ``*_scores`` rank the edges (e.g. the final indicator e(o) of each edge's op).
+    :func:`top2_cell_info` with its bookkeeping dropped.
     """
+    return top2_cell_info(normal_ops, reduce_ops, normal_scores, reduce_scores, nodes, generator=generator,
+                          fallback=fallback)[0]
+
+
+def top2_cell_info(normal_ops: Sequence[str], reduce_ops: Sequence[str],
+                   normal_scores: Sequence[float], reduce_scores: Sequence[float], nodes: int = 4, *,
+                   generator: "torch.Generator | None" = None,
+                   fallback: dict[str, Sequence[tuple[str, float] | None]] | None = None,
+                   ) -> tuple[Genotype, dict[str, int]]:
+    """``(genotype, info)``: every intermediate node keeps the two incoming edges of highest score.
+
+    ``*_ops[k]`` is the op left on edge ``k`` of :func:`cell_edges` and ``*_scores[k]``
+    the score that ranks it (CP-NAS: the lifetime z̄ of that op; PC-DARTS: its
+    strength). Edges whose score is equal are ordered by a random key drawn from
+    ``generator`` (default: a generator seeded with 0), never by their index.
+
+    DARTS never keeps ``none``: an edge whose op is ``none`` is skipped. When a node
+    has fewer than two other edges, ``fallback[kind][k] = (op, score)`` names the
+    best non-``none`` op edge ``k`` had (for CP-NAS, the one with the highest
+    lifetime z̄): those edges fill the node's free places in the order of their
+    scores, so every node has two inputs, as in DARTS. Without a fallback a node
+    may keep fewer (it sums what it has; a node with no input outputs zeros).
+
+    ``info``: ``tied_edges`` (candidate edges whose score equals that of another
+    candidate of the same node), ``rng_decided_nodes`` (nodes where such a tie
+    straddled the top-2 cut, so the RNG chose which edge stays), ``fallback_edges``
+    (edges kept through ``fallback``) and ``short_nodes`` (nodes left with < 2 inputs).
+    """
+    import torch
+
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
     edges = cell_edges(nodes)
-    cells = {}
+    cells: dict[str, list[list[Any]]] = {}
+    info = {"tied_edges": 0, "rng_decided_nodes": 0, "fallback_edges": 0, "short_nodes": 0}
     for kind, ops, scores in (("normal", normal_ops, normal_scores), ("reduce", reduce_ops, reduce_scores)):
-        chosen = []
+        if len(ops) != len(edges) or len(scores) != len(edges):
+            raise ValueError(f"expected {len(edges)} ops and scores per cell, got {len(ops)} and {len(scores)}")
+        spare = (fallback or {}).get(kind) or [None] * len(edges)
+        chosen: list[list[Any]] = []
         for j in range(NUM_INPUTS, NUM_INPUTS + nodes):
-            into = [(scores[k], ops[k], i) for k, (i, jj) in enumerate(edges) if jj == j and ops[k] != "none"]
-            for _, op, i in sorted(into, key=lambda t: -t[0])[:2]:
-                chosen.append([op, i, j])
+            into = [k for k, (_, jj) in enumerate(edges) if jj == j]
+            keys = torch.rand(len(into), generator=gen, dtype=torch.float64).tolist()  # drawn for every node
+            main = [(float(scores[k]), key, ops[k], edges[k][0]) for k, key in zip(into, keys) if ops[k] != "none"]
+            values = [c[0] for c in main]
+            ties = [c for c in main if values.count(c[0]) > 1]
+            info["tied_edges"] += len(ties)
+            ranked = sorted(main, key=lambda c: (-c[0], c[1]))
+            if len(ranked) > 2 and ranked[1][0] == ranked[2][0]:
+                info["rng_decided_nodes"] += 1
+            kept = ranked[:2]
+            if len(kept) < 2:
+                extra = [(float(spare[k][1]), key, spare[k][0], edges[k][0]) for k, key in zip(into, keys)
+                         if ops[k] == "none" and spare[k] is not None]
+                extra = sorted(extra, key=lambda c: (-c[0], c[1]))[:2 - len(kept)]
+                info["fallback_edges"] += len(extra)
+                kept += extra
+            info["short_nodes"] += len(kept) < 2
+            chosen += [[op, i, j] for _, _, op, i in kept]
         cells[kind] = chosen or [["skip_connect", 1, NUM_INPUTS]]
-    return Genotype.from_dict(cells)
+    return Genotype.from_dict(cells), info
 
 
 # --- drawing ---------------------------------------------------------------

@@ -78,6 +78,7 @@ of naive DDP DARTS, where each rank updates α from its own shard: nni#5013).
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Iterator, Mapping
 
 import torch
@@ -349,6 +350,36 @@ class PCDARTS(Strategy):
         with torch.no_grad():
             return derive_genotype(self.op_weights(), self.edge_weights(), self.s.nodes)
 
+    score_names = ("alpha_loglik", "alpha_weight")
+
+    def score_cells(self, cells: list[Genotype], *, max_images: int | None = None) -> list[dict[str, float]]:
+        """How much the relaxed architecture weights a cell, from α and the edge weights β̃.
+
+        ``alpha_loglik``: Σ over the cell's edges (i, j, o) of log(softmax(α_{i,j})_o · β̃_{i,j}),
+        the quantity whose per-node maximum the derivation keeps (:func:`derive_genotype`);
+        ``alpha_weight``: the mean of those products. No forward pass (``max_images`` is unused).
+        """
+        index = {edge: k for k, edge in enumerate(self.edges)}
+        with torch.no_grad():
+            ops, edges = self.op_weights(), self.edge_weights()
+            out = []
+            for cell in cells:
+                terms = []
+                for kind in CELL_KINDS:
+                    for op, i, j in cell.cell(kind)[0]:
+                        k = index[(i, j)]
+                        terms.append(float(ops[kind][k, PRIMITIVES.index(op)] * edges[kind][k]))
+                out.append({"alpha_loglik": sum(math.log(t) for t in terms),
+                            "alpha_weight": sum(terms) / len(terms)})
+        return out
+
+    def alpha_entropy(self) -> dict[str, float]:
+        """Mean entropy of softmax(α) over edges, in nats and as a fraction of the uniform's log K."""
+        with torch.no_grad():
+            p = torch.cat([self.op_weights()[k] for k in CELL_KINDS]).double()
+            h = float(-(p * p.clamp_min(1e-300).log()).sum(dim=1).mean())
+        return {"alpha_entropy": h, "alpha_entropy_ratio": h / math.log(len(PRIMITIVES))}
+
     def state_dict(self) -> dict[str, Any]:
         return {"net": self.net.state_dict(),
                 "alphas": {k: self.alphas[k].detach().cpu().clone() for k in CELL_KINDS},
@@ -370,5 +401,5 @@ class PCDARTS(Strategy):
 
     def artifacts(self) -> dict[str, Any]:
         return {"alphas.json": {"primitives": list(PRIMITIVES), "edges": [list(e) for e in self.edges],
-                                "partial_k": self.s.pc_partial_k, **self._weights_record(),
+                                "partial_k": self.s.pc_partial_k, **self._weights_record(), **self.alpha_entropy(),
                                 "genotypes": self.genotypes}}

@@ -173,6 +173,35 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, 
     return SearchResult(genotype=genotype, history=history, cost=cost, out=out)
 
 
+def score_cells(strategy: str, cfg: Config, out: Path, cells: list, *, seed: int = 0, beta_p: float | None = None,
+                dataset: str = D.DEFAULT_DATASET, data_root: Path | None = None, device: str = "auto",
+                max_images: int | None = None) -> list[dict[str, float]]:
+    """Score ``cells`` (genotypes) with a finished search's trained state (:meth:`Strategy.score_cells`).
+
+    The strategy is rebuilt on the search's data splits and loads the search's last
+    checkpoint, which must still be in ``out`` (checkpoints are not committed: score in
+    the session that ran the search).
+    """
+    out = Path(out)
+    if not is_finished(out):
+        raise CpnasError(f"{out}: no finished search to score cells with")
+    state = EpochDriver(out).read_checkpoint()
+    if state is None or "strategy" not in state:
+        raise CpnasError(f"{out} holds no search checkpoint: its trained supernet is gone; rerun the search "
+                         f"(move the folder away) to score cells with it")
+    dev = resolve_device(device)
+    factory = get_strategy(strategy)
+    beta = beta_p_of(strategy, beta_p, cfg.search.beta_p)
+    images, train, score, arch, calib = search_data(cfg, dataset, data_root, seed, dev,
+                                                    with_arch_split=factory.needs_arch_split)
+    ctx = SearchContext(cfg=cfg, device=dev, train_loader=train, score_loader=score,
+                        num_classes=len(images.classes), seed=seed, beta_p=beta, arch_loader=arch,
+                        calib_loader=calib)
+    strat: Strategy = factory(ctx)
+    strat.load_state_dict(state["strategy"])
+    return strat.score_cells(list(cells), max_images=max_images)
+
+
 def dispatch_summary() -> dict[str, dict[str, int]]:
     """How many kernel keys of each op went to each form in this process (:mod:`cpnas.dispatch`)."""
     from cpnas import dispatch

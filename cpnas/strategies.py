@@ -26,7 +26,8 @@ from cpnas.binary import BINARY, REAL, REAL_RELU
 from cpnas.config import Config
 from cpnas.strategy_base import (STRATEGIES, SearchContext, Strategy, beta_p_of, get_strategy,  # noqa: F401
                                  label_of, register, strategy_names)
-from cpnas.genotype import Genotype, cell_edges, genotype_from_ops, top2_genotype
+from cpnas.data.splits import _mix_seed
+from cpnas.genotype import Genotype, cell_edges, genotype_from_ops, top2_cell_info, top2_genotype
 from cpnas.networks import SearchNetwork, loader_input_shape, memory_format_for
 from cpnas.ops import PRIMITIVES
 from cpnas.space import CELL_KINDS, OpPools, Path, covering_path
@@ -134,7 +135,6 @@ class CPNAS(Strategy):
         self.scores: dict[str, list[dict[str, list[float]]]] = self._empty_scores()
         self.rounds: list[dict[str, Any]] = []  # indicator and removed op of every finished round
         self.round_draws: list[dict[str, Any]] = []  # A_C, A_P, z of the current round's draws
-        self.final_scores: dict[str, list[float]] | None = None
 
     @property
     def trains_parent(self) -> bool:
@@ -228,30 +228,44 @@ class CPNAS(Strategy):
         log.info("round %d: z spread %.4f over %d draws, score-split noise %.4f, snr %.2f", round_index,
                  noise["z_std"], noise["draws"], noise["z_se"], noise["snr"])
         self.round_draws = []
-        if self.pools.K == 1:
-            # keep the final op's mean score per edge: it ranks edges for the 'top2' reading
-            self.final_scores = {kind: [mean_scores[kind][e][self.pools.pool(kind, e)[0]]
-                                        for e in range(len(self.edges))] for kind in CELL_KINDS}
         self.scores = self._empty_scores()
         self.permutations = None
         return removed
 
     def genotype(self) -> Genotype:
+        return self.final_cell()[0]
+
+    def final_cell(self) -> tuple[Genotype, dict[str, Any]]:
+        """The genotype of Alg. 1's final path under ``search.final_cell``, and how its edges were ranked.
+
+        ``top2`` ranks each node's incoming edges by the *lifetime* z̄ of the op left on
+        them (:func:`lifetime_zbar`: its mean z over every draw that contained it, in
+        every round). The last round alone cannot rank edges: with T = 1 all of its
+        survivors come from the one better draw and share one z̄. Equal scores are
+        ordered by a generator seeded from the search seed, never by edge index; an
+        edge left with ``none`` can fill a node's place with its best other op
+        (:func:`~cpnas.genotype.top2_cell_info`).
+        """
         path = self.pools.final_path()
-        if self.s.final_cell == "top2":
-            assert self.final_scores is not None
-            return top2_genotype(path.normal, path.reduce, self.final_scores["normal"],
-                                 self.final_scores["reduce"], self.s.nodes)
-        if self.s.final_cell != "keep_all":
+        if self.s.final_cell == "keep_all":
+            return genotype_from_ops(path.normal, path.reduce, self.s.nodes), {"final_cell": "keep_all"}
+        if self.s.final_cell != "top2":
             raise ValueError(f"search.final_cell must be 'keep_all' or 'top2', got {self.s.final_cell!r}")
-        return genotype_from_ops(path.normal, path.reduce, self.s.nodes)
+        life = {kind: lifetime_zbar(self.rounds, kind) for kind in CELL_KINDS}
+        scores = {kind: [life[kind][e][op] for e, op in enumerate(path.cell(kind))] for kind in CELL_KINDS}
+        fallback = {kind: [_best_non_none(life[kind][e]) if op == "none" else None
+                           for e, op in enumerate(path.cell(kind))] for kind in CELL_KINDS}
+        gen = torch.Generator().manual_seed(_mix_seed(self.ctx.seed, FINAL_CELL_STREAM))
+        genotype, info = top2_cell_info(path.normal, path.reduce, scores["normal"], scores["reduce"], self.s.nodes,
+                                        generator=gen, fallback=fallback)
+        return genotype, {"final_cell": "top2", "edge_score": "lifetime mean z", "scores": scores, **info}
 
     def state_dict(self) -> dict[str, Any]:
         return {"child": self.child.state_dict(), "parent": self.parent.state_dict(),
                 "child_opt": self.child_opt.state_dict(), "parent_opt": self.parent_opt.state_dict(),
                 "generator": self.generator.get_state(), "pools": self.pools.state_dict(),
                 "permutations": self.permutations, "scores": self.scores, "rounds": self.rounds,
-                "final_scores": self.final_scores, "round_draws": self.round_draws}
+                "round_draws": self.round_draws}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.child.load_state_dict(state["child"])
@@ -263,14 +277,58 @@ class CPNAS(Strategy):
         self.permutations = state["permutations"]
         self.scores = state["scores"]
         self.rounds = state["rounds"]
-        self.final_scores = state["final_scores"]
         self.round_draws = list(state.get("round_draws", []))
 
     def artifacts(self) -> dict[str, Any]:
         snr = [r["snr"] for r in self.rounds if r.get("snr") is not None]
         return {"indicator.json": {"edges": [list(e) for e in self.edges], "beta_p": self.beta_p,
                                    "indicator": self.s.indicator, "parent_relu": self.s.parent_relu,
-                                   "median_snr": _median(snr), "rounds": self.rounds}}
+                                   "median_snr": _median(snr), "rounds": self.rounds,
+                                   "final_cell": self.final_cell()[1]}}
+
+    score_names = ("child", "parent", "z_beta2", "z_beta0", "lifetime_zbar")
+
+    def score_cells(self, cells: list[Genotype], *, max_images: int | None = None) -> list[dict[str, float]]:
+        """One-shot scores of finished-search cells in the trained supernets, and the search's own reading.
+
+        Each cell runs as a path of the supernet (its op on each kept edge, ``none`` on the
+        others), scored as the search scores a draw (:func:`score_path`: BN re-estimated on
+        the calibration batches, then eval mode) on the first ``max_images`` of the score
+        split: ``child`` = A_C, ``parent`` = A_P (BNAS†: no trained Parent, NaN),
+        ``z_beta2``/``z_beta0`` = Eq. 1 at β_P = 2 and 0 (under ``search.indicator``);
+        ``lifetime_zbar`` = the mean over the cell's edges of the lifetime z̄ of its op on
+        that edge (:func:`lifetime_zbar`), which needs no forward pass.
+        """
+        import itertools
+        import math
+
+        ctx = self.ctx
+        life = {kind: lifetime_zbar(self.rounds, kind) for kind in CELL_KINDS}
+        batches = None
+        if max_images is not None:
+            batch = getattr(ctx.score_loader, "batch_size", None) or 1
+            batches = max(1, math.ceil(max_images / batch))
+        loader = list(itertools.islice(ctx.score_loader, batches)) if batches else ctx.score_loader
+        fmt = self.memory_format
+        out = []
+        for cell in cells:
+            path = path_of(cell, self.s.nodes)
+            acc = {}
+            for who, net in (("child", self.child), ("parent", self.parent)):
+                if who == "parent" and not self.trains_parent:
+                    acc[who] = float("nan")
+                    continue
+                forward = lambda x, net=net: net(x.contiguous(memory_format=fmt), path)  # noqa: E731
+                acc[who] = score_path(forward, net, loader, self.calibration_batches(), device=ctx.device,
+                                      desc=f"rank {who}")["acc"]
+            a_p = acc["parent"] if self.trains_parent else acc["child"]
+            zs = [life[kind][e].get(op, float("nan")) for kind in CELL_KINDS
+                  for e, op in enumerate(path.cell(kind)) if op != "none"]
+            out.append({"child": acc["child"], "parent": acc["parent"],
+                        "z_beta2": indicator_score(acc["child"], a_p, 2.0, self.s.indicator),
+                        "z_beta0": indicator_score(acc["child"], a_p, 0.0, self.s.indicator),
+                        "lifetime_zbar": sum(zs) / len(zs)})
+        return out
 
     def calibration_batches(self) -> list:
         """The fixed batches that re-estimate BN statistics before every score (read once, then kept)."""
@@ -417,6 +475,54 @@ def score_path(forward: Callable, net: torch.nn.Module, loader: Any, calibration
     """
     recalibrate_bn(forward, [net], calibration, device=device)
     return evaluate(forward, loader, device=device, modules=[net], train_mode_bn=False, topk=(1,), desc=desc)
+
+
+def path_of(genotype: Genotype, nodes: int = 4) -> Path:
+    """The supernet path that runs ``genotype``: its op on each of its edges, ``none`` on the others."""
+    index = {edge: k for k, edge in enumerate(cell_edges(nodes))}
+    cells = []
+    for kind in CELL_KINDS:
+        ops = ["none"] * len(index)
+        edges, _ = genotype.cell(kind)
+        for op, i, j in edges:
+            if (i, j) not in index:
+                raise ValueError(f"{kind} edge {i}->{j} is not an edge of the {nodes}-node cell")
+            ops[index[(i, j)]] = op
+        cells.append(tuple(ops))
+    return Path(*cells)
+
+
+FINAL_CELL_STREAM = 0x70F2
+"""Mixed with the search seed to seed the final cell's tie-breaks (a stream of its own, so reading the
+genotype twice, or after a resume, gives the same cell)."""
+
+
+def lifetime_zbar(rounds: list[dict[str, Any]], kind: str) -> list[dict[str, float]]:
+    """Per edge, every op's mean z over all draws that contained it, across the rounds of Alg. 1.
+
+    Every op left on an edge is drawn exactly T times per round, so this is the mean over
+    the rounds it lived through of that round's z̄ (``rounds[r]["mean_z"]``).
+    """
+    if not rounds:
+        raise ValueError("no finished round: the lifetime z̄ needs at least one")
+    n_edges = len(rounds[0]["mean_z"][kind])
+    out: list[dict[str, float]] = []
+    for e in range(n_edges):
+        values: dict[str, list[float]] = {}
+        for r in rounds:
+            for op, z in r["mean_z"][kind][e].items():
+                values.setdefault(op, []).append(float(z))
+        out.append({op: sum(v) / len(v) for op, v in values.items()})
+    return out
+
+
+def _best_non_none(zbar: dict[str, float]) -> tuple[str, float] | None:
+    """The op other than ``none`` with the highest lifetime z̄ on an edge (first in PRIMITIVES on a tie)."""
+    ops = [op for op in PRIMITIVES if op != "none" and op in zbar]
+    if not ops:
+        return None
+    best = max(ops, key=lambda op: zbar[op])
+    return best, zbar[best]
 
 
 def _median(values: list[float]) -> float | None:

@@ -22,7 +22,7 @@ from cpnas.config import Config
 from cpnas.errors import CpnasError
 from cpnas.genotype import Genotype
 
-BUILTIN_MODULES: tuple[str, ...] = ("cpnas.strategies", "cpnas.pcdarts")
+BUILTIN_MODULES: tuple[str, ...] = ("cpnas.strategies", "cpnas.pcdarts", "cpnas.randomsearch")
 """Modules whose strategies register on import (a new built-in strategy adds its module here)."""
 
 
@@ -91,6 +91,17 @@ class Strategy(ABC):
     def artifacts(self) -> dict[str, Any]:
         """Extra JSON-able outputs written beside the genotype (e.g. the indicator history)."""
         return {}
+
+    score_names: tuple[str, ...] = ()
+    """The scores :meth:`score_cells` gives each cell (empty: the strategy cannot score cells)."""
+
+    def score_cells(self, cells: "list[Genotype]", *, max_images: int | None = None) -> list[dict[str, float]]:
+        """Score finished-search cells with what the search learned: one ``{score name: value}`` per cell.
+
+        Higher is better for every score. ``max_images`` caps the images of the score
+        split a one-shot score reads. Used by the search-ranking study (:mod:`cpnas.ranking`).
+        """
+        raise CpnasError(f"the {self.name} strategy cannot score cells")
 
     @property
     def total_epochs(self) -> int:

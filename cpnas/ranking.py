@@ -1,0 +1,324 @@
+"""Does a search rank cells? Each strategy's scores against the cell benchmark, at three search budgets.
+
+A search only decides something if the information it chooses by orders architectures
+as training them does. Here every trained supernet scores the fixed cells of the
+benchmark (:mod:`cpnas.cellbench`: the uniform draws and the two published cells) with
+what the search learned (:meth:`~cpnas.strategy_base.Strategy.score_cells`):
+
+* CP-NAS (β_P = 2) and BNAS† (β_P = 0): the one-shot Child accuracy ``child``, the
+  Parent's ``parent``, Eq. 1's ``z_beta2`` and ``z_beta0`` (scored as the search scores
+  a draw: BN re-estimated on the calibration batches, eval mode, the first
+  :data:`SCORE_IMAGES` images of the score split), and ``lifetime_zbar``, the mean over
+  the cell's edges of the lifetime z̄ of its op there (the information Alg. 1 chose by);
+* PC-DARTS: ``alpha_loglik``, the log-weight the relaxed architecture gives the cell;
+* random search with weight sharing (:mod:`cpnas.randomsearch`): the one-shot ``child``.
+
+Kendall τ-b against the benchmark's top-1 (the mean over a cell's training seeds), with
+a 95 % percentile-bootstrap interval over cells (:func:`cpnas.stats.kendall`), is
+computed per search and score.
+
+The budgets (:data:`BUDGETS`, size fields of the search only) differ 4× in supernet
+training (images × epochs per supernet): ``study`` (the former ablation searches),
+``cpu`` (02's search, the ``cpu`` preset) and ``large`` (T = 2, twice the images).
+
+**The rule that picks the budget of the strategy comparison**, fixed before any
+ranking run (:func:`choose_budget`): the cheapest budget, by the mean recorded minutes
+of its CP-NAS searches, at which the CP-NAS searches' Eq. 1 score ``z_beta2`` ranks
+the benchmark with a τ whose 95 % interval lies above 0 (:data:`RULE_STRATEGY`,
+:data:`RULE_SCORE`; with several seeds, τ of their mean score). If no budget does,
+the answer is that no budget ranks; the comparison then runs at the budget with the
+highest τ, and every verdict says the search was not shown to rank.
+
+``python -m cpnas.ranking --jobs 2`` runs what is missing (searches of
+``results/<scale>/ranking/search/<strategy>-<budget>/seed<N>``, each followed in the
+same job by the scoring, while its checkpoint is there) and writes
+``tables/search_ranking.{csv,md}`` and ``figures/search_ranking.png``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from cpnas import runs as R
+from cpnas.config import Config, get_config
+from cpnas.data import DEFAULT_DATASET
+from cpnas.errors import CpnasError
+from cpnas.io import read_json, write_json
+
+log = logging.getLogger(__name__)
+
+STUDY = "ranking"
+"""The study's folder in the results layout (:mod:`cpnas.runs`)."""
+
+SCORES_FILE = "cell_scores.json"
+"""Written into a ranking search's folder after its search: every benchmark cell's scores."""
+
+SCORE_IMAGES = 2500
+"""Images of the score split a one-shot score of a benchmark cell reads (the search itself scores on all)."""
+
+_PC_STUDY = {"search.pc_epochs": 35, "search.pc_warmup_epochs": 10, "search.pc_batch_size": 16}
+
+BUDGETS: dict[str, dict[str, Any]] = {
+    # supernet training per supernet: 35 epochs × 250 images
+    "study": {"search.layers": 5, "search.train_fraction": 0.005, "search.score_fraction": 0.02,
+              "search.calibration_batches": 2, **_PC_STUDY},
+    # 35 epochs × 1,000 images: the cpu preset (02's search)
+    "cpu": {**_PC_STUDY},
+    # 70 epochs (T = 2) × 2,000 images; half the score images per draw, so z̄ averages as many scored images
+    "large": {"search.T": 2, "search.train_fraction": 0.04, "search.score_fraction": 0.1,
+              "search.pc_epochs": 70, "search.pc_warmup_epochs": 20, "search.pc_batch_size": 16},
+}
+"""Search size overrides on the ``cpu`` preset, cheapest first. PC-DARTS gets the same supernet training
+(images × epochs) as CP-NAS's Child at each budget, in batches of 16 so that α takes enough steps to move."""
+
+STRATEGIES: tuple[tuple[str, float | None], ...] = (("cpnas", 2.0), ("bnas", None), ("pcdarts", None), ("rs", None))
+"""``(strategy, β_P)`` of the searches ranked at every budget."""
+
+RULE_STRATEGY, RULE_SCORE = "cpnas", "z_beta2"
+"""The search and score :func:`choose_budget` reads."""
+
+
+@dataclass(frozen=True)
+class RankSearch:
+    """One search of the study: strategy, β_P, budget, seed."""
+
+    strategy: str
+    budget: str
+    seed: int = 0
+    beta_p: float | None = None
+
+    @property
+    def spec(self) -> R.SearchSpec:
+        if self.budget not in BUDGETS:
+            raise CpnasError(f"unknown budget {self.budget!r}; choose one of {', '.join(BUDGETS)}")
+        return R.SearchSpec(self.strategy, seed=self.seed, beta_p=self.beta_p, dataset=DEFAULT_DATASET,
+                            overrides=R.overrides(BUDGETS[self.budget]), study=STUDY, variant=self.budget)
+
+    def out(self, scale: str) -> Path:
+        return self.spec.out(scale)
+
+    @property
+    def label(self) -> str:
+        return f"{self.strategy} {self.budget} seed {self.seed}"
+
+
+def searches(budgets: Sequence[str] = tuple(BUDGETS), seeds: Sequence[int] = (0,),
+             strategies: Sequence[tuple[str, float | None]] = STRATEGIES) -> list[RankSearch]:
+    """Budget-major, cheapest first: every strategy at every seed."""
+    return [RankSearch(s, b, seed, beta) for b in budgets for seed in seeds for s, beta in strategies]
+
+
+def search_config(scale: str, search: RankSearch) -> Config:
+    return R.apply(get_config(scale), search.spec.overrides)
+
+
+def is_done(scale: str, search: RankSearch) -> bool:
+    return (search.out(scale) / SCORES_FILE).is_file()
+
+
+def run_one(scale: str, search: RankSearch, data_root: str | None = None, device: str = "auto") -> dict[str, Any]:
+    """Search (or load the finished search), then score the benchmark's fixed cells with it."""
+    import time
+
+    from cpnas.cellbench import fixed_cells
+    from cpnas.search import score_cells, search_or_load
+
+    cfg = search_config(scale, search)
+    out = search.out(scale)
+    result = search_or_load(search.strategy, cfg, seed=search.seed, beta_p=search.beta_p, data_root=data_root,
+                            device=device, out=out)
+    if (out / SCORES_FILE).is_file():
+        return read_json(out / SCORES_FILE)
+    cells = fixed_cells() if scale != "smoke" else fixed_cells()[:6]
+    start = time.perf_counter()
+    scores = score_cells(search.strategy, cfg, out, [c.genotype for c in cells], seed=search.seed,
+                         beta_p=search.beta_p, data_root=data_root, device=device, max_images=SCORE_IMAGES)
+    payload = {"strategy": search.strategy, "budget": search.budget, "seed": search.seed,
+               "search_minutes": result.cost["wall_clock_s"] / 60, "score_images": SCORE_IMAGES,
+               "scoring_minutes": (time.perf_counter() - start) / 60,
+               "genotype": result.genotype.to_dict(),
+               "cells": {c.name: s for c, s in zip(cells, scores)}}
+    write_json(out / SCORES_FILE, payload)
+    return payload
+
+
+def run_all(scale: str, todo: Sequence[RankSearch], *, jobs: int = 1, data_root: str | None = None) -> None:
+    """Every unfinished search of ``todo`` (search, then scoring), ``jobs`` one-thread processes at a time."""
+    from cpnas.parallel import run_jobs
+
+    todo = [s for s in todo if not is_done(scale, s)]
+    if todo:
+        run_jobs([(run_one, {"scale": scale, "search": s, "data_root": data_root}) for s in todo], workers=jobs,
+                 desc="ranking searches", names=[s.label for s in todo])
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def finished(scale: str) -> list[dict[str, Any]]:
+    """The scores of every finished ranking search under ``results/<scale>/ranking``."""
+    root = R.study_dir(scale, STUDY) / "search"
+    return [read_json(p) for p in sorted(root.glob(f"*/seed*/{SCORES_FILE}"))]
+
+
+def ground_truth(scale: str) -> dict[str, float]:
+    """The benchmark's top-1 per cell: the mean over its finished training seeds."""
+    from cpnas.cellbench import frame
+
+    df = frame(scale)
+    if df.empty:
+        return {}
+    return df.groupby("architecture")["top1"].mean().to_dict()
+
+
+def rank_rows(scale: str, runs: Sequence[dict[str, Any]] | None = None,
+              truth: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """One row per (finished search, score): τ-b of the score against the benchmark's top-1, with its CI.
+
+    Cells are those scored by the search that have a ground truth. Non-finite scores
+    (BNAS† has no Parent) give no row.
+    """
+    from cpnas.stats import kendall
+
+    runs = finished(scale) if runs is None else runs
+    truth = ground_truth(scale) if truth is None else truth
+    rows = []
+    for run in runs:
+        names = [n for n in run["cells"] if n in truth]
+        if not names:
+            continue
+        for score in run["cells"][names[0]]:
+            xs = [run["cells"][n][score] for n in names]
+            if not all(math.isfinite(x) for x in xs):
+                continue
+            k = kendall(xs, [truth[n] for n in names])
+            rows.append({"strategy": run["strategy"], "score": score, "budget": run["budget"], "seed": run["seed"],
+                         "search_minutes": run["search_minutes"], "n_cells": k["n"], "tau": k["tau"],
+                         "ci_low": k["ci_low"], "ci_high": k["ci_high"], "p": k["p"]})
+    return rows
+
+
+def pooled_rows(scale: str, runs: Sequence[dict[str, Any]] | None = None,
+                truth: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Per (strategy, budget, score): τ of the score averaged over the searches' seeds (the rule's reading)."""
+    from cpnas.stats import kendall
+
+    runs = finished(scale) if runs is None else runs
+    truth = ground_truth(scale) if truth is None else truth
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((run["strategy"], run["budget"]), []).append(run)
+    rows = []
+    for (strategy, budget), group in groups.items():
+        names = [n for n in group[0]["cells"] if n in truth and all(n in g["cells"] for g in group)]
+        if not names:
+            continue
+        for score in group[0]["cells"][names[0]]:
+            xs = [statistics.fmean(g["cells"][n][score] for g in group) for n in names]
+            if not all(math.isfinite(x) for x in xs):
+                continue
+            k = kendall(xs, [truth[n] for n in names])
+            rows.append({"strategy": strategy, "score": score, "budget": budget, "seeds": len(group),
+                         "search_minutes": statistics.fmean(g["search_minutes"] for g in group),
+                         "n_cells": k["n"], "tau": k["tau"], "ci_low": k["ci_low"], "ci_high": k["ci_high"],
+                         "p": k["p"]})
+    return rows
+
+
+def choose_budget(pooled: Sequence[dict[str, Any]], *, strategy: str = RULE_STRATEGY,
+                  score: str = RULE_SCORE) -> dict[str, Any]:
+    """The module docstring's rule: ``{"budget", "ranks", "reason"}``.
+
+    ``ranks`` is False when no budget's interval lies above 0; ``budget`` is then the
+    one with the highest τ (``None`` without any finished search).
+    """
+    rows = sorted((r for r in pooled if r["strategy"] == strategy and r["score"] == score),
+                  key=lambda r: r["search_minutes"])
+    for r in rows:
+        if r["ci_low"] is not None and r["ci_low"] > 0:
+            return {"budget": r["budget"], "ranks": True,
+                    "reason": f"cheapest budget whose {strategy} {score} τ interval lies above 0 "
+                              f"(τ = {r['tau']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}], {r['n_cells']} cells)"}
+    if not rows:
+        return {"budget": None, "ranks": False, "reason": f"no finished {strategy} ranking search"}
+    best = max(rows, key=lambda r: r["tau"] if r["tau"] is not None else -2)
+    return {"budget": best["budget"], "ranks": False,
+            "reason": f"no budget's {strategy} {score} τ interval lies above 0; highest τ at {best['budget']} "
+                      f"(τ = {best['tau']:.2f})"}
+
+
+def table(scale: str):
+    """:func:`rank_rows` as a DataFrame, budgets cheapest first."""
+    import pandas as pd
+
+    df = pd.DataFrame(rank_rows(scale), columns=["strategy", "score", "budget", "seed", "search_minutes", "n_cells",
+                                                 "tau", "ci_low", "ci_high", "p"])
+    order = {b: i for i, b in enumerate(BUDGETS)}
+    return df.sort_values(["budget", "strategy", "score", "seed"], key=lambda s: s.map(order) if s.name == "budget"
+                          else s).reset_index(drop=True)
+
+
+def write_table(scale: str) -> str:
+    """``tables[/<scale>]/search_ranking.{csv,md}`` (:func:`cpnas.paths.artifact_dir`); returns the Markdown."""
+    from cpnas.io import write_text
+    from cpnas.paths import artifact_dir
+
+    df = table(scale)
+    out = artifact_dir("tables", scale)
+    write_text(out / "search_ranking.csv", df.to_csv(index=False, float_format="%.4f"))
+    choice = choose_budget(pooled_rows(scale))
+    md = (f"Search ranking at scale `{scale}` (`python -m cpnas.ranking`): Kendall τ-b of each search's scores "
+          f"of the benchmark cells against their trained top-1 (`tables/cell_benchmark.csv`), with a 95 % "
+          f"percentile-bootstrap interval over cells.\n\n"
+          + (df.to_markdown(index=False, floatfmt=".3f", missingval="–") if not df.empty
+             else "(no finished ranking search)")
+          + f"\n\nBudget rule: {choice['reason']}.\n")
+    write_text(out / "search_ranking.md", md)
+    return md
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m cpnas.ranking", description=__doc__.split("\n\n")[0])
+    p.add_argument("--scale", default="cpu", choices=("cpu", "smoke"))
+    p.add_argument("--jobs", type=int, default=1, help="one-thread processes side by side (default 1)")
+    p.add_argument("--data", default=None, metavar="PATH", help="CIFAR-10 folder (default: $CPNAS_CIFAR10)")
+    p.add_argument("--budgets", default=",".join(BUDGETS), help=f"comma-separated, of {', '.join(BUDGETS)}")
+    p.add_argument("--seeds", default="0", help="comma-separated search seeds (default 0)")
+    p.add_argument("--strategies", default=",".join(s for s, _ in STRATEGIES),
+                   help=f"comma-separated, of {', '.join(s for s, _ in STRATEGIES)}")
+    p.add_argument("--table-only", action="store_true", help="write the table from the finished searches")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        budgets = [b.strip() for b in args.budgets.split(",") if b.strip()]
+        bad = [b for b in budgets if b not in BUDGETS]
+        if bad:
+            raise CpnasError(f"unknown budget(s) {bad}; choose from {', '.join(BUDGETS)}")
+        wanted = [s.strip() for s in args.strategies.split(",") if s.strip()]
+        strategies = [(s, beta) for s, beta in STRATEGIES if s in wanted]
+        if len(strategies) != len(wanted):
+            raise CpnasError(f"unknown strategy in {wanted}; choose from {', '.join(s for s, _ in STRATEGIES)}")
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise CpnasError(f"--seeds expects comma-separated integers, got {args.seeds!r}") from None
+        if not args.table_only:
+            run_all(args.scale, searches(budgets, seeds, strategies), jobs=args.jobs, data_root=args.data)
+        print(write_table(args.scale))
+    except CpnasError as exc:
+        print(f"{p.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
