@@ -28,6 +28,7 @@ parallel worker processes (``--jobs``), from the command line::
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -316,6 +317,7 @@ def row(run: Run, metrics: dict[str, Any], search: Any = None) -> dict[str, Any]
         "study": run.study, "label": run.label, "seed": run.seed, "strategy": run.strategy if run.genotype is None
         else None, "beta_p": _beta_of(run), "loss": run.label if run.study in LOSS_STUDIES else metrics.get("loss"),
         "top1": metrics["top1"], "test_error": metrics["test_error"],
+        "genotype": json.dumps(metrics["genotype"], sort_keys=True),
         "train_wall_clock_s": metrics["wall_clock_s"],
         "search_wall_clock_s": cost["wall_clock_s"] if cost else None,
         "search_epochs": cost["epochs"] if cost else None,
@@ -493,17 +495,34 @@ def summarize(rows: Sequence[dict[str, Any]], study: str, by: str = "label") -> 
 
 
 def difference(rows: Sequence[dict[str, Any]], study: str, a: Any, b: Any, by: str = "label") -> dict[str, Any]:
-    """Mean top-1 of ``a`` minus that of ``b`` within one study: :func:`cpnas.stats.welch` over seeds.
+    """Mean top-1 of ``a`` minus that of ``b`` within one study, over seeds.
 
-    Adds ``a``, ``b`` and ``ratio`` (= t) to Welch's result. With 3 seeds a side, df is 2-4:
-    a difference needs 2.8-4.3 standard errors to reach p < 0.05.
+    When both arms trained the same cell at the same seeds (the CP loss against its parts,
+    Table 1's CP loss against cross-entropy), the test is paired (:func:`cpnas.stats.paired`);
+    otherwise Welch's (:func:`cpnas.stats.welch`). Adds ``a``, ``b`` and ``ratio`` (= t).
     """
-    from cpnas.stats import welch
+    from cpnas.stats import paired, welch
 
-    xs = [r["top1"] for r in rows if r["study"] == study and r[by] == a]
-    ys = [r["top1"] for r in rows if r["study"] == study and r[by] == b]
-    d = welch(xs, ys)
+    ra = [r for r in rows if r["study"] == study and r[by] == a]
+    rb = [r for r in rows if r["study"] == study and r[by] == b]
+    pairs = pairing(ra, rb)
+    if pairs is not None:
+        d = paired([x["top1"] for x, _ in pairs], [y["top1"] for _, y in pairs])
+    else:
+        d = welch([r["top1"] for r in ra], [r["top1"] for r in rb])
     return {"a": a, "b": b, **d, "ratio": d["t"]}
+
+
+def pairing(ra: Sequence[dict[str, Any]], rb: Sequence[dict[str, Any]]) -> list[tuple[dict, dict]] | None:
+    """The rows of two arms matched by seed, when both trained one cell per seed, the same in both; else None."""
+    if not ra or not rb or any(r.get("genotype") is None for r in (*ra, *rb)):
+        return None
+    by_seed_a, by_seed_b = {r["seed"]: r for r in ra}, {r["seed"]: r for r in rb}
+    if len(by_seed_a) != len(ra) or len(by_seed_b) != len(rb) or set(by_seed_a) != set(by_seed_b):
+        return None
+    if any(by_seed_a[s]["genotype"] != by_seed_b[s]["genotype"] for s in by_seed_a):
+        return None
+    return [(by_seed_a[s], by_seed_b[s]) for s in sorted(by_seed_a)]
 
 
 def significant(d: dict[str, Any], level: float = 0.05) -> bool:
@@ -526,7 +545,7 @@ def in_words(d: dict[str, Any], unit: str = "points") -> str:
     ci = "" if d.get("ci_low") is None else f", 95 % CI [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]"
     if d.get("boot_low") is not None:
         ci += f" (bootstrap [{d['boot_low']:+.2f}, {d['boot_high']:+.2f}])"
-    return f"{d['diff']:+.2f} {unit}, ± {d['se']:.2f} standard error{ci}, Welch p {p} ({noise})"
+    return f"{d['diff']:+.2f} {unit}, ± {d['se']:.2f} standard error{ci}, {d.get('test', 'Welch')} p {p} ({noise})"
 
 
 def kendall_words(t: dict[str, Any], x: str, y: str) -> str:
@@ -558,7 +577,8 @@ def _judged_across(rows: Sequence[dict[str, Any]], tests: Sequence[tuple[str, An
     for (study, a, b, sign), d, p_adj in zip(tests, diffs, holm([d["p"] for d in diffs])):
         means = [statistics.fmean(r["top1"] for r in rows if r["study"] == study and r[by] == v) if d["n_" + k]
                  else float("nan") for v, k in ((a, "a"), (b, "b"))]
-        v = verdict(d, paper_sign=sign, mean_a=means[0], mean_b=means[1], chance=chance, p_adjusted=p_adj)
+        v = verdict(d, paper_sign=sign, mean_a=means[0], mean_b=means[1], chance=chance, p_adjusted=p_adj,
+                    family_size=sum(x["p"] is not None for x in diffs))
         out.append({**d, **v, "mean_a": means[0], "mean_b": means[1]})
     return out
 
@@ -572,7 +592,8 @@ def verdict_words(v: dict[str, Any]) -> str:
     p = v["p_adjusted"] if v.get("p_adjusted") is not None else v["p"]
     text = f"{v['verdict']} (Holm-adjusted p = {p:.3f})"
     if v["verdict"] == "not resolved" and v.get("mde") is not None:
-        text += f"; these seeds could detect a difference of {v['mde']:.1f} points at 80 % power"
+        text += (f"; these seeds could detect a difference of {v['mde']:.1f} points at 80 % power at the Holm "
+                 f"level")
     return text
 
 

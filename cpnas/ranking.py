@@ -177,6 +177,13 @@ def ground_truth(scale: str) -> dict[str, float]:
     return df.groupby("architecture")["top1"].mean().to_dict()
 
 
+def _scores(cell_scores: dict[str, float]) -> list[str]:
+    """The score names of a cell that mean something: Eq. 1 at β_P = 2 needs a trained Parent."""
+    parent = cell_scores.get("parent")
+    no_parent = parent is None or not math.isfinite(parent)
+    return [k for k in cell_scores if not (no_parent and k in ("parent", "z_beta2"))]
+
+
 def rank_rows(scale: str, runs: Sequence[dict[str, Any]] | None = None,
               truth: dict[str, float] | None = None) -> list[dict[str, Any]]:
     """One row per (finished search, score): τ-b of the score against the benchmark's top-1, with its CI.
@@ -193,7 +200,7 @@ def rank_rows(scale: str, runs: Sequence[dict[str, Any]] | None = None,
         names = [n for n in run["cells"] if n in truth]
         if not names:
             continue
-        for score in run["cells"][names[0]]:
+        for score in _scores(run["cells"][names[0]]):
             xs = [run["cells"][n][score] for n in names]
             if not all(math.isfinite(x) for x in xs):
                 continue
@@ -219,7 +226,7 @@ def pooled_rows(scale: str, runs: Sequence[dict[str, Any]] | None = None,
         names = [n for n in group[0]["cells"] if n in truth and all(n in g["cells"] for g in group)]
         if not names:
             continue
-        for score in group[0]["cells"][names[0]]:
+        for score in _scores(group[0]["cells"][names[0]]):
             xs = [statistics.fmean(g["cells"][n][score] for g in group) for n in names]
             if not all(math.isfinite(x) for x in xs):
                 continue
@@ -279,8 +286,45 @@ def write_table(scale: str) -> str:
           + (df.to_markdown(index=False, floatfmt=".3f", missingval="–") if not df.empty
              else "(no finished ranking search)")
           + f"\n\nBudget rule: {choice['reason']}.\n")
+    edges = edge_rule_table(scale)
+    if not edges.empty:
+        md += ("\nShare of kept edges that start at the cell inputs (nodes 0-1), per strategy and final-cell rule, "
+               "over every searched cell of this scale (a uniform cell's expectation is 0.64):\n\n"
+               + edges.to_markdown(index=False, floatfmt=".3f") + "\n")
     write_text(out / "search_ranking.md", md)
     return md
+
+
+def edge_rule_table(scale: str):
+    """Input-edge share of every searched cell under ``results/<scale>``, per strategy and final-cell rule.
+
+    The share of kept edges that start at the cell inputs (nodes 0-1). ``rule`` is
+    ``lifetime z̄`` for CP-NAS/BNAS† searches whose ``indicator.json`` records how the
+    final cell ranked its edges, ``last-round z̄, index ties`` for the older ones (their
+    ties were broken by edge index), and the strategy's own derivation otherwise.
+    """
+    import pandas as pd
+
+    from cpnas.cellbench import input_edge_share
+    from cpnas.genotype import load_genotype
+
+    rows = []
+    for path in sorted(R.results_dir(scale).glob("**/search/*/seed*/genotype.json")):
+        folder = path.parent
+        config = read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
+        strategy = config.get("run", {}).get("strategy", folder.parent.name.split("-")[0])
+        indicator = folder / "indicator.json"
+        if indicator.is_file():
+            rule = "lifetime z̄" if "final_cell" in read_json(indicator) else "last-round z̄, index ties"
+        else:
+            rule = "own derivation"
+        rows.append({"strategy": strategy, "rule": rule, "folder": str(folder.relative_to(R.results_dir(scale))),
+                     "input_edge_share": input_edge_share(load_genotype(path))})
+    df = pd.DataFrame(rows, columns=["strategy", "rule", "folder", "input_edge_share"])
+    if df.empty:
+        return df
+    return (df.groupby(["strategy", "rule"])["input_edge_share"].agg(["count", "mean", "min", "max"])
+            .reset_index())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,12 @@
-"""Statistics of the comparisons we report, in one place (SciPy; issue 12 and issue 13 A5).
+"""Statistics of the comparisons we report, in one place (SciPy).
 
 * :func:`welch` — difference of two means over seeds with Welch's t-test
   (``scipy.stats.ttest_ind(equal_var=False)``), its 95 % t interval, and a
   percentile-bootstrap 95 % interval of the difference (``scipy.stats.bootstrap``),
   which is reported only from :data:`BOOTSTRAP_MIN_N` seeds a side;
+* :func:`paired` — the paired t-test for arms that share a cell and a seed
+  (``scipy.stats.ttest_rel``), and :func:`mde`, the minimum detectable difference of
+  either test at the level its verdict uses;
 * :func:`holm` — Holm's step-down correction across the tests of one figure
   (Holm 1979), which keeps the family-wise error rate at ``alpha``;
 * :func:`minimum_detectable_difference` — the smallest true difference the seeds
@@ -21,7 +24,7 @@ import warnings
 from typing import Any, Sequence
 
 CHANCE_MARGIN = 3.0
-"""Points of top-1 above chance below which a mean is not evidence of anything (issue 12)."""
+"""Points of top-1 above chance below which a mean is not evidence of anything."""
 
 BOOTSTRAP_MIN_N = 5
 """Seeds a side from which the percentile bootstrap interval is reported. With 2-3 seeds a side the
@@ -45,7 +48,7 @@ def welch(xs: Sequence[float], ys: Sequence[float], *, resamples: int = 2000, se
     from scipy import stats
 
     xs, ys = [float(v) for v in xs], [float(v) for v in ys]
-    out: dict[str, Any] = {"diff": None, "se": None, "t": None, "df": None, "p": None, "ci_low": None,
+    out: dict[str, Any] = {"test": "Welch", "diff": None, "se": None, "t": None, "df": None, "p": None, "ci_low": None,
                            "ci_high": None, "boot_low": None, "boot_high": None, "n_a": len(xs), "n_b": len(ys),
                            "std_a": None, "std_b": None}
     if len(xs) < 2 or len(ys) < 2:
@@ -71,6 +74,65 @@ def welch(xs: Sequence[float], ys: Sequence[float], *, resamples: int = 2000, se
                                random_state=np.random.default_rng(seed))
     out.update(boot_low=float(boot.confidence_interval.low), boot_high=float(boot.confidence_interval.high))
     return out
+
+
+def paired(xs: Sequence[float], ys: Sequence[float]) -> dict[str, Any]:
+    """``mean(xs − ys)`` over pairs that share a cell and a seed, with the paired t-test.
+
+    Returns the keys of :func:`welch` (``std_a``/``std_b`` are each arm's std) plus
+    ``test = "paired"``, ``n`` (pairs) and ``std_diff``, the std of the differences;
+    ``se = std_diff / √n``, df = n − 1, and the 95 % t interval. Pairing removes the
+    cell-and-seed variation the two arms share (``scipy.stats.ttest_rel``).
+    """
+    from scipy import stats
+
+    xs, ys = [float(v) for v in xs], [float(v) for v in ys]
+    if len(xs) != len(ys):
+        raise ValueError(f"paired samples need equal lengths, got {len(xs)} and {len(ys)}")
+    n = len(xs)
+    out: dict[str, Any] = {"test": "paired", "diff": None, "se": None, "t": None, "df": None, "p": None,
+                           "ci_low": None, "ci_high": None, "boot_low": None, "boot_high": None, "n_a": n, "n_b": n,
+                           "n": n, "std_a": None, "std_b": None, "std_diff": None}
+    if n < 2:
+        return out
+    d = [a - b for a, b in zip(xs, ys)]
+    sd = statistics.stdev(d)
+    diff = statistics.fmean(d)
+    se = sd / math.sqrt(n)
+    out.update(diff=diff, se=se, std_diff=sd, std_a=statistics.stdev(xs), std_b=statistics.stdev(ys), df=n - 1)
+    if se == 0:
+        out.update(t=0.0 if diff == 0 else math.copysign(math.inf, diff), p=1.0 if diff == 0 else 0.0,
+                   ci_low=diff, ci_high=diff)
+        return out
+    res = stats.ttest_rel(xs, ys)
+    ci = res.confidence_interval(0.95)
+    out.update(t=float(res.statistic), p=float(res.pvalue), ci_low=float(ci.low), ci_high=float(ci.high))
+    return out
+
+
+def minimum_detectable_paired(std_diff: float, n: int, *, alpha: float = 0.05, power: float = 0.8) -> float | None:
+    """The true mean difference a two-sided paired t-test at ``alpha`` would detect with probability ``power``."""
+    from scipy import stats
+
+    if n < 2:
+        return None
+    return float((stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)) * std_diff / math.sqrt(n))
+
+
+def mde(d: dict[str, Any], *, alpha: float = 0.05, family_size: int = 1, power: float = 0.8) -> float | None:
+    """The minimum detectable difference of a :func:`welch` or :func:`paired` result at the level its verdict uses.
+
+    Holm tests the smallest of ``family_size`` p-values at ``alpha / family_size``; a
+    difference is detectable for the verdict only if it clears that level, so the MDE
+    is computed there (at ``alpha`` for a family of one).
+    """
+    level = alpha / max(1, family_size)
+    if d.get("test") == "paired":
+        return None if d.get("std_diff") is None else minimum_detectable_paired(d["std_diff"], d["n"], alpha=level,
+                                                                                  power=power)
+    if d.get("std_a") is None or d.get("std_b") is None:
+        return None
+    return minimum_detectable_difference(d["std_a"], d["n_a"], d["std_b"], d["n_b"], alpha=level, power=power)
 
 
 def holm(pvalues: Sequence[float | None], alpha: float = 0.05) -> list[float | None]:
@@ -109,14 +171,15 @@ def minimum_detectable_difference(std_a: float, n_a: int, std_b: float, n_b: int
 
 
 def verdict(d: dict[str, Any], *, paper_sign: int, mean_a: float, mean_b: float, chance: float,
-            p_adjusted: float | None = None, alpha: float = 0.05) -> dict[str, Any]:
+            p_adjusted: float | None = None, alpha: float = 0.05, family_size: int = 1) -> dict[str, Any]:
     """One of ``supported``, ``contradicted``, ``not resolved`` or ``not evidence`` for a :func:`welch` result.
 
     ``paper_sign`` is +1 when the paper says ``a > b``, −1 when it says ``a < b``.
     ``not evidence``: a side's mean is within :data:`CHANCE_MARGIN` points of
     ``chance`` (a net that learned nothing compares nothing). Otherwise the test
     (Holm-adjusted p when given) decides; a non-significant one reports the
-    minimum difference the seeds could have detected at 80 % power.
+    minimum difference the seeds could have detected at 80 % power, at the level the
+    verdict uses (:func:`mde`: ``alpha / family_size`` for a Holm family).
     """
     p = p_adjusted if p_adjusted is not None else d.get("p")
     out = {"verdict": "not resolved", "p": d.get("p"), "p_adjusted": p_adjusted, "mde": None}
@@ -128,7 +191,7 @@ def verdict(d: dict[str, Any], *, paper_sign: int, mean_a: float, mean_b: float,
     if p < alpha and d["diff"] != 0:
         out["verdict"] = "supported" if math.copysign(1, d["diff"]) == paper_sign else "contradicted"
     else:
-        out["mde"] = minimum_detectable_difference(d["std_a"], d["n_a"], d["std_b"], d["n_b"], alpha=alpha)
+        out["mde"] = mde(d, alpha=alpha, family_size=family_size)
     return out
 
 

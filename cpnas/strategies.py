@@ -294,8 +294,8 @@ class CPNAS(Strategy):
         Each cell runs as a path of the supernet (its op on each kept edge, ``none`` on the
         others), scored as the search scores a draw (:func:`score_path`: BN re-estimated on
         the calibration batches, then eval mode) on the first ``max_images`` of the score
-        split: ``child`` = A_C, ``parent`` = A_P (BNAS†: no trained Parent, NaN),
-        ``z_beta2``/``z_beta0`` = Eq. 1 at β_P = 2 and 0 (under ``search.indicator``);
+        split: ``child`` = A_C, ``parent`` = A_P, ``z_beta2``/``z_beta0`` = Eq. 1 at β_P = 2
+        and 0 (under ``search.indicator``; BNAS† trains no Parent: ``parent`` and ``z_beta2`` are NaN);
         ``lifetime_zbar`` = the mean over the cell's edges of the lifetime z̄ of its op on
         that edge (:func:`lifetime_zbar`), which needs no forward pass.
         """
@@ -321,12 +321,11 @@ class CPNAS(Strategy):
                 forward = lambda x, net=net: net(x.contiguous(memory_format=fmt), path)  # noqa: E731
                 acc[who] = score_path(forward, net, loader, self.calibration_batches(), device=ctx.device,
                                       desc=f"rank {who}")["acc"]
-            a_p = acc["parent"] if self.trains_parent else acc["child"]
             zs = [life[kind][e].get(op, float("nan")) for kind in CELL_KINDS
                   for e, op in enumerate(path.cell(kind)) if op != "none"]
             out.append({"child": acc["child"], "parent": acc["parent"],
-                        "z_beta2": indicator_score(acc["child"], a_p, 2.0, self.s.indicator),
-                        "z_beta0": indicator_score(acc["child"], a_p, 0.0, self.s.indicator),
+                        "z_beta2": indicator_score(acc["child"], acc["parent"], 2.0, self.s.indicator),
+                        "z_beta0": indicator_score(acc["child"], acc["child"], 0.0, self.s.indicator),
                         "lifetime_zbar": sum(zs) / len(zs)})
         return out
 

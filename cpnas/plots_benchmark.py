@@ -1,0 +1,62 @@
+"""Figures of the cell benchmark (:mod:`cpnas.cellbench`) and of the search-ranking study (:mod:`cpnas.ranking`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def benchmark_distribution(df, *, title: str | None = None):
+    """Top-1 of every benchmark architecture (the mean over its seeds, a bar over its seeds' range), sorted,
+    the uniform draws grey, the published cells and the searched cells marked."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    if df.empty:
+        ax.text(0.5, 0.5, "no finished benchmark training", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    g = df.groupby("architecture").agg(top1=("top1", "mean"), low=("top1", "min"), high=("top1", "max"),
+                                       n=("top1", "size"), source=("source", "first")).sort_values("top1")
+    colours = {"uniform": "0.6"}
+    marked: dict[str, Any] = {}
+    for x, (name, r) in enumerate(g.iterrows()):
+        kind = "uniform" if r.source == "uniform" else ("published" if r.source.startswith("published")
+                                                        else "searched")
+        colour = colours.get(kind, "C3" if kind == "published" else "C0")
+        ax.plot([x, x], [r.low, r.high], color=colour, lw=1)
+        h = ax.scatter([x], [r.top1], color=colour, s=18 if kind == "uniform" else 34, zorder=3,
+                       marker="o" if kind == "uniform" else ("D" if kind == "published" else "s"))
+        marked.setdefault(kind, h)
+        if kind != "uniform":
+            ax.annotate(name, (x, r.top1), xytext=(0, 6), textcoords="offset points", ha="center", fontsize=7,
+                        rotation=60)
+    ax.legend(marked.values(), [f"{k} cells" for k in marked], fontsize=8, loc="upper left")
+    ax.set_xticks([])
+    ax.set_xlabel(f"{len(g)} architectures, sorted by top-1 (bars: range over seeds)")
+    ax.set_ylabel("CIFAR-10 top-1 (%)")
+    ax.set_title(title or "1-bit cell benchmark")
+    fig.tight_layout()
+    return fig
+
+
+def ranking_vs_minutes(df, *, title: str | None = None):
+    """Kendall τ-b of each strategy's scores against the benchmark, against the search's minutes (95 % CI bars)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    ax.axhline(0, color="0.7", lw=0.8)
+    if df.empty:
+        ax.text(0.5, 0.5, "no finished ranking search", ha="center", va="center", transform=ax.transAxes)
+        return fig
+    for k, ((strategy, score), grp) in enumerate(df.groupby(["strategy", "score"], sort=False)):
+        grp = grp.sort_values("search_minutes")
+        yerr = [grp["tau"] - grp["ci_low"], grp["ci_high"] - grp["tau"]]
+        ax.errorbar(grp["search_minutes"] * (1 + 0.015 * k), grp["tau"], yerr=yerr, marker="o", ms=4, lw=1,
+                    capsize=2, label=f"{strategy}: {score}")
+    ax.set_xscale("log")
+    ax.set_xlabel("search wall-clock (min, one thread)")
+    ax.set_ylabel("Kendall τ-b vs trained top-1")
+    ax.set_title(title or "Does the search rank cells?")
+    ax.legend(fontsize=7, ncol=2, loc="best")
+    fig.tight_layout()
+    return fig
