@@ -71,13 +71,17 @@ def search_data(cfg: Config, dataset: str, data_root: Path | None, seed: int, de
     s = cfg.search
     images = D.load_dataset(cfg, dataset, "train", data_root, seed=seed)
     n = images.labels.shape[0]
+    # the trainings' validation split is never searched on (it selects recipes and reports val top-1)
+    held_out = D.validation_indices(n, D.train_config(cfg, dataset).val_fraction, labels=images.labels)
     if with_arch_split:
         if 2 * s.train_fraction > 1:
             raise CpnasError("PC-DARTS needs 2 × search.train_fraction ≤ 1 (weights and α on disjoint halves)")
-        idx_train, idx_arch = D.search_split(n, s.train_fraction, s.train_fraction, seed, labels=images.labels)
+        idx_train, idx_arch = D.search_split(n, s.train_fraction, s.train_fraction, seed, labels=images.labels,
+                                             exclude=held_out)
         idx_score = idx_arch
     else:
-        idx_train, idx_score = D.search_split(n, s.train_fraction, s.score_fraction, seed, labels=images.labels)
+        idx_train, idx_score = D.search_split(n, s.train_fraction, s.score_fraction, seed, labels=images.labels,
+                                              exclude=held_out)
         idx_arch = None
     common = dict(device=device, seed=seed)
     train_batch = s.pc_batch_size if with_arch_split else s.batch_size

@@ -82,6 +82,15 @@ def test_validation_split_avoids_the_seed0_search_images():
     _, val = D.train_val_split(5000, 0.4, 0.04, seed=0, labels=labels)
     fit, score = D.search_split(5000, 0.02, 0.2, seed=0, labels=labels)
     assert not set(val.tolist()) & (set(fit.tolist()) | set(score.tolist()))
+    held_out = D.validation_indices(5000, 0.04, labels=labels)
+    assert torch.equal(held_out, val)
+    # the seed-0 search is unchanged by holding the validation split out; every other seed avoids it too
+    assert all(torch.equal(a, b) for a, b in zip((fit, score), D.search_split(5000, 0.02, 0.2, 0, labels=labels,
+                                                                             exclude=held_out)))
+    for seed in (1, 3):
+        fit, score = D.search_split(5000, 0.02, 0.2, seed, labels=labels, exclude=held_out)
+        assert not set(val.tolist()) & (set(fit.tolist()) | set(score.tolist()))
+        assert len(fit) == 100 and len(score) == 1000
 
 
 def test_training_reports_validation_accuracy(tmp_path):

@@ -20,14 +20,14 @@ from cpnas.data.registry import (CIFAR10_CLASSES, DEFAULT_DATASET, ENV_VARS, IMA
                                  unregister_dataset)
 from cpnas.data.sources import (CACHE_ENV, IMAGE_EXTENSIONS, SOURCES, Source, _check_name, default_cache_dir,
                                 load_dataset, load_images, resolve_root, synthetic_images)
-from cpnas.data.splits import fraction_indices, search_split, train_val_split
+from cpnas.data.splits import fraction_indices, search_split, train_val_split, validation_indices
 
 __all__ = [
     "CACHE_ENV", "CIFAR10_CLASSES", "DATASETS", "DEFAULT_DATASET", "ENV_VARS", "IMAGENETTE_WNIDS",
     "IMAGE_EXTENSIONS", "SOURCES", "SPLITS", "DatasetSpec", "ImageTensors", "Source", "TensorLoader",
     "crop_flip", "cutout_", "dataset_names", "default_cache_dir", "fraction_indices", "get_dataset",
     "load_dataset", "load_images", "normalize", "register_dataset", "resolve_root", "search_split", "subset",
-    "synthetic_images", "train_config", "train_val_split", "unregister_dataset",
+    "synthetic_images", "train_config", "train_val_split", "unregister_dataset", "validation_indices",
 ]
 
 

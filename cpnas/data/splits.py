@@ -56,14 +56,17 @@ def _count(n: int, fraction: float, what: str) -> int:
 
 
 def search_split(n_train: int, train_fraction: float, score_fraction: float, seed: int, *,
-                 labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 labels: torch.Tensor | None = None,
+                 exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Disjoint ``(idx_train, idx_score)`` subsets of the training set for the search (§3.1).
 
     The paper uses "50% of the training set … for architecture search" (the
     supernet weights) and "5% … for evaluation" (scoring the sampled paths,
     Alg. 1). Both are drawn from one seeded permutation, so they never overlap;
     with ``labels`` the permutation is class-stratified (helps the tiny score
-    sets of reduced scales). Returned indices are sorted.
+    sets of reduced scales). ``exclude`` (the trainings' validation split,
+    :func:`validation_indices`) is taken out of the permutation first, so no search
+    ever trains or scores on a validation image. Returned indices are sorted.
     """
     n_fit = _count(n_train, train_fraction, "the search train fraction")
     n_score = _count(n_train, score_fraction, "the search score fraction")
@@ -71,7 +74,20 @@ def search_split(n_train: int, train_fraction: float, score_fraction: float, see
         raise CpnasError(f"search fractions {train_fraction} (train) + {score_fraction} (score) exceed "
                          f"the training set of {n_train} samples; they must sum to at most 1")
     order = _random_order(n_train, seed, labels)
+    if exclude is not None and len(exclude):
+        order = order[~torch.isin(order, torch.as_tensor(exclude))]
+        if n_fit + n_score > len(order):
+            raise CpnasError(f"search fractions {train_fraction} (train) + {score_fraction} (score) exceed the "
+                             f"{len(order)} training samples outside the validation split")
     return order[:n_fit].sort().values, order[n_fit:n_fit + n_score].sort().values
+
+
+def validation_indices(n: int, val_fraction: float, *, labels: torch.Tensor | None = None) -> torch.Tensor | None:
+    """Sorted indices of the trainings' validation split (:func:`train_val_split`), ``None`` when it is empty."""
+    if val_fraction == 0:
+        return None
+    n_val = _count(n, val_fraction, "the validation fraction")
+    return _random_order(n, 0, torch.as_tensor(labels) if labels is not None else None)[n - n_val:].sort().values
 
 
 def train_val_split(n: int, train_fraction: float, val_fraction: float, seed: int, *,
@@ -94,7 +110,7 @@ def train_val_split(n: int, train_fraction: float, val_fraction: float, seed: in
         raise CpnasError(f"train fraction {train_fraction} + validation fraction {val_fraction} exceed the "
                          f"training set of {n} samples; they must sum to at most 1")
     labels_t = torch.as_tensor(labels) if labels is not None else None
-    idx_val = _random_order(n, 0, labels_t)[n - n_val:]
+    idx_val = validation_indices(n, val_fraction, labels=labels_t)
     keep = torch.ones(n, dtype=torch.bool)
     keep[idx_val] = False
     rest = torch.nonzero(keep).flatten()
