@@ -155,3 +155,73 @@ def arm_rows(values: dict[str, Sequence[float]], minutes: dict[str, Sequence[flo
                      "percentile": statistics.fmean(percentile(x, random) for x in xs) if random else float("nan"),
                      "search_minutes": statistics.fmean(mins) if mins else float("nan")})
     return rows
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def search_arms(budget: str, seeds: Sequence[int], arms: Sequence[str] = ("cpnas", "bnas", "pcdarts", "rs"),
+                betas: Sequence[float] = ()) -> list[Any]:
+    """The searches of ``arms`` (and of CP-NAS at the extra ``betas``) at ``budget``, seed-major."""
+    from cpnas import runs as R
+    from cpnas.ranking import BUDGETS
+
+    if budget not in BUDGETS:
+        from cpnas.errors import CpnasError
+
+        raise CpnasError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
+    specs = []
+    for seed in seeds:
+        for arm in arms:
+            strategy, beta = ARMS[arm]
+            if strategy is not None:
+                specs.append(R.SearchSpec(strategy, seed=seed, beta_p=beta, overrides=R.overrides(BUDGETS[budget]),
+                                          study=STUDY, variant=budget))
+        for beta in betas:
+            specs.append(R.SearchSpec("cpnas", seed=seed, beta_p=float(beta), overrides=R.overrides(BUDGETS[budget]),
+                                      study=STUDY, variant=budget))
+    return specs
+
+
+def _search_job(scale: str, spec: Any, data_root: Any = None) -> str:
+    from cpnas.config import get_config
+    from cpnas.evaluation import search_of
+
+    return str(search_of(spec, get_config(scale), data_root=data_root).out)
+
+
+def run_searches(scale: str, specs: Sequence[Any], *, jobs: int = 1, data_root: Any = None) -> None:
+    """Every unfinished search of ``specs``, ``jobs`` one-thread processes at a time; their cells then join
+    the benchmark (``python -m cpnas.cellbench`` trains them)."""
+    from cpnas.parallel import run_jobs
+    from cpnas.search import is_finished
+
+    todo = [s for s in specs if not is_finished(s.out(scale))]
+    if todo:
+        run_jobs([(_search_job, {"scale": scale, "spec": s, "data_root": data_root}) for s in todo], workers=jobs,
+                 desc="strategy searches", names=[f"{s.strategy} β={s.beta_p} seed {s.seed}" for s in todo])
+
+
+def arm_values(scale: str, budget: str) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """``(top-1s, search minutes)`` per arm: each found cell's seed-0 benchmark training, and for ``random``
+    the uniform cells' seed-0 trainings."""
+    from cpnas import runs as R
+    from cpnas.cellbench import frame
+    from cpnas.io import read_json
+
+    df = frame(scale)
+    df = df[df.seed == 0]
+    top1 = dict(zip(df.architecture, df.top1))
+    values: dict[str, list[float]] = {"random": [v for a, v in top1.items() if a.startswith("uniform-")]}
+    minutes: dict[str, list[float]] = {}
+    root = R.study_dir(scale, STUDY) / "search"
+    for arm, (strategy, beta) in ARMS.items():
+        if strategy is None:
+            continue
+        name = R.search_name(strategy, beta, variant=budget)
+        for folder in sorted(root.glob(f"{name}/seed*")):
+            cell = f"{STUDY}-{name}-s{folder.name.removeprefix('seed')}"
+            if cell in top1:
+                values.setdefault(arm, []).append(top1[cell])
+                minutes.setdefault(arm, []).append(read_json(folder / "cost.json")["wall_clock_s"] / 60)
+    return values, minutes
