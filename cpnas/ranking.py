@@ -164,7 +164,13 @@ def run_all(scale: str, todo: Sequence[RankSearch], *, jobs: int = 1, data_root:
 def finished(scale: str) -> list[dict[str, Any]]:
     """The scores of every finished ranking search under ``results/<scale>/ranking``."""
     root = R.study_dir(scale, STUDY) / "search"
-    return [read_json(p) for p in sorted(root.glob(f"*/seed*/{SCORES_FILE}"))]
+    runs = []
+    for path in sorted(root.glob(f"*/seed*/{SCORES_FILE}")):
+        run = read_json(path)
+        alphas = path.parent / "alphas.json"  # PC-DARTS: how far softmax(α) moved from uniform
+        run["alpha_entropy_ratio"] = read_json(alphas).get("alpha_entropy_ratio") if alphas.is_file() else None
+        runs.append(run)
+    return runs
 
 
 def ground_truth(scale: str) -> dict[str, float]:
@@ -207,7 +213,8 @@ def rank_rows(scale: str, runs: Sequence[dict[str, Any]] | None = None,
             k = kendall(xs, [truth[n] for n in names])
             rows.append({"strategy": run["strategy"], "score": score, "budget": run["budget"], "seed": run["seed"],
                          "search_minutes": run["search_minutes"], "n_cells": k["n"], "tau": k["tau"],
-                         "ci_low": k["ci_low"], "ci_high": k["ci_high"], "p": k["p"]})
+                         "ci_low": k["ci_low"], "ci_high": k["ci_high"], "p": k["p"],
+                         "alpha_entropy_ratio": run.get("alpha_entropy_ratio")})
     return rows
 
 
@@ -265,7 +272,7 @@ def table(scale: str):
     import pandas as pd
 
     df = pd.DataFrame(rank_rows(scale), columns=["strategy", "score", "budget", "seed", "search_minutes", "n_cells",
-                                                 "tau", "ci_low", "ci_high", "p"])
+                                                 "tau", "ci_low", "ci_high", "p", "alpha_entropy_ratio"])
     order = {b: i for i, b in enumerate(BUDGETS)}
     return df.sort_values(["budget", "strategy", "score", "seed"], key=lambda s: s.map(order) if s.name == "budget"
                           else s).reset_index(drop=True)
@@ -282,7 +289,8 @@ def write_table(scale: str) -> str:
     choice = choose_budget(pooled_rows(scale))
     md = (f"Search ranking at scale `{scale}` (`python -m cpnas.ranking`): Kendall τ-b of each search's scores "
           f"of the benchmark cells against their trained top-1 (`tables/cell_benchmark.csv`), with a 95 % "
-          f"percentile-bootstrap interval over cells.\n\n"
+          f"percentile-bootstrap interval over cells. `alpha_entropy_ratio` (PC-DARTS): the mean entropy of "
+          f"softmax(α) over edges as a fraction of the uniform's log 8 (1 = α never moved).\n\n"
           + (df.to_markdown(index=False, floatfmt=".3f", missingval="–") if not df.empty
              else "(no finished ranking search)")
           + f"\n\nBudget rule: {choice['reason']}.\n")
