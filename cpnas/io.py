@@ -31,17 +31,40 @@ def _umask() -> int:
     return mask
 
 
+TEMP_MARK = ".cpnas-partial-"
+"""The mark in the name of every temporary file :func:`write_with` creates (``.<name>.cpnas-partial-XXXX.tmp``):
+only files so named are ever removed as orphans, never a user's own ``.*.tmp``."""
+
+_UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def unwritable_error(path: str | os.PathLike, exc: OSError) -> CpnasError:
+    """The one-line error of a folder or file that cannot be written (permissions, read-only file system)."""
+    why = "read-only file system" if exc.errno == errno.EROFS else "permission denied"
+    return CpnasError(f"cannot write {path} ({why}); choose a writable folder, e.g. --out under your home "
+                      f"or results/")
+
+
 def write_with(path: str | os.PathLike, write: Callable[[io.BufferedWriter], object]) -> Path:
     """Atomically write ``path`` by calling ``write(fh)`` on a temporary binary file.
 
     The file gets the usual ``0666 & ~umask`` mode (``mkstemp`` alone would leave 0600).
-    On a data-parallel rank other than 0 nothing is written.
+    On a data-parallel rank other than 0 nothing is written. A folder that cannot be
+    written (permissions, read-only file system) or a full disk is a :class:`CpnasError`.
     """
     path = Path(path)
     if not distributed.is_main():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TEMP_MARK}", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        if exc.errno in _UNWRITABLE:
+            raise unwritable_error(path.parent, exc) from None
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise CpnasError(f"no space left on the device while writing {path}; free some disk space and "
+                             f"rerun with --resume") from None
+        raise
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
@@ -57,6 +80,8 @@ def write_with(path: str | os.PathLike, write: Callable[[io.BufferedWriter], obj
                 f"version of the file (if any) is intact. Free some disk space and "
                 f"rerun with --resume."
             ) from exc
+        if exc.errno in _UNWRITABLE:
+            raise unwritable_error(path, exc) from None
         raise
     except BaseException:
         _remove_quietly(tmp)
@@ -65,15 +90,17 @@ def write_with(path: str | os.PathLike, write: Callable[[io.BufferedWriter], obj
 
 
 def remove_orphaned_temps(folder: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files a killed :func:`write_with` left in ``folder`` (``.<name>.*.tmp``).
+    """Delete the temporary files a killed :func:`write_with` left in ``folder`` (``.<name>.cpnas-partial-*.tmp``).
 
-    Called when a run starts or resumes in ``folder``: a run folder has one writer, so
-    any such file there is an orphan of an earlier, killed process.
+    Called when a run starts or resumes in ``folder``, after its arguments and data are
+    checked: a run folder has one writer, so any such file there is an orphan of an
+    earlier, killed process. Only names carrying :data:`TEMP_MARK` are touched: a
+    user's own ``.notes.tmp`` stays.
     """
     folder = Path(folder)
     if not folder.is_dir() or not distributed.is_main():  # another rank's temp files are rank 0's, alive
         return []
-    orphans = [p for p in folder.glob(".*.tmp") if p.is_file()]
+    orphans = [p for p in folder.glob(f".*{TEMP_MARK}*.tmp") if p.is_file()]
     for p in orphans:
         _remove_quietly(str(p))
     return orphans
@@ -140,11 +167,15 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint`."""
+    """Load a checkpoint written by :func:`save_checkpoint`: a dict, or one clear :class:`CpnasError`."""
     path = Path(path)
     if not path.is_file():
         raise CpnasError(f"{path}: no checkpoint to resume from; run without --resume to start afresh")
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # torch raises several unrelated types for a damaged file
         raise CpnasError(f"{path}: checkpoint is unreadable ({exc}); delete it to restart the run") from exc
+    if not isinstance(state, dict):
+        raise CpnasError(f"{path}: not a cpnas checkpoint (it holds a {type(state).__name__}, not the dict "
+                         f"cpnas writes); move it away to start the run afresh")
+    return state
