@@ -169,11 +169,13 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
                          f"or choose another --out")
     if not resume and (out / CHECKPOINT).exists():
         raise CpnasError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
-    remove_orphaned_temps(out)
+    run = run_key(genotype, cfg, dataset=dataset, size=size, seed=seed, loss=loss, precision=prec.name)
+    check_resume_identity(out, run, resume=resume)  # before any data loads and before anything is written
     dev = resolve_device(device)
     data_root = Path(data_root) if data_root is not None else None
     tcfg = train_config(cfg, dataset)
     train, test, train_loader, test_loader, val_loader = _loaders(cfg, dataset, data_root, seed, dev)
+    remove_orphaned_temps(out)  # only once the arguments and the data are known good
     with torch.random.fork_rng(devices=[]):  # a throw-away twin to time; the run's RNG stream is untouched
         probe = build_network(genotype, cfg, dataset=dataset, size=size, precision=precision,
                               num_classes=train.num_classes)
@@ -196,7 +198,6 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
     accel.compile_model(model)  # --compile on CUDA (in place: the checkpoint keys stay the eager module's)
     loss_fn = make_loss(loss, model, num_classes=train.num_classes, config=cfg.loss, parent=parent,
                         label_smoothing=tcfg.label_smoothing, aux_weight=tcfg.auxiliary_weight)
-    run = run_key(genotype, cfg, dataset=dataset, size=size, seed=seed, loss=loss, precision=prec.name)
     write_json(out / "config.json", {**run, "genotype_path": portable(genotype_path),
                                      "data_root": portable(data_root),
                                      "dataset_description": train.description})
@@ -226,6 +227,33 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
         metrics.update(extra)
     write_json(out / METRICS, metrics)
     return metrics
+
+
+def check_resume_identity(out: Path, key: dict[str, Any], *, resume: bool) -> None:
+    """Refuse, before anything is read or written, a run folder that holds another run than ``key``'s.
+
+    * a search's folder (its ``config.json`` has no genotype; its checkpoint no ``run_info``);
+    * with ``resume``, a checkpoint of another genotype, size, seed, scale, loss or dataset.
+    """
+    from cpnas.driver import EpochDriver
+
+    config = out / "config.json"
+    if config.is_file():
+        stored = read_json(config)
+        if not isinstance(stored, dict) or "genotype" not in stored:
+            raise CpnasError(f"{out} holds another kind of run than a training (its config.json is not a "
+                             f"training run's: a search's?); choose another --out")
+    if not resume:
+        return
+    state = EpochDriver(out).read_checkpoint()
+    if state is None:
+        return
+    if "run_info" not in state:
+        raise CpnasError(f"{out / CHECKPOINT} is not a training checkpoint (a search's?); resume it with "
+                         f"'cpnas search', or choose another --out")
+    if state["run_info"] != key:
+        raise CpnasError(f"{out / CHECKPOINT} was written by another run ({config_difference(state['run_info'], key)}); "
+                         f"resume with the same options or choose another --out")
 
 
 def run_key(genotype: Genotype, cfg: Config, *, dataset: str, size: str, seed: int, loss: str,
@@ -500,8 +528,8 @@ def evaluate_run(run: str | os.PathLike, *, data_root: str | os.PathLike | None 
                  device: str = "auto") -> dict[str, Any]:
     """Rebuild a trained network from its run folder and measure it again (``cpnas eval``).
 
-    ``run`` is a training run folder (``config.json`` + ``checkpoint.pt``) or its
-    ``checkpoint.pt``. The network, its recipe and its test split come from the run's
+    ``run`` is a training run folder (``config.json`` + ``checkpoint.pt``) or a
+    checkpoint file in such a folder (that file is evaluated, with the folder's ``config.json``). The network, its recipe and its test split come from the run's
     own ``config.json`` (its run key), the weights from the checkpoint; the result is
     test top-1/top-5 on the same test images as the run, and params, Mbit and FLOPs
     at the trained size (:mod:`cpnas.efficiency`). When the run has a ``metrics.json``,
@@ -514,7 +542,7 @@ def evaluate_run(run: str | os.PathLike, *, data_root: str | os.PathLike | None 
     folder = path.parent if path.is_file() else path
     if not folder.is_dir():
         raise CpnasError(f"{run}: no such run folder")
-    ckpt = folder / CHECKPOINT
+    ckpt = path if path.is_file() else folder / CHECKPOINT  # a named file is the one evaluated
     if not ckpt.is_file():
         raise CpnasError(f"{folder}: no {CHECKPOINT}; only a training run folder with its checkpoint can be "
                          f"evaluated (checkpoints are not committed: train it with 'cpnas train' first)")
@@ -531,16 +559,16 @@ def evaluate_run(run: str | os.PathLike, *, data_root: str | os.PathLike | None 
             cfg = apply_overrides(cfg, {f"data.{k}": v for k, v in key["data"].items()})
     except (KeyError, TypeError) as exc:
         raise CpnasError(f"{folder / 'config.json'} is not the config of a training run ({exc})") from None
+    state = load_checkpoint(ckpt)  # a damaged file or one that is not a checkpoint: refused before data loads
     dev = resolve_device(device)
     test = D.load_dataset(cfg, dataset, "test", Path(data_root) if data_root else None, seed=key.get("seed", 0))
     tcfg = train_config(cfg, dataset)
     test = D.subset(test, D.fraction_indices(len(test), tcfg.test_fraction, 0, labels=test.labels))
     model = build_network(genotype, cfg, dataset=dataset, size=size, precision=precision,
                           num_classes=test.num_classes)
-    state = load_checkpoint(ckpt)
     try:
         model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError) as exc:
+    except (KeyError, RuntimeError, TypeError, AttributeError) as exc:
         raise CpnasError(f"{ckpt} does not hold this run's network ({str(exc).splitlines()[0]})") from None
     model.to(dev)
     loader = D.TensorLoader(test, tcfg.batch_size, shuffle=False, augment=False, device=dev)
@@ -549,5 +577,5 @@ def evaluate_run(run: str | os.PathLike, *, data_root: str | os.PathLike | None 
                            num_classes=test.num_classes)
     return {"run": portable(folder), "dataset": dataset, "size": size, "precision": precision,
             "test_images": res["n"], "top1": 100.0 * res["top1"], "top5": 100.0 * res["top5"],
-            "stored_top1": stored.get("top1"), "params_m": prof["params_m"], "memory_mbit": prof["memory_mbit"],
-            "flops_m": prof["flops_m"]}
+            "checkpoint": portable(ckpt), "stored_top1": stored.get("top1") if ckpt == folder / CHECKPOINT else None,
+            "params_m": prof["params_m"], "memory_mbit": prof["memory_mbit"], "flops_m": prof["flops_m"]}

@@ -122,7 +122,6 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, 
         raise CpnasError(f"{out} already holds a search; pass --resume to continue it or choose another --out")
     if resume and is_finished(out) and not ckpt_path.exists():
         raise CpnasError(f"{out} holds a finished search without a checkpoint; nothing to resume")
-    remove_orphaned_temps(out)
     dev = resolve_device(device)
     torch.manual_seed(seed)
     beta = beta_p_of(strategy, beta_p, cfg.search.beta_p)
@@ -142,6 +141,7 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, 
                              f"--scale and --set options, or start a new --out")
     images, train, score, arch, calib = search_data(cfg, dataset, data_root, seed, dev,
                                                     with_arch_split=factory.needs_arch_split)
+    remove_orphaned_temps(out)  # only once the arguments and the data are known good
     ctx = SearchContext(cfg=cfg, device=dev, train_loader=train, score_loader=score,
                         num_classes=len(images.classes), seed=seed, beta_p=beta, arch_loader=arch,
                         calib_loader=calib)
