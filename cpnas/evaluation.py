@@ -156,6 +156,9 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
     if loss == "cp" and not prec.binary:
         raise CpnasError("the CP loss is for 1-bit networks; use --loss ce with --precision real")
     channels_of(train_config(cfg, dataset), size)  # validate the size before loading data
+    check_fits_in_memory(f"the {size} {dataset} network (C = {channels_of(train_config(cfg, dataset), size)})",
+                         lambda: build_network(genotype, cfg, dataset=dataset, size=size, precision=precision),
+                         copies=3, device=device)  # weight, gradient, ≥ 1 optimizer moment (SGD momentum, Adam)
     if (out / METRICS).exists():
         if resume:
             stored = read_json(out / METRICS)
@@ -254,6 +257,30 @@ def check_resume_identity(out: Path, key: dict[str, Any], *, resume: bool) -> No
     if state["run_info"] != key:
         raise CpnasError(f"{out / CHECKPOINT} was written by another run ({config_difference(state['run_info'], key)}); "
                          f"resume with the same options or choose another --out")
+
+
+def check_fits_in_memory(what: str, build, *, copies: int, device: str = "auto") -> None:
+    """Refuse a network whose weights alone cannot fit in the device's memory, before allocating it.
+
+    ``build()`` constructs the network(s) (called on the ``meta`` device: no memory is taken);
+    ``copies`` counts the tensors per weight a step keeps (weight, gradient, optimizer moments).
+    The estimate is a lower bound (activations come on top), so a refusal is certain.
+    """
+    with torch.device("meta"):
+        nets = build()
+    nets = nets if isinstance(nets, (list, tuple)) else [nets]
+    need = copies * sum(p.numel() * p.element_size() for n in nets for p in n.parameters())
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        have = torch.cuda.get_device_properties(dev).total_memory
+    else:
+        import os
+
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise CpnasError(f"{what} cannot fit in memory: its weights, their gradients and optimizer state alone "
+                         f"need an estimated {need / 2**30:,.1f} GiB (activations not counted), and this "
+                         f"{dev.type} has {have / 2**30:,.1f} GiB; choose smaller sizes (cpnas config lists them)")
 
 
 def run_key(genotype: Genotype, cfg: Config, *, dataset: str, size: str, seed: int, loss: str,

@@ -132,13 +132,28 @@ def run_jobs(jobs: Sequence[Job], *, workers: int = 1, desc: str = "runs",
     return results
 
 
-def make_executor(kind: str, options: SlurmOptions):
-    """A submitit executor: ``slurm`` (a cluster) or ``submitit-local`` (subprocesses here, for tests)."""
+def check_executor(kind: str) -> None:
+    """Refuse, before any run starts, an executor this machine cannot use (no submitit; no Slurm for ``slurm``)."""
+    import shutil
+
+    if kind not in EXECUTORS:
+        raise CpnasError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")
+    if kind == "local":
+        return
     try:
-        import submitit
+        import submitit  # noqa: F401
     except ModuleNotFoundError:
         raise CpnasError(f"the {kind!r} executor needs submitit: pip install 'cpnas[cluster]' "
                          f"(or pip install submitit)") from None
+    if kind == "slurm" and shutil.which("sbatch") is None:
+        raise CpnasError("the 'slurm' executor needs Slurm (no sbatch on PATH here): run on a cluster's login "
+                         "node, or use --executor local")
+
+
+def make_executor(kind: str, options: SlurmOptions):
+    """A submitit executor: ``slurm`` (a cluster) or ``submitit-local`` (subprocesses here, for tests)."""
+    check_executor(kind)
+    import submitit
     folder = Path(options.folder)
     if kind == "submitit-local":
         ex = submitit.LocalExecutor(folder=folder)
@@ -154,18 +169,25 @@ def make_executor(kind: str, options: SlurmOptions):
     return ex
 
 
+def check_workers_env(env: str | None) -> int | None:
+    """The value of ``$CPNAS_WORKERS`` (``env``): None when unset or empty, else a positive integer or an error."""
+    if env is None or not env.strip():
+        return None
+    try:
+        value = int(env)
+    except ValueError:
+        raise CpnasError(f"CPNAS_WORKERS must be a positive integer, got {env!r}") from None
+    if value < 1:
+        raise CpnasError(f"CPNAS_WORKERS must be a positive integer, got {env!r}")
+    return value
+
+
 def default_workers(device: str = "auto") -> int:
     """Parallel runs to use: ``$CPNAS_WORKERS`` if set, else 1 on a GPU and min(2, CPU cores) on a CPU."""
     import os
 
-    env = os.environ.get("CPNAS_WORKERS")
-    if env:
-        try:
-            value = int(env)
-        except ValueError:
-            raise CpnasError(f"CPNAS_WORKERS must be a positive integer, got {env!r}") from None
-        if value < 1:
-            raise CpnasError(f"CPNAS_WORKERS must be a positive integer, got {env!r}")
+    value = check_workers_env(os.environ.get("CPNAS_WORKERS"))
+    if value is not None:
         return value
     from cpnas.train import resolve_device
 

@@ -30,7 +30,7 @@ import torch
 
 from cpnas import data as D
 from cpnas import distributed
-from cpnas.config import Config
+from cpnas.config import Config, for_dataset
 from cpnas.driver import CHECKPOINT, EpochDriver
 from cpnas.errors import CpnasError
 from cpnas.genotype import Genotype
@@ -114,7 +114,12 @@ def search_data(cfg: Config, dataset: str, data_root: Path | None, seed: int, de
 def run_search(strategy: str, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, data_root: Path | None = None,
                seed: int = 0, out: Path | None = None, resume: bool = False, device: str = "auto",
                beta_p: float | None = None) -> SearchResult:
-    """Run (or resume) one search and write its artifacts to ``out``."""
+    """Run (or resume) one search and write its artifacts to ``out``.
+
+    ``cfg`` is resolved for ``dataset`` first (:func:`cpnas.config.for_dataset`: §3.1's ImageNet
+    search lr and β_P, except where the caller set them), as ``cpnas search --dataset`` does.
+    """
+    cfg = for_dataset(cfg, dataset)
     out = Path(out) if out is not None else default_search_dir(cfg.scale, strategy, seed, beta_p, dataset)
     factory = get_strategy(strategy)
     ckpt_path = out / CHECKPOINT
@@ -269,6 +274,7 @@ def search_or_load(strategy: str, cfg: Config, *, seed: int = 0, beta_p: float |
     interrupted search continues from its last checkpoint. ``compute=False`` (a notebook's
     ``CPNAS_COMPUTE=0``) only loads: an unfinished search is one clear error, not a run.
     """
+    cfg = for_dataset(cfg, dataset)
     out = Path(out) if out is not None else default_search_dir(cfg.scale, strategy, seed, beta_p, dataset)
     if not compute and not is_finished(out):
         raise CpnasError(f"no finished {strategy} search at {out}: CPNAS_COMPUTE=0 shows finished runs only; "

@@ -8,8 +8,7 @@ import math
 
 from cpnas import distributed
 from cpnas.cli.common import (add_accel_args, add_data_args, add_distributed_args, add_run_args, add_scale_args,
-                              apply_accel, apply_loader, resolve_config, say)
-from cpnas.data import get_dataset
+                              apply_accel, apply_loader, check_writable, resolve_config, say)
 from cpnas.errors import CpnasError
 from cpnas.strategy_base import beta_p_of, strategy_names
 
@@ -40,21 +39,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def check_search_memory(strategy: str, cfg, device: str) -> None:
+    """Refuse a supernet too large for memory (e.g. ``--set search.init_channels=1000000``) before allocating it."""
+    from cpnas.binary import BINARY, REAL
+    from cpnas.evaluation import check_fits_in_memory
+    from cpnas.networks import SearchNetwork
+
+    s = cfg.search
+    twins = 1 if strategy == "pcdarts" else 2  # the 1-bit Child and its 32-bit Parent (Alg. 1)
+
+    def build():
+        return [SearchNetwork(s.init_channels, 10, s.layers, s.reduction_layers, prec)
+                for prec in (BINARY, REAL)[:twins]]
+
+    check_fits_in_memory(f"the search network (search.init_channels = {s.init_channels}, "
+                         f"search.layers = {s.layers})", build, copies=3, device=device)
+
+
 def run(args: argparse.Namespace) -> int:
-    extra = {}
-    overrides = get_dataset(args.dataset).search_overrides  # §3.1: the ImageNet search changes lr and β_P only
-    if overrides:
-        from cpnas.config import get_config
-        paper = get_config("paper")
-        extra = {key: getattr(paper, field) for key, field in overrides.items()}
-    cfg = resolve_config(args, extra)
+    cfg = resolve_config(args, dataset=args.dataset)  # §3.1's ImageNet search lr and β_P, then --set
     if args.beta_p is not None and not math.isfinite(args.beta_p):
         raise CpnasError(f"--beta-p must be a finite number, got {args.beta_p}")
     beta_p_of(args.strategy, args.beta_p, cfg.search.beta_p)  # a --beta-p the strategy fixes otherwise: refused
     if args.dry_run:
         from cpnas.search import dry_run
         plan = dry_run(args.strategy, cfg, args.beta_p)
-        print(f"strategy {plan['strategy']}  scale {plan['scale']}  β_P {plan['beta_p']}")
+        print(f"strategy {plan['strategy']}  scale {plan['scale']}  dataset {args.dataset}  β_P {plan['beta_p']}  "
+              f"lr {cfg.search.lr}")
         print(f"search epochs: {plan['epochs']}")
         for row in plan["schedule"]:
             print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
@@ -63,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise CpnasError("--out DIR is required (except with --dry-run)")
+    check_writable(args.out)
+    check_search_memory(args.strategy, cfg, args.device)
     from cpnas.search import run_search
     apply_loader(args)
     apply_accel(args)
