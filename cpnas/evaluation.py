@@ -422,22 +422,36 @@ def run_or_load(spec: RunSpec, cfg: Config, *, data_root: str | os.PathLike | No
     The search reads ``spec.search.data_root`` if given, else ``data_root`` when it runs
     on the training's dataset.
     """
+    from cpnas.io import run_lock
+
     search = None
     genotype: Any = spec.genotype
     if spec.search is not None:
         s = spec.search
         root = s.data_root if s.data_root is not None else (data_root if s.dataset == spec.dataset else None)
-        search = search_of(s, cfg, data_root=root, device=device)
+        with run_lock(s.out(cfg.scale)):  # another worker computing it: wait, then load what it found
+            search = search_of(s, cfg, data_root=root, device=device)
         genotype = search.genotype
-    metrics = train_or_load(spec.name, genotype, apply_spec(cfg, spec.overrides), size=spec.size,
-                            dataset=spec.dataset, data_root=data_root, seed=spec.seed, loss=spec.loss,
-                            precision=spec.precision, device=device, search=search, out=spec.out(cfg.scale))
+    with run_lock(spec.out(cfg.scale)):
+        metrics = train_or_load(spec.name, genotype, apply_spec(cfg, spec.overrides), size=spec.size,
+                                dataset=spec.dataset, data_root=data_root, seed=spec.seed, loss=spec.loss,
+                                precision=spec.precision, device=device, search=search, out=spec.out(cfg.scale))
     return RunResult(metrics, search)
 
 
 def _job(spec: RunSpec, cfg: Config, data_root: Any, device: str) -> dict[str, Any]:
     """One worker job of :func:`run_all` (module level, so spawned workers can import it)."""
     return run_or_load(spec, cfg, data_root=data_root, device=device).metrics
+
+
+def _search_job(spec: RunSpec, cfg: Config, data_root: Any, device: str) -> None:
+    """One worker job of :func:`run_all`'s first round: the search ``spec`` needs, computed (or loaded)."""
+    from cpnas.io import run_lock
+
+    s = spec.search
+    root = s.data_root if s.data_root is not None else (data_root if s.dataset == spec.dataset else None)
+    with run_lock(s.out(cfg.scale)):
+        search_of(s, cfg, data_root=root, device=device)
 
 
 def run_all(specs: Sequence[RunSpec], cfg: Config, *, workers: int = 1,
@@ -447,21 +461,43 @@ def run_all(specs: Sequence[RunSpec], cfg: Config, *, workers: int = 1,
     """The one parallel runner: every unfinished run of ``specs``, ``workers`` at a time
     (:func:`cpnas.parallel.run_jobs`, any of its executors), then every run loaded.
 
-    Finished runs are not started; interrupted ones resume from their checkpoints. A run
-    whose fixed genotype is a file another run of the batch writes (:meth:`RunSpec.waits_for_a_cell`)
-    goes in a second round. ``names`` labels the runs in the log (default: their names).
+    Finished runs are not started; interrupted ones resume from their checkpoints. The
+    unfinished searches the runs need go first, one job per search (so no two jobs compute
+    one search), then the trainings; a run whose fixed genotype is a file another run of the
+    batch writes (:meth:`RunSpec.waits_for_a_cell`) goes in a last round. Each run folder is
+    locked while it is computed (:class:`cpnas.io.run_lock`). ``names`` labels the runs in the log (default: their names).
     Returns one :class:`RunResult` per spec, in order (``None`` with ``load=False``).
     """
     from cpnas.parallel import run_jobs
 
+    from cpnas.search import is_finished
+
     labels = dict(zip(map(id, specs), names)) if names is not None else {}
     todo = [s for s in unique_specs(specs, cfg.scale) if not s.is_done(cfg.scale)]
+    searches: dict[Path, Any] = {}
+    for s in todo:
+        if s.search is not None and not is_finished(s.search.out(cfg.scale)):
+            searches.setdefault(s.search.out(cfg.scale), s)
+    errors: list[str] = []
+    if searches:  # the searches first, each once: the trainings that need them are submitted after them
+        try:
+            run_jobs([(_search_job, {"spec": s, "cfg": cfg, "data_root": data_root, "device": device})
+                      for s in searches.values()], workers=workers, desc="searches", executor=executor, slurm=slurm,
+                     names=[f"search {s.search.strategy} seed {s.search.seed}" for s in searches.values()])
+        except CpnasError as exc:  # the other runs go on; those of a failed search are not started
+            errors.append(str(exc))
+            todo = [s for s in todo if s.search is None or is_finished(s.search.out(cfg.scale))]
     later = [s for s in todo if s.waits_for_a_cell()]
     for batch in ([s for s in todo if s not in later], later):
         if batch:
-            run_jobs([(_job, {"spec": s, "cfg": cfg, "data_root": data_root, "device": device}) for s in batch],
-                     workers=workers, desc=desc, executor=executor, slurm=slurm,
-                     names=[labels.get(id(s), f"{s.name} seed {s.seed}") for s in batch])
+            try:
+                run_jobs([(_job, {"spec": s, "cfg": cfg, "data_root": data_root, "device": device})
+                          for s in batch], workers=workers, desc=desc, executor=executor, slurm=slurm,
+                         names=[labels.get(id(s), f"{s.name} seed {s.seed}") for s in batch])
+            except CpnasError as exc:
+                errors.append(str(exc))
+    if errors:
+        raise CpnasError("; ".join(errors))
     if not load:
         return None
     # every run is finished now: loaded here (each run's key is checked against its config)

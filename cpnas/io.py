@@ -179,3 +179,113 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CpnasError(f"{path}: not a cpnas checkpoint (it holds a {type(state).__name__}, not the dict "
                          f"cpnas writes); move it away to start the run afresh")
     return state
+
+
+LOCK = ".cpnas-lock"
+"""The lock file of a run folder being computed (:func:`run_lock`): JSON with the PID, host and start time."""
+
+
+def lock_owner(folder: str | os.PathLike) -> dict | None:
+    """Who holds ``folder``'s lock (``{"pid", "host", "started"}``), or None when it is free or its holder died.
+
+    A lock of this host whose process is gone is stale: it is removed here. A lock of
+    another host cannot be checked from here and counts as held.
+    """
+    import socket
+    import time
+
+    path = Path(folder) / LOCK
+    try:
+        owner = json.loads(path.read_text())
+        if not isinstance(owner, dict):
+            raise ValueError
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):  # being written this instant, or its writer was killed while writing it
+        try:
+            young = time.time() - path.stat().st_mtime < 30
+        except FileNotFoundError:
+            return None
+        if young:
+            return {"pid": None, "host": None, "started": "now"}
+        owner = {"pid": None, "host": socket.gethostname()}
+    if owner.get("host") == socket.gethostname() and not _alive(owner.get("pid")):
+        _remove_quietly(str(path))  # stale: its process ended without releasing it (killed)
+        return None
+    return owner
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+class RunLocked(CpnasError):
+    """Another live process computes this run folder."""
+
+
+class run_lock:
+    """``with run_lock(folder):`` — hold ``folder`` while this process computes the run in it.
+
+    The lock is a file created exclusively (``O_EXCL``) holding the PID and host, so two
+    workers given one run key never compute it together: the second waits (``wait`` seconds
+    at most, polling; None: as long as it takes) and then finds the run finished, or raises
+    :class:`RunLocked` naming the holder. A lock whose process died is stale and taken over
+    (:func:`lock_owner`). Reentrant within a process (a training's nested Parent run).
+    """
+
+    _held: dict[Path, int] = {}
+
+    def __init__(self, folder: str | os.PathLike, *, wait: float | None = None, poll: float = 1.0) -> None:
+        self.folder = Path(folder).absolute()
+        self.wait, self.poll = wait, poll
+
+    def __enter__(self) -> "run_lock":
+        import socket
+        import time
+
+        if not distributed.is_main():  # rank 0 holds the lock for a data-parallel run
+            return self
+        if self._held.get(self.folder):
+            self._held[self.folder] += 1
+            return self
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / LOCK
+        start = time.monotonic()
+        while True:
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = lock_owner(self.folder)
+                if owner is None:
+                    continue  # free, or stale and removed: try again
+                if self.wait is not None and time.monotonic() - start >= self.wait:
+                    raise RunLocked(f"{self.folder} is being computed by process {owner.get('pid')} on "
+                                    f"{owner.get('host')} (since {owner.get('started')}); wait for it, or delete "
+                                    f"{path} if that process is gone") from None
+                time.sleep(self.poll)
+                continue
+            except OSError as exc:
+                if exc.errno in _UNWRITABLE:
+                    raise unwritable_error(self.folder, exc) from None
+                raise
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"pid": os.getpid(), "host": socket.gethostname(),
+                           "started": time.strftime("%Y-%m-%d %H:%M:%S")}, fh)
+            self._held[self.folder] = 1
+            return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not distributed.is_main() or self.folder not in self._held:
+            return
+        self._held[self.folder] -= 1
+        if self._held[self.folder] == 0:
+            del self._held[self.folder]
+            _remove_quietly(str(self.folder / LOCK))

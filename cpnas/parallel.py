@@ -35,10 +35,14 @@ log = logging.getLogger(__name__)
 Job = tuple[Callable[..., Any], dict[str, Any]]
 
 
-def _call(args: tuple[int, Callable[..., Any], dict[str, Any], int]) -> tuple[int, Any, str | None, float]:
-    index, fn, kwargs, threads = args
+def _call(args: tuple) -> tuple[int, Any, str | None, float]:
+    index, fn, kwargs, threads, *level = args
     import torch
 
+    if level and level[0] is not None and not logging.getLogger().handlers:
+        # a fresh worker process or cluster job: its log (submitit's job log) carries the run's INFO lines
+        logging.basicConfig(level=level[0], format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                            datefmt="%H:%M:%S")
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
@@ -49,6 +53,8 @@ def _call(args: tuple[int, Callable[..., Any], dict[str, Any], int]) -> tuple[in
 
 
 EXECUTORS = ("local", "slurm", "submitit-local")
+POLL_S = 2.0
+"""Seconds between two looks at the submitted jobs' states (``slurm`` and ``submitit-local``)."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,9 @@ def run_jobs(jobs: Sequence[Job], *, workers: int = 1, desc: str = "runs",
     A job failing with a :class:`~cpnas.errors.CpnasError` does not stop the others;
     after all have ended, one ``CpnasError`` lists every failure. Other exceptions
     propagate at once (a bug, not bad input). ``executor`` chooses where the jobs run
-    (module docstring); ``workers`` applies to ``local`` only.
+    (module docstring); ``workers`` is the most jobs running at once on every executor (on
+    a cluster: submitted at once, the next one as one ends). Workers and jobs log at this
+    process's level, so a job's log holds its INFO lines (epochs, accuracies).
     """
     from cpnas.progress import progress
 
@@ -83,7 +91,8 @@ def run_jobs(jobs: Sequence[Job], *, workers: int = 1, desc: str = "runs",
     results: list[Any] = [None] * len(jobs)
     failures: list[str] = []
     cluster = executor != "local"
-    work = [(i, fn, kwargs, 0 if cluster else (1 if workers > 1 else 0)) for i, (fn, kwargs) in enumerate(jobs)]
+    level = logging.getLogger().getEffectiveLevel()
+    work = [(i, fn, kwargs, 0 if cluster else (1 if workers > 1 else 0), level) for i, (fn, kwargs) in enumerate(jobs)]
 
     def done(index: int, value: Any, err: str | None, seconds: float) -> None:
         if err is None:
@@ -95,14 +104,27 @@ def run_jobs(jobs: Sequence[Job], *, workers: int = 1, desc: str = "runs",
 
     if cluster and work:
         ex = make_executor(executor, slurm or SlurmOptions())
-        submitted = [ex.submit(_call, item) for item in work]
-        log.info("%d %s submitted with submitit (%s); logs in %s", len(submitted), desc, executor,
-                 (slurm or SlurmOptions()).folder)
-        for job in progress(submitted, total=len(submitted), desc=desc):
-            try:
-                done(*job.result())
-            except Exception as exc:  # noqa: BLE001 - a job that died (killed, preempted): report, go on
-                failures.append(f"job {job.job_id}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        log.info("%d %s to submit with submitit (%s), %d at a time; logs in %s", len(work), desc, executor,
+                 workers, (slurm or SlurmOptions()).folder)
+        pending, running = list(work), []
+        bar = progress(range(len(work)), total=len(work), desc=desc)
+        ticks = iter(bar)
+        while pending or running:
+            while pending and len(running) < workers:  # at most `workers` jobs queued or running at once
+                running.append(ex.submit(_call, pending.pop(0)))
+            finished = [job for job in running if job.done()]
+            if not finished:
+                time.sleep(POLL_S)
+                continue
+            for job in finished:
+                running.remove(job)
+                next(ticks, None)
+                try:
+                    done(*job.result())
+                except Exception as exc:  # noqa: BLE001 - a job that died (killed, preempted): report, go on
+                    failures.append(f"job {job.job_id}: "
+                                    f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        next(ticks, None)
     elif workers > 1 and len(work) > 1:
         import multiprocessing as mp
         import signal

@@ -1,5 +1,6 @@
 """The benchmark runs and reports both ratios (no timing is asserted: speed lives in `make bench`)."""
 
+import pytest
 import torch
 
 from cpnas import bench
@@ -43,10 +44,16 @@ def test_bench_writes_the_ratios_and_the_chosen_forms(tmp_path, monkeypatch):
     assert (tmp_path / "bench.json").is_file()
 
 
-def test_naive_net_computes_what_ours_computes():
-    """The plain baseline is the same function as our 1-bit net (only the implementation differs)."""
+@pytest.mark.kernel_forms
+def test_naive_net_computes_what_ours_computes(force_forms):
+    """The plain baseline is the same function as our 1-bit net (only the implementation differs).
+
+    The naive net's dilated convs are plain convolutions: ours are forced to the plain form too,
+    since the space-to-batch form sums in another order and a sign flips on last-bit differences.
+    """
     import torch
 
+    force_forms(dilated_conv="plain")
     from cpnas.binary import BINARY
     from cpnas.networks import SearchNetwork
 

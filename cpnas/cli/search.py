@@ -7,6 +7,7 @@ import json
 import math
 
 from cpnas import distributed
+from cpnas.io import run_lock
 from cpnas.cli.common import (add_accel_args, add_data_args, add_distributed_args, add_run_args, add_scale_args,
                               apply_accel, apply_loader, check_writable, resolve_config, say)
 from cpnas.errors import CpnasError
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from cpnas.search import run_search
     apply_loader(args)
     apply_accel(args)
-    with distributed.session(args.device, sync_bn=args.sync_bn):
+    with distributed.session(args.device, sync_bn=args.sync_bn), run_lock(args.out, wait=0):
         result = run_search(args.strategy, cfg, dataset=args.dataset, data_root=args.data, seed=args.seed,
                             out=args.out, resume=args.resume, device=args.device, beta_p=args.beta_p)
         say(f"genotype: {result.out / 'genotype.json'}", json.dumps(result.genotype.to_dict()),

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from cpnas import distributed
+from cpnas.io import run_lock
 from cpnas.binary import PRECISIONS
 from cpnas.cli.common import (add_accel_args, add_data_args, add_distributed_args, add_run_args, add_scale_args,
                               apply_accel, apply_loader, check_writable, resolve_config, say)
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     genotype = load_genotype(args.genotype)  # a corrupt file is a one-line CpnasError
     check_writable(args.out)
     finished = (args.out / METRICS).exists()
-    with distributed.session(args.device, sync_bn=args.sync_bn):
+    with distributed.session(args.device, sync_bn=args.sync_bn), run_lock(args.out, wait=0):
         metrics = train_genotype(genotype, cfg, out=args.out, size=args.size, dataset=args.dataset,
                                  data_root=args.data, seed=args.seed, loss=args.loss, precision=args.precision,
                                  resume=args.resume, device=args.device, genotype_path=args.genotype)
