@@ -221,6 +221,7 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
     metrics["acceleration"] = accel.describe()
     metrics["kernel_forms"] = {"memory_format": "channels_last" if fmt == torch.channels_last else "contiguous",
                                **{op: forms for op, forms in dispatch.summary().items() if op != "memory_format"}}
+    metrics["kernel_forms_record"] = dispatch.record()  # CPNAS_FORMS=@metrics.json takes these forms
     from cpnas.paths import git_commit
 
     metrics["git_commit"] = git_commit()
@@ -251,12 +252,14 @@ def check_resume_identity(out: Path, key: dict[str, Any], *, resume: bool) -> No
     state = EpochDriver(out).read_checkpoint()
     if state is None:
         return
+    from cpnas.driver import restore_forms
     if "run_info" not in state:
         raise CpnasError(f"{out / CHECKPOINT} is not a training checkpoint (a search's?); resume it with "
                          f"'cpnas search', or choose another --out")
     if state["run_info"] != key:
         raise CpnasError(f"{out / CHECKPOINT} was written by another run ({config_difference(state['run_info'], key)}); "
                          f"resume with the same options or choose another --out")
+    restore_forms(state)  # before the first kernel of this process: the forms the run started with
 
 
 def check_fits_in_memory(what: str, build, *, copies: int, device: str = "auto") -> None:

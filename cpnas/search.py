@@ -144,6 +144,9 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, 
         if _search_part(state["config"]) != _search_part(cfg.to_dict()):
             raise CpnasError(f"{ckpt_path} was written with another configuration; resume with the same "
                              f"--scale and --set options, or start a new --out")
+        from cpnas.driver import restore_forms
+
+        restore_forms(state)  # the forms the search started with, before its first kernel here
     images, train, score, arch, calib = search_data(cfg, dataset, data_root, seed, dev,
                                                     with_arch_split=factory.needs_arch_split)
     remove_orphaned_temps(out)  # only once the arguments and the data are known good
@@ -171,7 +174,7 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, 
 
     cost = {**search_cost(elapsed, dev, total, images.description), "git_commit": git_commit(),
             "acceleration": accel.describe(),
-            "kernel_forms": dispatch_summary()}
+            "kernel_forms": dispatch_summary(), "kernel_forms_record": dispatch_record()}
     write_json(out / "cost.json", cost)
     write_json(out / "history.json", history)
     names = ["config.json", "genotype.json", "cost.json", "history.json"]
@@ -209,6 +212,13 @@ def score_cells(strategy: str, cfg: Config, out: Path, cells: list, *, seed: int
     strat: Strategy = factory(ctx)
     strat.load_state_dict(state["strategy"])
     return strat.score_cells(list(cells), max_images=max_images)
+
+
+def dispatch_record() -> dict[str, dict[str, str]]:
+    """Every kernel-form choice of this process (``CPNAS_FORMS=@cost.json`` takes them on another machine)."""
+    from cpnas import dispatch
+
+    return dispatch.record()
 
 
 def dispatch_summary() -> dict[str, dict[str, int]]:

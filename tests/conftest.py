@@ -45,7 +45,7 @@ def fresh_dispatch(monkeypatch, tmp_path):
 @pytest.fixture
 def force_forms(monkeypatch):
     """``force_forms(op=form, …)``: force kernel forms for one test, on top of those ``$CPNAS_FORMS`` already
-    forces (CI runs the kernel-form tests again with every non-default form forced, ``make test-forms``).
+    forces (CI runs the unit tests again with every non-default form forced: ``make test-forms``).
 
     A test comparing 1-bit outputs of two implementations forces the forms it compares: a form
     that sums in another order changes last bits, which a sign turns into flipped activations.

@@ -1,6 +1,5 @@
 """The benchmark runs and reports both ratios (no timing is asserted: speed lives in `make bench`)."""
 
-import pytest
 import torch
 
 from cpnas import bench
@@ -44,7 +43,6 @@ def test_bench_writes_the_ratios_and_the_chosen_forms(tmp_path, monkeypatch):
     assert (tmp_path / "bench.json").is_file()
 
 
-@pytest.mark.kernel_forms
 def test_naive_net_computes_what_ours_computes(force_forms):
     """The plain baseline is the same function as our 1-bit net (only the implementation differs).
 
