@@ -425,17 +425,17 @@ def run_or_load(spec: RunSpec, cfg: Config, *, data_root: str | os.PathLike | No
     The search reads ``spec.search.data_root`` if given, else ``data_root`` when it runs
     on the training's dataset.
     """
-    from cpnas.io import run_lock
+    from cpnas.search import is_finished
 
     search = None
     genotype: Any = spec.genotype
     if spec.search is not None:
         s = spec.search
         root = s.data_root if s.data_root is not None else (data_root if s.dataset == spec.dataset else None)
-        with run_lock(s.out(cfg.scale)):  # another worker computing it: wait, then load what it found
-            search = search_of(s, cfg, data_root=root, device=device)
+        with _lock_unless(is_finished(s.out(cfg.scale)), s.out(cfg.scale)):  # another worker computing it: wait,
+            search = search_of(s, cfg, data_root=root, device=device)        # then load what it found
         genotype = search.genotype
-    with run_lock(spec.out(cfg.scale)):
+    with _lock_unless(spec.is_done(cfg.scale), spec.out(cfg.scale)):
         metrics = train_or_load(spec.name, genotype, apply_spec(cfg, spec.overrides), size=spec.size,
                                 dataset=spec.dataset, data_root=data_root, seed=spec.seed, loss=spec.loss,
                                 precision=spec.precision, device=device, search=search, out=spec.out(cfg.scale))
@@ -445,6 +445,16 @@ def run_or_load(spec: RunSpec, cfg: Config, *, data_root: str | os.PathLike | No
 def _job(spec: RunSpec, cfg: Config, data_root: Any, device: str) -> dict[str, Any]:
     """One worker job of :func:`run_all` (module level, so spawned workers can import it)."""
     return run_or_load(spec, cfg, data_root=data_root, device=device).metrics
+
+
+def _lock_unless(finished: bool, folder: Path):
+    """:class:`cpnas.io.run_lock` of ``folder`` while its run is computed; a finished run is only read (no lock,
+    so a read-only checkout of finished runs loads)."""
+    import contextlib
+
+    from cpnas.io import run_lock
+
+    return contextlib.nullcontext() if finished else run_lock(folder)
 
 
 def _search_job(spec: RunSpec, cfg: Config, data_root: Any, device: str) -> None:

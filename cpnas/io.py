@@ -238,7 +238,8 @@ class run_lock:
     workers given one run key never compute it together: the second waits (``wait`` seconds
     at most, polling; None: as long as it takes) and then finds the run finished, or raises
     :class:`RunLocked` naming the holder. A lock whose process died is stale and taken over
-    (:func:`lock_owner`). Reentrant within a process (a training's nested Parent run).
+    (:func:`lock_owner`). Reentrant within a process (a training's nested Parent run). Folders
+    it created are removed again when they are still empty (a run refused before writing).
     """
 
     _held: dict[Path, int] = {}
@@ -256,6 +257,7 @@ class run_lock:
         if self._held.get(self.folder):
             self._held[self.folder] += 1
             return self
+        self._created = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / LOCK
         start = time.monotonic()
@@ -289,3 +291,8 @@ class run_lock:
         if self._held[self.folder] == 0:
             del self._held[self.folder]
             _remove_quietly(str(self.folder / LOCK))
+            for folder in getattr(self, "_created", []):  # a run refused before writing leaves no empty folder
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break

@@ -39,10 +39,11 @@ def _call(args: tuple) -> tuple[int, Any, str | None, float]:
     index, fn, kwargs, threads, *level = args
     import torch
 
-    if level and level[0] is not None and not logging.getLogger().handlers:
-        # a fresh worker process or cluster job: its log (submitit's job log) carries the run's INFO lines
-        logging.basicConfig(level=level[0], format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                            datefmt="%H:%M:%S")
+    if level and level[0] is not None:  # a worker process or cluster job logs as its caller does, so
+        root = logging.getLogger()           # its log (submitit's job log) carries the run's INFO lines
+        if not root.handlers:
+            logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+        root.setLevel(level[0])
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
