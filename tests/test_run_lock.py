@@ -90,7 +90,8 @@ for module, name in ((E, "train_genotype"), (S, "run_search")):
 cfg = get_config("smoke", {"search.layers": 4, "search.init_channels": 4, "search.reduction_layers": "1,2",
                            "search.train_fraction": 0.05, "search.score_fraction": 0.025,
                            "data.synthetic_train": 400, "search.T": 1, "cifar.layers": 3,
-                           "cifar.channels_small": 4, "cifar.epochs": 1, "data.synthetic_test": 16})
+                           "cifar.channels_small": 4, "cifar.epochs": 1, "cifar.batch_size": 16,
+                           "cifar.train_fraction": 0.1, "cifar.test_fraction": 1.0, "data.synthetic_test": 16})
 spec = RunSpec("tiny", seed=0, search=SearchSpec("random", dataset="synthetic"), dataset="synthetic")
 print(E.run_or_load(spec, cfg, device="cpu").metrics["top1"])
 """
