@@ -47,11 +47,12 @@ def check_search_memory(strategy: str, cfg, device: str) -> None:
     from cpnas.networks import SearchNetwork
 
     s = cfg.search
-    twins = 1 if strategy == "pcdarts" else 2  # the 1-bit Child and its 32-bit Parent (Alg. 1)
+    pcdarts = strategy == "pcdarts"  # one partial-channel supernet; the others: 1-bit Child and 32-bit Parent
 
     def build():
-        return [SearchNetwork(s.init_channels, 10, s.layers, s.reduction_layers, prec)
-                for prec in (BINARY, REAL)[:twins]]
+        return [SearchNetwork(s.init_channels, 10, s.layers, s.reduction_layers, prec,
+                              partial_k=s.pc_partial_k if pcdarts else 1)
+                for prec in ((BINARY,) if pcdarts else (BINARY, REAL))]
 
     check_fits_in_memory(f"the search network (search.init_channels = {s.init_channels}, "
                          f"search.layers = {s.layers})", build, copies=3, device=device)
