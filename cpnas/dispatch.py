@@ -61,14 +61,18 @@ def forced() -> dict[str, str]:
     out: dict[str, str] = {}
     if not raw:
         return out
+    recorded: dict[str, str] = {}
     for item in raw.split(","):
+        if item.strip().startswith("@"):  # a run's record: its choices and forced forms, reused (restore_file)
+            recorded.update(restore_file(item.strip()[1:]))
+            continue
         op, _, form = item.strip().partition("=")
         if op not in FORMS or form not in FORMS[op]:
             choices = "; ".join(f"{o}={'|'.join(f)}" for o, f in FORMS.items())
             raise CpnasError(f"{FORCE_ENV}: bad entry {item.strip()!r}; use comma-separated op=form pairs "
-                             f"among {choices}")
+                             f"among {choices}, or @FILE, a run's cost.json or metrics.json")
         out[op] = form
-    return out
+    return {**recorded, **out}
 
 
 def machine_id() -> str:
@@ -241,3 +245,55 @@ def reset(*, ignore_disk: bool = False) -> None:
         _used.clear()
         _timings.clear()
         _disk = {} if ignore_disk else None
+
+
+# --- a run's record of its choices: what --resume and another machine reuse ----------------------------------
+
+
+def record() -> dict[str, dict[str, str]]:
+    """This process's choices as a run records them: ``{"choices": {cache key: form}, "forced": {op: form}}``.
+
+    The cache keys hold the op, shapes and thread count (:func:`choose`); :func:`restore`
+    makes another process (a ``--resume``, another machine) take the same forms.
+    """
+    with _lock:
+        choices = dict(_memo)
+    return {"choices": choices, "forced": forced()}
+
+
+_restored_files: dict[str, dict[str, str]] = {}
+
+
+def restore(rec: dict | None) -> int:
+    """Take the choices of a run's :func:`record` (as if measured here); returns how many were taken.
+
+    Forms forced by ``$CPNAS_FORMS`` still win. Keys this process meets but the record lacks
+    (e.g. under another thread count) are measured as usual.
+    """
+    if not isinstance(rec, dict) or not isinstance(rec.get("choices"), dict):
+        return 0
+    taken = {k: f for k, f in rec["choices"].items()
+             if isinstance(k, str) and k.split("|", 1)[0] in FORMS and f in FORMS[k.split("|", 1)[0]]}
+    with _lock:
+        _memo.update(taken)
+        _fast.clear()
+    return len(taken)
+
+
+def restore_file(path: str) -> dict[str, str]:
+    """:func:`restore` the record in a run's ``cost.json`` / ``metrics.json`` (``CPNAS_FORMS=@FILE``), once per
+    file; returns the forms that run forced (:func:`forced` forces them here too)."""
+    if path in _restored_files:
+        return _restored_files[path]
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise CpnasError(f"{FORCE_ENV}=@{path}: cannot read a run record there ({exc})") from None
+    rec = obj.get("kernel_forms_record", obj) if isinstance(obj, dict) else None
+    if not isinstance(rec, dict) or not isinstance(rec.get("choices"), dict):
+        raise CpnasError(f"{FORCE_ENV}=@{path}: no kernel_forms_record in it (a cost.json or metrics.json "
+                         f"of a run of this version)")
+    restore(rec)
+    rec_forced = rec.get("forced") if isinstance(rec.get("forced"), dict) else {}
+    _restored_files[path] = {op: f for op, f in rec_forced.items() if op in FORMS and f in FORMS[op]}
+    return _restored_files[path]

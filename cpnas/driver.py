@@ -8,8 +8,9 @@ a loss). Everything else a resumable run needs is written once, here:
 * after every epoch: the record's wall-clock, ``history.json``, then an atomic
   ``checkpoint.pt`` (:func:`cpnas.io.save_checkpoint`) holding the caller's state,
   the history, the elapsed time and the CPU **and CUDA** RNG states;
-* on resume: the caller's state restored through its callback (which may refuse
-  a checkpoint of another run), then the RNG states, the history and the elapsed time;
+* on resume: the kernel forms the run used (:mod:`cpnas.dispatch`, recorded in every
+  checkpoint), the caller's state through its callback (which may refuse a checkpoint of
+  another run), then the RNG states, the history and the elapsed time;
 * the non-finite guard: a :class:`NonFiniteLossError` raised by an epoch becomes
   one message naming the epoch and the last good checkpoint, which stays untouched.
 
@@ -31,7 +32,7 @@ from typing import Any, Callable
 
 import torch
 
-from cpnas import distributed
+from cpnas import dispatch, distributed
 from cpnas.errors import CpnasError
 from cpnas.io import load_checkpoint, save_checkpoint, write_json
 from cpnas.progress import progress
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.json"
-DRIVER_KEYS = ("epoch", "history", "elapsed", "torch_rng", "cuda_rng")
+DRIVER_KEYS = ("epoch", "history", "elapsed", "torch_rng", "cuda_rng", "kernel_forms")
 """The checkpoint entries the driver owns; the caller's state sits beside them under its own keys."""
 
 
@@ -72,6 +73,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state(s.cpu(), device)
 
 
+def restore_forms(state: dict[str, Any] | None) -> None:
+    """Take the kernel forms a checkpoint recorded (:func:`cpnas.dispatch.restore`), so a resumed run computes
+    with the forms it started with, whatever this process's cache or timing would choose."""
+    if state is not None and state.get("kernel_forms") is not None:
+        n = dispatch.restore(state["kernel_forms"])
+        log.debug("%d kernel-form choices restored from the checkpoint", n)
+
+
 class EpochDriver:
     """Runs epochs ``start … total − 1`` of one run, checkpointing in ``out`` after each.
 
@@ -89,7 +98,7 @@ class EpochDriver:
         """The checkpoint in ``out`` (read once), or None: lets a caller check a run's identity before loading data."""
         if self._state is None and self.checkpoint_path is not None and self.checkpoint_path.exists():
             state = load_checkpoint(self.checkpoint_path, map_location=self.map_location)
-            missing = [k for k in DRIVER_KEYS if k != "cuda_rng" and k not in state]
+            missing = [k for k in DRIVER_KEYS if k not in ("cuda_rng", "kernel_forms") and k not in state]
             if missing:
                 raise CpnasError(f"{self.checkpoint_path} is not a checkpoint this version can resume (no "
                                  f"{', '.join(missing)}); start the run again into a new --out")
@@ -114,6 +123,7 @@ class EpochDriver:
         elapsed, start, resumed_from = 0.0, 0, None
         state = self.read_checkpoint() if resume else None
         if state is not None:
+            restore_forms(state)  # the kernel forms the run used (callers restore them earlier, before any kernel)
             load_state_dict(state)
             set_rng_state(state)
             history, elapsed = list(state["history"]), float(state["elapsed"])
@@ -146,6 +156,7 @@ class EpochDriver:
                     raise ValueError(f"the caller's checkpoint state uses the driver's keys {sorted(clash)}")
                 write_json(self.out / HISTORY, history)
                 save_checkpoint(self.checkpoint_path, {**own, "epoch": epoch, "history": history,
-                                                       "elapsed": elapsed, **rng_state()})
+                                                       "elapsed": elapsed, **rng_state(),
+                                                       "kernel_forms": dispatch.record()})
                 distributed.barrier()  # data-parallel: rank 0's checkpoint is on disk before any rank goes on
         return EpochsResult(history=history, elapsed=elapsed, resumed_from=resumed_from)

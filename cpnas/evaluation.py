@@ -156,6 +156,9 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
     if loss == "cp" and not prec.binary:
         raise CpnasError("the CP loss is for 1-bit networks; use --loss ce with --precision real")
     channels_of(train_config(cfg, dataset), size)  # validate the size before loading data
+    check_fits_in_memory(f"the {size} {dataset} network (C = {channels_of(train_config(cfg, dataset), size)})",
+                         lambda: build_network(genotype, cfg, dataset=dataset, size=size, precision=precision),
+                         copies=3, device=device)  # weight, gradient, ≥ 1 optimizer moment (SGD momentum, Adam)
     if (out / METRICS).exists():
         if resume:
             stored = read_json(out / METRICS)
@@ -169,11 +172,13 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
                          f"or choose another --out")
     if not resume and (out / CHECKPOINT).exists():
         raise CpnasError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
-    remove_orphaned_temps(out)
+    run = run_key(genotype, cfg, dataset=dataset, size=size, seed=seed, loss=loss, precision=prec.name)
+    check_resume_identity(out, run, resume=resume)  # before any data loads and before anything is written
     dev = resolve_device(device)
     data_root = Path(data_root) if data_root is not None else None
     tcfg = train_config(cfg, dataset)
     train, test, train_loader, test_loader, val_loader = _loaders(cfg, dataset, data_root, seed, dev)
+    remove_orphaned_temps(out)  # only once the arguments and the data are known good
     with torch.random.fork_rng(devices=[]):  # a throw-away twin to time; the run's RNG stream is untouched
         probe = build_network(genotype, cfg, dataset=dataset, size=size, precision=precision,
                               num_classes=train.num_classes)
@@ -196,7 +201,6 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
     accel.compile_model(model)  # --compile on CUDA (in place: the checkpoint keys stay the eager module's)
     loss_fn = make_loss(loss, model, num_classes=train.num_classes, config=cfg.loss, parent=parent,
                         label_smoothing=tcfg.label_smoothing, aux_weight=tcfg.auxiliary_weight)
-    run = run_key(genotype, cfg, dataset=dataset, size=size, seed=seed, loss=loss, precision=prec.name)
     write_json(out / "config.json", {**run, "genotype_path": portable(genotype_path),
                                      "data_root": portable(data_root),
                                      "dataset_description": train.description})
@@ -217,6 +221,7 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
     metrics["acceleration"] = accel.describe()
     metrics["kernel_forms"] = {"memory_format": "channels_last" if fmt == torch.channels_last else "contiguous",
                                **{op: forms for op, forms in dispatch.summary().items() if op != "memory_format"}}
+    metrics["kernel_forms_record"] = dispatch.record()  # CPNAS_FORMS=@metrics.json takes these forms
     from cpnas.paths import git_commit
 
     metrics["git_commit"] = git_commit()
@@ -226,6 +231,59 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
         metrics.update(extra)
     write_json(out / METRICS, metrics)
     return metrics
+
+
+def check_resume_identity(out: Path, key: dict[str, Any], *, resume: bool) -> None:
+    """Refuse, before anything is read or written, a run folder that holds another run than ``key``'s.
+
+    * a search's folder (its ``config.json`` has no genotype; its checkpoint no ``run_info``);
+    * with ``resume``, a checkpoint of another genotype, size, seed, scale, loss or dataset.
+    """
+    from cpnas.driver import EpochDriver
+
+    config = out / "config.json"
+    if config.is_file():
+        stored = read_json(config)
+        if not isinstance(stored, dict) or "genotype" not in stored:
+            raise CpnasError(f"{out} holds another kind of run than a training (its config.json is not a "
+                             f"training run's: a search's?); choose another --out")
+    if not resume:
+        return
+    state = EpochDriver(out).read_checkpoint()
+    if state is None:
+        return
+    from cpnas.driver import restore_forms
+    if "run_info" not in state:
+        raise CpnasError(f"{out / CHECKPOINT} is not a training checkpoint (a search's?); resume it with "
+                         f"'cpnas search', or choose another --out")
+    if state["run_info"] != key:
+        raise CpnasError(f"{out / CHECKPOINT} was written by another run ({config_difference(state['run_info'], key)}); "
+                         f"resume with the same options or choose another --out")
+    restore_forms(state)  # before the first kernel of this process: the forms the run started with
+
+
+def check_fits_in_memory(what: str, build, *, copies: int, device: str = "auto") -> None:
+    """Refuse a network whose weights alone cannot fit in the device's memory, before allocating it.
+
+    ``build()`` constructs the network(s) (called on the ``meta`` device: no memory is taken);
+    ``copies`` counts the tensors per weight a step keeps (weight, gradient, optimizer moments).
+    The estimate is a lower bound (activations come on top), so a refusal is certain.
+    """
+    with torch.device("meta"):
+        nets = build()
+    nets = nets if isinstance(nets, (list, tuple)) else [nets]
+    need = copies * sum(p.numel() * p.element_size() for n in nets for p in n.parameters())
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        have = torch.cuda.get_device_properties(dev).total_memory
+    else:
+        import os
+
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise CpnasError(f"{what} cannot fit in memory: its weights, their gradients and optimizer state alone "
+                         f"need an estimated {need / 2**30:,.1f} GiB (activations not counted), and this "
+                         f"{dev.type} has {have / 2**30:,.1f} GiB; choose smaller sizes (cpnas config lists them)")
 
 
 def run_key(genotype: Genotype, cfg: Config, *, dataset: str, size: str, seed: int, loss: str,
@@ -367,22 +425,46 @@ def run_or_load(spec: RunSpec, cfg: Config, *, data_root: str | os.PathLike | No
     The search reads ``spec.search.data_root`` if given, else ``data_root`` when it runs
     on the training's dataset.
     """
+    from cpnas.search import is_finished
+
     search = None
     genotype: Any = spec.genotype
     if spec.search is not None:
         s = spec.search
         root = s.data_root if s.data_root is not None else (data_root if s.dataset == spec.dataset else None)
-        search = search_of(s, cfg, data_root=root, device=device)
+        with _lock_unless(is_finished(s.out(cfg.scale)), s.out(cfg.scale)):  # another worker computing it: wait,
+            search = search_of(s, cfg, data_root=root, device=device)        # then load what it found
         genotype = search.genotype
-    metrics = train_or_load(spec.name, genotype, apply_spec(cfg, spec.overrides), size=spec.size,
-                            dataset=spec.dataset, data_root=data_root, seed=spec.seed, loss=spec.loss,
-                            precision=spec.precision, device=device, search=search, out=spec.out(cfg.scale))
+    with _lock_unless(spec.is_done(cfg.scale), spec.out(cfg.scale)):
+        metrics = train_or_load(spec.name, genotype, apply_spec(cfg, spec.overrides), size=spec.size,
+                                dataset=spec.dataset, data_root=data_root, seed=spec.seed, loss=spec.loss,
+                                precision=spec.precision, device=device, search=search, out=spec.out(cfg.scale))
     return RunResult(metrics, search)
 
 
 def _job(spec: RunSpec, cfg: Config, data_root: Any, device: str) -> dict[str, Any]:
     """One worker job of :func:`run_all` (module level, so spawned workers can import it)."""
     return run_or_load(spec, cfg, data_root=data_root, device=device).metrics
+
+
+def _lock_unless(finished: bool, folder: Path):
+    """:class:`cpnas.io.run_lock` of ``folder`` while its run is computed; a finished run is only read (no lock,
+    so a read-only checkout of finished runs loads)."""
+    import contextlib
+
+    from cpnas.io import run_lock
+
+    return contextlib.nullcontext() if finished else run_lock(folder)
+
+
+def _search_job(spec: RunSpec, cfg: Config, data_root: Any, device: str) -> None:
+    """One worker job of :func:`run_all`'s first round: the search ``spec`` needs, computed (or loaded)."""
+    from cpnas.io import run_lock
+
+    s = spec.search
+    root = s.data_root if s.data_root is not None else (data_root if s.dataset == spec.dataset else None)
+    with run_lock(s.out(cfg.scale)):
+        search_of(s, cfg, data_root=root, device=device)
 
 
 def run_all(specs: Sequence[RunSpec], cfg: Config, *, workers: int = 1,
@@ -392,21 +474,43 @@ def run_all(specs: Sequence[RunSpec], cfg: Config, *, workers: int = 1,
     """The one parallel runner: every unfinished run of ``specs``, ``workers`` at a time
     (:func:`cpnas.parallel.run_jobs`, any of its executors), then every run loaded.
 
-    Finished runs are not started; interrupted ones resume from their checkpoints. A run
-    whose fixed genotype is a file another run of the batch writes (:meth:`RunSpec.waits_for_a_cell`)
-    goes in a second round. ``names`` labels the runs in the log (default: their names).
+    Finished runs are not started; interrupted ones resume from their checkpoints. The
+    unfinished searches the runs need go first, one job per search (so no two jobs compute
+    one search), then the trainings; a run whose fixed genotype is a file another run of the
+    batch writes (:meth:`RunSpec.waits_for_a_cell`) goes in a last round. Each run folder is
+    locked while it is computed (:class:`cpnas.io.run_lock`). ``names`` labels the runs in the log (default: their names).
     Returns one :class:`RunResult` per spec, in order (``None`` with ``load=False``).
     """
     from cpnas.parallel import run_jobs
 
+    from cpnas.search import is_finished
+
     labels = dict(zip(map(id, specs), names)) if names is not None else {}
     todo = [s for s in unique_specs(specs, cfg.scale) if not s.is_done(cfg.scale)]
+    searches: dict[Path, Any] = {}
+    for s in todo:
+        if s.search is not None and not is_finished(s.search.out(cfg.scale)):
+            searches.setdefault(s.search.out(cfg.scale), s)
+    errors: list[str] = []
+    if searches:  # the searches first, each once: the trainings that need them are submitted after them
+        try:
+            run_jobs([(_search_job, {"spec": s, "cfg": cfg, "data_root": data_root, "device": device})
+                      for s in searches.values()], workers=workers, desc="searches", executor=executor, slurm=slurm,
+                     names=[f"search {s.search.strategy} seed {s.search.seed}" for s in searches.values()])
+        except CpnasError as exc:  # the other runs go on; those of a failed search are not started
+            errors.append(str(exc))
+            todo = [s for s in todo if s.search is None or is_finished(s.search.out(cfg.scale))]
     later = [s for s in todo if s.waits_for_a_cell()]
     for batch in ([s for s in todo if s not in later], later):
         if batch:
-            run_jobs([(_job, {"spec": s, "cfg": cfg, "data_root": data_root, "device": device}) for s in batch],
-                     workers=workers, desc=desc, executor=executor, slurm=slurm,
-                     names=[labels.get(id(s), f"{s.name} seed {s.seed}") for s in batch])
+            try:
+                run_jobs([(_job, {"spec": s, "cfg": cfg, "data_root": data_root, "device": device})
+                          for s in batch], workers=workers, desc=desc, executor=executor, slurm=slurm,
+                         names=[labels.get(id(s), f"{s.name} seed {s.seed}") for s in batch])
+            except CpnasError as exc:
+                errors.append(str(exc))
+    if errors:
+        raise CpnasError("; ".join(errors))
     if not load:
         return None
     # every run is finished now: loaded here (each run's key is checked against its config)
@@ -500,8 +604,8 @@ def evaluate_run(run: str | os.PathLike, *, data_root: str | os.PathLike | None 
                  device: str = "auto") -> dict[str, Any]:
     """Rebuild a trained network from its run folder and measure it again (``cpnas eval``).
 
-    ``run`` is a training run folder (``config.json`` + ``checkpoint.pt``) or its
-    ``checkpoint.pt``. The network, its recipe and its test split come from the run's
+    ``run`` is a training run folder (``config.json`` + ``checkpoint.pt``) or a
+    checkpoint file in such a folder (that file is evaluated, with the folder's ``config.json``). The network, its recipe and its test split come from the run's
     own ``config.json`` (its run key), the weights from the checkpoint; the result is
     test top-1/top-5 on the same test images as the run, and params, Mbit and FLOPs
     at the trained size (:mod:`cpnas.efficiency`). When the run has a ``metrics.json``,
@@ -514,7 +618,7 @@ def evaluate_run(run: str | os.PathLike, *, data_root: str | os.PathLike | None 
     folder = path.parent if path.is_file() else path
     if not folder.is_dir():
         raise CpnasError(f"{run}: no such run folder")
-    ckpt = folder / CHECKPOINT
+    ckpt = path if path.is_file() else folder / CHECKPOINT  # a named file is the one evaluated
     if not ckpt.is_file():
         raise CpnasError(f"{folder}: no {CHECKPOINT}; only a training run folder with its checkpoint can be "
                          f"evaluated (checkpoints are not committed: train it with 'cpnas train' first)")
@@ -531,16 +635,16 @@ def evaluate_run(run: str | os.PathLike, *, data_root: str | os.PathLike | None 
             cfg = apply_overrides(cfg, {f"data.{k}": v for k, v in key["data"].items()})
     except (KeyError, TypeError) as exc:
         raise CpnasError(f"{folder / 'config.json'} is not the config of a training run ({exc})") from None
+    state = load_checkpoint(ckpt)  # a damaged file or one that is not a checkpoint: refused before data loads
     dev = resolve_device(device)
     test = D.load_dataset(cfg, dataset, "test", Path(data_root) if data_root else None, seed=key.get("seed", 0))
     tcfg = train_config(cfg, dataset)
     test = D.subset(test, D.fraction_indices(len(test), tcfg.test_fraction, 0, labels=test.labels))
     model = build_network(genotype, cfg, dataset=dataset, size=size, precision=precision,
                           num_classes=test.num_classes)
-    state = load_checkpoint(ckpt)
     try:
         model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError) as exc:
+    except (KeyError, RuntimeError, TypeError, AttributeError) as exc:
         raise CpnasError(f"{ckpt} does not hold this run's network ({str(exc).splitlines()[0]})") from None
     model.to(dev)
     loader = D.TensorLoader(test, tcfg.batch_size, shuffle=False, augment=False, device=dev)
@@ -549,5 +653,5 @@ def evaluate_run(run: str | os.PathLike, *, data_root: str | os.PathLike | None 
                            num_classes=test.num_classes)
     return {"run": portable(folder), "dataset": dataset, "size": size, "precision": precision,
             "test_images": res["n"], "top1": 100.0 * res["top1"], "top5": 100.0 * res["top5"],
-            "stored_top1": stored.get("top1"), "params_m": prof["params_m"], "memory_mbit": prof["memory_mbit"],
-            "flops_m": prof["flops_m"]}
+            "checkpoint": portable(ckpt), "stored_top1": stored.get("top1") if ckpt == folder / CHECKPOINT else None,
+            "params_m": prof["params_m"], "memory_mbit": prof["memory_mbit"], "flops_m": prof["flops_m"]}

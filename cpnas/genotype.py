@@ -151,6 +151,9 @@ def _parse_concat(value: Any, where: str) -> tuple[int, ...]:
     bad = [v for v in value if not NUM_INPUTS <= v < NUM_INPUTS + 4]
     if bad:
         raise CpnasError(f"{where}: node(s) {bad} are not intermediate nodes (2-5)")
+    repeated = sorted({v for v in value if value.count(v) > 1})
+    if repeated:
+        raise CpnasError(f"{where}: node(s) {repeated} are listed twice; each node enters the output once")
     return tuple(int(v) for v in value)
 
 

@@ -35,10 +35,15 @@ log = logging.getLogger(__name__)
 Job = tuple[Callable[..., Any], dict[str, Any]]
 
 
-def _call(args: tuple[int, Callable[..., Any], dict[str, Any], int]) -> tuple[int, Any, str | None, float]:
-    index, fn, kwargs, threads = args
+def _call(args: tuple) -> tuple[int, Any, str | None, float]:
+    index, fn, kwargs, threads, *level = args
     import torch
 
+    if level and level[0] is not None:  # a worker process or cluster job logs as its caller does, so
+        root = logging.getLogger()           # its log (submitit's job log) carries the run's INFO lines
+        if not root.handlers:
+            logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+        root.setLevel(level[0])
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
@@ -49,6 +54,8 @@ def _call(args: tuple[int, Callable[..., Any], dict[str, Any], int]) -> tuple[in
 
 
 EXECUTORS = ("local", "slurm", "submitit-local")
+POLL_S = 2.0
+"""Seconds between two looks at the submitted jobs' states (``slurm`` and ``submitit-local``)."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,9 @@ def run_jobs(jobs: Sequence[Job], *, workers: int = 1, desc: str = "runs",
     A job failing with a :class:`~cpnas.errors.CpnasError` does not stop the others;
     after all have ended, one ``CpnasError`` lists every failure. Other exceptions
     propagate at once (a bug, not bad input). ``executor`` chooses where the jobs run
-    (module docstring); ``workers`` applies to ``local`` only.
+    (module docstring); ``workers`` is the most jobs running at once on every executor (on
+    a cluster: submitted at once, the next one as one ends). Workers and jobs log at this
+    process's level, so a job's log holds its INFO lines (epochs, accuracies).
     """
     from cpnas.progress import progress
 
@@ -83,7 +92,8 @@ def run_jobs(jobs: Sequence[Job], *, workers: int = 1, desc: str = "runs",
     results: list[Any] = [None] * len(jobs)
     failures: list[str] = []
     cluster = executor != "local"
-    work = [(i, fn, kwargs, 0 if cluster else (1 if workers > 1 else 0)) for i, (fn, kwargs) in enumerate(jobs)]
+    level = logging.getLogger().getEffectiveLevel()
+    work = [(i, fn, kwargs, 0 if cluster else (1 if workers > 1 else 0), level) for i, (fn, kwargs) in enumerate(jobs)]
 
     def done(index: int, value: Any, err: str | None, seconds: float) -> None:
         if err is None:
@@ -95,14 +105,27 @@ def run_jobs(jobs: Sequence[Job], *, workers: int = 1, desc: str = "runs",
 
     if cluster and work:
         ex = make_executor(executor, slurm or SlurmOptions())
-        submitted = [ex.submit(_call, item) for item in work]
-        log.info("%d %s submitted with submitit (%s); logs in %s", len(submitted), desc, executor,
-                 (slurm or SlurmOptions()).folder)
-        for job in progress(submitted, total=len(submitted), desc=desc):
-            try:
-                done(*job.result())
-            except Exception as exc:  # noqa: BLE001 - a job that died (killed, preempted): report, go on
-                failures.append(f"job {job.job_id}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        log.info("%d %s to submit with submitit (%s), %d at a time; logs in %s", len(work), desc, executor,
+                 workers, (slurm or SlurmOptions()).folder)
+        pending, running = list(work), []
+        bar = progress(range(len(work)), total=len(work), desc=desc)
+        ticks = iter(bar)
+        while pending or running:
+            while pending and len(running) < workers:  # at most `workers` jobs queued or running at once
+                running.append(ex.submit(_call, pending.pop(0)))
+            finished = [job for job in running if job.done()]
+            if not finished:
+                time.sleep(POLL_S)
+                continue
+            for job in finished:
+                running.remove(job)
+                next(ticks, None)
+                try:
+                    done(*job.result())
+                except Exception as exc:  # noqa: BLE001 - a job that died (killed, preempted): report, go on
+                    failures.append(f"job {job.job_id}: "
+                                    f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        next(ticks, None)
     elif workers > 1 and len(work) > 1:
         import multiprocessing as mp
         import signal
@@ -132,13 +155,28 @@ def run_jobs(jobs: Sequence[Job], *, workers: int = 1, desc: str = "runs",
     return results
 
 
-def make_executor(kind: str, options: SlurmOptions):
-    """A submitit executor: ``slurm`` (a cluster) or ``submitit-local`` (subprocesses here, for tests)."""
+def check_executor(kind: str) -> None:
+    """Refuse, before any run starts, an executor this machine cannot use (no submitit; no Slurm for ``slurm``)."""
+    import shutil
+
+    if kind not in EXECUTORS:
+        raise CpnasError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")
+    if kind == "local":
+        return
     try:
-        import submitit
+        import submitit  # noqa: F401
     except ModuleNotFoundError:
         raise CpnasError(f"the {kind!r} executor needs submitit: pip install 'cpnas[cluster]' "
                          f"(or pip install submitit)") from None
+    if kind == "slurm" and shutil.which("sbatch") is None:
+        raise CpnasError("the 'slurm' executor needs Slurm (no sbatch on PATH here): run on a cluster's login "
+                         "node, or use --executor local")
+
+
+def make_executor(kind: str, options: SlurmOptions):
+    """A submitit executor: ``slurm`` (a cluster) or ``submitit-local`` (subprocesses here, for tests)."""
+    check_executor(kind)
+    import submitit
     folder = Path(options.folder)
     if kind == "submitit-local":
         ex = submitit.LocalExecutor(folder=folder)
@@ -154,18 +192,25 @@ def make_executor(kind: str, options: SlurmOptions):
     return ex
 
 
+def check_workers_env(env: str | None) -> int | None:
+    """The value of ``$CPNAS_WORKERS`` (``env``): None when unset or empty, else a positive integer or an error."""
+    if env is None or not env.strip():
+        return None
+    try:
+        value = int(env)
+    except ValueError:
+        raise CpnasError(f"CPNAS_WORKERS must be a positive integer, got {env!r}") from None
+    if value < 1:
+        raise CpnasError(f"CPNAS_WORKERS must be a positive integer, got {env!r}")
+    return value
+
+
 def default_workers(device: str = "auto") -> int:
     """Parallel runs to use: ``$CPNAS_WORKERS`` if set, else 1 on a GPU and min(2, CPU cores) on a CPU."""
     import os
 
-    env = os.environ.get("CPNAS_WORKERS")
-    if env:
-        try:
-            value = int(env)
-        except ValueError:
-            raise CpnasError(f"CPNAS_WORKERS must be a positive integer, got {env!r}") from None
-        if value < 1:
-            raise CpnasError(f"CPNAS_WORKERS must be a positive integer, got {env!r}")
+    value = check_workers_env(os.environ.get("CPNAS_WORKERS"))
+    if value is not None:
         return value
     from cpnas.train import resolve_device
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -210,11 +211,31 @@ def require_finished(found, what: str, scale: str):
 
 def recorded_seconds(folder: Path, kind: str) -> float | None:
     """The wall-clock (s) a finished ``search`` or ``train`` folder recorded; ``None`` while it is unfinished."""
-    import json
-
     marker = Path(folder) / RECORD_FILES[kind]
-    seconds = json.loads(marker.read_text()).get("wall_clock_s") if marker.is_file() else None
-    return None if seconds is None else float(seconds)
+    if not marker.is_file():
+        return None
+    return recorded_number(marker, "wall_clock_s", required=False)
+
+
+def recorded_number(path: Path, key: str, *, required: bool = True) -> float | None:
+    """``key`` of the JSON object in ``path`` as a float; a damaged or wrongly typed file is an error naming it."""
+    import math
+
+    from cpnas.io import read_json
+
+    record = read_json(path)  # truncated, binary, not JSON: one CpnasError naming the file
+    if not isinstance(record, dict):
+        raise CpnasError(f"{path}: not a run record (a JSON object), but a {type(record).__name__}; "
+                         f"move the run folder away or run it again")
+    value = record.get(key)
+    if value is None:
+        if required:
+            raise CpnasError(f"{path}: no {key!r}; not the record of a finished run, move it away or run it again")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise CpnasError(f"{path}: {key!r} is {value!r}, not a finite number; move the run folder away or "
+                         f"run it again")
+    return float(value)
 
 
 def recorded_cost(scale: str, studies: Sequence[str | None] = REPRODUCE_STUDIES) -> list[dict[str, Any]]:
@@ -276,7 +297,7 @@ def compare(other: str | os.PathLike, scale: str,
         for f in sorted(root.glob("train/*/seed*/" + METRICS)):
             g = twin / f.relative_to(root)
             if g.is_file():
-                a, b = (read_json(x)["top1"] for x in (f, g))
+                a, b = (recorded_number(x, "top1") for x in (f, g))
                 rows.append({"kind": "train", "run": str(f.parent.relative_to(results_dir(scale))),
                              "top1": a, "other top1": b, "difference": b - a})
         for f in sorted(root.glob("search/*/seed*/genotype.json")):
@@ -323,10 +344,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                       "compare its top-1s and genotypes with these")
     args = p.parse_args(argv)
     try:
+        from cpnas.cli.common import check_environment
+
+        check_environment()
         print(compare_summary(compare(args.compare, args.scale)) if args.compare
               else cost_summary(args.scale, max(1, args.jobs)))
     except CpnasError as e:
-        p.exit(2, f"error: {e}\n")
+        print(f"{p.prog}: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

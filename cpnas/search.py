@@ -30,7 +30,7 @@ import torch
 
 from cpnas import data as D
 from cpnas import distributed
-from cpnas.config import Config
+from cpnas.config import Config, for_dataset
 from cpnas.driver import CHECKPOINT, EpochDriver
 from cpnas.errors import CpnasError
 from cpnas.genotype import Genotype
@@ -114,7 +114,12 @@ def search_data(cfg: Config, dataset: str, data_root: Path | None, seed: int, de
 def run_search(strategy: str, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, data_root: Path | None = None,
                seed: int = 0, out: Path | None = None, resume: bool = False, device: str = "auto",
                beta_p: float | None = None) -> SearchResult:
-    """Run (or resume) one search and write its artifacts to ``out``."""
+    """Run (or resume) one search and write its artifacts to ``out``.
+
+    ``cfg`` is resolved for ``dataset`` first (:func:`cpnas.config.for_dataset`: §3.1's ImageNet
+    search lr and β_P, except where the caller set them), as ``cpnas search --dataset`` does.
+    """
+    cfg = for_dataset(cfg, dataset)
     out = Path(out) if out is not None else default_search_dir(cfg.scale, strategy, seed, beta_p, dataset)
     factory = get_strategy(strategy)
     ckpt_path = out / CHECKPOINT
@@ -122,7 +127,6 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, 
         raise CpnasError(f"{out} already holds a search; pass --resume to continue it or choose another --out")
     if resume and is_finished(out) and not ckpt_path.exists():
         raise CpnasError(f"{out} holds a finished search without a checkpoint; nothing to resume")
-    remove_orphaned_temps(out)
     dev = resolve_device(device)
     torch.manual_seed(seed)
     beta = beta_p_of(strategy, beta_p, cfg.search.beta_p)
@@ -140,8 +144,12 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, 
         if _search_part(state["config"]) != _search_part(cfg.to_dict()):
             raise CpnasError(f"{ckpt_path} was written with another configuration; resume with the same "
                              f"--scale and --set options, or start a new --out")
+        from cpnas.driver import restore_forms
+
+        restore_forms(state)  # the forms the search started with, before its first kernel here
     images, train, score, arch, calib = search_data(cfg, dataset, data_root, seed, dev,
                                                     with_arch_split=factory.needs_arch_split)
+    remove_orphaned_temps(out)  # only once the arguments and the data are known good
     ctx = SearchContext(cfg=cfg, device=dev, train_loader=train, score_loader=score,
                         num_classes=len(images.classes), seed=seed, beta_p=beta, arch_loader=arch,
                         calib_loader=calib)
@@ -166,7 +174,7 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, 
 
     cost = {**search_cost(elapsed, dev, total, images.description), "git_commit": git_commit(),
             "acceleration": accel.describe(),
-            "kernel_forms": dispatch_summary()}
+            "kernel_forms": dispatch_summary(), "kernel_forms_record": dispatch_record()}
     write_json(out / "cost.json", cost)
     write_json(out / "history.json", history)
     names = ["config.json", "genotype.json", "cost.json", "history.json"]
@@ -204,6 +212,13 @@ def score_cells(strategy: str, cfg: Config, out: Path, cells: list, *, seed: int
     strat: Strategy = factory(ctx)
     strat.load_state_dict(state["strategy"])
     return strat.score_cells(list(cells), max_images=max_images)
+
+
+def dispatch_record() -> dict[str, dict[str, str]]:
+    """Every kernel-form choice of this process (``CPNAS_FORMS=@cost.json`` takes them on another machine)."""
+    from cpnas import dispatch
+
+    return dispatch.record()
 
 
 def dispatch_summary() -> dict[str, dict[str, int]]:
@@ -269,6 +284,7 @@ def search_or_load(strategy: str, cfg: Config, *, seed: int = 0, beta_p: float |
     interrupted search continues from its last checkpoint. ``compute=False`` (a notebook's
     ``CPNAS_COMPUTE=0``) only loads: an unfinished search is one clear error, not a run.
     """
+    cfg = for_dataset(cfg, dataset)
     out = Path(out) if out is not None else default_search_dir(cfg.scale, strategy, seed, beta_p, dataset)
     if not compute and not is_finished(out):
         raise CpnasError(f"no finished {strategy} search at {out}: CPNAS_COMPUTE=0 shows finished runs only; "

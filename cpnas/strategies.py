@@ -225,8 +225,10 @@ class CPNAS(Strategy):
         noise = round_noise(self.round_draws, self.beta_p, self.s.indicator)
         self.rounds.append({"round": round_index, "epoch": epoch, "indicator": indicator,
                             "mean_z": mean_scores, "removed": removed, **noise})
-        log.info("round %d: z spread %.4f over %d draws, score-split noise %.4f, snr %.2f", round_index,
-                 noise["z_std"], noise["draws"], noise["z_se"], noise["snr"])
+        shown = {k: "n/a" if noise[k] is None else f"{noise[k]:.{d}f}" for k, d in (("z_std", 4), ("z_se", 4),
+                                                                                     ("snr", 2))}
+        log.info("round %d: z spread %s over %d draws, score-split noise %s, snr %s", round_index,
+                 shown["z_std"], noise["draws"], shown["z_se"], shown["snr"])
         self.round_draws = []
         self.scores = self._empty_scores()
         self.permutations = None

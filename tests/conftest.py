@@ -40,3 +40,20 @@ def fresh_dispatch(monkeypatch, tmp_path):
     dispatch.reset()
     yield
     dispatch.reset()
+
+
+@pytest.fixture
+def force_forms(monkeypatch):
+    """``force_forms(op=form, …)``: force kernel forms for one test, on top of those ``$CPNAS_FORMS`` already
+    forces (CI runs the unit tests again with every non-default form forced: ``make test-forms``).
+
+    A test comparing 1-bit outputs of two implementations forces the forms it compares: a form
+    that sums in another order changes last bits, which a sign turns into flipped activations.
+    """
+    from cpnas import dispatch
+
+    def force(**forms: str) -> None:
+        merged = {**dispatch.forced(), **forms}
+        monkeypatch.setenv("CPNAS_FORMS", ",".join(f"{op}={form}" for op, form in merged.items()))
+
+    return force

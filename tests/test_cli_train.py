@@ -156,3 +156,93 @@ def test_eval_of_a_folder_without_checkpoint_is_one_line(tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "no checkpoint.pt" in err and "\n" not in err
+
+
+def _snapshot(folder):
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture
+def no_data(monkeypatch):
+    """Any data load fails the test: a refusal must come before the data."""
+    import cpnas.data
+
+    def boom(*a, **k):
+        raise AssertionError("data was loaded")
+
+    monkeypatch.setattr(cpnas.data, "load_dataset", boom)
+
+
+@pytest.fixture
+def unfinished(finished, tmp_path):
+    """A copy of the finished run without its metrics.json: a checkpoint that --resume continues."""
+    import shutil
+
+    out = tmp_path / "unfinished"
+    shutil.copytree(finished, out)
+    (out / "metrics.json").unlink()
+    return out
+
+
+@pytest.mark.parametrize("change", [["--seed", "1"], ["--size", "medium"], ["--loss", "ce", "--precision", "real"],
+                                    ["--set", "cifar.epochs=3"], ["--scale", "cpu"], ["genotype"]])
+def test_resume_with_another_identity_is_refused_before_data_loads_and_writes(unfinished, data_dir, tmp_path,
+                                                                              no_data, capsys, change):
+    genotype = data_dir / "darts_v2.json"
+    if change == ["genotype"]:
+        genotype, change = data_dir / "pcdarts_cifar.json", []
+    before = _snapshot(unfinished)
+    args = ["train", "--genotype", str(genotype), "--scale", "smoke", "--dataset", "synthetic", "--out",
+            str(unfinished), "--device", "cpu", *TINY, *change, "--resume"]
+    if "--scale" in change:  # the last --scale wins
+        args.remove("smoke"), args.remove("--scale")
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cpnas train: error:") and "another run" in err and "\n" not in err
+    assert _snapshot(unfinished) == before
+
+
+def test_a_training_resumed_into_a_search_folder_is_refused(tmp_path, data_dir, no_data, capsys):
+    import torch
+
+    out = tmp_path / "search"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"config": {"scale": "smoke"}, "run": {"strategy": "cpnas"}}))
+    torch.save({"strategy": {}, "run_args": {"strategy": "cpnas"}, "config": {}, "epoch": 0, "history": [],
+                "elapsed": 1.0, "torch_rng": torch.get_rng_state()}, out / "checkpoint.pt")
+    (out / "genotype.json").write_text((data_dir / "darts_v2.json").read_text())
+    before = _snapshot(out)
+    for resume in (["--resume"], []):
+        assert train(out, data_dir / "darts_v2.json", *resume) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("cpnas train: error:") and "\n" not in err
+        assert _snapshot(out) == before
+
+
+@pytest.mark.parametrize("obj", ["tensor", 3])
+def test_a_checkpoint_that_is_not_a_dict_is_one_line_in_resume_and_eval(unfinished, data_dir, no_data, capsys, obj):
+    import torch
+
+    torch.save(torch.zeros(2) if obj == "tensor" else obj, unfinished / "checkpoint.pt")
+    assert train(unfinished, data_dir / "darts_v2.json", "--resume") == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a cpnas checkpoint" in err and "\n" not in err
+    assert main(["eval", "--checkpoint", str(unfinished), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a cpnas checkpoint" in err and "\n" not in err
+
+
+def test_eval_of_a_named_checkpoint_file_evaluates_that_file(finished, tmp_path, capsys):
+    import shutil
+
+    import torch
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    shutil.copy(run / "checkpoint.pt", run / "epoch1.pt")
+    torch.save(7, run / "broken.pt")
+    assert main(["eval", "--checkpoint", str(run / "broken.pt"), "--device", "cpu"]) == 2  # that file, not the folder's
+    assert "broken.pt" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", str(run / "epoch1.pt"), "--json", "--device", "cpu"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["checkpoint"].endswith("epoch1.pt") and res["stored_top1"] is None  # metrics.json is checkpoint.pt's

@@ -208,3 +208,82 @@ def test_cli_refuses_a_seed_torch_cannot_take(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["search", "--out", "x", "--seed", "99999999999999999999"])
     assert exc.value.code == 2 and "0…2⁶³−1" in capsys.readouterr().err
+
+
+# --- one order of resolution: the preset, the dataset's search settings (§3.1), the user's --set last ----------
+
+
+def test_the_users_set_wins_over_the_datasets_search_settings(capsys):
+    from cpnas.cli import main
+
+    assert main(["search", "--scale", "cpu", "--dataset", "imagenet", "--set", "search.lr=0.01", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out[out.index("{"):])["search"]["lr"] == 0.01 and "β_P 0.33" in out
+    assert main(["search", "--scale", "cpu", "--dataset", "imagenet", "--set", "search.beta_p=0.5", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "β_P 0.5" in out and json.loads(out[out.index("{"):])["search"]["lr"] == 0.05  # §3.1's ImageNet lr
+
+
+def test_get_config_resolves_a_dataset_in_one_order():
+    from cpnas.config import get_config
+
+    cfg = get_config("cpu", dataset="imagenet")
+    assert (cfg.search.lr, cfg.search.beta_p) == (cfg.imagenet_search_lr, cfg.imagenet_beta_p) == (0.05, 0.33)
+    cfg = get_config("cpu", {"search.lr": "0.01", "imagenet_beta_p": "0.4"}, dataset="imagenet")
+    assert (cfg.search.lr, cfg.search.beta_p) == (0.01, 0.4)
+    assert get_config("cpu", dataset="cifar10").search == get_config("cpu").search  # CIFAR-10 changes nothing
+
+
+def test_the_library_search_resolves_the_dataset_as_the_cli_does(monkeypatch):
+    """run_search applies the dataset's search settings, except those the caller set (it never used to)."""
+    from cpnas import search
+    from cpnas.config import for_dataset, get_config
+
+    cli = get_config("cpu", dataset="imagenet")
+    assert for_dataset(get_config("cpu"), "imagenet") == cli
+    assert for_dataset(cli, "imagenet") is cli
+    mine = for_dataset(get_config("cpu", {"search.lr": "0.01"}), "imagenet")
+    assert (mine.search.lr, mine.search.beta_p) == (0.01, 0.33)
+
+    seen = {}
+
+    def stop(cfg, *a, **k):
+        seen["cfg"] = cfg
+        raise CpnasError("stop")
+
+    monkeypatch.setattr(search, "search_data", stop)
+    with pytest.raises(CpnasError, match="stop"):
+        search.run_search("cpnas", get_config("smoke"), dataset="imagenet", out=None, device="cpu")
+    assert (seen["cfg"].search.lr, seen["cfg"].search.beta_p) == (0.05, 0.33)
+
+
+def test_cpnas_config_shows_the_resolved_values_and_their_origin(capsys):
+    from cpnas.cli import main
+
+    assert main(["config", "--dataset", "imagenet", "--set", "search.lr=0.01"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")}
+    assert "0.01" in lines["search.lr"] and "[--set]" in lines["search.lr"]
+    assert "0.33" in lines["search.beta_p"] and "[dataset]" in lines["search.beta_p"]
+    assert "not used" in lines["search.pc_lr"] and "search.lr" in lines["search.pc_lr"]  # Adam: PC-DARTS uses search.lr
+    assert main(["config", "--scale", "paper"]) == 0  # under §3.1's SGD, pc_lr is what PC-DARTS uses
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")}
+    assert "not used" not in lines["search.pc_lr"]
+
+
+def test_the_resolution_marker_is_not_a_set_key():
+    from cpnas.config import get_config
+
+    with pytest.raises(CpnasError, match="--dataset"):
+        get_config("cpu", {"search_dataset": "imagenet"})
+
+
+def test_train_help_describes_the_default_recipe(capsys):
+    from cpnas.cli import main
+    from cpnas.config import DEFAULT_SCALE, PRESET_RECIPES
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    recipe = PRESET_RECIPES[DEFAULT_SCALE]
+    assert f"The default scale, {DEFAULT_SCALE}, trains with the recipe '{recipe}'" in text
+    assert "adam" in text.split(f"'{recipe}'")[1].split(".")[0]

@@ -90,3 +90,45 @@ def test_memory_format_choice_leaves_the_rng_and_the_model_untouched():
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert set(dispatch.chosen()["memory_format"].values()) == {"channels_last" if fmt == torch.channels_last
                                                                  else "contiguous"}
+
+
+# --- a run's record of its forms: --resume and another machine take the same ------------------------------------
+
+
+def _never_measure():
+    pytest.fail("a recorded form was measured again")
+
+
+@pytest.mark.parametrize("form", ["plain", "space_to_batch"])
+def test_resume_takes_the_forms_the_checkpoint_recorded(tmp_path, form):
+    from cpnas.driver import EpochDriver
+    from cpnas.io import save_checkpoint
+
+    key = ("dil", 8, 16)
+    record = {"choices": {dispatch._skey("dilated_conv", key): form}, "forced": {}}
+    save_checkpoint(tmp_path / "checkpoint.pt", {"epoch": 0, "history": [{}], "elapsed": 1.0,
+                                                 "torch_rng": torch.get_rng_state(), "kernel_forms": record})
+    seen = []
+    EpochDriver(tmp_path).run(lambda e: {}, 2, state_dict=dict, resume=True,
+                              load_state_dict=lambda s: seen.append(dispatch.choose("dilated_conv", key,
+                                                                                    _never_measure)))
+    assert seen == [form]
+    written = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["kernel_forms"]
+    assert written["choices"][dispatch._skey("dilated_conv", key)] == form  # recorded again for the next resume
+
+
+def test_cpnas_forms_takes_another_machines_record(tmp_path, monkeypatch):
+    key = ("dil", 8, 16)
+    skey = dispatch._skey("dilated_conv", key)
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"top1": 1.0, "kernel_forms_record": {"choices": {skey: "space_to_batch"},
+                                                                          "forced": {"sign": "torch"}}}))
+    monkeypatch.setenv("CPNAS_FORMS", f"@{metrics}")
+    assert dispatch.forced() == {"sign": "torch"}  # what that run forced is forced here too
+    assert dispatch.choose("dilated_conv", key, _never_measure) == "space_to_batch"
+    assert dispatch.record()["choices"][skey] == "space_to_batch"
+    bad = tmp_path / "other.json"
+    bad.write_text("{}")
+    monkeypatch.setenv("CPNAS_FORMS", f"@{bad}")
+    with pytest.raises(CpnasError, match="no kernel_forms_record"):
+        dispatch.forced()

@@ -159,11 +159,57 @@ def test_graphviz_figures_are_byte_reproducible(tmp_path, monkeypatch):
 def test_orphaned_temps_of_a_killed_write_are_removed(tmp_path):
     from cpnas.io import remove_orphaned_temps
 
-    (tmp_path / ".history.json.abc123.tmp").write_text("half")
+    (tmp_path / ".history.json.cpnas-partial-abc123.tmp").write_text("half")
     (tmp_path / "history.json").write_text("[]")
     removed = remove_orphaned_temps(tmp_path)
-    assert [p.name for p in removed] == [".history.json.abc123.tmp"]
+    assert [p.name for p in removed] == [".history.json.cpnas-partial-abc123.tmp"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json"]
+
+
+def test_orphan_cleanup_leaves_a_users_own_temp_files(tmp_path, monkeypatch):
+    """Only the writer's own names are orphans: a user's '.notes.tmp' or an editor's swap file stays."""
+    from cpnas.io import remove_orphaned_temps
+
+    mine = [".notes.tmp", ".history.json.abc123.tmp", ".x.tmp"]
+    for name in mine:
+        (tmp_path / name).write_text("the user's")
+    cio.write_json(tmp_path / "a.json", {})  # the writer's temp name carries its mark
+    seen = []
+    monkeypatch.setattr(cio.os, "replace", lambda a, b: seen.append(Path(a).name) or os.rename(a, b))
+    cio.write_json(tmp_path / "b.json", {})
+    assert seen and cio.TEMP_MARK in seen[0]
+    assert remove_orphaned_temps(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == sorted(mine)
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])
+def test_an_unwritable_folder_is_one_clear_error(tmp_path, monkeypatch, code):
+    def refuse(*a, **k):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(cio.tempfile, "mkstemp", refuse)
+    with pytest.raises(CpnasError, match="cannot write .*(read-only|permission)"):
+        cio.write_json(tmp_path / "run" / "x.json", {})
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder")
+def test_a_read_only_folder_is_one_clear_error(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(CpnasError, match="cannot write"):
+            cio.write_json(folder / "x.json", {})
+    finally:
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("obj", [torch.zeros(3), 7, [1, 2]])
+def test_a_checkpoint_that_is_not_a_dict_is_one_clear_error(tmp_path, obj):
+    path = tmp_path / "checkpoint.pt"
+    torch.save(obj, path)
+    with pytest.raises(CpnasError, match="not a cpnas checkpoint"):
+        cio.load_checkpoint(path)
 
 
 @pytest.mark.parametrize("content, message", [("[" * 100_000 + "]" * 100_000, "nested too deeply"),

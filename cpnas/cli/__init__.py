@@ -7,7 +7,9 @@ taking the parsed ``argparse.Namespace`` and returning an exit code).
 Error style, shared by every subcommand: a :class:`~cpnas.errors.CpnasError`
 (bad path, corrupt genotype file, unknown scale, non-finite loss, full disk…)
 prints one line ``cpnas <cmd>: error: <message>`` on stderr and exits with 2;
-argparse's own usage errors exit with 2 as well; Ctrl-C exits with 130. Under torchrun
+argparse's own usage errors exit with 2 as well; Ctrl-C exits with 130; a reader that closed
+the pipe (``cpnas config | head``) ends the command silently with 141. Unknown values of
+``CPNAS_LOADER``, ``CPNAS_WORKERS`` and ``CPNAS_FORMS`` are refused before any command runs. Under torchrun
 (:mod:`cpnas.distributed`) only rank 0 logs below warnings, and a process whose peer died
 prints one line ``cpnas <cmd>: error: another process of this run stopped …`` (exit 1)
 instead of a traceback; the run resumes with ``--resume``.
@@ -28,6 +30,7 @@ from cpnas.errors import CpnasError
 SUBCOMMANDS = ("config", "search", "train", "eval", "profile", "deploy")
 EXIT_USER_ERROR = 2
 EXIT_PEER_FAILURE = 1
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a command killed by a closed pipe exits in a shell
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +77,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:  # not the main thread (e.g. called from a notebook's worker): keep the default
         previous = None
     try:
-        return int(args.func(args) or 0)
+        from cpnas.cli.common import check_environment
+
+        check_environment()  # CPNAS_LOADER / CPNAS_WORKERS / CPNAS_FORMS: refused at start-up by every command
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe (cpnas config | head) is met here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except CpnasError as exc:
         print(f"cpnas {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -90,6 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _silence_stdout() -> None:
+    """The reader of stdout is gone (``| head``): point stdout at /dev/null so the exit flush is silent."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def entry_point() -> None:

@@ -18,10 +18,10 @@ def add_scale_args(p: argparse.ArgumentParser) -> None:
                         "'cpnas config' lists the keys)")
 
 
-def resolve_config(args: argparse.Namespace, extra: dict | None = None) -> Config:
+def resolve_config(args: argparse.Namespace, dataset: str | None = None) -> Config:
+    """The scale's preset, then ``dataset``'s search settings (§3.1), then the user's ``--set`` (last)."""
     overrides = dict(parse_override(o) for o in args.overrides)
-    overrides.update(extra or {})
-    return get_config(args.scale, overrides)
+    return get_config(args.scale, overrides, dataset=dataset)
 
 
 def add_data_args(p: argparse.ArgumentParser, choices: Sequence[str] | None = None,
@@ -94,10 +94,22 @@ def say(*lines: str) -> None:
 
 
 def out_dir(text: str) -> Path:
-    """argparse type: a run folder, existing or not, but not a file."""
+    """argparse type: a run folder, existing or not, but not a file nor an empty name."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty name is not a folder for the run (give a path, e.g. results/run1)")
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is a file, not a folder for the run")
+    return path
+
+
+def out_file(text: str) -> Path:
+    """argparse type: a file to write, existing or not, but not a folder nor an empty name."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty name is not a file to write")
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file to write")
     return path
 
 
@@ -168,6 +180,7 @@ def run_study(prog: str, work: Callable[[], object]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     try:
+        check_environment()
         result = work()
     except CpnasError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
@@ -196,9 +209,60 @@ def add_executor_args(p: argparse.ArgumentParser) -> None:
 
 def slurm_options(args: argparse.Namespace, scale: str):
     """The :class:`cpnas.parallel.SlurmOptions` of parsed :func:`add_executor_args`; logs under results/<scale>."""
-    from cpnas.parallel import SlurmOptions
+    from cpnas.parallel import SlurmOptions, check_executor
     from cpnas.runs import submitit_dir
 
+    check_executor(args.executor)  # no Slurm here: one line before anything runs
     return SlurmOptions(folder=str(submitit_dir(scale)), partition=args.slurm_partition,
                         time_min=args.slurm_time, gpus_per_node=args.slurm_gpus, cpus_per_task=args.slurm_cpus,
                         mem_gb=args.slurm_mem_gb)
+
+
+# --- checks every command makes before it loads data or writes -----------------------------------------------
+
+
+def check_environment() -> None:
+    """Refuse unknown values of the ``CPNAS_*`` variables that choose how runs execute, at start-up.
+
+    ``$CPNAS_LOADER`` (:mod:`cpnas.data.stream`), ``$CPNAS_WORKERS`` (:func:`cpnas.parallel.default_workers`)
+    and ``$CPNAS_FORMS`` (:mod:`cpnas.dispatch`): every command checks them, including those that
+    would not read them, so a typo is one line at once, never a surprise an hour into a run.
+    """
+    import os
+
+    from cpnas import dispatch
+    from cpnas.data.stream import forced_loader
+    from cpnas.parallel import check_workers_env
+
+    forced_loader()
+    check_workers_env(os.environ.get("CPNAS_WORKERS"))
+    dispatch.forced()
+
+
+def check_writable(folder: Path | None, what: str = "--out") -> None:
+    """Refuse a ``folder`` (existing or to be created) that cannot be written, before any data loads.
+
+    The probe is a real write (a temporary file named by :data:`cpnas.io.TEMP_MARK`, removed at
+    once) in the folder or its nearest existing parent: permission bits alone say nothing of a
+    read-only file system, nor of root.
+    """
+    import os
+    import tempfile
+
+    from cpnas import distributed
+    from cpnas.errors import CpnasError
+    from cpnas.io import TEMP_MARK, unwritable_error
+
+    if folder is None or not distributed.is_main():
+        return
+    probe = Path(folder).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise CpnasError(f"{what} {folder}: {probe} is a file, not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".probe{TEMP_MARK}", suffix=".tmp", dir=probe)
+    except OSError as exc:
+        raise unwritable_error(probe, exc) from None
+    os.close(fd)
+    os.unlink(tmp)

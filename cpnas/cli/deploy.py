@@ -6,8 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from cpnas.cli.common import add_scale_args, positive_int, resolve_config
+from cpnas.cli.common import add_scale_args, check_writable, out_file, positive_int, resolve_config
 from cpnas.efficiency import SIZES
+from cpnas.errors import CpnasError
 
 
 def _thread_list(text: str) -> tuple[int, ...]:
@@ -38,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="thread counts to time (default: torch's current count)")
     p.add_argument("--batch", type=_thread_list, default=(1,), metavar="B[,B]",
                    help="batch sizes to time (default: 1)")
-    p.add_argument("--out", type=Path, default=None, metavar="FILE", help="also write the packed model file here")
+    p.add_argument("--out", type=out_file, default=None, metavar="FILE", help="also write the packed model file here")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.set_defaults(func=run)
 
@@ -49,6 +50,12 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = resolve_config(args)
     genotype = load_genotype(args.genotype)  # a bad path or file is a one-line CpnasError
+    # checked here, before the C++ extension is built (a minute at first use)
+    if args.checkpoint is not None and not (args.checkpoint / "checkpoint.pt").is_file():
+        what = "no such folder" if not args.checkpoint.exists() else "no checkpoint.pt in it"
+        raise CpnasError(f"--checkpoint {args.checkpoint}: {what}; give a 'cpnas train' run folder (its --out)")
+    if args.out is not None:
+        check_writable(args.out.parent, "--out")
     report = deploy_report(genotype, cfg, dataset=args.dataset, size=args.size, checkpoint=args.checkpoint,
                            data_root=args.data, batches=args.batch, thread_counts=args.threads,
                            packed_file=args.out)

@@ -7,9 +7,9 @@ import json
 import math
 
 from cpnas import distributed
+from cpnas.io import run_lock
 from cpnas.cli.common import (add_accel_args, add_data_args, add_distributed_args, add_run_args, add_scale_args,
-                              apply_accel, apply_loader, resolve_config, say)
-from cpnas.data import get_dataset
+                              apply_accel, apply_loader, check_writable, resolve_config, say)
 from cpnas.errors import CpnasError
 from cpnas.strategy_base import beta_p_of, strategy_names
 
@@ -40,21 +40,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def check_search_memory(strategy: str, cfg, device: str) -> None:
+    """Refuse a supernet too large for memory (e.g. ``--set search.init_channels=1000000``) before allocating it."""
+    from cpnas.binary import BINARY, REAL
+    from cpnas.evaluation import check_fits_in_memory
+    from cpnas.networks import SearchNetwork
+
+    s = cfg.search
+    pcdarts = strategy == "pcdarts"  # one partial-channel supernet; the others: 1-bit Child and 32-bit Parent
+
+    def build():
+        return [SearchNetwork(s.init_channels, 10, s.layers, s.reduction_layers, prec,
+                              partial_k=s.pc_partial_k if pcdarts else 1)
+                for prec in ((BINARY,) if pcdarts else (BINARY, REAL))]
+
+    check_fits_in_memory(f"the search network (search.init_channels = {s.init_channels}, "
+                         f"search.layers = {s.layers})", build, copies=3, device=device)
+
+
 def run(args: argparse.Namespace) -> int:
-    extra = {}
-    overrides = get_dataset(args.dataset).search_overrides  # §3.1: the ImageNet search changes lr and β_P only
-    if overrides:
-        from cpnas.config import get_config
-        paper = get_config("paper")
-        extra = {key: getattr(paper, field) for key, field in overrides.items()}
-    cfg = resolve_config(args, extra)
+    cfg = resolve_config(args, dataset=args.dataset)  # §3.1's ImageNet search lr and β_P, then --set
     if args.beta_p is not None and not math.isfinite(args.beta_p):
         raise CpnasError(f"--beta-p must be a finite number, got {args.beta_p}")
     beta_p_of(args.strategy, args.beta_p, cfg.search.beta_p)  # a --beta-p the strategy fixes otherwise: refused
     if args.dry_run:
         from cpnas.search import dry_run
         plan = dry_run(args.strategy, cfg, args.beta_p)
-        print(f"strategy {plan['strategy']}  scale {plan['scale']}  β_P {plan['beta_p']}")
+        print(f"strategy {plan['strategy']}  scale {plan['scale']}  dataset {args.dataset}  β_P {plan['beta_p']}  "
+              f"lr {cfg.search.lr}")
         print(f"search epochs: {plan['epochs']}")
         for row in plan["schedule"]:
             print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
@@ -63,10 +76,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise CpnasError("--out DIR is required (except with --dry-run)")
+    check_writable(args.out)
+    check_search_memory(args.strategy, cfg, args.device)
     from cpnas.search import run_search
     apply_loader(args)
     apply_accel(args)
-    with distributed.session(args.device, sync_bn=args.sync_bn):
+    with distributed.session(args.device, sync_bn=args.sync_bn), run_lock(args.out, wait=0):
         result = run_search(args.strategy, cfg, dataset=args.dataset, data_root=args.data, seed=args.seed,
                             out=args.out, resume=args.resume, device=args.device, beta_p=args.beta_p)
         say(f"genotype: {result.out / 'genotype.json'}", json.dumps(result.genotype.to_dict()),
