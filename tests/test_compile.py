@@ -67,3 +67,20 @@ def test_compiled_step_equals_eager_step(monkeypatch):
     for (name, p), q in zip(eager.named_parameters(), traced.parameters()):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=name)
 
+
+def test_bench_section_reports_its_ratios_under_the_bench_json_keys():
+    from cpnas import bench, compilebench
+
+    train = {"C": 12, "layers": 8, "batch": 32, "optimizer": "adam",
+             "step_s": {"eager": 0.30, "compiled": 0.15, "real_compiled": 0.14},
+             "compile_s": {"compiled": 60.0, "real_compiled": 50.0},
+             "gflops": {"eager": 2.0, "compiled": 4.0, "real_compiled": 4.2}}
+    run = {"threads": 1, "matmul_peak_gflops": 100.0, "train": train, "compiled_over_eager_train": 2.0,
+           "compiled_binary_over_real_step_time": 0.15 / 0.14}
+    res = {"throughput": {}, "compile": {"runs": [run], "load_avg_start": [2.0], "load_avg_end": [2.0]}}
+    bench._compile_headline(res)
+    a = res["throughput"]
+    assert a["compiled_over_eager_train"] == 2.0 and a["matmul_peak_gflops"] == 100.0
+    assert a["achieved_gflops"]["train"]["compiled"] == 4.0 and "compiled_over_eager_search" not in a
+    md = compilebench.compile_markdown(res["compile"])
+    assert "compiled / eager training speed: 2.00×" in md and "| compiled | 0.150 | 4.00 | 4.0 % | 60 |" in md
