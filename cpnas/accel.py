@@ -1,28 +1,43 @@
-"""CUDA speed options of search and training (issue 14 §3): bf16 autocast and ``torch.compile``.
+"""Speed options of search and training: ``torch.compile`` (CPU and CUDA) and bf16 autocast (CUDA).
 
-Both are **off by default and always off on CPU**: on our 2-core CPU ``torch.compile`` was
-measured slower than eager for these nets, and bf16 has no fast path there. On CUDA:
+``--compile`` takes ``auto`` (the default), ``on`` or ``off``:
 
-* ``--amp bf16`` runs forward passes and losses under ``torch.autocast("cuda", torch.bfloat16)``
-  (weights, optimizer state and the 1-bit sign's straight-through gradient stay float32; bf16
-  has float32's exponent range, so no loss scaling is needed);
-* ``--compile`` compiles in place with ``nn.Module.compile`` (the state-dict keys, hence the
-  checkpoints, stay those of the eager module): the whole evaluation network of a training;
-  in a search, each candidate op of the supernet separately, because the supernet's forward
-  takes the sampled path as an argument and a compiled supernet would recompile for every draw.
+* ``on``: the evaluation network's training forward is compiled whole (one graph: the
+  1-bit ops are traceable, see :mod:`cpnas.binary`); in a search, each candidate op of
+  the supernet is compiled separately, because the supernet's forward takes the sampled
+  path as an argument and a compiled supernet would recompile for every draw. The number
+  of graphs is bounded by the number of distinct op signatures (:func:`compile_ops`).
+* ``auto``: compiled only where ``make bench`` measured the compiled step faster on this
+  machine at this thread count. The verdict is a kernel form of :mod:`cpnas.dispatch`
+  (op ``compile``, forms ``eager`` / ``compiled``, keys ``train`` / ``search``), cached per
+  machine like the others; nothing measured means eager. ``CPNAS_FORMS=compile=compiled``
+  forces it.
+* ``off``: eager.
 
-The options are runtime settings of this process, like the device: they are recorded in a
-run's metadata (:func:`describe`) but are not part of its cache key, since they change float
-rounding only. Nothing here has been measured on a GPU yet (no GPU lent since it was written);
-``tools/device_check.py`` is the script that would measure the 1-bit/32-bit step ratio with them.
+The traced graph specializes on the Python values the forward reads: a drop-path probability
+(``cifar.drop_path``, 0 in every preset) that changes each epoch would compile once per epoch.
+
+Compiled code is cached under ``$CPNAS_CACHE/inductor`` (``TORCHINDUCTOR_CACHE_DIR``, unless
+set), so a second run of the same network reuses it. Compile time and the number of graphs
+are recorded with the options in a run's metadata (:func:`describe`). Evaluation stays eager:
+it is a small part of a run, and compiling it would add graphs (BatchNorm in eval mode,
+inference tensors) for little gain.
+
+``--amp bf16`` runs forward passes and losses under ``torch.autocast("cuda", torch.bfloat16)``
+on CUDA only (weights, optimizer state and the sign's straight-through gradient stay float32).
+
+Options are runtime settings of this process, like the device: recorded in a run's
+metadata but not part of its cache key, since they change float rounding only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
-from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -32,30 +47,39 @@ from cpnas.errors import CpnasError
 log = logging.getLogger(__name__)
 
 AMP_CHOICES = ("off", "bf16")
+COMPILE_CHOICES = ("auto", "on", "off")
+CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 
 
 @dataclass(frozen=True)
 class Acceleration:
-    """What this process uses: ``amp`` (``off`` or ``bf16``) and ``compile``."""
+    """What this process was asked for: ``amp`` (``off`` or ``bf16``) and ``compile`` (auto/on/off)."""
 
     amp: str = "off"
-    compile: bool = False
+    compile: str = "auto"
+    device: str = "cpu"
 
 
 _current = Acceleration()
+_used: dict[str, bool] = {}
+_graphs_before = 0
 
 
-def configure(amp: str = "off", compile: bool = False, device: str | torch.device = "cpu") -> Acceleration:
-    """Set this process's options for ``device``; on anything but CUDA they stay off (one log line says so)."""
+def configure(amp: str = "off", compile: str | bool = "auto", device: str | torch.device = "cpu") -> Acceleration:
+    """Set this process's options for ``device``; bf16 is CUDA-only (ignored elsewhere, one log line)."""
     global _current
     if amp not in AMP_CHOICES:
         raise CpnasError(f"--amp must be one of {', '.join(AMP_CHOICES)}, got {amp!r}")
+    if isinstance(compile, bool):
+        compile = "on" if compile else "off"
+    if compile not in COMPILE_CHOICES:
+        raise CpnasError(f"--compile must be one of {', '.join(COMPILE_CHOICES)}, got {compile!r}")
     dev = torch.device(device) if not isinstance(device, torch.device) else device
-    wanted = Acceleration(amp=amp, compile=bool(compile))
-    if dev.type != "cuda" and wanted != Acceleration():
-        log.warning("--amp %s / --compile %s ignored on %s: both are CUDA-only (off on CPU)", amp, compile, dev)
-        wanted = Acceleration()
-    _current = wanted
+    if dev.type != "cuda" and amp != "off":
+        log.warning("--amp %s ignored on %s: bf16 autocast is CUDA-only", amp, dev)
+        amp = "off"
+    _current = Acceleration(amp=amp, compile=compile, device=dev.type)
+    _used.clear()
     return _current
 
 
@@ -64,8 +88,26 @@ def current() -> Acceleration:
 
 
 def reset() -> None:
-    """Back to the defaults (off): for tests and for a process that runs several jobs."""
+    """Back to the defaults: for tests and for a process that runs several jobs."""
     configure()
+
+
+def compiling(kind: str) -> bool:
+    """Whether ``kind`` (``train`` or ``search``) runs compiled in this process (see the module doc)."""
+    if _current.compile != "auto":
+        return _current.compile == "on"
+    from cpnas import dispatch
+
+    return dispatch.choose("compile", (kind, _current.device), None) == "compiled"
+
+
+def use_cache_dir() -> str:
+    """Point inductor's cache at ``$CPNAS_CACHE/inductor`` (unless ``TORCHINDUCTOR_CACHE_DIR`` is set); returns it."""
+    if not os.environ.get(CACHE_ENV):
+        from cpnas.data import default_cache_dir
+
+        os.environ[CACHE_ENV] = str(default_cache_dir() / "inductor")
+    return os.environ[CACHE_ENV]
 
 
 @contextlib.contextmanager
@@ -78,23 +120,117 @@ def autocast(device: torch.device) -> Iterator[None]:
         yield
 
 
-def compile_model(model: nn.Module) -> nn.Module:
-    """Compile ``model`` in place (``nn.Module.compile``) when ``--compile`` is on; returns it."""
-    if _current.compile:
-        model.compile()
-    return model
+def bind_forms(model: nn.Module, example: torch.Tensor, forward: Callable[[nn.Module, torch.Tensor], Any] | None = None,
+               paths: Sequence[Any] = ()) -> dict[str, str]:
+    """Choose the kernel forms of ``model``'s dispatched convs once, for inputs shaped as ``example``.
+
+    A traced graph cannot consult :mod:`cpnas.dispatch` on every call, so before compiling,
+    one forward of a copy of ``model`` (``forward(net, x)``, or ``forward(net, x, path)`` for
+    each of ``paths``) lets each dilated conv look its form up as eager would (measuring it
+    if new); the forms are stored on ``model``'s modules (``dilated_form``), which the
+    traced forward reads. Values and the global RNG are left untouched. Returns the forms by module.
+    """
+    from cpnas import fastconv
+
+    probe = copy.deepcopy(model)
+    found: dict[str, str] = {}
+    handles = []
+    for name, m in probe.named_modules():
+        if hasattr(m, "dilated_form"):
+            def hook(mod, args, name=name):
+                form = fastconv.choose_form(args[0], mod.weight, mod.stride, mod.padding, mod.dilation, mod.groups)
+                if form is not None:
+                    found[name] = form
+            handles.append(m.register_forward_pre_hook(hook))
+    x = torch.zeros_like(example).normal_(generator=torch.Generator(device=example.device).manual_seed(0))
+    with torch.random.fork_rng(devices=[]), torch.enable_grad():
+        for path in (paths or [None]):
+            args = (x,) if path is None else (x, path)
+            forward(probe, *args) if forward is not None else probe(*args)
+    for h in handles:
+        h.remove()
+    for name, m in model.named_modules():
+        if name in found:
+            m.dilated_form = found[name]
+    return found
 
 
-def compile_ops(supernet: nn.Module) -> nn.Module:
-    """Compile every candidate op of a search supernet in place (its cells' ``edge_ops``), when on."""
-    if _current.compile:
-        for cell in getattr(supernet, "cells", ()):
-            for ops in getattr(cell, "edge_ops", ()):
-                for op in ops.values():
-                    op.compile()
+def compile_model(model: nn.Module, example: torch.Tensor | None = None, kind: str = "train") -> nn.Module:
+    """``model`` compiled for training when :func:`compiling` says so, else ``model`` itself.
+
+    The compiled module shares ``model``'s parameters and buffers (checkpoints keep writing
+    ``model.state_dict()``); ``example`` (an input batch) binds the kernel forms first.
+    """
+    if not compiling(kind):
+        _used.setdefault(kind, False)
+        return model
+    _start()
+    if example is not None:
+        bind_forms(model, example)
+    _used[kind] = True
+    return torch.compile(model, dynamic=False)
+
+
+def op_signature(op: nn.Module) -> tuple:
+    """What makes two candidate ops trace to different graphs: their structure and parameter shapes."""
+    return (repr(op), tuple(tuple(p.shape) for p in op.parameters()))
+
+
+def compile_ops(supernet: nn.Module, example: torch.Tensor | None = None, paths: Sequence[Any] = ()) -> nn.Module:
+    """Compile every candidate op of a search supernet in place (its cells' ``edge_ops``), when on.
+
+    Ops with the same structure and shapes share one graph; the recompile limit is raised to
+    the number of distinct signatures, so that no op falls back to eager for hitting it
+    (the number is bounded by the op set and the cell widths, and recorded by :func:`describe`).
+    ``example`` and ``paths`` bind the kernel forms first (:func:`bind_forms`).
+    """
+    if not compiling("search"):
+        _used.setdefault("search", False)
+        return supernet
+    _start()
+    if example is not None:
+        bind_forms(supernet, example, paths=paths)
+    ops = [op for cell in getattr(supernet, "cells", ()) for edge in getattr(cell, "edge_ops", ())
+           for op in edge.values()]
+    distinct = len({op_signature(op) for op in ops})
+    # per signature: training and no-grad (scoring, BN recalibration) graphs, each in train or eval mode
+    limit = 4 * distinct
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
+    torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, limit)
+    for op in ops:
+        op.compile(dynamic=False)
+    _used["search"] = True
+    _used["search_signatures"] = distinct
     return supernet
 
 
+def _start() -> None:
+    global _graphs_before
+    use_cache_dir()
+    if not any(v is True for v in _used.values()):
+        from torch._dynamo.utils import counters
+
+        _graphs_before = counters["stats"]["unique_graphs"]
+
+
+def compile_stats() -> dict[str, Any]:
+    """Seconds spent compiling in this process so far (Dynamo tracing and the backward graphs) and graphs made."""
+    from torch._dynamo.utils import compilation_time_metrics, counters
+
+    from cpnas.paths import portable
+
+    return {"graphs": counters["stats"]["unique_graphs"] - _graphs_before,
+            "dynamo_s": round(sum(compilation_time_metrics.get("_compile.compile_inner", [])), 2),
+            "backward_s": round(sum(compilation_time_metrics.get("compile_fx.<locals>.bw_compiler", [])), 2),
+            "cache_dir": portable(os.environ.get(CACHE_ENV))}
+
+
 def describe() -> dict[str, Any]:
-    """The options as recorded in a run's metadata."""
-    return asdict(_current)
+    """The options and what they did, as recorded in a run's metadata (``compiled``: which parts ran compiled)."""
+    out: dict[str, Any] = {"amp": _current.amp, "compile": _current.compile,
+                           "compiled": {k: v for k, v in _used.items() if isinstance(v, bool)}}
+    if any(v is True for v in _used.values()):
+        out["compile_stats"] = compile_stats()
+        if "search_signatures" in _used:
+            out["compile_stats"]["op_signatures"] = _used["search_signatures"]
+    return out

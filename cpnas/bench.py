@@ -485,6 +485,10 @@ def markdown(res: dict[str, Any]) -> str:
 
         lines.append(deploy_markdown(res["deploy"]) if "error" not in res["deploy"]
                      else f"## (e) 1-bit inference measured: skipped ({res['deploy']['error']})\n")
+    if res.get("compile"):
+        from cpnas.compilebench import compile_markdown
+
+        lines += ["", compile_markdown(res["compile"])]
     dp = res.get("data_parallel")
     if dp:
         one = dp["runs"].get(1) or dp["runs"].get("1")
@@ -524,12 +528,33 @@ def run(out: Path, scale: str = "cpu", batch: int = 64, images: int = 512, devic
     res["search"] = search_epochs(scale=scale, images=images, device=device)
     # (e) also times the paper's C = 56 network (about a minute): not at smoke scale, which tests/test_deploy.py covers
     res["deploy"] = deploy(scale) if device == "cpu" and scale != "smoke" else None
+    from cpnas.compilebench import compile_section
+
+    # (g) compiles the cpu-scale networks (minutes): not at smoke scale, which tests/test_compile.py covers
+    res["compile"] = compile_section() if device == "cpu" and scale != "smoke" else None
+    if res["compile"]:
+        _compile_headline(res)
     res["load_avg_end"] = _load_avg()
     res["kernel_forms"] = dispatch.chosen()
     res["dispatch_timings"] = dispatch.timings()
     write_json(out / "bench.json", res)
     write_text(out / "bench.md", markdown(res))
     return res
+
+
+def _compile_headline(res: dict[str, Any]) -> None:
+    """(g)'s ratios at one thread (how every ``cpu`` run trains) as ``throughput.*`` keys of ``bench.json``."""
+    r = res["compile"]["runs"][0]
+    a = res["throughput"]
+    a["compiled_over_eager_train"] = r["compiled_over_eager_train"]
+    a["compiled_binary_over_real_step_time"] = r["compiled_binary_over_real_step_time"]
+    if "compiled_over_eager_search" in r:
+        a["compiled_over_eager_search"] = r["compiled_over_eager_search"]
+    a["compile_threads"] = r["threads"]
+    a["achieved_gflops"] = {"train": r["train"]["gflops"]}
+    if "search" in r:
+        a["achieved_gflops"]["search"] = r["search"]["gflops"]
+    a["matmul_peak_gflops"] = r["matmul_peak_gflops"]
 
 
 DATA_PARALLEL_SET = {"cifar.layers": 3, "cifar.channels_small": 8, "cifar.image_size": 16, "cifar.batch_size": 32,
@@ -590,8 +615,29 @@ def main(argv=None) -> int:
                    help="(f) 1 vs 2 gloo processes under torchrun: off (default), on, or only this section")
     p.add_argument("--profile", action="store_true",
                    help="only profile (a)'s step per net at one thread (torch.profiler): writes profile.{json,md}")
+    p.add_argument("--compile-only", action="store_true",
+                   help="only (g), torch.compile vs eager side by side: writes bench_compile.{json,md}")
+    p.add_argument("--threads", default="1,2", help="thread counts of --compile-only (default: 1,2)")
+    p.add_argument("--no-search", action="store_true", help="--compile-only without the search step")
+    p.add_argument("--equivalence", metavar="SCALE",
+                   help="only train 1-bit DARTS_V2 eager and compiled at seeds 0-2 at SCALE and compare top-1: "
+                        "writes <out>/equivalence.json")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    from cpnas.compilebench import compile_markdown, compile_section, equivalence
+
+    if args.equivalence:
+        eq = equivalence(args.out, args.equivalence)
+        print(json.dumps({k: v for k, v in eq.items() if k != "runs"}, indent=1))
+        return 0
+    if args.compile_only:
+        res = compile_section(tuple(int(t) for t in args.threads.split(",")), search=not args.no_search)
+        res["date"], res["cpu_model"], res["torch"] = time.strftime("%Y-%m-%d %H:%M"), dispatch.cpu_info()["model"], \
+            torch.__version__
+        write_json(args.out / "bench_compile.json", res)
+        write_text(args.out / "bench_compile.md", compile_markdown(res))
+        print(compile_markdown(res))
+        return 0
     if args.profile:
         prof = profile(threads=1, batch=args.batch)
         write_json(args.out / "profile.json", prof)

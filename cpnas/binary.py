@@ -60,8 +60,11 @@ def sign(x: torch.Tensor) -> torch.Tensor:
     both once per (shape, dtype, memory format, backward or not, threads) on this
     machine and uses the faster; ``CPNAS_FORMS=sign=torch`` forces the torch form.
     Without a compiler the extension is skipped after one log line.
+
+    Traced by ``torch.compile`` it is the torch form, with no look-up: the compiler fuses
+    those ops with their neighbours, which an opaque extension call would prevent.
     """
-    if not signext.supports(x) or signext.unavailable_reason() is not None:
+    if torch.compiler.is_compiling() or not signext.supports(x) or signext.unavailable_reason() is not None:
         return _SignSTE.apply(x)
     backward = x.requires_grad and torch.is_grad_enabled()
     key = (tuple(x.shape), tuple(x.stride()), str(x.dtype).removeprefix("torch."), "fwd+bwd" if backward else "fwd")
@@ -120,16 +123,26 @@ def shared_signs():
 
 
 def shares_signs(forward):
-    """Decorator: run a network's ``forward`` inside :func:`shared_signs`."""
+    """Decorator: run a network's ``forward`` inside :func:`shared_signs` (eager; see :func:`activation_sign`)."""
     @functools.wraps(forward)
     def wrapper(*args, **kwargs):
+        if torch.compiler.is_compiling():
+            return forward(*args, **kwargs)
         with shared_signs():
             return forward(*args, **kwargs)
     return wrapper
 
 
 def activation_sign(x: torch.Tensor) -> torch.Tensor:
-    """:func:`sign` of a conv input, reused within a :func:`shared_signs` block."""
+    """:func:`sign` of a conv input, reused within a :func:`shared_signs` block.
+
+    In a graph traced by ``torch.compile`` there is no cache (no ``id()``, no thread-local
+    state): every conv takes :func:`sign` of its input, and the compiler computes the
+    repeated ``sign`` of one tensor once (common subexpression elimination), the same
+    sharing done on the graph.
+    """
+    if torch.compiler.is_compiling():
+        return sign(x)
     cache = getattr(_shared, "cache", None)
     if cache is None or x.is_inference():  # inference tensors carry no version counter: no sharing
         return sign(x)
@@ -143,6 +156,8 @@ def activation_sign(x: torch.Tensor) -> torch.Tensor:
 
 def signs_shared(x: torch.Tensor) -> bool:
     """Whether :func:`activation_sign` of ``x`` is shared now: inside :func:`shared_signs`, ``x`` not an inference tensor."""
+    if torch.compiler.is_compiling():
+        return False
     return getattr(_shared, "cache", None) is not None and not x.is_inference()
 
 
@@ -152,6 +167,8 @@ def mark_signed(xb: torch.Tensor) -> torch.Tensor:
     mask 1{|±1| ≤ 1} is all ones, so the gradient is the same with or without the pass.
     Returns ``xb``; outside a block it does nothing.
     """
+    if torch.compiler.is_compiling():
+        return xb
     cache = getattr(_shared, "cache", None)
     if cache is not None and not xb.is_inference():
         cache[id(xb)] = (xb, xb._version, xb)
@@ -177,6 +194,9 @@ class BinaryConv2d(nn.Conv2d):
     layers stay real). Counted as binary by :mod:`cpnas.efficiency`.
     """
 
+    dilated_form: str | None = None
+    """The dilated-conv form a traced forward uses (:func:`cpnas.accel.bind_forms`); eager looks it up per call."""
+
     def __init__(self, *args, binarize_input: bool = True, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.binarize_input = binarize_input
@@ -184,8 +204,8 @@ class BinaryConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.binarize_input:
             x = activation_sign(x)
-        return fastconv.conv2d(x, binarize_weight(self.weight), self.bias, self.stride,
-                               self.padding, self.dilation, self.groups)
+        return fastconv.conv2d(x, binarize_weight(self.weight), self.bias, self.stride, self.padding, self.dilation,
+                               self.groups, form=self.dilated_form if torch.compiler.is_compiling() else None)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", binarize_input={self.binarize_input}"

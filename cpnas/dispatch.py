@@ -44,6 +44,9 @@ FORMS: dict[str, tuple[str, ...]] = {
     "dilated_conv": ("plain", "space_to_batch"),
     "memory_format": ("channels_last", "contiguous"),
     "sign": ("torch", "ext"),  # cpnas.binary.sign: torch ops, or the one-pass C++ extension (cpnas.signext)
+    # cpnas.accel (--compile auto): a training or search step eager or torch.compile'd; measured by `make bench`
+    # only (compiling takes minutes), never at first use
+    "compile": ("eager", "compiled"),
 }
 """Every dispatched op and its exact forms; the first form is the default where nothing is measured."""
 
@@ -182,6 +185,21 @@ def choose(op: str, key: Sequence[object], runs: Callable[[], dict[str, Callable
         with _lock:
             _timings[skey] = timings
     with _lock:
+        _memo[skey] = form
+    return _record(op, key, form)
+
+
+def remember(op: str, key: Sequence[object], timings_s: dict[str, float]) -> str:
+    """Keep the fastest of ``timings_s`` (seconds by form, measured by the caller) as the choice for ``key``,
+    in memory and in the machine's cache, as :func:`choose` does after measuring; returns it."""
+    unknown = set(timings_s) - set(FORMS[op])
+    if unknown:
+        raise ValueError(f"{op} has no form(s) {sorted(unknown)}; its forms are {FORMS[op]}")
+    skey = _skey(op, key)
+    form = min(timings_s, key=timings_s.get)
+    _save(skey, form)
+    with _lock:
+        _timings[skey] = dict(timings_s)
         _memo[skey] = form
     return _record(op, key, form)
 

@@ -197,8 +197,6 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
     model = build_network(genotype, cfg, dataset=dataset, size=size, precision=precision,
                           num_classes=train.num_classes).to(dev, memory_format=fmt)
     from cpnas import accel
-
-    accel.compile_model(model)  # --compile on CUDA (in place: the checkpoint keys stay the eager module's)
     loss_fn = make_loss(loss, model, num_classes=train.num_classes, config=cfg.loss, parent=parent,
                         label_smoothing=tcfg.label_smoothing, aux_weight=tcfg.auxiliary_weight)
     write_json(out / "config.json", {**run, "genotype_path": portable(genotype_path),

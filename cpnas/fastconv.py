@@ -49,10 +49,27 @@ def rewritable(x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0, dilat
 
 
 def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride=1, padding=0,
-           dilation=1, groups: int = 1) -> torch.Tensor:
-    """``F.conv2d``, with a dilated CPU convolution in the form measured fastest here (plain or space-to-batch)."""
+           dilation=1, groups: int = 1, form: str | None = None) -> torch.Tensor:
+    """``F.conv2d``, with a dilated CPU convolution in the form measured fastest here (plain or space-to-batch).
+
+    ``form`` (``plain`` or ``space_to_batch``) skips the look-up: a network traced by ``torch.compile``
+    passes the form chosen when it was prepared (:func:`cpnas.accel.bind_forms`); traced without one,
+    the plain form is used (a graph cannot consult the dispatch on every call).
+    """
     if not rewritable(x, weight, stride, padding, dilation):
         return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    if form is None:
+        form = "plain" if torch.compiler.is_compiling() else choose_form(x, weight, stride, padding, dilation, groups)
+    if form == "space_to_batch":
+        return space_to_batch_conv2d(x, weight, bias, stride, padding, dilation, groups)
+    return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+
+def choose_form(x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0, dilation=1, groups: int = 1) -> str | None:
+    """The form :mod:`cpnas.dispatch` picks for this convolution (measured once per key), ``None`` where no
+    rewrite applies (:func:`rewritable`)."""
+    if not rewritable(x, weight, stride, padding, dilation):
+        return None
     backward = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     fmt = "channels_last" if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1 else "contiguous"
     key = (tuple(x.shape), tuple(weight.shape), _pair(stride), _pair(dilation), groups, str(x.dtype), fmt,
@@ -77,9 +94,7 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 
     from cpnas import dispatch
 
-    if dispatch.choose("dilated_conv", key, runs) == "space_to_batch":
-        return space_to_batch_conv2d(x, weight, bias, stride, padding, dilation, groups)
-    return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    return dispatch.choose("dilated_conv", key, runs)
 
 
 def space_to_batch_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride=1,
@@ -108,9 +123,16 @@ def space_to_batch_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
 
 
 class Conv2d(nn.Conv2d):
-    """A real ``nn.Conv2d`` whose forward goes through :func:`conv2d` (the Parent's dilated convs)."""
+    """A real ``nn.Conv2d`` whose forward goes through :func:`conv2d` (the Parent's dilated convs).
+
+    ``dilated_form`` is the form a traced forward uses (set by :func:`cpnas.accel.bind_forms`);
+    eager calls look it up per input shape instead.
+    """
+
+    dilated_form: str | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.padding_mode != "zeros" or isinstance(self.padding, str):
             return super().forward(x)
-        return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
+                      form=self.dilated_form if torch.compiler.is_compiling() else None)

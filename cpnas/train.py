@@ -283,6 +283,18 @@ def recipe_optimizer(model: nn.Module, rcfg: Any, lr: float | None = None) -> to
                           weight_decay=rcfg.weight_decay, binary_weight_decay=rcfg.binary_weight_decay)
 
 
+def _example_batch(loader: Any, device: torch.device) -> torch.Tensor | None:
+    """A tensor shaped and laid out as a full batch of ``loader`` (values unset), where the loader says."""
+    from cpnas.networks import loader_input_shape
+
+    shape = loader_input_shape(loader)
+    if shape is None:
+        return None
+    channels_last = getattr(loader, "channels_last", False) and len(shape) == 4
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty(shape, device=device).contiguous(memory_format=fmt)
+
+
 def _len(loader: Any) -> int | None:
     try:
         return len(loader)
@@ -328,6 +340,10 @@ def fit(model: nn.Module, train_loader: Any, test_loader: Any, tcfg: "TrainConfi
     (the per-rank batch is ``batch_size / N``, so the global batch is the configured one),
     the model trains inside DistributedDataParallel, and the checkpoint holds the
     unwrapped model, so it resumes under any number of processes.
+
+    Compiled (:func:`cpnas.accel.compile_model`, ``--compile``; one process only), the training
+    forward runs through ``torch.compile`` sharing ``model``'s parameters; evaluation and the
+    checkpoint use ``model`` itself.
     """
     driver = EpochDriver(out, map_location=device)
     train_loader = distributed.shard_loader(train_loader)
@@ -335,6 +351,8 @@ def fit(model: nn.Module, train_loader: Any, test_loader: Any, tcfg: "TrainConfi
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = recipe_optimizer(model, tcfg)
     net = distributed.wrap(model)  # the model itself in one process
+    if not distributed.is_initialized():  # compiled (cpnas.accel, --compile) for the training forward only
+        net = accel.compile_model(model, example=_example_batch(train_loader, device))
     per_step = getattr(tcfg, "lr_schedule", "cosine_epoch") == "cosine_step"
     run_info = dict(run_info or {})
     every = max(1, int(getattr(tcfg, "eval_every", 1)))

@@ -55,20 +55,21 @@ def add_distributed_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_accel_args(p: argparse.ArgumentParser) -> None:
-    """``--amp`` and ``--compile``: CUDA-only speed options (:mod:`cpnas.accel`), off by default."""
+    """``--amp`` (CUDA only) and ``--compile`` (:mod:`cpnas.accel`)."""
     p.add_argument("--amp", default="off", choices=("off", "bf16"),
                    help="CUDA only: forward passes and losses under bf16 autocast (default: off; off on CPU)")
-    p.add_argument("--compile", action="store_true",
-                   help="CUDA only: torch.compile the network (a search: each candidate op) (default: off; "
-                        "off on CPU, where it was measured slower than eager)")
+    p.add_argument("--compile", nargs="?", const="on", default="auto", choices=("auto", "on", "off"),
+                   help="torch.compile the training network (a search: each candidate op): auto (default) "
+                        "compiles where `make bench` measured it faster on this machine, else eager; "
+                        "--compile alone means on")
 
 
 def apply_accel(args: argparse.Namespace) -> None:
-    """Set :mod:`cpnas.accel` from ``--amp`` / ``--compile`` for the run's device (CPU: off, one log line)."""
+    """Set :mod:`cpnas.accel` from ``--amp`` / ``--compile`` for the run's device (bf16: CUDA only)."""
     from cpnas import accel
     from cpnas.train import resolve_device
 
-    accel.configure(getattr(args, "amp", "off"), getattr(args, "compile", False), resolve_device(args.device))
+    accel.configure(getattr(args, "amp", "off"), getattr(args, "compile", "auto"), resolve_device(args.device))
 
 
 def apply_loader(args: argparse.Namespace) -> None:

@@ -1,0 +1,293 @@
+"""``make bench`` (g): ``torch.compile`` against eager, side by side, and the study that both train alike.
+
+* :func:`compile_section`: at 1 and 2 threads, the ``cpu`` training step (1-bit DARTS_V2) and the
+  CP-NAS search step (Child + Parent on one sampled path), each eager and compiled, steps interleaved
+  so that a change of load hits both; the 1-bit / 32-bit step ratio with both compiled; achieved
+  GFLOP/s (convolution and matmul FLOPs) against the machine's fp32 matmul peak measured in the same
+  run (one roofline line). The verdicts become the ``compile`` kernel forms of :mod:`cpnas.dispatch`,
+  which ``--compile auto`` reads (:mod:`cpnas.accel`).
+* :func:`equivalence`: the 1-bit DARTS_V2 cell trained eager and compiled at three seeds, test top-1
+  compared as means and standard deviations (``python -m cpnas.bench --equivalence SCALE``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cpnas import dispatch
+from cpnas.bench import _load_avg, _time, bench_path
+from cpnas.binary import BINARY, REAL, REAL_RELU
+from cpnas.config import get_config
+from cpnas.io import write_json
+from cpnas.networks import SearchNetwork, memory_format_for
+from cpnas.ops import PRIMITIVES
+from cpnas.space import Path as ArchPath
+
+
+def matmul_peak(threads: int, n: int = 1024, reps: int = 5) -> float:
+    """The machine's fp32 peak as measured here: GFLOP/s of an ``n``×``n`` matmul at ``threads`` threads."""
+    from cpnas.deploy.measure import threads as using_threads
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
+    with using_threads(threads):
+        t = _time(lambda: a @ b, reps=reps, warmup=1)
+    return 2 * n ** 3 / t / 1e9
+
+
+def _step_flops(step) -> int:
+    """FLOPs of one training step (forward + backward; convolutions and matmuls, as ``torch.utils.flop_counter``)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def _train_step(forward, net, x, y, opt):
+    def step():
+        opt.zero_grad(set_to_none=True)
+        out = forward(x)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        torch.nn.functional.cross_entropy(out, y).backward()
+        opt.step()
+    return step
+
+
+def _timed_first(step) -> float:
+    t0 = time.perf_counter()
+    step()
+    return time.perf_counter() - t0
+
+
+def _interleaved(steps: dict[str, Any], reps: int, rounds: int = 3) -> dict[str, float]:
+    """Median step seconds of each callable, ``rounds`` rounds of ``reps`` steps each, interleaved."""
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            for _ in range(reps):
+                times[name].append(_timed_first(step))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def compiled_vs_eager(threads: int = 1, reps: int = 3, search: bool = True) -> dict[str, Any]:
+    """(g) at ``threads`` threads, each ratio measured side by side (steps interleaved):
+
+    * ``train``: the ``cpu`` training step (1-bit DARTS_V2, its C, cells, batch and optimizer),
+      compiled whole (:func:`cpnas.accel.compile_model`) vs eager; and the same net at 32 bits,
+      compiled, for the 1-bit / 32-bit step ratio with both compiled;
+    * ``search``: the CP-NAS search step at the ``cpu`` scale (Child then Parent, each a training
+      step on one sampled path), every candidate op compiled (:func:`cpnas.accel.compile_ops`) vs eager;
+    * achieved GFLOP/s of each step (:func:`_step_flops` / step time) against :func:`matmul_peak`.
+
+    The verdicts are kept as the ``compile`` kernel forms of :mod:`cpnas.dispatch`, which
+    ``--compile auto`` reads. Compile seconds are the first step's time less a step's.
+    """
+    from cpnas import accel
+    from cpnas.data import DEFAULT_DATASET, get_dataset, train_config
+    from cpnas.deploy.measure import threads as using_threads
+    from cpnas.genotype import DARTS_V2
+    from cpnas.train import recipe_optimizer
+
+    accel.use_cache_dir()
+    out: dict[str, Any] = {"threads": threads}
+    with using_threads(threads):
+        torch._dynamo.reset()  # inductor's kernels are generated for the thread count: compile afresh
+        out["matmul_peak_gflops"] = matmul_peak(threads)
+        cfg = get_config("cpu")
+        t = train_config(cfg, DEFAULT_DATASET)
+        spec = get_dataset(DEFAULT_DATASET)
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(t.batch_size, 3, 32, 32, generator=g)
+        y = torch.randint(0, 10, (t.batch_size,), generator=g)
+        steps, flops, first, formats = {}, {}, {}, {}
+        # compiled_contiguous: the generated kernels vectorize along the innermost dimension, which is the
+        # (few) channels in channels_last and the image width in the contiguous layout; the row shows which wins
+        for name, prec, compile_it in (("eager", BINARY, False), ("compiled", BINARY, True),
+                                       ("compiled_contiguous", BINARY, True), ("real_compiled", REAL, True)):
+            torch.manual_seed(0)
+            net = spec.network_class()(DARTS_V2, C=t.channels_small, num_classes=spec.num_classes, layers=t.layers,
+                                       auxiliary=t.auxiliary_weight > 0, precision=prec)
+            fmt = memory_format_for(net, torch.device("cpu"), input_shape=tuple(x.shape))
+            if name == "compiled_contiguous":
+                fmt = torch.contiguous_format
+            formats[name] = "channels_last" if fmt == torch.channels_last else "contiguous"
+            net.to(memory_format=fmt).train()
+            xi = x.contiguous(memory_format=fmt)
+            forward = net
+            if compile_it:
+                accel.bind_forms(net, xi)
+                forward = torch.compile(net, dynamic=False)
+            steps[name] = _train_step(forward, net, xi, y, recipe_optimizer(net, t))
+            if not compile_it:
+                flops[name] = _step_flops(steps[name])
+            first[name] = _timed_first(steps[name])
+        flops["compiled"] = flops["compiled_contiguous"] = flops["eager"]
+        step_s = _interleaved(steps, reps)
+        real_flops = _step_flops(_train_step(net, net, xi, y, recipe_optimizer(net, t)))
+        flops["real_compiled"] = real_flops
+        out["train"] = {"memory_format": formats, "C": t.channels_small, "layers": t.layers, "batch": t.batch_size,
+                        "optimizer": t.optimizer,
+                        "step_s": step_s,
+                        "compile_s": {k: max(0.0, first[k] - step_s[k]) for k in first if k != "eager"},
+                        "gflops": {k: flops[k] / step_s[k] / 1e9 for k in step_s},
+                        "flops_per_step": {k: flops[k] for k in step_s}}
+        out["compiled_over_eager_train"] = step_s["eager"] / step_s["compiled"]
+        out["compiled_binary_over_real_step_time"] = step_s["compiled"] / step_s["real_compiled"]
+        dispatch.remember("compile", ("train", "cpu"), {"eager": step_s["eager"], "compiled": step_s["compiled"]})
+        if search:
+            out["search"] = _search_compiled_vs_eager(cfg, reps)
+            out["compiled_over_eager_search"] = out["search"]["step_s"]["eager"] / out["search"]["step_s"]["compiled"]
+            dispatch.remember("compile", ("search", "cpu"), dict(out["search"]["step_s"]))
+        from torch._dynamo.utils import counters
+
+        out["graphs"] = counters["stats"]["unique_graphs"]
+    return out
+
+
+def _search_compiled_vs_eager(cfg, reps: int) -> dict[str, Any]:
+    """The CP-NAS search step (Child + Parent on one sampled path, each a training step), compiled per op vs eager."""
+    from cpnas import accel
+    from cpnas.genotype import cell_edges
+    from cpnas.train import recipe_optimizer
+
+    s = cfg.search
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(s.batch_size, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (s.batch_size,), generator=g)
+    path = bench_path()
+    ops = [op for op in PRIMITIVES if op != "none"]
+    n = len(cell_edges(4))
+    paths = [ArchPath(tuple(ops[(e + k) % len(ops)] for e in range(n)), tuple(ops[(e + k + 3) % len(ops)]
+                                                                         for e in range(n))) for k in range(len(ops))]
+    steps, flops, first = {}, {}, {}
+    parent_prec = REAL_RELU if s.parent_relu else REAL
+    for name, compile_it in (("eager", False), ("compiled", True)):
+        pair = []
+        for prec in (BINARY, parent_prec):
+            torch.manual_seed(0)
+            net = SearchNetwork(s.init_channels, 10, s.layers, s.reduction_layers, prec)
+            fmt = memory_format_for(net, torch.device("cpu"), input_shape=tuple(x.shape),
+                                    forward=lambda m, t: m(t, path))
+            net.to(memory_format=fmt).train()
+            xi = x.contiguous(memory_format=fmt)
+            if compile_it:
+                with accel_forced_on():
+                    accel.compile_ops(net, xi, paths=paths)
+            pair.append(_train_step(lambda t, net=net: net(t, path), net, xi, y, recipe_optimizer(net, s)))
+
+        def step(pair=pair):
+            for st in pair:
+                st()
+        steps[name] = step
+        if not compile_it:
+            flops[name] = _step_flops(step)
+        first[name] = _timed_first(step)
+    flops["compiled"] = flops["eager"]
+    step_s = _interleaved(steps, reps)
+    from torch._dynamo.utils import counters
+
+    return {"C": s.init_channels, "layers": s.layers, "batch": s.batch_size, "optimizer": s.optimizer,
+            "step_s": step_s, "compile_s": {"compiled": max(0.0, first["compiled"] - step_s["compiled"])},
+            "gflops": {k: flops[k] / step_s[k] / 1e9 for k in step_s}, "flops_per_step": flops,
+            "graphs_total": counters["stats"]["unique_graphs"]}
+
+
+@contextlib.contextmanager
+def accel_forced_on():
+    """:mod:`cpnas.accel` set to compile, for a measurement, and restored after."""
+    from cpnas import accel
+
+    before = accel.current()
+    accel.configure(before.amp, "on", before.device)
+    try:
+        yield
+    finally:
+        accel.configure(before.amp, before.compile, before.device)
+
+
+def compile_markdown(c: dict[str, Any]) -> str:
+    """(g) as markdown: one block per thread count."""
+    lines = ["## (g) `torch.compile` vs eager, side by side (steps interleaved)", ""]
+    for r in c["runs"]:
+        tr = r["train"]
+        lines += [f"### {r['threads']} thread(s); fp32 matmul peak measured {r['matmul_peak_gflops']:.1f} GFLOP/s", "",
+                  "| step | variant | step (s) | GFLOP/s | of peak | compile (s) |", "|---|---|---|---|---|---|"]
+        for k, v in tr["step_s"].items():
+            gf = tr["gflops"][k]
+            lines.append(f"| `cpu` training, {'32' if k.startswith('real') else '1'}-bit DARTS_V2 C={tr['C']}, "
+                         f"{tr['layers']} cells, batch {tr['batch']}, {tr['optimizer']}, "
+                         f"{tr.get('memory_format', {}).get(k, '?')} | {k} | {v:.3f} | {gf:.2f} | "
+                         f"{100 * gf / r['matmul_peak_gflops']:.1f} % | "
+                         f"{tr['compile_s'].get(k, 0):.0f} |")
+        if "search" in r:
+            se = r["search"]
+            for k, v in se["step_s"].items():
+                gf = se["gflops"][k]
+                lines.append(f"| CP-NAS search step (Child + Parent, one path), C={se['C']}, {se['layers']} cells, "
+                             f"batch {se['batch']} | {k} per op | {v:.3f} | {gf:.2f} | "
+                             f"{100 * gf / r['matmul_peak_gflops']:.1f} % | {se['compile_s'].get(k, 0):.0f} |")
+        lines += ["", f"**compiled / eager training speed: {r['compiled_over_eager_train']:.2f}×** (goal ≥ 1.8); "
+                      + (f"**search: {r['compiled_over_eager_search']:.2f}×** (goal ≥ 1.5); "
+                         if "search" in r else "")
+                      + f"**1-bit / 32-bit step time, both compiled: {r['compiled_binary_over_real_step_time']:.2f}** "
+                        f"(goal ≤ 1.10). Roofline: GFLOP/s counts conv and matmul FLOPs "
+                        f"(`torch.utils.flop_counter`), against the measured matmul peak.", ""]
+    lines += [f"Load average at the start / end: {c.get('load_avg_start')} / {c.get('load_avg_end')}.", ""]
+    return "\n".join(lines)
+
+
+def compile_section(threads: tuple[int, ...] = (1, 2), reps: int = 3, search: bool = True) -> dict[str, Any]:
+    """(g) at each thread count, with the load average around it."""
+    res: dict[str, Any] = {"load_avg_start": _load_avg(), "runs": []}
+    for n in threads:
+        res["runs"].append(compiled_vs_eager(n, reps=reps, search=search))
+    res["load_avg_end"] = _load_avg()
+    return res
+
+
+# --------------------------------------------------------------------------- compiled and eager: same results
+
+
+def equivalence(out: Path, scale: str = "cpu", seeds: tuple[int, ...] = (0, 1, 2), loss: str = "ce",
+                data_root: str | None = None, device: str = "cpu") -> dict[str, Any]:
+    """Train the 1-bit DARTS_V2 cell at ``scale`` at each seed, eager and compiled, and compare test top-1.
+
+    Compiled training changes float summation order, which a 1-bit net turns into sign flips, so the
+    two are compared as distributions: mean and standard deviation over ``seeds`` of each, and the
+    mean difference with its standard error. Runs are kept in ``out/<eager|compiled>/seed<k>`` and a
+    finished one is reused. At the ``cpu`` scale each run is one thread for about the ``cpu`` budget.
+    """
+    from cpnas import accel
+    from cpnas.evaluation import train_genotype
+    from cpnas.genotype import DARTS_V2
+
+    cfg = get_config(scale)
+    before = accel.current()
+    runs: dict[str, list[dict[str, Any]]] = {"eager": [], "compiled": []}
+    try:
+        for seed in seeds:
+            for mode in runs:
+                accel.configure(before.amp, "on" if mode == "compiled" else "off", device)
+                m = train_genotype(DARTS_V2, cfg, out=out / mode / f"seed{seed}", seed=seed, loss=loss,
+                                   device=device, data_root=data_root, resume=True)
+                runs[mode].append({"seed": seed, "top1": m["top1"], "wall_clock_s": m["wall_clock_s"],
+                                   "acceleration": m.get("acceleration")})
+    finally:
+        accel.configure(before.amp, before.compile, before.device)
+    res: dict[str, Any] = {"scale": scale, "seeds": list(seeds), "loss": loss, "runs": runs}
+    for mode, rs in runs.items():
+        top1 = [r["top1"] for r in rs]
+        res[mode] = {"mean_top1": statistics.mean(top1), "std_top1": statistics.stdev(top1) if len(top1) > 1 else 0.0,
+                     "mean_wall_clock_s": statistics.mean(r["wall_clock_s"] for r in rs)}
+    diffs = [c["top1"] - e["top1"] for c, e in zip(runs["compiled"], runs["eager"])]
+    res["mean_difference"] = statistics.mean(diffs)
+    res["difference_se"] = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else None
+    write_json(out / "equivalence.json", res)
+    return res
