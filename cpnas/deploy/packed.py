@@ -146,8 +146,12 @@ class PackedConv1x1(nn.Module):
         if self.stride != 1:
             x = x[:, :, :: self.stride, :: self.stride]
         n, c, h, w = x.shape
-        rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)  # a view for channels_last inputs, else one copy
-        return (rows if rows.dtype == torch.float32 else rows.float()), (n, h, w)
+        rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)
+        # reshape returns a view whenever one exists, and for some NCHW inputs (batch 1: pixel stride 1, channel
+        # stride h·w) that view has strided channels; the kernel reads each row's channels contiguously
+        if rows.dtype != torch.float32 or rows.stride(1) != 1:
+            rows = rows.float().contiguous()
+        return rows, (n, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows, (n, h, w) = self._rows(x)
