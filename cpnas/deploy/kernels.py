@@ -137,6 +137,38 @@ def xnor_conv1x1(rows: torch.Tensor, weight_t: torch.Tensor, scale: torch.Tensor
     return extension().xnor_conv1x1(rows, weight_t, scale, bias)
 
 
+def sign_pad(rows: torch.Tensor, n: int, h: int, w: int, pad: int) -> torch.Tensor:
+    """int8 signs (+1 / −1) of float rows ``(n·h·w, C)`` as an ``(n, h+2p, w+2p, ⌈C/64⌉·64)`` image, 0 in the border."""
+    return extension().sign_pad(rows, n, h, w, pad)
+
+
+def binary_depthwise(signs: torch.Tensor, weight: torch.Tensor, k: int, stride: int, dilation: int,
+                     with_sums: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Binary depthwise conv of a :func:`sign_pad` image with int8 ±1 weights ``(k·k, C_pad)``.
+
+    Returns the sign bits of the integer sums (:func:`pack_signs` layout, sign(0) = +1) and, with
+    ``with_sums``, the sums themselves as int8 ``(rows, C_pad)``.
+    """
+    bits, sums = extension().binary_depthwise(signs, weight, k, stride, dilation, with_sums)
+    return bits, sums
+
+
+def xnor_gemm_sign_pad(packed: torch.Tensor, weight_t: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor,
+                       channels: int, n: int, h: int, w: int, pad: int) -> torch.Tensor:
+    """:func:`xnor_gemm` whose output is written as :func:`sign_pad` writes it (the next depthwise conv's input)."""
+    return extension().xnor_gemm_sign_pad(packed, weight_t, scale, bias, channels, n, h, w, pad)
+
+
+def binary_chain(rows: torch.Tensor, n: int, h: int, w: int, tensors: list[torch.Tensor],
+                 ints: list[int]) -> tuple[torch.Tensor, int, int]:
+    """Binary ``depthwise → pointwise + folded BN`` stages in one call: float rows in, float rows out.
+
+    Per stage ``tensors`` holds (depthwise int8 weights, pointwise ``weight_t``, scale, bias) and ``ints``
+    (k, stride, padding, dilation). Returns the last stage's rows ``(n·h'·w', C_out)``, ``h'`` and ``w'``.
+    """
+    return extension().binary_chain(rows, n, h, w, tensors, ints)
+
+
 def xnor_gemm(packed: torch.Tensor, weight_t: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor,
               channels: int) -> torch.Tensor:
     """``scale[o]·(channels − 2·popcount(packed[p] ⊕ w[o])) + bias[o]``, float32 ``(rows, O)``."""

@@ -137,10 +137,21 @@ def _read_image(path: Path, size: int) -> torch.Tensor:
 
 
 def exactness(model: nn.Module, packed: nn.Module, inputs: torch.Tensor) -> dict[str, Any]:
-    """Packed vs simulated on ``inputs``: equal XNOR integers and logits within :data:`LOGIT_TOLERANCE`."""
-    from cpnas.deploy.packed import simulate, simulated_integers
+    """Packed vs simulated on ``inputs``: equal XNOR integers and logits within :data:`LOGIT_TOLERANCE`.
 
-    with simulated_integers(model) as sim_ints:
+    The simulated network runs with its binary depthwise convs exact
+    (:func:`~cpnas.deploy.packed.exact_depthwise`: sign(0) = +1 at exact ties, as the
+    packed int8 kernel). ``float_ties`` compares with the simulated network as it is,
+    whose float32 depthwise sums resolve some of those ties by their rounding residual:
+    the logits' difference, whether the classes agree, and how many ties there were and
+    how many the float sums turned negative.
+    """
+    from cpnas.deploy.packed import exact_depthwise, simulate, simulated_integers
+
+    ties: dict[str, int] = {}
+    with exact_depthwise(model, ties):
+        as_is = simulate(model, inputs)
+    with exact_depthwise(model), simulated_integers(model) as sim_ints:
         sim = simulate(model, inputs)
     with packed.trace_integers() as packed_ints:
         out = packed(inputs)
@@ -152,7 +163,11 @@ def exactness(model: nn.Module, packed: nn.Module, inputs: torch.Tensor) -> dict
             "integers_equal": bool(integers_equal), "integer_tensors": len(sim_ints),
             "integers_compared": int(sum(a.numel() for a in sim_ints)), "integers_differing": differing,
             "argmax_equal": bool(torch.equal(sim.argmax(1), out.argmax(1))),
-            "max_abs_logit": float(sim.abs().max()), "tolerance": LOGIT_TOLERANCE}
+            "max_abs_logit": float(sim.abs().max()), "tolerance": LOGIT_TOLERANCE,
+            "float_ties": {"max_abs_diff": float((as_is - out).abs().max()),
+                           "argmax_equal": bool(torch.equal(as_is.argmax(1), out.argmax(1))),
+                           "depthwise_ties": ties.get("ties", 0),
+                           "depthwise_ties_negative": ties.get("ties_negative", 0)}}
 
 
 def median_ms(fn: Callable[[], Any], reps: int = 5, warmup: int = 1) -> float:

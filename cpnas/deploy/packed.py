@@ -46,7 +46,7 @@ from torch import nn
 from cpnas import fastconv
 from cpnas.binary import BinaryConv2d, scaling_factor, sign
 from cpnas.deploy import kernels
-from cpnas.ops import ConvBN, DilConv, FactorizedReduce
+from cpnas.ops import ConvBN, DilConv, FactorizedReduce, SepConv
 
 log = logging.getLogger(__name__)
 
@@ -143,15 +143,7 @@ class PackedConv1x1(nn.Module):
         return kernels.xnor_gemm(kernels.pack_signs(rows), self.weight_t, ones, zeros, self.c_in)
 
     def _rows(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
-        if self.stride != 1:
-            x = x[:, :, :: self.stride, :: self.stride]
-        n, c, h, w = x.shape
-        rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)
-        # reshape returns a view whenever one exists, and for some NCHW inputs (batch 1: pixel stride 1, channel
-        # stride h·w) that view has strided channels; the kernel reads each row's channels contiguously
-        if rows.dtype != torch.float32 or rows.stride(1) != 1:
-            rows = rows.float().contiguous()
-        return rows, (n, h, w)
+        return _rows(x, self.stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows, (n, h, w) = self._rows(x)
@@ -168,6 +160,19 @@ class PackedConv1x1(nn.Module):
 
 def _round_up(n: int, k: int) -> int:
     return -(-n // k) * k
+
+
+def _rows(x: torch.Tensor, stride: int = 1) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """An NCHW-shaped tensor as float32 rows ``(n·h·w, C)`` whose channels are contiguous (a view when possible)."""
+    if stride != 1:
+        x = x[:, :, ::stride, ::stride]
+    n, c, h, w = x.shape
+    rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)
+    # reshape returns a view whenever one exists, and for some NCHW inputs (batch 1: pixel stride 1, channel
+    # stride h·w) that view has strided channels; the kernels read each row's channels contiguously
+    if rows.dtype != torch.float32 or rows.stride(1) != 1:
+        rows = rows.float().contiguous()
+    return rows, (n, h, w)
 
 
 class PackedDepthwise(nn.Module):
@@ -188,6 +193,8 @@ class PackedDepthwise(nn.Module):
         self.register_buffer("weight_bits", torch.zeros(channels, -(-taps // WORD_BITS), dtype=torch.int64))
         self.register_buffer("alpha", torch.ones(channels))
         self.register_buffer("weight", torch.zeros(channels, 1, kernel_size, kernel_size), persistent=False)
+        self.register_buffer("int8_weight", torch.zeros(taps, _round_up(channels, WORD_BITS), dtype=torch.int8),
+                             persistent=False)
         self.register_load_state_dict_post_hook(lambda module, keys: module._expand())
 
     @classmethod
@@ -207,6 +214,13 @@ class PackedDepthwise(nn.Module):
         taps = self.kernel_size * self.kernel_size
         signs = unpack_signs(self.weight_bits, taps).view(self.channels, 1, self.kernel_size, self.kernel_size)
         self.weight = self.alpha.view(-1, 1, 1, 1) * signs
+        # the int8 kernel's layout: one row of ±1 per tap, channels padded to 64 with 0 (α > 0 drops out of a sign)
+        int8 = torch.zeros_like(self.int8_weight)
+        int8[:, : self.channels] = signs.view(self.channels, taps).t().to(torch.int8)
+        self.int8_weight = int8
+
+    def out_size(self, size: int) -> int:
+        return (size + 2 * self.padding - self.dilation * (self.kernel_size - 1) - 1) // self.stride + 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.binarize_input:
@@ -230,14 +244,72 @@ class PackedConvBN(nn.Module):
 
 
 class PackedDilConv(nn.Module):
-    """``dw conv → pw conv → BN`` (:class:`~cpnas.ops.DilConv`): float depthwise, XNOR pointwise + BN."""
+    """``dw conv → pw conv → BN`` (:class:`~cpnas.ops.DilConv`) as one call: int8 depthwise, XNOR pointwise + BN.
+
+    A depthwise conv whose input stays real (Table 2's ``*``) runs in float32 instead.
+    """
 
     def __init__(self, depthwise: PackedDepthwise, pointwise: PackedConv1x1) -> None:
         super().__init__()
         self.depthwise, self.pointwise = depthwise, pointwise
 
+    @property
+    def binary(self) -> bool:
+        return self.depthwise.binarize_input
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pointwise(self.depthwise(x))
+        if not self.binary:
+            return self.pointwise(self.depthwise(x))
+        return _run_chain((self,), x)
+
+
+class PackedSepConv(nn.Sequential):
+    """Two :class:`PackedDilConv` (:class:`~cpnas.ops.SepConv`) as one call when both are binary.
+
+    Between the two, the first pointwise GEMM writes the int8 signs of its BN output
+    directly into the second depthwise conv's padded input: no float tensor in between.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        units = tuple(self)
+        if not all(u.binary for u in units):
+            return super().forward(x)
+        return _run_chain(units, x)
+
+
+def _run_chain(units: tuple[PackedDilConv, ...], x: torch.Tensor) -> torch.Tensor:
+    """Binary depthwise → pointwise stages on ``x`` (NCHW shape), output in ``channels_last`` memory."""
+    rows, (n, h, w) = _rows(x)
+    if any(u.pointwise.trace is not None for u in units):
+        out, ho, wo = _chain_steps(units, rows, n, h, w)
+    else:
+        tensors: list[torch.Tensor] = []
+        ints: list[int] = []
+        for u in units:
+            d, p = u.depthwise, u.pointwise
+            tensors += [d.int8_weight, p.weight_t, p.scale, p.bias]
+            ints += [d.kernel_size, d.stride, d.padding, d.dilation]
+        out, ho, wo = kernels.binary_chain(rows, n, h, w, tensors, ints)
+    return out.view(n, ho, wo, -1).permute(0, 3, 1, 2)
+
+
+def _chain_steps(units: tuple[PackedDilConv, ...], rows: torch.Tensor, n: int, h: int,
+                 w: int) -> tuple[torch.Tensor, int, int]:
+    """:func:`cpnas.deploy.kernels.binary_chain` kernel by kernel, recording each pointwise conv's integers."""
+    signs = kernels.sign_pad(rows, n, h, w, units[0].depthwise.padding)
+    for i, u in enumerate(units):
+        d, p = u.depthwise, u.pointwise
+        bits, _ = kernels.binary_depthwise(signs, d.int8_weight, d.kernel_size, d.stride, d.dilation)
+        h, w = d.out_size(h), d.out_size(w)
+        if p.trace is not None:
+            ones, zeros = torch.ones(p.c_out), torch.zeros(p.c_out)
+            p.trace.append(kernels.xnor_gemm(bits, p.weight_t, ones, zeros, p.c_in).to(torch.int32))
+        if i + 1 < len(units):
+            signs = kernels.xnor_gemm_sign_pad(bits, p.weight_t, p.scale, p.bias, p.c_in, n, h, w,
+                                               units[i + 1].depthwise.padding)
+        else:
+            return kernels.xnor_gemm(bits, p.weight_t, p.scale, p.bias, p.c_in), h, w
+    raise AssertionError("no stage")
 
 
 class PackedFactorizedReduce(nn.Module):
@@ -258,6 +330,10 @@ def _pack_module(m: nn.Module) -> nn.Module | None:
     """The packed replacement of one op block, or ``None`` to keep it as it is."""
     if isinstance(m, ConvBN) and _binary_1x1(m[0]):
         return PackedConvBN(PackedConv1x1.fold(m[0], *_bn_affine(m[1])))
+    if isinstance(m, SepConv):
+        units = [_pack_module(half) for half in m]
+        if all(isinstance(u, PackedDilConv) for u in units):
+            return PackedSepConv(*units)
     if isinstance(m, DilConv) and _binary_1x1(m[1]) and isinstance(m[0], BinaryConv2d):
         return PackedDilConv(PackedDepthwise.from_binary(m[0]), PackedConv1x1.fold(m[1], *_bn_affine(m[2])))
     if isinstance(m, FactorizedReduce) and _binary_1x1(m.conv_1) and _binary_1x1(m.conv_2):
@@ -304,8 +380,11 @@ class PackedNetwork(nn.Module):
 
     def counts(self) -> dict[str, int]:
         """How many convs of each kind the packed form runs."""
-        kinds = {"xnor_1x1": PackedConv1x1, "float_depthwise": PackedDepthwise, "binary_kept_float": BinaryConv2d}
-        return {k: sum(isinstance(m, t) for m in self.modules()) for k, t in kinds.items()}
+        mods = list(self.modules())
+        return {"xnor_1x1": sum(isinstance(m, PackedConv1x1) for m in mods),
+                "int8_depthwise": sum(isinstance(m, PackedDepthwise) and m.binarize_input for m in mods),
+                "float_depthwise": sum(isinstance(m, PackedDepthwise) and not m.binarize_input for m in mods),
+                "binary_kept_float": sum(isinstance(m, BinaryConv2d) for m in mods)}
 
     @contextmanager
     def trace_integers(self) -> Iterator[list[torch.Tensor]]:
@@ -361,6 +440,47 @@ def simulated_integers(model: nn.Module) -> Iterator[list[torch.Tensor]]:
     handles = [m.register_forward_pre_hook(hook) for m in model.modules() if _binary_1x1(m)]
     try:
         yield found
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _binary_depthwise(m: nn.Module) -> bool:
+    return isinstance(m, BinaryConv2d) and m.binarize_input and m.groups > 1 and m.groups == m.in_channels
+
+
+def _depthwise_exact(conv: BinaryConv2d, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``α·d`` rounded once to float32, and the integers ``d = conv(sign(x), sign(W))`` (float64, exact)."""
+    w = conv.weight.detach()
+    d = F.conv2d(sign(x).double(), sign(w).double(), None, conv.stride, conv.padding, conv.dilation, conv.groups)
+    return (scaling_factor(w).double().view(1, -1, 1, 1) * d).float(), d
+
+
+@contextmanager
+def exact_depthwise(model: nn.Module, ties: dict[str, int] | None = None) -> Iterator[None]:
+    """Within the block, every binary depthwise conv of ``model`` outputs ``α·d`` with ``d`` its exact integer.
+
+    The float32 conv sums its ±α terms with rounding, so where ``d = 0`` (border pixels
+    with an even number of taps inside the image) it returns ±0 or a residual of a few
+    ulps whose sign depends on the order of summation, i.e. on the kernel form. The
+    packed network computes ``d`` exactly and takes sign(0) = +1 (§2.4); so does the
+    simulated network within this block. With ``ties``, counts ``"ties"`` (outputs with
+    ``d = 0``) and ``"ties_negative"`` (those the float32 conv made negative, which the
+    following sign turns to −1) instead of replacing the outputs.
+    """
+    def hook(conv, args, out):
+        exact, d = _depthwise_exact(conv, args[0])
+        if ties is not None:
+            tie = d == 0
+            ties["ties"] = ties.get("ties", 0) + int(tie.sum())
+            ties["ties_negative"] = ties.get("ties_negative", 0) + int((tie & (out < 0)).sum())
+            return None
+        return exact.contiguous(memory_format=torch.channels_last) if out.is_contiguous(
+            memory_format=torch.channels_last) else exact
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if _binary_depthwise(m)]
+    try:
+        yield
     finally:
         for h in handles:
             h.remove()
