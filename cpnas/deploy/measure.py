@@ -240,24 +240,33 @@ def kernel_1x1(channels: Sequence[int] = KERNEL_CHANNELS, *, size: int = KERNEL_
     return res
 
 
+TIME_CLASSES = ("binary_conv", "xnor_1x1", "float_depthwise", "pooling", "real_layers", "other")
+"""Kernel classes of :func:`time_shares`."""
+
+
 def time_shares(packed: nn.Module, x: torch.Tensor, reps: int = 3) -> dict[str, float]:
-    """ms per forward of the packed network spent in each kind of module (forward hooks), and the rest.
+    """ms per forward of the packed network spent in each class of kernel (forward hooks), and the rest.
 
-    ``xnor_1x1``: packed 1×1 convs (sign packing + XNOR-popcount + folded BN);
-    ``float_depthwise``: the depthwise convs (with their input's sign); ``real_layers``:
-    stem, BN, pooling, classifier; ``other``: node sums, concatenations, slicing, Python.
+    ``binary_conv``: sep_conv / dil_conv as one extension call (sign, int8 depthwise,
+    XNOR-popcount pointwise, folded BN); ``xnor_1x1``: the other packed 1×1 convs
+    (preprocessing, factorized reduce); ``float_depthwise``: depthwise convs whose
+    input stays real (Table 2's ``*``); ``pooling``: 3×3 pools; ``real_layers``: stem,
+    BN, classifier; ``other``: node sums, concatenations, slicing, Python.
     """
-    from cpnas.deploy.packed import PackedConv1x1, PackedDepthwise
+    from cpnas.deploy.packed import PackedConv1x1, PackedDepthwise, PackedDilConv, PackedPool, PackedSepConv
 
-    kinds = ((PackedConv1x1, "xnor_1x1"), (PackedDepthwise, "float_depthwise"),
-             ((nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Linear), "real_layers"))
-    spent = {name: 0.0 for _, name in kinds}
+    kinds = (((PackedSepConv, PackedDilConv), "binary_conv"), (PackedConv1x1, "xnor_1x1"),
+             (PackedDepthwise, "float_depthwise"), ((PackedPool, nn.MaxPool2d, nn.AvgPool2d), "pooling"),
+             ((nn.Conv2d, nn.BatchNorm2d, nn.AdaptiveAvgPool2d, nn.Linear), "real_layers"))
+    spent = {name: 0.0 for name in TIME_CLASSES if name != "other"}
     starts: dict[int, float] = {}
     handles = []
-    for m in packed.modules():
+    timed: list[str] = []
+    for path, m in packed.named_modules():
         name = next((n for t, n in kinds if isinstance(m, t)), None)
-        if name is None:
-            continue
+        if name is None or any(path.startswith(p + ".") for p in timed):
+            continue  # the outermost classified module holds the time
+        timed.append(path)
         handles.append(m.register_forward_pre_hook(lambda mod, a: starts.__setitem__(id(mod), time.perf_counter())))
         handles.append(m.register_forward_hook(
             lambda mod, a, out, name=name: spent.__setitem__(name, spent[name] + time.perf_counter() - starts[id(mod)])))

@@ -46,7 +46,7 @@ from torch import nn
 from cpnas import fastconv
 from cpnas.binary import BinaryConv2d, scaling_factor, sign
 from cpnas.deploy import kernels
-from cpnas.ops import ConvBN, DilConv, FactorizedReduce, SepConv
+from cpnas.ops import ConvBN, DilConv, FactorizedReduce, Pool, SepConv
 
 log = logging.getLogger(__name__)
 
@@ -326,8 +326,46 @@ class PackedFactorizedReduce(nn.Module):
         return torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1)
 
 
+class PackedPool(nn.Module):
+    """3×3 max / average pooling (:class:`~cpnas.ops.Pool`) in the extension, on ``channels_last`` float32.
+
+    Bit-identical to PyTorch's CPU kernels: a max is exact in any order, and the
+    average sums its window in PyTorch's order (row by row from 0) before dividing by
+    the number of in-image pixels (``count_include_pad=False``).
+    """
+
+    KINDS = {"max": 0, "avg": 1}
+
+    def __init__(self, kind: str, stride: int) -> None:
+        super().__init__()
+        self.kind, self.stride = kind, stride
+
+    @classmethod
+    def of(cls, m: Pool) -> "PackedPool | None":
+        pool = m.pool
+        kind = "avg" if isinstance(pool, nn.AvgPool2d) else "max"
+        same = (pool.kernel_size in (3, (3, 3)) and pool.padding in (1, (1, 1)) and not pool.ceil_mode
+                and pool.stride in (1, 2, (1, 1), (2, 2)))
+        if kind == "avg":
+            same = same and not pool.count_include_pad and pool.divisor_override is None
+        else:
+            same = same and pool.dilation in (1, (1, 1)) and not pool.return_indices
+        stride = pool.stride if isinstance(pool.stride, int) else pool.stride[0]
+        return cls(kind, stride) if same else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.float32 or not x.is_contiguous(memory_format=torch.channels_last):
+            x = x.float().contiguous(memory_format=torch.channels_last)
+        return kernels.extension().pool3x3(x, self.stride, self.KINDS[self.kind])
+
+    def extra_repr(self) -> str:
+        return f"{self.kind}, 3x3, stride={self.stride}"
+
+
 def _pack_module(m: nn.Module) -> nn.Module | None:
     """The packed replacement of one op block, or ``None`` to keep it as it is."""
+    if isinstance(m, Pool):
+        return PackedPool.of(m)
     if isinstance(m, ConvBN) and _binary_1x1(m[0]):
         return PackedConvBN(PackedConv1x1.fold(m[0], *_bn_affine(m[1])))
     if isinstance(m, SepConv):

@@ -242,8 +242,44 @@ void xnor_conv_kernel(const float* x, int64_t rows, int64_t C, int64_t stride, c
 
 inline int64_t round64(int64_t c) { return (c + 63) / 64 * 64; }
 
+// dst[c] = sign(src[c]) as int8 (+1, or -1 where src < 0; +-0 -> +1) for c < C, 0 for C <= c < Cpad.
+inline void signs_to_int8(const float* src, int64_t C, int8_t* dst, int64_t Cpad) {
+  if (Cpad > C) std::memset(dst + C, 0, Cpad - C);
+  int64_t c = 0;
+#if defined(CPNAS_DW_AVX512) && defined(__AVX512VL__)
+  const __m512 zero = _mm512_setzero_ps();
+  const __m128i plus = _mm_set1_epi8(1), minus = _mm_set1_epi8(-1);
+  for (; c + 16 <= C; c += 16) {
+    const __mmask16 neg = _mm512_cmp_ps_mask(_mm512_loadu_ps(src + c), zero, _CMP_LT_OQ);
+    _mm_storeu_si128((__m128i*)(dst + c), _mm_mask_blend_epi8(neg, plus, minus));
+  }
+  if (c < C) {
+    const __mmask16 lanes = (__mmask16)((1u << (C - c)) - 1);
+    const __mmask16 neg = _mm512_mask_cmp_ps_mask(lanes, _mm512_maskz_loadu_ps(lanes, src + c), zero, _CMP_LT_OQ);
+    _mm_mask_storeu_epi8(dst + c, lanes, _mm_mask_blend_epi8(neg, plus, minus));
+    return;
+  }
+#endif
+  for (; c < C; ++c) dst[c] = src[c] < 0.0f ? int8_t(-1) : int8_t(1);
+}
+
+// Zero the border of an (N, H+2p, W+2p, Cpad) int8 image (signs_to_int8 writes the rest).
+void zero_border(int8_t* out, int64_t N, int64_t H, int64_t W, int64_t pad, int64_t Cpad) {
+  const int64_t Hp = H + 2 * pad, Wp = W + 2 * pad;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t h = 0; h < Hp; ++h) {
+      int8_t* row = out + (n * Hp + h) * Wp * Cpad;
+      if (h < pad || h >= H + pad) {
+        std::memset(row, 0, Wp * Cpad);
+        continue;
+      }
+      std::memset(row, 0, pad * Cpad);
+      std::memset(row + (W + pad) * Cpad, 0, pad * Cpad);
+    }
+}
+
 // Signs of float rows (N*H*W rows of C channels, row stride `stride`) into an int8 image (N, H+2p, W+2p, Cpad)
-// that the caller zero-filled: +1 / -1 inside, 0 in the border and in the channels past C.
+// whose border the caller zeroed: +1 / -1 inside, 0 in the border and in the channels past C.
 void sign_pad_kernel(const float* x, int64_t stride, int64_t N, int64_t H, int64_t W, int64_t C, int64_t pad,
                      int8_t* out, int64_t Cpad) {
   const int64_t Hp = H + 2 * pad, Wp = W + 2 * pad;
@@ -253,7 +289,7 @@ void sign_pad_kernel(const float* x, int64_t stride, int64_t N, int64_t H, int64
       for (int64_t w = 0; w < W; ++w) {
         const float* src = x + ((n * H + h) * W + w) * stride;
         int8_t* dst = out + ((n * Hp + h + pad) * Wp + w + pad) * Cpad;
-        for (int64_t c = 0; c < C; ++c) dst[c] = src[c] < 0.0f ? int8_t(-1) : int8_t(1);
+        signs_to_int8(src, C, dst, Cpad);
       }
     }
   });
@@ -330,7 +366,7 @@ void depthwise_kernel(const int8_t* xs, int64_t N, int64_t Hp, int64_t Wp, int64
 }
 
 // The XNOR GEMM with the next depthwise conv's input as its epilogue: sign(scale * dot + bias) as int8 into the
-// zero-filled (N, Ho+2p, Wo+2p, Cpad) image, rows = N*Ho*Wo in order.
+// zero-bordered (N, Ho+2p, Wo+2p, Cpad) image, rows = N*Ho*Wo in order.
 void xnor_gemm_sign_pad_kernel(const uint32_t* a, int64_t rows, int64_t K32, const uint32_t* wt, int64_t O,
                                int64_t Opad, const float* scale, const float* bias, int64_t C, int64_t Ho, int64_t Wo,
                                int64_t pad, int8_t* out, int64_t Cpad) {
@@ -345,7 +381,59 @@ void xnor_gemm_sign_pad_kernel(const uint32_t* a, int64_t rows, int64_t K32, con
         const int64_t p = p0 + i, n = p / (Ho * Wo), hw = p % (Ho * Wo);
         int8_t* dst = out + ((n * Hp + hw / Wo + pad) * Wp + hw % Wo + pad) * Cpad;
         const float* src = tmp.data() + i * O;
-        for (int64_t o = 0; o < O; ++o) dst[o] = src[o] < 0.0f ? int8_t(-1) : int8_t(1);
+        signs_to_int8(src, O, dst, Cpad);
+      }
+    }
+  });
+}
+
+// ---- 3x3 pooling on NHWC float32, as PyTorch's CPU kernels compute it ---------------------------------------
+
+// Max over the in-image window (padding never wins: it is -inf in PyTorch), stride s, padding 1. Exact in any
+// order; NaN propagates as in PyTorch (a NaN input makes the output NaN).
+void max_pool_kernel(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, int64_t s, int64_t Ho, int64_t Wo,
+                     float* out) {
+  at::parallel_for(0, N * Ho, 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / Ho, oh = r % Ho;
+      const int64_t h0 = std::max<int64_t>(oh * s - 1, 0), h1 = std::min<int64_t>(oh * s + 2, H);
+      for (int64_t ow = 0; ow < Wo; ++ow) {
+        const int64_t w0 = std::max<int64_t>(ow * s - 1, 0), w1 = std::min<int64_t>(ow * s + 2, W);
+        float* dst = out + ((n * Ho + oh) * Wo + ow) * C;
+        const float* first = x + ((n * H + h0) * W + w0) * C;
+        for (int64_t c = 0; c < C; ++c) dst[c] = first[c];
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) {
+            const float* src = x + ((n * H + h) * W + w) * C;
+            for (int64_t c = 0; c < C; ++c) {
+              const float v = src[c];
+              dst[c] = (v > dst[c] || std::isnan(v)) ? v : dst[c];
+            }
+          }
+      }
+    }
+  });
+}
+
+// Average over the in-image window (count_include_pad=False): the window summed row by row from 0, then divided
+// by its size, the order of PyTorch's channels_last CPU kernel, so the values are bit-identical to it.
+void avg_pool_kernel(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, int64_t s, int64_t Ho, int64_t Wo,
+                     float* out) {
+  at::parallel_for(0, N * Ho, 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / Ho, oh = r % Ho;
+      const int64_t h0 = std::max<int64_t>(oh * s - 1, 0), h1 = std::min<int64_t>(oh * s + 2, H);
+      for (int64_t ow = 0; ow < Wo; ++ow) {
+        const int64_t w0 = std::max<int64_t>(ow * s - 1, 0), w1 = std::min<int64_t>(ow * s + 2, W);
+        float* dst = out + ((n * Ho + oh) * Wo + ow) * C;
+        for (int64_t c = 0; c < C; ++c) dst[c] = 0.0f;
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) {
+            const float* src = x + ((n * H + h) * W + w) * C;
+            for (int64_t c = 0; c < C; ++c) dst[c] += src[c];
+          }
+        const float count = (float)((h1 - h0) * (w1 - w0));
+        for (int64_t c = 0; c < C; ++c) dst[c] /= count;
       }
     }
   });
@@ -407,7 +495,8 @@ torch::Tensor sign_pad(torch::Tensor x, int64_t N, int64_t H, int64_t W, int64_t
               "sign_pad: expected float32 (N*H*W, C) rows with contiguous channels");
   TORCH_CHECK(pad >= 0, "sign_pad: negative padding");
   const int64_t C = x.size(1), Cpad = round64(C);
-  auto out = torch::zeros({N, H + 2 * pad, W + 2 * pad, Cpad}, x.options().dtype(torch::kInt8));
+  auto out = torch::empty({N, H + 2 * pad, W + 2 * pad, Cpad}, x.options().dtype(torch::kInt8));
+  zero_border(out.data_ptr<int8_t>(), N, H, W, pad, Cpad);
   sign_pad_kernel(x.data_ptr<float>(), x.stride(0), N, H, W, C, pad, out.data_ptr<int8_t>(), Cpad);
   return out;
 }
@@ -452,7 +541,8 @@ torch::Tensor xnor_gemm_sign_pad(torch::Tensor a, torch::Tensor wt, torch::Tenso
   check_gemm_args(a, wt, scale, bias, C, "xnor_gemm_sign_pad");
   TORCH_CHECK(a.size(0) == N * Ho * Wo && pad >= 0, "xnor_gemm_sign_pad: rows do not match N*Ho*Wo");
   const int64_t O = scale.numel(), Cpad = round64(O);
-  auto out = torch::zeros({N, Ho + 2 * pad, Wo + 2 * pad, Cpad}, a.options().dtype(torch::kInt8));
+  auto out = torch::empty({N, Ho + 2 * pad, Wo + 2 * pad, Cpad}, a.options().dtype(torch::kInt8));
+  zero_border(out.data_ptr<int8_t>(), N, Ho, Wo, pad, Cpad);
   xnor_gemm_sign_pad_kernel(reinterpret_cast<const uint32_t*>(a.data_ptr<int64_t>()), a.size(0), 2 * a.size(1),
                             reinterpret_cast<const uint32_t*>(wt.data_ptr<int32_t>()), O, wt.size(1),
                             scale.data_ptr<float>(), bias.data_ptr<float>(), C, Ho, Wo, pad, out.data_ptr<int8_t>(),
@@ -492,6 +582,20 @@ std::tuple<torch::Tensor, int64_t, int64_t> binary_chain(torch::Tensor x, int64_
   TORCH_CHECK(false, "binary_chain: unreachable");
 }
 
+// 3x3 pooling, padding 1, of a channels_last float32 tensor (N, C, H, W); `kind` 0 = max, 1 = average
+// (count_include_pad=False). Returns a channels_last tensor.
+torch::Tensor pool3x3(torch::Tensor x, int64_t stride, int64_t kind) {
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == torch::kFloat32 && x.is_contiguous(at::MemoryFormat::ChannelsLast),
+              "pool3x3: expected a channels_last float32 (N, C, H, W) tensor");
+  TORCH_CHECK(stride == 1 || stride == 2, "pool3x3: stride 1 or 2");
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t Ho = (H + 2 - 3) / stride + 1, Wo = (W + 2 - 3) / stride + 1;
+  auto out = torch::empty({N, C, Ho, Wo}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  (kind == 0 ? max_pool_kernel : avg_pool_kernel)(x.data_ptr<float>(), N, H, W, C, stride, Ho, Wo,
+                                                  out.data_ptr<float>());
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("xnor_conv1x1", &xnor_conv1x1, "pack the rows' signs and run the XNOR-popcount GEMM, block by block");
   m.def("pack_signs", &pack_signs, "pack the sign bits of each row (64 per int64 word; 1 = negative)");
@@ -501,5 +605,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sign_pad", &sign_pad, "int8 signs of float rows in a zero-bordered NHWC image, channels padded to 64");
   m.def("binary_depthwise", &binary_depthwise, "binary depthwise conv in int8: sign bits (and the integers)");
   m.def("xnor_gemm_sign_pad", &xnor_gemm_sign_pad, "XNOR GEMM writing the int8 signs of its output, zero-bordered");
+  m.def("pool3x3", &pool3x3, "3x3 max or average pooling (count_include_pad=False), channels_last");
   m.def("binary_chain", &binary_chain, "binary (depthwise -> pointwise + folded BN) stages, float output");
 }
