@@ -33,11 +33,11 @@ bits one word packs — are contiguous.
 from __future__ import annotations
 
 import copy
-import io
 import logging
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -525,11 +525,11 @@ def exact_depthwise(model: nn.Module, ties: dict[str, int] | None = None) -> Ite
 
 
 def to_bytes(packed: PackedNetwork) -> bytes:
-    """The packed model file: ``torch.save`` of its persistent buffers and real parameters, and its meta."""
-    buffer = io.BytesIO()
-    meta = None if packed.meta is None else packed.meta.__dict__
-    torch.save({"format": "cpnas-packed/1", "meta": meta, "state": packed.body.state_dict()}, buffer)
-    return buffer.getvalue()
+    """The packed model file (:mod:`cpnas.deploy.modelfile`): its persistent buffers, real parameters and meta."""
+    from cpnas.deploy import modelfile
+
+    meta = None if packed.meta is None else {**packed.meta.__dict__, "reductions": packed.meta.reductions}
+    return modelfile.encode(meta, packed.body.state_dict())
 
 
 def payload_bits(packed: PackedNetwork) -> dict[str, int]:
@@ -545,10 +545,37 @@ def payload_bits(packed: PackedNetwork) -> dict[str, int]:
     return bits
 
 
-def load_packed(data: bytes | str, build: Any) -> PackedNetwork:
-    """Rebuild a packed network from :func:`to_bytes`: ``build(meta) -> evaluation network`` gives the structure."""
-    blob = torch.load(io.BytesIO(data) if isinstance(data, bytes) else data, map_location="cpu", weights_only=False)
-    meta = PackedMeta(**blob["meta"])
-    packed = pack_network(build(meta).eval(), meta)
-    packed.body.load_state_dict(blob["state"])
+def build_network(meta: PackedMeta) -> nn.Module:
+    """The 1-bit evaluation network (random weights) whose structure ``meta`` describes."""
+    from cpnas.binary import BINARY
+    from cpnas.genotype import Genotype
+    from cpnas.networks import NetworkCIFAR, NetworkImageNet
+
+    net_cls = NetworkImageNet if meta.dataset == "imagenet" else NetworkCIFAR
+    return net_cls(Genotype.from_dict(meta.genotype), C=meta.channels, num_classes=meta.num_classes,
+                   layers=meta.layers, auxiliary=False, precision=BINARY)
+
+
+def load_packed(data: bytes | str | os.PathLike, build: Callable[[PackedMeta], nn.Module] | None = None,
+                source: str | None = None) -> PackedNetwork:
+    """Rebuild a packed network from :func:`to_bytes` (bytes or a path); ``build(meta)`` gives the structure.
+
+    A bad, truncated or mismatched file is one :class:`~cpnas.errors.CpnasError` line.
+    """
+    from cpnas.deploy import modelfile
+    from cpnas.errors import CpnasError
+
+    if isinstance(data, bytes):
+        source = source or "the packed model file"
+        meta_dict, state = modelfile.decode(data, source)
+    else:
+        source = source or str(data)
+        meta_dict, state = modelfile.read(data)
+    try:
+        meta = PackedMeta(**{**meta_dict, "reductions": (None if meta_dict.get("reductions") is None
+                                                          else tuple(meta_dict["reductions"]))})
+        packed = pack_network((build or build_network)(meta).eval(), meta)
+        packed.body.load_state_dict(state)
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+        raise CpnasError(f"{source}: the packed model does not rebuild ({str(exc).splitlines()[0][:300]})") from None
     return packed
