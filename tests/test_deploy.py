@@ -370,10 +370,14 @@ def test_cli_bad_genotype_or_checkpoint_is_one_line_exit_2(tmp_path, data_dir, c
 def test_cli_json_reports_exact_and_the_figures(data_dir, capsys):
     from cpnas.cli import main
 
-    assert main(["deploy", "--genotype", str(data_dir / "darts_v2.json"), "--scale", "smoke", "--json"]) == 0
+    assert main(["deploy", "--genotype", str(data_dir / "darts_v2.json"), "--scale", "smoke", "--json",
+                 "--no-compile"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["exact"] is True and report["max_abs_diff"] <= LOGIT_TOLERANCE
     assert set(report["latency_ms"]) == {"fp32", "simulated", "packed"}
+    assert report["speedup_end_to_end"] == report["latency_ms"]["fp32"] / report["latency_ms"]["packed"]
+    assert report["fp32_baseline"] in {"eager channels_last", "torch.compile"}
+    assert report["machine"]["depthwise_path"].endswith("int8")
     assert all(v > 0 for v in report["latency_ms"].values())
     assert set(report["kernel_1x1_speedup"]) == {"64", "128", "256", "512"}
     assert report["file"]["file_bytes"] > 0 and report["network"]["channels"] == 4
@@ -391,3 +395,71 @@ def test_imagenet_network_packed_equals_simulated(seed):
     packed = pack_network(binary)
     assert packed.counts()["xnor_1x1"] > 0 and packed.counts()["binary_kept_float"] == 0
     _assert_exact(exactness(binary, packed, torch.randn(4, 3, size, size)))
+
+
+# --- the packed model file ---------------------------------------------------------------------------------------
+
+
+def _small_packed():
+    from cpnas.deploy.packed import PackedMeta
+
+    net = NetworkCIFAR(DARTS_V2, C=8, layers=5, auxiliary=False)
+    _bn_random(net, 5)
+    images, _ = sample_images(64)
+    calibrate_bn(net, images)
+    meta = PackedMeta(genotype=DARTS_V2.to_dict(), dataset="cifar10", channels=8, layers=5, num_classes=10)
+    return pack_network(net, meta), images
+
+
+@needs_kernels
+def test_model_file_round_trips_and_cli_classifies_a_folder(tmp_path, capsys, seed):
+    from PIL import Image
+
+    from cpnas.cli import main
+
+    packed, images = _small_packed()
+    path = tmp_path / "model.cpnas"
+    path.write_bytes(to_bytes(packed))
+    again = load_packed(path)
+    assert again.meta == packed.meta
+    assert torch.equal(again(images[:4]), packed(images[:4]))
+    folder = tmp_path / "images" / "sub"
+    folder.mkdir(parents=True)
+    raw = ((images[:3] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    for i, im in enumerate(raw):
+        Image.fromarray(im.permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
+    assert main(["deploy", "--load", str(path), "--images", str(tmp_path / "images"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["images"] == 3 and [p["path"] for p in res["predictions"]] == sorted(str(f) for f in folder.iterdir())
+    expected = packed(images[:3]).argmax(1).tolist()  # PNG round trip of the normalized images is exact
+    assert [p["class_index"] for p in res["predictions"]] == expected
+    assert res["path"]["depthwise"].endswith("int8")
+
+
+@needs_kernels
+@pytest.mark.parametrize("damage", ["truncated", "header_cut", "short", "magic", "version", "flipped", "empty"])
+def test_a_bad_model_file_is_one_line_exit_2(damage, tmp_path, capsys, seed):
+    from cpnas.cli import main
+    from cpnas.deploy import modelfile
+
+    blob = bytearray(to_bytes(_small_packed()[0]))
+    damaged = {"truncated": blob[:-100], "header_cut": blob[:40], "short": blob[:5], "empty": b"",
+               "magic": b"X" + blob[1:], "version": blob[:8] + (modelfile.VERSION + 1).to_bytes(4, "little") + blob[12:],
+               "flipped": blob[:-7] + bytes([blob[-7] ^ 1]) + blob[-6:]}[damage]
+    path = tmp_path / "bad.cpnas"
+    path.write_bytes(bytes(damaged))
+    (tmp_path / "img").mkdir()
+    with pytest.raises(CpnasError, match="bad.cpnas"):
+        load_packed(path)
+    assert main(["deploy", "--load", str(path), "--images", str(tmp_path / "img")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("cpnas deploy: error:")
+
+
+def test_load_without_images_or_images_without_load_is_refused(tmp_path, capsys):
+    from cpnas.cli import main
+
+    assert main(["deploy", "--load", str(tmp_path / "m.cpnas")]) == 2
+    assert "--images" in capsys.readouterr().err
+    assert main(["deploy", "--images", str(tmp_path)]) == 2
+    assert "--load" in capsys.readouterr().err

@@ -31,6 +31,18 @@ log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("csrc") / "xnor.cpp"
 CFLAGS = ("-O3", "-march=native", "-fno-math-errno")
 """-march=native: the build runs on the machine that uses it and picks its popcount path."""
+ISA_ENV = "CPNAS_XNOR_ISA"
+ISA_FLAGS = {"native": (), "avx2": ("-mno-avx512f",), "portable": ("-mno-avx512f", "-mno-avx2", "-mno-avx")}
+"""``$CPNAS_XNOR_ISA`` builds a narrower path than the CPU allows (to measure the AVX2 or portable kernels on an
+AVX-512 machine); default ``native``."""
+
+
+def cflags() -> tuple[str, ...]:
+    """The compiler flags: :data:`CFLAGS` and those of ``$CPNAS_XNOR_ISA``; an unknown value is one clear error."""
+    isa = os.environ.get(ISA_ENV, "native").strip() or "native"
+    if isa not in ISA_FLAGS:
+        raise CpnasError(f"{ISA_ENV}={isa!r}: choose one of {', '.join(ISA_FLAGS)}")
+    return CFLAGS + ISA_FLAGS[isa]
 INSTALL_HINT = ("install a C++ compiler and ninja: 'apt-get install g++ ninja-build' (Debian/Ubuntu) "
                 "or 'pip install ninja' with any g++")
 
@@ -76,7 +88,7 @@ def build_name() -> str:
     """Extension name: source hash + machine hash (a -march=native build only runs where it was built)."""
     from cpnas.dispatch import machine_id
 
-    digest = hashlib.sha1(SOURCE.read_bytes() + " ".join(CFLAGS).encode() + machine_id().encode()).hexdigest()
+    digest = hashlib.sha1(SOURCE.read_bytes() + " ".join(cflags()).encode() + machine_id().encode()).hexdigest()
     return f"cpnas_xnor_{digest[:12]}"
 
 
@@ -103,7 +115,7 @@ def extension() -> ModuleType:
             os.environ.setdefault("MAX_JOBS", "2")
             log.info("loading the XNOR-popcount extension from %s (built there on first use, about half a minute)", folder)
             try:
-                _ext = load(name=build_name(), sources=[str(SOURCE)], extra_cflags=list(CFLAGS),
+                _ext = load(name=build_name(), sources=[str(SOURCE)], extra_cflags=list(cflags()),
                             build_directory=str(folder), with_cuda=False, verbose=False)
             except (RuntimeError, OSError, ImportError) as exc:  # compiler errors arrive as RuntimeError
                 raise CpnasError(f"building the XNOR-popcount extension failed in {folder} ({_first_error(exc)}); "

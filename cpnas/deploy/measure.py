@@ -1,4 +1,4 @@
-"""Exactness, latency and file size of the packed network against the simulated one (issue 15).
+"""Exactness, latency and file size of the packed network against the simulated one.
 
 * :func:`exactness` — the packed logits against the simulated 1-bit network's on the
   same inputs: the integers of every XNOR 1×1 conv must be equal and the logits

@@ -11,20 +11,22 @@ or :class:`~cpnas.networks.NetworkImageNet`, eval mode) into a
   :mod:`cpnas.deploy.kernels`). Its scale α (§2.4) and the BatchNorm after it fold
   into one per-channel affine term ``scale·dot + bias`` (BN in eval mode is affine;
   the folding of Jacob et al., CVPR 2018, §3.2), written by the kernel itself.
-* **Binary depthwise convs** (the first half of every separable / dilated conv)
-  stay in floating point: each output has only 9 or 25 terms in one channel, so
-  there is nothing to pack along channels — a word would hold at most 25 of its 64
-  products, and gathering a window's bits costs more than the 9 / 25 float
-  multiply-adds oneDNN vectorises across channels. They are also where exactness
-  is decided: a depthwise sum whose integer is 0 (border pixels, an even number of
-  taps inside the image) comes out of the float kernel as ±0 or as a residual of a
-  few ulps whose sign depends on the order of summation, and the simulated network
-  binarizes *that* value. Running the same oneDNN call on the same ±α weights
-  (stored as bits + α, expanded once at load) reproduces it bit for bit. Only the
-  weights are packed on disk.
-* **Reals stay real**: the stem, pooling, skip connections, node sums, the
-  classifier, and any conv whose inputs are real (Table 2's ``*`` / ``**``
-  variants) run as in the simulated network.
+* **Binary depthwise convs** (the first half of every separable / dilated conv):
+  in int8 — the input's signs once as int8, ±1 per tap and channel added 64
+  channels at a time, the sign bits of the integer sums packed for the pointwise
+  GEMM that follows (:mod:`cpnas.deploy.kernels`, ``binary_chain``). A whole
+  ``sep_conv`` / ``dil_conv`` is one call, and between the two halves of a
+  ``sep_conv`` the GEMM writes the int8 signs of its folded-BN output into the next
+  depthwise input: no float tensor between binary layers. At an exact tie (integer
+  sum 0, border pixels only) the kernel takes sign(0) = +1; the simulated network's
+  float32 conv leaves a rounding residual whose sign depends on the kernel form, so
+  exactness is checked against the simulated network with exact depthwise sums
+  (:func:`exact_depthwise`). A depthwise conv with real inputs (Table 2's ``*``)
+  stays float32 (:class:`PackedDepthwise`).
+* **Pooling** runs in the extension, bit-identical to PyTorch's CPU kernels.
+* **Reals stay real**: the stem, skip connections, node sums, the classifier,
+  and any conv whose inputs are real (Table 2's ``*`` / ``**`` variants) run as in
+  the simulated network.
 
 Activations flow in ``channels_last`` (NHWC), so the channels of one pixel — the
 bits one word packs — are contiguous.
@@ -176,11 +178,12 @@ def _rows(x: torch.Tensor, stride: int = 1) -> tuple[torch.Tensor, tuple[int, in
 
 
 class PackedDepthwise(nn.Module):
-    """A binary depthwise conv ``conv(sign(x), α·sign(W))`` in float32, weights stored as bits + α.
+    """A depthwise conv with binary weights, stored as bits + α.
 
-    Why float: see the module docstring. ``weight`` (±α, non-persistent) is
-    expanded from ``weight_bits`` and ``alpha`` once, bit-identical to the
-    simulated network's ``binarize_weight(W)``.
+    Binary inputs: its ``int8_weight`` (±1 per tap and channel) feeds the int8 kernel
+    of :class:`PackedDilConv`. Real inputs (Table 2's ``*``): :meth:`forward` runs
+    ``conv(x, α·sign(W))`` in float32 with ``weight`` (±α, non-persistent), expanded
+    once, bit-identical to the simulated network's ``binarize_weight(W)``.
     """
 
     def __init__(self, channels: int, kernel_size: int, stride: int, padding: int, dilation: int,
