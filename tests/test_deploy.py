@@ -453,7 +453,7 @@ def test_a_bad_model_file_is_one_line_exit_2(damage, tmp_path, capsys, seed):
         load_packed(path)
     assert main(["deploy", "--load", str(path), "--images", str(tmp_path / "img")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("cpnas deploy: error:")
+    assert len(err) == 1 and err[0].startswith("cpnas deploy: error:") and "bad.cpnas" in err[0]
 
 
 def test_load_without_images_or_images_without_load_is_refused(tmp_path, capsys):

@@ -44,8 +44,8 @@ def classify(model_file: str | os.PathLike, folder: str | os.PathLike, *, image_
     from cpnas.deploy.measure import _read_image
     from cpnas.deploy.packed import load_packed
 
-    files = image_files(folder)
     packed = load_packed(model_file)
+    files = image_files(folder)
     meta = packed.meta
     size = image_size or (224 if meta.dataset == "imagenet" else 32)
     names = class_names(meta.dataset, meta.num_classes)
