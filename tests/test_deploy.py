@@ -1,9 +1,13 @@
-"""Packed 1-bit inference (cpnas.deploy, issue 15): exact against the simulated network.
+"""Packed 1-bit inference (cpnas.deploy): exact against the simulated network.
 
 Oracles: the simulated network itself (its logits, and the integers
-``conv1x1(sign(x), sign(W))`` computed in float64 from its own inputs), and a
-pure-PyTorch bit packer. Tests that need the C++ extension skip, with the
-reason, only where no C++ compiler or ninja is installed.
+``conv1x1(sign(x), sign(W))`` computed in float64 from its own inputs) with its
+binary depthwise convs exact (:func:`cpnas.deploy.packed.exact_depthwise`), float64
+convolutions of ±1 tensors, PyTorch's pooling, and a pure-PyTorch bit packer.
+Every test runs with the kernel forms of :mod:`cpnas.dispatch` forced (the
+defaults unless ``CPNAS_FORMS`` is set), so the simulated side is the same on every
+CPU. Tests that need the C++ extension skip, with the reason, only where no C++
+compiler or ninja is installed.
 """
 
 from __future__ import annotations
@@ -27,6 +31,20 @@ from cpnas.ops import OPS
 needs_kernels = pytest.mark.skipif(kernels.toolchain_missing() is not None,
                                    reason=f"no {kernels.toolchain_missing()} to build the XNOR-popcount extension "
                                           f"({kernels.INSTALL_HINT})")
+
+
+@pytest.fixture(autouse=True)
+def forced_forms(monkeypatch):
+    """The simulated network's kernel forms fixed: those of ``$CPNAS_FORMS``, else every op's default form."""
+    import os
+
+    from cpnas import dispatch
+
+    if not os.environ.get(dispatch.FORCE_ENV):
+        monkeypatch.setenv(dispatch.FORCE_ENV, ",".join(f"{op}={forms[0]}" for op, forms in dispatch.FORMS.items()))
+    dispatch.reset()
+    yield
+    dispatch.reset()
 
 
 def _real_like(n: int, channels: int, size: int = 16) -> torch.Tensor:
@@ -109,6 +127,60 @@ def test_xnor_1x1_integers_and_folded_bn_equal_the_simulated_conv(c_in, c_out, s
 
 
 @needs_kernels
+@pytest.mark.parametrize("c", [20, 64, 70])
+@pytest.mark.parametrize("k,stride,padding,dilation", [(3, 1, 1, 1), (5, 1, 2, 1), (3, 1, 2, 2), (5, 1, 4, 2),
+                                                       (3, 2, 1, 1), (5, 2, 4, 2)])
+def test_int8_depthwise_integers_equal_the_exact_conv(c, k, stride, padding, dilation, seed):
+    """The integers before the sign, against a float64 conv of ±1 tensors (exact), and their sign bits."""
+    from cpnas.deploy.packed import PackedDepthwise
+
+    conv = BinaryConv2d(c, c, k, stride=stride, padding=padding, dilation=dilation, groups=c, bias=False)
+    dw = PackedDepthwise.from_binary(conv)
+    x = torch.randn(2, c, 11, 12)
+    x[:, :, 0, :3] = 0.0  # sign(0) = +1
+    rows = x.permute(0, 2, 3, 1).reshape(-1, c).contiguous()
+    signs = kernels.sign_pad(rows, 2, 11, 12, padding)
+    bits, sums = kernels.binary_depthwise(signs, dw.int8_weight, k, stride, dilation, with_sums=True)
+    oracle = nn.functional.conv2d(torch.where(x < 0, -1.0, 1.0).double(),
+                                  torch.where(conv.weight < 0, -1.0, 1.0).double().detach(),
+                                  None, stride, padding, dilation, c)
+    oracle = oracle.permute(0, 2, 3, 1).reshape(-1, c)
+    assert (oracle == 0).any()  # exact ties are exercised: sign(0) = +1, bit 0
+    assert torch.equal(sums[:, :c].double(), oracle)
+    assert not sums[:, c:].any()
+    assert torch.equal(bits, pack_bits(oracle))
+
+
+@needs_kernels
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [7, 8])
+def test_packed_pooling_is_bit_identical_to_pytorch(kind, stride, size, seed):
+    from cpnas.deploy.packed import PackedPool
+    from cpnas.ops import Pool
+
+    pool = Pool(kind, stride)
+    packed = PackedPool.of(pool)
+    x = torch.randn(2, 21, size, size)
+    x[0, 0] = 1.0  # equal values in a window
+    for inp in (x, x.contiguous(memory_format=torch.channels_last)):
+        assert torch.equal(packed(inp), pool(inp))
+
+
+@needs_kernels
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_xnor_1x1_takes_nchw_and_channels_last_inputs_at_any_batch(batch, memory_format, stride, seed):
+    """An NCHW input of batch 1 reshapes to a view with strided channels: it must be copied, not refused."""
+    conv = BinaryConv2d(32, 16, 1, stride=stride, bias=False)
+    packed = PackedConv1x1.fold(conv, torch.ones(16, dtype=torch.float64), torch.zeros(16, dtype=torch.float64))
+    x = torch.randn(batch, 32, 16, 16).contiguous(memory_format=memory_format)
+    with torch.no_grad():
+        assert (packed(x) - conv(x)).abs().max() <= 1e-5
+
+
+@needs_kernels
 def test_the_fastest_popcount_this_cpu_has_is_compiled_in():
     from cpnas.dispatch import cpu_info
 
@@ -120,6 +192,9 @@ def test_the_fastest_popcount_this_cpu_has_is_compiled_in():
         assert path == "avx2"
     else:
         assert path == "portable"
+    depthwise = kernels.extension().depthwise_path()
+    assert depthwise == ("avx512bw_int8" if {"avx512f", "avx512bw"} <= flags else
+                         "avx2_int8" if "avx2" in flags else "portable_int8")
 
 
 # --- every op, whole cells, whole networks ---------------------------------------------------------------------
@@ -189,6 +264,46 @@ def test_whole_network_logits_equal_and_file_round_trips(seed):
     assert not any(k.endswith(".weight_t") for k in again.body.state_dict())  # the kernel layout is not stored
 
 
+EMPTY_NODE_CELL = {
+    "normal": [["max_pool_3x3", 0, 2], ["max_pool_3x3", 1, 2], ["max_pool_3x3", 0, 3], ["max_pool_3x3", 1, 3],
+               ["sep_conv_5x5", 0, 4], ["max_pool_3x3", 1, 4], ["dil_conv_3x3", 0, 5], ["avg_pool_3x3", 2, 5]],
+    "normal_concat": [2, 3, 4, 5],
+    "reduce": [["avg_pool_3x3", 0, 2], ["sep_conv_5x5", 1, 2], ["dil_conv_3x3", 0, 4], ["sep_conv_3x3", 1, 4],
+               ["dil_conv_3x3", 1, 5], ["sep_conv_5x5", 2, 5]],
+    "reduce_concat": [2, 3, 4, 5]}
+"""A cell a smoke search found: reduction node 3 has no input edge, so an all-zero node (in the default NCHW
+layout) enters the concatenation and the next cell's 1×1 convs receive NCHW inputs."""
+
+
+@needs_kernels
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_a_cell_with_an_empty_node_deploys_at_any_batch_and_layout(batch, memory_format, seed):
+    from cpnas.genotype import Genotype
+
+    net = NetworkCIFAR(Genotype.from_dict(EMPTY_NODE_CELL), C=8, layers=5, auxiliary=False)
+    _bn_random(net, 4)
+    images, _ = sample_images(64)
+    calibrate_bn(net, torch.cat([images, torch.randn(64, 3, 32, 32)]))
+    packed = pack_network(net)
+    assert packed.counts()["binary_kept_float"] == 0
+    x = images[:batch].contiguous(memory_format=memory_format)
+    _assert_exact(exactness(net, packed, x))
+
+
+@needs_kernels
+def test_float_ties_are_counted_and_exact_ties_change_nothing_else(seed):
+    """Exact depthwise ties (border pixels, an even number of taps inside) exist, and exactness reports them."""
+    net = NetworkCIFAR(DARTS_V2, C=8, layers=5, auxiliary=False)
+    images, _ = sample_images(64)
+    calibrate_bn(net, images)
+    report = exactness(net, pack_network(net), images[:4])
+    _assert_exact(report)
+    ties = report["float_ties"]
+    assert ties["depthwise_ties"] > 0 and 0 <= ties["depthwise_ties_negative"] <= ties["depthwise_ties"]
+    assert ties["max_abs_diff"] >= 0 and isinstance(ties["argmax_equal"], bool)
+
+
 @needs_kernels
 @pytest.mark.parametrize("precision", ["binary*", "binary**"])
 def test_table2_variants_keep_real_input_convs_in_float(precision, seed):
@@ -255,10 +370,14 @@ def test_cli_bad_genotype_or_checkpoint_is_one_line_exit_2(tmp_path, data_dir, c
 def test_cli_json_reports_exact_and_the_figures(data_dir, capsys):
     from cpnas.cli import main
 
-    assert main(["deploy", "--genotype", str(data_dir / "darts_v2.json"), "--scale", "smoke", "--json"]) == 0
+    assert main(["deploy", "--genotype", str(data_dir / "darts_v2.json"), "--scale", "smoke", "--json",
+                 "--no-compile"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["exact"] is True and report["max_abs_diff"] <= LOGIT_TOLERANCE
     assert set(report["latency_ms"]) == {"fp32", "simulated", "packed"}
+    assert report["speedup_end_to_end"] == report["latency_ms"]["fp32"] / report["latency_ms"]["packed"]
+    assert report["fp32_baseline"] in {"eager channels_last", "torch.compile"}
+    assert report["machine"]["depthwise_path"].endswith("int8")
     assert all(v > 0 for v in report["latency_ms"].values())
     assert set(report["kernel_1x1_speedup"]) == {"64", "128", "256", "512"}
     assert report["file"]["file_bytes"] > 0 and report["network"]["channels"] == 4
@@ -276,3 +395,71 @@ def test_imagenet_network_packed_equals_simulated(seed):
     packed = pack_network(binary)
     assert packed.counts()["xnor_1x1"] > 0 and packed.counts()["binary_kept_float"] == 0
     _assert_exact(exactness(binary, packed, torch.randn(4, 3, size, size)))
+
+
+# --- the packed model file ---------------------------------------------------------------------------------------
+
+
+def _small_packed():
+    from cpnas.deploy.packed import PackedMeta
+
+    net = NetworkCIFAR(DARTS_V2, C=8, layers=5, auxiliary=False)
+    _bn_random(net, 5)
+    images, _ = sample_images(64)
+    calibrate_bn(net, images)
+    meta = PackedMeta(genotype=DARTS_V2.to_dict(), dataset="cifar10", channels=8, layers=5, num_classes=10)
+    return pack_network(net, meta), images
+
+
+@needs_kernels
+def test_model_file_round_trips_and_cli_classifies_a_folder(tmp_path, capsys, seed):
+    from PIL import Image
+
+    from cpnas.cli import main
+
+    packed, images = _small_packed()
+    path = tmp_path / "model.cpnas"
+    path.write_bytes(to_bytes(packed))
+    again = load_packed(path)
+    assert again.meta == packed.meta
+    assert torch.equal(again(images[:4]), packed(images[:4]))
+    folder = tmp_path / "images" / "sub"
+    folder.mkdir(parents=True)
+    raw = ((images[:3] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    for i, im in enumerate(raw):
+        Image.fromarray(im.permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
+    assert main(["deploy", "--load", str(path), "--images", str(tmp_path / "images"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["images"] == 3 and [p["path"] for p in res["predictions"]] == sorted(str(f) for f in folder.iterdir())
+    expected = packed(images[:3]).argmax(1).tolist()  # PNG round trip of the normalized images is exact
+    assert [p["class_index"] for p in res["predictions"]] == expected
+    assert res["path"]["depthwise"].endswith("int8")
+
+
+@needs_kernels
+@pytest.mark.parametrize("damage", ["truncated", "header_cut", "short", "magic", "version", "flipped", "empty"])
+def test_a_bad_model_file_is_one_line_exit_2(damage, tmp_path, capsys, seed):
+    from cpnas.cli import main
+    from cpnas.deploy import modelfile
+
+    blob = bytearray(to_bytes(_small_packed()[0]))
+    damaged = {"truncated": blob[:-100], "header_cut": blob[:40], "short": blob[:5], "empty": b"",
+               "magic": b"X" + blob[1:], "version": blob[:8] + (modelfile.VERSION + 1).to_bytes(4, "little") + blob[12:],
+               "flipped": blob[:-7] + bytes([blob[-7] ^ 1]) + blob[-6:]}[damage]
+    path = tmp_path / "bad.cpnas"
+    path.write_bytes(bytes(damaged))
+    (tmp_path / "img").mkdir()
+    with pytest.raises(CpnasError, match="bad.cpnas"):
+        load_packed(path)
+    assert main(["deploy", "--load", str(path), "--images", str(tmp_path / "img")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("cpnas deploy: error:") and "bad.cpnas" in err[0]
+
+
+def test_load_without_images_or_images_without_load_is_refused(tmp_path, capsys):
+    from cpnas.cli import main
+
+    assert main(["deploy", "--load", str(tmp_path / "m.cpnas")]) == 2
+    assert "--images" in capsys.readouterr().err
+    assert main(["deploy", "--images", str(tmp_path)]) == 2
+    assert "--load" in capsys.readouterr().err

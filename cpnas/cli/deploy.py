@@ -24,8 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "at first use), check that its logits equal the simulated 1-bit PyTorch network's (same "
                     "integers inside, floats within 1e-5), and time the 32-bit, simulated and packed networks "
                     "and the packed 1x1 kernel alone. Needs g++ and ninja once.",
-        epilog="Example: cpnas deploy --genotype tests/data/darts_v2.json --json")
-    p.add_argument("--genotype", required=True, metavar="PATH", help="genotype JSON (cpnas search writes one)")
+        epilog="Examples: cpnas deploy --genotype tests/data/darts_v2.json --json; "
+               "cpnas deploy --genotype G.json --checkpoint RUN --save model.cpnas; "
+               "cpnas deploy --load model.cpnas --images FOLDER (format: docs/inference.md)")
+    p.add_argument("--genotype", default=None, metavar="PATH",
+                   help="genotype JSON (cpnas search writes one); needed unless --load")
     p.add_argument("--checkpoint", type=Path, default=None, metavar="RUN_DIR",
                    help="a 'cpnas train' run folder holding checkpoint.pt (default: random weights)")
     p.add_argument("--size", default="small", choices=SIZES, help="model size (default: small)")
@@ -39,28 +42,65 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="thread counts to time (default: torch's current count)")
     p.add_argument("--batch", type=_thread_list, default=(1,), metavar="B[,B]",
                    help="batch sizes to time (default: 1)")
-    p.add_argument("--out", type=out_file, default=None, metavar="FILE", help="also write the packed model file here")
+    p.add_argument("--save", "--out", dest="save", type=out_file, default=None, metavar="FILE",
+                   help="also write the packed model file here (one file: packed weights, folded BN, genotype)")
+    p.add_argument("--load", type=Path, default=None, metavar="FILE",
+                   help="a packed model file (from --save) to classify --images with, instead of measuring")
+    p.add_argument("--images", type=Path, default=None, metavar="FOLDER",
+                   help="with --load: a folder of images to classify (one line per image; JSON with --json)")
+    p.add_argument("--no-compile", dest="compile_fp32", action="store_false",
+                   help="time the 32-bit baseline in eager PyTorch only (default: also torch.compile, and the "
+                        "faster is the baseline)")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.set_defaults(func=run)
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from cpnas.deploy.classify import classify
+
+    if args.images is None:
+        raise CpnasError("--load needs --images FOLDER (the images to classify)")
+    res = classify(args.load, args.images)
+    if args.json:
+        print(json.dumps(res, indent=1))
+        return 0
+    path = res["path"]
+    print(f"{res['images']} images, packed {res['network']['dataset']} network C={res['network']['channels']} "
+          f"({path['xnor']} XNOR path, {path['depthwise']} depthwise path)")
+    for row in res["predictions"]:
+        print(f"{row['path']}\t{row['class']}\t{row['probability']:.3f}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     from cpnas.deploy.measure import deploy_report
     from cpnas.genotype import load_genotype
 
+    if args.load is not None:
+        if args.genotype or args.checkpoint or args.save:
+            raise CpnasError("--load classifies with a packed file: drop --genotype, --checkpoint and --save")
+        return _classify(args)
+    if args.images is not None:
+        raise CpnasError("--images needs --load FILE (a packed model file from 'cpnas deploy --save')")
+    if args.genotype is None:
+        raise CpnasError("give --genotype PATH (to pack and measure a network) or --load FILE --images FOLDER")
     cfg = resolve_config(args)
     genotype = load_genotype(args.genotype)  # a bad path or file is a one-line CpnasError
     # checked here, before the C++ extension is built (a minute at first use)
     if args.checkpoint is not None and not (args.checkpoint / "checkpoint.pt").is_file():
         what = "no such folder" if not args.checkpoint.exists() else "no checkpoint.pt in it"
         raise CpnasError(f"--checkpoint {args.checkpoint}: {what}; give a 'cpnas train' run folder (its --out)")
-    if args.out is not None:
-        check_writable(args.out.parent, "--out")
+    if args.save is not None:
+        check_writable(args.save.parent, "--save")
     report = deploy_report(genotype, cfg, dataset=args.dataset, size=args.size, checkpoint=args.checkpoint,
                            data_root=args.data, batches=args.batch, thread_counts=args.threads,
-                           packed_file=args.out)
+                           packed_file=args.save, compile_fp32=args.compile_fp32)
     if args.json:
         print(json.dumps(report, indent=1))
+        return 0
+    if report.get("path") == "simulated":
+        print(f"packed kernels unavailable ({report['unavailable']}); fp32 {report['latency_ms']['fp32']:.2f} ms, "
+              f"simulated 1-bit {report['latency_ms']['simulated']:.2f} ms")
         return 0
     lat = report["latency_ms"]
     net = report["network"]
@@ -68,9 +108,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"exact: {report['exact']} (max |logit difference| {report['max_abs_diff']:.2e}, "
           f"{report['exactness']['images']['integers_compared']:,} XNOR integers equal: "
           f"{report['exactness']['images']['integers_equal']})")
-    print(f"latency, batch {report['latency_batch']}, {report['latency_threads']} thread(s): fp32 {lat['fp32']:.2f} ms, "
-          f"simulated 1-bit {lat['simulated']:.2f} ms, packed {lat['packed']:.2f} ms "
-          f"({report['speedup_packed_vs_fp32']:.2f}x vs fp32; FLOPs estimate {report['speedup_flops_estimate']:.1f}x)")
+    print(f"latency, batch {report['latency_batch']}, {report['latency_threads']} thread(s): fp32 {lat['fp32']:.2f} ms "
+          f"({report['fp32_baseline']}), simulated 1-bit {lat['simulated']:.2f} ms, packed {lat['packed']:.2f} ms "
+          f"({report['speedup_end_to_end']:.2f}x end to end; FLOPs estimate {report['speedup_flops_estimate']:.1f}x; "
+          f"{report['machine']['simd_path']} XNOR path, {report['machine']['depthwise_path']} depthwise path)")
     print("packed 1x1 vs fp32 1x1: " + ", ".join(f"C={c} {s:.1f}x" for c, s in report["kernel_1x1_speedup"].items()))
     f = report["file"]
     print(f"file {f['file_mbit']:.3f} Mbit (payload {f['payload_mbit_excl_bn_stats']:.3f} Mbit) vs Table 3 "

@@ -31,6 +31,18 @@ log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("csrc") / "xnor.cpp"
 CFLAGS = ("-O3", "-march=native", "-fno-math-errno")
 """-march=native: the build runs on the machine that uses it and picks its popcount path."""
+ISA_ENV = "CPNAS_XNOR_ISA"
+ISA_FLAGS = {"native": (), "avx2": ("-mno-avx512f",), "portable": ("-mno-avx512f", "-mno-avx2", "-mno-avx")}
+"""``$CPNAS_XNOR_ISA`` builds a narrower path than the CPU allows (to measure the AVX2 or portable kernels on an
+AVX-512 machine); default ``native``."""
+
+
+def cflags() -> tuple[str, ...]:
+    """The compiler flags: :data:`CFLAGS` and those of ``$CPNAS_XNOR_ISA``; an unknown value is one clear error."""
+    isa = os.environ.get(ISA_ENV, "native").strip() or "native"
+    if isa not in ISA_FLAGS:
+        raise CpnasError(f"{ISA_ENV}={isa!r}: choose one of {', '.join(ISA_FLAGS)}")
+    return CFLAGS + ISA_FLAGS[isa]
 INSTALL_HINT = ("install a C++ compiler and ninja: 'apt-get install g++ ninja-build' (Debian/Ubuntu) "
                 "or 'pip install ninja' with any g++")
 
@@ -76,7 +88,7 @@ def build_name() -> str:
     """Extension name: source hash + machine hash (a -march=native build only runs where it was built)."""
     from cpnas.dispatch import machine_id
 
-    digest = hashlib.sha1(SOURCE.read_bytes() + " ".join(CFLAGS).encode() + machine_id().encode()).hexdigest()
+    digest = hashlib.sha1(SOURCE.read_bytes() + " ".join(cflags()).encode() + machine_id().encode()).hexdigest()
     return f"cpnas_xnor_{digest[:12]}"
 
 
@@ -103,7 +115,7 @@ def extension() -> ModuleType:
             os.environ.setdefault("MAX_JOBS", "2")
             log.info("loading the XNOR-popcount extension from %s (built there on first use, about half a minute)", folder)
             try:
-                _ext = load(name=build_name(), sources=[str(SOURCE)], extra_cflags=list(CFLAGS),
+                _ext = load(name=build_name(), sources=[str(SOURCE)], extra_cflags=list(cflags()),
                             build_directory=str(folder), with_cuda=False, verbose=False)
             except (RuntimeError, OSError, ImportError) as exc:  # compiler errors arrive as RuntimeError
                 raise CpnasError(f"building the XNOR-popcount extension failed in {folder} ({_first_error(exc)}); "
@@ -135,6 +147,38 @@ def pack_signs(rows: torch.Tensor) -> torch.Tensor:
 def xnor_conv1x1(rows: torch.Tensor, weight_t: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """:func:`pack_signs` and :func:`xnor_gemm` fused, block by block of rows (what the packed network runs)."""
     return extension().xnor_conv1x1(rows, weight_t, scale, bias)
+
+
+def sign_pad(rows: torch.Tensor, n: int, h: int, w: int, pad: int) -> torch.Tensor:
+    """int8 signs (+1 / −1) of float rows ``(n·h·w, C)`` as an ``(n, h+2p, w+2p, ⌈C/64⌉·64)`` image, 0 in the border."""
+    return extension().sign_pad(rows, n, h, w, pad)
+
+
+def binary_depthwise(signs: torch.Tensor, weight: torch.Tensor, k: int, stride: int, dilation: int,
+                     with_sums: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Binary depthwise conv of a :func:`sign_pad` image with int8 ±1 weights ``(k·k, C_pad)``.
+
+    Returns the sign bits of the integer sums (:func:`pack_signs` layout, sign(0) = +1) and, with
+    ``with_sums``, the sums themselves as int8 ``(rows, C_pad)``.
+    """
+    bits, sums = extension().binary_depthwise(signs, weight, k, stride, dilation, with_sums)
+    return bits, sums
+
+
+def xnor_gemm_sign_pad(packed: torch.Tensor, weight_t: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor,
+                       channels: int, n: int, h: int, w: int, pad: int) -> torch.Tensor:
+    """:func:`xnor_gemm` whose output is written as :func:`sign_pad` writes it (the next depthwise conv's input)."""
+    return extension().xnor_gemm_sign_pad(packed, weight_t, scale, bias, channels, n, h, w, pad)
+
+
+def binary_chain(rows: torch.Tensor, n: int, h: int, w: int, tensors: list[torch.Tensor],
+                 ints: list[int]) -> tuple[torch.Tensor, int, int]:
+    """Binary ``depthwise → pointwise + folded BN`` stages in one call: float rows in, float rows out.
+
+    Per stage ``tensors`` holds (depthwise int8 weights, pointwise ``weight_t``, scale, bias) and ``ints``
+    (k, stride, padding, dilation). Returns the last stage's rows ``(n·h'·w', C_out)``, ``h'`` and ``w'``.
+    """
+    return extension().binary_chain(rows, n, h, w, tensors, ints)
 
 
 def xnor_gemm(packed: torch.Tensor, weight_t: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor,

@@ -1,4 +1,4 @@
-"""Exactness, latency and file size of the packed network against the simulated one (issue 15).
+"""Exactness, latency and file size of the packed network against the simulated one.
 
 * :func:`exactness` — the packed logits against the simulated 1-bit network's on the
   same inputs: the integers of every XNOR 1×1 conv must be equal and the logits
@@ -137,10 +137,21 @@ def _read_image(path: Path, size: int) -> torch.Tensor:
 
 
 def exactness(model: nn.Module, packed: nn.Module, inputs: torch.Tensor) -> dict[str, Any]:
-    """Packed vs simulated on ``inputs``: equal XNOR integers and logits within :data:`LOGIT_TOLERANCE`."""
-    from cpnas.deploy.packed import simulate, simulated_integers
+    """Packed vs simulated on ``inputs``: equal XNOR integers and logits within :data:`LOGIT_TOLERANCE`.
 
-    with simulated_integers(model) as sim_ints:
+    The simulated network runs with its binary depthwise convs exact
+    (:func:`~cpnas.deploy.packed.exact_depthwise`: sign(0) = +1 at exact ties, as the
+    packed int8 kernel). ``float_ties`` compares with the simulated network as it is,
+    whose float32 depthwise sums resolve some of those ties by their rounding residual:
+    the logits' difference, whether the classes agree, and how many ties there were and
+    how many the float sums turned negative.
+    """
+    from cpnas.deploy.packed import exact_depthwise, simulate, simulated_integers
+
+    ties: dict[str, int] = {}
+    with exact_depthwise(model, ties):
+        as_is = simulate(model, inputs)
+    with exact_depthwise(model), simulated_integers(model) as sim_ints:
         sim = simulate(model, inputs)
     with packed.trace_integers() as packed_ints:
         out = packed(inputs)
@@ -152,7 +163,11 @@ def exactness(model: nn.Module, packed: nn.Module, inputs: torch.Tensor) -> dict
             "integers_equal": bool(integers_equal), "integer_tensors": len(sim_ints),
             "integers_compared": int(sum(a.numel() for a in sim_ints)), "integers_differing": differing,
             "argmax_equal": bool(torch.equal(sim.argmax(1), out.argmax(1))),
-            "max_abs_logit": float(sim.abs().max()), "tolerance": LOGIT_TOLERANCE}
+            "max_abs_logit": float(sim.abs().max()), "tolerance": LOGIT_TOLERANCE,
+            "float_ties": {"max_abs_diff": float((as_is - out).abs().max()),
+                           "argmax_equal": bool(torch.equal(as_is.argmax(1), out.argmax(1))),
+                           "depthwise_ties": ties.get("ties", 0),
+                           "depthwise_ties_negative": ties.get("ties_negative", 0)}}
 
 
 def median_ms(fn: Callable[[], Any], reps: int = 5, warmup: int = 1) -> float:
@@ -225,24 +240,33 @@ def kernel_1x1(channels: Sequence[int] = KERNEL_CHANNELS, *, size: int = KERNEL_
     return res
 
 
+TIME_CLASSES = ("binary_conv", "xnor_1x1", "float_depthwise", "pooling", "real_layers", "other")
+"""Kernel classes of :func:`time_shares`."""
+
+
 def time_shares(packed: nn.Module, x: torch.Tensor, reps: int = 3) -> dict[str, float]:
-    """ms per forward of the packed network spent in each kind of module (forward hooks), and the rest.
+    """ms per forward of the packed network spent in each class of kernel (forward hooks), and the rest.
 
-    ``xnor_1x1``: packed 1×1 convs (sign packing + XNOR-popcount + folded BN);
-    ``float_depthwise``: the depthwise convs (with their input's sign); ``real_layers``:
-    stem, BN, pooling, classifier; ``other``: node sums, concatenations, slicing, Python.
+    ``binary_conv``: sep_conv / dil_conv as one extension call (sign, int8 depthwise,
+    XNOR-popcount pointwise, folded BN); ``xnor_1x1``: the other packed 1×1 convs
+    (preprocessing, factorized reduce); ``float_depthwise``: depthwise convs whose
+    input stays real (Table 2's ``*``); ``pooling``: 3×3 pools; ``real_layers``: stem,
+    BN, classifier; ``other``: node sums, concatenations, slicing, Python.
     """
-    from cpnas.deploy.packed import PackedConv1x1, PackedDepthwise
+    from cpnas.deploy.packed import PackedConv1x1, PackedDepthwise, PackedDilConv, PackedPool, PackedSepConv
 
-    kinds = ((PackedConv1x1, "xnor_1x1"), (PackedDepthwise, "float_depthwise"),
-             ((nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Linear), "real_layers"))
-    spent = {name: 0.0 for _, name in kinds}
+    kinds = (((PackedSepConv, PackedDilConv), "binary_conv"), (PackedConv1x1, "xnor_1x1"),
+             (PackedDepthwise, "float_depthwise"), ((PackedPool, nn.MaxPool2d, nn.AvgPool2d), "pooling"),
+             ((nn.Conv2d, nn.BatchNorm2d, nn.AdaptiveAvgPool2d, nn.Linear), "real_layers"))
+    spent = {name: 0.0 for name in TIME_CLASSES if name != "other"}
     starts: dict[int, float] = {}
     handles = []
-    for m in packed.modules():
+    timed: list[str] = []
+    for path, m in packed.named_modules():
         name = next((n for t, n in kinds if isinstance(m, t)), None)
-        if name is None:
-            continue
+        if name is None or any(path.startswith(p + ".") for p in timed):
+            continue  # the outermost classified module holds the time
+        timed.append(path)
         handles.append(m.register_forward_pre_hook(lambda mod, a: starts.__setitem__(id(mod), time.perf_counter())))
         handles.append(m.register_forward_hook(
             lambda mod, a, out, name=name: spent.__setitem__(name, spent[name] + time.perf_counter() - starts[id(mod)])))
@@ -360,17 +384,29 @@ def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", 
                   checkpoint: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None,
                   batches: Sequence[int] = (1,), thread_counts: Sequence[int] | None = None,
                   kernel_channels: Sequence[int] = KERNEL_CHANNELS, exact_images: int = 8, reps: int = 5,
-                  seed: int = 0, packed_file: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Pack ``genotype``'s network, check it against the simulated one, time all three, size the file.
+                  seed: int = 0, packed_file: str | os.PathLike | None = None,
+                  compile_fp32: bool = True) -> dict[str, Any]:
+    """Pack ``genotype``'s network, check it against the simulated one, time them, size the file.
 
-    ``latency_ms`` holds the first batch at the first thread count, the ``latency``
-    table every measured batch and thread count. ``packed_file``: also write the
-    packed model there (atomically).
+    The 32-bit baseline is the faster, per batch and thread count, of eager PyTorch in
+    ``channels_last`` (oneDNN) and, with ``compile_fp32``, ``torch.compile`` of it.
+    ``latency_ms`` holds the first batch at the first thread count
+    (``speedup_end_to_end`` = fp32 / packed there), the ``latency`` table every
+    measured batch and thread count. ``packed_file``: also write the packed model there
+    (atomically). Without a C++ toolchain: one log line, and only the 32-bit and the
+    simulated 1-bit networks are timed (``path: "simulated"``).
     """
     from cpnas.deploy import kernels
     from cpnas.deploy.packed import PackedMeta, pack_network, simulate
 
-    kernels.extension()  # one clear error before any work when the toolchain is missing
+    unavailable = kernels.toolchain_missing()
+    if unavailable is None:
+        try:
+            kernels.extension()
+        except CpnasError as exc:
+            unavailable = str(exc)
+    if unavailable is not None:
+        log.warning("packed 1-bit kernels unavailable (%s): timing the simulated 1-bit network instead", unavailable)
     binary, real, info = build_pair(genotype, cfg, dataset=dataset, size=size, checkpoint=checkpoint, seed=seed)
     image_shape = (3, info["image_size"], info["image_size"])
     images, images_desc = sample_images(max(exact_images, CALIBRATION_IMAGES), dataset=info["dataset"],
@@ -383,16 +419,27 @@ def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", 
         calibration = torch.cat([images, noise])
         calibrate_bn(binary, calibration)
         calibrate_bn(real, calibration)
+    thread_counts = tuple(thread_counts or (torch.get_num_threads(),))
+    real_cl = real.to(memory_format=torch.channels_last)
+    fp32 = fp32_baselines(real_cl, compile_fp32)
+    if unavailable is not None:
+        nets = {**fp32, "simulated": lambda x: simulate(binary, x)}
+        table = _with_fp32_baseline(network_latency(nets, image_shape, batches=batches, thread_counts=thread_counts,
+                                                    reps=reps))
+        first = table[f"batch{batches[0]}"][f"threads{thread_counts[0]}"]
+        return {"path": "simulated", "unavailable": unavailable,
+                "latency_ms": {k: first[k] for k in ("fp32", "simulated")}, "latency": table,
+                "latency_batch": batches[0], "latency_threads": thread_counts[0],
+                "network": {**info, "size": size, "genotype": genotype.to_dict()}, "machine": machine()}
     meta = PackedMeta(genotype=genotype.to_dict(), dataset=info["dataset"], channels=info["channels"],
                       layers=info["layers"], num_classes=info["num_classes"])
     packed = pack_network(binary, meta)
     fresh = torch.randn((exact_images, *image_shape), generator=torch.Generator().manual_seed(seed + 1))
     checks = {"images": exactness(binary, packed, images[:exact_images]),
               "random": exactness(binary, packed, fresh)}
-    thread_counts = tuple(thread_counts or (torch.get_num_threads(),))
-    real_cl = real.to(memory_format=torch.channels_last)
-    nets = {"fp32": lambda x: real_cl(x), "simulated": lambda x: simulate(binary, x), "packed": packed}
-    table = network_latency(nets, image_shape, batches=batches, thread_counts=thread_counts, reps=reps)
+    nets = {**fp32, "simulated": lambda x: simulate(binary, x), "packed": packed}
+    table = _with_fp32_baseline(network_latency(nets, image_shape, batches=batches, thread_counts=thread_counts,
+                                                reps=reps))
     first = table[f"batch{batches[0]}"][f"threads{thread_counts[0]}"]
     kernel = kernel_1x1(kernel_channels, thread_count=thread_counts[0]) if kernel_channels else {}
     from cpnas.efficiency import profile
@@ -408,11 +455,14 @@ def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", 
         write_bytes(packed_file, to_bytes(packed))
         report_file["path"] = str(packed_file)
     return {
+        "path": "packed",
         "exact": all(c["exact"] for c in checks.values()),
         "max_abs_diff": max(c["max_abs_diff"] for c in checks.values()),
         "latency_ms": {k: first[k] for k in ("fp32", "simulated", "packed")},
         "latency_batch": batches[0], "latency_threads": thread_counts[0],
-        "speedup_packed_vs_fp32": first["fp32"] / first["packed"],
+        "fp32_baseline": first["fp32_baseline"],
+        "speedup_end_to_end": first["speedup_end_to_end"],
+        "speedup_packed_vs_fp32": first["speedup_end_to_end"],
         "speedup_flops_estimate": flops_real / flops_binary,
         "paper_speedup_vs_wrn22": PAPER_SPEEDUP,
         "kernel_1x1_speedup": {c: r["speedup"] for c, r in kernel.items()},
@@ -424,9 +474,57 @@ def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", 
         "packed_time_ms": shares,
         "convs": packed.counts(),
         "network": {**info, "size": size, "genotype": genotype.to_dict()},
-        "machine": {"simd_path": kernels.extension().simd_path(), "cpus": os.cpu_count(),
-                    "load_average_1min": os.getloadavg()[0], "torch": torch.__version__},
+        "machine": machine(),
     }
+
+
+def machine() -> dict[str, Any]:
+    """The CPU, the kernel paths compiled in (when the extension is built), the load, torch's version."""
+    from cpnas.deploy import kernels
+    from cpnas.dispatch import cpu_info
+
+    out: dict[str, Any] = {"cpu": cpu_info()["model"], "cpus": os.cpu_count(), "torch": torch.__version__,
+                           "load_average_1min": os.getloadavg()[0]}
+    if kernels._ext is not None:
+        out.update(simd_path=kernels._ext.simd_path(), depthwise_path=kernels._ext.depthwise_path())
+    else:
+        out.update(simd_path="simulated", depthwise_path="simulated")
+    return out
+
+
+def fp32_baselines(real_cl: nn.Module, compile_fp32: bool) -> dict[str, Callable[[torch.Tensor], Any]]:
+    """The 32-bit network eager (``channels_last``, oneDNN) and, if asked and it compiles, ``torch.compile``-d."""
+    nets: dict[str, Callable[[torch.Tensor], Any]] = {"fp32_eager": lambda x: real_cl(x)}
+    if compile_fp32:
+        compiled = torch.compile(real_cl)
+        probe = torch.zeros(1, *_input_shape(real_cl)).contiguous(memory_format=torch.channels_last)
+        try:
+            with torch.no_grad():
+                compiled(probe)
+        except Exception as exc:  # noqa: BLE001 — any compiler failure leaves the eager baseline, said in the log
+            log.warning("torch.compile of the 32-bit network failed (%s); the baseline is eager PyTorch",
+                        str(exc).splitlines()[0][:200])
+        else:
+            nets["fp32_compiled"] = lambda x: compiled(x)
+    return nets
+
+
+def _input_shape(net: nn.Module) -> tuple[int, int, int]:
+    from cpnas.networks import NetworkImageNet
+
+    return (3, 224, 224) if isinstance(net, NetworkImageNet) else (3, 32, 32)
+
+
+def _with_fp32_baseline(table: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each entry gains ``fp32`` (the faster baseline), ``fp32_baseline`` (which) and ``speedup_end_to_end``."""
+    for per_t in table.values():
+        for ms in per_t.values():
+            name = min((k for k in ("fp32_eager", "fp32_compiled") if k in ms), key=lambda k: ms[k])
+            ms["fp32"] = ms[name]
+            ms["fp32_baseline"] = "torch.compile" if name == "fp32_compiled" else "eager channels_last"
+            if "packed" in ms:
+                ms["speedup_end_to_end"] = ms["fp32"] / ms["packed"]
+    return table
 
 
 def found_cell(scale: str = "cpu") -> tuple[Genotype, str]:
@@ -442,11 +540,13 @@ def found_cell(scale: str = "cpu") -> tuple[Genotype, str]:
 
 
 BENCH_PLANS: dict[str, dict[str, Any]] = {
-    "smoke": {"batches": (1,), "thread_counts": (1,), "paper_size": False, "kernel_channels": (64, 128)},
+    "smoke": {"batches": (1,), "thread_counts": (1,), "paper_size": False, "kernel_channels": (64, 128),
+              "compile_fp32": False},
 }
-"""What :func:`bench` measures at a scale; other scales: batches 1 and 64, 1 and 2 threads, the paper's small
+"""What :func:`bench` measures at a scale; other scales: batches 1 and 32, 1 and 2 threads, the paper's small
 size too, and the 1×1 kernel at every C of :data:`KERNEL_CHANNELS` (issue 15). Smoke runs in CI seconds."""
-FULL_PLAN = {"batches": (1, 64), "thread_counts": (1, 2), "paper_size": True, "kernel_channels": KERNEL_CHANNELS}
+FULL_PLAN = {"batches": (1, 32), "thread_counts": (1, 2), "paper_size": True, "kernel_channels": KERNEL_CHANNELS,
+             "compile_fp32": True}
 
 
 def bench(scale: str = "cpu", *, data_root: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -466,7 +566,8 @@ def bench(scale: str = "cpu", *, data_root: str | os.PathLike | None = None) -> 
             continue
         res[name] = deploy_report(genotype, get_config(cfg_scale), size="small", data_root=data_root,
                                   batches=plan["batches"], thread_counts=plan["thread_counts"],
-                                  kernel_channels=plan["kernel_channels"] if name == "scale" else (), reps=5)
+                                  kernel_channels=plan["kernel_channels"] if name == "scale" else (), reps=5,
+                                  compile_fp32=plan["compile_fp32"])
     res["kernel_1x1"] = res["scale"]["kernel_1x1"]
     res["kernel_1x1_threads2"] = (kernel_1x1(plan["kernel_channels"], thread_count=2)
                                   if 2 in plan["thread_counts"] else None)
@@ -479,8 +580,8 @@ def markdown(res: dict[str, Any]) -> str:
              "", f"Cell: {res['genotype']}; random weights, BN statistics from {CALIBRATION_IMAGES} images and "
              f"{CALIBRATION_IMAGES} N(0,1) inputs. Median ms per forward (per image in brackets), the three nets "
              f"interleaved; the 1-min load average of the machine (shared with other jobs) is given per network.", "",
-             "| network | batch | threads | fp32 (ms) | simulated 1-bit (ms) | packed (ms) | packed vs fp32 | "
-             "FLOPs estimate |", "|---|---|---|---|---|---|---|---|"]
+             "| network | batch | threads | fp32, faster of eager / torch.compile (ms) | simulated 1-bit (ms) | "
+             "packed (ms) | packed vs fp32 | FLOPs estimate |", "|---|---|---|---|---|---|---|---|"]
     for key in ("scale", "paper")[: 1 + ("paper" in res)]:
         r = res[key]
         n = r["network"]
@@ -503,16 +604,16 @@ def markdown(res: dict[str, Any]) -> str:
                      f"{r['machine']['load_average_1min']:.1f} |")
     lines += ["", f"Where the packed network's time goes (ms per forward, batch {res['scale']['latency_batch']}, "
               f"{res['scale']['latency_threads']} thread(s), forward hooks):", "",
-              "| network | XNOR 1×1 convs | float depthwise convs | real layers (stem, BN, pools, classifier) | other "
-              "(sums, concat, Python) | total |", "|---|---|---|---|---|---|"]
+              "| network | sep/dil convs (int8 depthwise + XNOR 1×1) | other XNOR 1×1 convs | float depthwise convs | "
+              "pooling | real layers (stem, BN, classifier) | other (sums, concat, Python) | total |",
+              "|---|---|---|---|---|---|---|---|"]
     for key in ("scale", "paper")[: 1 + ("paper" in res)]:
         sh = res[key]["packed_time_ms"]
         lines.append(f"| C={res[key]['network']['channels']} | " + " | ".join(
-            f"{sh[k]:.2f} ({100 * sh[k] / sh['total']:.0f} %)" for k in ("xnor_1x1", "float_depthwise", "real_layers",
-                                                                       "other")) + f" | {sh['total']:.2f} |")
+            f"{sh[k]:.2f} ({100 * sh[k] / sh['total']:.0f} %)" for k in TIME_CLASSES) + f" | {sh['total']:.2f} |")
     lines += ["", f"Packed binary 1×1 alone (sign packing + XNOR-popcount + folded BN, {KERNEL_PIXELS}×{KERNEL_PIXELS}, "
               f"batch 1) vs the faster memory format of PyTorch's 32-bit 1×1 conv "
-              f"({res['scale']['machine']['simd_path']} path):", "",
+              f"({res['scale']['machine']['simd_path']} path, {res['scale']['machine']['cpu']}):", "",
               "| C | threads | fp32 (ms) | packed (ms) | speedup | GEMM alone speedup |", "|---|---|---|---|---|---|"]
     for t, table in (("1", res["kernel_1x1"]), ("2", res.get("kernel_1x1_threads2"))):
         for c, k in (table or {}).items():

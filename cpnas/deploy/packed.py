@@ -11,20 +11,22 @@ or :class:`~cpnas.networks.NetworkImageNet`, eval mode) into a
   :mod:`cpnas.deploy.kernels`). Its scale α (§2.4) and the BatchNorm after it fold
   into one per-channel affine term ``scale·dot + bias`` (BN in eval mode is affine;
   the folding of Jacob et al., CVPR 2018, §3.2), written by the kernel itself.
-* **Binary depthwise convs** (the first half of every separable / dilated conv)
-  stay in floating point: each output has only 9 or 25 terms in one channel, so
-  there is nothing to pack along channels — a word would hold at most 25 of its 64
-  products, and gathering a window's bits costs more than the 9 / 25 float
-  multiply-adds oneDNN vectorises across channels. They are also where exactness
-  is decided: a depthwise sum whose integer is 0 (border pixels, an even number of
-  taps inside the image) comes out of the float kernel as ±0 or as a residual of a
-  few ulps whose sign depends on the order of summation, and the simulated network
-  binarizes *that* value. Running the same oneDNN call on the same ±α weights
-  (stored as bits + α, expanded once at load) reproduces it bit for bit. Only the
-  weights are packed on disk.
-* **Reals stay real**: the stem, pooling, skip connections, node sums, the
-  classifier, and any conv whose inputs are real (Table 2's ``*`` / ``**``
-  variants) run as in the simulated network.
+* **Binary depthwise convs** (the first half of every separable / dilated conv):
+  in int8 — the input's signs once as int8, ±1 per tap and channel added 64
+  channels at a time, the sign bits of the integer sums packed for the pointwise
+  GEMM that follows (:mod:`cpnas.deploy.kernels`, ``binary_chain``). A whole
+  ``sep_conv`` / ``dil_conv`` is one call, and between the two halves of a
+  ``sep_conv`` the GEMM writes the int8 signs of its folded-BN output into the next
+  depthwise input: no float tensor between binary layers. At an exact tie (integer
+  sum 0, border pixels only) the kernel takes sign(0) = +1; the simulated network's
+  float32 conv leaves a rounding residual whose sign depends on the kernel form, so
+  exactness is checked against the simulated network with exact depthwise sums
+  (:func:`exact_depthwise`). A depthwise conv with real inputs (Table 2's ``*``)
+  stays float32 (:class:`PackedDepthwise`).
+* **Pooling** runs in the extension, bit-identical to PyTorch's CPU kernels.
+* **Reals stay real**: the stem, skip connections, node sums, the classifier,
+  and any conv whose inputs are real (Table 2's ``*`` / ``**`` variants) run as in
+  the simulated network.
 
 Activations flow in ``channels_last`` (NHWC), so the channels of one pixel — the
 bits one word packs — are contiguous.
@@ -33,11 +35,11 @@ bits one word packs — are contiguous.
 from __future__ import annotations
 
 import copy
-import io
 import logging
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +48,7 @@ from torch import nn
 from cpnas import fastconv
 from cpnas.binary import BinaryConv2d, scaling_factor, sign
 from cpnas.deploy import kernels
-from cpnas.ops import ConvBN, DilConv, FactorizedReduce
+from cpnas.ops import ConvBN, DilConv, FactorizedReduce, Pool, SepConv
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +145,7 @@ class PackedConv1x1(nn.Module):
         return kernels.xnor_gemm(kernels.pack_signs(rows), self.weight_t, ones, zeros, self.c_in)
 
     def _rows(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
-        if self.stride != 1:
-            x = x[:, :, :: self.stride, :: self.stride]
-        n, c, h, w = x.shape
-        rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)  # a view for channels_last inputs, else one copy
-        return (rows if rows.dtype == torch.float32 else rows.float()), (n, h, w)
+        return _rows(x, self.stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows, (n, h, w) = self._rows(x)
@@ -166,12 +164,26 @@ def _round_up(n: int, k: int) -> int:
     return -(-n // k) * k
 
 
-class PackedDepthwise(nn.Module):
-    """A binary depthwise conv ``conv(sign(x), α·sign(W))`` in float32, weights stored as bits + α.
+def _rows(x: torch.Tensor, stride: int = 1) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """An NCHW-shaped tensor as float32 rows ``(n·h·w, C)`` whose channels are contiguous (a view when possible)."""
+    if stride != 1:
+        x = x[:, :, ::stride, ::stride]
+    n, c, h, w = x.shape
+    rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)
+    # reshape returns a view whenever one exists, and for some NCHW inputs (batch 1: pixel stride 1, channel
+    # stride h·w) that view has strided channels; the kernels read each row's channels contiguously
+    if rows.dtype != torch.float32 or rows.stride(1) != 1:
+        rows = rows.float().contiguous()
+    return rows, (n, h, w)
 
-    Why float: see the module docstring. ``weight`` (±α, non-persistent) is
-    expanded from ``weight_bits`` and ``alpha`` once, bit-identical to the
-    simulated network's ``binarize_weight(W)``.
+
+class PackedDepthwise(nn.Module):
+    """A depthwise conv with binary weights, stored as bits + α.
+
+    Binary inputs: its ``int8_weight`` (±1 per tap and channel) feeds the int8 kernel
+    of :class:`PackedDilConv`. Real inputs (Table 2's ``*``): :meth:`forward` runs
+    ``conv(x, α·sign(W))`` in float32 with ``weight`` (±α, non-persistent), expanded
+    once, bit-identical to the simulated network's ``binarize_weight(W)``.
     """
 
     def __init__(self, channels: int, kernel_size: int, stride: int, padding: int, dilation: int,
@@ -184,6 +196,8 @@ class PackedDepthwise(nn.Module):
         self.register_buffer("weight_bits", torch.zeros(channels, -(-taps // WORD_BITS), dtype=torch.int64))
         self.register_buffer("alpha", torch.ones(channels))
         self.register_buffer("weight", torch.zeros(channels, 1, kernel_size, kernel_size), persistent=False)
+        self.register_buffer("int8_weight", torch.zeros(taps, _round_up(channels, WORD_BITS), dtype=torch.int8),
+                             persistent=False)
         self.register_load_state_dict_post_hook(lambda module, keys: module._expand())
 
     @classmethod
@@ -203,6 +217,13 @@ class PackedDepthwise(nn.Module):
         taps = self.kernel_size * self.kernel_size
         signs = unpack_signs(self.weight_bits, taps).view(self.channels, 1, self.kernel_size, self.kernel_size)
         self.weight = self.alpha.view(-1, 1, 1, 1) * signs
+        # the int8 kernel's layout: one row of ±1 per tap, channels padded to 64 with 0 (α > 0 drops out of a sign)
+        int8 = torch.zeros_like(self.int8_weight)
+        int8[:, : self.channels] = signs.view(self.channels, taps).t().to(torch.int8)
+        self.int8_weight = int8
+
+    def out_size(self, size: int) -> int:
+        return (size + 2 * self.padding - self.dilation * (self.kernel_size - 1) - 1) // self.stride + 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.binarize_input:
@@ -226,14 +247,72 @@ class PackedConvBN(nn.Module):
 
 
 class PackedDilConv(nn.Module):
-    """``dw conv → pw conv → BN`` (:class:`~cpnas.ops.DilConv`): float depthwise, XNOR pointwise + BN."""
+    """``dw conv → pw conv → BN`` (:class:`~cpnas.ops.DilConv`) as one call: int8 depthwise, XNOR pointwise + BN.
+
+    A depthwise conv whose input stays real (Table 2's ``*``) runs in float32 instead.
+    """
 
     def __init__(self, depthwise: PackedDepthwise, pointwise: PackedConv1x1) -> None:
         super().__init__()
         self.depthwise, self.pointwise = depthwise, pointwise
 
+    @property
+    def binary(self) -> bool:
+        return self.depthwise.binarize_input
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pointwise(self.depthwise(x))
+        if not self.binary:
+            return self.pointwise(self.depthwise(x))
+        return _run_chain((self,), x)
+
+
+class PackedSepConv(nn.Sequential):
+    """Two :class:`PackedDilConv` (:class:`~cpnas.ops.SepConv`) as one call when both are binary.
+
+    Between the two, the first pointwise GEMM writes the int8 signs of its BN output
+    directly into the second depthwise conv's padded input: no float tensor in between.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        units = tuple(self)
+        if not all(u.binary for u in units):
+            return super().forward(x)
+        return _run_chain(units, x)
+
+
+def _run_chain(units: tuple[PackedDilConv, ...], x: torch.Tensor) -> torch.Tensor:
+    """Binary depthwise → pointwise stages on ``x`` (NCHW shape), output in ``channels_last`` memory."""
+    rows, (n, h, w) = _rows(x)
+    if any(u.pointwise.trace is not None for u in units):
+        out, ho, wo = _chain_steps(units, rows, n, h, w)
+    else:
+        tensors: list[torch.Tensor] = []
+        ints: list[int] = []
+        for u in units:
+            d, p = u.depthwise, u.pointwise
+            tensors += [d.int8_weight, p.weight_t, p.scale, p.bias]
+            ints += [d.kernel_size, d.stride, d.padding, d.dilation]
+        out, ho, wo = kernels.binary_chain(rows, n, h, w, tensors, ints)
+    return out.view(n, ho, wo, -1).permute(0, 3, 1, 2)
+
+
+def _chain_steps(units: tuple[PackedDilConv, ...], rows: torch.Tensor, n: int, h: int,
+                 w: int) -> tuple[torch.Tensor, int, int]:
+    """:func:`cpnas.deploy.kernels.binary_chain` kernel by kernel, recording each pointwise conv's integers."""
+    signs = kernels.sign_pad(rows, n, h, w, units[0].depthwise.padding)
+    for i, u in enumerate(units):
+        d, p = u.depthwise, u.pointwise
+        bits, _ = kernels.binary_depthwise(signs, d.int8_weight, d.kernel_size, d.stride, d.dilation)
+        h, w = d.out_size(h), d.out_size(w)
+        if p.trace is not None:
+            ones, zeros = torch.ones(p.c_out), torch.zeros(p.c_out)
+            p.trace.append(kernels.xnor_gemm(bits, p.weight_t, ones, zeros, p.c_in).to(torch.int32))
+        if i + 1 < len(units):
+            signs = kernels.xnor_gemm_sign_pad(bits, p.weight_t, p.scale, p.bias, p.c_in, n, h, w,
+                                               units[i + 1].depthwise.padding)
+        else:
+            return kernels.xnor_gemm(bits, p.weight_t, p.scale, p.bias, p.c_in), h, w
+    raise AssertionError("no stage")
 
 
 class PackedFactorizedReduce(nn.Module):
@@ -250,10 +329,52 @@ class PackedFactorizedReduce(nn.Module):
         return torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1)
 
 
+class PackedPool(nn.Module):
+    """3×3 max / average pooling (:class:`~cpnas.ops.Pool`) in the extension, on ``channels_last`` float32.
+
+    Bit-identical to PyTorch's CPU kernels: a max is exact in any order, and the
+    average sums its window in PyTorch's order (row by row from 0) before dividing by
+    the number of in-image pixels (``count_include_pad=False``).
+    """
+
+    KINDS = {"max": 0, "avg": 1}
+
+    def __init__(self, kind: str, stride: int) -> None:
+        super().__init__()
+        self.kind, self.stride = kind, stride
+
+    @classmethod
+    def of(cls, m: Pool) -> "PackedPool | None":
+        pool = m.pool
+        kind = "avg" if isinstance(pool, nn.AvgPool2d) else "max"
+        same = (pool.kernel_size in (3, (3, 3)) and pool.padding in (1, (1, 1)) and not pool.ceil_mode
+                and pool.stride in (1, 2, (1, 1), (2, 2)))
+        if kind == "avg":
+            same = same and not pool.count_include_pad and pool.divisor_override is None
+        else:
+            same = same and pool.dilation in (1, (1, 1)) and not pool.return_indices
+        stride = pool.stride if isinstance(pool.stride, int) else pool.stride[0]
+        return cls(kind, stride) if same else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.float32 or not x.is_contiguous(memory_format=torch.channels_last):
+            x = x.float().contiguous(memory_format=torch.channels_last)
+        return kernels.extension().pool3x3(x, self.stride, self.KINDS[self.kind])
+
+    def extra_repr(self) -> str:
+        return f"{self.kind}, 3x3, stride={self.stride}"
+
+
 def _pack_module(m: nn.Module) -> nn.Module | None:
     """The packed replacement of one op block, or ``None`` to keep it as it is."""
+    if isinstance(m, Pool):
+        return PackedPool.of(m)
     if isinstance(m, ConvBN) and _binary_1x1(m[0]):
         return PackedConvBN(PackedConv1x1.fold(m[0], *_bn_affine(m[1])))
+    if isinstance(m, SepConv):
+        units = [_pack_module(half) for half in m]
+        if all(isinstance(u, PackedDilConv) for u in units):
+            return PackedSepConv(*units)
     if isinstance(m, DilConv) and _binary_1x1(m[1]) and isinstance(m[0], BinaryConv2d):
         return PackedDilConv(PackedDepthwise.from_binary(m[0]), PackedConv1x1.fold(m[1], *_bn_affine(m[2])))
     if isinstance(m, FactorizedReduce) and _binary_1x1(m.conv_1) and _binary_1x1(m.conv_2):
@@ -300,8 +421,11 @@ class PackedNetwork(nn.Module):
 
     def counts(self) -> dict[str, int]:
         """How many convs of each kind the packed form runs."""
-        kinds = {"xnor_1x1": PackedConv1x1, "float_depthwise": PackedDepthwise, "binary_kept_float": BinaryConv2d}
-        return {k: sum(isinstance(m, t) for m in self.modules()) for k, t in kinds.items()}
+        mods = list(self.modules())
+        return {"xnor_1x1": sum(isinstance(m, PackedConv1x1) for m in mods),
+                "int8_depthwise": sum(isinstance(m, PackedDepthwise) and m.binarize_input for m in mods),
+                "float_depthwise": sum(isinstance(m, PackedDepthwise) and not m.binarize_input for m in mods),
+                "binary_kept_float": sum(isinstance(m, BinaryConv2d) for m in mods)}
 
     @contextmanager
     def trace_integers(self) -> Iterator[list[torch.Tensor]]:
@@ -362,12 +486,53 @@ def simulated_integers(model: nn.Module) -> Iterator[list[torch.Tensor]]:
             h.remove()
 
 
+def _binary_depthwise(m: nn.Module) -> bool:
+    return isinstance(m, BinaryConv2d) and m.binarize_input and m.groups > 1 and m.groups == m.in_channels
+
+
+def _depthwise_exact(conv: BinaryConv2d, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``α·d`` rounded once to float32, and the integers ``d = conv(sign(x), sign(W))`` (float64, exact)."""
+    w = conv.weight.detach()
+    d = F.conv2d(sign(x).double(), sign(w).double(), None, conv.stride, conv.padding, conv.dilation, conv.groups)
+    return (scaling_factor(w).double().view(1, -1, 1, 1) * d).float(), d
+
+
+@contextmanager
+def exact_depthwise(model: nn.Module, ties: dict[str, int] | None = None) -> Iterator[None]:
+    """Within the block, every binary depthwise conv of ``model`` outputs ``α·d`` with ``d`` its exact integer.
+
+    The float32 conv sums its ±α terms with rounding, so where ``d = 0`` (border pixels
+    with an even number of taps inside the image) it returns ±0 or a residual of a few
+    ulps whose sign depends on the order of summation, i.e. on the kernel form. The
+    packed network computes ``d`` exactly and takes sign(0) = +1 (§2.4); so does the
+    simulated network within this block. With ``ties``, counts ``"ties"`` (outputs with
+    ``d = 0``) and ``"ties_negative"`` (those the float32 conv made negative, which the
+    following sign turns to −1) instead of replacing the outputs.
+    """
+    def hook(conv, args, out):
+        exact, d = _depthwise_exact(conv, args[0])
+        if ties is not None:
+            tie = d == 0
+            ties["ties"] = ties.get("ties", 0) + int(tie.sum())
+            ties["ties_negative"] = ties.get("ties_negative", 0) + int((tie & (out < 0)).sum())
+            return None
+        return exact.contiguous(memory_format=torch.channels_last) if out.is_contiguous(
+            memory_format=torch.channels_last) else exact
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if _binary_depthwise(m)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def to_bytes(packed: PackedNetwork) -> bytes:
-    """The packed model file: ``torch.save`` of its persistent buffers and real parameters, and its meta."""
-    buffer = io.BytesIO()
-    meta = None if packed.meta is None else packed.meta.__dict__
-    torch.save({"format": "cpnas-packed/1", "meta": meta, "state": packed.body.state_dict()}, buffer)
-    return buffer.getvalue()
+    """The packed model file (:mod:`cpnas.deploy.modelfile`): its persistent buffers, real parameters and meta."""
+    from cpnas.deploy import modelfile
+
+    meta = None if packed.meta is None else {**packed.meta.__dict__, "reductions": packed.meta.reductions}
+    return modelfile.encode(meta, packed.body.state_dict())
 
 
 def payload_bits(packed: PackedNetwork) -> dict[str, int]:
@@ -383,10 +548,37 @@ def payload_bits(packed: PackedNetwork) -> dict[str, int]:
     return bits
 
 
-def load_packed(data: bytes | str, build: Any) -> PackedNetwork:
-    """Rebuild a packed network from :func:`to_bytes`: ``build(meta) -> evaluation network`` gives the structure."""
-    blob = torch.load(io.BytesIO(data) if isinstance(data, bytes) else data, map_location="cpu", weights_only=False)
-    meta = PackedMeta(**blob["meta"])
-    packed = pack_network(build(meta).eval(), meta)
-    packed.body.load_state_dict(blob["state"])
+def build_network(meta: PackedMeta) -> nn.Module:
+    """The 1-bit evaluation network (random weights) whose structure ``meta`` describes."""
+    from cpnas.binary import BINARY
+    from cpnas.genotype import Genotype
+    from cpnas.networks import NetworkCIFAR, NetworkImageNet
+
+    net_cls = NetworkImageNet if meta.dataset == "imagenet" else NetworkCIFAR
+    return net_cls(Genotype.from_dict(meta.genotype), C=meta.channels, num_classes=meta.num_classes,
+                   layers=meta.layers, auxiliary=False, precision=BINARY)
+
+
+def load_packed(data: bytes | str | os.PathLike, build: Callable[[PackedMeta], nn.Module] | None = None,
+                source: str | None = None) -> PackedNetwork:
+    """Rebuild a packed network from :func:`to_bytes` (bytes or a path); ``build(meta)`` gives the structure.
+
+    A bad, truncated or mismatched file is one :class:`~cpnas.errors.CpnasError` line.
+    """
+    from cpnas.deploy import modelfile
+    from cpnas.errors import CpnasError
+
+    if isinstance(data, bytes):
+        source = source or "the packed model file"
+        meta_dict, state = modelfile.decode(data, source)
+    else:
+        source = source or str(data)
+        meta_dict, state = modelfile.read(data)
+    try:
+        meta = PackedMeta(**{**meta_dict, "reductions": (None if meta_dict.get("reductions") is None
+                                                          else tuple(meta_dict["reductions"]))})
+        packed = pack_network((build or build_network)(meta).eval(), meta)
+        packed.body.load_state_dict(state)
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+        raise CpnasError(f"{source}: the packed model does not rebuild ({str(exc).splitlines()[0][:300]})") from None
     return packed

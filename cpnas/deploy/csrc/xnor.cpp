@@ -14,6 +14,18 @@
 // in one instruction. Paths: AVX-512 VPOPCNTDQ, AVX2 (nibble lookup), portable popcount;
 // chosen at compile time (the extension is built with -march=native on the machine
 // that runs it).
+//
+// A binary depthwise convolution (the first half of every sep_conv / dil_conv) has
+// +-1 inputs, +-1 weights and zero padding, so each output is a small integer
+// d = sum over the in-image taps of sign(x) * sign(w), |d| <= 25. It is computed in int8:
+// the input's signs are written once as int8 (+1 / -1, 0 for padding rows/columns and
+// for padded channels), each tap adds x or -x (weight sign) lane by lane, 64 channels
+// per AVX-512 register (32 per AVX2 register), and the sign bits of the 64 sums are the
+// packed input word of the pointwise XNOR GEMM that follows (sign(0) = +1: bit 0).
+// The depthwise scale alpha > 0 never changes a sign and is dropped. Between the two
+// halves of a sep_conv the GEMM's epilogue writes the int8 signs of its folded-BN
+// output straight into the next depthwise conv's zero-padded input, so no float tensor
+// is materialized between two binary layers.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -27,6 +39,10 @@
 #include <immintrin.h>
 #endif
 
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+#define CPNAS_DW_AVX512 1
+#endif
+
 namespace {
 
 std::string simd_path() {
@@ -36,6 +52,16 @@ std::string simd_path() {
   return "avx2";
 #else
   return "portable";
+#endif
+}
+
+std::string depthwise_path() {
+#if defined(CPNAS_DW_AVX512)
+  return "avx512bw_int8";
+#elif defined(__AVX2__)
+  return "avx2_int8";
+#else
+  return "portable_int8";
 #endif
 }
 
@@ -211,6 +237,208 @@ void xnor_conv_kernel(const float* x, int64_t rows, int64_t C, int64_t stride, c
   });
 }
 
+
+// ---- binary depthwise convolution in int8 ------------------------------------------------------------------
+
+inline int64_t round64(int64_t c) { return (c + 63) / 64 * 64; }
+
+// dst[c] = sign(src[c]) as int8 (+1, or -1 where src < 0; +-0 -> +1) for c < C, 0 for C <= c < Cpad.
+inline void signs_to_int8(const float* src, int64_t C, int8_t* dst, int64_t Cpad) {
+  if (Cpad > C) std::memset(dst + C, 0, Cpad - C);
+  int64_t c = 0;
+#if defined(CPNAS_DW_AVX512) && defined(__AVX512VL__)
+  const __m512 zero = _mm512_setzero_ps();
+  const __m128i plus = _mm_set1_epi8(1), minus = _mm_set1_epi8(-1);
+  for (; c + 16 <= C; c += 16) {
+    const __mmask16 neg = _mm512_cmp_ps_mask(_mm512_loadu_ps(src + c), zero, _CMP_LT_OQ);
+    _mm_storeu_si128((__m128i*)(dst + c), _mm_mask_blend_epi8(neg, plus, minus));
+  }
+  if (c < C) {
+    const __mmask16 lanes = (__mmask16)((1u << (C - c)) - 1);
+    const __mmask16 neg = _mm512_mask_cmp_ps_mask(lanes, _mm512_maskz_loadu_ps(lanes, src + c), zero, _CMP_LT_OQ);
+    _mm_mask_storeu_epi8(dst + c, lanes, _mm_mask_blend_epi8(neg, plus, minus));
+    return;
+  }
+#endif
+  for (; c < C; ++c) dst[c] = src[c] < 0.0f ? int8_t(-1) : int8_t(1);
+}
+
+// Zero the border of an (N, H+2p, W+2p, Cpad) int8 image (signs_to_int8 writes the rest).
+void zero_border(int8_t* out, int64_t N, int64_t H, int64_t W, int64_t pad, int64_t Cpad) {
+  const int64_t Hp = H + 2 * pad, Wp = W + 2 * pad;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t h = 0; h < Hp; ++h) {
+      int8_t* row = out + (n * Hp + h) * Wp * Cpad;
+      if (h < pad || h >= H + pad) {
+        std::memset(row, 0, Wp * Cpad);
+        continue;
+      }
+      std::memset(row, 0, pad * Cpad);
+      std::memset(row + (W + pad) * Cpad, 0, pad * Cpad);
+    }
+}
+
+// Signs of float rows (N*H*W rows of C channels, row stride `stride`) into an int8 image (N, H+2p, W+2p, Cpad)
+// whose border the caller zeroed: +1 / -1 inside, 0 in the border and in the channels past C.
+void sign_pad_kernel(const float* x, int64_t stride, int64_t N, int64_t H, int64_t W, int64_t C, int64_t pad,
+                     int8_t* out, int64_t Cpad) {
+  const int64_t Hp = H + 2 * pad, Wp = W + 2 * pad;
+  at::parallel_for(0, N * H, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / H, h = r % H;
+      for (int64_t w = 0; w < W; ++w) {
+        const float* src = x + ((n * H + h) * W + w) * stride;
+        int8_t* dst = out + ((n * Hp + h + pad) * Wp + w + pad) * Cpad;
+        signs_to_int8(src, C, dst, Cpad);
+      }
+    }
+  });
+}
+
+// d[p, c] = sum over the k x k taps of xs * w (xs: int8 (N, Hp, Wp, Cpad), zero-padded; w: int8 (k*k, Cpad) of +-1,
+// 0 past C). Writes the sign bits of d (bit 1 = d < 0), Cpad/64 words per output pixel, and, when `sums` is not
+// null, d itself as int8 (N*Ho*Wo, Cpad).
+void depthwise_kernel(const int8_t* xs, int64_t N, int64_t Hp, int64_t Wp, int64_t Cpad, const int8_t* w, int64_t k,
+                      int64_t stride, int64_t dil, int64_t Ho, int64_t Wo, uint64_t* bits, int8_t* sums) {
+  const int64_t K = Cpad / 64, taps = k * k;
+#if defined(CPNAS_DW_AVX512)
+  std::vector<__mmask64> neg(taps * K);
+  for (int64_t t = 0; t < taps; ++t)
+    for (int64_t kk = 0; kk < K; ++kk)
+      neg[t * K + kk] = _mm512_movepi8_mask(_mm512_loadu_si512((const void*)(w + t * Cpad + 64 * kk)));
+#endif
+  at::parallel_for(0, N * Ho, 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / Ho, oh = r % Ho;
+      for (int64_t ow = 0; ow < Wo; ++ow) {
+        const int64_t p = (n * Ho + oh) * Wo + ow;
+        const int8_t* corner = xs + ((n * Hp + oh * stride) * Wp + ow * stride) * Cpad;
+        for (int64_t kk = 0; kk < K; ++kk) {
+#if defined(CPNAS_DW_AVX512)
+          const __m512i zero = _mm512_setzero_si512();
+          __m512i acc = zero;
+          for (int64_t i = 0; i < k; ++i) {
+            const int8_t* row = corner + i * dil * Wp * Cpad + 64 * kk;
+            for (int64_t j = 0; j < k; ++j) {
+              const __m512i v = _mm512_loadu_si512((const void*)(row + j * dil * Cpad));
+              acc = _mm512_add_epi8(acc, _mm512_mask_sub_epi8(v, neg[(i * k + j) * K + kk], zero, v));
+            }
+          }
+          bits[p * K + kk] = (uint64_t)_mm512_movepi8_mask(acc);
+          if (sums) _mm512_storeu_si512((void*)(sums + p * Cpad + 64 * kk), acc);
+#elif defined(__AVX2__)
+          __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+          for (int64_t i = 0; i < k; ++i) {
+            const int8_t* row = corner + i * dil * Wp * Cpad + 64 * kk;
+            const int8_t* wr = w + i * k * Cpad + 64 * kk;
+            for (int64_t j = 0; j < k; ++j) {
+              const int8_t* src = row + j * dil * Cpad;
+              const int8_t* wt = wr + j * Cpad;
+              lo = _mm256_add_epi8(lo, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i*)src),
+                                                        _mm256_loadu_si256((const __m256i*)wt)));
+              hi = _mm256_add_epi8(hi, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i*)(src + 32)),
+                                                        _mm256_loadu_si256((const __m256i*)(wt + 32))));
+            }
+          }
+          bits[p * K + kk] = (uint64_t)(uint32_t)_mm256_movemask_epi8(lo)
+                             | ((uint64_t)(uint32_t)_mm256_movemask_epi8(hi) << 32);
+          if (sums) {
+            _mm256_storeu_si256((__m256i*)(sums + p * Cpad + 64 * kk), lo);
+            _mm256_storeu_si256((__m256i*)(sums + p * Cpad + 64 * kk + 32), hi);
+          }
+#else
+          int8_t acc[64] = {0};
+          for (int64_t i = 0; i < k; ++i)
+            for (int64_t j = 0; j < k; ++j) {
+              const int8_t* src = corner + (i * dil * Wp + j * dil) * Cpad + 64 * kk;
+              const int8_t* wt = w + (i * k + j) * Cpad + 64 * kk;
+              for (int c = 0; c < 64; ++c) acc[c] = int8_t(acc[c] + src[c] * wt[c]);
+            }
+          uint64_t word = 0;
+          for (int c = 0; c < 64; ++c) word |= (uint64_t)(acc[c] < 0) << c;
+          bits[p * K + kk] = word;
+          if (sums) std::memcpy(sums + p * Cpad + 64 * kk, acc, 64);
+#endif
+        }
+      }
+    }
+  });
+}
+
+// The XNOR GEMM with the next depthwise conv's input as its epilogue: sign(scale * dot + bias) as int8 into the
+// zero-bordered (N, Ho+2p, Wo+2p, Cpad) image, rows = N*Ho*Wo in order.
+void xnor_gemm_sign_pad_kernel(const uint32_t* a, int64_t rows, int64_t K32, const uint32_t* wt, int64_t O,
+                               int64_t Opad, const float* scale, const float* bias, int64_t C, int64_t Ho, int64_t Wo,
+                               int64_t pad, int8_t* out, int64_t Cpad) {
+  const int64_t blocks = (rows + PB - 1) / PB;
+  const int64_t Hp = Ho + 2 * pad, Wp = Wo + 2 * pad;
+  at::parallel_for(0, blocks, 8, [&](int64_t b0, int64_t b1) {
+    std::vector<float> tmp(PB * O);
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t p0 = blk * PB, np = std::min<int64_t>(PB, rows - p0);
+      gemm_block(a + p0 * K32, np, K32, wt, O, Opad, scale, bias, C, tmp.data());
+      for (int64_t i = 0; i < np; ++i) {
+        const int64_t p = p0 + i, n = p / (Ho * Wo), hw = p % (Ho * Wo);
+        int8_t* dst = out + ((n * Hp + hw / Wo + pad) * Wp + hw % Wo + pad) * Cpad;
+        const float* src = tmp.data() + i * O;
+        signs_to_int8(src, O, dst, Cpad);
+      }
+    }
+  });
+}
+
+// ---- 3x3 pooling on NHWC float32, as PyTorch's CPU kernels compute it ---------------------------------------
+
+// Max over the in-image window (padding never wins: it is -inf in PyTorch), stride s, padding 1. Exact in any
+// order; NaN propagates as in PyTorch (a NaN input makes the output NaN).
+void max_pool_kernel(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, int64_t s, int64_t Ho, int64_t Wo,
+                     float* out) {
+  at::parallel_for(0, N * Ho, 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / Ho, oh = r % Ho;
+      const int64_t h0 = std::max<int64_t>(oh * s - 1, 0), h1 = std::min<int64_t>(oh * s + 2, H);
+      for (int64_t ow = 0; ow < Wo; ++ow) {
+        const int64_t w0 = std::max<int64_t>(ow * s - 1, 0), w1 = std::min<int64_t>(ow * s + 2, W);
+        float* dst = out + ((n * Ho + oh) * Wo + ow) * C;
+        const float* first = x + ((n * H + h0) * W + w0) * C;
+        for (int64_t c = 0; c < C; ++c) dst[c] = first[c];
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) {
+            const float* src = x + ((n * H + h) * W + w) * C;
+            for (int64_t c = 0; c < C; ++c) {
+              const float v = src[c];
+              dst[c] = (v > dst[c] || std::isnan(v)) ? v : dst[c];
+            }
+          }
+      }
+    }
+  });
+}
+
+// Average over the in-image window (count_include_pad=False): the window summed row by row from 0, then divided
+// by its size, the order of PyTorch's channels_last CPU kernel, so the values are bit-identical to it.
+void avg_pool_kernel(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, int64_t s, int64_t Ho, int64_t Wo,
+                     float* out) {
+  at::parallel_for(0, N * Ho, 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / Ho, oh = r % Ho;
+      const int64_t h0 = std::max<int64_t>(oh * s - 1, 0), h1 = std::min<int64_t>(oh * s + 2, H);
+      for (int64_t ow = 0; ow < Wo; ++ow) {
+        const int64_t w0 = std::max<int64_t>(ow * s - 1, 0), w1 = std::min<int64_t>(ow * s + 2, W);
+        float* dst = out + ((n * Ho + oh) * Wo + ow) * C;
+        for (int64_t c = 0; c < C; ++c) dst[c] = 0.0f;
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) {
+            const float* src = x + ((n * H + h) * W + w) * C;
+            for (int64_t c = 0; c < C; ++c) dst[c] += src[c];
+          }
+        const float count = (float)((h1 - h0) * (w1 - w0));
+        for (int64_t c = 0; c < C; ++c) dst[c] /= count;
+      }
+    }
+  });
+}
+
 }  // namespace
 
 // x: a 2-D float32 tensor whose rows are the C channels of one pixel (a channels_last
@@ -260,9 +488,123 @@ torch::Tensor xnor_conv1x1(torch::Tensor x, torch::Tensor wt, torch::Tensor scal
   return out;
 }
 
+
+// x: float32 (N*H*W, C) rows with contiguous channels -> int8 (N, H+2p, W+2p, round64(C)) signs, zero border.
+torch::Tensor sign_pad(torch::Tensor x, int64_t N, int64_t H, int64_t W, int64_t pad) {
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat32 && x.stride(1) == 1 && x.size(0) == N * H * W,
+              "sign_pad: expected float32 (N*H*W, C) rows with contiguous channels");
+  TORCH_CHECK(pad >= 0, "sign_pad: negative padding");
+  const int64_t C = x.size(1), Cpad = round64(C);
+  auto out = torch::empty({N, H + 2 * pad, W + 2 * pad, Cpad}, x.options().dtype(torch::kInt8));
+  zero_border(out.data_ptr<int8_t>(), N, H, W, pad, Cpad);
+  sign_pad_kernel(x.data_ptr<float>(), x.stride(0), N, H, W, C, pad, out.data_ptr<int8_t>(), Cpad);
+  return out;
+}
+
+int64_t out_size(int64_t padded, int64_t k, int64_t stride, int64_t dil) { return (padded - dil * (k - 1) - 1) / stride + 1; }
+
+// xs: int8 (N, Hp, Wp, Cpad) from sign_pad; w: int8 (k*k, Cpad). Returns the sign bits (N*Ho*Wo, Cpad/64) int64
+// and, with `sums`, the integers themselves, int8 (N*Ho*Wo, Cpad) (else an empty tensor).
+std::vector<torch::Tensor> binary_depthwise(torch::Tensor xs, torch::Tensor w, int64_t k, int64_t stride, int64_t dil,
+                                            bool with_sums) {
+  TORCH_CHECK(xs.dim() == 4 && xs.scalar_type() == torch::kInt8 && xs.is_contiguous() && xs.size(3) % 64 == 0,
+              "binary_depthwise: expected a contiguous int8 (N, Hp, Wp, Cpad) image, Cpad a multiple of 64");
+  TORCH_CHECK(w.dim() == 2 && w.scalar_type() == torch::kInt8 && w.is_contiguous() && w.size(0) == k * k
+              && w.size(1) == xs.size(3), "binary_depthwise: expected int8 weights (k*k, Cpad)");
+  TORCH_CHECK(k >= 1 && stride >= 1 && dil >= 1 && k * k <= 127, "binary_depthwise: bad k / stride / dilation");
+  const int64_t N = xs.size(0), Hp = xs.size(1), Wp = xs.size(2), Cpad = xs.size(3);
+  const int64_t Ho = out_size(Hp, k, stride, dil), Wo = out_size(Wp, k, stride, dil);
+  TORCH_CHECK(Ho > 0 && Wo > 0, "binary_depthwise: the kernel does not fit the padded input");
+  auto bits = torch::empty({N * Ho * Wo, Cpad / 64}, xs.options().dtype(torch::kInt64));
+  auto sums = with_sums ? torch::empty({N * Ho * Wo, Cpad}, xs.options()) : torch::empty({0}, xs.options());
+  depthwise_kernel(xs.data_ptr<int8_t>(), N, Hp, Wp, Cpad, w.data_ptr<int8_t>(), k, stride, dil, Ho, Wo,
+                   reinterpret_cast<uint64_t*>(bits.data_ptr<int64_t>()), with_sums ? sums.data_ptr<int8_t>() : nullptr);
+  return {bits, sums};
+}
+
+void check_gemm_args(const torch::Tensor& a, const torch::Tensor& wt, const torch::Tensor& scale,
+                     const torch::Tensor& bias, int64_t C, const char* name) {
+  TORCH_CHECK(a.dim() == 2 && a.scalar_type() == torch::kInt64 && a.is_contiguous(), name, ": bad activations");
+  TORCH_CHECK(wt.dim() == 2 && wt.scalar_type() == torch::kInt32 && wt.is_contiguous(), name, ": bad weights");
+  TORCH_CHECK(wt.size(0) == 2 * a.size(1), name, ": activation and weight words differ");
+  TORCH_CHECK(scale.scalar_type() == torch::kFloat32 && bias.scalar_type() == torch::kFloat32
+              && scale.is_contiguous() && bias.is_contiguous() && scale.numel() == bias.numel(), name,
+              ": bad scale/bias");
+  TORCH_CHECK(wt.size(1) >= scale.numel() && wt.size(1) % 16 == 0, name,
+              ": weight columns must be padded to a multiple of 16");
+  TORCH_CHECK(C >= 0 && C <= 64 * a.size(1), name, ": C exceeds the packed words");
+}
+
+// The XNOR GEMM whose epilogue writes int8 sign(scale * dot + bias) into a zero-bordered (N, Ho+2p, Wo+2p, Cpad).
+torch::Tensor xnor_gemm_sign_pad(torch::Tensor a, torch::Tensor wt, torch::Tensor scale, torch::Tensor bias, int64_t C,
+                                 int64_t N, int64_t Ho, int64_t Wo, int64_t pad) {
+  check_gemm_args(a, wt, scale, bias, C, "xnor_gemm_sign_pad");
+  TORCH_CHECK(a.size(0) == N * Ho * Wo && pad >= 0, "xnor_gemm_sign_pad: rows do not match N*Ho*Wo");
+  const int64_t O = scale.numel(), Cpad = round64(O);
+  auto out = torch::empty({N, Ho + 2 * pad, Wo + 2 * pad, Cpad}, a.options().dtype(torch::kInt8));
+  zero_border(out.data_ptr<int8_t>(), N, Ho, Wo, pad, Cpad);
+  xnor_gemm_sign_pad_kernel(reinterpret_cast<const uint32_t*>(a.data_ptr<int64_t>()), a.size(0), 2 * a.size(1),
+                            reinterpret_cast<const uint32_t*>(wt.data_ptr<int32_t>()), O, wt.size(1),
+                            scale.data_ptr<float>(), bias.data_ptr<float>(), C, Ho, Wo, pad, out.data_ptr<int8_t>(),
+                            Cpad);
+  return out;
+}
+
+// A chain of binary (depthwise k x k -> pointwise 1x1 + folded BN) stages: one for dil_conv, two for sep_conv.
+// x: float32 (N*H*W, C) rows; per stage, tensors {dw weights int8 (k*k, Cpad), wt, scale, bias} and ints
+// {k, stride, pad, dilation}. Returns float32 (N*Ho*Wo, O) of the last stage and its Ho, Wo.
+std::tuple<torch::Tensor, int64_t, int64_t> binary_chain(torch::Tensor x, int64_t N, int64_t H, int64_t W,
+                                                         std::vector<torch::Tensor> tensors, std::vector<int64_t> ints) {
+  const int64_t stages = (int64_t)tensors.size() / 4;
+  TORCH_CHECK(stages >= 1 && (int64_t)tensors.size() == 4 * stages && (int64_t)ints.size() == 4 * stages,
+              "binary_chain: 4 tensors and 4 integers per stage");
+  torch::Tensor xs = sign_pad(x, N, H, W, ints[2]);
+  int64_t h = H, w = W, C = x.size(1);
+  for (int64_t s = 0; s < stages; ++s) {
+    const int64_t k = ints[4 * s], stride = ints[4 * s + 1], dil = ints[4 * s + 3];
+    const torch::Tensor &dw = tensors[4 * s], &wt = tensors[4 * s + 1], &scale = tensors[4 * s + 2],
+                        &bias = tensors[4 * s + 3];
+    auto bits = binary_depthwise(xs, dw, k, stride, dil, false)[0];
+    h = out_size(xs.size(1), k, stride, dil);
+    w = out_size(xs.size(2), k, stride, dil);
+    if (s + 1 < stages) {
+      xs = xnor_gemm_sign_pad(bits, wt, scale, bias, C, N, h, w, ints[4 * (s + 1) + 2]);
+    } else {
+      check_gemm_args(bits, wt, scale, bias, C, "binary_chain");
+      auto out = torch::empty({bits.size(0), scale.numel()}, scale.options());
+      xnor_gemm_kernel(reinterpret_cast<const uint32_t*>(bits.data_ptr<int64_t>()), bits.size(0), 2 * bits.size(1),
+                       reinterpret_cast<const uint32_t*>(wt.data_ptr<int32_t>()), scale.numel(), wt.size(1),
+                       scale.data_ptr<float>(), bias.data_ptr<float>(), C, out.data_ptr<float>());
+      return {out, h, w};
+    }
+    C = scale.numel();
+  }
+  TORCH_CHECK(false, "binary_chain: unreachable");
+}
+
+// 3x3 pooling, padding 1, of a channels_last float32 tensor (N, C, H, W); `kind` 0 = max, 1 = average
+// (count_include_pad=False). Returns a channels_last tensor.
+torch::Tensor pool3x3(torch::Tensor x, int64_t stride, int64_t kind) {
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == torch::kFloat32 && x.is_contiguous(at::MemoryFormat::ChannelsLast),
+              "pool3x3: expected a channels_last float32 (N, C, H, W) tensor");
+  TORCH_CHECK(stride == 1 || stride == 2, "pool3x3: stride 1 or 2");
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t Ho = (H + 2 - 3) / stride + 1, Wo = (W + 2 - 3) / stride + 1;
+  auto out = torch::empty({N, C, Ho, Wo}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  (kind == 0 ? max_pool_kernel : avg_pool_kernel)(x.data_ptr<float>(), N, H, W, C, stride, Ho, Wo,
+                                                  out.data_ptr<float>());
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("xnor_conv1x1", &xnor_conv1x1, "pack the rows' signs and run the XNOR-popcount GEMM, block by block");
   m.def("pack_signs", &pack_signs, "pack the sign bits of each row (64 per int64 word; 1 = negative)");
   m.def("xnor_gemm", &xnor_gemm, "scale * (C - 2 popcount(a ^ w)) + bias, rows x O, float32");
   m.def("simd_path", &simd_path, "the popcount path compiled in");
+  m.def("depthwise_path", &depthwise_path, "the binary depthwise path compiled in");
+  m.def("sign_pad", &sign_pad, "int8 signs of float rows in a zero-bordered NHWC image, channels padded to 64");
+  m.def("binary_depthwise", &binary_depthwise, "binary depthwise conv in int8: sign bits (and the integers)");
+  m.def("xnor_gemm_sign_pad", &xnor_gemm_sign_pad, "XNOR GEMM writing the int8 signs of its output, zero-bordered");
+  m.def("pool3x3", &pool3x3, "3x3 max or average pooling (count_include_pad=False), channels_last");
+  m.def("binary_chain", &binary_chain, "binary (depthwise -> pointwise + folded BN) stages, float output");
 }
