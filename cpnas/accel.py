@@ -104,7 +104,7 @@ def compiling(kind: str) -> bool:
 def use_cache_dir() -> str:
     """Point inductor's cache at ``$CPNAS_CACHE/inductor`` (unless ``TORCHINDUCTOR_CACHE_DIR`` is set); returns it."""
     if not os.environ.get(CACHE_ENV):
-        from cpnas.data import default_cache_dir
+        from cpnas.paths import default_cache_dir
 
         os.environ[CACHE_ENV] = str(default_cache_dir() / "inductor")
     return os.environ[CACHE_ENV]

@@ -45,6 +45,7 @@ from cpnas.ops import PRIMITIVES
 from cpnas.paths import portable
 from cpnas.space import Path as ArchPath
 from cpnas.space import covering_path
+from cpnas.timing import load_average as _load_avg, median_time as _time
 
 log = logging.getLogger(__name__)
 
@@ -329,17 +330,6 @@ def search_epochs(scale: str = "cpu", images: int = 512, device: str = "cpu") ->
     return results
 
 
-def _time(fn, reps: int = 10, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def kernels(device: str = "cpu") -> dict[str, Any]:
     """(c): the exact CPU rewrites, each timed against the plain PyTorch form side by side (forward + backward).
 
@@ -592,16 +582,6 @@ def data_parallel(work: Path, procs: tuple[int, ...] = (1, 2)) -> dict[str, Any]
     base = out["runs"][procs[0]]["images_per_s"]
     out["speedup"] = {n: r["images_per_s"] / base for n, r in out["runs"].items()}
     return out
-
-
-def _load_avg() -> list[float] | None:
-    """The machine's 1/5/15-minute load averages (other work running beside the benchmark), where known."""
-    import os
-
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except (OSError, AttributeError):
-        return None
 
 
 def main(argv=None) -> int:

@@ -21,13 +21,14 @@ from typing import Any
 import torch
 
 from cpnas import dispatch
-from cpnas.bench import _load_avg, _time, bench_path
 from cpnas.binary import BINARY, REAL, REAL_RELU
 from cpnas.config import get_config
 from cpnas.io import write_json
 from cpnas.networks import SearchNetwork, memory_format_for
 from cpnas.ops import PRIMITIVES
 from cpnas.space import Path as ArchPath
+from cpnas.space import covering_path as bench_path
+from cpnas.timing import load_average as _load_avg, median_time as _time
 
 
 def matmul_peak(threads: int, n: int = 1024, reps: int = 5) -> float:

@@ -357,47 +357,17 @@ def apply_overrides(cfg: Config, overrides: Mapping[str, Any] | None) -> Config:
     return cfg
 
 
-def get_config(scale: str = DEFAULT_SCALE, overrides: Mapping[str, Any] | None = None, *,
-               dataset: str | None = None) -> Config:
+def get_config(scale: str = DEFAULT_SCALE, overrides: Mapping[str, Any] | None = None) -> Config:
     """The preset ``scale`` (``paper``, ``cpu`` or ``smoke``) with optional dotted overrides.
 
-    One order of resolution, the user's last: the scale's preset, then the search fields
-    ``dataset`` changes (its registry entry's ``search_overrides``, e.g. §3.1's ImageNet
-    search lr and β_P), then ``overrides``. A key the user sets is never replaced.
+    A search on another dataset resolves its search fields through
+    :func:`cpnas.data.registry.config_for` (the preset, the dataset's §3.1 search
+    settings, then the user's overrides, last).
     """
     if scale not in PRESET_OVERRIDES:
         raise CpnasError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
     cfg = apply_overrides(dataclasses.replace(PAPER, scale=scale), PRESET_OVERRIDES[scale])
-    cfg = apply_overrides(cfg, overrides)
-    if dataset is not None:
-        cfg = _with_dataset(cfg, dataset, keep=set(overrides or {}))
-    return check_consistency(cfg)
-
-
-def dataset_search_values(cfg: Config, dataset: str) -> dict[str, Any]:
-    """The search fields ``dataset`` sets (§3.1), with the values ``cfg`` gives them (e.g. ``imagenet_search_lr``)."""
-    from cpnas.data import get_dataset
-
-    return {key: getattr(cfg, source) for key, source in get_dataset(dataset).search_overrides.items()}
-
-
-def _with_dataset(cfg: Config, dataset: str, keep: set[str]) -> Config:
-    values = {k: v for k, v in dataset_search_values(cfg, dataset).items() if k not in keep}
-    return dataclasses.replace(apply_overrides(cfg, values), search_dataset=dataset)
-
-
-def for_dataset(cfg: Config, dataset: str) -> Config:
-    """``cfg`` resolved for a search on ``dataset`` (the library's path to what :func:`get_config` does).
-
-    A config built with ``get_config(..., dataset=dataset)`` is returned as it is. Otherwise the
-    dataset's search fields are applied, except those whose value differs from the scale's
-    preset: those were set by the caller, and what the caller sets is what runs.
-    """
-    if cfg.search_dataset == dataset:
-        return cfg
-    preset = get_config(cfg.scale)
-    keep = {k for k in dataset_search_values(cfg, dataset) if _get_dotted(cfg, k) != _get_dotted(preset, k)}
-    return check_consistency(_with_dataset(cfg, dataset, keep))
+    return check_consistency(apply_overrides(cfg, overrides))
 
 
 def _get_dotted(cfg: Any, key: str) -> Any:

@@ -104,7 +104,7 @@ def cpu_info() -> dict[str, str]:
 
 
 def cache_path() -> Path:
-    from cpnas.data import default_cache_dir
+    from cpnas.paths import default_cache_dir
 
     return default_cache_dir() / "dispatch" / f"{machine_id()}.json"
 

@@ -217,3 +217,21 @@ def default_workers(device: str = "auto") -> int:
     if resolve_device(device).type != "cpu":
         return 1
     return max(1, min(2, os.cpu_count() or 1))
+
+
+def check_environment() -> None:
+    """Refuse unknown values of the ``CPNAS_*`` variables that choose how runs execute, at start-up.
+
+    ``$CPNAS_LOADER`` (:mod:`cpnas.data.stream`), ``$CPNAS_WORKERS`` (:func:`cpnas.parallel.default_workers`)
+    and ``$CPNAS_FORMS`` (:mod:`cpnas.dispatch`): every command checks them, including those that
+    would not read them, so a typo is one line at once, never a surprise an hour into a run.
+    """
+    import os
+
+    from cpnas import dispatch
+    from cpnas.data.stream import forced_loader
+    from cpnas.parallel import check_workers_env
+
+    forced_loader()
+    check_workers_env(os.environ.get("CPNAS_WORKERS"))
+    dispatch.forced()

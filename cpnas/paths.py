@@ -45,6 +45,16 @@ def portable(path: str | os.PathLike | None) -> str | None:
         return str(p)
 
 
+CACHE_ENV = "CPNAS_CACHE"
+"""The environment variable naming the cache folder (:func:`default_cache_dir`)."""
+
+
+def default_cache_dir() -> Path:
+    """``$CPNAS_CACHE``, else ``~/.cache/cpnas``: decoded data sets, built C++ extensions, kernel-form
+    choices and compiled graphs."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "cpnas").expanduser()
+
+
 def results_dir(scale: str) -> Path:
     """``results/<scale>`` under the project root."""
     return project_root() / "results" / scale

@@ -344,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                       "compare its top-1s and genotypes with these")
     args = p.parse_args(argv)
     try:
-        from cpnas.cli.common import check_environment
+        from cpnas.parallel import check_environment
 
         check_environment()
         print(compare_summary(compare(args.compare, args.scale)) if args.compare

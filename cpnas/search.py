@@ -30,7 +30,8 @@ import torch
 
 from cpnas import data as D
 from cpnas import distributed
-from cpnas.config import Config, for_dataset
+from cpnas.config import Config
+from cpnas.data.registry import for_dataset
 from cpnas.driver import CHECKPOINT, EpochDriver
 from cpnas.errors import CpnasError
 from cpnas.genotype import Genotype
@@ -116,7 +117,7 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, 
                beta_p: float | None = None) -> SearchResult:
     """Run (or resume) one search and write its artifacts to ``out``.
 
-    ``cfg`` is resolved for ``dataset`` first (:func:`cpnas.config.for_dataset`: §3.1's ImageNet
+    ``cfg`` is resolved for ``dataset`` first (:func:`cpnas.data.registry.for_dataset`: §3.1's ImageNet
     search lr and β_P, except where the caller set them), as ``cpnas search --dataset`` does.
     """
     cfg = for_dataset(cfg, dataset)

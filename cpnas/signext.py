@@ -51,7 +51,7 @@ def build_name() -> str:
 
 
 def build_dir() -> Path:
-    from cpnas.data import default_cache_dir
+    from cpnas.paths import default_cache_dir
 
     return default_cache_dir() / "torch_extensions" / build_name()
 

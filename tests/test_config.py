@@ -226,20 +226,22 @@ def test_the_users_set_wins_over_the_datasets_search_settings(capsys):
 
 def test_get_config_resolves_a_dataset_in_one_order():
     from cpnas.config import get_config
+    from cpnas.data.registry import config_for
 
-    cfg = get_config("cpu", dataset="imagenet")
+    cfg = config_for("cpu", dataset="imagenet")
     assert (cfg.search.lr, cfg.search.beta_p) == (cfg.imagenet_search_lr, cfg.imagenet_beta_p) == (0.05, 0.33)
-    cfg = get_config("cpu", {"search.lr": "0.01", "imagenet_beta_p": "0.4"}, dataset="imagenet")
+    cfg = config_for("cpu", {"search.lr": "0.01", "imagenet_beta_p": "0.4"}, dataset="imagenet")
     assert (cfg.search.lr, cfg.search.beta_p) == (0.01, 0.4)
-    assert get_config("cpu", dataset="cifar10").search == get_config("cpu").search  # CIFAR-10 changes nothing
+    assert config_for("cpu", dataset="cifar10").search == get_config("cpu").search  # CIFAR-10 changes nothing
 
 
 def test_the_library_search_resolves_the_dataset_as_the_cli_does(monkeypatch):
     """run_search applies the dataset's search settings, except those the caller set (it never used to)."""
     from cpnas import search
-    from cpnas.config import for_dataset, get_config
+    from cpnas.config import get_config
+    from cpnas.data.registry import config_for, for_dataset
 
-    cli = get_config("cpu", dataset="imagenet")
+    cli = config_for("cpu", dataset="imagenet")
     assert for_dataset(get_config("cpu"), "imagenet") == cli
     assert for_dataset(cli, "imagenet") is cli
     mine = for_dataset(get_config("cpu", {"search.lr": "0.01"}), "imagenet")

@@ -1,4 +1,4 @@
-"""A strategy is one module plus one registration (issue 13 A1), and cpnas has no import cycle."""
+"""A strategy is one module plus one registration, and cpnas has no import cycle."""
 
 from __future__ import annotations
 
@@ -64,30 +64,68 @@ def test_strategy_traits_replace_name_checks():
     assert get_strategy("pcdarts").needs_arch_split and not get_strategy("cpnas").needs_arch_split
 
 
-def test_no_import_cycle_inside_cpnas():
-    """Every `cpnas` module's imports (top-level or lazy) form a DAG."""
-    root = Path(__file__).resolve().parents[1] / "cpnas"
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """Every ``cpnas`` module's ``cpnas`` imports, top-level or inside functions.
+
+    ``from cpnas import X`` and ``from cpnas.pkg import X`` count as imports of the module
+    ``cpnas.X`` / ``cpnas.pkg.X`` when that is a module (else of the package), and relative
+    imports are resolved: an import inside a function runs too, so it can close a cycle.
+    """
+    modules = {".".join(("cpnas", *f.relative_to(root).with_suffix("").parts)).removesuffix(".__init__"): f
+               for f in root.rglob("*.py")}
     graph: dict[str, set[str]] = {}
-    for f in root.rglob("*.py"):
-        name = ".".join(("cpnas", *f.relative_to(root).with_suffix("").parts)).removesuffix(".__init__")
+    for name, f in modules.items():
+        package = name if f.name == "__init__.py" else name.rpartition(".")[0]
         deps = set()
         for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cpnas"):
-                deps.add(node.module)
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+                if base.startswith("cpnas"):
+                    deps |= {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names}
             elif isinstance(node, ast.Import):
                 deps |= {a.name for a in node.names if a.name.startswith("cpnas")}
         graph[name] = deps - {name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` as a path that ends where it starts, or None."""
     state: dict[str, int] = {}
 
     def visit(node, path):
         state[node] = 1
-        for dep in graph.get(node, ()):
+        for dep in sorted(graph.get(node, ())):
             if state.get(dep) == 1:
-                pytest.fail("import cycle: " + " → ".join(path[path.index(dep):] + [dep]))
+                return path[path.index(dep):] + [dep]
             if dep not in state:
-                visit(dep, path + [dep])
+                found = visit(dep, path + [dep])
+                if found:
+                    return found
         state[node] = 2
+        return None
 
-    for node in graph:
+    for node in sorted(graph):
         if node not in state:
-            visit(node, [node])
+            found = visit(node, [node])
+            if found:
+                return found
+    return None
+
+
+def test_no_import_cycle_inside_cpnas():
+    """Every `cpnas` module's imports (top-level or inside functions) form a DAG."""
+    cycle = find_cycle(import_graph(Path(__file__).resolve().parents[1] / "cpnas"))
+    assert cycle is None, "import cycle: " + " → ".join(cycle)
+
+
+def test_the_cycle_check_sees_imports_inside_functions(tmp_path):
+    pkg = tmp_path / "cpnas"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from cpnas import sub\n")
+    (pkg / "sub" / "__init__.py").write_text("def g():\n    from cpnas.sub.b import h\n")
+    (pkg / "sub" / "b.py").write_text("def h():\n    from .. import a\n")
+    assert find_cycle(import_graph(pkg)) is not None

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from cpnas.config import DEFAULT_SCALE, SCALES, Config, get_config, parse_override
+from cpnas.parallel import check_environment  # noqa: F401  (every command calls it at start-up)
 
 
 def add_scale_args(p: argparse.ArgumentParser) -> None:
@@ -21,7 +22,9 @@ def add_scale_args(p: argparse.ArgumentParser) -> None:
 def resolve_config(args: argparse.Namespace, dataset: str | None = None) -> Config:
     """The scale's preset, then ``dataset``'s search settings (§3.1), then the user's ``--set`` (last)."""
     overrides = dict(parse_override(o) for o in args.overrides)
-    return get_config(args.scale, overrides, dataset=dataset)
+    from cpnas.data.registry import config_for
+
+    return config_for(args.scale, overrides, dataset)
 
 
 def add_data_args(p: argparse.ArgumentParser, choices: Sequence[str] | None = None,
@@ -220,24 +223,6 @@ def slurm_options(args: argparse.Namespace, scale: str):
 
 
 # --- checks every command makes before it loads data or writes -----------------------------------------------
-
-
-def check_environment() -> None:
-    """Refuse unknown values of the ``CPNAS_*`` variables that choose how runs execute, at start-up.
-
-    ``$CPNAS_LOADER`` (:mod:`cpnas.data.stream`), ``$CPNAS_WORKERS`` (:func:`cpnas.parallel.default_workers`)
-    and ``$CPNAS_FORMS`` (:mod:`cpnas.dispatch`): every command checks them, including those that
-    would not read them, so a typo is one line at once, never a surprise an hour into a run.
-    """
-    import os
-
-    from cpnas import dispatch
-    from cpnas.data.stream import forced_loader
-    from cpnas.parallel import check_workers_env
-
-    forced_loader()
-    check_workers_env(os.environ.get("CPNAS_WORKERS"))
-    dispatch.forced()
 
 
 def check_writable(folder: Path | None, what: str = "--out") -> None:

@@ -31,7 +31,7 @@ def unused_fields(cfg) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cpnas.config import dataset_search_values
+    from cpnas.data.registry import dataset_search_values
 
     cfg = resolve_config(args, dataset=args.dataset)
     if args.json:

@@ -171,3 +171,46 @@ register_dataset(DatasetSpec(
 
 ENV_VARS: dict[str, str] = {s.name: s.env_var for s in _REGISTRY.values() if s.env_var}
 """The environment variable of each built-in dataset's folder (``CPNAS_CIFAR10``, ``CPNAS_IMAGENET``)."""
+
+
+# --------------------------------------------------------------------------- a config for a dataset
+
+
+def config_for(scale: str, overrides: Mapping[str, Any] | None = None, dataset: str | None = None) -> Config:
+    """The scale's preset, then the search fields ``dataset`` changes (its ``search_overrides``, e.g. §3.1's
+    ImageNet search lr and β_P), then ``overrides``: one order of resolution, the user's last. A key the
+    user sets is never replaced."""
+    from cpnas.config import apply_overrides, check_consistency, get_config
+
+    cfg = get_config(scale, overrides)
+    if dataset is not None:
+        cfg = _with_dataset(cfg, dataset, keep=set(overrides or {}))
+    return check_consistency(apply_overrides(cfg, {}))
+
+
+def dataset_search_values(cfg: Config, dataset: str) -> dict[str, Any]:
+    """The search fields ``dataset`` sets (§3.1), with the values ``cfg`` gives them (e.g. ``imagenet_search_lr``)."""
+    return {key: getattr(cfg, source) for key, source in get_dataset(dataset).search_overrides.items()}
+
+
+def _with_dataset(cfg: Config, dataset: str, keep: set[str]) -> Config:
+    from cpnas.config import apply_overrides
+
+    values = {k: v for k, v in dataset_search_values(cfg, dataset).items() if k not in keep}
+    return dataclasses.replace(apply_overrides(cfg, values), search_dataset=dataset)
+
+
+def for_dataset(cfg: Config, dataset: str) -> Config:
+    """``cfg`` resolved for a search on ``dataset`` (the library's path to what :func:`config_for` does).
+
+    A config built with ``config_for(..., dataset=dataset)`` is returned as it is. Otherwise the
+    dataset's search fields are applied, except those whose value differs from the scale's
+    preset: those were set by the caller, and what the caller sets is what runs.
+    """
+    from cpnas.config import _get_dotted, check_consistency, get_config
+
+    if cfg.search_dataset == dataset:
+        return cfg
+    preset = get_config(cfg.scale)
+    keep = {k for k in dataset_search_values(cfg, dataset) if _get_dotted(cfg, k) != _get_dotted(preset, k)}
+    return check_consistency(_with_dataset(cfg, dataset, keep))

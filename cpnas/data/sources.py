@@ -42,10 +42,10 @@ from cpnas.data.registry import SPLITS, DatasetSpec, get_dataset
 from cpnas.data.splits import _first_per_class, _mix_seed
 from cpnas.errors import CpnasError
 from cpnas.io import write_with
+from cpnas.paths import CACHE_ENV, default_cache_dir  # noqa: F401  (re-exported by cpnas.data)
 
 logger = logging.getLogger(__name__)
 
-CACHE_ENV = "CPNAS_CACHE"
 IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -54,11 +54,6 @@ _DECODE_CHUNK = 512  # files per decoding task: large enough to amortise, small 
 
 
 # --------------------------------------------------------------------------- locations
-
-
-def default_cache_dir() -> Path:
-    """``$CPNAS_CACHE``, else ``~/.cache/cpnas``: decoded tensors and torchvision downloads."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "cpnas").expanduser()
 
 
 def _check_name(name: str) -> DatasetSpec:
