@@ -27,6 +27,7 @@ import re
 import runpy
 import statistics
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -316,7 +317,8 @@ def help_text(target: str) -> str:
         buf, argv = io.StringIO(), sys.argv
         sys.argv = [target, "--help"]
         try:
-            with contextlib.redirect_stdout(buf), contextlib.suppress(SystemExit):
+            with contextlib.redirect_stdout(buf), contextlib.suppress(SystemExit), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # runpy: the module was imported before
                 if target.endswith(".py"):
                     runpy.run_path(str(ROOT / target), run_name="__main__")
                 else:
