@@ -138,9 +138,14 @@ def cellbench_table() -> str:
     return md.read_text(encoding="utf-8").strip()
 
 
+_PROCESS_NOTE = re.compile(r"\s*\(issue \d+[^)]*\)")
+
+
 def _committed_md(path: str) -> Callable[[], str]:
     def render() -> str:
-        return _rel(path).read_text(encoding="utf-8").strip()
+        lines = _rel(path).read_text(encoding="utf-8").strip().splitlines()
+        # headings two levels below the page's; a caption's reference to the tracker is process history
+        return "\n".join("##" + line if line.startswith("#") else _PROCESS_NOTE.sub("", line) for line in lines)
     render.__doc__ = f"``{path}`` as committed."
     return render
 
