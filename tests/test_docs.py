@@ -251,3 +251,26 @@ def test_the_readme_python_example_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "True" in proc.stdout.split()  # packed["exact"]: the packed network gives the simulated one's logits
     assert (tmp_path / "runs" / "train" / "metrics.json").is_file()
+
+
+def test_the_numbers_written_in_the_prose_are_the_codes():
+    """The few numbers the pages state in words are the constants the code uses."""
+    import inspect
+
+    from cpnas import ablation as A
+    from cpnas import cellbench, distributed, stats
+    from cpnas.config import get_config
+
+    results = prose((DOCS / "results.md").read_text(encoding="utf-8"))
+    assert f"within {stats.CHANCE_MARGIN:g} points of chance ({A.CHANCE_TOP1:g} % on CIFAR-10)" in results
+    assert f"from {stats.BOOTSTRAP_MIN_N} seeds a side only" in results
+    mde = inspect.signature(stats.minimum_detectable_difference).parameters
+    assert f"at {100 * mde['power'].default:g} % power" in results.replace("\n", " ")
+    assert mde["alpha"].default == 0.05 and "p < 0.05" in results
+    bench = prose((DOCS / "cell-benchmark.md").read_text(encoding="utf-8"))
+    cifar = get_config("cpu").cifar
+    assert cifar.test_fraction == 1.0 and "tested on the 10,000 CIFAR-10 test images" in bench.replace("\n", " ")
+    assert f"trained at {len(cellbench.SEEDS)} seeds as well" in bench.replace("\n", " ")
+    env = (DOCS / "environment.md").read_text(encoding="utf-8")
+    timeout = re.search(r'TIMEOUT_ENV, "(\d+)"', inspect.getsource(distributed)).group(1)
+    assert f"| `{distributed.TIMEOUT_ENV}` | {timeout} (torch's) |" in env
