@@ -62,6 +62,22 @@ def test_every_local_link_of_the_readme_and_docs_exists():
     assert not missing, missing
 
 
+def _anchors(page: Path) -> set[str]:
+    """GitHub's anchors of ``page``'s headings (code blocks left out)."""
+    text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.DOTALL)
+    return {gen_docs._anchor(m.group(1).replace("`", "").strip()) for m in re.finditer(r"(?m)^#+ (.+)$", text)}
+
+
+def test_every_anchor_a_page_links_to_is_a_heading():
+    bad = []
+    for page in pages():
+        for target, fragment in re.findall(r"\]\(([^)#\s]*)#([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            linked = (page.parent / target).resolve() if target else page
+            if linked.exists() and fragment not in _anchors(linked):
+                bad.append(f"{page.relative_to(ROOT)} → {target}#{fragment}")
+    assert not bad, bad
+
+
 def test_no_process_history_or_first_person_in_the_prose():
     """No tracker numbers, work log or first person in what is written by hand; numbers come from blocks."""
     bad = []
