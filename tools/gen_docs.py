@@ -208,6 +208,9 @@ def bench_results() -> str:
             skip = False
         if skip:
             continue
+        if line.startswith("# "):  # the file's title: when and how it was measured
+            out.append(f"*`make bench`: {line[2:].removeprefix('cpnas benchmark').strip()}*")
+            continue
         out.append("#" + line if line.startswith("#") else line)  # one level below the page's headings
     return "\n".join(out).strip()
 
