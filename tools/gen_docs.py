@@ -99,18 +99,26 @@ def search_ranking() -> str:
     md = _rel("tables/search_ranking.md")
     if not md.is_file():
         return _running("The search-ranking study (does each strategy's supernet rank the benchmark's cells as "
-                        "training them does?)", None, "tables/search_ranking.{csv,md}")
+                        "training them does?)", "python -m cpnas.ranking --jobs 2", "tables/search_ranking.{csv,md}")
     return md.read_text(encoding="utf-8").strip()
 
 
+GLANCE_FIGURES = (
+    ("figures/search_ranking.png", "The search ranking: how each search's scores rank the benchmark's cells "
+                                   "against their trained top-1"),
+    ("figures/cell_benchmark.png", "The cell benchmark: trained top-1 of every cell at the `cpu` budget"),
+)
+"""The README's figure, the first of these that is committed (else Table 3's)."""
+
+
 def glance_figure() -> str:
-    """The README's figure: the cell benchmark's once it is committed, else Table 3's (analytic)."""
-    bench = _rel("figures/cell_benchmark.png")
-    if bench.is_file():
-        return ("![The cell benchmark: trained top-1 of every cell at the `cpu` budget](figures/cell_benchmark.png)")
+    """The README's figure: the search ranking's or the cell benchmark's once committed, else Table 3's (analytic)."""
+    for path, alt in GLANCE_FIGURES:
+        if _rel(path).is_file():
+            return f"![{alt}]({path})"
     return ("![Table 3: memory and FLOPs of the paper's networks, as printed and as counted by cpnas]"
             "(figures/table3.png)\n\n*Table 3, memory and FLOPs (log scale), the paper's numbers beside ours, "
-            "counted from the networks the library builds (`make reproduce-table3`). The cell benchmark's figure "
+            "counted from the networks the library builds (`make reproduce-table3`). The search ranking's figure "
             "replaces it once that study is committed.*")
 
 
