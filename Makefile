@@ -19,20 +19,22 @@ PAPERMILL = mkdir -p $(NB_OUT) && CPNAS_SCALE=$(SCALE) $(BIN)/papermill --cwd no
 .PHONY: help venv test test-unit test-forms test-notebooks lab bench clean recipe-sweep proxy-check \
         reproduce reproduce-fig3 reproduce-fig5 reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig6
 
-help:
-	@echo "make venv | test | lab | bench | recipe-sweep | proxy-check | reproduce | reproduce-{fig3,fig5,table1,table2,table3,fig6} [SCALE=smoke|cpu|paper]"
+# `make help` prints the targets with their `##` comments (a test checks that every target has one).
+help:  ## this list
+	@echo "make TARGET [SCALE=smoke|cpu|paper] [JOBS=N]   (default SCALE=$(SCALE); every target creates .venv first)"
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## (.*)/  \1\t\2/' | expand -t 22
 
-venv: $(STAMP)
+venv: $(STAMP)  ## .venv/ with the package (editable) and every extra: notebooks, test, cluster
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[notebooks,test,cluster]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (cpnas)" > /dev/null
 	touch $(STAMP)
 
-test: test-unit test-notebooks
+test: test-unit test-notebooks  ## pytest, then every notebook at the smoke scale (nbval)
 
-test-unit: venv
+test-unit: venv  ## pytest only
 	$(BIN)/python -m pytest -q
 
 # The unit tests again with every non-default kernel form forced (cpnas.dispatch): a test that depends on the
@@ -43,46 +45,46 @@ test-forms: venv
 	CPNAS_FORMS="$(NONDEFAULT_FORMS)" $(BIN)/python -m pytest -q -p no:cacheprovider
 
 # Every notebook executed at the smoke scale; only cells marked NBVAL_CHECK_OUTPUT are compared.
-test-notebooks: venv
+test-notebooks: venv  ## every notebook executed at the smoke scale (nbval)
 	CPNAS_SCALE=smoke CPNAS_PROGRESS=0 $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env \
 	    -p no:cacheprovider notebooks/
 
-lab: venv
+lab: venv  ## JupyterLab on notebooks/
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-bench: venv
+bench: venv  ## speed benchmark: results/bench/bench.{json,md} (docs/benchmarks.md)
 	$(BIN)/python -m cpnas.bench --out results/bench --data-parallel on
 
-# Issue 11's studies of the cpu proxy; 03 shows their cached runs. JOBS one-thread runs at a time.
+# The studies of the cpu proxy; 03 shows their cached runs. JOBS one-thread runs at a time.
 JOBS ?= 2
-recipe-sweep: venv
+recipe-sweep: venv  ## the cpu recipe sweep on 1-bit DARTS_V2, then the chosen recipe at 3 seeds
 	$(BIN)/python -m cpnas.recipe --scale $(SCALE) --jobs $(JOBS)
 	for cell in darts_v2 cpnas-s0; do $(BIN)/python -m cpnas.recipe --scale $(SCALE) --jobs $(JOBS) --full \
 	    --cell $$cell --seeds 0,1,2 --variants $$($(BIN)/python -c \
 	    "import cpnas.recipe as r; print(r.chosen_variant(r.collect('$(SCALE)')))") || exit 1; done
 
-proxy-check: venv
+proxy-check: venv  ## does the cpu training budget rank cells like a longer one? (Kendall tau)
 	$(BIN)/python -m cpnas.proxy --scale $(SCALE) --jobs $(JOBS)
 
-reproduce-fig3: venv
+reproduce-fig3: venv  ## 01: ops sanity, Fig. 3 (cell DAG), Fig. 4 (op set)
 	$(PAPERMILL) notebooks/01_ops_sanity.ipynb $(NB_OUT)/01_ops_sanity.ipynb
 
-reproduce-fig5: venv
+reproduce-fig5: venv  ## 02: the CP-NAS search on CIFAR-10, Fig. 5 (cells found), search cost
 	$(PAPERMILL) notebooks/02_search_cifar.ipynb $(NB_OUT)/02_search_cifar.ipynb
 
-reproduce-table1: venv
+reproduce-table1: venv  ## 03: Table 1 (CIFAR-10 error of CP-NAS small/medium/large, BNAS†)
 	$(PAPERMILL) notebooks/03_eval.ipynb $(NB_OUT)/03_eval.ipynb
 
-reproduce-table2: venv
+reproduce-table2: venv  ## 04: Table 2 (ImageNet network; Imagenette when ImageNet is absent)
 	$(PAPERMILL) notebooks/04_imagenet.ipynb $(NB_OUT)/04_imagenet.ipynb
 
-reproduce-table3: reproduce-fig5
+reproduce-table3: reproduce-fig5  ## 02, then 06: Table 3 (memory and FLOPs vs WRN-22), 1-bit inference
 	$(PAPERMILL) notebooks/06_efficiency.ipynb $(NB_OUT)/06_efficiency.ipynb
 
-reproduce-fig6: reproduce-fig5
+reproduce-fig6: reproduce-fig5  ## 02, then 05: Fig. 6 (beta_P sweep, strategies), CP-loss study
 	$(PAPERMILL) notebooks/05_ablation.ipynb $(NB_OUT)/05_ablation.ipynb
 
-reproduce: reproduce-fig3 reproduce-fig5 reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig6
+reproduce: reproduce-fig3 reproduce-fig5 reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig6  ## all six notebooks in dependency order
 
-clean:
+clean:  ## remove results/smoke/ (the smoke outputs of make test) and .pytest_cache
 	rm -rf results/smoke .pytest_cache

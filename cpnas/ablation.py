@@ -828,7 +828,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--cost", action="store_true",
                    help="compute nothing: print the wall-clock the chosen studies' finished runs recorded, and that "
-                        "sum divided by --jobs (at least 2: issue 12's budget is two one-thread runs at a time)")
+                        "sum divided by --jobs (at least 2: the budget assumes two one-thread runs at a time)")
     add_executor_args(p)
     args = p.parse_args(argv)
 

@@ -1,4 +1,4 @@
-"""The paper's claims against our finished runs, each with one verdict (issue 12): the README's results table.
+"""The paper's claims against our finished runs, each with one verdict: the claims table of docs/results.md.
 
 Every claim of *CP-NAS* (IJCAI 2020) that our runs can test becomes one row:
 what the paper says, what our runs measured (mean ± sample std over n seeds), and
@@ -13,7 +13,7 @@ one verdict from :func:`cpnas.stats.verdict` —
 
 or **not measured yet** while a side has fewer than 2 finished seeds. Nothing here is
 written by hand: ``python tools/readme_claims.py`` prints the table from the runs
-in ``results/<scale>/`` and the README carries its output.
+in ``results/<scale>/`` and docs/results.md carries its output (``python tools/gen_docs.py --write``).
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def collect(scale: str) -> list[dict[str, str]]:
 
 
 def markdown(claims: Sequence[dict[str, str]]) -> str:
-    """The claims as a Markdown table (the README's)."""
+    """The claims as a Markdown table (the one of docs/results.md)."""
     cols = ("claim", "the paper", "ours", "scale", "verdict")
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(c[k].replace("|", "\\|") for k in cols) + " |" for c in claims]
@@ -200,7 +200,8 @@ def markdown(claims: Sequence[dict[str, str]]) -> str:
 
 
 README_START, README_END = "<!-- claims:start -->", "<!-- claims:end -->"
-"""The markers around the claims table in README.md (``python tools/readme_claims.py --write`` fills them)."""
+"""Markers around a claims table in a Markdown file (:func:`splice`, :func:`readme_table`); docs/results.md uses
+the generated-block markers of ``tools/gen_docs.py`` instead."""
 
 
 def _readme_parts(readme: str) -> tuple[str, str, str]:

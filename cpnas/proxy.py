@@ -1,4 +1,4 @@
-"""Does the ``cpu`` proxy rank architectures? (issue 11 §5; NAS best practice, Lindauer & Hutter 2020).
+"""Does the ``cpu`` proxy rank architectures? (NAS best practice, Lindauer & Hutter 2020).
 
 The paper does not ask it. Here a set of cells (:data:`CELLS`: the cell of 02's
 CP-NAS search, random draws of the space, and the published DARTS_V2; further

@@ -89,12 +89,16 @@ def test_the_fall_waits_for_the_largest_beta():
     assert A.beta_verdict(rows).startswith("The β_P > 2 runs have not finished yet")
 
 
-def test_readme_claims_table_is_the_one_the_committed_runs_give():
-    """README.md's claims table is regenerated from the committed runs, not edited by hand or left stale
-    (``python tools/readme_claims.py --write`` after new runs land)."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert C.readme_table(readme) == C.markdown(C.collect("cpu")), \
-        "README.md's claims table is stale: run python tools/readme_claims.py --write"
+def test_results_page_claims_table_is_the_one_the_committed_runs_give():
+    """docs/results.md's claims table is rendered from the committed runs, not edited by hand or left stale
+    (``python tools/gen_docs.py --write`` after new runs land)."""
+    import re
+
+    page = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    found = re.findall(r"<!-- gen:claims -->\n(.*?)\n<!-- /gen:claims -->", page, re.DOTALL)
+    assert len(found) == 1, "docs/results.md needs one generated claims block"
+    assert found[0] == C.markdown(C.collect("cpu")), \
+        "docs/results.md's claims table is stale: run python tools/gen_docs.py --write"
 
 
 def test_splice_replaces_only_the_table_and_needs_one_pair_of_markers():

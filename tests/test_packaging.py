@@ -26,12 +26,18 @@ def pyproject() -> dict:
 
 
 def pyproject_requirements() -> dict[str, str]:
+    """The dependencies and every extra (``make venv`` installs them all), one specifier per name."""
     project = pyproject()["project"]
-    reqs = list(project["dependencies"]) + list(project.get("optional-dependencies", {}).get("test", []))
+    reqs = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        reqs += list(extra)
     pairs = [split_requirement(r) for r in reqs]
-    names = [n for n, _ in pairs]
-    assert len(names) == len(set(names)), f"duplicate requirements in pyproject.toml: {names}"
-    return dict(pairs)
+    out: dict[str, str] = {}
+    for name, spec in pairs:
+        assert out.setdefault(name, spec) == spec, f"{name} has two specifiers in pyproject.toml"
+    assert len(set(n for n, _ in pairs[:len(project["dependencies"])])) == len(project["dependencies"]), \
+        "duplicate dependencies in pyproject.toml"
+    return out
 
 
 def environment_pip_requirements() -> dict[str, str]:
@@ -214,3 +220,92 @@ def test_committed_table3_was_made_from_the_committed_cpu_genotype():
     row = rows[("CP-NAS (Small)", "ours")]
     assert float(row["params (M)"]) == pytest.approx(ours["params"] / 1e6, abs=1e-3)
     assert float(row["FLOPs (M)"]) == pytest.approx(ours["flops_m"], abs=1e-2)
+
+
+# --------------------------------------------------------------------------- packaging conventions
+
+NOTEBOOK_TOOLS = ("papermill", "jupyterlab", "nbformat", "ipykernel")
+
+
+def test_a_plain_install_needs_no_notebook_tools_and_make_installs_every_extra():
+    project = pyproject()["project"]
+    base = {split_requirement(r)[0] for r in project["dependencies"]}
+    assert not base & set(NOTEBOOK_TOOLS), f"pip install . would pull {sorted(base & set(NOTEBOOK_TOOLS))}"
+    extras = project["optional-dependencies"]
+    assert set(NOTEBOOK_TOOLS) <= {split_requirement(r)[0] for r in extras["notebooks"]}
+    assert {"pytest", "nbval"} <= {split_requirement(r)[0] for r in extras["test"]}
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    m = re.search(r'pip install --quiet -e "\.\[([a-z,]+)\]"', makefile)
+    assert m and set(m.group(1).split(",")) == set(extras), "make venv installs every extra"
+    assert "make test" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_library_imports_no_notebook_tool():
+    """cpnas/ itself never imports Papermill, nbformat, ipykernel or JupyterLab (they are an extra)."""
+    hits = []
+    for f in (ROOT / "cpnas").rglob("*.py"):
+        for m in re.finditer(r"^\s*(?:import|from)\s+(\w+)", f.read_text(encoding="utf-8"), re.MULTILINE):
+            if m.group(1) in NOTEBOOK_TOOLS + ("jupyter", "nbclient"):
+                hits.append(f"{f.relative_to(ROOT)}: {m.group(0).strip()}")
+    assert not hits, hits
+
+
+def test_pyproject_metadata():
+    project = pyproject()["project"]
+    assert project["authors"] and all(a.get("name") for a in project["authors"])
+    assert len(project["keywords"]) >= 5
+    classifiers = project["classifiers"]
+    assert "Programming Language :: Python :: 3.11" in classifiers
+    assert any(c.startswith("Topic :: Scientific/Engineering") for c in classifiers)
+    assert not any(c.startswith("License ::") for c in classifiers), "PEP 639: the license is the SPDX string"
+    assert all(u.startswith("https://") for u in project["urls"].values())
+
+
+def _cff_field(text: str, key: str, indent: int = 0) -> str | None:
+    m = re.search(rf"^{' ' * indent}{key}:\s*(.+)$", text, re.MULTILINE)
+    return m.group(1).strip().strip('"') if m else None
+
+
+def test_citation_cff_cites_the_software_with_the_paper_preferred():
+    text = (ROOT / "CITATION.cff").read_text(encoding="utf-8")
+    assert _cff_field(text, "cff-version") == "1.2.0"
+    assert _cff_field(text, "type") == "software"
+    assert _cff_field(text, "version") == pyproject()["project"]["version"]
+    assert _cff_field(text, "license") == pyproject()["project"]["license"]
+    preferred = text.split("preferred-citation:")[1]
+    doi = _cff_field(preferred, "doi", 2)
+    assert doi and doi in (ROOT / "README.md").read_text(encoding="utf-8"), "README's BibTeX cites the same DOI"
+    assert "CP-NAS" in _cff_field(preferred, "title", 2)
+    assert len(re.findall(r"family-names:", preferred)) == 7
+
+
+def _make_targets() -> list[str]:
+    text = (ROOT / "Makefile").read_text(encoding="utf-8")
+    return [m.group(1) for m in re.finditer(r"^([a-z][a-z0-9-]*):(?!=)", text, re.MULTILINE)]
+
+
+def test_make_help_lists_every_target():
+    import shutil
+    import subprocess
+
+    targets = _make_targets()
+    assert {"help", "venv", "test", "clean", "bench", "reproduce", "reproduce-table1"} <= set(targets)
+    text = (ROOT / "Makefile").read_text(encoding="utf-8")
+    for target in targets:
+        assert re.search(rf"^{target}:.*## \S", text, re.MULTILINE), f"make target {target!r} has no ## description"
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    out = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    listed = [line.split()[0] for line in out.splitlines()[1:] if line.strip()]
+    assert listed == targets
+
+
+def test_results_of_an_installed_package_go_under_cpnas_home(tmp_path, monkeypatch):
+    """A non-editable install has no checkout above it: CPNAS_HOME (docs/environment.md) says where runs go."""
+    from cpnas.paths import artifact_dir, project_root, results_dir
+
+    monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
+    assert project_root() == tmp_path.resolve()
+    assert results_dir("cpu") == tmp_path.resolve() / "results" / "cpu"
+    assert artifact_dir("tables", "smoke") == tmp_path.resolve() / "results" / "smoke" / "tables"
+    assert "CPNAS_HOME" in (ROOT / "docs" / "environment.md").read_text(encoding="utf-8")
