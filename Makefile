@@ -16,7 +16,7 @@ STAMP := $(VENV)/.installed
 NB_OUT := $(if $(filter smoke,$(SCALE)),results/smoke/notebooks,notebooks)
 PAPERMILL = mkdir -p $(NB_OUT) && CPNAS_SCALE=$(SCALE) $(BIN)/papermill --cwd notebooks
 
-.PHONY: help venv test test-unit test-forms test-notebooks lab bench clean recipe-sweep proxy-check \
+.PHONY: help venv test test-unit test-forms test-notebooks lab bench clean recipe-sweep proxy-check cell-benchmark search-ranking \
         reproduce reproduce-fig3 reproduce-fig5 reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig6
 
 # `make help` prints the targets with their `##` comments (a test checks that every target has one).
@@ -65,6 +65,12 @@ recipe-sweep: venv  ## the cpu recipe sweep on 1-bit DARTS_V2, then the chosen r
 
 proxy-check: venv  ## does the cpu training budget rank cells like a longer one? (Kendall tau)
 	$(BIN)/python -m cpnas.proxy --scale $(SCALE) --jobs $(JOBS)
+
+cell-benchmark: venv  ## train the 1-bit cell benchmark at the cpu budget: tables/cell_benchmark.{csv,md}
+	$(BIN)/python -m cpnas.cellbench --scale $(SCALE) --jobs $(JOBS)
+
+search-ranking: venv  ## score the benchmark in each strategy's supernets at 3 budgets: tables/search_ranking.{csv,md}
+	$(BIN)/python -m cpnas.ranking --scale $(SCALE) --jobs $(JOBS)
 
 reproduce-fig3: venv  ## 01: ops sanity, Fig. 3 (cell DAG), Fig. 4 (op set)
 	$(PAPERMILL) notebooks/01_ops_sanity.ipynb $(NB_OUT)/01_ops_sanity.ipynb
