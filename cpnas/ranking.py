@@ -303,6 +303,35 @@ def write_table(scale: str) -> str:
     return md
 
 
+GLANCE_SCORES: tuple[tuple[str, str], ...] = (("cpnas", "z_beta2"), ("cpnas", "child"), ("bnas", "z_beta0"),
+                                               ("pcdarts", "alpha_loglik"), ("rs", "child"))
+"""The score of each strategy the README's summary shows: what the strategy chooses by (and CP-NAS's Child)."""
+
+
+def glance(scale: str) -> str:
+    """A short Markdown summary: τ [95 % CI] of each strategy's own score per budget (seeds pooled), n cells, and
+    the budget rule's answer."""
+    pooled = pooled_rows(scale)
+    if not pooled:
+        return "No ranking search has finished yet (`python -m cpnas.ranking --jobs 2`)."
+    cell = {(r["strategy"], r["score"], r["budget"]): r for r in pooled}
+    budgets = [b for b in BUDGETS if any(r["budget"] == b for r in pooled)]
+    lines = ["| strategy: score | " + " | ".join(f"{b} budget" for b in budgets) + " |",
+             "|---|" + "---|" * len(budgets)]
+    for strategy, score in GLANCE_SCORES:
+        row = []
+        for b in budgets:
+            r = cell.get((strategy, score, b))
+            row.append("–" if r is None or r["tau"] is None else
+                       f"{r['tau']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}], {r['n_cells']} cells, "
+                       f"{r['search_minutes']:.0f} min")
+        lines.append(f"| {strategy}: `{score}` | " + " | ".join(row) + " |")
+    choice = choose_budget(pooled)
+    return ("Kendall τ-b of each search's own score of the benchmark cells against their trained top-1 "
+            "[95 % bootstrap CI over cells] (`tables/search_ranking.md` has every score and seed):\n\n"
+            + "\n".join(lines) + f"\n\nBudget rule (fixed before the runs): {choice['reason']}.")
+
+
 def edge_rule_table(scale: str):
     """Input-edge share of every searched cell under ``results/<scale>``, per strategy and final-cell rule.
 
