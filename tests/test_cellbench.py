@@ -70,7 +70,7 @@ def test_frame_reads_finished_trainings(tmp_path, monkeypatch):
 
 def _run(strategy, budget, minutes, scores):
     return {"strategy": strategy, "budget": budget, "seed": 0, "search_minutes": minutes,
-            "cells": {f"c{i}": {"z_beta2": s} for i, s in enumerate(scores)}}
+            "cells": {f"c{i}": {"parent": 0.5, "z_beta2": s} for i, s in enumerate(scores)}}
 
 
 def test_the_budget_rule_takes_the_cheapest_budget_that_ranks():
