@@ -43,7 +43,8 @@ test-unit: venv  ## pytest only
 NONDEFAULT_FORMS = $(shell $(BIN)/python -c "from cpnas.dispatch import FORMS; \
     print(','.join(f'{op}={forms[1]}' for op, forms in FORMS.items() if op != 'compile'))")
 test-forms: venv  ## pytest with every non-default kernel form forced (CI runs it after make test)
-	CPNAS_FORMS="$(NONDEFAULT_FORMS)" $(BIN)/python -m pytest -q -p no:cacheprovider
+	CPNAS_FORMS="$(NONDEFAULT_FORMS)" $(BIN)/python -m pytest -q -p no:cacheprovider \
+	    --ignore=tests/test_docs.py --ignore=tests/test_packaging.py  # pages and packaging use no kernel
 
 # Every notebook executed at the smoke scale; only cells marked NBVAL_CHECK_OUTPUT are compared.
 test-notebooks: venv  ## every notebook executed at the smoke scale (nbval)
