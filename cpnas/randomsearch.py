@@ -29,7 +29,7 @@ from cpnas.genotype import Genotype, uniform_cell
 from cpnas.networks import SearchNetwork, loader_input_shape, memory_format_for
 from cpnas.ops import PRIMITIVES
 from cpnas.space import covering_path
-from cpnas.strategies import cpnas_schedule, path_of, score_path
+from cpnas.strategies import cpnas_schedule, first_images, path_of, score_path
 from cpnas.strategy_base import SearchContext, Strategy, register
 from cpnas.train import cosine_lr, cross_entropy_loss, recipe_optimizer, set_lr, train_one_epoch
 
@@ -126,13 +126,7 @@ class RandomSearch(Strategy):
 
     def score_cells(self, cells: list[Genotype], *, max_images: int | None = None) -> list[dict[str, float]]:
         """``child``: the one-shot accuracy of each cell in the trained supernet, scored as the candidates were."""
-        import itertools
-        import math
-
-        loader: Any = self.ctx.score_loader
-        if max_images is not None:
-            batch = getattr(loader, "batch_size", None) or 1
-            loader = list(itertools.islice(loader, max(1, math.ceil(max_images / batch))))
+        loader = first_images(self.ctx.score_loader, max_images)
         return [{"child": self._score(cell, loader)} for cell in cells]
 
     def state_dict(self) -> dict[str, Any]:

@@ -301,16 +301,9 @@ class CPNAS(Strategy):
         ``lifetime_zbar`` = the mean over the cell's edges of the lifetime z̄ of its op on
         that edge (:func:`lifetime_zbar`), which needs no forward pass.
         """
-        import itertools
-        import math
-
         ctx = self.ctx
         life = {kind: lifetime_zbar(self.rounds, kind) for kind in CELL_KINDS}
-        batches = None
-        if max_images is not None:
-            batch = getattr(ctx.score_loader, "batch_size", None) or 1
-            batches = max(1, math.ceil(max_images / batch))
-        loader = list(itertools.islice(ctx.score_loader, batches)) if batches else ctx.score_loader
+        loader = first_images(ctx.score_loader, max_images)
         fmt = self.memory_format
         out = []
         for cell in cells:
@@ -476,6 +469,17 @@ def score_path(forward: Callable, net: torch.nn.Module, loader: Any, calibration
     """
     recalibrate_bn(forward, [net], calibration, device=device)
     return evaluate(forward, loader, device=device, modules=[net], train_mode_bn=False, topk=(1,), desc=desc)
+
+
+def first_images(loader: Any, max_images: int | None) -> Any:
+    """The first batches of ``loader`` that hold ``max_images`` images (all of it for ``None``), read once."""
+    import itertools
+    import math
+
+    if max_images is None:
+        return loader
+    batch = getattr(loader, "batch_size", None) or 1
+    return list(itertools.islice(loader, max(1, math.ceil(max_images / batch))))
 
 
 def path_of(genotype: Genotype, nodes: int = 4) -> Path:

@@ -171,15 +171,10 @@ def exactness(model: nn.Module, packed: nn.Module, inputs: torch.Tensor) -> dict
 
 
 def median_ms(fn: Callable[[], Any], reps: int = 5, warmup: int = 1) -> float:
-    """Median wall-clock of ``fn()`` in ms over ``reps`` calls after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    """Median wall-clock of ``fn()`` in ms over ``reps`` calls after ``warmup`` calls (:func:`cpnas.timing.median_time`)."""
+    from cpnas.timing import median_time
+
+    return 1e3 * median_time(fn, reps=reps, warmup=warmup)
 
 
 def network_latency(nets: dict[str, Callable[[torch.Tensor], Any]], image_shape: Sequence[int], *,
