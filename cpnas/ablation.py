@@ -59,7 +59,7 @@ PAPER_BETA = 2.0
 
 LOSS_KERNEL_WEIGHT = 0.03
 """The kernel term's weight in the loss study when the scale's recipe turns the term off (``adam-bnn``: 0):
-the best non-zero weight of issue 11's recipe sweep (1 / 0.03 / 0 gave 22.2 / 29.7 / 33.6 % validation top-1),
+the best non-zero weight of the recipe sweep (1 / 0.03 / 0 gave 22.2 / 29.7 / 33.6 % validation top-1),
 so that the variants with the kernel term measure it. At ``paper`` the recipe's weight (1, Eq. 3) is used."""
 
 LOSS_VARIANTS: dict[str, dict[str, Any]] = {
@@ -81,10 +81,10 @@ LOSS_STUDIES: dict[str, str] = {
 (Table 1), so the variants are also compared on a cell that does."""
 
 SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
-"""Seeds of Fig. 6's studies (issue 12: at least 5); the smoke scale uses two (the fewest giving a std)."""
+"""Seeds of Fig. 6's studies (at least 5); the smoke scale uses two (the fewest giving a std)."""
 
 LOSS_SEEDS: tuple[int, ...] = (0, 1, 2)
-"""Seeds of the CP-loss ablation (issue 12: 3)."""
+"""Seeds of the CP-loss ablation (3)."""
 
 
 def default_seeds(scale: str) -> tuple[int, ...]:
@@ -104,7 +104,7 @@ def default_betas(scale: str) -> tuple[float, ...]:
 ABLATION_SIZES: dict[str, dict[str, Any]] = {
     "paper": {},
     "smoke": {},
-    # Sized (issue 12) so that the whole `make reproduce` fits 8 hours of two one-thread runs side by
+    # Sized so that the whole `make reproduce` fits 8 hours of two one-thread runs side by
     # side, and Table 1 at 3 seeds (which shares these searches, cpnas.tables.table1_runs) 90 minutes:
     # 48 searches and ~90 trainings in all. Search: a 5-cell supernet (C = 8) with the cpu schedule
     # (T = 1, 35 draws), each draw trained on the 250 search-train images and scored on 1,000
@@ -228,7 +228,7 @@ TABLE1_ROWS: dict[str, dict[str, Any]] = {
 is trained at the medium size as in the paper's Table 1 (BNAS, 5.57 M)."""
 
 TABLE1_SEEDS: tuple[int, ...] = (0, 1, 2)
-"""Seeds of Table 1 (issue 12: every row of ours at 3 seeds, search and training)."""
+"""Seeds of Table 1 (every row of ours at 3 seeds, search and training)."""
 
 
 def default_table1_seeds(scale: str) -> tuple[int, ...]:
@@ -394,7 +394,7 @@ def study_cost(runs: Sequence[Run], scale: str, dataset: str = DEFAULT_DATASET) 
     A study's searches are shared between rows (Table 1's CP-NAS and BNAS† searches are Fig. 6
     (right)'s), so the sum is over unique folders: ``cost.json`` of each finished search,
     ``metrics.json`` of each finished training. Returns the seconds per kind, the folders
-    counted and those not finished yet, for issue 12's time budget (one thread per run;
+    counted and those not finished yet, for the studies' time budget (one thread per run;
     process start-up and data loading are not in it). A training's 32-bit Parent (the
     ``H = Parent`` loss variant trains one first, in ``<folder>/parent``) is counted as a training.
 

@@ -72,7 +72,7 @@ class _WhereSign(torch.autograd.Function):
 
 
 class NaiveBinaryConv2d(torch.nn.Conv2d):
-    """The plain eager 1-bit conv (issue 16 §2): ``F.conv2d(sign(x), α·sign(W))``, no rewrite of ours."""
+    """The plain eager 1-bit conv: ``F.conv2d(sign(x), α·sign(W))``, no rewrite of ours."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight
@@ -171,7 +171,7 @@ def profile(threads: int = 1, batch: int = 64, steps: int = 3, top: int = 8, cha
     """Top operators by self CPU time of (a)'s training step, per net: 1-bit Child, 32-bit
     without activation, and the 32-bit Parent as searched (``torch.profiler``, ``threads``
     intra-op threads, ``steps`` steps after one warm-up step). What the 1-bit path adds shows
-    as the operators its list has and the others lack (issue 16 §3).
+    as the operators its list has and the others lack.
 
     ``channels``/``layers`` default to the paper's search network (C = 16, 6 cells).
     """

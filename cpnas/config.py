@@ -13,7 +13,7 @@ metadata, **and in the fields of a named training recipe** (``recipe=True``:
 optimizer, learning rate, weight decay per parameter group, schedule, the CP
 loss's kernel weight): the ``cpu`` preset trains its 1-bit networks with the
 ``adam-bnn`` recipe of the BNN literature (:data:`RECIPES`), because the paper's
-SGD recipe leaves 1-bit nets at chance within a CPU budget (issue 11).
+SGD recipe leaves 1-bit nets at chance within a CPU budget.
 ``tests/test_config.py`` enforces the rule; ``paper`` keeps the paper's recipe.
 Fields with ``choices`` metadata refuse any other value when the config is built. Each field's ``source`` metadata
 says where the paper's value comes from; values the paper does not state are
@@ -92,7 +92,7 @@ class SearchConfig:
     calibration_batches: int = _f(4, "⚑ not stated; before a sampled path is scored, its BN statistics are "
                                      "re-estimated on this many search-train batches and the score runs in "
                                      "eval mode (SPOS, Guo et al. 2020 §3.3), so a score does not depend on "
-                                     "how the score split is batched (issue 11)", size=True, ge=0)
+                                     "how the score split is batched", size=True, ge=0)
     final_cell: str = _f("top2", "⚑ 'top2' (DARTS: each node keeps its 2 best non-none edges, ranked by the "
                                  "mean z̄ of the op left on them) or 'keep_all' (each edge keeps its last op). "
                                  "Measured over 23 finished searches at the paper's C = 56/72/112 "
@@ -242,7 +242,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     # validation top-1 paper SGD 20.6 %, Adam 2e-3 / 5e-3 / 1e-2 / 2e-2: 30.9 / 34.2 / 37.3 / 35.0 %;
     # the CP loss's kernel term at weight 1 / 0.03 (Adam 5e-3): 22.2 / 29.7 %, so it is off (weight
     # 0). With the paper's SGD a 1-bit conv's latent weights move ~2e-4 of their size per step and a
-    # CPU budget flips almost no sign (issue 11). No cutout: at a few epochs the nets underfit.
+    # CPU budget flips almost no sign. No cutout: at a few epochs the nets underfit.
     # The search's lr (5e-3) and Imagenette's were not swept; Imagenette takes CIFAR's choice.
     "adam-bnn": {
         "search.optimizer": "adam", "search.lr": 5e-3, "search.weight_decay": 0.0,
@@ -271,11 +271,11 @@ _CPU = {
     # the noise of z: at β_P = 2, z = 2A_P − A_C adds the binomial noise of both accuracies (SE ≈
     # 2.1 points at 2,500 images) while their correlated variation partly cancels; round 0 of
     # tools/snr_probe.py gave snr 1.37 at 2,500 images, 1.15 with 4× the training per draw, and
-    # ≥ 2 only at 10,000 images (results/cpu/snr_probe/, issue 11).
+    # ≥ 2 only at 10,000 images (results/cpu/snr_probe/).
     "search.layers": 6, "search.init_channels": 8, "search.T": 1, "search.batch_size": 64,
     "search.train_fraction": 0.02, "search.score_fraction": 0.2,
     "search.pc_epochs": 10, "search.pc_warmup_epochs": 3, "search.pc_batch_size": 64,
-    # A CIFAR training of the small size in <= 20 min of one thread (issue 11's bar): 8 cells,
+    # A CIFAR training of the small size in <= 20 min of one thread: 8 cells,
     # C = 12/16/24 (the paper's 56:72:112 ratio, rounded to even widths), 3 epochs of 20,000
     # images at batch 32 (1,875 steps), validated on 2,000 held-out training images and tested
     # on all 10,000 test images (±0.5 points binomial SE at 50 %). Measured here: ~68 img/s per

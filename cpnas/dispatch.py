@@ -1,4 +1,4 @@
-"""Exact alternative forms of a kernel, chosen per machine by a short measurement (issue 16).
+"""Exact alternative forms of a kernel, chosen per machine by a short measurement.
 
 A rewrite that is exact (same values up to float summation order) can still be
 faster on one CPU and slower on another: the space-to-batch form of a dilated

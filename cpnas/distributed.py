@@ -1,4 +1,4 @@
-"""Data-parallel search and training under ``torchrun`` (issue 14 §1): one process per device.
+"""Data-parallel search and training under ``torchrun``: one process per device.
 
 ``torchrun --standalone --nproc-per-node N -m cpnas search|train …`` starts N copies of
 the command line; each reads ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and

@@ -22,7 +22,7 @@ strides), other devices (cuDNN handles dilation well) and ``meta`` tensors use
 ``torch.nn.functional.conv2d`` unchanged.
 
 Whether the rewrite is faster depends on the CPU (8× faster on one, 2× slower on
-another: issue 16), so :func:`conv2d` does not decide it: :mod:`cpnas.dispatch`
+another), so :func:`conv2d` does not decide it: :mod:`cpnas.dispatch`
 times both forms once per shape on this machine and uses the faster
 (``CPNAS_FORMS=dilated_conv=plain|space_to_batch`` forces one).
 """

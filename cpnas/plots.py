@@ -359,7 +359,7 @@ def snr_plot(indicator: dict):
     ax = fig.subplots()
     ax.bar([r["round"] for r in rounds], [r["snr"] for r in rounds], color="C0")
     ax.axhline(1, color="gray", lw=0.8, ls=":", label="snr = 1: noise only")
-    ax.axhline(2, color="C3", lw=0.8, ls="--", label="snr = 2 (issue 11's bar for the median)")
+    ax.axhline(2, color="C3", lw=0.8, ls="--", label="snr = 2 (the bar for the median)")
     med = indicator.get("median_snr")
     ax.set_title(f"spread of z over draws / score-split SE (median {med:.2f})" if med is not None
                  else "spread of z over draws / score-split SE", fontsize=10)

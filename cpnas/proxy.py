@@ -16,7 +16,7 @@ percentile-bootstrap 95 % interval over cells, answers:
   DARTS_V2 included — gets a score from the same search. A searched cell also
   carries its own search's figures (the mean z̄ of the ops it kept, Child accuracy).
 
-Budget (issue 11): ≤ 3 h of this 2-core machine, two one-thread runs at a time.
+Budget: ≤ 3 h of this 2-core machine, two one-thread runs at a time.
 A ``cpu`` run takes 17-21 min, so 8 cells at ``cpu`` + ``long`` (4 budget units
 each, ≈ 9.6 h of one thread) do not fit; ``short`` + ``cpu`` (≈ 2.7 h of one
 thread, 1.4 h of the machine) does, and ``long`` is added as time allows (the run

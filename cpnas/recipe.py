@@ -1,4 +1,4 @@
-"""The recipe sweep: which training recipe lets a 1-bit cell learn within the ``cpu`` budget (issue 11).
+"""The recipe sweep: which training recipe lets a 1-bit cell learn within the ``cpu`` budget.
 
 The paper's recipe (§3.1: SGD, lr 0.025, momentum 0.9, one weight decay, cosine)
 leaves the 1-bit networks of the ``cpu`` scale at chance: a 1-bit conv followed by
@@ -173,7 +173,7 @@ def table(scale: str):
     return pd.DataFrame(collect(scale), columns=cols)
 
 
-CAPTION = "Recipe sweep (issue 11): 1-bit DARTS_V2 at the cpu small size; chosen on validation top-1"
+CAPTION = "Recipe sweep: 1-bit DARTS_V2 at the cpu small size; chosen on validation top-1"
 
 
 def write_table(scale: str) -> Path:

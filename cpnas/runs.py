@@ -242,7 +242,7 @@ def recorded_cost(scale: str, studies: Sequence[str | None] = REPRODUCE_STUDIES)
     """The wall-clock every finished run of ``studies`` recorded: one row per search (``cost.json``) and per
     training (``metrics.json``, a trained Parent's included), with its folder, kind and seconds.
 
-    Summed, these are what ``make reproduce`` costs on one thread per run (issue 12's budget is
+    Summed, these are what ``make reproduce`` costs on one thread per run (the studies' budget is
     measured this way when it spans sittings); data loading and process start-up are not in them.
     """
     rows = []

@@ -1,4 +1,4 @@
-"""The one-pass sign + clipped STE of the 1-bit training step, as a C++ CPU extension (issue 16 §3).
+"""The one-pass sign + clipped STE of the 1-bit training step, as a C++ CPU extension.
 
 :mod:`cpnas.binary`'s torch form of ``sign`` takes two passes forward (``x + 0``,
 then ``copysign``), one backward (``hardtanh_backward``), and runs its autograd

@@ -78,7 +78,7 @@ class CPNAS(Strategy):
     (:func:`~cpnas.train.recalibrate_bn`, as SPOS): the running averages of a
     weight-sharing supernet mix every path sampled so far, and batch statistics
     would make a score depend on how the score split is batched (with a
-    class-sorted split, on 3-4 classes per batch: issue 11). After every round
+    class-sorted split, on 3-4 classes per batch). After every round
     ``snr`` compares the spread of z over the round's draws with the standard
     error the score split's size alone implies (:func:`indicator_noise`). When β_P = 0 the
     Parent's accuracy has no weight in Eq. 1, so it is neither trained nor measured
@@ -436,7 +436,7 @@ def indicator_noise(a_c: float, a_p: float | None, n: int, beta_p: float, indica
 
 
 def round_noise(draws: list[dict[str, Any]], beta_p: float, indicator: str = "printed") -> dict[str, Any]:
-    """Signal-to-noise of one round of Alg. 1 (issue 11): spread of z over its draws vs the split's noise.
+    """Signal-to-noise of one round of Alg. 1: spread of z over its draws vs the split's noise.
 
     ``z_std`` is the sample standard deviation of z over the round's draws (each
     draw a whole sampled network); ``z_se`` is :func:`indicator_noise` at the

@@ -327,7 +327,7 @@ class TestMutants:
 
 
 def test_shared_signs_are_exact_and_computed_once_per_input():
-    """Sharing sign(x) among the 1-bit convs of one input changes no value and no gradient (issue 16)."""
+    """Sharing sign(x) among the 1-bit convs of one input changes no value and no gradient."""
     import cpnas.binary as B
     from cpnas.genotype import DARTS_V2
     from cpnas.networks import NetworkCIFAR

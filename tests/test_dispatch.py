@@ -1,4 +1,4 @@
-"""cpnas.dispatch: forms chosen by measurement, cached per machine, forced by CPNAS_FORMS (issue 16)."""
+"""cpnas.dispatch: forms chosen by measurement, cached per machine, forced by CPNAS_FORMS."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Data-parallel runs (issue 14 §1): 2 gloo processes under torchrun against 1 process, same global batch.
+"""Data-parallel runs: 2 gloo processes under torchrun against 1 process, same global batch.
 
 Every run forces the kernel forms (``CPNAS_FORMS``): the memory format and the dilated-conv
 form are chosen by timing, per batch shape, and a 1-bit network's output depends on them

@@ -305,7 +305,7 @@ def test_cli_missing_genotype_and_bad_combinations(capsys, tmp_path, data_dir):
 
 
 def test_final_cell_readings_from_a_search(tmp_path):
-    """Both ⚑ readings of Alg. 1's last round, profiled at the paper's sizes (issue 11 §4)."""
+    """Both ⚑ readings of Alg. 1's last round, profiled at the paper's sizes."""
     from cpnas.config import get_config
     from cpnas.efficiency import PAPER_PARAMS_M, final_cell_readings
     from cpnas.search import run_search

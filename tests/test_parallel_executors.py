@@ -1,4 +1,4 @@
-"""cpnas.parallel: the cluster path (submitit) runs jobs, keeps their order and reports CpnasErrors (issue 14 §5)."""
+"""cpnas.parallel: the cluster path (submitit) runs jobs, keeps their order and reports CpnasErrors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The training recipe of the cpu scale (issue 11): optimizer groups, per-step cosine, validation split, sweep."""
+"""The training recipe of the cpu scale: optimizer groups, per-step cosine, validation split, sweep."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_binary_latent_weights_get_their_own_weight_decay():
 
 
 def test_adam_moves_latent_weights_far_more_than_the_papers_sgd():
-    """The reason for the cpu recipe: sign flips need the latent weights to move (issue 11 §3)."""
+    """The reason for the cpu recipe: sign flips need the latent weights to move."""
     moved = {}
     for kind, lr in (("sgd", 0.025), ("adam", 5e-3)):
         torch.manual_seed(0)

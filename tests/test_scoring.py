@@ -1,4 +1,4 @@
-"""Scoring sampled paths (issue 11): order-independent scores, the indicator's readings, its noise, the Parent's ReLU."""
+"""Scoring sampled paths: order-independent scores, the indicator's readings, its noise, the Parent's ReLU."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def _strategy(score_x, score_y, train):
 def test_score_does_not_depend_on_the_class_order_of_the_score_split():
     """A class-sorted score split (as image folders store it) must score like a shuffled one.
 
-    With batch-statistic BN (the code before issue 11) a batch of 16 sorted images holds one
+    With batch-statistic BN (the code before BN re-estimation) a batch of 16 sorted images holds one
     class, BN removes exactly the per-class shift the net learned, and the scores differ.
     """
     x, y = _class_data()

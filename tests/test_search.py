@@ -267,7 +267,7 @@ def test_cli_rejects_bad_input(tmp_path, capsys):
 
 
 def test_a_search_killed_while_writing_its_artifacts_is_resumed_not_loaded(finished_cpnas, tmp_path):
-    """Only complete.json, written last, marks a search finished (issue 13 B3)."""
+    """Only complete.json, written last, marks a search finished."""
     import shutil
 
     from cpnas.errors import CpnasError

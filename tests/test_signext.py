@@ -1,4 +1,4 @@
-"""The one-pass C++ sign + STE (cpnas.signext, issue 16 §3): bit for bit the torch form, dispatched, optional.
+"""The one-pass C++ sign + STE (cpnas.signext): bit for bit the torch form, dispatched, optional.
 
 Both forms of :func:`cpnas.binary.sign` — the torch ops (``torch``) and the
 extension (``ext``) — must give the same bits forward and backward, at the

@@ -1,4 +1,4 @@
-"""The streaming ImageFolder loader (issue 14 §2) on a tiny folder: shapes, determinism, shards, choice."""
+"""The streaming ImageFolder loader on a tiny folder: shapes, determinism, shards, choice."""
 
 from __future__ import annotations
 

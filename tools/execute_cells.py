@@ -1,6 +1,6 @@
 """Execute some cells of a notebook in place, keeping the other cells' committed outputs.
 
-``python tools/execute_cells.py notebooks/03_eval.ipynb --tag issue11`` runs the notebook's
+``python tools/execute_cells.py notebooks/03_eval.ipynb --tag recipe-proxy`` runs the notebook's
 first ``--setup`` code cells (imports, SCALE) and then every code cell tagged ``--tag``, in
 one kernel, and writes their new outputs into the notebook. Use it when a section's cached
 runs changed but the rest of the notebook would recompute work that belongs to another step

@@ -1,4 +1,4 @@
-"""``cpnas eval``: rebuild a trained network from its run folder and measure it again (issue 14 §4)."""
+"""``cpnas eval``: rebuild a trained network from its run folder and measure it again."""
 
 from __future__ import annotations
 

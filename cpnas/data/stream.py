@@ -1,4 +1,4 @@
-"""Streaming from disk for datasets too large to decode into memory (issue 14 §2: ImageNet at 224 px).
+"""Streaming from disk for datasets too large to decode into memory (ImageNet at 224 px).
 
 The in-memory path (:class:`~cpnas.data.TensorLoader` over decoded uint8 tensors) stays the
 one for CIFAR-10 and small sets. A dataset streams when the registry says so for the run's

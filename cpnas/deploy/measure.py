@@ -539,7 +539,7 @@ BENCH_PLANS: dict[str, dict[str, Any]] = {
               "compile_fp32": False},
 }
 """What :func:`bench` measures at a scale; other scales: batches 1 and 32, 1 and 2 threads, the paper's small
-size too, and the 1×1 kernel at every C of :data:`KERNEL_CHANNELS` (issue 15). Smoke runs in CI seconds."""
+size too, and the 1×1 kernel at every C of :data:`KERNEL_CHANNELS`. Smoke runs in CI seconds."""
 FULL_PLAN = {"batches": (1, 32), "thread_counts": (1, 2), "paper_size": True, "kernel_channels": KERNEL_CHANNELS,
              "compile_fp32": True}
 
