@@ -209,6 +209,7 @@ SKIPPED = {
     "make ": "a make target builds .venv and runs notebooks (make test runs them at smoke)",
     "torchrun ": "needs several processes or GPUs (tests/test_distributed.py runs the gloo path)",
     "pip install": "installs packages",
+    ".venv/bin/python -m pytest": "runs tests of this suite (make test runs them)",
     "python -m cpnas.ablation --scale paper": "submits to Slurm",
     "python -m cpnas.ablation --scale smoke --executor submitit-local": "every study at smoke "
                                                                          "(tests/test_parallel_executors.py)",
