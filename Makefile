@@ -74,6 +74,9 @@ cell-benchmark: venv  ## train the 1-bit cell benchmark at the cpu budget: table
 search-ranking: venv  ## score the benchmark in each strategy's supernets at 3 budgets: tables/search_ranking.{csv,md}
 	$(BIN)/python -m cpnas.ranking --scale $(SCALE) --jobs $(JOBS)
 
+strategy-comparison: venv  ## the strategies at the budget search-ranking picks, by the written stopping rule: tables/fig6_strategies, strategy_verdicts
+	$(BIN)/python -m cpnas.comparison --scale $(SCALE) --jobs $(JOBS)
+
 reproduce-fig3: venv  ## 01: ops sanity, Fig. 3 (cell DAG), Fig. 4 (op set)
 	$(PAPERMILL) notebooks/01_ops_sanity.ipynb $(NB_OUT)/01_ops_sanity.ipynb
 

@@ -24,6 +24,10 @@ Welch's test compares arms (their cells differ); the paired test is used whereve
 arms share a cell and a seed (:func:`cpnas.ablation.pairing`). Each verdict carries its
 minimum detectable difference at its Holm level (:func:`cpnas.stats.mde`).
 
+**Order of the runs** (:data:`PHASES`): what decides the primary family first — CP-NAS
+and random search — then BNAS† and PC-DARTS, then the extra β_P; each phase's
+searches run, then their cells are trained; then the stopping rule adds seeds.
+
 **Stopping rule** (:func:`seeds_to_add`): every search arm starts with
 :data:`MIN_SEEDS` search seeds. After that, while a primary contrast's MDE at its Holm
 level exceeds :data:`MDE_LIMIT` points, both of its arms get another seed, up to
@@ -59,6 +63,9 @@ BETAS: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0)
 
 BETA_FAMILY: tuple[tuple[float, float, int], ...] = ((2.0, 1.0, +1), (2.0, 4.0, +1))
 """Fig. 6 (left) without β_P = 2 vs 0 (in :data:`PRIMARY`): the paper's peak at β_P = 2."""
+
+BETA_SEEDS = 5
+"""Search seeds of CP-NAS at each extra β_P of :data:`BETAS` (1 and 4)."""
 
 MIN_SEEDS, MAX_SEEDS = 6, 12
 MDE_LIMIT = 3.0
@@ -225,3 +232,174 @@ def arm_values(scale: str, budget: str) -> tuple[dict[str, list[float]], dict[st
                 values.setdefault(arm, []).append(top1[cell])
                 minutes.setdefault(arm, []).append(read_json(folder / "cost.json")["wall_clock_s"] / 60)
     return values, minutes
+
+
+PHASES: tuple[tuple[tuple[str, ...], tuple[float, ...]], ...] = ((("cpnas", "rs"), ()), (("bnas", "pcdarts"), ()),
+                                                                 ((), (1.0, 4.0)))
+"""The runs in order: ``(arms, extra CP-NAS β_P)`` per phase (:func:`run`)."""
+
+
+def chosen_budget(scale: str) -> dict[str, Any]:
+    """The search-ranking study's choice (:func:`cpnas.ranking.choose_budget`), once all of its searches are done.
+
+    Raises :class:`~cpnas.errors.CpnasError` while a ranking search is unfinished: the
+    rule is applied to the whole study, never to the part that happens to be done.
+    """
+    from cpnas import ranking
+    from cpnas.errors import CpnasError
+
+    todo = [s.label for s in ranking.searches() if not ranking.is_done(scale, s)]
+    if todo:
+        raise CpnasError(f"the search-ranking study is unfinished ({len(todo)} searches left: {', '.join(todo)}); "
+                         "finish it (python -m cpnas.ranking) or name a budget with --budget")
+    return ranking.choose_budget(ranking.pooled_rows(scale))
+
+
+def beta_values(scale: str, budget: str) -> dict[float, list[float]]:
+    """Top-1 of the found cells per β_P of :data:`BETAS` (0 and 2 are the BNAS† and CP-NAS arms)."""
+    from cpnas import runs as R
+    from cpnas.cellbench import frame
+
+    df = frame(scale)
+    top1 = dict(zip(df[df.seed == 0].architecture, df[df.seed == 0].top1))
+    out: dict[float, list[float]] = {}
+    for beta in BETAS:
+        strategy, b = ("bnas", None) if beta == 0 else ("cpnas", beta)
+        name = R.search_name(strategy, b, variant=budget)
+        root = R.study_dir(scale, STUDY) / "search" / name
+        for folder in sorted(root.glob("seed*")):
+            cell = f"{STUDY}-{name}-s{folder.name.removeprefix('seed')}"
+            if cell in top1:
+                out.setdefault(beta, []).append(top1[cell])
+    return out
+
+
+def conv_share_test(scale: str, budget: str) -> dict[str, Any]:
+    """§3.4: Kendall τ-b between β_P and the convolution share of the found cells (one test)."""
+    from cpnas import runs as R
+    from cpnas.cellbench import conv_ops
+    from cpnas.genotype import load_genotype
+    from cpnas.stats import kendall
+
+    betas, shares = [], []
+    for beta in BETAS:
+        strategy, b = ("bnas", None) if beta == 0 else ("cpnas", beta)
+        name = R.search_name(strategy, b, variant=budget)
+        for path in sorted((R.study_dir(scale, STUDY) / "search" / name).glob("seed*/genotype.json")):
+            g = load_genotype(path)
+            edges = sum(len(g.cell(kind)[0]) for kind in ("normal", "reduce"))
+            betas.append(beta)
+            shares.append(conv_ops(g) / edges)
+    return {"family": "conv share vs β_P", "a": "β_P", "b": "conv share", "test": "Kendall τ-b", **kendall(betas, shares)}
+
+
+def verdict_rows(values: dict[str, Sequence[float]], betas: dict[float, Sequence[float]]) -> list[dict[str, Any]]:
+    """The primary family and Fig. 6 (left)'s family, each Holm-corrected on its own, one row per contrast."""
+    rows = []
+    for family, vals, contrasts in (("primary", values, PRIMARY), ("β_P (Fig. 6 left)", betas, BETA_FAMILY)):
+        for d in judge_family(vals, contrasts):
+            rows.append({"family": family, **d})
+    return rows
+
+
+TABLE_COLUMNS = ("arm", "n", "top1_mean", "top1_std", "ri", "ri_ci_low", "ri_ci_high", "percentile", "search_minutes")
+VERDICT_COLUMNS = ("family", "a", "b", "test", "n_a", "n_b", "diff", "ci_low", "ci_high", "p", "p_adjusted",
+                   "mde_holm", "verdict")
+
+
+def write_tables(scale: str, budget: str) -> str:
+    """``tables[/<scale>]/fig6_strategies.{csv,md}`` (one row per arm) and ``strategy_verdicts.{csv,md}``.
+
+    Refuses while no found cell of ``budget`` is trained, so that a table of earlier
+    runs is never replaced by an empty one.
+    """
+    import pandas as pd
+
+    from cpnas.errors import CpnasError
+    from cpnas.paths import save_table
+
+    values, minutes = arm_values(scale, budget)
+    if not any(values.get(arm) for arm, (strategy, _) in ARMS.items() if strategy is not None):
+        raise CpnasError(f"no found cell of the strategy comparison at budget {budget!r} is trained yet")
+    arms = pd.DataFrame(arm_rows(values, minutes), columns=list(TABLE_COLUMNS))
+    rows = verdict_rows(values, beta_values(scale, budget))
+    verdicts = pd.DataFrame([{k: r.get(k) for k in VERDICT_COLUMNS} for r in rows], columns=list(VERDICT_COLUMNS))
+    conv = conv_share_test(scale, budget)
+    save_table(arms, "fig6_strategies", scale)
+    save_table(verdicts, "strategy_verdicts", scale)
+    return (f"budget {budget}\n\n{arms.to_markdown(index=False, floatfmt='.2f')}\n\n"
+            f"{verdicts.to_markdown(index=False, floatfmt='.3g')}\n\nconvolution share vs β_P: "
+            f"τ = {conv['tau'] if conv['tau'] is None else round(conv['tau'], 3)} (n = {conv['n']}, p = {conv['p']})")
+
+
+def planned_searches(values: dict[str, Sequence[float]], betas: dict[float, Sequence[float]], budget: str,
+                     phase: int | None = None) -> list[Any]:
+    """The searches the plan wants: the phases up to ``phase`` (all by default) at :data:`MIN_SEEDS` /
+    :data:`BETA_SEEDS` seeds, and once every phase is trained, the stopping rule's extra seeds."""
+    phases = PHASES if phase is None else PHASES[:phase + 1]
+    specs = []
+    for arms, extra in phases:
+        specs += search_arms(budget, range(MIN_SEEDS), arms=arms)
+        specs += search_arms(budget, range(BETA_SEEDS), arms=(), betas=extra)
+    if phase is None or phase == len(PHASES) - 1:
+        for arm, n in seeds_to_add(values).items():
+            specs += search_arms(budget, range(n), arms=(arm,))
+    return specs
+
+
+def run(scale: str, budget: str, *, jobs: int = 1, data_root: Any = None) -> None:
+    """Every phase of :data:`PHASES` in turn (searches, then their cells' trainings), then rounds of the
+    stopping rule until it asks for nothing or every arm it names has :data:`MAX_SEEDS` seeds."""
+    from cpnas import cellbench
+    from cpnas.errors import CpnasError
+
+    def train_found() -> None:
+        cells = [c for c in cellbench.searched_cells(scale) if c.name.startswith(f"{STUDY}-")]
+        cellbench.run_all(scale, cells, jobs=jobs, data_root=data_root, replicates=False)
+
+    for phase in range(len(PHASES)):
+        values, _ = arm_values(scale, budget)
+        run_searches(scale, planned_searches(values, beta_values(scale, budget), budget, phase), jobs=jobs,
+                     data_root=data_root)
+        train_found()
+    while True:
+        values, _ = arm_values(scale, budget)
+        todo = [s for s in planned_searches(values, beta_values(scale, budget), budget)
+                if not (s.out(scale) / "genotype.json").is_file()]
+        if not todo:
+            return
+        run_searches(scale, todo, jobs=jobs, data_root=data_root)
+        train_found()
+        if arm_values(scale, budget)[0] == values:
+            raise CpnasError("the stopping rule asked for seeds but no new cell was trained; see the run logs")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import sys
+
+    from cpnas.cli.common import run_study, study_parser
+    from cpnas.ranking import BUDGETS
+
+    p = study_parser("python -m cpnas.comparison", __doc__.split("\n\n")[0], ("cpu", "smoke"))
+    p.add_argument("--budget", default=None, choices=tuple(BUDGETS),
+                   help="search budget (default: the one the finished search-ranking study chooses)")
+    p.add_argument("--table-only", action="store_true", help="write the tables from the finished runs")
+    args = p.parse_args(argv)
+
+    def work():
+        budget = args.budget
+        if budget is None:
+            choice = chosen_budget(args.scale)
+            print(f"budget {choice['budget']}: {choice['reason']}", file=sys.stderr)
+            budget = choice["budget"]
+        if not args.table_only:
+            run(args.scale, budget, jobs=args.jobs, data_root=args.data)
+        return write_tables(args.scale, budget)
+
+    return run_study(p.prog, work)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
