@@ -327,9 +327,22 @@ def glance(scale: str) -> str:
                        f"{r['search_minutes']:.0f} min")
         lines.append(f"| {strategy}: `{score}` | " + " | ".join(row) + " |")
     choice = choose_budget(pooled)
+    todo = [s for s in searches() if not is_done(scale, s)]
+    truth = ground_truth(scale)
+    rule = (f"Budget rule (fixed before the runs): {choice['reason']}." if not todo else
+            f"Budget rule (fixed before the runs): not applied yet, {len(todo)} of {len(searches())} ranking "
+            f"searches and {sum(c.name not in truth for c in _benchmark_cells())} of the benchmark's "
+            f"{len(_benchmark_cells())} fixed cells are unfinished; on the finished part it would read: "
+            f"{choice['reason']}.")
     return ("Kendall τ-b of each search's own score of the benchmark cells against their trained top-1 "
             "[95 % bootstrap CI over cells] (`tables/search_ranking.md` has every score and seed):\n\n"
-            + "\n".join(lines) + f"\n\nBudget rule (fixed before the runs): {choice['reason']}.")
+            + "\n".join(lines) + f"\n\n{rule}")
+
+
+def _benchmark_cells():
+    from cpnas.cellbench import fixed_cells
+
+    return fixed_cells()
 
 
 def edge_rule_table(scale: str):

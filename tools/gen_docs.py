@@ -276,7 +276,15 @@ def timings() -> str:
     return "\n".join(lines)
 
 
+def thread_hours() -> str:
+    """What recomputing every `cpu` study costs in one-thread hours (:func:`cpnas.workload.markdown`)."""
+    from cpnas.workload import markdown
+
+    return markdown("cpu")
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
+    "thread-hours": thread_hours,
     "glance-figure": glance_figure,
     "glance-table": glance_table,
     "timings": timings,

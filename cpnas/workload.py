@@ -1,0 +1,185 @@
+"""What recomputing every study from nothing costs, in one-thread hours: recorded, and estimated where runs remain.
+
+Each finished run records its wall-clock (:func:`cpnas.runs.recorded_cost`); a study's
+runs still to do are estimated at the mean recorded time of its finished runs of the same
+kind (for the strategy comparison: the ranking study's searches of the same strategy at
+the budget in question, and the benchmark's trainings). These are one-thread times on the
+machine that ran them, under whatever else ran there; they are a plan, not a benchmark.
+
+``python tools/gen_docs.py --write`` puts :func:`markdown` into the README.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+STUDIES: tuple[tuple[str | None, str], ...] = (
+    (None, "notebooks 02-03 (search, Table 1 trainings)"),
+    ("ablation", "first ablation study (superseded study budget)"),
+    ("proxy", "proxy check"),
+    ("recipe", "recipe sweep"),
+    ("cellbench", "cell benchmark"),
+    ("ranking", "search ranking"),
+    ("strategies", "strategy comparison"),
+)
+"""Every study folder under ``results/<scale>`` (``None``: the notebooks'), with its name in words."""
+
+
+def _mean(xs: list[float]) -> float:
+    return statistics.fmean(xs) if xs else float("nan")
+
+
+def left(scale: str, budget: str | None = None) -> dict[str | None, dict[str, int]]:
+    """Runs still to do per study and kind, for the studies whose plan is fixed in code.
+
+    The strategy comparison counts its phases at their first seeds (:data:`cpnas.comparison.PHASES`);
+    the stopping rule may add seeds to it later.
+    """
+    from cpnas import cellbench, comparison, ranking
+
+    bench = [s for s in cellbench.specs(cellbench.all_cells(scale)) if not s.is_done(scale)]
+    rank = [s for s in ranking.searches() if not ranking.is_done(scale, s)]
+    out: dict[str | None, dict[str, Any]] = {"cellbench": {"train": len(bench)}, "ranking": {"search": len(rank)}}
+    planned = comparison.planned_searches({}, {}, budget or comparison_budget(scale)[0])
+    todo = {str(s.out(scale)): s for s in planned if not (s.out(scale) / "genotype.json").is_file()}
+    out["strategies"] = {"search": len(todo), "train": len(todo)}
+    return out
+
+
+def recorded_hours(scale: str) -> dict[tuple[str, str], list[float]]:
+    """``(study, kind) → hours`` of every finished run below each study folder, at any depth (the proxy and
+    the recipe sweep nest their trainings deeper, under stages of their own); ``notebooks`` for the notebooks' folders."""
+    from cpnas import runs as R
+
+    out: dict[tuple[str, str], list[float]] = {}
+    for study, _ in STUDIES:
+        root = R.study_dir(scale, study)
+        if not root.is_dir():
+            continue
+        stages = {"search": [root / "search"],
+                  "train": [root / "train"] if study is None else
+                  [d for d in root.iterdir() if d.is_dir() and d.name != "search"]}
+        for kind, folders in stages.items():
+            for folder in folders:
+                for marker in sorted(folder.rglob(R.RECORD_FILES[kind])) if folder.is_dir() else ():
+                    seconds = R.recorded_seconds(marker.parent, kind)
+                    if seconds is not None:
+                        out.setdefault((study or "notebooks", kind), []).append(seconds / 3600)
+    return out
+
+
+LARGER = {"large": ("cpu", 4.0), "cpu": ("study", 4.0)}
+"""A budget without a finished search of a strategy is estimated from a smaller one: ``budget → (smaller,
+factor)``, the ratio of supernet training between them (:data:`cpnas.ranking.BUDGETS`)."""
+
+
+def comparison_budget(scale: str) -> tuple[str, bool]:
+    """``(budget, decided)``: the ranking's choice once the ranking is finished, else ``cpu``."""
+    from cpnas.comparison import chosen_budget
+    from cpnas.errors import CpnasError
+
+    try:
+        return chosen_budget(scale)["budget"], True
+    except CpnasError:
+        return "cpu", False
+
+
+def rows(scale: str, budget: str | None = None) -> list[dict[str, Any]]:
+    """Per study: finished runs and their recorded hours, runs left and their estimated hours."""
+    per_kind = recorded_hours(scale)
+    if budget is None:
+        budget, decided = comparison_budget(scale)
+    else:
+        decided = True
+    todo = left(scale, budget)
+    search_h = _comparison_search_hours(scale, budget)
+    out = []
+    for study, words in STUDIES:
+        key = study or "notebooks"
+        done = {k: per_kind.get((key, k), []) for k in ("search", "train")}
+        remaining = todo.get(study, {})
+        est = 0.0
+        for kind, n in remaining.items():
+            if not n:
+                continue
+            if study == "strategies":
+                each = search_h if kind == "search" else _mean(per_kind.get(("cellbench", "train"), []))
+            elif study == "ranking":
+                est += _ranking_left_hours(scale)
+                continue
+            else:
+                each = _mean(done[kind])
+            est += n * each
+        if study == "strategies":
+            words += f" at the {budget} budget" + ("" if decided else " (if the ranking picks it)")
+        out.append({"study": words, "runs_done": sum(len(v) for v in done.values()),
+                    "hours_done": sum(sum(v) for v in done.values()),
+                    "runs_left": sum(remaining.values()) if study in todo else None,
+                    "hours_left": est})
+    return out
+
+
+def search_hours(scale: str, budget: str) -> dict[str, float]:
+    """Recorded hours of the ranking's search of each strategy at ``budget``; a strategy without one there is
+    estimated from a smaller budget (:data:`LARGER`)."""
+    from cpnas import ranking
+    from cpnas import runs as R
+
+    hours: dict[str, float] = {}
+    for s in ranking.searches([budget]):
+        seconds = R.recorded_seconds(s.out(scale), "search")
+        if seconds is not None:
+            hours[s.strategy] = seconds / 3600
+    if budget in LARGER:
+        smaller, factor = LARGER[budget]
+        for strategy, h in search_hours(scale, smaller).items():
+            hours.setdefault(strategy, factor * h)
+    return hours
+
+
+def _comparison_search_hours(scale: str, budget: str) -> float:
+    """Mean hours of one strategy-comparison search at ``budget``, each strategy weighted as often as the
+    comparison's phases run it (:data:`cpnas.comparison.PHASES`)."""
+    from cpnas import comparison
+
+    hours = search_hours(scale, budget)
+    weights = [comparison.ARMS[a][0] for arms, _ in comparison.PHASES for a in arms]
+    weights += ["cpnas"] * sum(len(b) for _, b in comparison.PHASES)
+    return _mean([hours[s] for s in weights if s in hours])
+
+
+def _ranking_left_hours(scale: str) -> float:
+    """Estimated hours of the ranking's unfinished searches, each at its strategy's and budget's estimate."""
+    from cpnas import ranking
+
+    return sum(search_hours(scale, s.budget).get(s.strategy, float("nan"))
+               for s in ranking.searches() if not ranking.is_done(scale, s))
+
+
+def markdown(scale: str = "cpu", budget: str | None = None) -> str:
+    """:func:`rows` as a Markdown table with the total, for the README."""
+    import math
+
+    def h(x: float) -> str:
+        return "–" if math.isnan(x) else f"{x:.1f}"
+
+    lines = ["| study | runs finished | thread-hours recorded | runs left | thread-hours left (estimate) |",
+             "|---|---:|---:|---:|---:|"]
+    table = rows(scale, budget)
+    for r in table:
+        if r["runs_left"] is None:
+            rest_cells = "– | –"
+        else:
+            rest_cells = f"{r['runs_left']} | {h(r['hours_left']) if r['runs_left'] else '0'}"
+        lines.append(f"| {r['study']} | {r['runs_done']} | {h(r['hours_done'])} | {rest_cells} |")
+    done = sum(r["hours_done"] for r in table)
+    rest = sum(r["hours_left"] for r in table if r["runs_left"])
+    lines.append(f"| **all** | {sum(r['runs_done'] for r in table)} | {h(done)} | "
+                 f"{sum(r['runs_left'] or 0 for r in table)} | {h(rest)} |")
+    lines += ["", f"Recomputing every study from nothing: about **{h(done + rest)} thread-hours** (one thread per "
+                  f"run; two runs side by side halve the wall-clock). A dash: no runs planned (a finished or "
+                  f"superseded study). Estimates use the mean recorded time of the finished runs "
+                  f"of the same kind, and for a search budget not run yet a smaller budget's time × its "
+                  f"supernet-training ratio; the comparison's stopping rule may add seeds."]
+    return "\n".join(lines)
