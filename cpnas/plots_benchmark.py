@@ -43,20 +43,28 @@ def ranking_vs_minutes(df, *, title: str | None = None):
     """Kendall τ-b of each strategy's scores against the benchmark, against the search's minutes (95 % CI bars)."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    fig, ax = plt.subplots(figsize=(8, 3.8))
     ax.axhline(0, color="0.7", lw=0.8)
     if df.empty:
         ax.text(0.5, 0.5, "no finished ranking search", ha="center", va="center", transform=ax.transAxes)
         return fig
+    markers = dict(zip(sorted(df["strategy"].unique()), "osD^v<>"))
+    colors = plt.get_cmap("tab20").colors
     for k, ((strategy, score), grp) in enumerate(df.groupby(["strategy", "score"], sort=False)):
         grp = grp.sort_values("search_minutes")
         yerr = [grp["tau"] - grp["ci_low"], grp["ci_high"] - grp["tau"]]
-        ax.errorbar(grp["search_minutes"] * (1 + 0.015 * k), grp["tau"], yerr=yerr, marker="o", ms=4, lw=1,
-                    capsize=2, label=f"{strategy}: {score}")
+        ax.errorbar(grp["search_minutes"] * (1 + 0.015 * k), grp["tau"], yerr=yerr, marker=markers[strategy], ms=4,
+                    lw=1, capsize=2, color=colors[k % len(colors)], label=f"{strategy}: {score}")
     ax.set_xscale("log")
+    lo, hi = df["search_minutes"].min(), df["search_minutes"].max()
+    ax.set_xticks([t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000) if lo / 2 <= t <= hi * 2])
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("search wall-clock (min, one thread)")
     ax.set_ylabel("Kendall τ-b vs trained top-1")
     ax.set_title(title or "Does the search rank cells?")
-    ax.legend(fontsize=7, ncol=2, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
