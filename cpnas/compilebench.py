@@ -25,8 +25,6 @@ from cpnas.binary import BINARY, REAL, REAL_RELU
 from cpnas.config import get_config
 from cpnas.io import write_json
 from cpnas.networks import SearchNetwork, memory_format_for
-from cpnas.ops import PRIMITIVES
-from cpnas.space import Path as ArchPath
 from cpnas.space import covering_path as bench_path
 from cpnas.timing import load_average as _load_avg, median_time as _time
 
@@ -84,7 +82,7 @@ def compiled_vs_eager(threads: int = 1, reps: int = 3, search: bool = True) -> d
       compiled whole (:func:`cpnas.accel.compile_model`) vs eager; and the same net at 32 bits,
       compiled, for the 1-bit / 32-bit step ratio with both compiled;
     * ``search``: the CP-NAS search step at the ``cpu`` scale (Child then Parent, each a training
-      step on one sampled path), every candidate op compiled (:func:`cpnas.accel.compile_ops`) vs eager;
+      step on one sampled path), its parts compiled (:func:`cpnas.accel.compile_ops`) vs eager;
     * achieved GFLOP/s of each step (:func:`_step_flops` / step time) against :func:`matmul_peak`.
 
     The verdicts are kept as the ``compile`` kernel forms of :mod:`cpnas.dispatch`, which
@@ -155,7 +153,6 @@ def compiled_vs_eager(threads: int = 1, reps: int = 3, search: bool = True) -> d
 def _search_compiled_vs_eager(cfg, reps: int) -> dict[str, Any]:
     """The CP-NAS search step (Child + Parent on one sampled path, each a training step), compiled per op vs eager."""
     from cpnas import accel
-    from cpnas.genotype import cell_edges
     from cpnas.train import recipe_optimizer
 
     s = cfg.search
@@ -163,10 +160,6 @@ def _search_compiled_vs_eager(cfg, reps: int) -> dict[str, Any]:
     x = torch.randn(s.batch_size, 3, 32, 32, generator=g)
     y = torch.randint(0, 10, (s.batch_size,), generator=g)
     path = bench_path()
-    ops = [op for op in PRIMITIVES if op != "none"]
-    n = len(cell_edges(4))
-    paths = [ArchPath(tuple(ops[(e + k) % len(ops)] for e in range(n)), tuple(ops[(e + k + 3) % len(ops)]
-                                                                         for e in range(n))) for k in range(len(ops))]
     steps, flops, first = {}, {}, {}
     parent_prec = REAL_RELU if s.parent_relu else REAL
     for name, compile_it in (("eager", False), ("compiled", True)):
@@ -180,7 +173,7 @@ def _search_compiled_vs_eager(cfg, reps: int) -> dict[str, Any]:
             xi = x.contiguous(memory_format=fmt)
             if compile_it:
                 with accel_forced_on():
-                    accel.compile_ops(net, xi, paths=paths)
+                    accel.compile_ops(net, xi)  # kernel forms bound on paths running every op
             pair.append(_train_step(lambda t, net=net: net(t, path), net, xi, y, recipe_optimizer(net, s)))
 
         def step(pair=pair):
