@@ -236,12 +236,33 @@ class BinaryConv2d(nn.Conv2d):
         return super().extra_repr() + f", binarize_input={self.binarize_input}"
 
 
+class _TracedReLU(torch.autograd.Function):
+    """``relu`` as ``torch.compile`` traces it: the gradient passes where the output is positive, through
+    the float ``sign(relu(x))`` instead of a compared mask the compiler would keep as bytes
+    (see :class:`_TracedSignSTE`)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D401 - autograd API
+        y = torch.relu(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return grad_out * torch.sign(y)
+
+
 class ReLUConv2d(nn.Conv2d):
     """``conv(relu(x))``: a 32-bit conv with DARTS' ReLU in front (parameter names as ``nn.Conv2d``)."""
 
+    dilated_form: str | None = None
+    """As :attr:`BinaryConv2d.dilated_form`."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fastconv.conv2d(torch.relu(x), self.weight, self.bias, self.stride, self.padding,
-                               self.dilation, self.groups)
+        traced = torch.compiler.is_compiling()
+        return fastconv.conv2d((_TracedReLU.apply if traced else torch.relu)(x), self.weight, self.bias, self.stride,
+                               self.padding, self.dilation, self.groups, form=self.dilated_form if traced else None)
 
 
 @dataclass(frozen=True)

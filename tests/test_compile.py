@@ -119,3 +119,39 @@ def test_search_step_compiles_every_part_whole(monkeypatch, precision):
     from torch._dynamo.utils import counters
 
     assert not counters["graph_break"], dict(counters["graph_break"])
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_traced_max_pool_equals_eager_values_and_gradients(stride):
+    """The pooling a compiled channels_last network runs (ATen's kernels as custom ops) is ``F.max_pool2d``,
+    ties included (the gradient goes to a window's first maximum)."""
+    from cpnas.ops import Pool
+
+    pool = Pool("max", stride)
+    x = torch.randn(2, 8, 8, 8, generator=torch.Generator().manual_seed(0))
+    x[:, :, :3, :3] = 1.0  # ties
+    x = x.contiguous(memory_format=torch.channels_last)
+    outs = []
+    for fwd in (pool, torch.compile(pool, fullgraph=True, backend="aot_eager")):
+        xi = x.clone().requires_grad_()
+        y = fwd(xi)
+        y.backward(torch.arange(y.numel(), dtype=y.dtype).reshape(y.shape))
+        outs.append((y.detach(), xi.grad))
+    assert torch.equal(outs[1][0], outs[0][0]) and torch.equal(outs[1][1], outs[0][1])
+    explained = torch._dynamo.explain(pool)(x)
+    assert explained.graph_break_count == 0
+    assert any("cpnas.max_pool2d_with_indices" in str(n.target) for g in explained.graphs for n in g.graph.nodes)
+
+
+def test_traced_relu_gradient_equals_eager():
+    from cpnas.binary import _TracedReLU
+
+    x = torch.cat([torch.tensor([-2.0, -0.0, 0.0, 1e-30, 3.0]),
+                   torch.randn(100, generator=torch.Generator().manual_seed(0))])
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for fn in (torch.relu, _TracedReLU.apply):
+        xi = x.clone().requires_grad_()
+        fn(xi).backward(g)
+        grads.append(xi.grad)
+    assert torch.equal(grads[1], grads[0])
