@@ -4,9 +4,10 @@
 
 * ``on``: the evaluation network's training forward is compiled whole (one graph: the
   1-bit ops are traceable, see :mod:`cpnas.binary`); in a search, each candidate op of
-  the supernet is compiled separately, because the supernet's forward takes the sampled
-  path as an argument and a compiled supernet would recompile for every draw. The number
-  of graphs is bounded by the number of distinct op signatures (:func:`compile_ops`).
+  the supernet, each cell's input preprocessing and the stem are compiled separately,
+  because the supernet's forward takes the sampled path as an argument and a compiled
+  supernet would recompile for every draw. The number of graphs is bounded by the number
+  of distinct signatures (:func:`compile_ops`).
 * ``auto``: compiled only where ``make bench`` measured the compiled step faster on this
   machine at this thread count. The verdict is a kernel form of :mod:`cpnas.dispatch`
   (op ``compile``, forms ``eager`` / ``compiled``, keys ``train`` / ``search``), cached per
@@ -176,28 +177,68 @@ def op_signature(op: nn.Module) -> tuple:
     return (repr(op), tuple(tuple(p.shape) for p in op.parameters()))
 
 
-def compile_ops(supernet: nn.Module, example: torch.Tensor | None = None, paths: Sequence[Any] = ()) -> nn.Module:
-    """Compile every candidate op of a search supernet in place (its cells' ``edge_ops``), when on.
+def example_input(shape: Sequence[int] | None, device: torch.device | str = "cpu",
+                  memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor | None:
+    """A tensor shaped and laid out as an input batch (values unset) to bind kernel forms with; ``None`` if no shape."""
+    if shape is None:
+        return None
+    return torch.empty(tuple(shape), device=device).contiguous(memory_format=memory_format)
 
-    Ops with the same structure and shapes share one graph; the recompile limit is raised to
-    the number of distinct signatures, so that no op falls back to eager for hitting it
-    (the number is bounded by the op set and the cell widths, and recorded by :func:`describe`).
-    ``example`` and ``paths`` bind the kernel forms first (:func:`bind_forms`).
+
+def every_op_paths(supernet: nn.Module) -> list:
+    """Sampled paths that together run every candidate op (but ``none``) on every edge of ``supernet``'s cells.
+
+    Path ``k`` puts op ``(e + k) mod K`` on edge ``e``, in both cell kinds, for the K ops that
+    compute something: K paths, each op once per edge.
+    """
+    from cpnas.ops import PRIMITIVES
+    from cpnas.space import Path
+
+    ops = [op for op in PRIMITIVES if op != "none"]
+    n = max((len(getattr(cell, "edge_ops", ())) for cell in getattr(supernet, "cells", ())), default=0)
+    rows = [tuple(ops[(e + k) % len(ops)] for e in range(n)) for k in range(len(ops))]
+    return [Path(row, row) for row in rows]
+
+
+def compiled_parts(supernet: nn.Module) -> list[nn.Module]:
+    """The modules of a search supernet that :func:`compile_ops` compiles: the stem, each cell's two
+    input preprocessings and every candidate op, each the same computation whatever path is sampled."""
+    parts = [supernet.stem] if isinstance(getattr(supernet, "stem", None), nn.Module) else []
+    for cell in getattr(supernet, "cells", ()):
+        parts += [m for m in (getattr(cell, "pre0", None), getattr(cell, "pre1", None)) if isinstance(m, nn.Module)]
+        parts += [op for edge in getattr(cell, "edge_ops", ()) for op in edge.values()]
+    return parts
+
+
+def compile_ops(supernet: nn.Module, example: torch.Tensor | None = None, paths: Sequence[Any] | None = None,
+                forward: Callable[..., Any] | None = None) -> nn.Module:
+    """Compile the parts of a search supernet in place (:func:`compiled_parts`), when on.
+
+    The supernet's own forward stays eager: it takes the sampled path as an argument, and a
+    compiled supernet would recompile for every draw. Parts with the same structure and shapes
+    share one graph; the recompile limit is raised to the number of distinct signatures, so
+    that no part falls back to eager for hitting it (the number is bounded by the op set and
+    the cell widths, and recorded by :func:`describe`).
+
+    ``example`` (an input batch as the supernet gets it) binds the kernel forms first
+    (:func:`bind_forms`), through ``forward(net, x)`` when given (PC-DARTS' mixed forward), else
+    ``net(x, path)`` for each of ``paths`` (default :func:`every_op_paths`: every op runs once).
     """
     if not compiling("search"):
         _used.setdefault("search", False)
         return supernet
     _start()
     if example is not None:
-        bind_forms(supernet, example, paths=paths)
-    ops = [op for cell in getattr(supernet, "cells", ()) for edge in getattr(cell, "edge_ops", ())
-           for op in edge.values()]
-    distinct = len({op_signature(op) for op in ops})
+        if forward is None and paths is None:
+            paths = every_op_paths(supernet)
+        bind_forms(supernet, example, forward=forward, paths=() if forward is not None else paths)
+    parts = compiled_parts(supernet)
+    distinct = len({op_signature(op) for op in parts})
     # per signature: training and no-grad (scoring, BN recalibration) graphs, each in train or eval mode
     limit = 4 * distinct
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
     torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, limit)
-    for op in ops:
+    for op in parts:
         op.compile(dynamic=False)
     _used["search"] = True
     _used["search_signatures"] = distinct

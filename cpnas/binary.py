@@ -51,6 +51,29 @@ class _SignSTE(torch.autograd.Function):
         return torch.ops.aten.hardtanh_backward(grad_out, x, -bound, bound)
 
 
+class _TracedSignSTE(torch.autograd.Function):
+    """:class:`_SignSTE` as ``torch.compile`` traces it: the same values, a mask the compiler keeps in floats.
+
+    The backward multiplies the gradient by ``max(sign(b − |x|), 0)`` with ``b`` the next float
+    above 1: that is 1 where ``|x| < b``, i.e. ``|x| ≤ 1``, and 0 elsewhere, so the gradient
+    equals :class:`_SignSTE`'s (a zero may carry the gradient's sign). Written with a comparison
+    instead, the compiler saves the mask between forward and backward as a bool tensor, and
+    generated C++ that stores one byte per element ran an order of magnitude slower than the
+    float passes around it on the CPUs measured; this mask is computed from the saved ``x``.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D401 - autograd API
+        ctx.save_for_backward(x)
+        return torch.copysign(torch.ones((), dtype=x.dtype, device=x.device), x + 0.0)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        bound = 1.0 + torch.finfo(x.dtype).eps
+        return grad_out * torch.clamp_min(torch.sign(bound - x.abs()), 0.0)
+
+
 def sign(x: torch.Tensor) -> torch.Tensor:
     """Binarize ``x`` to {-1, +1} (0 → +1) with the clipped STE (§2.4).
 
@@ -61,10 +84,12 @@ def sign(x: torch.Tensor) -> torch.Tensor:
     machine and uses the faster; ``CPNAS_FORMS=sign=torch`` forces the torch form.
     Without a compiler the extension is skipped after one log line.
 
-    Traced by ``torch.compile`` it is the torch form, with no look-up: the compiler fuses
-    those ops with their neighbours, which an opaque extension call would prevent.
+    Traced by ``torch.compile`` it is the torch form (:class:`_TracedSignSTE`), with no look-up:
+    the compiler fuses those ops with their neighbours, which an opaque extension call would prevent.
     """
-    if torch.compiler.is_compiling() or not signext.supports(x) or signext.unavailable_reason() is not None:
+    if torch.compiler.is_compiling():
+        return _TracedSignSTE.apply(x)
+    if not signext.supports(x) or signext.unavailable_reason() is not None:
         return _SignSTE.apply(x)
     backward = x.requires_grad and torch.is_grad_enabled()
     key = (tuple(x.shape), tuple(x.stride()), str(x.dtype).removeprefix("torch."), "fwd+bwd" if backward else "fwd")
@@ -211,12 +236,33 @@ class BinaryConv2d(nn.Conv2d):
         return super().extra_repr() + f", binarize_input={self.binarize_input}"
 
 
+class _TracedReLU(torch.autograd.Function):
+    """``relu`` as ``torch.compile`` traces it: the gradient passes where the output is positive, through
+    the float ``sign(relu(x))`` instead of a compared mask the compiler would keep as bytes
+    (see :class:`_TracedSignSTE`)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D401 - autograd API
+        y = torch.relu(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return grad_out * torch.sign(y)
+
+
 class ReLUConv2d(nn.Conv2d):
     """``conv(relu(x))``: a 32-bit conv with DARTS' ReLU in front (parameter names as ``nn.Conv2d``)."""
 
+    dilated_form: str | None = None
+    """As :attr:`BinaryConv2d.dilated_form`."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fastconv.conv2d(torch.relu(x), self.weight, self.bias, self.stride, self.padding,
-                               self.dilation, self.groups)
+        traced = torch.compiler.is_compiling()
+        return fastconv.conv2d((_TracedReLU.apply if traced else torch.relu)(x), self.weight, self.bias, self.stride,
+                               self.padding, self.dilation, self.groups, form=self.dilated_form if traced else None)
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,11 @@ class Pool(nn.Module):
             self.pool = nn.MaxPool2d(3, stride=stride, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (isinstance(self.pool, nn.MaxPool2d) and torch.compiler.is_compiling() and x.device.type == "cpu"
+                and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)):
+            from cpnas.tracedpool import max_pool2d  # ATen's channels_last kernels in a compiled graph (see there)
+
+            return max_pool2d(x, 3, self.pool.stride, 1)
         return self.pool(x)
 
 

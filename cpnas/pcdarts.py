@@ -204,7 +204,8 @@ class PCDARTS(Strategy):
         self.memory_format = memory_format_for(self.net, ctx.device, input_shape=loader_input_shape(ctx.train_loader),
                                                forward=lambda net, x: net.forward_mixed(x, uniform))
         self.net.to(ctx.device, memory_format=self.memory_format)
-        accel.compile_ops(self.net)  # --compile on CUDA: each candidate op (cpnas.accel)
+        example = accel.example_input(loader_input_shape(ctx.train_loader), ctx.device, self.memory_format)
+        accel.compile_ops(self.net, example, forward=lambda net, x: net.forward_mixed(x, uniform))  # --compile
         self.weight_step_net = distributed.wrap(MixedForward(self.net), find_unused_parameters=True)
         gen = torch.Generator().manual_seed(ctx.seed)
         n_edges, n_ops = len(self.edges), len(PRIMITIVES)

@@ -71,7 +71,8 @@ class RandomSearch(Strategy):
                                                forward=lambda net, x: net(x, probe))
         self.net.to(ctx.device, memory_format=self.memory_format)
         self.opt = recipe_optimizer(self.net, s)
-        accel.compile_ops(self.net)
+        accel.compile_ops(self.net, accel.example_input(loader_input_shape(ctx.train_loader), ctx.device,
+                                                     self.memory_format))
         self.ddp = distributed.wrap(self.net, find_unused_parameters=True)
         self.loss_fn = cross_entropy_loss()
         self.generator = torch.Generator().manual_seed(ctx.seed)

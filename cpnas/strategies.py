@@ -121,8 +121,9 @@ class CPNAS(Strategy):
         self.parent.to(ctx.device, memory_format=self.memory_format)
         self.child_opt = recipe_optimizer(self.child, s)
         self.parent_opt = recipe_optimizer(self.parent, s)
-        accel.compile_ops(self.child)  # --compile on CUDA: each candidate op (cpnas.accel)
-        accel.compile_ops(self.parent)
+        example = accel.example_input(loader_input_shape(ctx.train_loader), ctx.device, self.memory_format)
+        accel.compile_ops(self.child, example)  # --compile: stem, preprocessing, each candidate op (cpnas.accel)
+        accel.compile_ops(self.parent, example)
         # Data-parallel (cpnas.distributed): the weight steps run through DDP; every draw trains
         # another sub-path, hence find_unused_parameters (every rank draws the same path).
         self.child_ddp = distributed.wrap(self.child, find_unused_parameters=True)

@@ -81,6 +81,24 @@ def test_ste_gradient_is_the_clip_mask():
     assert x.grad.tolist() == [1.0, 1.0, 0.0, 0.0, 1.0]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_traced_sign_equals_the_eager_sign_forward_and_backward(dtype):
+    """The form ``torch.compile`` traces (a float mask in the backward) gives the eager form's values and gradients,
+    at the clip edges ±1 and the next floats beyond them too."""
+    edge = 1.0 + torch.finfo(dtype).eps
+    special = torch.tensor([-2.0, -edge, -1.0, -0.5, -0.0, 0.0, 0.5, 1.0, edge, 2.0], dtype=dtype)
+    x = torch.cat([special, torch.randn(1000, generator=torch.Generator().manual_seed(0), dtype=dtype)])
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    outs = []
+    for fn in (binary._SignSTE.apply, binary._TracedSignSTE.apply):
+        xi = x.clone().requires_grad_()
+        y = fn(xi)
+        y.backward(g)
+        outs.append((y.detach(), xi.grad))
+    assert torch.equal(outs[1][0], outs[0][0]) and torch.equal(outs[1][1], outs[0][1])
+    assert outs[1][1][:10].ne(0).tolist() == [False, False, True, True, True, True, True, True, False, False]
+
+
 # --- scaling factor α --------------------------------------------------------------
 
 @pytest.mark.parametrize("shape", [(4, 3, 3, 3), (8, 1, 5, 5), (6, 2, 1, 1), (3, 7)])

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cpnas.binary import BINARY, REAL
+from cpnas.binary import BINARY, REAL, REAL_RELU
 from cpnas.genotype import DARTS_V2
 from cpnas.networks import NetworkCIFAR, SearchNetwork
 from cpnas.space import covering_path
@@ -84,3 +84,74 @@ def test_bench_section_reports_its_ratios_under_the_bench_json_keys():
     assert a["achieved_gflops"]["train"]["compiled"] == 4.0 and "compiled_over_eager_search" not in a
     md = compilebench.compile_markdown(res["compile"])
     assert "compiled / eager training speed: 2.00×" in md and "| compiled | 0.150 | 4.00 | 4.0 % | 60 |" in md
+
+
+@pytest.mark.parametrize("precision", [BINARY, REAL_RELU], ids=["child", "parent"])
+def test_search_step_compiles_every_part_whole(monkeypatch, precision):
+    """The search step as ``--compile on`` runs it: every part ``compile_ops`` compiles traces to one graph
+    (``fullgraph``: a graph break raises), for every op on every edge, forward and backward."""
+    from torch import nn
+
+    from cpnas import accel
+
+    compiled = []
+    module_compile = nn.Module.compile
+
+    def compile_whole(self, *args, **kwargs):
+        compiled.append(self)
+        return module_compile(self, *args, **{**kwargs, "fullgraph": True, "backend": "aot_eager"})
+
+    monkeypatch.setattr(nn.Module, "compile", compile_whole)
+    monkeypatch.setenv("CPNAS_FORMS", "sign=torch,dilated_conv=plain")
+    torch.manual_seed(0)
+    net = SearchNetwork(C=8, num_classes=10, layers=2, reduction_layers=(1,), precision=precision, nodes=2).train()
+    x = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    accel.configure(compile="on")
+    try:
+        accel.compile_ops(net, x)
+        assert len(compiled) == len(accel.compiled_parts(net)) > 0
+        for path in accel.every_op_paths(net):
+            net.zero_grad(set_to_none=True)
+            net(x, path).square().mean().backward()
+            assert all(p.grad is not None for p in net.stem.parameters())
+    finally:
+        accel.reset()
+    from torch._dynamo.utils import counters
+
+    assert not counters["graph_break"], dict(counters["graph_break"])
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_traced_max_pool_equals_eager_values_and_gradients(stride):
+    """The pooling a compiled channels_last network runs (ATen's kernels as custom ops) is ``F.max_pool2d``,
+    ties included (the gradient goes to a window's first maximum)."""
+    from cpnas.ops import Pool
+
+    pool = Pool("max", stride)
+    x = torch.randn(2, 8, 8, 8, generator=torch.Generator().manual_seed(0))
+    x[:, :, :3, :3] = 1.0  # ties
+    x = x.contiguous(memory_format=torch.channels_last)
+    outs = []
+    for fwd in (pool, torch.compile(pool, fullgraph=True, backend="aot_eager")):
+        xi = x.clone().requires_grad_()
+        y = fwd(xi)
+        y.backward(torch.arange(y.numel(), dtype=y.dtype).reshape(y.shape))
+        outs.append((y.detach(), xi.grad))
+    assert torch.equal(outs[1][0], outs[0][0]) and torch.equal(outs[1][1], outs[0][1])
+    explained = torch._dynamo.explain(pool)(x)
+    assert explained.graph_break_count == 0
+    assert any("cpnas.max_pool2d_with_indices" in str(n.target) for g in explained.graphs for n in g.graph.nodes)
+
+
+def test_traced_relu_gradient_equals_eager():
+    from cpnas.binary import _TracedReLU
+
+    x = torch.cat([torch.tensor([-2.0, -0.0, 0.0, 1e-30, 3.0]),
+                   torch.randn(100, generator=torch.Generator().manual_seed(0))])
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for fn in (torch.relu, _TracedReLU.apply):
+        xi = x.clone().requires_grad_()
+        fn(xi).backward(g)
+        grads.append(xi.grad)
+    assert torch.equal(grads[1], grads[0])
