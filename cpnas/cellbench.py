@@ -237,7 +237,7 @@ def write_table(scale: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cpnas.cli.common import name_list, run_study, study_parser
+    from cpnas.arguments import name_list, run_study, study_parser
 
     p = study_parser("python -m cpnas.cellbench", __doc__.split("\n\n")[0], ("cpu", "smoke"))
     p.add_argument("--cells", default=None, help="comma-separated cell names (default: all, in training order)")

@@ -21,7 +21,7 @@ training budget and joins the cell benchmark (:mod:`cpnas.cellbench`, study
 * the convolution share against β_P (§3.4): Kendall τ-b over the found cells, one test.
 
 Welch's test compares arms (their cells differ); the paired test is used wherever both
-arms share a cell and a seed (:func:`cpnas.ablation.pairing`). Each verdict carries its
+arms share a cell and a seed (:func:`cpnas.stats.pairing`). Each verdict carries its
 minimum detectable difference at its Holm level (:func:`cpnas.stats.mde`).
 
 **Order of the runs** (:data:`PHASES`): what decides the primary family first — CP-NAS

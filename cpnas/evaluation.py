@@ -579,25 +579,6 @@ def train_many(runs: dict[str, dict[str, Any]], cfg: Config, *, workers: int = 1
     return {spec.name: result.metrics for spec, result in zip(specs, results)}
 
 
-TABLE2_ROWS: dict[str, str] = {"CP-NAS*": "binary*", "CP-NAS**": "binary**"}
-"""Table 2's rows of ours (notebook 04): the label and the precision of its ImageNet network (§3.3)."""
-
-
-def table2_runs(seeds: Sequence[int], *, search_seed: int = 0,
-                cifar_root: str | os.PathLike | None = None) -> dict[str, list[RunSpec]]:
-    """Table 2 of ours: ``{label: [one RunSpec per training seed]}`` on the ``imagenet`` dataset.
-
-    Every seed trains the cell of the CIFAR-10 ``cpnas`` search at ``search_seed`` (notebook
-    02's; the paper searches on ImageNet itself, which a CPU cannot afford): the seeds vary the
-    training (initialisation, data order), not the cell. Folders:
-    ``results/<scale>/train/imagenet-cpnas-binary-star[-2star]/seed<N>``.
-    """
-    search = SearchSpec("cpnas", seed=search_seed, data_root=None if cifar_root is None else str(cifar_root))
-    names = {"binary*": "imagenet-cpnas-binary-star", "binary**": "imagenet-cpnas-binary-2star"}
-    return {label: [RunSpec(names[precision], seed=seed, search=search, dataset="imagenet", precision=precision)
-                    for seed in seeds] for label, precision in TABLE2_ROWS.items()}
-
-
 def evaluate_run(run: str | os.PathLike, *, data_root: str | os.PathLike | None = None,
                  device: str = "auto") -> dict[str, Any]:
     """Rebuild a trained network from its run folder and measure it again (``cpnas eval``).

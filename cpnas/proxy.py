@@ -386,7 +386,7 @@ def figure(rows: list[dict[str, Any]]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cpnas.cli.common import name_list, run_study, study_parser
+    from cpnas.arguments import name_list, run_study, study_parser
 
     p = study_parser("python -m cpnas.proxy", __doc__.split("\n\n")[0], ("cpu", "smoke", "paper"))
     p.add_argument("--budgets", default=("cpu", "short"), type=name_list(BUDGETS, "budget(s)"),

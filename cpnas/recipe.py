@@ -184,7 +184,7 @@ def write_table(scale: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cpnas.cli.common import name_list, run_study, seed_list, study_parser
+    from cpnas.arguments import name_list, run_study, seed_list, study_parser
 
     p = study_parser("python -m cpnas.recipe", __doc__.split("\n\n")[0], ("cpu", "smoke", "paper"))
     p.add_argument("--variants", default=tuple(VARIANTS), type=name_list(list(VARIANTS), "variant(s)"),

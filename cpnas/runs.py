@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,12 @@ Overrides = tuple[tuple[str, Any], ...]
 
 METRICS = "metrics.json"
 """Written last by a training (:func:`cpnas.evaluation.train_genotype`): its presence marks the run finished."""
+
+GENOTYPE = "genotype.json"
+"""The cell a search found (:meth:`cpnas.genotype.Genotype.save`)."""
+
+PARENT_DIR = "parent"
+"""The sub-folder of a training holding the 32-bit Parent it trained first (the ``H = Parent`` kernel term)."""
 
 
 # --------------------------------------------------------------------------- layout
@@ -274,6 +281,64 @@ def cost_summary(scale: str, jobs: int = 2) -> str:
     return "\n".join(lines)
 
 
+def study_cost(specs: Sequence[RunSpec], scale: str) -> dict[str, Any]:
+    """The wall-clock the runs ``specs`` of a study recorded: each search and training folder counted once.
+
+    A study's searches are shared between rows (Table 1's CP-NAS and BNAS† searches are Fig. 6
+    (right)'s), so the sum is over unique folders: ``cost.json`` of each finished search,
+    ``metrics.json`` of each finished training. Returns the seconds per kind, the folders
+    counted and those not finished yet, for the studies' time budget (one thread per run;
+    process start-up and data loading are not in it). A training's 32-bit Parent (the
+    ``H = Parent`` loss variant trains one first, in ``<folder>/parent``) is counted as a training.
+
+    ``projected_s`` adds, for each unfinished folder, the median recorded time of the finished
+    folders of its kind (a search: its strategy; a training: its size and whether it trains a
+    Parent), or of all finished folders of its kind when none of its own is finished: an
+    estimate of the whole study from the runs so far, ``None`` while nothing is finished.
+    """
+    folders: dict[Path, tuple[str, tuple]] = {}
+    for spec in specs:
+        if spec.search is not None:
+            folders.setdefault(spec.search.out(scale), ("search", (spec.search.strategy,)))
+        parent = dict(spec.overrides).get("loss.kernel_source") == "parent"
+        folders.setdefault(spec.out(scale), ("train", (spec.size, parent)))
+    out: dict[str, Any] = {"search_s": 0.0, "train_s": 0.0, "searches": 0, "trainings": 0, "missing": []}
+    seen: dict[tuple, list[float]] = {}
+    for folder, (kind, key) in folders.items():
+        seconds = recorded_seconds(folder, kind)
+        if seconds is None:
+            out["missing"].append((str(folder), kind, key))
+            continue
+        parent = recorded_seconds(folder / PARENT_DIR, "train") if kind == "train" else None
+        if parent is not None:  # the 32-bit Parent the H = Parent loss variant trains first
+            seconds += parent
+            out["trainings"] += 1
+        out[f"{kind}_s"] += seconds
+        out["searches" if kind == "search" else "trainings"] += 1
+        seen.setdefault((kind, key), []).append(seconds)
+        seen.setdefault((kind,), []).append(seconds)
+    out["total_s"] = out["search_s"] + out["train_s"]
+    guesses = [seen.get((kind, key)) or seen.get((kind,)) for _, kind, key in out["missing"]]
+    out["projected_s"] = (None if any(g is None for g in guesses)
+                          else out["total_s"] + sum(statistics.median(g) for g in guesses))
+    out["missing"] = [m[0] for m in out["missing"]]
+    return out
+
+
+def cost_words(cost: dict[str, Any], jobs: int = 2) -> str:
+    """:func:`study_cost` in one sentence, with the wall-clock of ``jobs`` runs side by side (sum / jobs: a lower
+    bound, since a training waits for its search)."""
+    text = (f"{cost['searches']} searches {cost['search_s'] / 60:.1f} min + {cost['trainings']} trainings "
+            f"{cost['train_s'] / 60:.1f} min = {cost['total_s'] / 60:.1f} min of one-thread run time, "
+            f"≈ {cost['total_s'] / 60 / jobs:.1f} min of wall-clock {jobs} at a time")
+    if cost["missing"]:
+        text += f"; {len(cost['missing'])} run(s) not finished, not counted"
+        if cost["projected_s"] is not None:
+            text += (f" (projected from the finished runs of their kind: {cost['projected_s'] / 60:.0f} min in all, "
+                     f"≈ {cost['projected_s'] / 3600 / jobs:.1f} h {jobs} at a time)")
+    return text
+
+
 def compare(other: str | os.PathLike, scale: str,
             studies: Sequence[str | None] = REPRODUCE_STUDIES) -> list[dict[str, Any]]:
     """Every finished run found both here and in another checkout ``other`` (a re-run of the same
@@ -310,8 +375,6 @@ def compare(other: str | os.PathLike, scale: str,
 
 def compare_summary(rows: Sequence[dict[str, Any]]) -> str:
     """:func:`compare` in words: the per-run differences' mean ± std, and how many searches agree."""
-    import statistics
-
     trains = [r for r in rows if r["kind"] == "train"]
     searches = [r for r in rows if r["kind"] == "search"]
     if not rows:

@@ -322,7 +322,7 @@ def table1(ours: dict[str, Runs] | None = None):
 
     ``ours`` maps a row label to the ``metrics.json`` of a training run
     (:func:`cpnas.evaluation.train_or_load`), or to a list of them, one per seed
-    (:func:`cpnas.ablation.table1_metrics`): the row then gives the mean test error, its
+    (:func:`cpnas.table_runs.table1_metrics`): the row then gives the mean test error, its
     sample std and ``n``, e.g. ``{"CP-NAS (Small)": [m0, m1, m2], "BNAS†": [...]}``. Each of our
     rows comes right after the paper row whose label it equals or starts with
     (``compare with``) and says at which scale, on which dataset and for how many

@@ -11,6 +11,7 @@ from cpnas import ranking as K
 from cpnas import proxy as P
 from cpnas import recipe as Rc
 from cpnas import runs as R
+from cpnas import table_runs
 from cpnas.config import get_config
 from cpnas.errors import CpnasError
 from cpnas.evaluation import run_or_load, run_specs
@@ -19,7 +20,7 @@ from cpnas.paths import project_root
 
 SCALE = "cpu"
 
-from cpnas.evaluation import table2_runs
+from cpnas.table_runs import table2_runs
 
 
 def _committed_runs(scale: str) -> set[Path]:
@@ -36,7 +37,7 @@ def _study_specs(scale: str) -> list[R.RunSpec]:
     from cpnas.tables import default_genotype_path
 
     ablation = A.all_runs(default_genotype_path(scale), bnas_genotype=A.bnas_genotype_path(scale))
-    ablation += A.table1_runs()  # notebook 03
+    ablation += table_runs.table1_runs()  # notebook 03
     specs = [r.spec(scale) for r in A.unique_runs(ablation, scale)]
     specs += [s for row in table2_runs((0, 1, 2)).values() for s in row]  # notebook 04
     specs += [P.run_spec(scale, c, b) for c in P.ALL_CELLS for b in P.BUDGETS]
@@ -127,7 +128,7 @@ def test_committed_runs_are_found_never_recomputed(monkeypatch):
     assert {p for p in trainings if C.STUDY in p.parts} <= loaded
     # the ablation's loader reads every finished row without computing (CPNAS_COMPUTE=0 in 03 and 05)
     ablation = A.all_runs(default_genotype_path(SCALE), bnas_genotype=A.bnas_genotype_path(SCALE))
-    rows = A.load_rows(A.unique_runs(ablation + A.table1_runs(), SCALE), SCALE)
+    rows = A.load_rows(A.unique_runs(ablation + table_runs.table1_runs(), SCALE), SCALE)
     assert {p for p in trainings if A.STUDY in p.parts} <= {Path(r["train_dir"]) for r in rows}
 
 

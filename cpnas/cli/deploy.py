@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from cpnas.cli.common import add_scale_args, check_writable, out_file, positive_int, resolve_config
+from cpnas.arguments import positive_int
+from cpnas.cli.common import add_scale_args, check_writable, out_file, resolve_config
 from cpnas.efficiency import SIZES
 from cpnas.errors import CpnasError
 
