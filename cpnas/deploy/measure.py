@@ -18,6 +18,7 @@ machine runs: every report records the load average next to them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import statistics
@@ -33,6 +34,7 @@ from cpnas.binary import BinaryConv2d
 from cpnas.config import Config
 from cpnas.errors import CpnasError
 from cpnas.genotype import Genotype
+from cpnas.timing import median_time, median_times
 
 log = logging.getLogger(__name__)
 
@@ -100,24 +102,21 @@ def sample_images(n: int, *, dataset: str = "cifar10", image_size: int = 32, dat
                   seed: int = 0) -> tuple[torch.Tensor, str]:
     """``n`` real test images of ``dataset`` (normalized as in training), or seeded synthetic ones if none is here.
 
+    The first ``⌈n / 10⌉`` test images of every class (:func:`cpnas.data.load_images`, which finds the
+    dataset's folder and test split through its registry entry), ``n`` of them drawn with ``seed``.
     Returns the images and a description saying which.
     """
     from cpnas import data as D
 
     try:
-        root = D.resolve_root(dataset, data_root)
+        test = D.load_images(dataset, "test", data_root, image_size=image_size, limit_per_class=-(-n // 10),
+                             progress=False)
     except CpnasError:
-        root = None
-    test = next((root / name for name in ("test", "val") if (root / name).is_dir()), None) if root else None
-    if test is not None:
-        per_class = -(-n // 10)
-        files = [f for d in sorted(p for p in test.iterdir() if p.is_dir())
-                 for f in sorted(d.iterdir())[:per_class]]
+        test = None
+    if test is not None and len(test.images):
         g = torch.Generator().manual_seed(seed)
-        pick = [files[i] for i in torch.randperm(len(files), generator=g)[:n].tolist()]
-        if pick:
-            images = torch.stack([_read_image(p, image_size) for p in pick])
-            return D.normalize(images), f"{len(pick)} {dataset} test images from {test}"
+        pick = torch.randperm(len(test.images), generator=g)[:n]
+        return D.normalize(test.images[pick].contiguous()), f"{len(pick)} {dataset} test images ({test.description})"
     synth = D.synthetic_images(n, seed=seed, image_size=image_size, split="test")
     return D.normalize(synth.images), f"{n} synthetic images (no {dataset} folder here)"
 
@@ -172,8 +171,6 @@ def exactness(model: nn.Module, packed: nn.Module, inputs: torch.Tensor) -> dict
 
 def median_ms(fn: Callable[[], Any], reps: int = 5, warmup: int = 1) -> float:
     """Median wall-clock of ``fn()`` in ms over ``reps`` calls after ``warmup`` calls (:func:`cpnas.timing.median_time`)."""
-    from cpnas.timing import median_time
-
     return 1e3 * median_time(fn, reps=reps, warmup=warmup)
 
 
@@ -190,14 +187,9 @@ def network_latency(nets: dict[str, Callable[[torch.Tensor], Any]], image_shape:
         x = torch.randn((b, *image_shape), generator=g).contiguous(memory_format=torch.channels_last)
         n = reps if b <= 8 else reps_large
         for t in thread_counts:
-            with threads(t), torch.no_grad():
-                for fn in nets.values():
-                    fn(x)  # warm-up (and first-use dispatch timing)
-                samples: dict[str, list[float]] = {name: [] for name in nets}
-                for _ in range(n):
-                    for name, fn in nets.items():
-                        samples[name].append(median_ms(lambda: fn(x), reps=1, warmup=0))
-            out.setdefault(f"batch{b}", {})[f"threads{t}"] = {k: statistics.median(v) for k, v in samples.items()}
+            with threads(t), torch.no_grad():  # one warm-up call each (and first-use dispatch timing)
+                seconds = median_times({name: functools.partial(fn, x) for name, fn in nets.items()}, reps=n, warmup=1)
+            out.setdefault(f"batch{b}", {})[f"threads{t}"] = {k: 1e3 * s for k, s in seconds.items()}
     return out
 
 
@@ -324,9 +316,9 @@ def build_pair(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", siz
     ``genotype`` must match it. Returns ``(binary, real, info)``.
     """
     from cpnas.binary import BINARY, REAL
+    from cpnas.data import get_dataset
     from cpnas.evaluation import channels_of, train_config
     from cpnas.io import load_checkpoint, read_json
-    from cpnas.networks import NetworkCIFAR, NetworkImageNet
 
     tcfg = train_config(cfg, dataset)
     channels, layers, num_classes, state = channels_of(tcfg, size), tcfg.layers, 10, None
@@ -351,9 +343,10 @@ def build_pair(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", siz
                              f"genotype ({run_cfg.get('genotype_path', 'see its config.json')})")
         state = load_checkpoint(run / "checkpoint.pt")["model"]
         source = f"trained weights from {run}"
-    if dataset == "imagenet":
-        num_classes = 1000 if checkpoint is None else num_classes
-    net_cls = NetworkImageNet if dataset == "imagenet" else NetworkCIFAR
+    spec = get_dataset(dataset)
+    if checkpoint is None:
+        num_classes = spec.num_classes or num_classes
+    net_cls = spec.network_class()
     torch.manual_seed(seed)
     try:
         binary = net_cls(genotype, C=channels, num_classes=num_classes, layers=layers, auxiliary=state is not None
