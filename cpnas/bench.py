@@ -42,6 +42,7 @@ from cpnas.io import write_json, write_text
 from cpnas.networks import SearchNetwork, memory_format_for
 from cpnas.ops import PRIMITIVES
 from cpnas.paths import portable
+from cpnas.runs.files import HISTORY
 from cpnas.space import Path as ArchPath
 from cpnas.space import covering_path
 from cpnas.timing import load_average as _load_avg, median_time as _time
@@ -571,7 +572,7 @@ def data_parallel(work: Path, procs: tuple[int, ...] = (1, 2)) -> dict[str, Any]
         subprocess.run([*launcher, "-q", "train", "--genotype", str(genotype), "--scale", "smoke", "--dataset",
                         "synthetic", "--device", "cpu", "--loss", "ce", "--out", str(run_dir), *sets],
                        env=env, check=True, capture_output=True)
-        history = json.loads((run_dir / "history.json").read_text())
+        history = json.loads((run_dir / HISTORY).read_text())
         images = DATA_PARALLEL_SET["data.synthetic_train"]
         out["runs"][n] = {"seconds": history[-1]["seconds"], "images_per_s": images / history[-1]["seconds"]}
     base = out["runs"][procs[0]]["images_per_s"]

@@ -230,7 +230,7 @@ def arm_values(scale: str, budget: str) -> tuple[dict[str, list[float]], dict[st
             cell = f"{STUDY}-{name}-s{folder.name.removeprefix('seed')}"
             if cell in top1:
                 values.setdefault(arm, []).append(top1[cell])
-                minutes.setdefault(arm, []).append(read_json(folder / "cost.json")["wall_clock_s"] / 60)
+                minutes.setdefault(arm, []).append(read_json(folder / R.COST)["wall_clock_s"] / 60)
     return values, minutes
 
 

@@ -37,51 +37,24 @@ from torch import nn
 from cpnas import data as D
 from cpnas.binary import get_precision
 from cpnas.config import Config, TrainConfig
-from cpnas.efficiency import SIZES
 from cpnas.errors import CpnasError
 from cpnas.genotype import Genotype
 from cpnas.io import load_checkpoint, read_json, remove_orphaned_temps, write_json
 from cpnas.losses import LOSSES, make_loss
 from cpnas.networks import memory_format_for
 from cpnas.paths import portable
-from cpnas.runs import METRICS, RunSpec, SearchSpec
+from cpnas.runs import CONFIG, GENOTYPE, METRICS, PARENT_DIR, RunSpec, SearchSpec
 from cpnas.runs import apply as apply_spec
 from cpnas.runs import unique as unique_specs
+from cpnas.runs.network import build_network, channels_of, read_run, trained_network
 from cpnas.train import CHECKPOINT, FitResult, config_difference, fit, resolve_device
 
 log = logging.getLogger(__name__)
 
 """§3.1: three CIFAR-10 model sizes (C = 56 / 72 / 112 at the paper scale)."""
-PARENT_DIR = "parent"
-
-
 def train_config(cfg: Config, dataset: str) -> TrainConfig:
     """The training recipe of ``dataset``: the config section its registry entry names (§3.1)."""
     return D.train_config(cfg, dataset)
-
-
-def channels_of(tcfg: TrainConfig, size: str) -> int:
-    if size not in SIZES:
-        raise CpnasError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
-    return getattr(tcfg, f"channels_{size}")
-
-
-def build_network(genotype: Genotype, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, size: str = "small",
-                  precision: str = "binary", num_classes: int = 10) -> nn.Module:
-    """The evaluation network of ``genotype`` (§3.1) at ``size`` and ``precision``, on the current device.
-
-    The network class is the one the dataset's registry entry names. The auxiliary
-    tower is built when the recipe gives it a weight.
-    """
-    spec = D.get_dataset(dataset)
-    tcfg = spec.train_config(cfg)
-    C = channels_of(tcfg, size)
-    net_cls = spec.network_class()
-    try:
-        return net_cls(genotype, C=C, num_classes=num_classes, layers=tcfg.layers,
-                       auxiliary=tcfg.auxiliary_weight > 0, precision=get_precision(precision))
-    except ValueError as exc:  # e.g. FactorizedReduce needs an even channel count
-        raise CpnasError(f"cannot build the {dataset} network with C={C}, {tcfg.layers} cells: {exc}") from None
 
 
 def profile_network(genotype: Genotype, cfg: Config, *, dataset: str, size: str, precision: str,
@@ -199,7 +172,7 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
     from cpnas import accel
     loss_fn = make_loss(loss, model, num_classes=train.num_classes, config=cfg.loss, parent=parent,
                         label_smoothing=tcfg.label_smoothing, aux_weight=tcfg.auxiliary_weight)
-    write_json(out / "config.json", {**run, "genotype_path": portable(genotype_path),
+    write_json(out / CONFIG, {**run, "genotype_path": portable(genotype_path),
                                      "data_root": portable(data_root),
                                      "dataset_description": train.description})
     start = time.perf_counter()
@@ -239,7 +212,7 @@ def check_resume_identity(out: Path, key: dict[str, Any], *, resume: bool) -> No
     """
     from cpnas.driver import EpochDriver
 
-    config = out / "config.json"
+    config = out / CONFIG
     if config.is_file():
         stored = read_json(config)
         if not isinstance(stored, dict) or "genotype" not in stored:
@@ -339,8 +312,7 @@ def _trained_parent(genotype: Genotype, cfg: Config, out: Path, *, size: str, da
     log.info("training the full-precision Parent in %s (loss.kernel_source = 'parent')", out)
     train_genotype(genotype, cfg, out=out, size=size, dataset=dataset, data_root=data_root, seed=seed,
                    loss="ce", precision="real", resume=True, device=device, genotype_path=genotype_path)
-    parent = build_network(genotype, cfg, dataset=dataset, size=size, precision="real", num_classes=num_classes)
-    parent.load_state_dict(load_checkpoint(out / CHECKPOINT)["model"])
+    parent = trained_network(out, num_classes=num_classes)
     dev = resolve_device(device)
     parent.to(dev, memory_format=memory_format_for(parent, dev)).eval().requires_grad_(False)
     return parent
@@ -369,7 +341,7 @@ def train_or_load(name: str, genotype: Genotype | str | os.PathLike, cfg: Config
     out = Path(out) if out is not None else default_train_dir(cfg.scale, name, seed)
     genotype_path = None
     if search is not None:
-        genotype_path = Path(search.out) / "genotype.json"
+        genotype_path = Path(search.out) / GENOTYPE
     if not isinstance(genotype, Genotype):
         genotype_path = Path(genotype)
         genotype = load_genotype(genotype_path)
@@ -518,7 +490,7 @@ def run_all(specs: Sequence[RunSpec], cfg: Config, *, workers: int = 1,
 def _search_strategy(search_out: Path) -> str | None:
     """The strategy of a finished search, from the ``config.json`` the search loop wrote."""
     try:
-        return read_json(search_out / "config.json")["run"]["strategy"]
+        return read_json(search_out / CONFIG)["run"]["strategy"]
     except (CpnasError, KeyError, TypeError):
         return None
 
@@ -590,7 +562,6 @@ def evaluate_run(run: str | os.PathLike, *, data_root: str | os.PathLike | None 
     at the trained size (:mod:`cpnas.efficiency`). When the run has a ``metrics.json``,
     its stored top-1 is returned beside the new one (``stored_top1``).
     """
-    from cpnas.config import apply_overrides, get_config
     from cpnas.train import evaluate
 
     path = Path(run)
@@ -601,30 +572,16 @@ def evaluate_run(run: str | os.PathLike, *, data_root: str | os.PathLike | None 
     if not ckpt.is_file():
         raise CpnasError(f"{folder}: no {CHECKPOINT}; only a training run folder with its checkpoint can be "
                          f"evaluated (checkpoints are not committed: train it with 'cpnas train' first)")
-    key = read_json(folder / "config.json")
-    try:
-        genotype = Genotype.from_dict(key["genotype"], source=str(folder / "config.json"))
-        dataset, size, precision = key["dataset"], key["size"], key["precision"]
-        spec = D.get_dataset(dataset)
-        stored = read_json(folder / METRICS) if (folder / METRICS).exists() else {}
-        cfg = get_config(stored.get("scale", "paper"))
-        cfg = apply_overrides(cfg, {f"{spec.train_section}.{k}": (tuple(v) if isinstance(v, list) else v)
-                                    for k, v in key["train"].items()})
-        if key.get("data"):
-            cfg = apply_overrides(cfg, {f"data.{k}": v for k, v in key["data"].items()})
-    except (KeyError, TypeError) as exc:
-        raise CpnasError(f"{folder / 'config.json'} is not the config of a training run ({exc})") from None
-    state = load_checkpoint(ckpt)  # a damaged file or one that is not a checkpoint: refused before data loads
+    trained = read_run(folder)
+    cfg, dataset, size, precision = trained.config, trained.dataset, trained.size, trained.precision
+    genotype, stored = trained.genotype, trained.metrics
+    load_checkpoint(ckpt)  # a damaged file or one that is not a checkpoint: refused before data loads
     dev = resolve_device(device)
-    test = D.load_dataset(cfg, dataset, "test", Path(data_root) if data_root else None, seed=key.get("seed", 0))
+    test = D.load_dataset(cfg, dataset, "test", Path(data_root) if data_root else None,
+                          seed=trained.key.get("seed", 0))
     tcfg = train_config(cfg, dataset)
     test = D.subset(test, D.fraction_indices(len(test), tcfg.test_fraction, 0, labels=test.labels))
-    model = build_network(genotype, cfg, dataset=dataset, size=size, precision=precision,
-                          num_classes=test.num_classes)
-    try:
-        model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError, TypeError, AttributeError) as exc:
-        raise CpnasError(f"{ckpt} does not hold this run's network ({str(exc).splitlines()[0]})") from None
+    model = trained_network(trained, checkpoint=ckpt, num_classes=test.num_classes)
     model.to(dev)
     loader = D.TensorLoader(test, tcfg.batch_size, shuffle=False, augment=False, device=dev)
     res = evaluate(model, loader, device=dev, modules=[model], topk=(1, 5), desc="eval")

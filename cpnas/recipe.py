@@ -111,15 +111,6 @@ def cell_genotype(scale: str, cell: str, data_root: str | None = None):
     return search_of(search, get_config(scale), data_root=data_root).genotype
 
 
-def run_one(scale: str, variant: str, seed: int, full: bool = False, data_root: str | None = None,
-            cell: str = "darts_v2") -> dict:
-    """Train (or load) ``cell`` (DARTS_V2 by default) with one recipe variant (:func:`cpnas.evaluation.run_or_load`)."""
-    from cpnas.evaluation import run_or_load
-
-    return run_or_load(run_spec(scale, variant, seed, full=full, cell=cell), get_config(scale),
-                       data_root=data_root).metrics
-
-
 def run_all(scale: str, variants: list[str], seeds: list[int], *, full: bool = False, jobs: int = 1,
             data_root: str | None = None, cell: str = "darts_v2", executor: str = "local",
             slurm: Any = None) -> list[dict]:

@@ -45,9 +45,9 @@ _SIZE_ROWS = {"small": "CP-NAS (Small)", "medium": "CP-NAS (Medium)", "large": "
 
 def default_genotype_path(scale: str = DEFAULT_SCALE) -> Path:
     """Where the CIFAR-10 CP-NAS search (notebook 02, ``make reproduce-fig5``) writes its genotype."""
-    from cpnas.runs import search_dir
+    from cpnas.runs import GENOTYPE, search_dir
 
-    return search_dir(scale, "cpnas", 0) / "genotype.json"
+    return search_dir(scale, "cpnas", 0) / GENOTYPE
 
 
 def resolve_genotype(path: str | os.PathLike | Genotype | None = None, scale: str = DEFAULT_SCALE) -> Genotype:

@@ -213,7 +213,7 @@ def test_a_round_without_noise_estimate_logs_one_clean_line(tmp_path, caplog, mo
 def results(tmp_path, monkeypatch):
     """An empty project root for ``results/smoke``."""
     monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
-    from cpnas.runs import results_dir
+    from cpnas.paths import results_dir
 
     root = results_dir("smoke")
     assert str(root).startswith(str(tmp_path)), root

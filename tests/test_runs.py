@@ -83,12 +83,10 @@ def test_every_committed_run_is_the_folder_of_a_study_spec():
     ablation = {p for p in committed if A.ablation_dir(SCALE) in p.parents}
     abl_specs = [s for s in specs if s.study == A.STUDY]
     assert ablation <= {s.out(SCALE) for s in abl_specs} | _search_folders(abl_specs, SCALE)
-    # the proxy's cells at the cpu budget: its own runs, or the identical recipe runs it reuses
+    # the proxy's finished runs are found in its own folders, and nowhere else
     for cell in P.CELLS:
         found = P.finished_run(SCALE, cell, "cpu")
-        own = P.train_dir(SCALE, cell, "cpu")
-        # runs made before the cpu preset tested on all 10,000 images are another budget: not found
-        assert found is None or found in committed
+        assert found is None or found == P.train_dir(SCALE, cell, "cpu") in committed
 
 
 def test_committed_runs_are_found_never_recomputed(monkeypatch):

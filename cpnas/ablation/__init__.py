@@ -241,16 +241,6 @@ def loss_runs(genotype: str | os.PathLike, seeds: Sequence[int] = SEEDS,
     return runs
 
 
-def run_one(run: Run, scale: str, *, data_root: str | os.PathLike | None = None, device: str = "auto",
-            dataset: str = DEFAULT_DATASET, config_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Search (or load) and train (or load) one run (:func:`cpnas.evaluation.run_or_load`); returns one result row."""
-    from cpnas.evaluation import run_or_load
-
-    result = run_or_load(run.spec(scale, dataset, config_overrides), get_config(scale), data_root=data_root,
-                         device=device)
-    return row(run, result.metrics, result.search)
-
-
 def row(run: Run, metrics: dict[str, Any], search: Any = None) -> dict[str, Any]:
     """The flat result of one run: what the figures and tables of 05 read."""
     cost = search.cost if search is not None else None
@@ -304,7 +294,7 @@ def load_rows(runs: Sequence[Run], scale: str, dataset: str = DEFAULT_DATASET) -
 
 def bnas_genotype_path(scale: str) -> Path:
     """The cell of the ``loss-bnas`` study: what the ablation's own β_P = 0 (``bnas``) search at seed 0 finds."""
-    return _search_run("bnas", 0, None, "beta", "0").search_dir(scale) / "genotype.json"
+    return _search_run("bnas", 0, None, "beta", "0").search_dir(scale) / R.GENOTYPE
 
 
 def all_runs(genotype: str | os.PathLike, seeds: Sequence[int] = SEEDS, betas: Sequence[float] = BETAS,

@@ -317,31 +317,30 @@ def build_pair(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", siz
     """
     from cpnas.binary import BINARY, REAL
     from cpnas.data import get_dataset
-    from cpnas.evaluation import channels_of, train_config
-    from cpnas.io import load_checkpoint, read_json
+    from cpnas.evaluation import train_config
+    from cpnas.runs.files import CHECKPOINT, CONFIG
+    from cpnas.runs.network import channels_of, read_run, trained_network
 
     tcfg = train_config(cfg, dataset)
-    channels, layers, num_classes, state = channels_of(tcfg, size), tcfg.layers, 10, None
+    channels, layers, num_classes = channels_of(tcfg, size), tcfg.layers, 10
     source = (f"random weights (seed {seed}), random BN affine terms, BN statistics of {CALIBRATION_IMAGES} images and "
               f"{CALIBRATION_IMAGES} N(0,1) inputs")
+    trained = None
     if checkpoint is not None:
         run = Path(checkpoint)
-        if not (run / "checkpoint.pt").is_file():
-            raise CpnasError(f"{run}: no checkpoint.pt here; give a 'cpnas train' run folder (--out of cpnas train)")
-        metrics = read_json(run / "metrics.json") if (run / "metrics.json").is_file() else {}
-        run_cfg = read_json(run / "config.json") if (run / "config.json").is_file() else {}
-        if run_cfg.get("precision", "binary") != "binary":
-            raise CpnasError(f"{run}: precision {run_cfg.get('precision')!r} has real activations somewhere; "
+        if not (run / CHECKPOINT).is_file():
+            raise CpnasError(f"{run}: no {CHECKPOINT} here; give a 'cpnas train' run folder (--out of cpnas train)")
+        trained = read_run(run)
+        if trained.precision != "binary":
+            raise CpnasError(f"{run}: precision {trained.precision!r} has real activations somewhere; "
                              "the packed form needs a 'binary' run")
-        dataset = run_cfg.get("dataset", dataset)
-        train = run_cfg.get("train", {})
-        channels = metrics.get("channels") or train.get(f"channels_{run_cfg.get('size', size)}", channels)
-        layers = metrics.get("layers") or train.get("layers", layers)
-        num_classes = metrics.get("num_classes", num_classes)
-        if run_cfg.get("genotype") and Genotype.from_dict(run_cfg["genotype"]) != genotype:
+        if trained.genotype != genotype:
             raise CpnasError(f"{run} was trained on another genotype than the one given; pass the run's own "
-                             f"genotype ({run_cfg.get('genotype_path', 'see its config.json')})")
-        state = load_checkpoint(run / "checkpoint.pt")["model"]
+                             f"genotype ({trained.key.get('genotype_path', 'see its ' + CONFIG)})")
+        dataset = trained.dataset
+        channels = channels_of(train_config(trained.config, dataset), trained.size)
+        layers = train_config(trained.config, dataset).layers
+        num_classes = trained.metrics.get("num_classes") or get_dataset(dataset).num_classes
         source = f"trained weights from {run}"
     spec = get_dataset(dataset)
     if checkpoint is None:
@@ -349,19 +348,14 @@ def build_pair(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", siz
     net_cls = spec.network_class()
     torch.manual_seed(seed)
     try:
-        binary = net_cls(genotype, C=channels, num_classes=num_classes, layers=layers, auxiliary=state is not None
-                         and any(k.startswith("auxiliary.") for k in state), precision=BINARY)
+        binary = (trained_network(trained, num_classes=num_classes) if trained is not None else
+                  net_cls(genotype, C=channels, num_classes=num_classes, layers=layers, auxiliary=False, precision=BINARY))
         real = net_cls(genotype, C=channels, num_classes=num_classes, layers=layers, auxiliary=False, precision=REAL)
     except ValueError as exc:
         raise CpnasError(f"cannot build the {dataset} network with C={channels}, {layers} cells: {exc}") from None
-    if state is None:
+    if trained is None:
         trained_looking_bn(binary, seed)
         trained_looking_bn(real, seed)
-    else:
-        try:
-            binary.load_state_dict(state)
-        except RuntimeError as exc:
-            raise CpnasError(f"{checkpoint}: the checkpoint does not fit the network ({str(exc).splitlines()[0]})") from None
     binary.auxiliary = None
     info = {"dataset": dataset, "channels": channels, "layers": layers, "num_classes": num_classes,
             "image_size": tcfg.image_size, "weights": source}

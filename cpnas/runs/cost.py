@@ -1,204 +1,27 @@
-"""One run layer, its data half: what a run is (:class:`RunSpec`) and where every run lives.
-
-Every study — notebooks 02-05, the ablation (:mod:`cpnas.ablation`), the proxy check
-(:mod:`cpnas.proxy`) and the recipe study (:mod:`cpnas.recipe`) — describes its runs as
-:class:`RunSpec` values (a search, :class:`SearchSpec`, or a fixed genotype, then one
-training) and hands them to :func:`cpnas.evaluation.run_or_load` or
-:func:`cpnas.evaluation.run_all`, the one run-or-load and the one parallel runner. This
-module imports neither search nor training, so both can ask it where their runs go.
-
-* The cache key of a training is :func:`cpnas.evaluation.run_key` (checked by
-  :func:`cpnas.evaluation.train_or_load`); that of a search is the search and data
-  sections of its config (checked by :func:`cpnas.search.search_or_load`).
-* The layout of ``results/<scale>/`` is computed here and nowhere else::
-
-      search/<search name>/seed<N>          searches of notebooks 02-04, the proxy and the recipe study
-      train/<name>/seed<N>                  trainings of notebooks 03-04
-      ablation/search/<search name>/seed<N> the ablation's searches (notebook 05)
-      ablation/train/<name>/seed<N>         the ablation's trainings
-      proxy/train/<cell>/<budget>/seed<N>   the proxy check's trainings
-      recipe/{sweep,full}/<name>/seed<N>    the recipe study's trainings
-      submitit/                             logs of runs sent through submitit
-
-  A search name is the strategy, ``-beta<β>`` when β_P is given, prefixed by the
-  dataset when it is not :data:`cpnas.data.DEFAULT_DATASET`.
-"""
+"""What the finished runs recorded: their wall-clock summed per study (the budget of ``make reproduce``), and a
+comparison of this checkout's runs with another's re-run (``python -m cpnas.runs``)."""
 
 from __future__ import annotations
 
-import logging
 import os
 import statistics
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Sequence
 
-from cpnas.data.registry import DEFAULT_DATASET
 from cpnas.errors import CpnasError
 from cpnas.paths import results_dir
+from cpnas.runs.files import COST, GENOTYPE, METRICS, PARENT_DIR
+from cpnas.runs.layout import study_dir
+from cpnas.runs.spec import RunSpec
 
-if TYPE_CHECKING:
-    from cpnas.config import Config
-    from cpnas.genotype import Genotype
-
-log = logging.getLogger(__name__)
-
-Overrides = tuple[tuple[str, Any], ...]
-"""Dotted config overrides as a sorted tuple of pairs (a frozen spec holds no dict)."""
-
-METRICS = "metrics.json"
-"""Written last by a training (:func:`cpnas.evaluation.train_genotype`): its presence marks the run finished."""
-
-GENOTYPE = "genotype.json"
-"""The cell a search found (:meth:`cpnas.genotype.Genotype.save`)."""
-
-PARENT_DIR = "parent"
-"""The sub-folder of a training holding the 32-bit Parent it trained first (the ``H = Parent`` kernel term)."""
-
-
-# --------------------------------------------------------------------------- layout
-
-
-def study_dir(scale: str, study: str | None = None) -> Path:
-    """``results/<scale>`` (the notebooks' runs) or ``results/<scale>/<study>`` (a study's own runs)."""
-    root = results_dir(scale)
-    return root if study is None else root / study
-
-
-def search_name(strategy: str, beta_p: float | None = None, dataset: str = DEFAULT_DATASET,
-                variant: str | None = None) -> str:
-    """``<strategy>[-beta<β>][-<variant>]``, prefixed by ``<dataset>-`` off the default dataset."""
-    name = strategy if beta_p is None else f"{strategy}-beta{beta_p:g}"
-    if variant:
-        name = f"{name}-{variant}"
-    return name if dataset == DEFAULT_DATASET else f"{dataset}-{name}"
-
-
-def search_dir(scale: str, strategy: str, seed: int, beta_p: float | None = None,
-               dataset: str = DEFAULT_DATASET, *, study: str | None = None, variant: str | None = None) -> Path:
-    """``results/<scale>[/<study>]/search/<search name>/seed<N>``."""
-    return study_dir(scale, study) / "search" / search_name(strategy, beta_p, dataset, variant) / f"seed{seed}"
-
-
-def stage_dir(scale: str, study: str | None = None, stage: str = "train") -> Path:
-    """The folder holding one folder per training of a stage: ``results/<scale>[/<study>]/<stage>``."""
-    return study_dir(scale, study) / stage
-
-
-def train_dir(scale: str, name: str, seed: int, *, study: str | None = None, stage: str = "train") -> Path:
-    """``results/<scale>[/<study>]/<stage>/<name>/seed<N>`` (``name`` may hold a ``/``: the proxy's cell/budget)."""
-    return stage_dir(scale, study, stage) / name / f"seed{seed}"
-
-
-def submitit_dir(scale: str) -> Path:
-    """``results/<scale>/submitit``: logs of the runs sent through submitit (:mod:`cpnas.parallel`)."""
-    return results_dir(scale) / "submitit"
-
-
-# --------------------------------------------------------------------------- specs
-
-
-def overrides(mapping: Mapping[str, Any] | None) -> Overrides:
-    """``{key: value}`` as :data:`Overrides` (sorted, so equal mappings give equal specs)."""
-    return tuple(sorted((mapping or {}).items()))
-
-
-def apply(cfg: "Config", over: Overrides) -> "Config":
-    """``cfg`` with ``over`` applied and checked (the same config :func:`cpnas.config.get_config` builds)."""
-    from cpnas.config import apply_overrides, check_consistency
-
-    return check_consistency(apply_overrides(cfg, dict(over))) if over else cfg
-
-
-@dataclass(frozen=True)
-class SearchSpec:
-    """What to search: strategy, seed, β_P (``None``: the config's), dataset, config overrides, and whose it is.
-
-    ``study`` places it (``None``: ``results/<scale>/search``, shared by the notebooks, the
-    proxy and the recipe study; ``"ablation"``: the ablation's own). ``variant`` names a search
-    whose overrides change the method, not its size (``gap``: ``search.indicator=gap_penalty``),
-    so that it gets its own folder. ``data_root`` is the
-    search's data folder when it differs from the training's (a CIFAR-10 search for an
-    ImageNet training); it is not part of the run's identity.
-    """
-
-    strategy: str
-    seed: int = 0
-    beta_p: float | None = None
-    dataset: str = DEFAULT_DATASET
-    overrides: Overrides = ()
-    study: str | None = None
-    data_root: str | None = field(default=None, compare=False)
-    variant: str | None = None
-
-    def out(self, scale: str) -> Path:
-        return search_dir(scale, self.strategy, self.seed, self.beta_p, self.dataset, study=self.study,
-                          variant=self.variant)
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One run: a search (``search``) or a fixed ``genotype`` (a :class:`Genotype` or a JSON path), then one training.
-
-    The training is ``name`` at ``size``, ``loss``, ``precision`` on ``dataset`` with
-    ``seed``, on the base config given to :func:`cpnas.evaluation.run_or_load` plus ``overrides``. Its
-    folder is :func:`train_dir` of ``folder`` (default ``name``), ``study`` and ``stage``.
-    """
-
-    name: str
-    seed: int = 0
-    search: SearchSpec | None = None
-    genotype: "Genotype | str | None" = None
-    size: str = "small"
-    loss: str = "cp"
-    precision: str = "binary"
-    dataset: str = DEFAULT_DATASET
-    overrides: Overrides = ()
-    study: str | None = None
-    stage: str = "train"
-    folder: str | None = None
-
-    def __post_init__(self) -> None:
-        if (self.search is None) == (self.genotype is None):
-            raise CpnasError(f"run {self.name!r}: give exactly one of 'genotype' or 'search'")
-
-    def out(self, scale: str) -> Path:
-        return train_dir(scale, self.folder or self.name, self.seed, study=self.study, stage=self.stage)
-
-    def is_done(self, scale: str) -> bool:
-        return (self.out(scale) / METRICS).exists()
-
-    def waits_for_a_cell(self) -> bool:
-        """A fixed genotype path that does not exist yet: the output of another run of the same batch."""
-        return isinstance(self.genotype, (str, os.PathLike)) and not Path(self.genotype).is_file()
-
-
-def first_per_key(items: Sequence[Any], key: Callable[[Any], Any]) -> list[Any]:
-    """The first item of each ``key(item)``, in the order given."""
-    seen: set[Any] = set()
-    out = []
-    for item in items:
-        k = key(item)
-        if k not in seen:
-            seen.add(k)
-            out.append(item)
-    return out
-
-
-def unique(specs: Sequence[RunSpec], scale: str) -> list[RunSpec]:
-    """One spec per training folder, in the order given (studies share runs: computed once)."""
-    return first_per_key(specs, lambda spec: spec.out(scale))
-
-
-# --------------------------------------------------------------------------- cost
 
 REPRODUCE_STUDIES: tuple[str | None, ...] = (None, "ablation")
 """The folders ``make reproduce`` computes in: the notebooks' (``results/<scale>/{search,train}``) and the
 ablation's (notebooks 03 and 05). The proxy check and the recipe study have their own targets."""
 
 
-RECORD_FILES = {"search": "cost.json", "train": METRICS}
+RECORD_FILES = {"search": COST, "train": METRICS}
 """The file in which a finished run folder of each kind records its wall-clock (``wall_clock_s``)."""
 
 
@@ -256,7 +79,7 @@ def recorded_cost(scale: str, studies: Sequence[str | None] = REPRODUCE_STUDIES)
     for study in studies:
         root = study_dir(scale, study)
         for kind, pattern in (("search", "search/*/seed*/"), ("train", "train/*/seed*/"),
-                              ("train", "train/*/seed*/parent/")):
+                              ("train", f"train/*/seed*/{PARENT_DIR}/")):
             for f in sorted(root.glob(pattern + RECORD_FILES[kind])):
                 seconds = recorded_seconds(f.parent, kind)
                 if seconds is not None:
@@ -365,7 +188,7 @@ def compare(other: str | os.PathLike, scale: str,
                 a, b = (recorded_number(x, "top1") for x in (f, g))
                 rows.append({"kind": "train", "run": str(f.parent.relative_to(results_dir(scale))),
                              "top1": a, "other top1": b, "difference": b - a})
-        for f in sorted(root.glob("search/*/seed*/genotype.json")):
+        for f in sorted(root.glob("search/*/seed*/" + GENOTYPE)):
             g = twin / f.relative_to(root)
             if g.is_file():
                 rows.append({"kind": "search", "run": str(f.parent.relative_to(results_dir(scale))),
@@ -416,7 +239,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{p.prog}: error: {e}", file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
