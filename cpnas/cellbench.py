@@ -133,7 +133,7 @@ def all_cells(scale: str) -> tuple[BenchCell, ...]:
 def run_all(scale: str, cells: Sequence[BenchCell] | None = None, *, jobs: int = 1, data_root: str | None = None,
             replicates: bool = True) -> None:
     """Train every unfinished run of ``cells`` (default :func:`all_cells`), ``jobs`` one-thread runs at a time."""
-    from cpnas.evaluation import run_all as run_all_specs
+    from cpnas.runs import run_all as run_all_specs
 
     cells = all_cells(scale) if cells is None else cells
     todo = [s for s in specs(cells, replicates=replicates) if not s.is_done(scale)]

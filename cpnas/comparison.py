@@ -192,7 +192,7 @@ def search_arms(budget: str, seeds: Sequence[int], arms: Sequence[str] = ("cpnas
 
 def _search_job(scale: str, spec: Any, data_root: Any = None) -> str:
     from cpnas.config import get_config
-    from cpnas.evaluation import search_of
+    from cpnas.runs import search_of
 
     return str(search_of(spec, get_config(scale), data_root=data_root).out)
 

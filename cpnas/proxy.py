@@ -161,7 +161,7 @@ def genotype_of(scale: str, cell: ProxyCell, data_root: str | None = None, *, se
         if not path.exists():
             raise CpnasError(f"{cell.name}: no finished search at {search_dir(scale, cell)}")
         return load_genotype(path)
-    from cpnas.evaluation import search_of
+    from cpnas.runs import search_of
 
     return search_of(spec, get_config(scale), data_root=data_root).genotype
 
@@ -169,7 +169,7 @@ def genotype_of(scale: str, cell: ProxyCell, data_root: str | None = None, *, se
 def run_all(scale: str, cells: tuple[ProxyCell, ...] = CELLS, budgets: tuple[str, ...] = ("cpu", "short"), *,
             jobs: int = 1, data_root: str | None = None, executor: str = "local", slurm: Any = None) -> None:
     """Every missing run, budget-major in the order given (``cpu`` first by default), ``jobs`` at a time."""
-    from cpnas.evaluation import run_all as run_all_specs
+    from cpnas.runs import run_all as run_all_specs
 
     todo = [(c, b) for b in budgets for c in cells if finished_run(scale, c, b) is None]
     if todo:

@@ -106,7 +106,7 @@ def cell_genotype(scale: str, cell: str, data_root: str | None = None):
     search = _CELL_SEARCHES.get(cell)
     if search is None:
         return DARTS_V2
-    from cpnas.evaluation import search_of
+    from cpnas.runs import search_of
 
     return search_of(search, get_config(scale), data_root=data_root).genotype
 
@@ -115,7 +115,7 @@ def run_all(scale: str, variants: list[str], seeds: list[int], *, full: bool = F
             data_root: str | None = None, cell: str = "darts_v2", executor: str = "local",
             slurm: Any = None) -> list[dict]:
     """Every run of ``variants`` × ``seeds`` (seed-major), missing ones computed ``jobs`` at a time; their metrics."""
-    from cpnas.evaluation import run_all as run_all_specs
+    from cpnas.runs import run_all as run_all_specs
 
     pairs = [(v, s) for s in seeds for v in variants]
     results = run_all_specs([run_spec(scale, v, s, full=full, cell=cell) for v, s in pairs], get_config(scale),

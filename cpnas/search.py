@@ -55,7 +55,7 @@ class SearchResult:
 def default_search_dir(scale: str, strategy: str, seed: int, beta_p: float | None = None,
                        dataset: str = D.DEFAULT_DATASET) -> Path:
     """``results/<scale>/search/<strategy>[-beta<β>]/seed<N>``: the notebooks' searches (:mod:`cpnas.runs`)."""
-    from cpnas.runs import search_dir
+    from cpnas.runs.layout import search_dir
 
     return search_dir(scale, strategy, seed, beta_p, dataset)
 

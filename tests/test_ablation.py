@@ -132,7 +132,7 @@ def test_run_all_trains_a_cell_of_the_sweep_after_its_search(tmp_path, monkeypat
 
 
 def test_train_many_trains_in_workers_then_loads(tmp_path, monkeypatch, data_dir):
-    from cpnas.evaluation import train_many
+    from cpnas.runs import train_many
 
     monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
     cfg = get_config("smoke")

@@ -14,7 +14,7 @@ from cpnas import runs as R
 from cpnas import table_runs
 from cpnas.config import get_config
 from cpnas.errors import CpnasError
-from cpnas.evaluation import run_or_load, run_specs
+from cpnas.runs import run_or_load, run_specs
 from cpnas.genotype import DARTS_V2
 from cpnas.paths import project_root
 
@@ -213,3 +213,22 @@ def test_compare_pairs_the_runs_both_checkouts_finished(tmp_path, monkeypatch, c
     assert R.main(["--compare", str(there)]) == 0 and "1 of 2" in capsys.readouterr().out
     assert R.main(["--compare", str(tmp_path / "nowhere")]) == 2
     assert "no results/cpu under" in capsys.readouterr().err
+
+
+def test_each_stage_finds_loads_and_keys_a_committed_run():
+    """SEARCH and TRAIN (cpnas.runs): the folder, is_finished, load and key of committed finished runs."""
+    from cpnas.genotype import Genotype, load_genotype
+    from cpnas.runs import SEARCH, TRAIN
+
+    spec = next(s for s in C.specs(C.all_cells(SCALE)) if s.is_done(SCALE) and s.search is None)
+    folder = TRAIN.folder(spec, SCALE)
+    assert folder == spec.out(SCALE) and TRAIN.is_finished(folder) and not TRAIN.is_finished(folder / "nope")
+    metrics = TRAIN.load(folder)
+    assert TRAIN.key(spec, get_config(SCALE), Genotype.from_dict(metrics["genotype"])) == metrics["run"]
+    assert TRAIN.key(spec, get_config(SCALE), DARTS_V2 if metrics["genotype"] != DARTS_V2.to_dict()
+                     else C.uniform_genotype(0)) != metrics["run"]  # another cell is another run
+    search = table2_runs((0,))["CP-NAS*"][0].search
+    found = SEARCH.folder(search, SCALE)
+    assert found == R.search_dir(SCALE, "cpnas", 0) and SEARCH.is_finished(found)
+    assert SEARCH.load(found).genotype == load_genotype(found / R.GENOTYPE)
+    assert set(SEARCH.key(search, get_config(SCALE))) == {"search", "data"}

@@ -327,14 +327,14 @@ def unique_runs(runs: Sequence[Run], scale: str) -> list[Run]:
 def run_all(runs: Sequence[Run], scale: str, *, jobs: int = 1, data_root: str | os.PathLike | None = None,
             device: str = "auto", dataset: str = DEFAULT_DATASET, executor: str = "local",
             slurm: Any = None) -> list[dict[str, Any]]:
-    """Compute every missing run (``jobs`` one-thread workers, :func:`cpnas.evaluation.run_all`), then load all rows.
+    """Compute every missing run (``jobs`` one-thread workers, :func:`cpnas.runs.run_all`), then load all rows.
 
     Runs whose training is finished are skipped; interrupted ones resume from their
     checkpoints; a run on the cell another run of the sweep finds waits for it. A run
     failing with a :class:`CpnasError` does not stop the others; one error listing the
     failures is raised at the end.
     """
-    from cpnas.evaluation import run_all as run_all_specs
+    from cpnas.runs import run_all as run_all_specs
 
     todo = [r for r in unique_runs(runs, scale) if not is_done(r, scale)]
     # seed-major order: a sweep stopped part-way has every point at seed 0 before any at seed 1

@@ -64,7 +64,7 @@ class RunSpec:
     """One run: a search (``search``) or a fixed ``genotype`` (a :class:`Genotype` or a JSON path), then one training.
 
     The training is ``name`` at ``size``, ``loss``, ``precision`` on ``dataset`` with
-    ``seed``, on the base config given to :func:`cpnas.evaluation.run_or_load` plus ``overrides``. Its
+    ``seed``, on the base config given to :func:`cpnas.runs.run_or_load` plus ``overrides``. Its
     folder is :func:`train_dir` of ``folder`` (default ``name``), ``study`` and ``stage``.
     """
 
