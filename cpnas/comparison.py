@@ -285,7 +285,7 @@ def conv_share_test(scale: str, budget: str) -> dict[str, Any]:
     for beta in BETAS:
         strategy, b = ("bnas", None) if beta == 0 else ("cpnas", beta)
         name = R.search_name(strategy, b, variant=budget)
-        for path in sorted((R.study_dir(scale, STUDY) / "search" / name).glob("seed*/genotype.json")):
+        for path in sorted((R.study_dir(scale, STUDY) / "search" / name).glob("seed*/" + R.GENOTYPE)):
             g = load_genotype(path)
             edges = sum(len(g.cell(kind)[0]) for kind in ("normal", "reduce"))
             betas.append(beta)
@@ -352,6 +352,7 @@ def run(scale: str, budget: str, *, jobs: int = 1, data_root: Any = None) -> Non
     stopping rule until it asks for nothing or every arm it names has :data:`MAX_SEEDS` seeds."""
     from cpnas import cellbench
     from cpnas.errors import CpnasError
+    from cpnas.runs import GENOTYPE
 
     def train_found() -> None:
         cells = [c for c in cellbench.searched_cells(scale) if c.name.startswith(f"{STUDY}-")]
@@ -365,7 +366,7 @@ def run(scale: str, budget: str, *, jobs: int = 1, data_root: Any = None) -> Non
     while True:
         values, _ = arm_values(scale, budget)
         todo = [s for s in planned_searches(values, beta_values(scale, budget), budget)
-                if not (s.out(scale) / "genotype.json").is_file()]
+                if not (s.out(scale) / GENOTYPE).is_file()]
         if not todo:
             return
         run_searches(scale, todo, jobs=jobs, data_root=data_root)
@@ -377,7 +378,7 @@ def run(scale: str, budget: str, *, jobs: int = 1, data_root: Any = None) -> Non
 def main(argv: Sequence[str] | None = None) -> int:
     import sys
 
-    from cpnas.cli.common import run_study, study_parser
+    from cpnas.arguments import run_study, study_parser
     from cpnas.ranking import BUDGETS
 
     p = study_parser("python -m cpnas.comparison", __doc__.split("\n\n")[0], ("cpu", "smoke"))
