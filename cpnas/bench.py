@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import platform
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ from cpnas.io import write_json, write_text
 from cpnas.networks import SearchNetwork, memory_format_for
 from cpnas.ops import PRIMITIVES
 from cpnas.paths import portable
+from cpnas.runs.files import HISTORY
 from cpnas.space import Path as ArchPath
 from cpnas.space import covering_path
 from cpnas.timing import load_average as _load_avg, median_time as _time
@@ -95,9 +95,8 @@ NAIVE_BINARY = _NaivePrecision(binary=True)
 
 def _median_step(net, path, x, y, steps: int, warmup: int) -> float:
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    times = []
-    for i in range(warmup + steps):
-        t0 = time.perf_counter()
+
+    def step():
         opt.zero_grad(set_to_none=True)
         with accel.autocast(x.device):  # --amp bf16 on CUDA (cpnas.accel); a no-op otherwise
             loss = torch.nn.functional.cross_entropy(net(x, path), y)
@@ -105,9 +104,8 @@ def _median_step(net, path, x, y, steps: int, warmup: int) -> float:
         opt.step()
         if x.is_cuda:
             torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+
+    return _time(step, reps=steps, warmup=warmup)
 
 
 def throughput(batch: int = 64, steps: int = 5, warmup: int = 2, device: str = "cpu",
@@ -265,9 +263,8 @@ def _training_throughput(channels: tuple[int, ...], steps: int, warmup: int, dev
         net.to(memory_format=fmt).train()
         xi = x.contiguous(memory_format=fmt)
         opt = recipe_optimizer(net, t)
-        times = []
-        for i in range(warmup + steps):
-            t0 = time.perf_counter()
+
+        def step(net=net, xi=xi, opt=opt):
             opt.zero_grad(set_to_none=True)
             logits = net(xi)
             logits = logits[0] if isinstance(logits, tuple) else logits
@@ -275,9 +272,8 @@ def _training_throughput(channels: tuple[int, ...], steps: int, warmup: int, dev
             opt.step()
             if dev.type == "cuda":
                 torch.cuda.synchronize()
-            if i >= warmup:
-                times.append(time.perf_counter() - t0)
-        step_s = statistics.median(times)
+
+        step_s = _time(step, reps=steps, warmup=warmup)
         out[f"C{c}"] = {"step_s": step_s, "img_per_s": t.batch_size / step_s,
                         "img_per_s_per_thread": t.batch_size / step_s / torch.get_num_threads(),
                         "memory_format": "channels_last" if fmt == torch.channels_last else "contiguous"}
@@ -576,7 +572,7 @@ def data_parallel(work: Path, procs: tuple[int, ...] = (1, 2)) -> dict[str, Any]
         subprocess.run([*launcher, "-q", "train", "--genotype", str(genotype), "--scale", "smoke", "--dataset",
                         "synthetic", "--device", "cpu", "--loss", "ce", "--out", str(run_dir), *sets],
                        env=env, check=True, capture_output=True)
-        history = json.loads((run_dir / "history.json").read_text())
+        history = json.loads((run_dir / HISTORY).read_text())
         images = DATA_PARALLEL_SET["data.synthetic_train"]
         out["runs"][n] = {"seconds": history[-1]["seconds"], "images_per_s": images / history[-1]["seconds"]}
     base = out["runs"][procs[0]]["images_per_s"]

@@ -133,7 +133,7 @@ def all_cells(scale: str) -> tuple[BenchCell, ...]:
 def run_all(scale: str, cells: Sequence[BenchCell] | None = None, *, jobs: int = 1, data_root: str | None = None,
             replicates: bool = True) -> None:
     """Train every unfinished run of ``cells`` (default :func:`all_cells`), ``jobs`` one-thread runs at a time."""
-    from cpnas.evaluation import run_all as run_all_specs
+    from cpnas.runs import run_all as run_all_specs
 
     cells = all_cells(scale) if cells is None else cells
     todo = [s for s in specs(cells, replicates=replicates) if not s.is_done(scale)]
@@ -237,7 +237,7 @@ def write_table(scale: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cpnas.cli.common import name_list, run_study, study_parser
+    from cpnas.arguments import name_list, run_study, study_parser
 
     p = study_parser("python -m cpnas.cellbench", __doc__.split("\n\n")[0], ("cpu", "smoke"))
     p.add_argument("--cells", default=None, help="comma-separated cell names (default: all, in training order)")

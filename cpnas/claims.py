@@ -23,6 +23,8 @@ import statistics
 from typing import Any, Sequence
 
 from cpnas import ablation as A
+from cpnas import stats, table_runs
+from cpnas.cells import same_cells
 from cpnas.errors import CpnasError
 
 NOT_MEASURED = "not measured yet"
@@ -39,7 +41,7 @@ def _summary(values: Sequence[float], unit: str = "%") -> str:
 def _verdict_text(v: dict[str, Any]) -> str:
     if v.get("diff") is None:
         return NOT_MEASURED
-    return f"**{v['verdict']}** — {A.in_words(v)}; {A.verdict_words(v)}"
+    return f"**{v['verdict']}** — {in_words(v)}; {verdict_words(v)}"
 
 
 def _values(rows: Sequence[dict[str, Any]], study: str, key: str, value: Any, field: str = "top1") -> list[float]:
@@ -47,9 +49,9 @@ def _values(rows: Sequence[dict[str, Any]], study: str, key: str, value: Any, fi
 
 
 def _judge(rows: Sequence[dict[str, Any]], study: str, tests: Sequence[tuple[Any, Any, int]], by: str = "label",
-           chance: float = A.CHANCE_TOP1) -> list[dict[str, Any]]:
-    """:func:`cpnas.ablation.judged`, with a side of fewer than 2 seeds read as :data:`NOT_MEASURED`."""
-    return [_measured(d) for d in A.judged(rows, study, tests, by=by, chance=chance)]
+           chance: float = stats.CHANCE_TOP1) -> list[dict[str, Any]]:
+    """:func:`cpnas.stats.judged`, with a side of fewer than 2 seeds read as :data:`NOT_MEASURED`."""
+    return [_measured(d) for d in stats.judged(rows, study, tests, by=by, chance=chance)]
 
 
 def _measured(d: dict[str, Any]) -> dict[str, Any]:
@@ -61,12 +63,12 @@ def _row(artifact: str, paper: str, ours: str, v: dict[str, Any], scale_note: st
 
 
 def table1_claims(rows: Sequence[dict[str, Any]], scale_note: str) -> list[dict[str, str]]:
-    """Table 1's three comparisons (:data:`cpnas.ablation.TABLE1_CLAIMS`), Holm over the three."""
+    """Table 1's three comparisons (:data:`cpnas.table_runs.TABLE1_CLAIMS`), Holm over the three."""
     papers = {"CP-NAS (Medium)": "5.72 % vs 8.29 % error", "CP-NAS (Small)": "(no cross-entropy row)",
               "CP-NAS (Large)": "4.73 % vs 6.5 % error"}
-    tests = _judge(rows, "table1", [(a, b, s) for a, b, s, _ in A.TABLE1_CLAIMS])
+    tests = _judge(rows, "table1", [(a, b, s) for a, b, s, _ in table_runs.TABLE1_CLAIMS])
     out = []
-    for (a, b, _, claim), v in zip(A.TABLE1_CLAIMS, tests):
+    for (a, b, _, claim), v in zip(table_runs.TABLE1_CLAIMS, tests):
         ours = (f"top-1 {a}: {_summary(_values(rows, 'table1', 'label', a))}; "
                 f"{b}: {_summary(_values(rows, 'table1', 'label', b))}")
         out.append(_row(f"Table 1: {claim}", papers[a], ours, v, scale_note))
@@ -89,7 +91,7 @@ def fig6_claims(rows: Sequence[dict[str, Any]], scale_note: str) -> list[dict[st
     out.append(_row(f"Fig. 6 (left): and falls beyond (β_P = 2 vs {top:g})", "a figure, no numbers",
                     f"β_P = 2: {at('beta', 2.0)}; β_P = {top:g}: {at('beta', top)}", fall, scale_note))
     # β_P = 2 vs 0.5 under each reading of Eq. 1, Holm over the two readings
-    for d in A.gap_judged(rows):
+    for d in gap_judged(rows):
         reading = "printed" if d["study"] == "beta" else "gap_penalty"
         out.append(_row(f"Fig. 6 (left), Eq. 1 read as `{reading}`: β_P = 2 beats β_P = 0.5", "a figure, no numbers",
                         f"β_P = 2: {at(d['study'], 2.0)}; β_P = 0.5: {at(d['study'], 0.5)}", _measured(d),
@@ -170,21 +172,21 @@ def table3_claim(tolerance: float = 0.01) -> dict[str, str]:
 
 def collect(scale: str) -> list[dict[str, str]]:
     """Every claim row from the finished runs at ``scale`` (nothing is computed; missing runs read as such)."""
-    from cpnas.evaluation import table2_runs
+    from cpnas.cells import genotype_table
     from cpnas.io import read_json
     from cpnas.runs import METRICS
     from cpnas.tables import default_genotype_path
 
-    t1 = A.load_rows(A.table1_runs(A.default_table1_seeds(scale)), scale)
+    t1 = A.load_rows(table_runs.table1_runs(table_runs.default_table1_seeds(scale)), scale)
     study_runs = A.all_runs(default_genotype_path(scale), seeds=A.default_seeds(scale),
                             loss_seeds=A.default_loss_seeds(scale))
     rows = A.load_rows(study_runs, scale)
     note = f"`{scale}` study sizes (cpnas.ablation.ABLATION_SIZES)"
     out = table1_claims(t1, note) + fig6_claims(rows, note)
-    out.append(conv_share_claim(A.genotype_table(A.beta_runs(A.default_seeds(scale)), scale), note))
+    out.append(conv_share_claim(genotype_table(A.beta_runs(A.default_seeds(scale)), scale), note))
     out += loss_claims(rows, note)
     t2 = {label: [read_json(s.out(scale) / METRICS)["top1"] for s in specs if s.is_done(scale)]
-          for label, specs in table2_runs((0, 1, 2)).items()}
+          for label, specs in table_runs.table2_runs((0, 1, 2)).items()}
     out.append(table2_claim(t2["CP-NAS*"], t2["CP-NAS**"], f"`{scale}` on Imagenette (10 classes)"))
     out.append(speed_claim(rows, note))
     out.append(table3_claim())
@@ -221,3 +223,161 @@ def splice(readme: str, table: str) -> str:
     """``readme`` with its claims table replaced by ``table``."""
     head, _, tail = _readme_parts(readme)
     return f"{head}{README_START}\n{table}\n{README_END}{tail}"
+
+
+# --------------------------------------------------------------------------- verdicts in words
+
+
+def in_words(d: dict[str, Any], unit: str = "points") -> str:
+    if d["diff"] is None:
+        return "not enough seeds to compare"
+    if d["diff"] == 0 and d["se"] == 0:
+        return "+0.00 points (every seed gave the same accuracy)"
+    noise = ("larger than the seed-to-seed noise, before any correction for multiple tests" if stats.significant(d)
+             else "within the seed-to-seed noise")
+    p = f"= {d['p']:.2f}" if d["p"] >= 0.01 else "< 0.01"
+    ci = "" if d.get("ci_low") is None else f", 95 % CI [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]"
+    if d.get("boot_low") is not None:
+        ci += f" (bootstrap [{d['boot_low']:+.2f}, {d['boot_high']:+.2f}])"
+    return f"{d['diff']:+.2f} {unit}, ± {d['se']:.2f} standard error{ci}, {d.get('test', 'Welch')} p {p} ({noise})"
+
+
+def verdict_words(v: dict[str, Any]) -> str:
+    """One verdict in words: the label, the Holm-adjusted p, and what the seeds could have detected."""
+    if v["verdict"] == "not evidence":
+        return "not evidence (a side within 3 points of chance)"
+    if v.get("diff") is None:
+        return "not measured"
+    p = v["p_adjusted"] if v.get("p_adjusted") is not None else v["p"]
+    text = f"{v['verdict']} (Holm-adjusted p = {p:.3f})"
+    if v["verdict"] == "not resolved" and v.get("mde") is not None:
+        text += (f"; these seeds could detect a difference of {v['mde']:.1f} points at 80 % power at the Holm "
+                 f"level")
+    return text
+
+
+def kendall_words(t: dict[str, Any], x: str, y: str) -> str:
+    """:func:`cpnas.stats.kendall`'s result in words (τ-b, p, the bootstrap interval, n)."""
+    if t["tau"] is None:
+        return f"Kendall τ-b between {x} and {y}: not enough cells (n = {t['n']})"
+    ci = "" if t["ci_low"] is None else f", 95 % bootstrap interval [{t['ci_low']:+.2f}, {t['ci_high']:+.2f}]"
+    p = f"= {t['p']:.3f}" if t["p"] >= 0.001 else "< 0.001"
+    return f"Kendall τ-b between {x} and {y}: {t['tau']:+.2f}{ci}, p {p} (n = {t['n']})"
+
+
+def table1_verdicts(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each claim of :data:`table_runs.TABLE1_CLAIMS` judged on the rows of :func:`table1_runs` (Welch over seeds, Holm over
+    the three; :func:`cpnas.stats.judged`), with ``claim`` and ``words`` added."""
+    rows = [r for r in rows if r["study"] == "table1"]
+    present = {r["label"] for r in rows}
+    claims = [c for c in table_runs.TABLE1_CLAIMS if c[0] in present and c[1] in present]
+    tests = stats.judged(rows, "table1", [(a, b, sign) for a, b, sign, _ in claims])
+    return [{**t, "claim": claim, "words": f"{in_words(t)}; {verdict_words(t)}"}
+            for (_, _, _, claim), t in zip(claims, tests)]
+
+
+def beta_verdict(rows: Sequence[dict[str, Any]]) -> str:
+    """In words, from the data: does accuracy rise with β_P up to 2 and fall beyond (§3.4)?
+
+    Two Welch tests over seeds, Holm-corrected together: β_P = 2 against β_P = 0 (the
+    rise) and against the largest β_P (the fall). Each gets a verdict (supported,
+    contradicted, not resolved, or not evidence near chance).
+    """
+    beta = [r for r in rows if r["study"] == "beta"]
+    s = stats.summarize(beta, "beta", by="beta_p")
+    if s.empty or len(s) < 3:
+        return "Too few β_P values have finished runs to judge the shape of the curve."
+    s = s.sort_values("beta_p")
+    best = s.loc[s["top1 mean"].idxmax()]
+    top = max(A.BETAS) if max(A.BETAS) in set(s["beta_p"]) else max(s["beta_p"])
+    if top <= A.PAPER_BETA:
+        return "The β_P > 2 runs have not finished yet: the shape of the curve cannot be judged."
+    rise, fall = stats.judged(beta, "beta", [(A.PAPER_BETA, 0.0, +1), (A.PAPER_BETA, top, +1)], by="beta_p")
+    labels = {rise["verdict"], fall["verdict"]}
+    overall = ("supported" if labels == {"supported"} else "contradicted" if "contradicted" in labels
+               else "not evidence" if "not evidence" in labels else "not resolved")
+    return (f"Mean top-1 peaks at β_P = {best['beta_p']:g} ({best['top1 mean']:.2f} %). "
+            f"The rise (β_P = 2 minus β_P = 0): {in_words(rise)}; {verdict_words(rise)}. "
+            f"The fall (β_P = 2 minus β_P = {top:g}): {in_words(fall)}; {verdict_words(fall)}. "
+            f"The paper's shape (up to β_P = 2, down beyond): {overall}.")
+
+
+def strategy_verdict(rows: Sequence[dict[str, Any]]) -> str:
+    """In words, from the data: does CP-NAS beat Random, PC-DARTS and BNAS† (Holm over the three), how fast?"""
+    strat = [r for r in rows if r["study"] == "strategy"]
+    s = stats.summarize(strat, "strategy")
+    if s.empty or "cpnas" not in set(s["label"]):
+        return "The CP-NAS runs of the strategy study have not finished yet."
+    others = [other for other in A.STRATEGIES if other != "cpnas" and other in set(s["label"])]
+    tests = stats.judged(strat, "strategy", [("cpnas", other, +1) for other in others])
+    parts = [f"CP-NAS minus {other}: {in_words(d)}; {verdict_words(d)}" for other, d in zip(others, tests)]
+    cost = s.set_index("label")["search (min)"]
+    speed = ""
+    if cost.get("pcdarts", float("nan")) > 0:  # NaN (no search recorded) compares false
+        ratio = cost["cpnas"] / cost["pcdarts"]
+        per_epoch = A.search_cost_projection(strat)
+        speed = (f" Search wall-clock here: CP-NAS {cost['cpnas']:.1f} min vs PC-DARTS {cost['pcdarts']:.1f} min "
+                 f"(ratio {ratio:.2f}, on this scale's schedules: {per_epoch['epochs_cpnas']:g} vs "
+                 f"{per_epoch['epochs_pcdarts']:g} epochs). Per epoch, projected to the paper's "
+                 f"{per_epoch['paper_epochs_cpnas']} vs {per_epoch['paper_epochs_pcdarts']} epochs: ratio "
+                 f"{per_epoch['ratio']:.2f} (the paper reports CP-NAS 30 % faster, a ratio of about 0.70).")
+    return "; ".join(parts) + "." + speed
+
+
+def gap_judged(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """β_P = 2 minus β_P = 0.5 under each reading of :data:`cpnas.ablation.READINGS`, Holm-corrected over the two.
+
+    One :func:`cpnas.stats.judged` result per reading (with ``study`` and ``reading`` added); a reading
+    without finished runs at both β_P has ``p = None``, which Holm leaves out.
+    """
+    judged_ = stats.judged_across(rows, [(study, A.PAPER_BETA, 0.5, +1) for study, _ in A.READINGS],
+                                   by="beta_p", chance=stats.CHANCE_TOP1)
+    return [{**d, "study": study, "reading": reading} for (study, reading), d in zip(A.READINGS, judged_)]
+
+
+def gap_verdict(rows: Sequence[dict[str, Any]]) -> str:
+    """In words: under each reading of Eq. 1, is β_P = 2 better than β_P = 0.5 (Fig. 6's rise)? Holm over the two."""
+    done = [d for d in gap_judged(rows) if d["n_a"] and d["n_b"]]
+    if not done:
+        return "The β_P = 0.5 and 2 runs of both readings have not finished yet."
+    return "; ".join(f"{d['reading']}: β_P = 2 minus β_P = 0.5: {in_words(d)}; {verdict_words(d)}"
+                     for d in done) + "."
+
+
+def loss_verdicts(rows: Sequence[dict[str, Any]], study: str = "loss") -> list[dict[str, Any]]:
+    """The full CP loss (Eq. 4) against each other variant of one loss study, Holm over the comparisons.
+
+    The paper's direction is +1 throughout (§2.4 proposes the full loss as the better one).
+    """
+    mine = [r for r in rows if r["study"] == study]
+    have = {r["label"] for r in mine}
+    full = "CP loss (Eq. 4)"
+    others = [v for v in A.LOSS_VARIANTS if v != full and v in have]
+    if full not in have or not others:
+        return []
+    tests = stats.judged(mine, study, [(full, other, +1) for other in others])
+    return [{**t, "claim": f"CP loss minus {other}", "words": f"{in_words(t)}; {verdict_words(t)}"}
+            for other, t in zip(others, tests)]
+
+
+def same_cells_in_words(table) -> str:
+    """:func:`cpnas.cells.same_cells` as sentences for the notebook, with the β_P that coincide at single seeds."""
+    groups = same_cells(table)
+
+    def names(g):
+        return ", ".join(f"{b:g}" for b in g)
+
+    text = ("Every β_P found different cells for at least one seed." if not groups else
+            "; ".join(f"β_P = {names(g)}" for g in groups) + " found the same cells at every seed (Eq. 1 ranked "
+            "every edge's ops alike), so their trainings are the same runs: in Fig. 6 these points repeat one result.")
+    beta = table[table["beta_p"].notna()] if len(table) else table
+    per_seed = []
+    for seed, grp in (beta.groupby("seed") if len(beta) else ()):
+        for digest, same in grp.groupby("cells"):
+            betas = tuple(sorted(float(b) for b in same["beta_p"]))
+            if len(betas) > 1 and betas not in groups:
+                per_seed.append(f"seed {seed}: β_P = {names(betas)}")
+    if per_seed:
+        text += " Same cells at single seeds: " + "; ".join(per_seed) + "."
+    distinct = beta["cells"].nunique() if len(beta) else 0
+    return text + f" In all, {len(beta)} searches found {distinct} distinct architectures."

@@ -21,7 +21,7 @@ training budget and joins the cell benchmark (:mod:`cpnas.cellbench`, study
 * the convolution share against β_P (§3.4): Kendall τ-b over the found cells, one test.
 
 Welch's test compares arms (their cells differ); the paired test is used wherever both
-arms share a cell and a seed (:func:`cpnas.ablation.pairing`). Each verdict carries its
+arms share a cell and a seed (:func:`cpnas.stats.pairing`). Each verdict carries its
 minimum detectable difference at its Holm level (:func:`cpnas.stats.mde`).
 
 **Order of the runs** (:data:`PHASES`): what decides the primary family first — CP-NAS
@@ -192,7 +192,7 @@ def search_arms(budget: str, seeds: Sequence[int], arms: Sequence[str] = ("cpnas
 
 def _search_job(scale: str, spec: Any, data_root: Any = None) -> str:
     from cpnas.config import get_config
-    from cpnas.evaluation import search_of
+    from cpnas.runs import search_of
 
     return str(search_of(spec, get_config(scale), data_root=data_root).out)
 
@@ -230,7 +230,7 @@ def arm_values(scale: str, budget: str) -> tuple[dict[str, list[float]], dict[st
             cell = f"{STUDY}-{name}-s{folder.name.removeprefix('seed')}"
             if cell in top1:
                 values.setdefault(arm, []).append(top1[cell])
-                minutes.setdefault(arm, []).append(read_json(folder / "cost.json")["wall_clock_s"] / 60)
+                minutes.setdefault(arm, []).append(read_json(folder / R.COST)["wall_clock_s"] / 60)
     return values, minutes
 
 
@@ -285,7 +285,7 @@ def conv_share_test(scale: str, budget: str) -> dict[str, Any]:
     for beta in BETAS:
         strategy, b = ("bnas", None) if beta == 0 else ("cpnas", beta)
         name = R.search_name(strategy, b, variant=budget)
-        for path in sorted((R.study_dir(scale, STUDY) / "search" / name).glob("seed*/genotype.json")):
+        for path in sorted((R.study_dir(scale, STUDY) / "search" / name).glob("seed*/" + R.GENOTYPE)):
             g = load_genotype(path)
             edges = sum(len(g.cell(kind)[0]) for kind in ("normal", "reduce"))
             betas.append(beta)
@@ -352,6 +352,7 @@ def run(scale: str, budget: str, *, jobs: int = 1, data_root: Any = None) -> Non
     stopping rule until it asks for nothing or every arm it names has :data:`MAX_SEEDS` seeds."""
     from cpnas import cellbench
     from cpnas.errors import CpnasError
+    from cpnas.runs import GENOTYPE
 
     def train_found() -> None:
         cells = [c for c in cellbench.searched_cells(scale) if c.name.startswith(f"{STUDY}-")]
@@ -365,7 +366,7 @@ def run(scale: str, budget: str, *, jobs: int = 1, data_root: Any = None) -> Non
     while True:
         values, _ = arm_values(scale, budget)
         todo = [s for s in planned_searches(values, beta_values(scale, budget), budget)
-                if not (s.out(scale) / "genotype.json").is_file()]
+                if not (s.out(scale) / GENOTYPE).is_file()]
         if not todo:
             return
         run_searches(scale, todo, jobs=jobs, data_root=data_root)
@@ -377,7 +378,7 @@ def run(scale: str, budget: str, *, jobs: int = 1, data_root: Any = None) -> Non
 def main(argv: Sequence[str] | None = None) -> int:
     import sys
 
-    from cpnas.cli.common import run_study, study_parser
+    from cpnas.arguments import run_study, study_parser
     from cpnas.ranking import BUDGETS
 
     p = study_parser("python -m cpnas.comparison", __doc__.split("\n\n")[0], ("cpu", "smoke"))

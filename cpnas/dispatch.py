@@ -28,15 +28,14 @@ import hashlib
 import json
 import os
 import platform
-import statistics
 import threading
-import time
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
 from cpnas.errors import CpnasError
+from cpnas.timing import median_times
 
 FORCE_ENV = "CPNAS_FORMS"
 
@@ -145,18 +144,9 @@ def _measuring_allowed() -> bool:
     return _get_current_dispatch_mode() is None and not torch.jit.is_tracing()
 
 
-def time_forms(runs: dict[str, Callable[[], object]], *, reps: int = 5, warmup: int = 1) -> dict[str, float]:
-    """Median seconds of each callable, the forms interleaved so a change of load hits all of them."""
-    for fn in runs.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(reps):
-        for name, fn in runs.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) for name, t in times.items()}
+def time_forms(runs: dict[str, Callable[[], object]]) -> dict[str, float]:
+    """Median seconds of each form's callable, interleaved (:func:`cpnas.timing.median_times`)."""
+    return median_times(runs, reps=5, warmup=1)
 
 
 def choose(op: str, key: Sequence[object], runs: Callable[[], dict[str, Callable[[], object]]] | None) -> str:

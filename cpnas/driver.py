@@ -36,11 +36,10 @@ from cpnas import dispatch, distributed
 from cpnas.errors import CpnasError
 from cpnas.io import load_checkpoint, save_checkpoint, write_json
 from cpnas.progress import progress
+from cpnas.runs.files import CHECKPOINT, HISTORY
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint.pt"
-HISTORY = "history.json"
 DRIVER_KEYS = ("epoch", "history", "elapsed", "torch_rng", "cuda_rng", "kernel_forms")
 """The checkpoint entries the driver owns; the caller's state sits beside them under its own keys."""
 

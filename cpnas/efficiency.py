@@ -422,13 +422,14 @@ def final_cell_readings(search_outs) -> "Any":
 
     from cpnas.genotype import genotype_from_ops, top2_genotype
     from cpnas.io import read_json
+    from cpnas.runs.files import INDICATOR
     from cpnas.paths import portable
 
     rows = []
     for out in map(Path, search_outs):
-        if not (out / "indicator.json").exists():
+        if not (out / INDICATOR).exists():
             continue
-        last = read_json(out / "indicator.json")["rounds"][-1]
+        last = read_json(out / INDICATOR)["rounds"][-1]
         kept, score = {}, {}
         for kind in ("normal", "reduce"):
             kept[kind] = [next(op for op in zbar if op != last["removed"][kind][e])

@@ -1,10 +1,8 @@
 """Training a found architecture (§3.1 "architecture evaluation"): build, train, measure, cache.
 
-* :func:`build_network` — the CIFAR (:class:`~cpnas.networks.NetworkCIFAR`) or
-  ImageNet (:class:`~cpnas.networks.NetworkImageNet`) evaluation network of a
-  genotype at a named size (small / medium / large = C 56 / 72 / 112 on CIFAR at
-  the paper scale; one size, C = 102, on ImageNet) and precision (``binary``,
-  ``real``, or Table 2's ``binary*`` / ``binary**``).
+* :func:`build_network` (:mod:`cpnas.runs.network`) — the evaluation network of a
+  genotype at a named size and precision; :func:`evaluate_run` measures a finished
+  training again, rebuilt by :func:`cpnas.runs.network.trained_network`.
 * :func:`train_genotype` — one training run with :func:`cpnas.train.fit`, writing
   ``config.json``, ``history.json``, ``checkpoint.pt`` and finally
   ``metrics.json`` (test error, top-1/top-5, parameters, memory, FLOPs, epochs,
@@ -12,9 +10,9 @@
 * :func:`train_or_load` — like :func:`cpnas.search.search_or_load`: load
   ``results/<scale>/train/<name>/seed<N>/metrics.json`` if it exists and its run key
   (:func:`run_key`) is today's, else train (or resume) the run.
-* :func:`run_or_load` and :func:`run_all` — the run layer's one run-or-load and one
-  parallel runner over the specs of :mod:`cpnas.runs` (search if needed, then train,
-  cached); every study goes through them, and :func:`train_many` (notebooks 03-04) too.
+
+The run layer (:mod:`cpnas.runs`: :func:`cpnas.runs.run_or_load`, :func:`cpnas.runs.run_all`)
+calls :func:`train_or_load` for the training stage of every run.
 
 With ``loss.kernel_source = "parent"`` the CP loss needs the trained
 full-precision Parent of the same genotype and size: it is trained first (plain
@@ -27,9 +25,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,51 +34,22 @@ from torch import nn
 from cpnas import data as D
 from cpnas.binary import get_precision
 from cpnas.config import Config, TrainConfig
-from cpnas.efficiency import SIZES
 from cpnas.errors import CpnasError
 from cpnas.genotype import Genotype
 from cpnas.io import load_checkpoint, read_json, remove_orphaned_temps, write_json
 from cpnas.losses import LOSSES, make_loss
 from cpnas.networks import memory_format_for
 from cpnas.paths import portable
-from cpnas.runs import METRICS, RunSpec, SearchSpec
-from cpnas.runs import apply as apply_spec
-from cpnas.runs import unique as unique_specs
+from cpnas.runs.files import CONFIG, GENOTYPE, METRICS, PARENT_DIR
+from cpnas.runs.network import build_network, channels_of, read_run, trained_network
 from cpnas.train import CHECKPOINT, FitResult, config_difference, fit, resolve_device
 
 log = logging.getLogger(__name__)
 
 """§3.1: three CIFAR-10 model sizes (C = 56 / 72 / 112 at the paper scale)."""
-PARENT_DIR = "parent"
-
-
 def train_config(cfg: Config, dataset: str) -> TrainConfig:
     """The training recipe of ``dataset``: the config section its registry entry names (§3.1)."""
     return D.train_config(cfg, dataset)
-
-
-def channels_of(tcfg: TrainConfig, size: str) -> int:
-    if size not in SIZES:
-        raise CpnasError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
-    return getattr(tcfg, f"channels_{size}")
-
-
-def build_network(genotype: Genotype, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, size: str = "small",
-                  precision: str = "binary", num_classes: int = 10) -> nn.Module:
-    """The evaluation network of ``genotype`` (§3.1) at ``size`` and ``precision``, on the current device.
-
-    The network class is the one the dataset's registry entry names. The auxiliary
-    tower is built when the recipe gives it a weight.
-    """
-    spec = D.get_dataset(dataset)
-    tcfg = spec.train_config(cfg)
-    C = channels_of(tcfg, size)
-    net_cls = spec.network_class()
-    try:
-        return net_cls(genotype, C=C, num_classes=num_classes, layers=tcfg.layers,
-                       auxiliary=tcfg.auxiliary_weight > 0, precision=get_precision(precision))
-    except ValueError as exc:  # e.g. FactorizedReduce needs an even channel count
-        raise CpnasError(f"cannot build the {dataset} network with C={C}, {tcfg.layers} cells: {exc}") from None
 
 
 def profile_network(genotype: Genotype, cfg: Config, *, dataset: str, size: str, precision: str,
@@ -199,7 +167,7 @@ def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, s
     from cpnas import accel
     loss_fn = make_loss(loss, model, num_classes=train.num_classes, config=cfg.loss, parent=parent,
                         label_smoothing=tcfg.label_smoothing, aux_weight=tcfg.auxiliary_weight)
-    write_json(out / "config.json", {**run, "genotype_path": portable(genotype_path),
+    write_json(out / CONFIG, {**run, "genotype_path": portable(genotype_path),
                                      "data_root": portable(data_root),
                                      "dataset_description": train.description})
     start = time.perf_counter()
@@ -239,7 +207,7 @@ def check_resume_identity(out: Path, key: dict[str, Any], *, resume: bool) -> No
     """
     from cpnas.driver import EpochDriver
 
-    config = out / "config.json"
+    config = out / CONFIG
     if config.is_file():
         stored = read_json(config)
         if not isinstance(stored, dict) or "genotype" not in stored:
@@ -339,8 +307,7 @@ def _trained_parent(genotype: Genotype, cfg: Config, out: Path, *, size: str, da
     log.info("training the full-precision Parent in %s (loss.kernel_source = 'parent')", out)
     train_genotype(genotype, cfg, out=out, size=size, dataset=dataset, data_root=data_root, seed=seed,
                    loss="ce", precision="real", resume=True, device=device, genotype_path=genotype_path)
-    parent = build_network(genotype, cfg, dataset=dataset, size=size, precision="real", num_classes=num_classes)
-    parent.load_state_dict(load_checkpoint(out / CHECKPOINT)["model"])
+    parent = trained_network(out, num_classes=num_classes)
     dev = resolve_device(device)
     parent.to(dev, memory_format=memory_format_for(parent, dev)).eval().requires_grad_(False)
     return parent
@@ -348,7 +315,7 @@ def _trained_parent(genotype: Genotype, cfg: Config, out: Path, *, size: str, da
 
 def default_train_dir(scale: str, name: str, seed: int) -> Path:
     """``results/<scale>/train/<name>/seed<N>`` (the layout the notebooks read; :mod:`cpnas.runs`)."""
-    from cpnas.runs import train_dir
+    from cpnas.runs.layout import train_dir
 
     return train_dir(scale, name, seed)
 
@@ -369,7 +336,7 @@ def train_or_load(name: str, genotype: Genotype | str | os.PathLike, cfg: Config
     out = Path(out) if out is not None else default_train_dir(cfg.scale, name, seed)
     genotype_path = None
     if search is not None:
-        genotype_path = Path(search.out) / "genotype.json"
+        genotype_path = Path(search.out) / GENOTYPE
     if not isinstance(genotype, Genotype):
         genotype_path = Path(genotype)
         genotype = load_genotype(genotype_path)
@@ -389,136 +356,10 @@ def train_or_load(name: str, genotype: Genotype | str | os.PathLike, cfg: Config
                           genotype_path=genotype_path, extra=extra)
 
 
-# --------------------------------------------------------------------------- the run layer's runner
-
-
-@dataclass
-class RunResult:
-    """A finished run: the training's metrics and, when it searched, its search."""
-
-    metrics: dict[str, Any]
-    search: Any = None  # the cpnas.search.SearchResult of its search, if it searched
-
-
-def search_of(search: SearchSpec, cfg: Config, *, data_root: str | os.PathLike | None = None,
-              device: str = "auto") -> Any:
-    """The :class:`~cpnas.search.SearchResult` of a spec's search, loaded or run (:func:`cpnas.search.search_or_load`).
-
-    ``cfg`` is the base config (its scale places the search); the spec's overrides go on top.
-    """
-    from cpnas.search import search_or_load
-
-    return search_or_load(search.strategy, apply_spec(cfg, search.overrides), seed=search.seed,
-                          beta_p=search.beta_p, dataset=search.dataset,
-                          data_root=search.data_root if search.data_root is not None else data_root,
-                          device=device, out=search.out(cfg.scale))
-
-
-def run_or_load(spec: RunSpec, cfg: Config, *, data_root: str | os.PathLike | None = None,
-                device: str = "auto") -> RunResult:
-    """The one run-or-load of :mod:`cpnas.runs`' specs: load the finished run, else search (or load the
-    search) and train or resume it (:func:`train_or_load`).
-
-    ``cfg`` is the base config (its scale places the run); the spec's overrides go on top.
-    The search reads ``spec.search.data_root`` if given, else ``data_root`` when it runs
-    on the training's dataset.
-    """
-    from cpnas.search import is_finished
-
-    search = None
-    genotype: Any = spec.genotype
-    if spec.search is not None:
-        s = spec.search
-        root = s.data_root if s.data_root is not None else (data_root if s.dataset == spec.dataset else None)
-        with _lock_unless(is_finished(s.out(cfg.scale)), s.out(cfg.scale)):  # another worker computing it: wait,
-            search = search_of(s, cfg, data_root=root, device=device)        # then load what it found
-        genotype = search.genotype
-    with _lock_unless(spec.is_done(cfg.scale), spec.out(cfg.scale)):
-        metrics = train_or_load(spec.name, genotype, apply_spec(cfg, spec.overrides), size=spec.size,
-                                dataset=spec.dataset, data_root=data_root, seed=spec.seed, loss=spec.loss,
-                                precision=spec.precision, device=device, search=search, out=spec.out(cfg.scale))
-    return RunResult(metrics, search)
-
-
-def _job(spec: RunSpec, cfg: Config, data_root: Any, device: str) -> dict[str, Any]:
-    """One worker job of :func:`run_all` (module level, so spawned workers can import it)."""
-    return run_or_load(spec, cfg, data_root=data_root, device=device).metrics
-
-
-def _lock_unless(finished: bool, folder: Path):
-    """:class:`cpnas.io.run_lock` of ``folder`` while its run is computed; a finished run is only read (no lock,
-    so a read-only checkout of finished runs loads)."""
-    import contextlib
-
-    from cpnas.io import run_lock
-
-    return contextlib.nullcontext() if finished else run_lock(folder)
-
-
-def _search_job(spec: RunSpec, cfg: Config, data_root: Any, device: str) -> None:
-    """One worker job of :func:`run_all`'s first round: the search ``spec`` needs, computed (or loaded)."""
-    from cpnas.io import run_lock
-
-    s = spec.search
-    root = s.data_root if s.data_root is not None else (data_root if s.dataset == spec.dataset else None)
-    with run_lock(s.out(cfg.scale)):
-        search_of(s, cfg, data_root=root, device=device)
-
-
-def run_all(specs: Sequence[RunSpec], cfg: Config, *, workers: int = 1,
-            data_root: str | os.PathLike | None = None, device: str = "auto", executor: str = "local",
-            slurm: Any = None, desc: str = "runs", names: Sequence[str] | None = None,
-            load: bool = True) -> list[RunResult] | None:
-    """The one parallel runner: every unfinished run of ``specs``, ``workers`` at a time
-    (:func:`cpnas.parallel.run_jobs`, any of its executors), then every run loaded.
-
-    Finished runs are not started; interrupted ones resume from their checkpoints. The
-    unfinished searches the runs need go first, one job per search (so no two jobs compute
-    one search), then the trainings; a run whose fixed genotype is a file another run of the
-    batch writes (:meth:`RunSpec.waits_for_a_cell`) goes in a last round. Each run folder is
-    locked while it is computed (:class:`cpnas.io.run_lock`). ``names`` labels the runs in the log (default: their names).
-    Returns one :class:`RunResult` per spec, in order (``None`` with ``load=False``).
-    """
-    from cpnas.parallel import run_jobs
-
-    from cpnas.search import is_finished
-
-    labels = dict(zip(map(id, specs), names)) if names is not None else {}
-    todo = [s for s in unique_specs(specs, cfg.scale) if not s.is_done(cfg.scale)]
-    searches: dict[Path, Any] = {}
-    for s in todo:
-        if s.search is not None and not is_finished(s.search.out(cfg.scale)):
-            searches.setdefault(s.search.out(cfg.scale), s)
-    errors: list[str] = []
-    if searches:  # the searches first, each once: the trainings that need them are submitted after them
-        try:
-            run_jobs([(_search_job, {"spec": s, "cfg": cfg, "data_root": data_root, "device": device})
-                      for s in searches.values()], workers=workers, desc="searches", executor=executor, slurm=slurm,
-                     names=[f"search {s.search.strategy} seed {s.search.seed}" for s in searches.values()])
-        except CpnasError as exc:  # the other runs go on; those of a failed search are not started
-            errors.append(str(exc))
-            todo = [s for s in todo if s.search is None or is_finished(s.search.out(cfg.scale))]
-    later = [s for s in todo if s.waits_for_a_cell()]
-    for batch in ([s for s in todo if s not in later], later):
-        if batch:
-            try:
-                run_jobs([(_job, {"spec": s, "cfg": cfg, "data_root": data_root, "device": device})
-                          for s in batch], workers=workers, desc=desc, executor=executor, slurm=slurm,
-                         names=[labels.get(id(s), f"{s.name} seed {s.seed}") for s in batch])
-            except CpnasError as exc:
-                errors.append(str(exc))
-    if errors:
-        raise CpnasError("; ".join(errors))
-    if not load:
-        return None
-    # every run is finished now: loaded here (each run's key is checked against its config)
-    return [run_or_load(s, cfg, data_root=data_root, device=device) for s in specs]
-
-
 def _search_strategy(search_out: Path) -> str | None:
     """The strategy of a finished search, from the ``config.json`` the search loop wrote."""
     try:
-        return read_json(search_out / "config.json")["run"]["strategy"]
+        return read_json(search_out / CONFIG)["run"]["strategy"]
     except (CpnasError, KeyError, TypeError):
         return None
 
@@ -534,70 +375,6 @@ def summary(metrics: dict[str, Any]) -> dict[str, Any]:
     if metrics.get("paper_size"):
         out["params_m at paper size"] = metrics["paper_size"]["params_m"]
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
-
-
-TRAIN_MANY_KEYS = ("search", "genotype", "size", "loss", "precision", "dataset", "seed")
-SEARCH_KEYS = ("strategy", "beta_p", "data_root")
-
-
-def run_specs(runs: dict[str, dict[str, Any]], *, seed: int = 0) -> list[Any]:
-    """:func:`train_many`'s run dicts as :class:`cpnas.runs.RunSpec` values (unknown keys are one error line)."""
-    specs = []
-    for name, spec in runs.items():
-        unknown = sorted(set(spec) - set(TRAIN_MANY_KEYS))
-        if unknown:
-            raise CpnasError(f"run {name!r}: unknown key(s) {', '.join(unknown)}; use {', '.join(TRAIN_MANY_KEYS)}")
-        spec = dict(spec)
-        search = spec.pop("search", None)
-        run_seed = spec.pop("seed", seed)
-        if search is not None:
-            unknown = sorted(set(search) - set(SEARCH_KEYS))
-            if unknown or "strategy" not in search:
-                raise CpnasError(f"run {name!r}: a search names its 'strategy' and may give "
-                                 f"{', '.join(SEARCH_KEYS[1:])} (got {', '.join(sorted(search))})")
-            root = search.get("data_root")
-            search = SearchSpec(search["strategy"], seed=run_seed, beta_p=search.get("beta_p"),
-                                data_root=None if root is None else str(root))
-        specs.append(RunSpec(name, seed=run_seed, search=search, **spec))
-    return specs
-
-
-def train_many(runs: dict[str, dict[str, Any]], cfg: Config, *, workers: int = 1, seed: int = 0,
-               data_root: str | os.PathLike | None = None, device: str = "auto", executor: str = "local",
-               slurm: Any = None) -> dict[str, dict[str, Any]]:
-    """Train (or load) several runs, ``workers`` at a time in one-thread processes (:func:`cpnas.runs.run_all`).
-
-    ``runs`` maps a run name to its spec: either ``genotype`` (a :class:`Genotype`
-    or a path) or ``search`` (``{"strategy": …, "beta_p": …, "data_root": …}``, a search of the
-    default dataset (CIFAR-10) loaded or run with :func:`cpnas.search.search_or_load` first, in the
-    same worker), plus any of ``size``, ``loss``, ``precision``, ``dataset``, ``seed``. Finished
-    runs are loaded without starting a worker. Returns ``{name: metrics}`` in the order given.
-    """
-    specs = run_specs(runs, seed=seed)
-    results = run_all(specs, cfg, workers=workers, data_root=data_root, device=device, executor=executor,
-                      slurm=slurm, desc="trainings")
-    return {spec.name: result.metrics for spec, result in zip(specs, results)}
-
-
-TABLE2_ROWS: dict[str, str] = {"CP-NAS*": "binary*", "CP-NAS**": "binary**"}
-"""Table 2's rows of ours (notebook 04): the label and the precision of its ImageNet network (§3.3)."""
-
-
-def table2_runs(seeds: Sequence[int], *, search_seed: int = 0,
-                cifar_root: str | os.PathLike | None = None) -> dict[str, list[RunSpec]]:
-    """Table 2 of ours: ``{label: [one RunSpec per training seed]}`` on the ``imagenet`` dataset.
-
-    Every seed trains the cell of the CIFAR-10 ``cpnas`` search at ``search_seed`` (notebook
-    02's; the paper searches on ImageNet itself, which a CPU cannot afford): the seeds vary the
-    training (initialisation, data order), not the cell. Folders:
-    ``results/<scale>/train/imagenet-cpnas-binary-star[-2star]/seed<N>``.
-    """
-    search = SearchSpec("cpnas", seed=search_seed, data_root=None if cifar_root is None else str(cifar_root))
-    names = {"binary*": "imagenet-cpnas-binary-star", "binary**": "imagenet-cpnas-binary-2star"}
-    return {label: [RunSpec(names[precision], seed=seed, search=search, dataset="imagenet", precision=precision)
-                    for seed in seeds] for label, precision in TABLE2_ROWS.items()}
-
-
 def evaluate_run(run: str | os.PathLike, *, data_root: str | os.PathLike | None = None,
                  device: str = "auto") -> dict[str, Any]:
     """Rebuild a trained network from its run folder and measure it again (``cpnas eval``).
@@ -609,7 +386,6 @@ def evaluate_run(run: str | os.PathLike, *, data_root: str | os.PathLike | None 
     at the trained size (:mod:`cpnas.efficiency`). When the run has a ``metrics.json``,
     its stored top-1 is returned beside the new one (``stored_top1``).
     """
-    from cpnas.config import apply_overrides, get_config
     from cpnas.train import evaluate
 
     path = Path(run)
@@ -620,30 +396,16 @@ def evaluate_run(run: str | os.PathLike, *, data_root: str | os.PathLike | None 
     if not ckpt.is_file():
         raise CpnasError(f"{folder}: no {CHECKPOINT}; only a training run folder with its checkpoint can be "
                          f"evaluated (checkpoints are not committed: train it with 'cpnas train' first)")
-    key = read_json(folder / "config.json")
-    try:
-        genotype = Genotype.from_dict(key["genotype"], source=str(folder / "config.json"))
-        dataset, size, precision = key["dataset"], key["size"], key["precision"]
-        spec = D.get_dataset(dataset)
-        stored = read_json(folder / METRICS) if (folder / METRICS).exists() else {}
-        cfg = get_config(stored.get("scale", "paper"))
-        cfg = apply_overrides(cfg, {f"{spec.train_section}.{k}": (tuple(v) if isinstance(v, list) else v)
-                                    for k, v in key["train"].items()})
-        if key.get("data"):
-            cfg = apply_overrides(cfg, {f"data.{k}": v for k, v in key["data"].items()})
-    except (KeyError, TypeError) as exc:
-        raise CpnasError(f"{folder / 'config.json'} is not the config of a training run ({exc})") from None
-    state = load_checkpoint(ckpt)  # a damaged file or one that is not a checkpoint: refused before data loads
+    trained = read_run(folder)
+    cfg, dataset, size, precision = trained.config, trained.dataset, trained.size, trained.precision
+    genotype, stored = trained.genotype, trained.metrics
+    load_checkpoint(ckpt)  # a damaged file or one that is not a checkpoint: refused before data loads
     dev = resolve_device(device)
-    test = D.load_dataset(cfg, dataset, "test", Path(data_root) if data_root else None, seed=key.get("seed", 0))
+    test = D.load_dataset(cfg, dataset, "test", Path(data_root) if data_root else None,
+                          seed=trained.key.get("seed", 0))
     tcfg = train_config(cfg, dataset)
     test = D.subset(test, D.fraction_indices(len(test), tcfg.test_fraction, 0, labels=test.labels))
-    model = build_network(genotype, cfg, dataset=dataset, size=size, precision=precision,
-                          num_classes=test.num_classes)
-    try:
-        model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError, TypeError, AttributeError) as exc:
-        raise CpnasError(f"{ckpt} does not hold this run's network ({str(exc).splitlines()[0]})") from None
+    model = trained_network(trained, checkpoint=ckpt, num_classes=test.num_classes)
     model.to(dev)
     loader = D.TensorLoader(test, tcfg.batch_size, shuffle=False, augment=False, device=dev)
     res = evaluate(model, loader, device=dev, modules=[model], topk=(1, 5), desc="eval")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from cpnas.ablation import BETAS, LOSS_STUDIES, LOSS_VARIANTS, STRATEGIES, summarize
+from cpnas.ablation import BETAS, LOSS_STUDIES, LOSS_VARIANTS, STRATEGIES
+from cpnas.stats import summarize
 
 
 def _label(strategy: str) -> str:

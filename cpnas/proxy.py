@@ -141,33 +141,9 @@ def budget_config(scale: str, budget: str) -> Config:
 
 
 def finished_run(scale: str, cell: ProxyCell, budget: str) -> Path | None:
-    """The folder of a finished run of this cell and budget: the proxy's own, else an identical one elsewhere.
-
-    The recipe study (:mod:`cpnas.recipe`) already trained DARTS_V2 and 02's cell at the
-    ``cpu`` budget, seed 0; a run whose ``run`` key (genotype, configuration, seed, loss)
-    equals the one :func:`run_one` would train is the same run and is reused, not repeated.
-    """
-    own = train_dir(scale, cell, budget)
-    if (own / R.METRICS).exists():
-        return own
-    from cpnas.evaluation import run_key
-    from cpnas.io import read_json
-    from cpnas.recipe import FULL, STUDY as RECIPE
-
-    candidates = sorted(R.stage_dir(scale, RECIPE, FULL).glob(f"*/seed0/{R.METRICS}"))
-    if not candidates:
-        return None
-    try:
-        genotype = genotype_of(scale, cell, search=False)
-    except CpnasError:
-        return None
+    """The folder of this cell's finished run at ``budget``, or ``None`` (the run layer's cache: its own folder)."""
     spec = run_spec(scale, cell, budget)
-    key = run_key(genotype, budget_config(scale, budget), dataset=spec.dataset, size=spec.size, seed=spec.seed,
-                  loss=spec.loss, precision=spec.precision)
-    for path in candidates:
-        if read_json(path).get("run") == key:
-            return path.parent
-    return None
+    return spec.out(scale) if spec.is_done(scale) else None
 
 
 def genotype_of(scale: str, cell: ProxyCell, data_root: str | None = None, *, search: bool = True) -> Genotype:
@@ -181,30 +157,19 @@ def genotype_of(scale: str, cell: ProxyCell, data_root: str | None = None, *, se
     if not search:
         from cpnas.genotype import load_genotype
 
-        path = search_dir(scale, cell) / "genotype.json"
+        path = search_dir(scale, cell) / R.GENOTYPE
         if not path.exists():
             raise CpnasError(f"{cell.name}: no finished search at {search_dir(scale, cell)}")
         return load_genotype(path)
-    from cpnas.evaluation import search_of
+    from cpnas.runs import search_of
 
     return search_of(spec, get_config(scale), data_root=data_root).genotype
-
-
-def run_one(scale: str, cell: ProxyCell, budget: str, data_root: str | None = None) -> dict[str, Any]:
-    """Search (if needed) and train one cell at one budget (:func:`cpnas.evaluation.run_or_load`)."""
-    from cpnas.evaluation import run_or_load
-    from cpnas.io import read_json
-
-    done = finished_run(scale, cell, budget)
-    if done is not None:
-        return read_json(done / R.METRICS)
-    return run_or_load(run_spec(scale, cell, budget), get_config(scale), data_root=data_root).metrics
 
 
 def run_all(scale: str, cells: tuple[ProxyCell, ...] = CELLS, budgets: tuple[str, ...] = ("cpu", "short"), *,
             jobs: int = 1, data_root: str | None = None, executor: str = "local", slurm: Any = None) -> None:
     """Every missing run, budget-major in the order given (``cpu`` first by default), ``jobs`` at a time."""
-    from cpnas.evaluation import run_all as run_all_specs
+    from cpnas.runs import run_all as run_all_specs
 
     todo = [(c, b) for b in budgets for c in cells if finished_run(scale, c, b) is None]
     if todo:
@@ -222,7 +187,7 @@ def reference_indicator(scale: str, genotype: Genotype, reference: ProxyCell = R
     from cpnas.genotype import cell_edges
     from cpnas.io import read_json
 
-    path = search_dir(scale, reference) / "indicator.json"
+    path = search_dir(scale, reference) / R.INDICATOR
     if not path.exists():
         return None
     zbar = read_json(path)["rounds"][0]["mean_z"]
@@ -244,16 +209,16 @@ def own_search(scale: str, cell: ProxyCell) -> dict[str, Any]:
 
     out = search_dir(scale, cell)
     none = {"own_search_indicator": None, "search_child_acc": None, "median_snr": None}
-    if cell.strategy in ("cpnas", "bnas") and (out / "indicator.json").exists():
-        ind = read_json(out / "indicator.json")
+    if cell.strategy in ("cpnas", "bnas") and (out / R.INDICATOR).exists():
+        ind = read_json(out / R.INDICATOR)
         last = ind["rounds"][-1]
         kept = [z for kind in ("normal", "reduce") for e, zbar in enumerate(last["mean_z"][kind])
                 for op, z in zbar.items() if op != last["removed"][kind][e]]
-        history = read_json(out / "history.json")
+        history = read_json(out / R.HISTORY)
         return {"own_search_indicator": statistics.fmean(kept), "search_child_acc": history[-1]["A_C"],
                 "median_snr": ind.get("median_snr")}
-    if cell.strategy == "pcdarts" and (out / "history.json").exists():
-        history = read_json(out / "history.json")
+    if cell.strategy == "pcdarts" and (out / R.HISTORY).exists():
+        history = read_json(out / R.HISTORY)
         return {**none, "own_search_indicator": history[-1]["arch_acc"], "search_child_acc": history[-1]["arch_acc"]}
     return none
 
@@ -386,7 +351,7 @@ def figure(rows: list[dict[str, Any]]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cpnas.cli.common import name_list, run_study, study_parser
+    from cpnas.arguments import name_list, run_study, study_parser
 
     p = study_parser("python -m cpnas.proxy", __doc__.split("\n\n")[0], ("cpu", "smoke", "paper"))
     p.add_argument("--budgets", default=("cpu", "short"), type=name_list(BUDGETS, "budget(s)"),

@@ -361,9 +361,9 @@ def edge_rule_table(scale: str):
     rows = []
     for path in sorted(R.results_dir(scale).glob("**/search/*/seed*/genotype.json")):
         folder = path.parent
-        config = read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
+        config = read_json(folder / R.CONFIG) if (folder / R.CONFIG).is_file() else {}
         strategy = config.get("run", {}).get("strategy", folder.parent.name.split("-")[0])
-        indicator = folder / "indicator.json"
+        indicator = folder / R.INDICATOR
         if indicator.is_file():
             rule = "lifetime z̄" if "final_cell" in read_json(indicator) else "last-round z̄, index ties"
         else:

@@ -106,25 +106,16 @@ def cell_genotype(scale: str, cell: str, data_root: str | None = None):
     search = _CELL_SEARCHES.get(cell)
     if search is None:
         return DARTS_V2
-    from cpnas.evaluation import search_of
+    from cpnas.runs import search_of
 
     return search_of(search, get_config(scale), data_root=data_root).genotype
-
-
-def run_one(scale: str, variant: str, seed: int, full: bool = False, data_root: str | None = None,
-            cell: str = "darts_v2") -> dict:
-    """Train (or load) ``cell`` (DARTS_V2 by default) with one recipe variant (:func:`cpnas.evaluation.run_or_load`)."""
-    from cpnas.evaluation import run_or_load
-
-    return run_or_load(run_spec(scale, variant, seed, full=full, cell=cell), get_config(scale),
-                       data_root=data_root).metrics
 
 
 def run_all(scale: str, variants: list[str], seeds: list[int], *, full: bool = False, jobs: int = 1,
             data_root: str | None = None, cell: str = "darts_v2", executor: str = "local",
             slurm: Any = None) -> list[dict]:
     """Every run of ``variants`` × ``seeds`` (seed-major), missing ones computed ``jobs`` at a time; their metrics."""
-    from cpnas.evaluation import run_all as run_all_specs
+    from cpnas.runs import run_all as run_all_specs
 
     pairs = [(v, s) for s in seeds for v in variants]
     results = run_all_specs([run_spec(scale, v, s, full=full, cell=cell) for v, s in pairs], get_config(scale),
@@ -184,7 +175,7 @@ def write_table(scale: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cpnas.cli.common import name_list, run_study, seed_list, study_parser
+    from cpnas.arguments import name_list, run_study, seed_list, study_parser
 
     p = study_parser("python -m cpnas.recipe", __doc__.split("\n\n")[0], ("cpu", "smoke", "paper"))
     p.add_argument("--variants", default=tuple(VARIANTS), type=name_list(list(VARIANTS), "variant(s)"),

@@ -37,6 +37,7 @@ from cpnas.errors import CpnasError
 from cpnas.genotype import Genotype
 from cpnas.io import read_json, remove_orphaned_temps, write_json
 from cpnas.paths import portable
+from cpnas.runs.files import COMPLETE, CONFIG, COST, GENOTYPE, HISTORY, INDICATOR
 from cpnas.strategy_base import SearchContext, Strategy, beta_p_of, get_strategy
 from cpnas.train import resolve_device
 
@@ -54,7 +55,7 @@ class SearchResult:
 def default_search_dir(scale: str, strategy: str, seed: int, beta_p: float | None = None,
                        dataset: str = D.DEFAULT_DATASET) -> Path:
     """``results/<scale>/search/<strategy>[-beta<β>]/seed<N>``: the notebooks' searches (:mod:`cpnas.runs`)."""
-    from cpnas.runs import search_dir
+    from cpnas.runs.layout import search_dir
 
     return search_dir(scale, strategy, seed, beta_p, dataset)
 
@@ -124,7 +125,7 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, 
     out = Path(out) if out is not None else default_search_dir(cfg.scale, strategy, seed, beta_p, dataset)
     factory = get_strategy(strategy)
     ckpt_path = out / CHECKPOINT
-    if not resume and (out / "history.json").exists():
+    if not resume and (out / HISTORY).exists():
         raise CpnasError(f"{out} already holds a search; pass --resume to continue it or choose another --out")
     if resume and is_finished(out) and not ckpt_path.exists():
         raise CpnasError(f"{out} holds a finished search without a checkpoint; nothing to resume")
@@ -162,23 +163,23 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, 
                 "search_score_images": len(score.labels)}
     if distributed.world_size() > 1:  # recorded, not part of the identity: a run resumes under another N
         run_args.update(world_size=distributed.world_size(), sync_bn=distributed.sync_bn())
-    write_json(out / "config.json", {"config": cfg.to_dict(), "run": run_args})
+    write_json(out / CONFIG, {"config": cfg.to_dict(), "run": run_args})
     done = driver.run(strat.run_epoch, total, resume=resume, wall_clock_key="wall_clock",
                       state_dict=lambda: {"strategy": strat.state_dict(), "run_args": run_args,
                                           "config": cfg.to_dict()},
                       load_state_dict=lambda state: strat.load_state_dict(state["strategy"]))
     history, elapsed = done.history, done.elapsed
     genotype = strat.genotype()
-    genotype.save(out / "genotype.json")
+    genotype.save(out / GENOTYPE)
     from cpnas import accel
     from cpnas.paths import git_commit
 
     cost = {**search_cost(elapsed, dev, total, images.description), "git_commit": git_commit(),
             "acceleration": accel.describe(),
             "kernel_forms": dispatch_summary(), "kernel_forms_record": dispatch_record()}
-    write_json(out / "cost.json", cost)
-    write_json(out / "history.json", history)
-    names = ["config.json", "genotype.json", "cost.json", "history.json"]
+    write_json(out / COST, cost)
+    write_json(out / HISTORY, history)
+    names = [CONFIG, GENOTYPE, COST, HISTORY]
     for name, obj in strat.artifacts().items():
         write_json(out / name, obj)
         names.append(name)
@@ -263,8 +264,8 @@ def load_search(out: Path) -> SearchResult:
     if not is_finished(out):
         raise CpnasError(f"{out}: no finished search ({COMPLETE} missing); run or resume it first, e.g. "
                          f"'cpnas search --out {out}' or 'make reproduce-fig5'")
-    return SearchResult(genotype=load_genotype(out / "genotype.json"), history=read_json(out / "history.json"),
-                        cost=read_json(out / "cost.json"), out=out)
+    return SearchResult(genotype=load_genotype(out / GENOTYPE), history=read_json(out / HISTORY),
+                        cost=read_json(out / COST), out=out)
 
 
 def dry_run(strategy: str, cfg: Config, beta_p: float | None = None) -> dict[str, Any]:
@@ -291,7 +292,7 @@ def search_or_load(strategy: str, cfg: Config, *, seed: int = 0, beta_p: float |
         raise CpnasError(f"no finished {strategy} search at {out}: CPNAS_COMPUTE=0 shows finished runs only; "
                          f"run with CPNAS_COMPUTE=1 (the default) to compute it")
     if is_finished(out):
-        stored = read_json(out / "config.json")["config"]
+        stored = read_json(out / CONFIG)["config"]
         if _search_part(stored) != _search_part(cfg.to_dict()):
             raise CpnasError(f"{out} holds a search run with another configuration than scale "
                              f"{cfg.scale!r} now gives; move it away (or delete it) to search again")
@@ -307,18 +308,13 @@ def _search_part(config: dict) -> dict:
     return json.loads(json.dumps({key: config.get(key) for key in ("search", "data")}))  # tuples → lists
 
 
-COMPLETE = "complete.json"
-"""Written last by a search: its presence (and only it) marks the search finished. A search
-killed while its artifacts were being written has none, so it is resumed, not loaded."""
-
-
 def is_finished(out: Path) -> bool:
     return (out / COMPLETE).exists()
 
 
 def load_indicator(out: Path) -> dict[str, Any]:
     """The ``indicator.json`` of a CP-NAS/BNAS search (e(o) of every edge after every round)."""
-    return read_json(Path(out) / "indicator.json")
+    return read_json(Path(out) / INDICATOR)
 
 
 def config_table(cfg: Config, section: str = "search"):

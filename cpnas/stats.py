@@ -13,7 +13,11 @@
   could have detected at 80 % power (two-sided, Welch's df), from the measured stds;
 * :func:`verdict` — supported / contradicted / not resolved, with the rule that a
   comparison whose either side is within 3 points of chance is never evidence;
-* :func:`kendall` — Kendall τ-b with a paired percentile-bootstrap interval.
+* :func:`kendall` — Kendall τ-b with a paired percentile-bootstrap interval;
+* over the result rows of a study (one dict per finished run: ``study``, ``label``, ``seed``,
+  ``top1``, …): :func:`summarize` (mean ± std per arm), :func:`difference` (paired when both arms
+  trained one cell per seed, :func:`pairing`; else Welch), and :func:`judged`, the tests of one
+  figure Holm-corrected together, each with its verdict.
 """
 
 from __future__ import annotations
@@ -220,3 +224,79 @@ def kendall(x: Sequence[float], y: Sequence[float], *, resamples: int = 2000, se
         if taus.size:
             ci = (float(np.percentile(taus, 2.5)), float(np.percentile(taus, 97.5)))
     return {"n": n, "tau": float(res.statistic), "p": float(res.pvalue), "ci_low": ci[0], "ci_high": ci[1]}
+
+
+# --------------------------------------------------------------------------- rows of a study
+
+CHANCE_TOP1 = 10.0
+"""Top-1 (%) of a guess among CIFAR-10's 10 classes: within 3 points of it a mean is not evidence."""
+
+def summarize(rows: Sequence[dict[str, Any]], study: str, by: str = "label") -> "Any":
+    """Mean ± std (sample std, n−1) of top-1 per ``by`` value of one study, with n and the costs."""
+    import pandas as pd
+
+    df = pd.DataFrame([r for r in rows if r["study"] == study])
+    if df.empty:
+        return pd.DataFrame(columns=[by, "n", "top1 mean", "top1 std", "search (min)", "train (min)"])
+    out = []
+    for value, grp in df.groupby(by, sort=False):
+        top1 = list(grp["top1"])
+        search = [s for s in grp["search_wall_clock_s"] if s is not None and not (isinstance(s, float) and math.isnan(s))]
+        out.append({by: value, "n": len(top1), "top1 mean": statistics.fmean(top1),
+                    "top1 std": statistics.stdev(top1) if len(top1) > 1 else float("nan"),
+                    "search (min)": statistics.fmean(search) / 60 if search else float("nan"),  # float column
+                    "train (min)": statistics.fmean(grp["train_wall_clock_s"]) / 60})
+    return pd.DataFrame(out)
+
+def difference(rows: Sequence[dict[str, Any]], study: str, a: Any, b: Any, by: str = "label") -> dict[str, Any]:
+    """Mean top-1 of ``a`` minus that of ``b`` within one study, over seeds.
+
+    When both arms trained the same cell at the same seeds (the CP loss against its parts,
+    Table 1's CP loss against cross-entropy), the test is paired (:func:`cpnas.stats.paired`);
+    otherwise Welch's (:func:`cpnas.stats.welch`). Adds ``a``, ``b`` and ``ratio`` (= t).
+    """
+    ra = [r for r in rows if r["study"] == study and r[by] == a]
+    rb = [r for r in rows if r["study"] == study and r[by] == b]
+    pairs = pairing(ra, rb)
+    if pairs is not None:
+        d = paired([x["top1"] for x, _ in pairs], [y["top1"] for _, y in pairs])
+    else:
+        d = welch([r["top1"] for r in ra], [r["top1"] for r in rb])
+    return {"a": a, "b": b, **d, "ratio": d["t"]}
+
+def pairing(ra: Sequence[dict[str, Any]], rb: Sequence[dict[str, Any]]) -> list[tuple[dict, dict]] | None:
+    """The rows of two arms matched by seed, when both trained one cell per seed, the same in both; else None."""
+    if not ra or not rb or any(r.get("genotype") is None for r in (*ra, *rb)):
+        return None
+    by_seed_a, by_seed_b = {r["seed"]: r for r in ra}, {r["seed"]: r for r in rb}
+    if len(by_seed_a) != len(ra) or len(by_seed_b) != len(rb) or set(by_seed_a) != set(by_seed_b):
+        return None
+    if any(by_seed_a[s]["genotype"] != by_seed_b[s]["genotype"] for s in by_seed_a):
+        return None
+    return [(by_seed_a[s], by_seed_b[s]) for s in sorted(by_seed_a)]
+
+def significant(d: dict[str, Any], level: float = 0.05) -> bool:
+    """Whether a :func:`difference` is beyond the seed-to-seed noise (Welch's p below ``level``)."""
+    return d["p"] is not None and d["p"] < level
+
+def judged(rows: Sequence[dict[str, Any]], study: str, tests: Sequence[tuple[Any, Any, int]],
+           by: str = "label", chance: float = CHANCE_TOP1) -> list[dict[str, Any]]:
+    """Welch tests ``a − b`` of one figure, Holm-corrected together, each with its verdict (:mod:`cpnas.stats`).
+
+    ``tests`` holds ``(a, b, paper_sign)``: +1 where the paper says a > b, −1 where a < b.
+    ``chance`` is the measure's chance level (``-inf`` for one that has none, e.g. a conv share).
+    """
+    return judged_across(rows, [(study, a, b, sign) for a, b, sign in tests], by=by, chance=chance)
+
+def judged_across(rows: Sequence[dict[str, Any]], tests: Sequence[tuple[str, Any, Any, int]], by: str,
+                   chance: float) -> list[dict[str, Any]]:
+    """:func:`judged` with a study per test, ``(study, a, b, paper_sign)``: one Holm family across studies."""
+    diffs = [difference(rows, study, a, b, by=by) for study, a, b, _ in tests]
+    out = []
+    for (study, a, b, sign), d, p_adj in zip(tests, diffs, holm([d["p"] for d in diffs])):
+        means = [statistics.fmean(r["top1"] for r in rows if r["study"] == study and r[by] == v) if d["n_" + k]
+                 else float("nan") for v, k in ((a, "a"), (b, "b"))]
+        v = verdict(d, paper_sign=sign, mean_a=means[0], mean_b=means[1], chance=chance, p_adjusted=p_adj,
+                    family_size=sum(x["p"] is not None for x in diffs))
+        out.append({**d, **v, "mean_a": means[0], "mean_b": means[1]})
+    return out

@@ -45,9 +45,9 @@ _SIZE_ROWS = {"small": "CP-NAS (Small)", "medium": "CP-NAS (Medium)", "large": "
 
 def default_genotype_path(scale: str = DEFAULT_SCALE) -> Path:
     """Where the CIFAR-10 CP-NAS search (notebook 02, ``make reproduce-fig5``) writes its genotype."""
-    from cpnas.runs import search_dir
+    from cpnas.runs import GENOTYPE, search_dir
 
-    return search_dir(scale, "cpnas", 0) / "genotype.json"
+    return search_dir(scale, "cpnas", 0) / GENOTYPE
 
 
 def resolve_genotype(path: str | os.PathLike | Genotype | None = None, scale: str = DEFAULT_SCALE) -> Genotype:
@@ -322,7 +322,7 @@ def table1(ours: dict[str, Runs] | None = None):
 
     ``ours`` maps a row label to the ``metrics.json`` of a training run
     (:func:`cpnas.evaluation.train_or_load`), or to a list of them, one per seed
-    (:func:`cpnas.ablation.table1_metrics`): the row then gives the mean test error, its
+    (:func:`cpnas.table_runs.table1_metrics`): the row then gives the mean test error, its
     sample std and ``n``, e.g. ``{"CP-NAS (Small)": [m0, m1, m2], "BNAS†": [...]}``. Each of our
     rows comes right after the paper row whose label it equals or starts with
     (``compare with``) and says at which scale, on which dataset and for how many

@@ -1,4 +1,5 @@
-"""Wall-clock helpers shared by the benchmarks (:mod:`cpnas.bench`, :mod:`cpnas.compilebench`)."""
+"""Wall-clock helpers: the one median timer of the benchmarks (:mod:`cpnas.bench`, :mod:`cpnas.compilebench`,
+:mod:`cpnas.deploy.measure`) and of the kernel-form choice (:mod:`cpnas.dispatch`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,20 @@ def median_time(fn: Callable[[], object], reps: int = 10, warmup: int = 2) -> fl
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def median_times(runs: dict[str, Callable[[], object]], *, reps: int = 5, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each callable of ``runs``, the callables interleaved so a change of load hits all of them."""
+    for fn in runs.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(reps):
+        for name, fn in runs.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def load_average() -> list[float] | None:

@@ -37,12 +37,13 @@ def left(scale: str, budget: str | None = None) -> dict[str | None, dict[str, in
     the stopping rule may add seeds to it later.
     """
     from cpnas import cellbench, comparison, ranking
+    from cpnas.runs import GENOTYPE
 
     bench = [s for s in cellbench.specs(cellbench.all_cells(scale)) if not s.is_done(scale)]
     rank = [s for s in ranking.searches() if not ranking.is_done(scale, s)]
     out: dict[str | None, dict[str, Any]] = {"cellbench": {"train": len(bench)}, "ranking": {"search": len(rank)}}
     planned = comparison.planned_searches({}, {}, budget or comparison_budget(scale)[0])
-    todo = {str(s.out(scale)): s for s in planned if not (s.out(scale) / "genotype.json").is_file()}
+    todo = {str(s.out(scale)): s for s in planned if not (s.out(scale) / GENOTYPE).is_file()}
     out["strategies"] = {"search": len(todo), "train": len(todo)}
     return out
 

@@ -6,6 +6,9 @@ import math
 import pytest
 
 from cpnas import ablation as A
+from cpnas import cells, claims, stats, table_runs
+from cpnas import runs as R
+from cpnas.ablation import __main__ as ablation_cli
 from cpnas.config import PAPER, get_config, iter_fields
 from cpnas.errors import CpnasError
 from cpnas.parallel import default_workers, run_jobs
@@ -18,7 +21,7 @@ def test_beta_sweep_maps_zero_to_bnas_and_two_to_the_plain_cpnas_search():
     assert by_label["0"].strategy == "bnas" and by_label["0"].search_name == "bnas"
     assert by_label["2"].search_name == "cpnas"
     assert by_label["0.33"].search_name == "cpnas-beta0.33"
-    assert A._beta_of(by_label["0"]) == 0.0 and A._beta_of(by_label["2"]) == 2.0
+    assert A.beta_of(by_label["0"]) == 0.0 and A.beta_of(by_label["2"]) == 2.0
 
 
 def test_shared_runs_are_computed_once():
@@ -66,7 +69,7 @@ def test_summary_mean_and_sample_std():
             for v in (10.0, 20.0, 30.0)]
     rows.append({"study": "strategy", "label": "x", "top1": 99.0, "search_wall_clock_s": None,
                  "train_wall_clock_s": 1.0})
-    s = A.summarize(rows, "beta")
+    s = stats.summarize(rows, "beta")
     assert s.loc[0, "n"] == 3 and s.loc[0, "top1 mean"] == 20.0 and s.loc[0, "top1 std"] == 10.0
     assert s.loc[0, "search (min)"] == 1.0 and s.loc[0, "train (min)"] == 2.0
 
@@ -129,7 +132,7 @@ def test_run_all_trains_a_cell_of_the_sweep_after_its_search(tmp_path, monkeypat
 
 
 def test_train_many_trains_in_workers_then_loads(tmp_path, monkeypatch, data_dir):
-    from cpnas.evaluation import train_many
+    from cpnas.runs import train_many
 
     monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
     cfg = get_config("smoke")
@@ -199,19 +202,19 @@ def test_genotype_table_counts_ops_and_marks_identical_cells(tmp_path, monkeypat
         folder.mkdir(parents=True)
         shutil.copy(data_dir / source, folder / "genotype.json")
         (folder / "complete.json").write_text("{}")  # a finished search (cpnas.search.COMPLETE)
-    table = A.genotype_table(list(runs.values()), "cpu").set_index("label")
+    table = cells.genotype_table(list(runs.values()), "cpu").set_index("label")
     assert sorted(table.index) == ["1", "3", "4"]  # runs without a finished search are left out
     darts = table.loc["3"]  # DARTS V2: 6 convs + 2 skips (normal), 5 max-pools + 3 skips (reduce)
     assert (darts["kept edges"], darts["conv ops"], darts["pool ops"]) == (16, 6, 5)
     assert darts["conv share"] == pytest.approx(6 / 16)
     assert table.loc["3", "cells"] == table.loc["4", "cells"] != table.loc["1", "cells"]
-    assert A.same_cells(table.reset_index()) == [(3.0, 4.0)]
-    assert A.same_cells_in_words(table.reset_index()).endswith("3 searches found 2 distinct architectures.")
+    assert cells.same_cells(table.reset_index()) == [(3.0, 4.0)]
+    assert claims.same_cells_in_words(table.reset_index()).endswith("3 searches found 2 distinct architectures.")
 
 
 def test_study_cost_counts_each_shared_folder_once_and_names_the_missing(tmp_path, monkeypatch):
     monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
-    runs = A.table1_runs(seeds=(0,))
+    runs = table_runs.table1_runs(seeds=(0,))
     by = {r.label: r for r in runs}
     cp_search, bnas_search = by["CP-NAS (Small)"].search_dir("cpu"), by["BNAS†"].search_dir("cpu")
     for folder, name, seconds in ((cp_search, "cost.json", 600.0), (bnas_search, "cost.json", 420.0),
@@ -220,7 +223,7 @@ def test_study_cost_counts_each_shared_folder_once_and_names_the_missing(tmp_pat
                                   (by["CP-NAS (Large)"].train_dir("cpu") / "parent", "metrics.json", 60.0)):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(json.dumps({"wall_clock_s": seconds}))
-    cost = A.study_cost(runs, "cpu")
+    cost = R.study_cost(A.specs(runs, "cpu"), "cpu")
     # the CP-NAS search feeds three rows and is counted once; the Parent counts as a training
     assert (cost["searches"], cost["search_s"]) == (2, 1020.0)
     assert (cost["trainings"], cost["train_s"]) == (3, 1260.0)  # the Large training 900 s + its Parent 60 s
@@ -228,21 +231,21 @@ def test_study_cost_counts_each_shared_folder_once_and_names_the_missing(tmp_pat
     # the three missing trainings are projected from the finished ones: small (300 s) for CE, and no finished
     # medium training, so the median of every finished training's time (960 with its Parent, 300: 630 s)
     assert cost["projected_s"] == pytest.approx(2280.0 + 300.0 + 630.0 + 630.0)
-    assert A.cost_words(cost, 2).startswith("2 searches 17.0 min + 3 trainings 21.0 min = 38.0 min")
+    assert R.cost_words(cost, 2).startswith("2 searches 17.0 min + 3 trainings 21.0 min = 38.0 min")
     assert "3 run(s) not finished, not counted (projected from the finished runs of their kind: 64 min" in \
-        A.cost_words(cost, 2)
+        R.cost_words(cost, 2)
 
 
 def test_difference_is_welch_t_test_and_words_follow_it():
     rows = [{"study": "s", "label": a, "top1": v} for a, vs in (("a", (20.0, 22.0, 24.0)), ("b", (10.0, 11.0, 12.0)),
                                                                    ("c", (16.0, 22.0, 28.0))) for v in vs]
-    d = A.difference(rows, "s", "a", "b")
+    d = stats.difference(rows, "s", "a", "b")
     assert d["diff"] == pytest.approx(11.0) and d["se"] == pytest.approx(math.sqrt(4 / 3 + 1 / 3))
     assert d["df"] == pytest.approx((5 / 3) ** 2 / ((4 / 3) ** 2 / 2 + (1 / 3) ** 2 / 2))
-    assert d["p"] < 0.01 and A.significant(d) and "larger than the seed-to-seed noise" in A.in_words(d)
-    close = A.difference(rows, "s", "a", "c")  # same mean, a wide spread
-    assert close["p"] == pytest.approx(1.0) and "within the seed-to-seed noise" in A.in_words(close)
-    assert A.difference(rows, "s", "a", "missing")["p"] is None
+    assert d["p"] < 0.01 and stats.significant(d) and "larger than the seed-to-seed noise" in claims.in_words(d)
+    close = stats.difference(rows, "s", "a", "c")  # same mean, a wide spread
+    assert close["p"] == pytest.approx(1.0) and "within the seed-to-seed noise" in claims.in_words(close)
+    assert stats.difference(rows, "s", "a", "missing")["p"] is None
 
 
 def _beta_rows(means):
@@ -251,13 +254,13 @@ def _beta_rows(means):
 
 
 def test_beta_verdict_says_the_direction_the_data_show():
-    peaked = A.beta_verdict(_beta_rows({0.0: 30.0, 1.0: 35.0, 2.0: 40.0, 4.0: 32.0}))
+    peaked = claims.beta_verdict(_beta_rows({0.0: 30.0, 1.0: 35.0, 2.0: 40.0, 4.0: 32.0}))
     assert "The rise (β_P = 2 minus β_P = 0): +10.00 points" in peaked and "supported (Holm-adjusted p" in peaked
     assert peaked.endswith("The paper's shape (up to β_P = 2, down beyond): supported.")
-    inverted = A.beta_verdict(_beta_rows({0.0: 40.0, 1.0: 35.0, 2.0: 30.0, 4.0: 30.2}))
+    inverted = claims.beta_verdict(_beta_rows({0.0: 40.0, 1.0: 35.0, 2.0: 30.0, 4.0: 30.2}))
     assert "contradicted" in inverted and "not resolved" in inverted and "could detect a difference of" in inverted
     assert inverted.endswith("contradicted.")
-    at_chance = A.beta_verdict(_beta_rows({0.0: 10.0, 1.0: 10.5, 2.0: 20.0, 4.0: 12.0}))
+    at_chance = claims.beta_verdict(_beta_rows({0.0: 10.0, 1.0: 10.5, 2.0: 20.0, 4.0: 12.0}))
     assert "not evidence (a side within 3 points of chance)" in at_chance and at_chance.endswith("not evidence.")
 
 
@@ -282,11 +285,11 @@ def test_conv_share_vs_accuracy_pairs_each_search_with_its_training():
     rows += [{"study": "strategy", "label": s, "seed": 0, "top1": t}
              for s, t in (("cpnas", 20.0), ("random", 25.0), ("pcdarts", 5.0))]
     rows.append({"study": "loss", "label": "CP loss (Eq. 4)", "seed": 0, "top1": 99.0})  # no search: not a pair
-    merged, tau = A.conv_share_vs_accuracy(table, rows)
+    merged, tau = cells.conv_share_vs_accuracy(table, rows)
     # the β_P = 2 search is the strategy study's CP-NAS: one cell, one training, counted once
     assert sorted(merged["cells"]) == ["a", "b", "c", "d", "e"]
     assert tau["n"] == 5 and tau["tau"] == pytest.approx(-1.0) and tau["p"] < 0.05
-    empty, none = A.conv_share_vs_accuracy(table.iloc[:0], rows)
+    empty, none = cells.conv_share_vs_accuracy(table.iloc[:0], rows)
     assert empty.empty and none["tau"] is None
 
 
@@ -303,8 +306,8 @@ def test_gap_penalty_runs_have_their_own_searches_and_trainings():
 
 
 def test_table1_rows_share_the_strategy_studys_searches_and_small_training():
-    t1 = A.table1_runs(seeds=(0, 1))
-    assert len(t1) == 2 * len(A.TABLE1_ROWS) and {r.study for r in t1} == {"table1"}
+    t1 = table_runs.table1_runs(seeds=(0, 1))
+    assert len(t1) == 2 * len(table_runs.TABLE1_ROWS) and {r.study for r in t1} == {"table1"}
     by = {(r.label, r.seed): r for r in t1}
     strat = {(r.label, r.seed): r for r in A.strategy_runs(seeds=(0, 1))}
     assert by["CP-NAS (Small)", 1].spec("cpu") == strat["cpnas", 1].spec("cpu")  # one folder, computed once
@@ -312,8 +315,8 @@ def test_table1_rows_share_the_strategy_studys_searches_and_small_training():
     assert by["BNAS†", 0].search_dir("cpu") == strat["bnas", 0].search_dir("cpu")
     assert (by["CP-NAS (Large)", 0].spec("cpu").size, by["BNAS†", 0].spec("cpu").size) == ("large", "medium")
     assert by["CP-NAS (Small), cross-entropy only", 0].spec("cpu").loss == "ce"
-    assert len(A.unique_runs(t1 + A.strategy_runs(seeds=(0, 1)), "cpu")) == 2 * (len(A.TABLE1_ROWS) - 1 + 4)
-    assert A.default_table1_seeds("cpu") == (0, 1, 2) and A.default_seeds("cpu") == (0, 1, 2, 3, 4)
+    assert len(A.unique_runs(t1 + A.strategy_runs(seeds=(0, 1)), "cpu")) == 2 * (len(table_runs.TABLE1_ROWS) - 1 + 4)
+    assert table_runs.default_table1_seeds("cpu") == (0, 1, 2) and A.default_seeds("cpu") == (0, 1, 2, 3, 4)
 
 
 def test_loss_variants_with_the_kernel_term_measure_it_where_the_recipe_turns_it_off():
@@ -335,26 +338,26 @@ def _rows(study, by, means, spread=0.5):
 def test_table1_verdicts_are_holm_corrected_and_follow_the_data():
     rows = _rows("table1", "label", {"CP-NAS (Medium)": 40.0, "BNAS†": 30.0, "CP-NAS (Small)": 35.0,
                                      "CP-NAS (Small), cross-entropy only": 35.2, "CP-NAS (Large)": 30.0})
-    assert [x["verdict"] for x in A.table1_verdicts(rows)] == ["supported", "not resolved", "contradicted"]
-    assert all(x["p_adjusted"] >= x["p"] for x in A.table1_verdicts(rows))
-    assert "could detect a difference of" in A.table1_verdicts(rows)[1]["words"]
-    assert A.table1_verdicts(rows)[0]["claim"] == A.TABLE1_CLAIMS[0][3]
-    assert A.table1_verdicts(rows[:3]) == []  # one row alone: nothing to compare
+    assert [x["verdict"] for x in claims.table1_verdicts(rows)] == ["supported", "not resolved", "contradicted"]
+    assert all(x["p_adjusted"] >= x["p"] for x in claims.table1_verdicts(rows))
+    assert "could detect a difference of" in claims.table1_verdicts(rows)[1]["words"]
+    assert claims.table1_verdicts(rows)[0]["claim"] == table_runs.TABLE1_CLAIMS[0][3]
+    assert claims.table1_verdicts(rows[:3]) == []  # one row alone: nothing to compare
 
 
 def test_gap_verdict_judges_both_readings():
     rows = _rows("beta", "beta_p", {0.5: 30.0, 2.0: 40.0}) + _rows("beta-gap", "beta_p", {0.5: 40.0, 2.0: 30.0})
-    text = A.gap_verdict(rows)
+    text = claims.gap_verdict(rows)
     assert text.startswith("printed") and "supported" in text and "gap_penalty" in text and "contradicted" in text
-    assert "not finished" in A.gap_verdict([])
+    assert "not finished" in claims.gap_verdict([])
 
 
 def test_loss_verdicts_compare_the_full_loss_with_each_variant():
     rows = _rows("loss", "label", {"CP loss (Eq. 4)": 40.0, "cross-entropy": 30.0, "+ center term": 39.9})
-    out = A.loss_verdicts(rows)
+    out = claims.loss_verdicts(rows)
     assert [x["claim"] for x in out] == ["CP loss minus cross-entropy", "CP loss minus + center term"]
     assert [x["verdict"] for x in out] == ["supported", "not resolved"]
-    assert A.loss_verdicts(rows, "loss-bnas") == []
+    assert claims.loss_verdicts(rows, "loss-bnas") == []
 
 
 @pytest.mark.parametrize("argv,message", [(["--seeds", "a,b"], "comma-separated integers"),
@@ -364,5 +367,5 @@ def test_loss_verdicts_compare_the_full_loss_with_each_variant():
                                           (["--study", "loss", "--genotype", "/nope/g.json"], "no such file")])
 def test_cli_refuses_bad_input_with_one_message(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:
-        raise SystemExit(A.main(argv))
+        raise SystemExit(ablation_cli.main(argv))
     assert exit_.value.code == 2 and message in capsys.readouterr().err

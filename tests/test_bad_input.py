@@ -150,7 +150,7 @@ def test_unknown_environment_values_are_refused_by_every_command(command, var, v
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("module, argv", [("cpnas.ablation", ["--cost", "--scale", "smoke"]),
+@pytest.mark.parametrize("module, argv", [("cpnas.ablation.__main__", ["--cost", "--scale", "smoke"]),
                                           ("cpnas.runs", ["--scale", "smoke"])])
 def test_unknown_environment_values_are_refused_by_the_study_drivers(module, argv, monkeypatch, capsys):
     import importlib
@@ -176,13 +176,13 @@ def test_cpnas_config_into_a_closed_pipe_is_silent():
 def test_ablation_on_slurm_without_slurm_is_one_line(monkeypatch, capsys):
     import shutil
 
-    from cpnas import ablation
+    from cpnas.ablation import __main__ as ablation_cli
 
     pytest.importorskip("submitit")
     real_which = shutil.which
     monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "sbatch" else real_which(name, *a, **k))
-    monkeypatch.setattr(ablation, "run_all", lambda *a, **k: pytest.fail("runs started"))
-    assert ablation.main(["--executor", "slurm", "--scale", "smoke", "--study", "table1", "--seeds", "0"]) == 2
+    monkeypatch.setattr(ablation_cli, "run_all", lambda *a, **k: pytest.fail("runs started"))
+    assert ablation_cli.main(["--executor", "slurm", "--scale", "smoke", "--study", "table1", "--seeds", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert "needs Slurm" in err and "\n" not in err
 
@@ -213,7 +213,7 @@ def test_a_round_without_noise_estimate_logs_one_clean_line(tmp_path, caplog, mo
 def results(tmp_path, monkeypatch):
     """An empty project root for ``results/smoke``."""
     monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
-    from cpnas.runs import results_dir
+    from cpnas.paths import results_dir
 
     root = results_dir("smoke")
     assert str(root).startswith(str(tmp_path)), root

@@ -7,6 +7,7 @@ import pytest
 
 from cpnas import ablation as A
 from cpnas import claims as C
+from cpnas import stats, table_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,14 +80,14 @@ def test_collect_reads_the_committed_runs():
     assert len(out) == 3 + 2 + 2 + 3 + 1 + 4 + 1 + 1 + 1
     assert out[-1]["verdict"].startswith("**supported** — within 0.0")  # WRN-22, analytic
     assert all(r["verdict"] == C.NOT_MEASURED or r["verdict"].startswith("**") for r in out)
-    assert A.TABLE1_CLAIMS[0][3] in out[0]["claim"]
+    assert table_runs.TABLE1_CLAIMS[0][3] in out[0]["claim"]
 
 
 def test_the_fall_waits_for_the_largest_beta():
     rows = [{**r, "train_wall_clock_s": 60.0} for r in _rows("beta", "beta_p", {0.0: 30.0, 1.0: 35.0, 2.0: 40.0})]
     out = {r["claim"]: r["verdict"] for r in C.fig6_claims(rows, "cpu")}
     assert out["Fig. 6 (left): and falls beyond (β_P = 2 vs 4)"] == C.NOT_MEASURED
-    assert A.beta_verdict(rows).startswith("The β_P > 2 runs have not finished yet")
+    assert C.beta_verdict(rows).startswith("The β_P > 2 runs have not finished yet")
 
 
 def test_results_page_claims_table_is_the_one_the_committed_runs_give():
@@ -119,13 +120,13 @@ def test_committed_fig6_tables_are_those_of_the_committed_runs():
                       loss_seeds=A.default_loss_seeds("cpu"))
     rows = A.load_rows(runs, "cpu")
     committed = pd.read_csv(ROOT / "tables" / "fig6_strategies.csv")
-    now = A.summarize(rows, "strategy").round(3)
+    now = stats.summarize(rows, "strategy").round(3)
     assert list(committed["label"]) == list(now["label"])
     assert list(committed["n"]) == list(now["n"])
     assert committed["top1 mean"].tolist() == pytest.approx(now["top1 mean"].tolist(), abs=1e-3)
     beta = pd.read_csv(ROOT / "tables" / "fig6_beta.csv")
     printed = beta[beta["reading"] == "printed"]
-    now = A.summarize(rows, "beta", by="beta_p").sort_values("beta_p").round(3)
+    now = stats.summarize(rows, "beta", by="beta_p").sort_values("beta_p").round(3)
     assert printed["n"].tolist() == now["n"].tolist()
     assert printed["top1 mean"].tolist() == pytest.approx(now["top1 mean"].tolist(), abs=1e-3)
 
@@ -135,7 +136,7 @@ def test_committed_table1_is_that_of_the_committed_runs():
     from cpnas.tables import table1
 
     committed = pd.read_csv(ROOT / "tables" / "table1.csv")
-    now = table1(A.table1_metrics(A.table1_runs(A.default_table1_seeds("cpu")), "cpu"))
+    now = table1(table_runs.table1_metrics(table_runs.table1_runs(table_runs.default_table1_seeds("cpu")), "cpu"))
     cols = ["architecture", "n", "test error (%)", "test error std (%)"]
     a = committed[committed["source"] == "ours"][cols].reset_index(drop=True)
     b = now[now["source"] == "ours"][cols].reset_index(drop=True)

@@ -20,7 +20,8 @@ from torch import nn
 
 from cpnas.binary import BINARY, BinaryConv2d, get_precision
 from cpnas.deploy import kernels
-from cpnas.deploy.measure import LOGIT_TOLERANCE, calibrate_bn, exactness, sample_images
+from cpnas.deploy.measure import LOGIT_TOLERANCE, exactness
+from cpnas.deploy.pair import calibrate_bn, sample_images
 from cpnas.deploy.packed import (PackedConv1x1, PackedNetwork, load_packed, pack_bits, pack_network, simulate,
                                  to_bytes, unpack_signs)
 from cpnas.errors import CpnasError
@@ -387,7 +388,7 @@ def test_cli_json_reports_exact_and_the_figures(data_dir, capsys):
 def test_imagenet_network_packed_equals_simulated(seed):
     """The ImageNet network: three real stem convs, a factorized reduce on the first cell's input."""
     from cpnas.config import get_config
-    from cpnas.deploy.measure import build_pair
+    from cpnas.deploy.pair import build_pair
 
     binary, _, info = build_pair(DARTS_V2, get_config("smoke"), dataset="imagenet")
     size = info["image_size"]

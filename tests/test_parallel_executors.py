@@ -29,7 +29,7 @@ def test_unknown_executor_is_one_line():
 
 
 def test_ablation_cli_takes_the_executor_options(capsys):
-    from cpnas.ablation import main
+    from cpnas.ablation.__main__ import main
 
     with pytest.raises(SystemExit) as exc:
         main(["--executor", "yarn"])

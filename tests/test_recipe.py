@@ -106,7 +106,7 @@ def test_training_reports_validation_accuracy(tmp_path):
 @pytest.mark.parametrize("module, argv", [
     ("recipe", ["--variants", "adam-1"]), ("recipe", ["--seeds", "x"]), ("recipe", ["--jobs", "0"]),
     ("proxy", ["--cells", "darts_v3"]), ("proxy", ["--budgets", "huge"]), ("proxy", ["--jobs", "0"]),
-    ("ablation", ["--seeds", "-1"]), ("ablation", ["--scale", "huge"]),
+    ("ablation.__main__", ["--seeds", "-1"]), ("ablation.__main__", ["--scale", "huge"]),
 ])
 def test_study_clis_refuse_bad_input_in_one_line(capsys, module, argv):
     import importlib

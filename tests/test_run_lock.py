@@ -77,7 +77,7 @@ import sys
 import cpnas.evaluation as E
 import cpnas.search as S
 from cpnas.config import get_config
-from cpnas.runs import RunSpec, SearchSpec
+from cpnas.runs import RunSpec, SearchSpec, run_or_load
 
 calls = sys.argv[1]
 for module, name in ((E, "train_genotype"), (S, "run_search")):
@@ -93,7 +93,7 @@ cfg = get_config("smoke", {"search.layers": 4, "search.init_channels": 4, "searc
                            "cifar.channels_small": 4, "cifar.epochs": 1, "cifar.batch_size": 16,
                            "cifar.train_fraction": 0.1, "cifar.test_fraction": 1.0, "data.synthetic_test": 16})
 spec = RunSpec("tiny", seed=0, search=SearchSpec("random", dataset="synthetic"), dataset="synthetic")
-print(E.run_or_load(spec, cfg, device="cpu").metrics["top1"])
+print(run_or_load(spec, cfg, device="cpu").metrics["top1"])
 """
 
 
@@ -152,7 +152,7 @@ def test_cluster_job_logs_carry_the_info_lines(tmp_path, monkeypatch):
 
 def test_run_all_computes_each_search_once_before_the_trainings(tmp_path, monkeypatch):
     """Two trainings of one search: one search job first, then the trainings (no job searches)."""
-    from cpnas import evaluation, parallel
+    from cpnas import parallel, runs
     from cpnas.config import get_config
     from cpnas.runs import RunSpec, SearchSpec
 
@@ -163,12 +163,12 @@ def test_run_all_computes_each_search_once_before_the_trainings(tmp_path, monkey
     specs = [RunSpec("a", seed=0, search=search, dataset="synthetic"),
              RunSpec("b", seed=0, search=search, dataset="synthetic", size="medium"),
              RunSpec("c", seed=0, genotype=str(ROOT / "tests" / "data" / "darts_v2.json"), dataset="synthetic")]
-    evaluation.run_all(specs, get_config("smoke"), workers=2, load=False)
+    runs.run_all(specs, get_config("smoke"), workers=2, load=False)
     assert rounds == [["_search_job"], ["_job", "_job", "_job"]]
 
 
 def test_a_failed_search_does_not_start_its_trainings_but_others_go_on(tmp_path, monkeypatch):
-    from cpnas import evaluation, parallel
+    from cpnas import parallel, runs
     from cpnas.config import get_config
     from cpnas.runs import RunSpec, SearchSpec
 
@@ -184,5 +184,5 @@ def test_a_failed_search_does_not_start_its_trainings_but_others_go_on(tmp_path,
     specs = [RunSpec("a", seed=0, search=SearchSpec("random", dataset="synthetic"), dataset="synthetic"),
              RunSpec("c", seed=0, genotype=str(ROOT / "tests" / "data" / "darts_v2.json"), dataset="synthetic")]
     with pytest.raises(CpnasError, match="searches failed"):
-        evaluation.run_all(specs, get_config("smoke"), load=False)
+        runs.run_all(specs, get_config("smoke"), load=False)
     assert rounds == [["_search_job"], ["_job"]]

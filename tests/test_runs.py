@@ -11,15 +11,16 @@ from cpnas import ranking as K
 from cpnas import proxy as P
 from cpnas import recipe as Rc
 from cpnas import runs as R
+from cpnas import table_runs
 from cpnas.config import get_config
 from cpnas.errors import CpnasError
-from cpnas.evaluation import run_or_load, run_specs
+from cpnas.runs import run_or_load, run_specs
 from cpnas.genotype import DARTS_V2
 from cpnas.paths import project_root
 
 SCALE = "cpu"
 
-from cpnas.evaluation import table2_runs
+from cpnas.table_runs import table2_runs
 
 
 def _committed_runs(scale: str) -> set[Path]:
@@ -36,7 +37,7 @@ def _study_specs(scale: str) -> list[R.RunSpec]:
     from cpnas.tables import default_genotype_path
 
     ablation = A.all_runs(default_genotype_path(scale), bnas_genotype=A.bnas_genotype_path(scale))
-    ablation += A.table1_runs()  # notebook 03
+    ablation += table_runs.table1_runs()  # notebook 03
     specs = [r.spec(scale) for r in A.unique_runs(ablation, scale)]
     specs += [s for row in table2_runs((0, 1, 2)).values() for s in row]  # notebook 04
     specs += [P.run_spec(scale, c, b) for c in P.ALL_CELLS for b in P.BUDGETS]
@@ -82,12 +83,10 @@ def test_every_committed_run_is_the_folder_of_a_study_spec():
     ablation = {p for p in committed if A.ablation_dir(SCALE) in p.parents}
     abl_specs = [s for s in specs if s.study == A.STUDY]
     assert ablation <= {s.out(SCALE) for s in abl_specs} | _search_folders(abl_specs, SCALE)
-    # the proxy's cells at the cpu budget: its own runs, or the identical recipe runs it reuses
+    # the proxy's finished runs are found in its own folders, and nowhere else
     for cell in P.CELLS:
         found = P.finished_run(SCALE, cell, "cpu")
-        own = P.train_dir(SCALE, cell, "cpu")
-        # runs made before the cpu preset tested on all 10,000 images are another budget: not found
-        assert found is None or found in committed
+        assert found is None or found == P.train_dir(SCALE, cell, "cpu") in committed
 
 
 def test_committed_runs_are_found_never_recomputed(monkeypatch):
@@ -127,7 +126,7 @@ def test_committed_runs_are_found_never_recomputed(monkeypatch):
     assert {p for p in trainings if C.STUDY in p.parts} <= loaded
     # the ablation's loader reads every finished row without computing (CPNAS_COMPUTE=0 in 03 and 05)
     ablation = A.all_runs(default_genotype_path(SCALE), bnas_genotype=A.bnas_genotype_path(SCALE))
-    rows = A.load_rows(A.unique_runs(ablation + A.table1_runs(), SCALE), SCALE)
+    rows = A.load_rows(A.unique_runs(ablation + table_runs.table1_runs(), SCALE), SCALE)
     assert {p for p in trainings if A.STUDY in p.parts} <= {Path(r["train_dir"]) for r in rows}
 
 
@@ -214,3 +213,22 @@ def test_compare_pairs_the_runs_both_checkouts_finished(tmp_path, monkeypatch, c
     assert R.main(["--compare", str(there)]) == 0 and "1 of 2" in capsys.readouterr().out
     assert R.main(["--compare", str(tmp_path / "nowhere")]) == 2
     assert "no results/cpu under" in capsys.readouterr().err
+
+
+def test_each_stage_finds_loads_and_keys_a_committed_run():
+    """SEARCH and TRAIN (cpnas.runs): the folder, is_finished, load and key of committed finished runs."""
+    from cpnas.genotype import Genotype, load_genotype
+    from cpnas.runs import SEARCH, TRAIN
+
+    spec = next(s for s in C.specs(C.all_cells(SCALE)) if s.is_done(SCALE) and s.search is None)
+    folder = TRAIN.folder(spec, SCALE)
+    assert folder == spec.out(SCALE) and TRAIN.is_finished(folder) and not TRAIN.is_finished(folder / "nope")
+    metrics = TRAIN.load(folder)
+    assert TRAIN.key(spec, get_config(SCALE), Genotype.from_dict(metrics["genotype"])) == metrics["run"]
+    assert TRAIN.key(spec, get_config(SCALE), DARTS_V2 if metrics["genotype"] != DARTS_V2.to_dict()
+                     else C.uniform_genotype(0)) != metrics["run"]  # another cell is another run
+    search = table2_runs((0,))["CP-NAS*"][0].search
+    found = SEARCH.folder(search, SCALE)
+    assert found == R.search_dir(SCALE, "cpnas", 0) and SEARCH.is_finished(found)
+    assert SEARCH.load(found).genotype == load_genotype(found / R.GENOTYPE)
+    assert set(SEARCH.key(search, get_config(SCALE))) == {"search", "data"}

@@ -308,10 +308,13 @@ BLOCKS: dict[str, Callable[[], str]] = {
 # --- the command line -----------------------------------------------------------------------------------------
 
 def _study_modules() -> list[str]:
-    """``cpnas/<name>.py`` modules that run as ``python -m cpnas.<name>`` (they define ``main``)."""
-    return sorted(f"cpnas.{f.stem}" for f in (ROOT / "cpnas").glob("*.py") if f.stem != "__main__"
-                  and re.search(r"^def main\(", f.read_text(encoding="utf-8"), re.MULTILINE)
-                  and "__main__" in f.read_text(encoding="utf-8"))
+    """``cpnas/<name>.py`` modules that run as ``python -m cpnas.<name>`` (they define ``main``), and the
+    ``cpnas/<name>/`` packages that have a ``__main__.py``."""
+    files = [f for f in (ROOT / "cpnas").glob("*.py") if f.stem != "__main__"]
+    files += (ROOT / "cpnas").glob("*/__main__.py")
+    return sorted(f"cpnas.{f.parent.name}" if f.stem == "__main__" else f"cpnas.{f.stem}" for f in files
+                  if f.stem == "__main__" or (re.search(r"^def main\(", f.read_text(encoding="utf-8"), re.MULTILINE)
+                                              and "__main__" in f.read_text(encoding="utf-8")))
 
 
 TOOLS = ("gen_docs.py", "readme_claims.py", "snr_probe.py", "execute_cells.py", "device_check.py")

@@ -6,9 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
-from cpnas.cli.common import add_scale_args, check_writable, out_file, positive_int, resolve_config
+from cpnas.arguments import positive_int
+from cpnas.cli.common import add_scale_args, check_writable, out_file, resolve_config
 from cpnas.efficiency import SIZES
 from cpnas.errors import CpnasError
+from cpnas.runs.files import CHECKPOINT
 
 
 def _thread_list(text: str) -> tuple[int, ...]:
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     genotype = load_genotype(args.genotype)  # a bad path or file is a one-line CpnasError
     # checked here, before the C++ extension is built (a minute at first use)
-    if args.checkpoint is not None and not (args.checkpoint / "checkpoint.pt").is_file():
+    if args.checkpoint is not None and not (args.checkpoint / CHECKPOINT).is_file():
         what = "no such folder" if not args.checkpoint.exists() else "no checkpoint.pt in it"
         raise CpnasError(f"--checkpoint {args.checkpoint}: {what}; give a 'cpnas train' run folder (its --out)")
     if args.save is not None:

@@ -11,7 +11,7 @@ from cpnas.binary import PRECISIONS
 from cpnas.cli.common import (add_accel_args, add_data_args, add_distributed_args, add_run_args, add_scale_args,
                               apply_accel, apply_loader, check_writable, resolve_config, say)
 from cpnas.config import DEFAULT_SCALE, PRESET_RECIPES, RECIPES
-from cpnas.evaluation import SIZES
+from cpnas.efficiency import SIZES
 from cpnas.losses import LOSSES
 
 

@@ -18,12 +18,12 @@ machine runs: every report records the load average next to them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import statistics
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -32,22 +32,18 @@ from torch import nn
 from cpnas.binary import BinaryConv2d
 from cpnas.config import Config
 from cpnas.errors import CpnasError
+from cpnas.deploy.pair import CALIBRATION_IMAGES, build_pair, calibrate_bn, sample_images
 from cpnas.genotype import Genotype
+from cpnas.timing import median_time, median_times
 
 log = logging.getLogger(__name__)
 
 LOGIT_TOLERANCE = 1e-5
-"""Issue 15: packed and simulated logits agree 'within 1e-5' (absolute), the integers inside exactly."""
+"""Packed and simulated logits agree within 1e-5 (absolute); the integers inside agree exactly."""
 KERNEL_CHANNELS = (64, 128, 256, 512)
-"""Issue 15: the 1×1 kernel is measured at C = 64, 128, 256 and 512."""
+"""The channel counts at which the packed 1×1 kernel is measured."""
 KERNEL_PIXELS = 32
 """Spatial size of the 1×1 kernel benchmark: a 32×32 map, one image (a CIFAR cell's resolution)."""
-CALIBRATION_IMAGES = 64
-"""Images (and as many N(0,1) inputs) whose statistics become a random network's BN statistics. With 8 or 32
-images, or images alone, some channels saw a single value: their variance is 0, their mean sits exactly on a
-lattice point α·d, and BN maps that d to ±0 + rounding noise × 1/√eps — a tie the simulated net resolves by
-its own float noise (observed: 1-bit DARTS_V2 at C = 12, and the cpu cell on N(0,1) inputs). A trained net's
-dead channels are the same case: the one known way the packed and simulated nets can disagree."""
 PAPER_SPEEDUP = 50.24
 """Table 3: the paper's FLOPs-based speedup of the small CP-NAS network over WRN-22."""
 
@@ -61,79 +57,6 @@ def threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def calibrate_bn(model: nn.Module, images: torch.Tensor) -> nn.Module:
-    """Give a randomly initialised network real-looking BN statistics: their averages over ``images``.
-
-    Without it every BN of a fresh network holds mean 0 / variance 1 and the
-    activations drift far from the range a trained network sees.
-    """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the calibration batches
-    model.train()
-    with torch.no_grad():
-        for chunk in images.split(32):
-            model(chunk)
-    return model.eval()
-
-
-def trained_looking_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random BN affine terms (γ ~ U(0.5, 1.5), β ~ 0.3·N(0, 1)) in place of the init's γ = 1, β = 0.
-
-    With β = 0 a channel that never changes (the ImageNet network's first factorized reduce reads the
-    stem's output after the in-place ReLU of ``stem1``: all signs +1) outputs BN(μ) = 0 + rounding noise,
-    a tie at every pixel; a trained β moves it off zero, as here.
-    """
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
-            with torch.no_grad():
-                m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
-                m.bias.copy_(0.3 * torch.randn(m.bias.shape, generator=g))
-    return model
-
-
-def sample_images(n: int, *, dataset: str = "cifar10", image_size: int = 32, data_root: str | os.PathLike | None = None,
-                  seed: int = 0) -> tuple[torch.Tensor, str]:
-    """``n`` real test images of ``dataset`` (normalized as in training), or seeded synthetic ones if none is here.
-
-    Returns the images and a description saying which.
-    """
-    from cpnas import data as D
-
-    try:
-        root = D.resolve_root(dataset, data_root)
-    except CpnasError:
-        root = None
-    test = next((root / name for name in ("test", "val") if (root / name).is_dir()), None) if root else None
-    if test is not None:
-        per_class = -(-n // 10)
-        files = [f for d in sorted(p for p in test.iterdir() if p.is_dir())
-                 for f in sorted(d.iterdir())[:per_class]]
-        g = torch.Generator().manual_seed(seed)
-        pick = [files[i] for i in torch.randperm(len(files), generator=g)[:n].tolist()]
-        if pick:
-            images = torch.stack([_read_image(p, image_size) for p in pick])
-            return D.normalize(images), f"{len(pick)} {dataset} test images from {test}"
-    synth = D.synthetic_images(n, seed=seed, image_size=image_size, split="test")
-    return D.normalize(synth.images), f"{n} synthetic images (no {dataset} folder here)"
-
-
-def _read_image(path: Path, size: int) -> torch.Tensor:
-    """One image file as a 3×size×size uint8 tensor (shorter side resized to ``size``, centre crop)."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        rgb = im.convert("RGB")
-    if rgb.size != (size, size):
-        scale = size / min(rgb.size)
-        rgb = rgb.resize((max(size, round(rgb.width * scale)), max(size, round(rgb.height * scale))))
-        left, top = (rgb.width - size) // 2, (rgb.height - size) // 2
-        rgb = rgb.crop((left, top, left + size, top + size))
-    return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1)
 
 
 def exactness(model: nn.Module, packed: nn.Module, inputs: torch.Tensor) -> dict[str, Any]:
@@ -172,8 +95,6 @@ def exactness(model: nn.Module, packed: nn.Module, inputs: torch.Tensor) -> dict
 
 def median_ms(fn: Callable[[], Any], reps: int = 5, warmup: int = 1) -> float:
     """Median wall-clock of ``fn()`` in ms over ``reps`` calls after ``warmup`` calls (:func:`cpnas.timing.median_time`)."""
-    from cpnas.timing import median_time
-
     return 1e3 * median_time(fn, reps=reps, warmup=warmup)
 
 
@@ -190,14 +111,9 @@ def network_latency(nets: dict[str, Callable[[torch.Tensor], Any]], image_shape:
         x = torch.randn((b, *image_shape), generator=g).contiguous(memory_format=torch.channels_last)
         n = reps if b <= 8 else reps_large
         for t in thread_counts:
-            with threads(t), torch.no_grad():
-                for fn in nets.values():
-                    fn(x)  # warm-up (and first-use dispatch timing)
-                samples: dict[str, list[float]] = {name: [] for name in nets}
-                for _ in range(n):
-                    for name, fn in nets.items():
-                        samples[name].append(median_ms(lambda: fn(x), reps=1, warmup=0))
-            out.setdefault(f"batch{b}", {})[f"threads{t}"] = {k: statistics.median(v) for k, v in samples.items()}
+            with threads(t), torch.no_grad():  # one warm-up call each (and first-use dispatch timing)
+                seconds = median_times({name: functools.partial(fn, x) for name, fn in nets.items()}, reps=n, warmup=1)
+            out.setdefault(f"batch{b}", {})[f"threads{t}"] = {k: 1e3 * s for k, s in seconds.items()}
     return out
 
 
@@ -313,66 +229,6 @@ def macs_split(model: nn.Module, image_shape: Sequence[int]) -> dict[str, float]
         else:
             split["real_macs_m"] += row.real_macs / 1e6
     return split
-
-
-def build_pair(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", size: str = "small",
-               checkpoint: str | os.PathLike | None = None, seed: int = 0) -> tuple[nn.Module, nn.Module, dict]:
-    """The 1-bit evaluation network (trained from ``checkpoint`` or random) and its 32-bit twin, no aux tower.
-
-    ``checkpoint`` is a ``cpnas train`` run folder (``checkpoint.pt`` with key
-    ``model``, ``config.json``); its genotype, channels and cells are used, and
-    ``genotype`` must match it. Returns ``(binary, real, info)``.
-    """
-    from cpnas.binary import BINARY, REAL
-    from cpnas.evaluation import channels_of, train_config
-    from cpnas.io import load_checkpoint, read_json
-    from cpnas.networks import NetworkCIFAR, NetworkImageNet
-
-    tcfg = train_config(cfg, dataset)
-    channels, layers, num_classes, state = channels_of(tcfg, size), tcfg.layers, 10, None
-    source = (f"random weights (seed {seed}), random BN affine terms, BN statistics of {CALIBRATION_IMAGES} images and "
-              f"{CALIBRATION_IMAGES} N(0,1) inputs")
-    if checkpoint is not None:
-        run = Path(checkpoint)
-        if not (run / "checkpoint.pt").is_file():
-            raise CpnasError(f"{run}: no checkpoint.pt here; give a 'cpnas train' run folder (--out of cpnas train)")
-        metrics = read_json(run / "metrics.json") if (run / "metrics.json").is_file() else {}
-        run_cfg = read_json(run / "config.json") if (run / "config.json").is_file() else {}
-        if run_cfg.get("precision", "binary") != "binary":
-            raise CpnasError(f"{run}: precision {run_cfg.get('precision')!r} has real activations somewhere; "
-                             "the packed form needs a 'binary' run")
-        dataset = run_cfg.get("dataset", dataset)
-        train = run_cfg.get("train", {})
-        channels = metrics.get("channels") or train.get(f"channels_{run_cfg.get('size', size)}", channels)
-        layers = metrics.get("layers") or train.get("layers", layers)
-        num_classes = metrics.get("num_classes", num_classes)
-        if run_cfg.get("genotype") and Genotype.from_dict(run_cfg["genotype"]) != genotype:
-            raise CpnasError(f"{run} was trained on another genotype than the one given; pass the run's own "
-                             f"genotype ({run_cfg.get('genotype_path', 'see its config.json')})")
-        state = load_checkpoint(run / "checkpoint.pt")["model"]
-        source = f"trained weights from {run}"
-    if dataset == "imagenet":
-        num_classes = 1000 if checkpoint is None else num_classes
-    net_cls = NetworkImageNet if dataset == "imagenet" else NetworkCIFAR
-    torch.manual_seed(seed)
-    try:
-        binary = net_cls(genotype, C=channels, num_classes=num_classes, layers=layers, auxiliary=state is not None
-                         and any(k.startswith("auxiliary.") for k in state), precision=BINARY)
-        real = net_cls(genotype, C=channels, num_classes=num_classes, layers=layers, auxiliary=False, precision=REAL)
-    except ValueError as exc:
-        raise CpnasError(f"cannot build the {dataset} network with C={channels}, {layers} cells: {exc}") from None
-    if state is None:
-        trained_looking_bn(binary, seed)
-        trained_looking_bn(real, seed)
-    else:
-        try:
-            binary.load_state_dict(state)
-        except RuntimeError as exc:
-            raise CpnasError(f"{checkpoint}: the checkpoint does not fit the network ({str(exc).splitlines()[0]})") from None
-    binary.auxiliary = None
-    info = {"dataset": dataset, "channels": channels, "layers": layers, "num_classes": num_classes,
-            "image_size": tcfg.image_size, "weights": source}
-    return binary.eval(), real.eval(), info
 
 
 def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", size: str = "small",
