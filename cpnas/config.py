@@ -94,10 +94,9 @@ class SearchConfig:
                                      "eval mode (SPOS, Guo et al. 2020 §3.3), so a score does not depend on "
                                      "how the score split is batched", size=True, ge=0)
     final_cell: str = _f("top2", "⚑ 'top2' (DARTS: each node keeps its 2 best non-none edges, ranked by the "
-                                 "mean z̄ of the op left on them) or 'keep_all' (each edge keeps its last op). "
-                                 "Measured over 23 finished searches at the paper's C = 56/72/112 "
-                                 "(cpnas.efficiency.final_cell_readings): top2 gives 3.0/4.9/11.7 M params, "
-                                 "keep_all 4.1/6.7/16.0 M; Table 1 prints 2.9/4.4/10.6 M",
+                                 "mean z̄ of the op left on them) or 'keep_all' (each edge keeps its last op); "
+                                 "cpnas.efficiency.final_cell_readings compares the parameter counts of both "
+                                 "with Table 1's",
                          choices=("keep_all", "top2"))
     indicator: str = _f("printed", "⚑ Eq. 1 as printed, z = A_C + β_P(A_P − A_C) ('printed'), or the reading "
                                    "of its 'performance loss' wording, z = A_C − β_P(A_P − A_C) ('gap_penalty')",
@@ -106,15 +105,6 @@ class SearchConfig:
                                  "convolution', a reason that holds for the 1-bit Child only; the 32-bit "
                                  "Parent keeps DARTS' ReLU before each conv block (false: no ReLU, which makes "
                                  "the Parent linear away from max-pooling)")
-    # PC-DARTS baseline (Xu et al., 2019, §4.2 CIFAR-10 search settings).
-    pc_epochs: int = _f(50, "PC-DARTS §4.2: 50 epochs", size=True, ge=1)
-    pc_warmup_epochs: int = _f(15, "PC-DARTS §4.2: architecture updates start after 15 epochs", size=True, ge=0)
-    pc_batch_size: int = _f(256, "PC-DARTS §4.2: batch size 256", size=True, ge=1)
-    pc_lr: float = _f(0.1, "PC-DARTS §4.2: initial weight learning rate 0.1, cosine", gt=0)
-    pc_weight_decay: float = _f(3e-4, "PC-DARTS §4.2 / DARTS: weight decay 3×10⁻⁴", ge=0)
-    pc_arch_lr: float = _f(6e-4, "PC-DARTS §4.2: Adam, learning rate 6×10⁻⁴", gt=0)
-    pc_arch_weight_decay: float = _f(1e-3, "PC-DARTS §4.2: Adam weight decay 10⁻³", ge=0)
-    pc_partial_k: int = _f(4, "PC-DARTS §4.2: K = 4 (1/4 of the channels go through the ops)", ge=1)
 
 
 @dataclass(frozen=True)
@@ -208,9 +198,25 @@ class Config:
     search_dataset: str = field(default="", metadata={
         "source": "the dataset whose search settings (§3.1) are applied (get_config's dataset; "
                   "cpnas search --dataset); empty: none", "resolved": True})
+    strategy_overrides: tuple[tuple[str, Any], ...] = field(default=(), metadata={
+        "source": "values set for keys of strategies' own sections (:func:`register_section`), in the order "
+                  "set; read them through :meth:`section`", "resolved": True, "internal": True})
+
+    def section(self, settings: type) -> Any:
+        """The resolved values of a strategy's own section ``settings`` (a class given to
+        :func:`register_section`): its defaults, then its preset for this scale, then the values set."""
+        sec = _section_of(settings)
+        values = dict(sec.presets.get(self.scale, {}))
+        values.update({key.split(".", 1)[1]: v for key, v in self.strategy_overrides if key in sec.keys})
+        return settings(**values)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every value, each registered strategy section's inside the section it extends (``search``)."""
+        out = dataclasses.asdict(self)
+        del out["strategy_overrides"]
+        for sec in sections().values():
+            out[sec.under].update(dataclasses.asdict(self.section(sec.settings)))
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -222,7 +228,6 @@ _SMOKE = {
     # one batch per epoch: a step of this tiny supernet still costs ~0.3-0.5 s on this CPU
     "search.layers": 4, "search.init_channels": 4, "search.T": 1, "search.batch_size": 32,
     "search.train_fraction": 0.0006, "search.score_fraction": 0.0003,
-    "search.pc_epochs": 3, "search.pc_warmup_epochs": 1, "search.pc_batch_size": 32,
     # five trainings of 03 in ~10 s: 100 training and 50 test images, C in the paper's ratio 56:72:112
     "cifar.layers": 5, "cifar.channels_small": 4, "cifar.channels_medium": 5, "cifar.channels_large": 8,
     "cifar.epochs": 1, "cifar.batch_size": 32, "cifar.train_fraction": 0.002, "cifar.test_fraction": 0.005,
@@ -274,7 +279,6 @@ _CPU = {
     # ≥ 2 only at 10,000 images (results/cpu/snr_probe/).
     "search.layers": 6, "search.init_channels": 8, "search.T": 1, "search.batch_size": 64,
     "search.train_fraction": 0.02, "search.score_fraction": 0.2,
-    "search.pc_epochs": 10, "search.pc_warmup_epochs": 3, "search.pc_batch_size": 64,
     # A CIFAR training of the small size in <= 20 min of one thread: 8 cells,
     # C = 12/16/24 (the paper's 56:72:112 ratio, rounded to even widths), 3 epochs of 20,000
     # images at batch 32 (1,875 steps), validated on 2,000 held-out training images and tested
@@ -297,6 +301,84 @@ PRESET_OVERRIDES: dict[str, dict[str, Any]] = {"paper": {}, "cpu": _CPU, "smoke"
 PRESET_RECIPES: dict[str, str] = {"paper": "paper", "cpu": "adam-bnn", "smoke": "adam-bnn"}
 SCALES: tuple[str, ...] = tuple(PRESET_OVERRIDES)
 DEFAULT_SCALE = "cpu"
+
+
+@dataclass(frozen=True)
+class StrategySection:
+    """A strategy's own configuration section (see :func:`register_section`)."""
+
+    settings: type
+    strategy: str
+    under: str
+    presets: Mapping[str, Mapping[str, Any]]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(f"{self.under}.{f.name}" for f in fields(self.settings))
+
+
+_SECTIONS: dict[str, StrategySection] = {}
+_SECTION_LOADERS: list[Any] = []
+
+
+def register_section(settings: type, *, strategy: str, under: str = "search",
+                     presets: Mapping[str, Mapping[str, Any]] | None = None) -> type:
+    """Make the frozen dataclass ``settings`` (fields made with :func:`_f`) strategy ``strategy``'s section.
+
+    Its fields are keys of section ``under`` (``search.<field>``: ``--set``, the config files of
+    runs and ``cpnas config`` show them there); ``presets[scale]`` overrides its defaults at a
+    scale (size fields only, as the scales' own presets). A strategy reads it with
+    ``cfg.section(settings)``; ``settings.check(self)``, when defined, checks across its fields.
+    """
+    if not dataclasses.is_dataclass(settings):
+        raise TypeError(f"{settings.__name__} is not a dataclass")
+    taken = {f.name for f in fields(_get_dotted(PAPER, under))}
+    for sec in _SECTIONS.values():
+        if sec.settings is not settings and sec.under == under:
+            taken |= {f.name for f in fields(sec.settings)}
+    clash = sorted(taken & {f.name for f in fields(settings)})
+    if clash:
+        raise ValueError(f"section {settings.__name__} of {strategy} repeats keys of {under}: {clash}")
+    for scale, values in (presets or {}).items():
+        settings(**values)  # a preset names fields of the section
+    _SECTIONS[settings.__qualname__ + "@" + settings.__module__] = StrategySection(
+        settings, strategy, under, {k: dict(v) for k, v in (presets or {}).items()})
+    return settings
+
+
+def unregister_section(settings: type) -> None:
+    """Remove a section :func:`register_section` added (a test's own strategy)."""
+    _SECTIONS.pop(settings.__qualname__ + "@" + settings.__module__, None)
+
+
+def add_section_loader(loader: Any) -> None:
+    """``loader()`` imports the modules whose sections must be known before a config is read
+    (:mod:`cpnas.strategy_base` adds the import of the built-in strategies)."""
+    if loader not in _SECTION_LOADERS:
+        _SECTION_LOADERS.append(loader)
+
+
+def sections() -> dict[str, StrategySection]:
+    """Every registered strategy section (the built-in strategies' loaded first)."""
+    for loader in _SECTION_LOADERS:
+        loader()
+    return _SECTIONS
+
+
+def _section_of(settings: type) -> StrategySection:
+    for sec in sections().values():
+        if sec.settings is settings:
+            return sec
+    raise CpnasError(f"{settings.__name__} is not a registered configuration section")
+
+
+def _set_section_key(cfg: "Config", key: str, value: Any) -> "Config":
+    """``cfg`` with strategy-section key ``key`` set (checked against its field as any other key)."""
+    sec = next(sec for sec in sections().values() if key in sec.keys)
+    checked = getattr(_replace_dotted(cfg.section(sec.settings), key.split(".", 1)[1], value, key),
+                      key.split(".", 1)[1])
+    kept = tuple((k, v) for k, v in cfg.strategy_overrides if k != key)
+    return dataclasses.replace(cfg, strategy_overrides=kept + ((key, checked),))
 
 
 def _replace_dotted(cfg: Any, key: str, value: Any, full_key: str) -> Any:
@@ -352,8 +434,9 @@ def _coerce(current: Any, value: Any, key: str) -> Any:
 
 def apply_overrides(cfg: Config, overrides: Mapping[str, Any] | None) -> Config:
     """Return ``cfg`` with dotted-key ``overrides`` applied; unknown keys raise CpnasError."""
+    section_keys = {k for sec in sections().values() for k in sec.keys}
     for key, value in (overrides or {}).items():
-        cfg = _replace_dotted(cfg, key, value, key)
+        cfg = _set_section_key(cfg, key, value) if key in section_keys else _replace_dotted(cfg, key, value, key)
     return cfg
 
 
@@ -385,8 +468,10 @@ def check_consistency(cfg: Config) -> Config:
                          f"of the {s.layers}-cell search network (search.layers); {bad} are outside it")
     if len(set(s.reduction_layers)) != len(s.reduction_layers):
         raise CpnasError(f"search.reduction_layers {list(s.reduction_layers)} repeats a cell")
-    if s.pc_warmup_epochs > s.pc_epochs:
-        raise CpnasError(f"search.pc_warmup_epochs ({s.pc_warmup_epochs}) exceeds search.pc_epochs ({s.pc_epochs})")
+    for sec in sections().values():
+        values = cfg.section(sec.settings)
+        if hasattr(values, "check"):
+            values.check()
     return cfg
 
 
@@ -399,11 +484,22 @@ def parse_override(text: str) -> tuple[str, str]:
 
 
 def iter_fields(cfg: Any, prefix: str = ""):
-    """Yield ``(dotted_key, value, metadata)`` for every leaf field of a config."""
+    """Yield ``(dotted_key, value, metadata)`` for every leaf field of a config.
+
+    A strategy's own section follows the section it extends; its fields' metadata name the
+    strategy (``"strategy"``).
+    """
     for f in fields(cfg):
+        if f.metadata.get("internal"):
+            continue
         value = getattr(cfg, f.name)
         key = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(value):
             yield from iter_fields(value, key + ".")
+            if isinstance(cfg, Config):
+                for sec in sections().values():
+                    if sec.under == key:
+                        for k, v, meta in iter_fields(cfg.section(sec.settings), key + "."):
+                            yield k, v, {**meta, "strategy": sec.strategy}
         else:
             yield key, value, f.metadata

@@ -2,8 +2,8 @@
 
 * :class:`SearchNetwork` — the weight-sharing supernet of the search (6 cells,
   C = 16, reductions at the "second and fourth layers" ⚑), run on a sampled
-  :class:`~cpnas.space.Path` (Child: ``BINARY``, Parent: ``REAL``) or, for
-  PC-DARTS, as a mixed-op network.
+  :class:`~cpnas.space.Path` (Child: ``BINARY``, Parent: ``REAL``); PC-DARTS
+  extends it with its mixed-op forward (:mod:`cpnas.pcdarts`).
 * :class:`NetworkCIFAR` — the evaluation network: 10 cells (8 normal, 2 reduction
   at 1/3 and 2/3 of the depth, as DARTS), C = 56/72/112, auxiliary tower.
 * :class:`NetworkImageNet` — three stride-2 3×3 stem convs (224 → 28), 10 cells,
@@ -141,13 +141,14 @@ def _check_reductions(layers: int, reductions: Sequence[int]) -> None:
 class SearchNetwork(nn.Module):
     """The supernet of the search stage: stem → cells → global pool → classifier.
 
-    ``forward(x, path)`` runs one sampled sub-network; ``forward_mixed`` runs the
-    PC-DARTS relaxation (needs ``partial_k`` ≥ 1 at construction).
+    ``forward(x, path)`` runs one sampled sub-network. ``cell`` builds every cell
+    (default :class:`~cpnas.space.SearchCell`; a relaxation such as PC-DARTS passes its
+    own subclass and adds its own forward, :mod:`cpnas.pcdarts`).
     """
 
     def __init__(self, C: int = 16, num_classes: int = 10, layers: int = 6,
                  reduction_layers: Sequence[int] = (1, 3), precision: Precision = BINARY,
-                 nodes: int = 4, partial_k: int = 1, in_channels: int = 3) -> None:
+                 nodes: int = 4, in_channels: int = 3, cell: Callable[..., SearchCell] = SearchCell) -> None:
         super().__init__()
         _check_reductions(layers, reduction_layers)
         self.nodes = nodes
@@ -157,7 +158,7 @@ class SearchNetwork(nn.Module):
         self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False),
                                   nn.BatchNorm2d(c_stem))
         self.cells = nn.ModuleList(
-            SearchCell(nodes, c_pp, c_p, c, red, red_prev, precision, partial_k)
+            cell(nodes, c_pp, c_p, c, red, red_prev, precision)
             for c_pp, c_p, c, red, red_prev in _cell_channels(c_stem, C, layers, reduction_layers, nodes))
         c_out = nodes * self.cells[-1].c
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
@@ -165,20 +166,11 @@ class SearchNetwork(nn.Module):
 
     @shares_signs
     def forward(self, x: torch.Tensor, path: Path) -> torch.Tensor:
-        if self.cells[0].partial_k != 1:
-            raise RuntimeError("a SearchNetwork built with partial_k > 1 only runs forward_mixed (PC-DARTS)")
+        if self.cells[0].op_channels != self.cells[0].c:
+            raise RuntimeError("a SearchNetwork whose ops see part of the channels has no sampled-path forward")
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, path.reduce if cell.reduction else path.normal)
-        return self.classifier(torch.flatten(self.global_pooling(s1), 1))
-
-    @shares_signs
-    def forward_mixed(self, x: torch.Tensor, weights: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """``weights[kind] = (op_weights, edge_weights)`` for ``kind`` in normal/reduce."""
-        s0 = s1 = self.stem(x)
-        for cell in self.cells:
-            op_w, edge_w = weights["reduce" if cell.reduction else "normal"]
-            s0, s1 = s1, cell.forward_mixed(s0, s1, op_w, edge_w)
         return self.classifier(torch.flatten(self.global_pooling(s1), 1))
 
 

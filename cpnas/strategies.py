@@ -90,6 +90,14 @@ class CPNAS(Strategy):
     label = "CP-NAS"
     method = "Child-Parent model"
     uses_beta_p = True
+    artifact_files = ("indicator.json",)
+
+    @classmethod
+    def supernets(cls, cfg: Config, num_classes: int) -> list[torch.nn.Module]:
+        """The 1-bit Child and the 32-bit Parent."""
+        s = cfg.search
+        return [SearchNetwork(s.init_channels, num_classes, s.layers, s.reduction_layers, precision, nodes=s.nodes)
+                for precision in (BINARY, REAL_RELU if s.parent_relu else REAL)]
 
     @classmethod
     def plan(cls, cfg: Config) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -366,6 +374,10 @@ class RandomSelection(Strategy):
     @classmethod
     def plan(cls, cfg: Config) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         return [], [{"phase": "uniform draw, no training", "epochs": 0}]
+
+    @classmethod
+    def supernets(cls, cfg: Config, num_classes: int) -> list[torch.nn.Module]:
+        return []
 
     def __init__(self, ctx: SearchContext) -> None:
         super().__init__(ctx)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from cpnas.config import Config
+from cpnas.config import Config, add_section_loader
 from cpnas.errors import CpnasError
 from cpnas.genotype import Genotype
 
@@ -52,7 +52,11 @@ class Strategy(ABC):
     * ``fixed_beta_p`` — a β_P the strategy imposes (BNAS†: 0), or ``None``;
     * ``uses_beta_p`` — whether Eq. 1's β_P means anything to it;
     * ``needs_arch_split`` — whether the search data needs a third (architecture) split;
-    * :meth:`plan` — its epochs and a summary of them, from the configuration alone.
+    * ``settings`` — its own configuration section (:func:`cpnas.config.register_section`), or ``None``;
+    * ``artifact_files`` — the files :meth:`artifacts` writes beside the genotype;
+    * :meth:`plan` — its epochs and a summary of them, from the configuration alone;
+    * :meth:`search_batch_size` — the batch of its search-train (and architecture) split;
+    * :meth:`supernets` — the networks it trains (built unallocated-sized first by the memory check).
     """
 
     name: str = ""
@@ -61,6 +65,27 @@ class Strategy(ABC):
     fixed_beta_p: float | None = None
     uses_beta_p: bool = False
     needs_arch_split: bool = False
+    settings: type | None = None
+    artifact_files: tuple[str, ...] = ()
+
+    @classmethod
+    def search_batch_size(cls, cfg: Config) -> int:
+        """The batch size of the search-train split (and of the architecture split, when it has one)."""
+        return cfg.search.batch_size
+
+    @classmethod
+    def supernets(cls, cfg: Config, num_classes: int) -> list[torch.nn.Module]:
+        """The networks a search of this strategy trains, freshly built (default: one 1-bit supernet)."""
+        from cpnas.binary import BINARY
+        from cpnas.networks import SearchNetwork
+
+        s = cfg.search
+        return [SearchNetwork(s.init_channels, num_classes, s.layers, s.reduction_layers, BINARY, nodes=s.nodes)]
+
+    @classmethod
+    def unused_settings(cls, cfg: Config) -> dict[str, str]:
+        """Keys of its section that ``cfg``'s other settings leave unread, each with what is read instead."""
+        return {}
 
     @classmethod
     def plan(cls, cfg: Config) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -124,6 +149,9 @@ def _load_builtins() -> None:
         importlib.import_module(module)
 
 
+add_section_loader(_load_builtins)  # a config knows the built-in strategies' sections before it is read
+
+
 def get_strategy(name: str) -> type[Strategy]:
     """The registered strategy ``name`` (built-ins imported on first use)."""
     _load_builtins()
@@ -131,6 +159,11 @@ def get_strategy(name: str) -> type[Strategy]:
         return STRATEGIES[name]
     except KeyError:
         raise CpnasError(f"unknown strategy {name!r}; choose one of {', '.join(strategy_names())}") from None
+
+
+def search_epochs(name: str, cfg: Config) -> int:
+    """The number of search epochs of strategy ``name`` under ``cfg`` (its :meth:`Strategy.plan`)."""
+    return len(get_strategy(name).plan(cfg)[0])
 
 
 def strategy_names() -> tuple[str, ...]:
