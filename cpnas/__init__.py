@@ -8,8 +8,8 @@ the notebooks in ``notebooks/`` only call it and display the results.
 
 import os as _os
 
-# With 2 cores shared with another busy process, OpenMP's default spin-waiting made
-# small CPU kernels (BatchNorm on a 20×12×32×32 tensor) 25-50× slower; passive
+# With cores shared with another busy process, OpenMP's default spin-waiting slows small
+# CPU kernels (e.g. BatchNorm on a small activation) down by a large factor; passive
 # waiting removes that. It must be set before torch loads its OpenMP runtime.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

@@ -51,6 +51,12 @@ BETAS: tuple[float, ...] = (0.0, 0.33, 0.5, 1.0, 2.0, 3.0, 4.0)
 STRATEGIES: tuple[str, ...] = ("random", "pcdarts", "bnas", "cpnas")
 """Fig. 6 (right): the search strategies compared on the 1-bit space."""
 
+PAPER_STRATEGY = "cpnas"
+"""The paper's method: the reference each other strategy of Fig. 6 (right) is compared with."""
+
+SPEED_CLAIM: tuple[str, str] = ("cpnas", "pcdarts")
+"""§3.2's speed claim: the strategy said to search faster, and the one it is compared with."""
+
 GAP_BETAS: tuple[float, ...] = (0.5, 2.0)
 """Fig. 6 (left), the other reading of Eq. 1 (⚑ ``search.indicator = gap_penalty``): these β_P only."""
 
@@ -59,8 +65,8 @@ PAPER_BETA = 2.0
 
 LOSS_KERNEL_WEIGHT = 0.03
 """The kernel term's weight in the loss study when the scale's recipe turns the term off (``adam-bnn``: 0):
-the best non-zero weight of the recipe sweep (1 / 0.03 / 0 gave 22.2 / 29.7 / 33.6 % validation top-1),
-so that the variants with the kernel term measure it. At ``paper`` the recipe's weight (1, Eq. 3) is used."""
+the non-zero weight with the best validation top-1 in the recipe sweep (tables/recipe_sweep.md), so that
+the variants with the kernel term measure it. At ``paper`` the recipe's weight (1, Eq. 3) is used."""
 
 LOSS_VARIANTS: dict[str, dict[str, Any]] = {
     "cross-entropy": {"loss": "ce", "overrides": {}},
@@ -108,10 +114,10 @@ ABLATION_SIZES: dict[str, dict[str, Any]] = {
     # side, and Table 1 at 3 seeds (which shares these searches, cpnas.tables.table1_runs) 90 minutes:
     # 48 searches and ~90 trainings in all. Search: a 5-cell supernet (C = 8) with the cpu schedule
     # (T = 1, 35 draws), each draw trained on the 250 search-train images and scored on 1,000
-    # images after BN is re-estimated on 2 batches; ~8-10 min for cpnas on one thread. Its snr
+    # images after BN is re-estimated on 2 batches. Its snr
     # (indicator.json) is below 02's (10,000 scored images): these searches are noisier, and 05
     # reports how much. Training: the cpu small network (8 cells, C = 12) for one pass over
-    # 10,000 training images (tested on 5,000, ±0.7 points binomial SE at 50 %), ~4 min.
+    # 10,000 training images (tested on 5,000, ±0.7 points binomial SE at 50 %).
     "cpu": {
         "search.layers": 5, "search.train_fraction": 0.005, "search.score_fraction": 0.02,
         "search.calibration_batches": 2,
@@ -494,8 +500,9 @@ def summarize(rows: Sequence[dict[str, Any]], study: str, by: str = "label") -> 
     return pd.DataFrame(out)
 
 
-def difference(rows: Sequence[dict[str, Any]], study: str, a: Any, b: Any, by: str = "label") -> dict[str, Any]:
-    """Mean top-1 of ``a`` minus that of ``b`` within one study, over seeds.
+def difference(rows: Sequence[dict[str, Any]], study: str, a: Any, b: Any, by: str = "label",
+               measure: str = "top1") -> dict[str, Any]:
+    """Mean ``measure`` (default top-1) of ``a`` minus that of ``b`` within one study, over seeds.
 
     When both arms trained the same cell at the same seeds (the CP loss against its parts,
     Table 1's CP loss against cross-entropy), the test is paired (:func:`cpnas.stats.paired`);
@@ -507,9 +514,9 @@ def difference(rows: Sequence[dict[str, Any]], study: str, a: Any, b: Any, by: s
     rb = [r for r in rows if r["study"] == study and r[by] == b]
     pairs = pairing(ra, rb)
     if pairs is not None:
-        d = paired([x["top1"] for x, _ in pairs], [y["top1"] for _, y in pairs])
+        d = paired([x[measure] for x, _ in pairs], [y[measure] for _, y in pairs])
     else:
-        d = welch([r["top1"] for r in ra], [r["top1"] for r in rb])
+        d = welch([r[measure] for r in ra], [r[measure] for r in rb])
     return {"a": a, "b": b, **d, "ratio": d["t"]}
 
 
@@ -558,24 +565,26 @@ def kendall_words(t: dict[str, Any], x: str, y: str) -> str:
 
 
 def judged(rows: Sequence[dict[str, Any]], study: str, tests: Sequence[tuple[Any, Any, int]],
-           by: str = "label", chance: float = CHANCE_TOP1) -> list[dict[str, Any]]:
+           by: str = "label", chance: float = CHANCE_TOP1, measure: str = "top1") -> list[dict[str, Any]]:
     """Welch tests ``a − b`` of one figure, Holm-corrected together, each with its verdict (:mod:`cpnas.stats`).
 
     ``tests`` holds ``(a, b, paper_sign)``: +1 where the paper says a > b, −1 where a < b.
-    ``chance`` is the measure's chance level (``-inf`` for one that has none, e.g. a conv share).
+    ``measure`` is the row field compared (default top-1); ``chance`` is its chance level
+    (``-inf`` for one that has none, e.g. a conv share).
     """
-    return _judged_across(rows, [(study, a, b, sign) for a, b, sign in tests], by=by, chance=chance)
+    return _judged_across(rows, [(study, a, b, sign) for a, b, sign in tests], by=by, chance=chance,
+                          measure=measure)
 
 
 def _judged_across(rows: Sequence[dict[str, Any]], tests: Sequence[tuple[str, Any, Any, int]], by: str,
-                   chance: float) -> list[dict[str, Any]]:
+                   chance: float, measure: str = "top1") -> list[dict[str, Any]]:
     """:func:`judged` with a study per test, ``(study, a, b, paper_sign)``: one Holm family across studies."""
     from cpnas.stats import holm, verdict
 
-    diffs = [difference(rows, study, a, b, by=by) for study, a, b, _ in tests]
+    diffs = [difference(rows, study, a, b, by=by, measure=measure) for study, a, b, _ in tests]
     out = []
     for (study, a, b, sign), d, p_adj in zip(tests, diffs, holm([d["p"] for d in diffs])):
-        means = [statistics.fmean(r["top1"] for r in rows if r["study"] == study and r[by] == v) if d["n_" + k]
+        means = [statistics.fmean(r[measure] for r in rows if r["study"] == study and r[by] == v) if d["n_" + k]
                  else float("nan") for v, k in ((a, "a"), (b, "b"))]
         v = verdict(d, paper_sign=sign, mean_a=means[0], mean_b=means[1], chance=chance, p_adjusted=p_adj,
                     family_size=sum(x["p"] is not None for x in diffs))
@@ -627,21 +636,25 @@ def strategy_verdict(rows: Sequence[dict[str, Any]]) -> str:
     """In words, from the data: does CP-NAS beat Random, PC-DARTS and BNAS† (Holm over the three), how fast?"""
     strat = [r for r in rows if r["study"] == "strategy"]
     s = summarize(strat, "strategy")
-    if s.empty or "cpnas" not in set(s["label"]):
+    if s.empty or PAPER_STRATEGY not in set(s["label"]):
         return "The CP-NAS runs of the strategy study have not finished yet."
-    others = [other for other in STRATEGIES if other != "cpnas" and other in set(s["label"])]
-    tests = judged(strat, "strategy", [("cpnas", other, +1) for other in others])
+    others = [other for other in STRATEGIES if other != PAPER_STRATEGY and other in set(s["label"])]
+    tests = judged(strat, "strategy", [(PAPER_STRATEGY, other, +1) for other in others])
     parts = [f"CP-NAS minus {other}: {in_words(d)}; {verdict_words(d)}" for other, d in zip(others, tests)]
     cost = s.set_index("label")["search (min)"]
     speed = ""
-    if cost.get("pcdarts", float("nan")) > 0:  # NaN (no search recorded) compares false
-        ratio = cost["cpnas"] / cost["pcdarts"]
+    fast, slow = SPEED_CLAIM
+    if cost.get(slow, float("nan")) > 0:  # NaN (no search recorded) compares false
+        from cpnas.strategy_base import title_of
+
+        ratio = cost[fast] / cost[slow]
         per_epoch = search_cost_projection(strat)
-        speed = (f" Search wall-clock here: CP-NAS {cost['cpnas']:.1f} min vs PC-DARTS {cost['pcdarts']:.1f} min "
-                 f"(ratio {ratio:.2f}, on this scale's schedules: {per_epoch['epochs_cpnas']:g} vs "
-                 f"{per_epoch['epochs_pcdarts']:g} epochs). Per epoch, projected to the paper's "
-                 f"{per_epoch['paper_epochs_cpnas']} vs {per_epoch['paper_epochs_pcdarts']} epochs: ratio "
-                 f"{per_epoch['ratio']:.2f} (the paper reports CP-NAS 30 % faster, a ratio of about 0.70).")
+        speed = (f" Search wall-clock here: {title_of(fast)} {cost[fast]:.1f} min vs {title_of(slow)} "
+                 f"{cost[slow]:.1f} min (ratio {ratio:.2f}, on this scale's schedules: "
+                 f"{per_epoch[f'epochs_{fast}']:g} vs {per_epoch[f'epochs_{slow}']:g} epochs). Per epoch, projected "
+                 f"to the paper's {per_epoch[f'paper_epochs_{fast}']} vs {per_epoch[f'paper_epochs_{slow}']} epochs: "
+                 f"ratio {per_epoch['ratio']:.2f} (the paper reports {title_of(fast)} 30 % faster, a ratio of about "
+                 f"0.70).")
     return "; ".join(parts) + "." + speed
 
 
@@ -687,28 +700,28 @@ def loss_verdicts(rows: Sequence[dict[str, Any]], study: str = "loss") -> list[d
 
 
 def search_cost_projection(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """CP-NAS / PC-DARTS search time per epoch, projected to the paper's epoch counts (105 vs 50).
+    """The search time per epoch of the two strategies of :data:`SPEED_CLAIM`, projected to the paper's schedules.
 
-    The mean seconds per search epoch of each strategy's runs times the paper's number of
-    epochs (Alg. 1 with K = 8, T = 3; PC-DARTS' 50, 15 of them warm-up). PC-DARTS'
-    warm-up epochs are cheaper than its bilevel ones, so the projection is exact only when
-    the runs had the paper's warm-up share (``cpu``: 3 of 10, the paper's 15 of 50). The
-    CP-NAS scoring split of the ablation is larger next to its training split than the
-    paper's (``cpu``: 100 to 150 images; the paper: 5 % to 50 %), which counts against CP-NAS.
+    The mean seconds per search epoch of each strategy's runs times its number of epochs at
+    ``paper`` (its :meth:`~cpnas.strategy_base.Strategy.plan`). Epochs of different kinds
+    (PC-DARTS' warm-up epochs are cheaper than its bilevel ones) make the projection exact only
+    when the runs had the paper's share of each kind. A scoring split larger next to its training
+    split than the paper's counts against the strategy that scores.
     """
-    from cpnas.strategy_base import get_strategy
+    from cpnas.strategy_base import search_epochs
 
     paper = get_config("paper")
-    paper_epochs = {name: len(get_strategy(name).plan(paper)[0]) for name in ("cpnas", "pcdarts")}
+    paper_epochs = {name: search_epochs(name, paper) for name in SPEED_CLAIM}
     out: dict[str, Any] = {}
-    for name in ("cpnas", "pcdarts"):
+    for name in SPEED_CLAIM:
         mine = [r for r in rows if r["strategy"] == name and r["search_wall_clock_s"] and r["search_epochs"]]
         if not mine:
             raise CpnasError(f"no finished {name} search among the rows")
         out[f"epoch_s_{name}"] = statistics.fmean(r["search_wall_clock_s"] / r["search_epochs"] for r in mine)
         out[f"epochs_{name}"] = statistics.fmean(r["search_epochs"] for r in mine)
         out[f"paper_epochs_{name}"] = paper_epochs[name]
-    out["ratio"] = (out["epoch_s_cpnas"] * paper_epochs["cpnas"]) / (out["epoch_s_pcdarts"] * paper_epochs["pcdarts"])
+    fast, slow = SPEED_CLAIM
+    out["ratio"] = (out[f"epoch_s_{fast}"] * paper_epochs[fast]) / (out[f"epoch_s_{slow}"] * paper_epochs[slow])
     return out
 
 

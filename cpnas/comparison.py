@@ -170,7 +170,7 @@ def arm_rows(values: dict[str, Sequence[float]], minutes: dict[str, Sequence[flo
 def search_arms(budget: str, seeds: Sequence[int], arms: Sequence[str] = ("cpnas", "bnas", "pcdarts", "rs"),
                 betas: Sequence[float] = ()) -> list[Any]:
     """The searches of ``arms`` (and of CP-NAS at the extra ``betas``) at ``budget``, seed-major."""
-    from cpnas import runs as R
+    from cpnas import runs
     from cpnas.ranking import BUDGETS
 
     if budget not in BUDGETS:
@@ -182,10 +182,10 @@ def search_arms(budget: str, seeds: Sequence[int], arms: Sequence[str] = ("cpnas
         for arm in arms:
             strategy, beta = ARMS[arm]
             if strategy is not None:
-                specs.append(R.SearchSpec(strategy, seed=seed, beta_p=beta, overrides=R.overrides(BUDGETS[budget]),
+                specs.append(runs.SearchSpec(strategy, seed=seed, beta_p=beta, overrides=runs.overrides(BUDGETS[budget]),
                                           study=STUDY, variant=budget))
         for beta in betas:
-            specs.append(R.SearchSpec("cpnas", seed=seed, beta_p=float(beta), overrides=R.overrides(BUDGETS[budget]),
+            specs.append(runs.SearchSpec("cpnas", seed=seed, beta_p=float(beta), overrides=runs.overrides(BUDGETS[budget]),
                                       study=STUDY, variant=budget))
     return specs
 
@@ -212,7 +212,7 @@ def run_searches(scale: str, specs: Sequence[Any], *, jobs: int = 1, data_root: 
 def arm_values(scale: str, budget: str) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """``(top-1s, search minutes)`` per arm: each found cell's seed-0 benchmark training, and for ``random``
     the uniform cells' seed-0 trainings."""
-    from cpnas import runs as R
+    from cpnas import runs
     from cpnas.cellbench import frame
     from cpnas.io import read_json
 
@@ -221,11 +221,11 @@ def arm_values(scale: str, budget: str) -> tuple[dict[str, list[float]], dict[st
     top1 = dict(zip(df.architecture, df.top1))
     values: dict[str, list[float]] = {"random": [v for a, v in top1.items() if a.startswith("uniform-")]}
     minutes: dict[str, list[float]] = {}
-    root = R.study_dir(scale, STUDY) / "search"
+    root = runs.study_dir(scale, STUDY) / "search"
     for arm, (strategy, beta) in ARMS.items():
         if strategy is None:
             continue
-        name = R.search_name(strategy, beta, variant=budget)
+        name = runs.search_name(strategy, beta, variant=budget)
         for folder in sorted(root.glob(f"{name}/seed*")):
             cell = f"{STUDY}-{name}-s{folder.name.removeprefix('seed')}"
             if cell in top1:

@@ -2,7 +2,7 @@
 
 * :class:`SearchNetwork` — the weight-sharing supernet of the search (6 cells,
   C = 16, reductions at the "second and fourth layers" ⚑), run on a sampled
-  :class:`~cpnas.space.Path` (Child: ``BINARY``, Parent: ``REAL``); PC-DARTS
+  :class:`~cpnas.space.SampledPath` (Child: ``BINARY``, Parent: ``REAL``); PC-DARTS
   extends it with its mixed-op forward (:mod:`cpnas.pcdarts`).
 * :class:`NetworkCIFAR` — the evaluation network: 10 cells (8 normal, 2 reduction
   at 1/3 and 2/3 of the depth, as DARTS), C = 56/72/112, auxiliary tower.
@@ -27,7 +27,7 @@ from torch import nn
 from cpnas.binary import BINARY, Precision, shares_signs
 from cpnas.genotype import NUM_INPUTS, Genotype
 from cpnas.ops import build_op
-from cpnas.space import Path, SearchCell, preprocess
+from cpnas.space import SampledPath, SearchCell, preprocess
 
 STEM_MULTIPLIER = 3  # DARTS: the CIFAR stem outputs 3·C channels
 
@@ -49,8 +49,7 @@ def memory_format_for(model: nn.Module, device: torch.device, *, input_shape: Se
       ``input_shape`` given, a forward + backward of a copy of ``model`` (through
       ``forward(net, x)``, default ``net(x)``) is timed in both formats on random
       inputs, once per (layer shapes, input shape, threads) on this machine, and the
-      faster is cached. ``channels_last`` was ~1.5× faster on the development CPU;
-      that is a measurement of one machine, not a rule. The timing runs under
+      faster is cached: which format wins depends on the machine. The timing runs under
       :func:`torch.random.fork_rng` on a deep copy, so the run's RNG stream and the
       model are left as they were.
     """
@@ -165,7 +164,7 @@ class SearchNetwork(nn.Module):
         self.classifier = nn.Linear(c_out, num_classes)
 
     @shares_signs
-    def forward(self, x: torch.Tensor, path: Path) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, path: SampledPath) -> torch.Tensor:
         if self.cells[0].op_channels != self.cells[0].c:
             raise RuntimeError("a SearchNetwork whose ops see part of the channels has no sampled-path forward")
         s0 = s1 = self.stem(x)

@@ -275,6 +275,7 @@ class PCDARTS(Strategy):
 
     name = "pcdarts"
     label = "PC"
+    title = "PC-DARTS"
     method = "Gradient-based"
     needs_arch_split = True
     settings = PCDartsSettings
@@ -287,6 +288,18 @@ class PCDARTS(Strategy):
     @classmethod
     def unused_settings(cls, cfg: Config) -> dict[str, str]:
         return unused_settings(cfg)
+
+    @classmethod
+    def search_summary(cls, out: Any) -> dict[str, Any]:
+        """The accuracy of the last mixed supernet on the architecture split (its own score and its Child's)."""
+        from pathlib import Path
+
+        from cpnas.io import read_json
+
+        if not (Path(out) / "history.json").exists():
+            return {}
+        last = read_json(Path(out) / "history.json")[-1]
+        return {"own_search_indicator": last["arch_acc"], "search_child_acc": last["arch_acc"]}
 
     @classmethod
     def supernets(cls, cfg: Config, num_classes: int) -> list[nn.Module]:

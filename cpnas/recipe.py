@@ -36,7 +36,7 @@ from cpnas.genotype import DARTS_V2
 log = logging.getLogger(__name__)
 
 SWEEP_EPOCHS = 1
-"""Epochs of a sweep run: one pass over the 20,000 ``cpu`` training images (~6 min of one thread)."""
+"""Epochs of a sweep run: one pass over the 20,000 ``cpu`` training images."""
 
 _ADAM = {"cifar.optimizer": "adam", "cifar.lr_schedule": "cosine_step", "cifar.weight_decay": 0.0,
          "cifar.binary_weight_decay": 0.0, "cifar.cutout": 0}

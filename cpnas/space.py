@@ -1,7 +1,7 @@
 """The search space (§2.2, Fig. 3-4): cell DAG, per-edge op pools, weight-sharing supernet.
 
 A :class:`SearchCell` holds, on each of its 14 edges, one module per candidate op
-(all built once). A *path* (:class:`Path`) picks one op per edge for the normal
+(all built once). A *path* (:class:`SampledPath`) picks one op per edge for the normal
 and the reduction cell (28 decisions); running a different path only selects
 different modules, so sampling never rebuilds the network. A strategy that relaxes
 the choice instead of sampling it extends the cell in its own module (PC-DARTS:
@@ -28,7 +28,7 @@ CELL_KINDS = ("normal", "reduce")
 
 
 @dataclass(frozen=True)
-class Path:
+class SampledPath:
     """One op per edge for the normal and the reduction cell: a sampled sub-network."""
 
     normal: tuple[str, ...]
@@ -41,7 +41,7 @@ class Path:
         return {"normal": list(self.normal), "reduce": list(self.reduce)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Path":
+    def from_dict(cls, d: dict) -> "SampledPath":
         return cls(tuple(d["normal"]), tuple(d["reduce"]))
 
 
@@ -76,11 +76,11 @@ class OpPools:
             raise ValueError(f"cannot empty the pool of {kind} edge {edge}")
         pool.remove(op)
 
-    def final_path(self) -> Path:
+    def final_path(self) -> SampledPath:
         """The path of the last op on every edge (valid once every pool has one op)."""
         if self.K != 1:
             raise RuntimeError(f"pools still hold {self.K} ops per edge")
-        return Path(*(tuple(p[0] for p in self.pools[kind]) for kind in CELL_KINDS))
+        return SampledPath(*(tuple(p[0] for p in self.pools[kind]) for kind in CELL_KINDS))
 
     def state_dict(self) -> dict:
         return {kind: [list(p) for p in self.pools[kind]] for kind in CELL_KINDS}
@@ -159,14 +159,14 @@ class SearchCell(nn.Module):
         return s.new_zeros(n, c, math.ceil(h / stride), math.ceil(w / stride))
 
 
-def covering_path(nodes: int = 4) -> Path:
+def covering_path(nodes: int = 4) -> SampledPath:
     """A fixed path that uses every op but ``none`` in both cells (timing probes: every kernel runs)."""
     ops = [op for op in PRIMITIVES if op != "none"]
     n = len(cell_edges(nodes))
-    return Path(tuple(ops[k % len(ops)] for k in range(n)), tuple(ops[(k + 3) % len(ops)] for k in range(n)))
+    return SampledPath(tuple(ops[k % len(ops)] for k in range(n)), tuple(ops[(k + 3) % len(ops)] for k in range(n)))
 
 
-def check_path(path: Path, pools: OpPools | None = None, nodes: int = 4) -> None:
+def check_path(path: SampledPath, pools: OpPools | None = None, nodes: int = 4) -> None:
     """Raise ValueError if ``path`` has the wrong length, unknown ops, or ops outside the pools."""
     n = len(cell_edges(nodes))
     for kind in CELL_KINDS:

@@ -48,6 +48,7 @@ class Strategy(ABC):
     Traits (class attributes, read without building the strategy):
 
     * ``name`` — the CLI / results name; ``label`` — its short label in plots and tables;
+      ``title`` — its name in prose (default: the label);
       ``method`` — Table 1's "search method" column;
     * ``fixed_beta_p`` — a β_P the strategy imposes (BNAS†: 0), or ``None``;
     * ``uses_beta_p`` — whether Eq. 1's β_P means anything to it;
@@ -61,6 +62,7 @@ class Strategy(ABC):
 
     name: str = ""
     label: str = ""
+    title: str = ""
     method: str = ""
     fixed_beta_p: float | None = None
     uses_beta_p: bool = False
@@ -81,6 +83,13 @@ class Strategy(ABC):
 
         s = cfg.search
         return [SearchNetwork(s.init_channels, num_classes, s.layers, s.reduction_layers, BINARY, nodes=s.nodes)]
+
+    @classmethod
+    def search_summary(cls, out: Any) -> dict[str, Any]:
+        """What a finished search in folder ``out`` said of its own result, from its files (empty when
+        unknown): ``own_search_indicator`` (its score of the cell it chose), ``search_child_acc`` (the
+        1-bit supernet's last accuracy), ``median_snr``."""
+        return {}
 
     @classmethod
     def unused_settings(cls, cfg: Config) -> dict[str, str]:
@@ -176,6 +185,12 @@ def label_of(name: str) -> str:
     """A strategy's plot/table label (its name when it has none)."""
     cls = get_strategy(name)
     return cls.label or cls.name
+
+
+def title_of(name: str) -> str:
+    """A strategy's name in prose (its label when it has no title)."""
+    cls = get_strategy(name)
+    return cls.title or label_of(name)
 
 
 def beta_p_of(name: str, requested: float | None, default: float) -> float | None:

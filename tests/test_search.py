@@ -19,7 +19,7 @@ from cpnas.genotype import load_genotype
 from cpnas.ops import PRIMITIVES
 from cpnas.search import run_search, search_or_load
 from cpnas.strategies import (CPNAS, STRATEGIES, SearchContext, cpnas_schedule, edge_indicator, get_strategy,
-                              indicator_score)
+                              indicator_score, strategy_names)
 
 # A search small enough for a unit test: 4 cells of 4 channels, 20 training and 10
 # scoring images of synthetic data, T = 1 (35 epochs).
@@ -56,10 +56,16 @@ def test_dry_run_reports_105_epochs_at_paper_scale(capsys):
     assert '"batch_size": 512' in out
 
 
-@pytest.mark.parametrize("strategy,epochs", [("pcdarts", "50"), ("random", "0"), ("bnas", "105")])
-def test_dry_run_of_other_strategies(capsys, strategy, epochs):
+PAPER_EPOCHS = {"cpnas": 105, "bnas": 105, "pcdarts": 50, "random": 0, "rs": 210}
+"""The paper's schedules (§3.1; PC-DARTS §4.2; random search: twice CP-NAS's training epochs, then scoring)."""
+
+
+@pytest.mark.parametrize("strategy", strategy_names())
+def test_dry_run_of_every_strategy_prints_its_plan(capsys, strategy):
     assert main(["search", "--strategy", strategy, "--scale", "paper", "--dry-run"]) == 0
+    epochs = len(get_strategy(strategy).plan(get_config("paper"))[0])
     assert f"search epochs: {epochs}" in capsys.readouterr().out
+    assert epochs == PAPER_EPOCHS.get(strategy, epochs)
 
 
 def test_every_op_is_drawn_exactly_once_per_edge_in_K_draws():

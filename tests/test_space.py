@@ -11,7 +11,7 @@ from cpnas.binary import BINARY, REAL
 from cpnas.genotype import cell_edges
 from cpnas.networks import SearchNetwork
 from cpnas.ops import PRIMITIVES
-from cpnas.space import OpPools, Path, SearchCell, check_path, iter_edges
+from cpnas.space import OpPools, SampledPath, SearchCell, check_path, iter_edges
 
 N_EDGES = 14
 
@@ -21,11 +21,11 @@ def small_net(precision=BINARY) -> SearchNetwork:
     return SearchNetwork(C=8, num_classes=5, layers=3, reduction_layers=(1,), precision=precision)
 
 
-def path_of(normal, reduce) -> Path:
-    return Path(tuple(normal), tuple(reduce))
+def path_of(normal, reduce) -> SampledPath:
+    return SampledPath(tuple(normal), tuple(reduce))
 
 
-def cycle_path(offset: int) -> Path:
+def cycle_path(offset: int) -> SampledPath:
     """A path using many different ops: edge e gets PRIMITIVES[(e + offset) % 8]."""
     ops = [PRIMITIVES[(e + offset) % len(PRIMITIVES)] for e in range(N_EDGES)]
     return path_of(ops, ops[::-1])
@@ -94,7 +94,7 @@ def test_op_pools_final_path_and_state_round_trip():
     copy = OpPools()
     copy.load_state_dict(pools.state_dict())
     assert copy.final_path() == final
-    assert Path.from_dict(final.to_dict()) == final
+    assert SampledPath.from_dict(final.to_dict()) == final
 
 
 # --- check_path ---------------------------------------------------------------------
