@@ -13,7 +13,18 @@ import os as _os
 # waiting removes that. It must be set before torch loads its OpenMP runtime.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from cpnas import config as _config  # noqa: E402
 from cpnas.errors import CpnasError  # noqa: E402
+
+
+def _builtin_strategies() -> None:
+    """Import the built-in strategies: a configuration lists their own sections (:func:`cpnas.config.sections`)."""
+    from cpnas.strategy_base import load_builtins
+
+    load_builtins()
+
+
+_config.add_section_loader(_builtin_strategies)
 
 __all__ = ["CpnasError", "__version__"]
 __version__ = "0.1.0"

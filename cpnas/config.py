@@ -351,7 +351,7 @@ def unregister_section(settings: type) -> None:
 
 def add_section_loader(loader: Any) -> None:
     """``loader()`` imports the modules whose sections must be known before a config is read
-    (:mod:`cpnas.strategy_base` adds the import of the built-in strategies)."""
+    (the package :mod:`cpnas` adds the import of the built-in strategies)."""
     if loader not in _SECTION_LOADERS:
         _SECTION_LOADERS.append(loader)
 

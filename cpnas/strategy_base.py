@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from cpnas.config import Config, add_section_loader
+from cpnas.config import Config
 from cpnas.errors import CpnasError
 from cpnas.genotype import Genotype
 
@@ -153,17 +153,15 @@ def register(cls: type[Strategy]) -> type[Strategy]:
     return cls
 
 
-def _load_builtins() -> None:
+def load_builtins() -> None:
+    """Import the built-in strategy modules (each registers its strategies, and its config section, on import)."""
     for module in BUILTIN_MODULES:
         importlib.import_module(module)
 
 
-add_section_loader(_load_builtins)  # a config knows the built-in strategies' sections before it is read
-
-
 def get_strategy(name: str) -> type[Strategy]:
     """The registered strategy ``name`` (built-ins imported on first use)."""
-    _load_builtins()
+    load_builtins()
     try:
         return STRATEGIES[name]
     except KeyError:
@@ -177,7 +175,7 @@ def search_epochs(name: str, cfg: Config) -> int:
 
 def strategy_names() -> tuple[str, ...]:
     """Every registered strategy's name, built-ins first in registration order."""
-    _load_builtins()
+    load_builtins()
     return tuple(STRATEGIES)
 
 

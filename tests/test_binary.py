@@ -346,7 +346,7 @@ class TestMutants:
 
 def test_shared_signs_are_exact_and_computed_once_per_input():
     """Sharing sign(x) among the 1-bit convs of one input changes no value and no gradient."""
-        from cpnas.genotype import DARTS_V2
+    from cpnas.genotype import DARTS_V2
     from cpnas.networks import NetworkCIFAR
 
     torch.manual_seed(0)
