@@ -166,8 +166,9 @@ class LossConfig:
 
     kernel_weight: float = _f(1.0, "Eq. 3: the kernel term has unit weight", recipe=True, ge=0)
     center_lambda: float = _f(1e-5, "Eq. 3: λ; not stated in the paper (⚑). ‖f − f̄‖² sums over the whole "
-                                    "last feature map (7k-57k values), so λ = 1e-5 keeps the term at ~0.1-0.5× the "
-                                    "CE at initialisation; 1e-3 collapsed the feature map in our tests", ge=0)
+                                    "last feature map (thousands of values), so λ is small enough to keep the term "
+                                    "below the CE at initialisation; a much larger λ collapses the feature map",
+                              ge=0)
     kernel_source: str = _f("child", "⚑ whose filters are H: 'child' (latent weights) or 'parent'",
                             choices=("child", "parent"))
     center_momentum: float = _f(0.9, "running class means of the center term (our choice)", ge=0, le=1)

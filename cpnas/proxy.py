@@ -16,11 +16,9 @@ percentile-bootstrap 95 % interval over cells, answers:
   DARTS_V2 included — gets a score from the same search. A searched cell also
   carries its own search's figures (the mean z̄ of the ops it kept, Child accuracy).
 
-Budget: ≤ 3 h of this 2-core machine, two one-thread runs at a time.
-A ``cpu`` run takes 17-21 min, so 8 cells at ``cpu`` + ``long`` (4 budget units
-each, ≈ 9.6 h of one thread) do not fit; ``short`` + ``cpu`` (≈ 2.7 h of one
-thread, 1.4 h of the machine) does, and ``long`` is added as time allows (the run
-cache resumes it).
+Budget: a few hours of a 2-core machine, two one-thread runs at a time. A ``long``
+run costs :data:`LONG_FACTOR` ``cpu`` runs, so ``short`` + ``cpu`` for every cell
+come first, and ``long`` is added as time allows (the run cache resumes it).
 
 Searches live where the notebooks keep them (``results/<scale>/search/…``, so
 02's CP-NAS search is reused), trainings in ``results/<scale>/proxy/train/…``; all
