@@ -141,6 +141,24 @@ def finished_cpnas(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("strategy", strategy_names())
+def test_every_strategy_writes_the_artifacts_it_names_and_summarizes_its_search(strategy, finished_cpnas, tmp_path):
+    """A tiny search of each strategy writes its ``artifact_files``, listed in complete.json, and its own
+    ``search_summary`` reads them back (the proxy study's columns)."""
+    out = finished_cpnas.out if strategy == "cpnas" else tmp_path / strategy
+    if strategy != "cpnas":
+        run_search(strategy, tiny_cfg(**{"search.pc_epochs": 2, "search.pc_warmup_epochs": 1}),
+                   dataset="synthetic", seed=3, out=out, device="cpu")
+    cls = get_strategy(strategy)
+    listed = json.loads((out / "complete.json").read_text())["files"]
+    assert set(listed) - {"config.json", "genotype.json", "cost.json", "history.json"} == set(cls.artifact_files)
+    assert all((out / name).is_file() for name in listed)
+    summary = cls.search_summary(out)
+    assert set(summary) <= {"own_search_indicator", "search_child_acc", "median_snr"}
+    assert (summary != {}) == (strategy in {"cpnas", "bnas", "pcdarts"})
+
+
+@pytest.mark.slow
 def test_search_writes_every_artifact(finished_cpnas):
     out = finished_cpnas.out
     for name in ("config.json", "history.json", "genotype.json", "cost.json", "indicator.json", "checkpoint.pt"):
