@@ -257,7 +257,7 @@ def chosen_budget(scale: str) -> dict[str, Any]:
 
 def beta_values(scale: str, budget: str) -> dict[float, list[float]]:
     """Top-1 of the found cells per β_P of :data:`BETAS` (0 and 2 are the BNAS† and CP-NAS arms)."""
-    from cpnas import runs as R
+    from cpnas import runs
     from cpnas.cellbench import frame
 
     df = frame(scale)
@@ -265,8 +265,8 @@ def beta_values(scale: str, budget: str) -> dict[float, list[float]]:
     out: dict[float, list[float]] = {}
     for beta in BETAS:
         strategy, b = ("bnas", None) if beta == 0 else ("cpnas", beta)
-        name = R.search_name(strategy, b, variant=budget)
-        root = R.study_dir(scale, STUDY) / "search" / name
+        name = runs.search_name(strategy, b, variant=budget)
+        root = runs.study_dir(scale, STUDY) / "search" / name
         for folder in sorted(root.glob("seed*")):
             cell = f"{STUDY}-{name}-s{folder.name.removeprefix('seed')}"
             if cell in top1:
@@ -276,7 +276,7 @@ def beta_values(scale: str, budget: str) -> dict[float, list[float]]:
 
 def conv_share_test(scale: str, budget: str) -> dict[str, Any]:
     """§3.4: Kendall τ-b between β_P and the convolution share of the found cells (one test)."""
-    from cpnas import runs as R
+    from cpnas import runs
     from cpnas.cellbench import conv_ops
     from cpnas.genotype import load_genotype
     from cpnas.stats import kendall
@@ -284,8 +284,8 @@ def conv_share_test(scale: str, budget: str) -> dict[str, Any]:
     betas, shares = [], []
     for beta in BETAS:
         strategy, b = ("bnas", None) if beta == 0 else ("cpnas", beta)
-        name = R.search_name(strategy, b, variant=budget)
-        for path in sorted((R.study_dir(scale, STUDY) / "search" / name).glob("seed*/genotype.json")):
+        name = runs.search_name(strategy, b, variant=budget)
+        for path in sorted((runs.study_dir(scale, STUDY) / "search" / name).glob("seed*/genotype.json")):
             g = load_genotype(path)
             edges = sum(len(g.cell(kind)[0]) for kind in ("normal", "reduce"))
             betas.append(beta)

@@ -285,12 +285,12 @@ def test_the_numbers_written_in_the_prose_are_the_codes():
     """The few numbers the pages state in words are the constants the code uses."""
     import inspect
 
-    from cpnas import ablation as A
+    from cpnas import ablation
     from cpnas import cellbench, distributed, stats
     from cpnas.config import get_config
 
     results = prose((DOCS / "results.md").read_text(encoding="utf-8"))
-    assert f"within {stats.CHANCE_MARGIN:g} points of chance ({A.CHANCE_TOP1:g} % on CIFAR-10)" in results
+    assert f"within {stats.CHANCE_MARGIN:g} points of chance ({ablation.CHANCE_TOP1:g} % on CIFAR-10)" in results
     assert f"from {stats.BOOTSTRAP_MIN_N} seeds a side only" in results
     mde = inspect.signature(stats.minimum_detectable_difference).parameters
     assert f"at {100 * mde['power'].default:g} % power" in results.replace("\n", " ")

@@ -202,8 +202,8 @@ def test_refuses_to_overwrite_a_search(finished_cpnas):
 
 
 def test_search_or_load_reuses_a_finished_search(finished_cpnas, monkeypatch):
-    import cpnas.search as S
-    monkeypatch.setattr(S, "run_search", lambda *a, **k: pytest.fail("searched again"))
+    import cpnas.search as search_module
+    monkeypatch.setattr(search_module, "run_search", lambda *a, **k: pytest.fail("searched again"))
     again = search_or_load("cpnas", tiny_cfg(), seed=3, dataset="synthetic", out=finished_cpnas.out)
     assert again.genotype == finished_cpnas.genotype
     assert search_or_load("cpnas", tiny_cfg(), seed=3, dataset="synthetic", out=finished_cpnas.out,
@@ -211,10 +211,10 @@ def test_search_or_load_reuses_a_finished_search(finished_cpnas, monkeypatch):
 
 
 def test_search_or_load_without_compute_never_searches(tmp_path, monkeypatch):
-    import cpnas.search as S
+    import cpnas.search as search_module
     from cpnas.errors import CpnasError
 
-    monkeypatch.setattr(S, "run_search", lambda *a, **k: pytest.fail("searched with compute=False"))
+    monkeypatch.setattr(search_module, "run_search", lambda *a, **k: pytest.fail("searched with compute=False"))
     with pytest.raises(CpnasError, match="no finished cpnas search.*CPNAS_COMPUTE=1"):
         search_or_load("cpnas", tiny_cfg(), seed=3, dataset="synthetic", out=tmp_path / "none", compute=False)
 
