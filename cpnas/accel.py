@@ -192,12 +192,12 @@ def every_op_paths(supernet: nn.Module) -> list:
     compute something: K paths, each op once per edge.
     """
     from cpnas.ops import PRIMITIVES
-    from cpnas.space import Path
+    from cpnas.space import SampledPath
 
     ops = [op for op in PRIMITIVES if op != "none"]
     n = max((len(getattr(cell, "edge_ops", ())) for cell in getattr(supernet, "cells", ())), default=0)
     rows = [tuple(ops[(e + k) % len(ops)] for e in range(n)) for k in range(len(ops))]
-    return [Path(row, row) for row in rows]
+    return [SampledPath(row, row) for row in rows]
 
 
 def compiled_parts(supernet: nn.Module) -> list[nn.Module]:

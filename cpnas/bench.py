@@ -43,7 +43,7 @@ from cpnas.networks import SearchNetwork, memory_format_for
 from cpnas.ops import PRIMITIVES
 from cpnas.paths import portable
 from cpnas.runs.files import HISTORY
-from cpnas.space import Path as ArchPath
+from cpnas.space import SampledPath
 from cpnas.space import covering_path
 from cpnas.timing import load_average as _load_avg, median_time as _time
 
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 CIFAR_TRAIN = 50_000
 
 
-def bench_path() -> ArchPath:
+def bench_path() -> SampledPath:
     """A fixed path that uses every op in both cells (no 'none'), so both precisions do the same work."""
     return covering_path()
 
@@ -164,8 +164,8 @@ def throughput(batch: int = 64, steps: int = 5, warmup: int = 2, device: str = "
     return out
 
 
-def profile(threads: int = 1, batch: int = 64, steps: int = 3, top: int = 8, channels: int | None = None,
-            layers: int | None = None) -> dict[str, Any]:
+def operator_times(threads: int = 1, batch: int = 64, steps: int = 3, top: int = 8, channels: int | None = None,
+                   layers: int | None = None) -> dict[str, Any]:
     """Top operators by self CPU time of (a)'s training step, per net: 1-bit Child, 32-bit
     without activation, and the 32-bit Parent as searched (``torch.profiler``, ``threads``
     intra-op threads, ``steps`` steps after one warm-up step). What the 1-bit path adds shows
@@ -206,8 +206,8 @@ def profile(threads: int = 1, batch: int = 64, steps: int = 3, top: int = 8, cha
     return out
 
 
-def profile_markdown(p: dict[str, Any]) -> str:
-    """:func:`profile`'s result as markdown: one table of the top operators per net, side by side."""
+def operator_times_markdown(p: dict[str, Any]) -> str:
+    """:func:`operator_times`' result as markdown: one table of the top operators per net, side by side."""
     names = {"binary": "1-bit Child", "real": "32-bit, no activation", "parent": "32-bit Parent as searched"}
     lines = [f"## Profile of (a)'s training step: C = {p['C']}, {p['layers']} cells, batch {p['batch']}, "
              f"{p['steps']} steps, {p['threads']} thread(s), `torch.profiler` self CPU time", "",
@@ -319,9 +319,10 @@ def search_epochs(scale: str = "cpu", images: int = 512, device: str = "cpu") ->
     paper = paper_cfg.search
     scale_up = paper.train_fraction * CIFAR_TRAIN / images
     results["projected_cpnas_s"] = len(get_strategy("cpnas").plan(paper_cfg)[0]) * results["cpnas_epoch_s"] * scale_up
-    results["projected_pcdarts_s"] = scale_up * (paper.pc_warmup_epochs * results["pcdarts_warmup_epoch_s"]
-                                                 + (paper.pc_epochs - paper.pc_warmup_epochs)
-                                                 * results["pcdarts_epoch_s"])
+    pc_plan = get_strategy("pcdarts").plan(paper_cfg)[0]
+    warmup = sum(not epoch["arch_updates"] for epoch in pc_plan)
+    results["projected_pcdarts_s"] = scale_up * (warmup * results["pcdarts_warmup_epoch_s"]
+                                                 + (len(pc_plan) - warmup) * results["pcdarts_epoch_s"])
     results["cpnas_over_pcdarts_total"] = results["projected_cpnas_s"] / results["projected_pcdarts_s"]
     return results
 
@@ -615,10 +616,10 @@ def main(argv=None) -> int:
         print(compile_markdown(res))
         return 0
     if args.profile:
-        prof = profile(threads=1, batch=args.batch)
+        prof = operator_times(threads=1, batch=args.batch)
         write_json(args.out / "profile.json", prof)
-        write_text(args.out / "profile.md", profile_markdown(prof))
-        print(profile_markdown(prof))
+        write_text(args.out / "profile.md", operator_times_markdown(prof))
+        print(operator_times_markdown(prof))
         return 0
     if args.data_parallel == "only":
         res = {"date": time.strftime("%Y-%m-%d %H:%M"), "load_avg_start": _load_avg(),

@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 import torch
 
-from cpnas import runs as R
+from cpnas import runs
 from cpnas.config import get_config
 from cpnas.data import DEFAULT_DATASET
 from cpnas.data.splits import _mix_seed
@@ -100,7 +100,7 @@ def searched_cells(scale: str) -> tuple[BenchCell, ...]:
 
     cells = []
     for study in SEARCH_STUDIES:
-        root = R.study_dir(scale, study) / "search"
+        root = runs.study_dir(scale, study) / "search"
         for path in sorted(root.glob("*/seed*/genotype.json")):
             search, seed = path.parent.parent.name, path.parent.name.removeprefix("seed")
             cells.append(BenchCell(f"{study}-{search}-s{seed}", load_genotype(path), f"searched: {study}/{search}"))
@@ -111,13 +111,13 @@ SEARCH_STUDIES: tuple[str, ...] = ("ranking", "strategies")
 """The studies whose searches' cells join the benchmark (their folders under ``results/<scale>``)."""
 
 
-def run_spec(cell: BenchCell, seed: int = 0) -> R.RunSpec:
+def run_spec(cell: BenchCell, seed: int = 0) -> runs.RunSpec:
     """The training of ``cell`` at ``seed``: the scale's preset as it is, cross-entropy, the small size."""
-    return R.RunSpec(f"cellbench-{cell.name}", seed=seed, genotype=cell.genotype, size="small", loss=LOSS,
+    return runs.RunSpec(f"cellbench-{cell.name}", seed=seed, genotype=cell.genotype, size="small", loss=LOSS,
                      dataset=DEFAULT_DATASET, study=STUDY, folder=cell.name)
 
 
-def specs(cells: Sequence[BenchCell], *, replicates: bool = True) -> list[R.RunSpec]:
+def specs(cells: Sequence[BenchCell], *, replicates: bool = True) -> list[runs.RunSpec]:
     """Seed 0 of every cell first, then the other seeds of the :data:`REPLICATED` cells."""
     out = [run_spec(c, 0) for c in cells]
     if replicates:
@@ -127,7 +127,7 @@ def specs(cells: Sequence[BenchCell], *, replicates: bool = True) -> list[R.RunS
 
 def all_cells(scale: str) -> tuple[BenchCell, ...]:
     """:func:`fixed_cells` and :func:`searched_cells`, one per name."""
-    return tuple(R.first_per_key([*fixed_cells(), *searched_cells(scale)], lambda c: c.name))
+    return tuple(runs.first_per_key([*fixed_cells(), *searched_cells(scale)], lambda c: c.name))
 
 
 def run_all(scale: str, cells: Sequence[BenchCell] | None = None, *, jobs: int = 1, data_root: str | None = None,
@@ -189,13 +189,13 @@ def frame(scale: str = "cpu"):
 
     rows = []
     for spec, cell in _specs_with_cells(all_cells(scale)):
-        path = spec.out(scale) / R.METRICS
+        path = spec.out(scale) / runs.METRICS
         if path.is_file():
             rows.append(row(cell, read_json(path)))
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def _specs_with_cells(cells: Sequence[BenchCell]) -> list[tuple[R.RunSpec, BenchCell]]:
+def _specs_with_cells(cells: Sequence[BenchCell]) -> list[tuple[runs.RunSpec, BenchCell]]:
     by_name = {c.name: c for c in cells}
     return [(s, by_name[s.folder]) for s in specs(cells)]
 

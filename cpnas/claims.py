@@ -49,9 +49,9 @@ def _values(rows: Sequence[dict[str, Any]], study: str, key: str, value: Any, fi
 
 
 def _judge(rows: Sequence[dict[str, Any]], study: str, tests: Sequence[tuple[Any, Any, int]], by: str = "label",
-           chance: float = stats.CHANCE_TOP1) -> list[dict[str, Any]]:
+           chance: float = stats.CHANCE_TOP1, measure: str = "top1") -> list[dict[str, Any]]:
     """:func:`cpnas.stats.judged`, with a side of fewer than 2 seeds read as :data:`NOT_MEASURED`."""
-    return [_measured(d) for d in stats.judged(rows, study, tests, by=by, chance=chance)]
+    return [_measured(d) for d in stats.judged(rows, study, tests, by=by, chance=chance, measure=measure)]
 
 
 def _measured(d: dict[str, Any]) -> dict[str, Any]:
@@ -97,21 +97,22 @@ def fig6_claims(rows: Sequence[dict[str, Any]], scale_note: str) -> list[dict[st
                         f"β_P = 2: {at(d['study'], 2.0)}; β_P = 0.5: {at(d['study'], 0.5)}", _measured(d),
                         scale_note))
     strat = [r for r in rows if r["study"] == "strategy"]
-    others = [s for s in A.STRATEGIES if s != "cpnas"]
-    for other, v in zip(others, _judge(strat, "strategy", [("cpnas", o, +1) for o in others])):
+    ref = A.PAPER_STRATEGY
+    others = [s for s in A.STRATEGIES if s != ref]
+    for other, v in zip(others, _judge(strat, "strategy", [(ref, o, +1) for o in others])):
         out.append(_row(f"Fig. 6 (right): CP-NAS beats {other}", "a figure, no numbers",
-                        f"CP-NAS: {_summary(_values(strat, 'strategy', 'label', 'cpnas'))}; "
+                        f"CP-NAS: {_summary(_values(strat, 'strategy', 'label', ref))}; "
                         f"{other}: {_summary(_values(strat, 'strategy', 'label', other))}", v, scale_note))
     return out
 
 
 def conv_share_claim(table: Any, scale_note: str) -> dict[str, str]:
     """§3.4: a larger β_P selects fewer convolutions — the conv share of the found cells, β_P = 0 vs 4 over seeds."""
-    rows = [] if len(table) == 0 else [{"study": "c", "beta_p": b, "top1": 100 * s}  # in % of the kept edges
+    rows = [] if len(table) == 0 else [{"study": "c", "beta_p": b, "conv_share": 100 * s}  # in % of the kept edges
                                        for b, s in zip(table["beta_p"], table["conv share"])]
     lo, hi = 0.0, max(A.BETAS)
-    (v,) = _judge(rows, "c", [(lo, hi, +1)], by="beta_p", chance=-math.inf)
-    share = lambda b: _summary([r["top1"] for r in rows if r["beta_p"] == b], unit="%")  # noqa: E731
+    (v,) = _judge(rows, "c", [(lo, hi, +1)], by="beta_p", chance=-math.inf, measure="conv_share")
+    share = lambda b: _summary([r["conv_share"] for r in rows if r["beta_p"] == b], unit="%")  # noqa: E731
     out = _row(f"§3.4: larger β_P selects fewer convolutions (conv share, β_P = 0 vs {hi:g})", "stated, no numbers",
                f"β_P = 0: {share(lo)}; β_P = {hi:g}: {share(hi)} of kept edges", v, scale_note)
     out["verdict"] = out["verdict"].replace(" points", " percentage points of the share")
@@ -140,17 +141,24 @@ def table2_claim(star: Sequence[float], star2: Sequence[float], scale_note: str)
 
 
 def speed_claim(rows: Sequence[dict[str, Any]], scale_note: str) -> dict[str, str]:
-    """"30 % faster than PC-DARTS": each search's seconds per epoch projected to the paper's schedules
-    (105 CP-NAS vs 50 PC-DARTS epochs), CP-NAS minus PC-DARTS in minutes, Welch over seeds (paper: negative)."""
-    strat = [r for r in rows if r["study"] == "strategy" and r["search_epochs"]]
-    proj = {"cpnas": 105, "pcdarts": 50}
-    mine = [{"study": "s", "label": r["strategy"], "top1": r["search_wall_clock_s"] / r["search_epochs"]
-             * proj[r["strategy"]] / 60} for r in strat if r["strategy"] in proj]
-    (v,) = _judge(mine, "s", [("cpnas", "pcdarts", -1)], chance=-math.inf)
-    out = _row("Search 30 % faster than PC-DARTS (per epoch, projected to 105 vs 50 epochs)",
-               "ratio ≈ 0.70 (6 TITAN V)",
-               f"CP-NAS: {_summary(_values(mine, 's', 'label', 'cpnas'), unit='min')}; "
-               f"PC-DARTS: {_summary(_values(mine, 's', 'label', 'pcdarts'), unit='min')}", v, scale_note)
+    """"30 % faster than PC-DARTS": each search's seconds per epoch projected to the paper's schedule of its
+    strategy (:meth:`~cpnas.strategy_base.Strategy.plan` at ``paper``), the faster-said strategy minus the other
+    in minutes (:data:`cpnas.ablation.SPEED_CLAIM`), Welch over seeds (paper: negative)."""
+    from cpnas.config import get_config
+    from cpnas.strategy_base import search_epochs, title_of
+
+    fast, slow = A.SPEED_CLAIM
+    paper = get_config("paper")
+    proj = {name: search_epochs(name, paper) for name in A.SPEED_CLAIM}
+    strat = [r for r in rows if r["study"] == "strategy" and r["search_epochs"] and r["strategy"] in proj]
+    mine = [{"study": "s", "label": r["strategy"],
+             "minutes": r["search_wall_clock_s"] / r["search_epochs"] * proj[r["strategy"]] / 60} for r in strat]
+    (v,) = _judge(mine, "s", [(fast, slow, -1)], chance=-math.inf, measure="minutes")
+    out = _row(f"Search 30 % faster than {title_of(slow)} (per epoch, projected to {proj[fast]} vs {proj[slow]} "
+               f"epochs)", "ratio ≈ 0.70 (6 TITAN V)",
+               f"{title_of(fast)}: {_summary(_values(mine, 's', 'label', fast, 'minutes'), unit='min')}; "
+               f"{title_of(slow)}: {_summary(_values(mine, 's', 'label', slow, 'minutes'), unit='min')}", v,
+               scale_note)
     out["verdict"] = out["verdict"].replace(" points", " min")
     return out
 
@@ -306,21 +314,25 @@ def strategy_verdict(rows: Sequence[dict[str, Any]]) -> str:
     """In words, from the data: does CP-NAS beat Random, PC-DARTS and BNAS† (Holm over the three), how fast?"""
     strat = [r for r in rows if r["study"] == "strategy"]
     s = stats.summarize(strat, "strategy")
-    if s.empty or "cpnas" not in set(s["label"]):
+    if s.empty or A.PAPER_STRATEGY not in set(s["label"]):
         return "The CP-NAS runs of the strategy study have not finished yet."
-    others = [other for other in A.STRATEGIES if other != "cpnas" and other in set(s["label"])]
-    tests = stats.judged(strat, "strategy", [("cpnas", other, +1) for other in others])
+    others = [other for other in A.STRATEGIES if other != A.PAPER_STRATEGY and other in set(s["label"])]
+    tests = stats.judged(strat, "strategy", [(A.PAPER_STRATEGY, other, +1) for other in others])
     parts = [f"CP-NAS minus {other}: {in_words(d)}; {verdict_words(d)}" for other, d in zip(others, tests)]
     cost = s.set_index("label")["search (min)"]
     speed = ""
-    if cost.get("pcdarts", float("nan")) > 0:  # NaN (no search recorded) compares false
-        ratio = cost["cpnas"] / cost["pcdarts"]
+    fast, slow = A.SPEED_CLAIM
+    if cost.get(slow, float("nan")) > 0:  # NaN (no search recorded) compares false
+        from cpnas.strategy_base import title_of
+
+        ratio = cost[fast] / cost[slow]
         per_epoch = A.search_cost_projection(strat)
-        speed = (f" Search wall-clock here: CP-NAS {cost['cpnas']:.1f} min vs PC-DARTS {cost['pcdarts']:.1f} min "
-                 f"(ratio {ratio:.2f}, on this scale's schedules: {per_epoch['epochs_cpnas']:g} vs "
-                 f"{per_epoch['epochs_pcdarts']:g} epochs). Per epoch, projected to the paper's "
-                 f"{per_epoch['paper_epochs_cpnas']} vs {per_epoch['paper_epochs_pcdarts']} epochs: ratio "
-                 f"{per_epoch['ratio']:.2f} (the paper reports CP-NAS 30 % faster, a ratio of about 0.70).")
+        speed = (f" Search wall-clock here: {title_of(fast)} {cost[fast]:.1f} min vs {title_of(slow)} "
+                 f"{cost[slow]:.1f} min (ratio {ratio:.2f}, on this scale's schedules: "
+                 f"{per_epoch[f'epochs_{fast}']:g} vs {per_epoch[f'epochs_{slow}']:g} epochs). Per epoch, projected "
+                 f"to the paper's {per_epoch[f'paper_epochs_{fast}']} vs {per_epoch[f'paper_epochs_{slow}']} epochs: "
+                 f"ratio {per_epoch['ratio']:.2f} (the paper reports {title_of(fast)} 30 % faster, a ratio of about "
+                 f"0.70).")
     return "; ".join(parts) + "." + speed
 
 

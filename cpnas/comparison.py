@@ -170,7 +170,7 @@ def arm_rows(values: dict[str, Sequence[float]], minutes: dict[str, Sequence[flo
 def search_arms(budget: str, seeds: Sequence[int], arms: Sequence[str] = ("cpnas", "bnas", "pcdarts", "rs"),
                 betas: Sequence[float] = ()) -> list[Any]:
     """The searches of ``arms`` (and of CP-NAS at the extra ``betas``) at ``budget``, seed-major."""
-    from cpnas import runs as R
+    from cpnas import runs
     from cpnas.ranking import BUDGETS
 
     if budget not in BUDGETS:
@@ -182,10 +182,10 @@ def search_arms(budget: str, seeds: Sequence[int], arms: Sequence[str] = ("cpnas
         for arm in arms:
             strategy, beta = ARMS[arm]
             if strategy is not None:
-                specs.append(R.SearchSpec(strategy, seed=seed, beta_p=beta, overrides=R.overrides(BUDGETS[budget]),
+                specs.append(runs.SearchSpec(strategy, seed=seed, beta_p=beta, overrides=runs.overrides(BUDGETS[budget]),
                                           study=STUDY, variant=budget))
         for beta in betas:
-            specs.append(R.SearchSpec("cpnas", seed=seed, beta_p=float(beta), overrides=R.overrides(BUDGETS[budget]),
+            specs.append(runs.SearchSpec("cpnas", seed=seed, beta_p=float(beta), overrides=runs.overrides(BUDGETS[budget]),
                                       study=STUDY, variant=budget))
     return specs
 
@@ -212,7 +212,7 @@ def run_searches(scale: str, specs: Sequence[Any], *, jobs: int = 1, data_root: 
 def arm_values(scale: str, budget: str) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """``(top-1s, search minutes)`` per arm: each found cell's seed-0 benchmark training, and for ``random``
     the uniform cells' seed-0 trainings."""
-    from cpnas import runs as R
+    from cpnas import runs
     from cpnas.cellbench import frame
     from cpnas.io import read_json
 
@@ -221,16 +221,16 @@ def arm_values(scale: str, budget: str) -> tuple[dict[str, list[float]], dict[st
     top1 = dict(zip(df.architecture, df.top1))
     values: dict[str, list[float]] = {"random": [v for a, v in top1.items() if a.startswith("uniform-")]}
     minutes: dict[str, list[float]] = {}
-    root = R.study_dir(scale, STUDY) / "search"
+    root = runs.study_dir(scale, STUDY) / "search"
     for arm, (strategy, beta) in ARMS.items():
         if strategy is None:
             continue
-        name = R.search_name(strategy, beta, variant=budget)
+        name = runs.search_name(strategy, beta, variant=budget)
         for folder in sorted(root.glob(f"{name}/seed*")):
             cell = f"{STUDY}-{name}-s{folder.name.removeprefix('seed')}"
             if cell in top1:
                 values.setdefault(arm, []).append(top1[cell])
-                minutes.setdefault(arm, []).append(read_json(folder / R.COST)["wall_clock_s"] / 60)
+                minutes.setdefault(arm, []).append(read_json(folder / runs.COST)["wall_clock_s"] / 60)
     return values, minutes
 
 
@@ -257,7 +257,7 @@ def chosen_budget(scale: str) -> dict[str, Any]:
 
 def beta_values(scale: str, budget: str) -> dict[float, list[float]]:
     """Top-1 of the found cells per β_P of :data:`BETAS` (0 and 2 are the BNAS† and CP-NAS arms)."""
-    from cpnas import runs as R
+    from cpnas import runs
     from cpnas.cellbench import frame
 
     df = frame(scale)
@@ -265,8 +265,8 @@ def beta_values(scale: str, budget: str) -> dict[float, list[float]]:
     out: dict[float, list[float]] = {}
     for beta in BETAS:
         strategy, b = ("bnas", None) if beta == 0 else ("cpnas", beta)
-        name = R.search_name(strategy, b, variant=budget)
-        root = R.study_dir(scale, STUDY) / "search" / name
+        name = runs.search_name(strategy, b, variant=budget)
+        root = runs.study_dir(scale, STUDY) / "search" / name
         for folder in sorted(root.glob("seed*")):
             cell = f"{STUDY}-{name}-s{folder.name.removeprefix('seed')}"
             if cell in top1:
@@ -276,7 +276,7 @@ def beta_values(scale: str, budget: str) -> dict[float, list[float]]:
 
 def conv_share_test(scale: str, budget: str) -> dict[str, Any]:
     """§3.4: Kendall τ-b between β_P and the convolution share of the found cells (one test)."""
-    from cpnas import runs as R
+    from cpnas import runs
     from cpnas.cellbench import conv_ops
     from cpnas.genotype import load_genotype
     from cpnas.stats import kendall
@@ -284,8 +284,8 @@ def conv_share_test(scale: str, budget: str) -> dict[str, Any]:
     betas, shares = [], []
     for beta in BETAS:
         strategy, b = ("bnas", None) if beta == 0 else ("cpnas", beta)
-        name = R.search_name(strategy, b, variant=budget)
-        for path in sorted((R.study_dir(scale, STUDY) / "search" / name).glob("seed*/" + R.GENOTYPE)):
+        name = runs.search_name(strategy, b, variant=budget)
+        for path in sorted((runs.study_dir(scale, STUDY) / "search" / name).glob("seed*/" + runs.GENOTYPE)):
             g = load_genotype(path)
             edges = sum(len(g.cell(kind)[0]) for kind in ("normal", "reduce"))
             betas.append(beta)

@@ -94,10 +94,9 @@ class SearchConfig:
                                      "eval mode (SPOS, Guo et al. 2020 §3.3), so a score does not depend on "
                                      "how the score split is batched", size=True, ge=0)
     final_cell: str = _f("top2", "⚑ 'top2' (DARTS: each node keeps its 2 best non-none edges, ranked by the "
-                                 "mean z̄ of the op left on them) or 'keep_all' (each edge keeps its last op). "
-                                 "Measured over 23 finished searches at the paper's C = 56/72/112 "
-                                 "(cpnas.efficiency.final_cell_readings): top2 gives 3.0/4.9/11.7 M params, "
-                                 "keep_all 4.1/6.7/16.0 M; Table 1 prints 2.9/4.4/10.6 M",
+                                 "mean z̄ of the op left on them) or 'keep_all' (each edge keeps its last op); "
+                                 "cpnas.efficiency.final_cell_readings compares the parameter counts of both "
+                                 "with Table 1's",
                          choices=("keep_all", "top2"))
     indicator: str = _f("printed", "⚑ Eq. 1 as printed, z = A_C + β_P(A_P − A_C) ('printed'), or the reading "
                                    "of its 'performance loss' wording, z = A_C − β_P(A_P − A_C) ('gap_penalty')",
@@ -106,15 +105,6 @@ class SearchConfig:
                                  "convolution', a reason that holds for the 1-bit Child only; the 32-bit "
                                  "Parent keeps DARTS' ReLU before each conv block (false: no ReLU, which makes "
                                  "the Parent linear away from max-pooling)")
-    # PC-DARTS baseline (Xu et al., 2019, §4.2 CIFAR-10 search settings).
-    pc_epochs: int = _f(50, "PC-DARTS §4.2: 50 epochs", size=True, ge=1)
-    pc_warmup_epochs: int = _f(15, "PC-DARTS §4.2: architecture updates start after 15 epochs", size=True, ge=0)
-    pc_batch_size: int = _f(256, "PC-DARTS §4.2: batch size 256", size=True, ge=1)
-    pc_lr: float = _f(0.1, "PC-DARTS §4.2: initial weight learning rate 0.1, cosine", gt=0)
-    pc_weight_decay: float = _f(3e-4, "PC-DARTS §4.2 / DARTS: weight decay 3×10⁻⁴", ge=0)
-    pc_arch_lr: float = _f(6e-4, "PC-DARTS §4.2: Adam, learning rate 6×10⁻⁴", gt=0)
-    pc_arch_weight_decay: float = _f(1e-3, "PC-DARTS §4.2: Adam weight decay 10⁻³", ge=0)
-    pc_partial_k: int = _f(4, "PC-DARTS §4.2: K = 4 (1/4 of the channels go through the ops)", ge=1)
 
 
 @dataclass(frozen=True)
@@ -176,8 +166,9 @@ class LossConfig:
 
     kernel_weight: float = _f(1.0, "Eq. 3: the kernel term has unit weight", recipe=True, ge=0)
     center_lambda: float = _f(1e-5, "Eq. 3: λ; not stated in the paper (⚑). ‖f − f̄‖² sums over the whole "
-                                    "last feature map (7k-57k values), so λ = 1e-5 keeps the term at ~0.1-0.5× the "
-                                    "CE at initialisation; 1e-3 collapsed the feature map in our tests", ge=0)
+                                    "last feature map (thousands of values), so λ is small enough to keep the term "
+                                    "below the CE at initialisation; a much larger λ collapses the feature map",
+                              ge=0)
     kernel_source: str = _f("child", "⚑ whose filters are H: 'child' (latent weights) or 'parent'",
                             choices=("child", "parent"))
     center_momentum: float = _f(0.9, "running class means of the center term (our choice)", ge=0, le=1)
@@ -208,9 +199,25 @@ class Config:
     search_dataset: str = field(default="", metadata={
         "source": "the dataset whose search settings (§3.1) are applied (get_config's dataset; "
                   "cpnas search --dataset); empty: none", "resolved": True})
+    strategy_overrides: tuple[tuple[str, Any], ...] = field(default=(), metadata={
+        "source": "values set for keys of strategies' own sections (:func:`register_section`), in the order "
+                  "set; read them through :meth:`section`", "resolved": True, "internal": True})
+
+    def section(self, settings: type) -> Any:
+        """The resolved values of a strategy's own section ``settings`` (a class given to
+        :func:`register_section`): its defaults, then its preset for this scale, then the values set."""
+        sec = _section_of(settings)
+        values = dict(sec.presets.get(self.scale, {}))
+        values.update({key.split(".", 1)[1]: v for key, v in self.strategy_overrides if key in sec.keys})
+        return settings(**values)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every value, each registered strategy section's inside the section it extends (``search``)."""
+        out = dataclasses.asdict(self)
+        del out["strategy_overrides"]
+        for sec in sections().values():
+            out[sec.under].update(dataclasses.asdict(self.section(sec.settings)))
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -219,11 +226,10 @@ class Config:
 PAPER = Config()
 
 _SMOKE = {
-    # one batch per epoch: a step of this tiny supernet still costs ~0.3-0.5 s on this CPU
+    # one batch per epoch: even a step of this tiny supernet is not free on a CPU
     "search.layers": 4, "search.init_channels": 4, "search.T": 1, "search.batch_size": 32,
     "search.train_fraction": 0.0006, "search.score_fraction": 0.0003,
-    "search.pc_epochs": 3, "search.pc_warmup_epochs": 1, "search.pc_batch_size": 32,
-    # five trainings of 03 in ~10 s: 100 training and 50 test images, C in the paper's ratio 56:72:112
+    # five trainings of 03 in seconds: 100 training and 50 test images, C in the paper's ratio 56:72:112
     "cifar.layers": 5, "cifar.channels_small": 4, "cifar.channels_medium": 5, "cifar.channels_large": 8,
     "cifar.epochs": 1, "cifar.batch_size": 32, "cifar.train_fraction": 0.002, "cifar.test_fraction": 0.005,
     "imagenet.layers": 5, "imagenet.channels_small": 8, "imagenet.channels_medium": 8,
@@ -238,11 +244,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     # BNN practice for the latent weights of 1-bit convs: Adam, no weight decay on them (Bi-Real Net,
     # Liu et al. 2018 §4; ReActNet, Liu et al. 2020 §4.1; Real-to-Binary, Martinez et al. 2020; larq's
     # optimization guide), cosine annealed per step. Chosen for the cpu scale by the recipe sweep
-    # (cpnas.recipe, tables/recipe_sweep.md; 1-bit DARTS_V2, one epoch of 20,000 images, seed 0):
-    # validation top-1 paper SGD 20.6 %, Adam 2e-3 / 5e-3 / 1e-2 / 2e-2: 30.9 / 34.2 / 37.3 / 35.0 %;
-    # the CP loss's kernel term at weight 1 / 0.03 (Adam 5e-3): 22.2 / 29.7 %, so it is off (weight
-    # 0). With the paper's SGD a 1-bit conv's latent weights move ~2e-4 of their size per step and a
-    # CPU budget flips almost no sign. No cutout: at a few epochs the nets underfit.
+    # (cpnas.recipe; its validation top-1 of every variant is tables/recipe_sweep.md): the learning
+    # rate with the best validation top-1, and the CP loss's kernel term off (weight 0), which lowered
+    # it. With the paper's SGD a 1-bit conv's latent weights move a tiny fraction of their size per step
+    # and a CPU budget flips almost no sign. No cutout: at a few epochs the nets underfit.
     # The search's lr (5e-3) and Imagenette's were not swept; Imagenette takes CIFAR's choice.
     "adam-bnn": {
         "search.optimizer": "adam", "search.lr": 5e-3, "search.weight_decay": 0.0,
@@ -265,26 +270,24 @@ RECIPE_SOURCES: dict[str, str] = {
 """Where each named recipe comes from (printed by ``cpnas config`` beside the fields it sets)."""
 
 _CPU = {
-    # The cpnas search, ~40 min on one thread: 35 epochs (T = 1) of 1,000 training images at
-    # C = 8, Child and Parent each, every draw scored on 10,000 images (20 % of CIFAR-10's training
-    # set, 4× the paper's 5 %) after re-estimating BN on 4 batches. The score split's size sets
-    # the noise of z: at β_P = 2, z = 2A_P − A_C adds the binomial noise of both accuracies (SE ≈
-    # 2.1 points at 2,500 images) while their correlated variation partly cancels; round 0 of
-    # tools/snr_probe.py gave snr 1.37 at 2,500 images, 1.15 with 4× the training per draw, and
-    # ≥ 2 only at 10,000 images (results/cpu/snr_probe/).
+    # The cpnas search, sized for one thread within a notebook's budget: 35 epochs (T = 1) of
+    # 1,000 training images at C = 8, Child and Parent each, every draw scored on 10,000 images
+    # (20 % of CIFAR-10's training set, 4× the paper's 5 %) after re-estimating BN on 4 batches.
+    # The score split's size sets the noise of z: at β_P = 2, z = 2A_P − A_C adds the binomial
+    # noise of both accuracies while their correlated variation partly cancels; tools/snr_probe.py
+    # measures the snr of round 0 at several score-split sizes (results/cpu/snr_probe/), and the
+    # split is the size whose snr it found clearly above 1.
     "search.layers": 6, "search.init_channels": 8, "search.T": 1, "search.batch_size": 64,
     "search.train_fraction": 0.02, "search.score_fraction": 0.2,
-    "search.pc_epochs": 10, "search.pc_warmup_epochs": 3, "search.pc_batch_size": 64,
-    # A CIFAR training of the small size in <= 20 min of one thread: 8 cells,
+    # A CIFAR training of the small size sized for one thread (make bench measures its img/s): 8 cells,
     # C = 12/16/24 (the paper's 56:72:112 ratio, rounded to even widths), 3 epochs of 20,000
     # images at batch 32 (1,875 steps), validated on 2,000 held-out training images and tested
-    # on all 10,000 test images (±0.5 points binomial SE at 50 %). Measured here: ~68 img/s per
-    # one-thread process for the 1-bit DARTS_V2 cell at C = 12 (make bench).
+    # on all 10,000 test images (±0.5 points binomial SE at 50 %).
     "cifar.layers": 8, "cifar.channels_small": 12, "cifar.channels_medium": 16, "cifar.channels_large": 24,
     "cifar.epochs": 3, "cifar.batch_size": 32, "cifar.train_fraction": 0.4, "cifar.test_fraction": 1.0,
     "cifar.val_fraction": 0.04, "cifar.eval_every": 3,
-    # 04's two Imagenette trainings in ~30-45 min: 10 cells, C = 16, 112×112 inputs (14×14 after
-    # the stem), 6 epochs of the 4,000 training images (measured 21-29 img/s per step).
+    # 04's two Imagenette trainings within a notebook's budget: 10 cells, C = 16, 112×112 inputs
+    # (14×14 after the stem), 6 epochs of the 4,000 training images.
     "imagenet.layers": 10, "imagenet.channels_small": 16, "imagenet.channels_medium": 16,
     "imagenet.channels_large": 16, "imagenet.epochs": 6, "imagenet.batch_size": 32,
     "imagenet.train_fraction": 1.0, "imagenet.test_fraction": 1.0, "imagenet.image_size": 112,
@@ -297,6 +300,84 @@ PRESET_OVERRIDES: dict[str, dict[str, Any]] = {"paper": {}, "cpu": _CPU, "smoke"
 PRESET_RECIPES: dict[str, str] = {"paper": "paper", "cpu": "adam-bnn", "smoke": "adam-bnn"}
 SCALES: tuple[str, ...] = tuple(PRESET_OVERRIDES)
 DEFAULT_SCALE = "cpu"
+
+
+@dataclass(frozen=True)
+class StrategySection:
+    """A strategy's own configuration section (see :func:`register_section`)."""
+
+    settings: type
+    strategy: str
+    under: str
+    presets: Mapping[str, Mapping[str, Any]]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(f"{self.under}.{f.name}" for f in fields(self.settings))
+
+
+_SECTIONS: dict[str, StrategySection] = {}
+_SECTION_LOADERS: list[Any] = []
+
+
+def register_section(settings: type, *, strategy: str, under: str = "search",
+                     presets: Mapping[str, Mapping[str, Any]] | None = None) -> type:
+    """Make the frozen dataclass ``settings`` (fields made with :func:`_f`) strategy ``strategy``'s section.
+
+    Its fields are keys of section ``under`` (``search.<field>``: ``--set``, the config files of
+    runs and ``cpnas config`` show them there); ``presets[scale]`` overrides its defaults at a
+    scale (size fields only, as the scales' own presets). A strategy reads it with
+    ``cfg.section(settings)``; ``settings.check(self)``, when defined, checks across its fields.
+    """
+    if not dataclasses.is_dataclass(settings):
+        raise TypeError(f"{settings.__name__} is not a dataclass")
+    taken = {f.name for f in fields(_get_dotted(PAPER, under))}
+    for sec in _SECTIONS.values():
+        if sec.settings is not settings and sec.under == under:
+            taken |= {f.name for f in fields(sec.settings)}
+    clash = sorted(taken & {f.name for f in fields(settings)})
+    if clash:
+        raise ValueError(f"section {settings.__name__} of {strategy} repeats keys of {under}: {clash}")
+    for scale, values in (presets or {}).items():
+        settings(**values)  # a preset names fields of the section
+    _SECTIONS[settings.__qualname__ + "@" + settings.__module__] = StrategySection(
+        settings, strategy, under, {k: dict(v) for k, v in (presets or {}).items()})
+    return settings
+
+
+def unregister_section(settings: type) -> None:
+    """Remove a section :func:`register_section` added (a test's own strategy)."""
+    _SECTIONS.pop(settings.__qualname__ + "@" + settings.__module__, None)
+
+
+def add_section_loader(loader: Any) -> None:
+    """``loader()`` imports the modules whose sections must be known before a config is read
+    (the package :mod:`cpnas` adds the import of the built-in strategies)."""
+    if loader not in _SECTION_LOADERS:
+        _SECTION_LOADERS.append(loader)
+
+
+def sections() -> dict[str, StrategySection]:
+    """Every registered strategy section (the built-in strategies' loaded first)."""
+    for loader in _SECTION_LOADERS:
+        loader()
+    return _SECTIONS
+
+
+def _section_of(settings: type) -> StrategySection:
+    for sec in sections().values():
+        if sec.settings is settings:
+            return sec
+    raise CpnasError(f"{settings.__name__} is not a registered configuration section")
+
+
+def _set_section_key(cfg: "Config", key: str, value: Any) -> "Config":
+    """``cfg`` with strategy-section key ``key`` set (checked against its field as any other key)."""
+    sec = next(sec for sec in sections().values() if key in sec.keys)
+    checked = getattr(_replace_dotted(cfg.section(sec.settings), key.split(".", 1)[1], value, key),
+                      key.split(".", 1)[1])
+    kept = tuple((k, v) for k, v in cfg.strategy_overrides if k != key)
+    return dataclasses.replace(cfg, strategy_overrides=kept + ((key, checked),))
 
 
 def _replace_dotted(cfg: Any, key: str, value: Any, full_key: str) -> Any:
@@ -352,8 +433,9 @@ def _coerce(current: Any, value: Any, key: str) -> Any:
 
 def apply_overrides(cfg: Config, overrides: Mapping[str, Any] | None) -> Config:
     """Return ``cfg`` with dotted-key ``overrides`` applied; unknown keys raise CpnasError."""
+    section_keys = {k for sec in sections().values() for k in sec.keys}
     for key, value in (overrides or {}).items():
-        cfg = _replace_dotted(cfg, key, value, key)
+        cfg = _set_section_key(cfg, key, value) if key in section_keys else _replace_dotted(cfg, key, value, key)
     return cfg
 
 
@@ -385,8 +467,10 @@ def check_consistency(cfg: Config) -> Config:
                          f"of the {s.layers}-cell search network (search.layers); {bad} are outside it")
     if len(set(s.reduction_layers)) != len(s.reduction_layers):
         raise CpnasError(f"search.reduction_layers {list(s.reduction_layers)} repeats a cell")
-    if s.pc_warmup_epochs > s.pc_epochs:
-        raise CpnasError(f"search.pc_warmup_epochs ({s.pc_warmup_epochs}) exceeds search.pc_epochs ({s.pc_epochs})")
+    for sec in sections().values():
+        values = cfg.section(sec.settings)
+        if hasattr(values, "check"):
+            values.check()
     return cfg
 
 
@@ -399,11 +483,22 @@ def parse_override(text: str) -> tuple[str, str]:
 
 
 def iter_fields(cfg: Any, prefix: str = ""):
-    """Yield ``(dotted_key, value, metadata)`` for every leaf field of a config."""
+    """Yield ``(dotted_key, value, metadata)`` for every leaf field of a config.
+
+    A strategy's own section follows the section it extends; its fields' metadata name the
+    strategy (``"strategy"``).
+    """
     for f in fields(cfg):
+        if f.metadata.get("internal"):
+            continue
         value = getattr(cfg, f.name)
         key = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(value):
             yield from iter_fields(value, key + ".")
+            if isinstance(cfg, Config):
+                for sec in sections().values():
+                    if sec.under == key:
+                        for k, v, meta in iter_fields(cfg.section(sec.settings), key + "."):
+                            yield k, v, {**meta, "strategy": sec.strategy}
         else:
             yield key, value, f.metadata

@@ -1,9 +1,9 @@
 """Exact alternative forms of a kernel, chosen per machine by a short measurement.
 
 A rewrite that is exact (same values up to float summation order) can still be
-faster on one CPU and slower on another: the space-to-batch form of a dilated
-depthwise conv (:mod:`cpnas.fastconv`) measured 8× faster than the plain one on the
-development machine and 2× slower on an AVX-512 machine of the same kind. So no
+faster on one CPU and slower on another (the space-to-batch form of a dilated
+depthwise conv, :mod:`cpnas.fastconv`, is one: which form wins depends on the
+machine's vector units; ``make bench`` prints the ratios). So no
 form is fixed in code. At first use of a kernel *key* (op, shapes, dtype, memory
 format, whether a backward follows, threads) every form is timed, interleaved,
 and the fastest is kept:

@@ -36,7 +36,7 @@ Conventions (the paper's, §3.4 and Table 3):
   FLOPs(ours), against the full-precision WRN-22 of :mod:`cpnas.wrn`.
 * **What runs is what counts.** Modules that do not run in the forward pass are
   not counted: a :class:`~cpnas.networks.SearchNetwork` profiled on a
-  :class:`~cpnas.space.Path` counts the sampled sub-network, and the auxiliary
+  :class:`~cpnas.space.SampledPath` counts the sampled sub-network, and the auxiliary
   tower of the evaluation networks (training only, never at inference) is left
   out by default, as DARTS leaves it out of its parameter counts.
 """

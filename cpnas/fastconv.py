@@ -2,8 +2,8 @@
 
 The dilated depthwise convolutions of ``dil_conv_3x3`` / ``dil_conv_5x5`` are the
 slowest kernels of these networks on a CPU: oneDNN has no fast path for a
-dilated grouped convolution, and its backward pass measured ~25× slower than the
-undilated one on the same tensor (``make bench`` prints the ratio). The identity
+dilated grouped convolution, and its backward pass is much slower than the undilated
+one on the same tensor (``make bench`` prints the ratio). The identity
 used here is exact, not an approximation (Yu & Koltun, 2016, "Multi-scale context
 aggregation by dilated convolutions", §2; the "space-to-batch" trick of
 TensorFlow's ``atrous_conv2d``):
@@ -21,7 +21,7 @@ ones up to float summation order (tested). Other shapes (odd sizes, other
 strides), other devices (cuDNN handles dilation well) and ``meta`` tensors use
 ``torch.nn.functional.conv2d`` unchanged.
 
-Whether the rewrite is faster depends on the CPU (8× faster on one, 2× slower on
+Whether the rewrite is faster depends on the CPU (faster on one, slower on
 another), so :func:`conv2d` does not decide it: :mod:`cpnas.dispatch`
 times both forms once per shape on this machine and uses the faster
 (``CPNAS_FORMS=dilated_conv=plain|space_to_batch`` forces one).

@@ -2,8 +2,8 @@
 
 * :class:`SearchNetwork` — the weight-sharing supernet of the search (6 cells,
   C = 16, reductions at the "second and fourth layers" ⚑), run on a sampled
-  :class:`~cpnas.space.Path` (Child: ``BINARY``, Parent: ``REAL``) or, for
-  PC-DARTS, as a mixed-op network.
+  :class:`~cpnas.space.SampledPath` (Child: ``BINARY``, Parent: ``REAL``); PC-DARTS
+  extends it with its mixed-op forward (:mod:`cpnas.pcdarts`).
 * :class:`NetworkCIFAR` — the evaluation network: 10 cells (8 normal, 2 reduction
   at 1/3 and 2/3 of the depth, as DARTS), C = 56/72/112, auxiliary tower.
 * :class:`NetworkImageNet` — three stride-2 3×3 stem convs (224 → 28), 10 cells,
@@ -27,7 +27,7 @@ from torch import nn
 from cpnas.binary import BINARY, Precision, shares_signs
 from cpnas.genotype import NUM_INPUTS, Genotype
 from cpnas.ops import build_op
-from cpnas.space import Path, SearchCell, preprocess
+from cpnas.space import SampledPath, SearchCell, preprocess
 
 STEM_MULTIPLIER = 3  # DARTS: the CIFAR stem outputs 3·C channels
 
@@ -49,8 +49,7 @@ def memory_format_for(model: nn.Module, device: torch.device, *, input_shape: Se
       ``input_shape`` given, a forward + backward of a copy of ``model`` (through
       ``forward(net, x)``, default ``net(x)``) is timed in both formats on random
       inputs, once per (layer shapes, input shape, threads) on this machine, and the
-      faster is cached. ``channels_last`` was ~1.5× faster on the development CPU;
-      that is a measurement of one machine, not a rule. The timing runs under
+      faster is cached: which format wins depends on the machine. The timing runs under
       :func:`torch.random.fork_rng` on a deep copy, so the run's RNG stream and the
       model are left as they were.
     """
@@ -141,13 +140,14 @@ def _check_reductions(layers: int, reductions: Sequence[int]) -> None:
 class SearchNetwork(nn.Module):
     """The supernet of the search stage: stem → cells → global pool → classifier.
 
-    ``forward(x, path)`` runs one sampled sub-network; ``forward_mixed`` runs the
-    PC-DARTS relaxation (needs ``partial_k`` ≥ 1 at construction).
+    ``forward(x, path)`` runs one sampled sub-network. ``cell`` builds every cell
+    (default :class:`~cpnas.space.SearchCell`; a relaxation such as PC-DARTS passes its
+    own subclass and adds its own forward, :mod:`cpnas.pcdarts`).
     """
 
     def __init__(self, C: int = 16, num_classes: int = 10, layers: int = 6,
                  reduction_layers: Sequence[int] = (1, 3), precision: Precision = BINARY,
-                 nodes: int = 4, partial_k: int = 1, in_channels: int = 3) -> None:
+                 nodes: int = 4, in_channels: int = 3, cell: Callable[..., SearchCell] = SearchCell) -> None:
         super().__init__()
         _check_reductions(layers, reduction_layers)
         self.nodes = nodes
@@ -157,28 +157,19 @@ class SearchNetwork(nn.Module):
         self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False),
                                   nn.BatchNorm2d(c_stem))
         self.cells = nn.ModuleList(
-            SearchCell(nodes, c_pp, c_p, c, red, red_prev, precision, partial_k)
+            cell(nodes, c_pp, c_p, c, red, red_prev, precision)
             for c_pp, c_p, c, red, red_prev in _cell_channels(c_stem, C, layers, reduction_layers, nodes))
         c_out = nodes * self.cells[-1].c
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_out, num_classes)
 
     @shares_signs
-    def forward(self, x: torch.Tensor, path: Path) -> torch.Tensor:
-        if self.cells[0].partial_k != 1:
-            raise RuntimeError("a SearchNetwork built with partial_k > 1 only runs forward_mixed (PC-DARTS)")
+    def forward(self, x: torch.Tensor, path: SampledPath) -> torch.Tensor:
+        if self.cells[0].op_channels != self.cells[0].c:
+            raise RuntimeError("a SearchNetwork whose ops see part of the channels has no sampled-path forward")
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, path.reduce if cell.reduction else path.normal)
-        return self.classifier(torch.flatten(self.global_pooling(s1), 1))
-
-    @shares_signs
-    def forward_mixed(self, x: torch.Tensor, weights: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """``weights[kind] = (op_weights, edge_weights)`` for ``kind`` in normal/reduce."""
-        s0 = s1 = self.stem(x)
-        for cell in self.cells:
-            op_w, edge_w = weights["reduce" if cell.reduction else "normal"]
-            s0, s1 = s1, cell.forward_mixed(s0, s1, op_w, edge_w)
         return self.classifier(torch.flatten(self.global_pooling(s1), 1))
 
 

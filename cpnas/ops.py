@@ -93,8 +93,8 @@ class FactorizedReduce(nn.Module):
         # cover every spatial position: x[:, :, 1:, 1:] zero-padded on the right and bottom,
         # here as one pad with negative leading widths (crop one row and column, pad one).
         # Same values and gradients as slicing then padding; on the CPU the slice's backward
-        # (zeros of x's size in the default layout, then a strided copy) measured 2-3× slower
-        # than the pad's, and it handed the layers below a gradient in another memory format.
+        # (zeros of x's size in the default layout, then a strided copy) is the slower of the
+        # two, and it handed the layers below a gradient in another memory format.
         if (_binarizes_input(self.conv_1) and _binarizes_input(self.conv_2) and signs_shared(x)
                 and not _tracing()):
             # 1-bit: shift the sign conv_1 takes instead of taking a second sign of the shifted copy.

@@ -2,10 +2,7 @@
 
 These networks are small: a training step is dominated by per-operator overhead, not
 by arithmetic, so a second thread speeds one run up far less than a second run in
-parallel does. On the 2-core machine of the README, training the 10-cell 1-bit
-CIFAR network (C = 7, batch 32) ran at ~29 images/s as one two-thread process and
-at ~28 images/s *per process* as two one-thread processes side by side (~1.9× the
-total). Each job is a picklable ``(function, kwargs)`` pair whose function lives at
+parallel does (``make bench`` measures both on the machine at hand). Each job is a picklable ``(function, kwargs)`` pair whose function lives at
 module level; results come back in the order of ``jobs``.
 
 Executors (``executor=``):

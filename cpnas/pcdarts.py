@@ -7,7 +7,8 @@ the choice of op on every edge (i, j) of the cell into a softmax-weighted mixtur
 
     f_{i,j}(x_i) = Σ_o softmax(α_{i,j})_o · o(x_i),
 
-with two changes, both run by :meth:`cpnas.space.SearchCell.forward_mixed`:
+with two changes, both run by :meth:`PartialChannelCell.forward_mixed` (this module
+extends the shared supernet, :class:`cpnas.space.SearchCell`, with them):
 
 * **Partial channel connections** (their §3.2, Eq. 2): only 1/K of the channels
   (K = ``search.pc_partial_k`` = 4) of x_i go through the mixture, the other
@@ -77,21 +78,23 @@ of naive DDP DARTS, where each rank updates α from its own shard: nni#5013).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
 import torch
 from torch import nn
 
 from cpnas import accel, distributed
-from cpnas.binary import BINARY
-from cpnas.config import Config
+from cpnas.binary import BINARY, Precision, shares_signs
+from cpnas.config import Config, _f, register_section
 from cpnas.errors import CpnasError
 from cpnas.genotype import NUM_INPUTS, Genotype, cell_edges, top2_genotype
 from cpnas.networks import SearchNetwork, loader_input_shape, memory_format_for
 from cpnas.ops import PRIMITIVES
-from cpnas.space import CELL_KINDS
+from cpnas.space import CELL_KINDS, SearchCell
 from cpnas.strategy_base import SearchContext, Strategy, register
 from cpnas.train import (NonFiniteLossError, cosine_lr, cross_entropy_loss, evaluate, recalibrate_bn,
                          recipe_optimizer, set_lr, sgd, train_one_epoch)
@@ -107,8 +110,111 @@ ARCH_ADAM_BETAS = (0.5, 0.999)
 NONE_INDEX = PRIMITIVES.index("none")
 
 
+@dataclass(frozen=True)
+class PCDartsSettings:
+    """PC-DARTS's own configuration section (Xu et al., 2020, §4.2 CIFAR-10 search settings).
+
+    Its keys are ``search.pc_*`` (:func:`cpnas.config.register_section`); the search fields it
+    shares with the other strategies (cells, channels, splits, ``lr_min``, ``grad_clip``…) are
+    ``search``'s own.
+    """
+
+    pc_epochs: int = _f(50, "PC-DARTS §4.2: 50 epochs", size=True, ge=1)
+    pc_warmup_epochs: int = _f(15, "PC-DARTS §4.2: architecture updates start after 15 epochs", size=True, ge=0)
+    pc_batch_size: int = _f(256, "PC-DARTS §4.2: batch size 256", size=True, ge=1)
+    pc_lr: float = _f(0.1, "PC-DARTS §4.2: initial weight learning rate 0.1, cosine", gt=0)
+    pc_weight_decay: float = _f(3e-4, "PC-DARTS §4.2 / DARTS: weight decay 3×10⁻⁴", ge=0)
+    pc_arch_lr: float = _f(6e-4, "PC-DARTS §4.2: Adam, learning rate 6×10⁻⁴", gt=0)
+    pc_arch_weight_decay: float = _f(1e-3, "PC-DARTS §4.2: Adam weight decay 10⁻³", ge=0)
+    pc_partial_k: int = _f(4, "PC-DARTS §4.2: K = 4 (1/4 of the channels go through the ops)", ge=1)
+
+    def check(self) -> None:
+        if self.pc_warmup_epochs > self.pc_epochs:
+            raise CpnasError(f"search.pc_warmup_epochs ({self.pc_warmup_epochs}) exceeds "
+                             f"search.pc_epochs ({self.pc_epochs})")
+
+
+register_section(PCDartsSettings, strategy="pcdarts", presets={
+    "smoke": {"pc_epochs": 3, "pc_warmup_epochs": 1, "pc_batch_size": 32},
+    "cpu": {"pc_epochs": 10, "pc_warmup_epochs": 3, "pc_batch_size": 64},
+})
+
+
+def unused_settings(cfg: Config) -> dict[str, str]:
+    """Keys of this section that ``cfg``'s other settings leave unread, each with what is read instead."""
+    if cfg.search.optimizer == "sgd":
+        return {}
+    why = f"not used: search.optimizer = {cfg.search.optimizer}, PC-DARTS then uses search.%s"
+    return {"search.pc_lr": why % "lr", "search.pc_weight_decay": why % "weight_decay"}
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet channel shuffle, used after each partial channel connection (their Eq. 2)."""
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+class PartialChannelCell(SearchCell):
+    """A supernet cell whose ops see 1/``partial_k`` of its channels (their §3.2), with the mixed forward."""
+
+    def __init__(self, nodes: int, c_prev_prev: int, c_prev: int, c: int, reduction: bool,
+                 reduction_prev: bool, precision: Precision, partial_k: int = 1) -> None:
+        super().__init__(nodes, c_prev_prev, c_prev, c, reduction, reduction_prev, precision,
+                         op_channels=c // partial_k)
+        self.partial_k = partial_k
+
+    def forward_mixed(self, s0: torch.Tensor, s1: torch.Tensor, op_weights: torch.Tensor,
+                      edge_weights: torch.Tensor) -> torch.Tensor:
+        """PC-DARTS forward (Xu et al., 2020, Eq. 2-4).
+
+        ``op_weights`` (edges × K) are softmax(α) per edge; ``edge_weights`` (edges,)
+        are the per-node softmax(β) of edge normalization. On each edge, a 1/k slice
+        of the channels goes through the weighted sum of ops, the rest bypasses, and
+        the result is channel-shuffled.
+        """
+        states = [self.pre0(s0), self.pre1(s1)]
+        k, c_op = self.partial_k, self.op_channels
+        e = 0
+        for j in range(NUM_INPUTS, NUM_INPUTS + self.nodes):
+            total = 0
+            for i in range(j):
+                x = states[i]
+                x_op, x_by = x[:, :c_op], x[:, c_op:]
+                mixed = sum(op_weights[e, p] * self.edge_ops[e][name](x_op)
+                            for p, name in enumerate(PRIMITIVES) if name != "none")
+                if x_by.shape[1]:
+                    if self.reduction and i < NUM_INPUTS:
+                        x_by = nn.functional.max_pool2d(x_by, 2, 2, ceil_mode=True)
+                    y = channel_shuffle(torch.cat([mixed, x_by], dim=1), k)
+                else:
+                    y = mixed
+                total = total + edge_weights[e] * y
+                e += 1
+            states.append(total)
+        return torch.cat(states[NUM_INPUTS:], dim=1)
+
+
+class PartialChannelNetwork(SearchNetwork):
+    """The CP-NAS supernet (:class:`~cpnas.networks.SearchNetwork`) built of :class:`PartialChannelCell`.
+
+    It runs only the mixed forward; its parameters and their names are those of the shared supernet.
+    """
+
+    def __init__(self, *args: Any, partial_k: int = 1, **kwargs: Any) -> None:
+        super().__init__(*args, cell=functools.partial(PartialChannelCell, partial_k=partial_k), **kwargs)
+
+    @shares_signs
+    def forward_mixed(self, x: torch.Tensor, weights: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """``weights[kind] = (op_weights, edge_weights)`` for ``kind`` in normal/reduce."""
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            op_w, edge_w = weights["reduce" if cell.reduction else "normal"]
+            s0, s1 = s1, cell.forward_mixed(s0, s1, op_w, edge_w)
+        return self.classifier(torch.flatten(self.global_pooling(s1), 1))
+
+
 class MixedForward(nn.Module):
-    """The supernet's mixed forward (:meth:`SearchNetwork.forward_mixed`) as a module's ``forward``.
+    """The supernet's mixed forward (:meth:`PartialChannelNetwork.forward_mixed`) as a module's ``forward``.
 
     DistributedDataParallel only sees calls of its module's ``forward``; this adapter lets it
     wrap the PC-DARTS weight step. It owns no parameters of its own.
@@ -169,36 +275,66 @@ class PCDARTS(Strategy):
 
     name = "pcdarts"
     label = "PC"
+    title = "PC-DARTS"
     method = "Gradient-based"
     needs_arch_split = True
+    settings = PCDartsSettings
+    artifact_files = ("alphas.json",)
+
+    @classmethod
+    def search_batch_size(cls, cfg: Config) -> int:
+        return cfg.section(PCDartsSettings).pc_batch_size
+
+    @classmethod
+    def unused_settings(cls, cfg: Config) -> dict[str, str]:
+        return unused_settings(cfg)
+
+    @classmethod
+    def search_summary(cls, out: Any) -> dict[str, Any]:
+        """The accuracy of the last mixed supernet on the architecture split (its own score and its Child's)."""
+        from pathlib import Path
+
+        from cpnas.io import read_json
+
+        if not (Path(out) / "history.json").exists():
+            return {}
+        last = read_json(Path(out) / "history.json")[-1]
+        return {"own_search_indicator": last["arch_acc"], "search_child_acc": last["arch_acc"]}
+
+    @classmethod
+    def supernets(cls, cfg: Config, num_classes: int) -> list[nn.Module]:
+        s = cfg.search
+        return [PartialChannelNetwork(s.init_channels, num_classes, s.layers, s.reduction_layers, BINARY,
+                                      nodes=s.nodes, partial_k=cfg.section(PCDartsSettings).pc_partial_k)]
 
     @classmethod
     def plan(cls, cfg: Config) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        s = cfg.search
-        schedule = [{"epoch": e, "arch_updates": e >= s.pc_warmup_epochs} for e in range(s.pc_epochs)]
-        return schedule, [{"phase": "warm-up (weights only)", "epochs": min(s.pc_warmup_epochs, s.pc_epochs)},
-                          {"phase": "weights + α", "epochs": max(s.pc_epochs - s.pc_warmup_epochs, 0)}]
+        pc = cfg.section(PCDartsSettings)
+        schedule = [{"epoch": e, "arch_updates": e >= pc.pc_warmup_epochs} for e in range(pc.pc_epochs)]
+        return schedule, [{"phase": "warm-up (weights only)", "epochs": min(pc.pc_warmup_epochs, pc.pc_epochs)},
+                          {"phase": "weights + α", "epochs": max(pc.pc_epochs - pc.pc_warmup_epochs, 0)}]
 
     def __init__(self, ctx: SearchContext) -> None:
         super().__init__(ctx)
         s = ctx.cfg.search
         self.s = s
+        pc = self.pc = ctx.cfg.section(PCDartsSettings)
         if ctx.arch_loader is None:
             raise CpnasError("the pcdarts strategy needs ctx.arch_loader, a split disjoint from the "
                              "search-train split for the architecture steps (cpnas.search builds it)")
-        if s.pc_partial_k < 1 or s.init_channels % s.pc_partial_k:
+        if pc.pc_partial_k < 1 or s.init_channels % pc.pc_partial_k:
             raise CpnasError(f"PC-DARTS sends 1/search.pc_partial_k of every cell's channels through the "
                              f"ops: search.init_channels={s.init_channels} must be a multiple of "
-                             f"search.pc_partial_k={s.pc_partial_k}")
+                             f"search.pc_partial_k={pc.pc_partial_k}")
         batch = getattr(ctx.train_loader, "global_batch_size", getattr(ctx.train_loader, "batch_size", None))
-        if batch is not None and batch != s.pc_batch_size:
+        if batch is not None and batch != pc.pc_batch_size:
             log.warning("PC-DARTS weight steps use the search-train loader's batch size %d, not "
-                        "search.pc_batch_size=%d", batch, s.pc_batch_size)
+                        "search.pc_batch_size=%d", batch, pc.pc_batch_size)
         self.edges = cell_edges(s.nodes)
         torch.manual_seed(ctx.seed)
-        self.net = SearchNetwork(C=s.init_channels, num_classes=ctx.num_classes, layers=s.layers,
-                                 reduction_layers=s.reduction_layers, precision=BINARY, nodes=s.nodes,
-                                 partial_k=s.pc_partial_k)
+        self.net = PartialChannelNetwork(C=s.init_channels, num_classes=ctx.num_classes, layers=s.layers,
+                                         reduction_layers=s.reduction_layers, precision=BINARY, nodes=s.nodes,
+                                         partial_k=pc.pc_partial_k)
         uniform = {kind: (torch.full((len(cell_edges(s.nodes)), len(PRIMITIVES)), 1 / len(PRIMITIVES)),
                           normalize_edges(torch.zeros(len(cell_edges(s.nodes))), s.nodes)) for kind in CELL_KINDS}
         self.memory_format = memory_format_for(self.net, ctx.device, input_shape=loader_input_shape(ctx.train_loader),
@@ -214,14 +350,14 @@ class PCDARTS(Strategy):
         self.betas = {kind: nn.Parameter((ARCH_INIT_SCALE * torch.randn(n_edges, generator=gen)).to(ctx.device))
                       for kind in CELL_KINDS}
         if s.optimizer == "sgd":  # PC-DARTS' own recipe (their §4.2)
-            self.weight_opt = sgd(self.net.parameters(), s.pc_lr, s.momentum, s.pc_weight_decay)
+            self.weight_opt = sgd(self.net.parameters(), pc.pc_lr, s.momentum, pc.pc_weight_decay)
         else:  # the search recipe of the scale (cpu: Adam, as CP-NAS's Child), for a like-for-like comparison
             self.weight_opt = recipe_optimizer(self.net, s)
-        self._pc_lr = s.pc_lr if s.optimizer == "sgd" else s.lr
-        self.arch_opt = torch.optim.Adam(self.arch_parameters(), lr=s.pc_arch_lr, betas=ARCH_ADAM_BETAS,
-                                         weight_decay=s.pc_arch_weight_decay)
+        self._pc_lr = pc.pc_lr if s.optimizer == "sgd" else s.lr
+        self.arch_opt = torch.optim.Adam(self.arch_parameters(), lr=pc.pc_arch_lr, betas=ARCH_ADAM_BETAS,
+                                         weight_decay=pc.pc_arch_weight_decay)
         self.loss_fn = cross_entropy_loss()
-        self._schedule = [{"epoch": e, "arch_updates": e >= s.pc_warmup_epochs} for e in range(s.pc_epochs)]
+        self._schedule = [{"epoch": e, "arch_updates": e >= pc.pc_warmup_epochs} for e in range(pc.pc_epochs)]
         self.arch_passes = 0  # passes started over ctx.arch_loader; pass p uses set_epoch(p)
         self._arch_iter: Iterator | None = None
         self.genotypes: list[dict[str, Any]] = []  # {"epoch", "genotype"} after every epoch
@@ -241,14 +377,14 @@ class PCDARTS(Strategy):
         return {kind: normalize_edges(self.betas[kind], self.s.nodes) for kind in CELL_KINDS}
 
     def mixed_weights(self, *, detach: bool = False) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """``{kind: (softmax(α), normalized β)}`` as :meth:`SearchNetwork.forward_mixed` takes them."""
+        """``{kind: (softmax(α), normalized β)}`` as :meth:`PartialChannelNetwork.forward_mixed` takes them."""
         ops, edges = self.op_weights(), self.edge_weights()
         if detach:
             return {k: (ops[k].detach(), edges[k].detach()) for k in CELL_KINDS}
         return {k: (ops[k], edges[k]) for k in CELL_KINDS}
 
     def forward(self, x: torch.Tensor, weights: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """The mixed supernet (:meth:`SearchNetwork.forward_mixed`) in this strategy's memory format."""
+        """The mixed supernet (:meth:`PartialChannelNetwork.forward_mixed`) in this strategy's memory format."""
         return self.net.forward_mixed(x.contiguous(memory_format=self.memory_format), weights)
 
     # --- one epoch ---------------------------------------------------------------
@@ -293,9 +429,9 @@ class PCDARTS(Strategy):
         return loss.detach()
 
     def run_epoch(self, epoch: int) -> dict[str, Any]:
-        ctx, s = self.ctx, self.s
+        ctx, s, pc = self.ctx, self.s, self.pc
         step = self._schedule[epoch]
-        lr = cosine_lr(self._pc_lr, s.lr_min, epoch, s.pc_epochs)
+        lr = cosine_lr(self._pc_lr, s.lr_min, epoch, pc.pc_epochs)
         set_lr(self.weight_opt, lr)
         ctx.train_loader.set_epoch(epoch)
         self._arch_iter = None  # every epoch starts a new pass over the architecture split
@@ -310,7 +446,7 @@ class PCDARTS(Strategy):
                                                                self.mixed_weights(detach=True)),
                                 self.net.parameters(), ctx.train_loader, self.weight_opt, self.loss_fn,
                                 device=ctx.device, grad_clip=s.grad_clip, modules=[self.net],
-                                before_step=before_step, desc=f"pcdarts {epoch + 1}/{s.pc_epochs}")
+                                before_step=before_step, desc=f"pcdarts {epoch + 1}/{pc.pc_epochs}")
         self._arch_iter = None
         with torch.no_grad():
             weights = self.mixed_weights(detach=True)
@@ -329,7 +465,7 @@ class PCDARTS(Strategy):
                   "genotype": genotype.to_dict(), **self._weights_record(),
                   "train_seconds": stats.seconds, "eval_seconds": score["seconds"],
                   "seconds": stats.seconds + score["seconds"]}
-        log.info("epoch %d/%d%s  lr=%.4g  train_acc=%.4f  arch_acc=%.4f", epoch + 1, s.pc_epochs,
+        log.info("epoch %d/%d%s  lr=%.4g  train_acc=%.4f  arch_acc=%.4f", epoch + 1, pc.pc_epochs,
                  "" if step["arch_updates"] else " (warm-up)", lr, stats.acc, score["acc"])
         return record
 
@@ -402,5 +538,5 @@ class PCDARTS(Strategy):
 
     def artifacts(self) -> dict[str, Any]:
         return {"alphas.json": {"primitives": list(PRIMITIVES), "edges": [list(e) for e in self.edges],
-                                "partial_k": self.s.pc_partial_k, **self._weights_record(), **self.alpha_entropy(),
+                                "partial_k": self.pc.pc_partial_k, **self._weights_record(), **self.alpha_entropy(),
                                 "genotypes": self.genotypes}}

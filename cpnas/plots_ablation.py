@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from cpnas.ablation import BETAS, LOSS_STUDIES, LOSS_VARIANTS, STRATEGIES
+from cpnas.ablation import BETAS, LOSS_STUDIES, LOSS_VARIANTS, PAPER_STRATEGY, STRATEGIES
 from cpnas.stats import summarize
 
 
@@ -88,7 +88,7 @@ def fig6(rows: Sequence[dict[str, Any]]):
     for i, name in enumerate(order):
         rec = t[t["label"] == name].iloc[0]
         right.bar(i, rec["top1 mean"], yerr=_std(rec),
-                  capsize=4, color="tab:orange" if name == "cpnas" else "tab:gray", alpha=0.8)
+                  capsize=4, color="tab:orange" if name == PAPER_STRATEGY else "tab:gray", alpha=0.8)
         _dots(right, strat_rows, "label", name, i)
         right.annotate(f"n={rec['n']}", (i, 0), fontsize=7, ha="center", va="bottom")
     right.axhline(10.0, color="gray", lw=0.8, ls="--")
@@ -141,7 +141,7 @@ def search_cost(rows: Sequence[dict[str, Any]]):
     for i, name in enumerate(order):
         secs = [r["search_wall_clock_s"] / 60 for r in rows if r["study"] == "strategy" and r["label"] == name]
         mean = sum(secs) / len(secs)
-        ax.bar(i, mean, color="tab:orange" if name == "cpnas" else "tab:gray", alpha=0.8)
+        ax.bar(i, mean, color="tab:orange" if name == PAPER_STRATEGY else "tab:gray", alpha=0.8)
         ax.plot([i] * len(secs), secs, "o", color="black", markersize=3)
         ax.annotate(f"{mean:.1f}", (i, mean), ha="center", va="bottom", fontsize=8)
     ax.set_xticks(range(len(order)), [_label(x) for x in order])

@@ -16,11 +16,9 @@ percentile-bootstrap 95 % interval over cells, answers:
   DARTS_V2 included — gets a score from the same search. A searched cell also
   carries its own search's figures (the mean z̄ of the ops it kept, Child accuracy).
 
-Budget: ≤ 3 h of this 2-core machine, two one-thread runs at a time.
-A ``cpu`` run takes 17-21 min, so 8 cells at ``cpu`` + ``long`` (4 budget units
-each, ≈ 9.6 h of one thread) do not fit; ``short`` + ``cpu`` (≈ 2.7 h of one
-thread, 1.4 h of the machine) does, and ``long`` is added as time allows (the run
-cache resumes it).
+Budget: a few hours of a 2-core machine, two one-thread runs at a time. A ``long``
+run costs :data:`LONG_FACTOR` ``cpu`` runs, so ``short`` + ``cpu`` for every cell
+come first, and ``long`` is added as time allows (the run cache resumes it).
 
 Searches live where the notebooks keep them (``results/<scale>/search/…``, so
 02's CP-NAS search is reused), trainings in ``results/<scale>/proxy/train/…``; all
@@ -74,7 +72,7 @@ CELLS: tuple[ProxyCell, ...] = (
 """Eight cells: 02's CP-NAS search, DARTS_V2, six random draws (the default set; no new search needed)."""
 
 MORE_CELLS: tuple[ProxyCell, ...] = (ProxyCell("cpnas", 1), ProxyCell("bnas", 0), ProxyCell("pcdarts", 0))
-"""Searched cells that each cost a ``cpu`` search (≈ 55 min of one thread) first: ``--cells`` selects them."""
+"""Searched cells that each cost a ``cpu`` search first: ``--cells`` selects them."""
 
 ALL_CELLS: tuple[ProxyCell, ...] = CELLS + MORE_CELLS
 
@@ -204,23 +202,13 @@ def reference_indicator(scale: str, genotype: Genotype, reference: ProxyCell = R
 
 
 def own_search(scale: str, cell: ProxyCell) -> dict[str, Any]:
-    """What the cell's own search said of it: mean z̄ of the kept ops (CP-NAS, BNAS) or PC-DARTS' final score."""
-    from cpnas.io import read_json
+    """What the cell's own search said of it (:meth:`~cpnas.strategy_base.Strategy.search_summary`)."""
+    from cpnas.strategy_base import get_strategy, strategy_names
 
-    out = search_dir(scale, cell)
     none = {"own_search_indicator": None, "search_child_acc": None, "median_snr": None}
-    if cell.strategy in ("cpnas", "bnas") and (out / R.INDICATOR).exists():
-        ind = read_json(out / R.INDICATOR)
-        last = ind["rounds"][-1]
-        kept = [z for kind in ("normal", "reduce") for e, zbar in enumerate(last["mean_z"][kind])
-                for op, z in zbar.items() if op != last["removed"][kind][e]]
-        history = read_json(out / R.HISTORY)
-        return {"own_search_indicator": statistics.fmean(kept), "search_child_acc": history[-1]["A_C"],
-                "median_snr": ind.get("median_snr")}
-    if cell.strategy == "pcdarts" and (out / R.HISTORY).exists():
-        history = read_json(out / R.HISTORY)
-        return {**none, "own_search_indicator": history[-1]["arch_acc"], "search_child_acc": history[-1]["arch_acc"]}
-    return none
+    if cell.strategy not in strategy_names():
+        return none
+    return {**none, **get_strategy(cell.strategy).search_summary(search_dir(scale, cell))}
 
 
 def collect(scale: str, cells: tuple[ProxyCell, ...] = ALL_CELLS) -> list[dict[str, Any]]:

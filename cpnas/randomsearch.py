@@ -46,6 +46,7 @@ class RandomSearch(Strategy):
     name = "rs"
     label = "RS"
     method = "Random search (weight sharing)"
+    artifact_files = ("candidates.json",)
     score_names = ("child",)
 
     @classmethod

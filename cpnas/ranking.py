@@ -45,7 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from cpnas import runs as R
+from cpnas.paths import results_dir
+from cpnas.runs import SearchSpec, apply, overrides, study_dir
 from cpnas.config import Config, get_config
 from cpnas.data import DEFAULT_DATASET
 from cpnas.errors import CpnasError
@@ -94,11 +95,11 @@ class RankSearch:
     beta_p: float | None = None
 
     @property
-    def spec(self) -> R.SearchSpec:
+    def spec(self) -> SearchSpec:
         if self.budget not in BUDGETS:
             raise CpnasError(f"unknown budget {self.budget!r}; choose one of {', '.join(BUDGETS)}")
-        return R.SearchSpec(self.strategy, seed=self.seed, beta_p=self.beta_p, dataset=DEFAULT_DATASET,
-                            overrides=R.overrides(BUDGETS[self.budget]), study=STUDY, variant=self.budget)
+        return SearchSpec(self.strategy, seed=self.seed, beta_p=self.beta_p, dataset=DEFAULT_DATASET,
+                          overrides=overrides(BUDGETS[self.budget]), study=STUDY, variant=self.budget)
 
     def out(self, scale: str) -> Path:
         return self.spec.out(scale)
@@ -115,7 +116,7 @@ def searches(budgets: Sequence[str] = tuple(BUDGETS), seeds: Sequence[int] = (0,
 
 
 def search_config(scale: str, search: RankSearch) -> Config:
-    return R.apply(get_config(scale), search.spec.overrides)
+    return apply(get_config(scale), search.spec.overrides)
 
 
 def is_done(scale: str, search: RankSearch) -> bool:
@@ -163,7 +164,7 @@ def run_all(scale: str, todo: Sequence[RankSearch], *, jobs: int = 1, data_root:
 
 def finished(scale: str) -> list[dict[str, Any]]:
     """The scores of every finished ranking search under ``results/<scale>/ranking``."""
-    root = R.study_dir(scale, STUDY) / "search"
+    root = study_dir(scale, STUDY) / "search"
     runs = []
     for path in sorted(root.glob(f"*/seed*/{SCORES_FILE}")):
         run = read_json(path)
@@ -359,7 +360,7 @@ def edge_rule_table(scale: str):
     from cpnas.genotype import load_genotype
 
     rows = []
-    for path in sorted(R.results_dir(scale).glob("**/search/*/seed*/genotype.json")):
+    for path in sorted(results_dir(scale).glob("**/search/*/seed*/genotype.json")):
         folder = path.parent
         config = read_json(folder / R.CONFIG) if (folder / R.CONFIG).is_file() else {}
         strategy = config.get("run", {}).get("strategy", folder.parent.name.split("-")[0])
@@ -368,7 +369,7 @@ def edge_rule_table(scale: str):
             rule = "lifetime z̄" if "final_cell" in read_json(indicator) else "last-round z̄, index ties"
         else:
             rule = "own derivation"
-        rows.append({"strategy": strategy, "rule": rule, "folder": str(folder.relative_to(R.results_dir(scale))),
+        rows.append({"strategy": strategy, "rule": rule, "folder": str(folder.relative_to(results_dir(scale))),
                      "input_edge_share": input_edge_share(load_genotype(path))})
     df = pd.DataFrame(rows, columns=["strategy", "rule", "folder", "input_edge_share"])
     if df.empty:

@@ -2,9 +2,9 @@
 
 The paper's recipe (§3.1: SGD, lr 0.025, momentum 0.9, one weight decay, cosine)
 leaves the 1-bit networks of the ``cpu`` scale at chance: a 1-bit conv followed by
-BN is invariant to the scale of its latent weights, their gradient is ~20× smaller
-than a 32-bit twin's, and at lr 0.025 they move ~2e-4 of their size per step, so
-almost no sign flips within a CPU budget. BNN practice trains latent weights with
+BN is invariant to the scale of its latent weights, their gradient is much smaller
+than a 32-bit twin's, and at lr 0.025 they move a tiny fraction of their size per
+step, so almost no sign flips within a CPU budget. BNN practice trains latent weights with
 Adam and no weight decay on them (Bi-Real Net, ReActNet, Real-to-Binary, larq).
 
 :data:`VARIANTS` are the recipes tried; each trains the published DARTS_V2 cell
@@ -36,7 +36,7 @@ from cpnas.genotype import DARTS_V2
 log = logging.getLogger(__name__)
 
 SWEEP_EPOCHS = 1
-"""Epochs of a sweep run: one pass over the 20,000 ``cpu`` training images (~6 min of one thread)."""
+"""Epochs of a sweep run: one pass over the 20,000 ``cpu`` training images."""
 
 _ADAM = {"cifar.optimizer": "adam", "cifar.lr_schedule": "cosine_step", "cifar.weight_decay": 0.0,
          "cifar.binary_weight_decay": 0.0, "cifar.cutout": 0}

@@ -61,12 +61,14 @@ def default_search_dir(scale: str, strategy: str, seed: int, beta_p: float | Non
 
 
 def search_data(cfg: Config, dataset: str, data_root: Path | None, seed: int, device: torch.device,
-                with_arch_split: bool = False):
+                with_arch_split: bool = False, batch_size: int | None = None):
     """Search-train and search-score loaders (§3.1: 50% / 5% of the training set).
 
     Returns ``(images, train, score, arch, calib)``. With ``with_arch_split``
-    (PC-DARTS) ``arch`` is a third, disjoint split of the search-train size for the
-    architecture updates (else None). ``score`` yields the score split in a seeded
+    (a strategy's ``needs_arch_split``) ``arch`` is a third, disjoint split of the search-train size
+    for the architecture updates (else None). ``batch_size`` (default ``search.batch_size``; a
+    strategy's :meth:`~cpnas.strategy_base.Strategy.search_batch_size`) batches the search-train and
+    architecture splits. ``score`` yields the score split in a seeded
     random order; ``calib`` yields fixed, un-augmented search-train batches that
     re-estimate BN statistics before each score.
     """
@@ -77,7 +79,8 @@ def search_data(cfg: Config, dataset: str, data_root: Path | None, seed: int, de
     held_out = D.validation_indices(n, D.train_config(cfg, dataset).val_fraction, labels=images.labels)
     if with_arch_split:
         if 2 * s.train_fraction > 1:
-            raise CpnasError("PC-DARTS needs 2 × search.train_fraction ≤ 1 (weights and α on disjoint halves)")
+            raise CpnasError("a search with an architecture split needs 2 × search.train_fraction ≤ 1 (weights "
+                             "and architecture on disjoint halves)")
         idx_train, idx_arch = D.search_split(n, s.train_fraction, s.train_fraction, seed, labels=images.labels,
                                              exclude=held_out)
         idx_score = idx_arch
@@ -86,7 +89,7 @@ def search_data(cfg: Config, dataset: str, data_root: Path | None, seed: int, de
                                               exclude=held_out)
         idx_arch = None
     common = dict(device=device, seed=seed)
-    train_batch = s.pc_batch_size if with_arch_split else s.batch_size
+    train_batch = s.batch_size if batch_size is None else batch_size
     train = D.TensorLoader(D.subset(images, idx_train), train_batch, shuffle=True, drop_last=False,
                            augment=True, **common)
     # The score split in one seeded random order (its indices come sorted, and image folders
@@ -99,7 +102,7 @@ def search_data(cfg: Config, dataset: str, data_root: Path | None, seed: int, de
                            device=device, seed=seed + 2)
     arch = None
     if idx_arch is not None:
-        arch = D.TensorLoader(D.subset(images, idx_arch), s.pc_batch_size, shuffle=True, augment=True,
+        arch = D.TensorLoader(D.subset(images, idx_arch), train_batch, shuffle=True, augment=True,
                               device=device, seed=seed + 1)
     # Data-parallel (cpnas.distributed): every rank trains on its shard of each global batch and
     # scores its shard of the score split (the counts are summed over ranks). BN re-estimation
@@ -150,7 +153,8 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, 
 
         restore_forms(state)  # the forms the search started with, before its first kernel here
     images, train, score, arch, calib = search_data(cfg, dataset, data_root, seed, dev,
-                                                    with_arch_split=factory.needs_arch_split)
+                                                    with_arch_split=factory.needs_arch_split,
+                                                    batch_size=factory.search_batch_size(cfg))
     remove_orphaned_temps(out)  # only once the arguments and the data are known good
     ctx = SearchContext(cfg=cfg, device=dev, train_loader=train, score_loader=score,
                         num_classes=len(images.classes), seed=seed, beta_p=beta, arch_loader=arch,
@@ -207,7 +211,8 @@ def score_cells(strategy: str, cfg: Config, out: Path, cells: list, *, seed: int
     factory = get_strategy(strategy)
     beta = beta_p_of(strategy, beta_p, cfg.search.beta_p)
     images, train, score, arch, calib = search_data(cfg, dataset, data_root, seed, dev,
-                                                    with_arch_split=factory.needs_arch_split)
+                                                    with_arch_split=factory.needs_arch_split,
+                                                    batch_size=factory.search_batch_size(cfg))
     ctx = SearchContext(cfg=cfg, device=dev, train_loader=train, score_loader=score,
                         num_classes=len(images.classes), seed=seed, beta_p=beta, arch_loader=arch,
                         calib_loader=calib)

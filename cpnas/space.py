@@ -1,11 +1,11 @@
 """The search space (§2.2, Fig. 3-4): cell DAG, per-edge op pools, weight-sharing supernet.
 
 A :class:`SearchCell` holds, on each of its 14 edges, one module per candidate op
-(all built once). A *path* (:class:`Path`) picks one op per edge for the normal
+(all built once). A *path* (:class:`SampledPath`) picks one op per edge for the normal
 and the reduction cell (28 decisions); running a different path only selects
-different modules, so sampling never rebuilds the network. The same cell also runs
-the PC-DARTS mixed forward (softmax-weighted sum of all ops on a partial channel
-slice) used by the ``pcdarts`` strategy.
+different modules, so sampling never rebuilds the network. A strategy that relaxes
+the choice instead of sampling it extends the cell in its own module (PC-DARTS:
+:mod:`cpnas.pcdarts`).
 
 :class:`OpPools` holds the ops still alive on each edge; CP-NAS shrinks them by one
 op per edge per round (Alg. 1 line 9).
@@ -28,7 +28,7 @@ CELL_KINDS = ("normal", "reduce")
 
 
 @dataclass(frozen=True)
-class Path:
+class SampledPath:
     """One op per edge for the normal and the reduction cell: a sampled sub-network."""
 
     normal: tuple[str, ...]
@@ -41,7 +41,7 @@ class Path:
         return {"normal": list(self.normal), "reduce": list(self.reduce)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Path":
+    def from_dict(cls, d: dict) -> "SampledPath":
         return cls(tuple(d["normal"]), tuple(d["reduce"]))
 
 
@@ -76,11 +76,11 @@ class OpPools:
             raise ValueError(f"cannot empty the pool of {kind} edge {edge}")
         pool.remove(op)
 
-    def final_path(self) -> Path:
+    def final_path(self) -> SampledPath:
         """The path of the last op on every edge (valid once every pool has one op)."""
         if self.K != 1:
             raise RuntimeError(f"pools still hold {self.K} ops per edge")
-        return Path(*(tuple(p[0] for p in self.pools[kind]) for kind in CELL_KINDS))
+        return SampledPath(*(tuple(p[0] for p in self.pools[kind]) for kind in CELL_KINDS))
 
     def state_dict(self) -> dict:
         return {kind: [list(p) for p in self.pools[kind]] for kind in CELL_KINDS}
@@ -104,30 +104,25 @@ def preprocess(c_prev_prev: int, c_prev: int, c: int, reduction_prev: bool, prec
     return pre0, pre1
 
 
-def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """ShuffleNet channel shuffle, used after each PC-DARTS partial connection."""
-    n, c, h, w = x.shape
-    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
-
-
 class SearchCell(nn.Module):
     """A cell of the weight-sharing supernet, with every candidate op on every edge.
 
-    ``partial_k > 1`` builds the ops on ``C // partial_k`` channels for the PC-DARTS
-    partial channel connections (Xu et al., 2019, §3.2); the sampled-path forward
-    needs ``partial_k == 1``.
+    The ops are built on ``op_channels`` channels (default: the cell's ``c``); a
+    relaxation that sends only part of the channels through them (PC-DARTS,
+    :mod:`cpnas.pcdarts`) subclasses the cell and passes fewer. The sampled-path
+    :meth:`forward` needs ``op_channels == c``.
     """
 
     def __init__(self, nodes: int, c_prev_prev: int, c_prev: int, c: int, reduction: bool,
-                 reduction_prev: bool, precision: Precision, partial_k: int = 1) -> None:
+                 reduction_prev: bool, precision: Precision, op_channels: int | None = None) -> None:
         super().__init__()
         self.reduction = reduction
         self.nodes = nodes
         self.c = c
-        self.partial_k = partial_k
+        self.op_channels = c if op_channels is None else op_channels
         self.edges = cell_edges(nodes)
         self.pre0, self.pre1 = preprocess(c_prev_prev, c_prev, c, reduction_prev, precision, affine=False)
-        c_op = c // partial_k
+        c_op = self.op_channels
         self.edge_ops = nn.ModuleList()
         for i, _ in self.edges:
             stride = 2 if reduction and i < NUM_INPUTS else 1
@@ -163,45 +158,15 @@ class SearchCell(nn.Module):
         n, c, h, w = s.shape
         return s.new_zeros(n, c, math.ceil(h / stride), math.ceil(w / stride))
 
-    def forward_mixed(self, s0: torch.Tensor, s1: torch.Tensor, op_weights: torch.Tensor,
-                      edge_weights: torch.Tensor, ops: Sequence[Sequence[str]] | None = None) -> torch.Tensor:
-        """PC-DARTS forward (Xu et al., 2019, Eq. 2-4).
 
-        ``op_weights`` (edges × K) are softmax(α) per edge; ``edge_weights`` (edges,)
-        are the per-node softmax(β) of edge normalization. On each edge, a 1/k slice
-        of the channels goes through the weighted sum of ops, the rest bypasses, and
-        the result is channel-shuffled.
-        """
-        states = [self.pre0(s0), self.pre1(s1)]
-        k = self.partial_k
-        e = 0
-        for j in range(NUM_INPUTS, NUM_INPUTS + self.nodes):
-            total = 0
-            for i in range(j):
-                x = states[i]
-                x_op, x_by = x[:, : self.c // k], x[:, self.c // k:]
-                mixed = sum(op_weights[e, p] * self.edge_ops[e][name](x_op)
-                            for p, name in enumerate(PRIMITIVES) if name != "none")
-                if x_by.shape[1]:
-                    if self.reduction and i < NUM_INPUTS:
-                        x_by = nn.functional.max_pool2d(x_by, 2, 2, ceil_mode=True)
-                    y = channel_shuffle(torch.cat([mixed, x_by], dim=1), k)
-                else:
-                    y = mixed
-                total = total + edge_weights[e] * y
-                e += 1
-            states.append(total)
-        return torch.cat(states[NUM_INPUTS:], dim=1)
-
-
-def covering_path(nodes: int = 4) -> Path:
+def covering_path(nodes: int = 4) -> SampledPath:
     """A fixed path that uses every op but ``none`` in both cells (timing probes: every kernel runs)."""
     ops = [op for op in PRIMITIVES if op != "none"]
     n = len(cell_edges(nodes))
-    return Path(tuple(ops[k % len(ops)] for k in range(n)), tuple(ops[(k + 3) % len(ops)] for k in range(n)))
+    return SampledPath(tuple(ops[k % len(ops)] for k in range(n)), tuple(ops[(k + 3) % len(ops)] for k in range(n)))
 
 
-def check_path(path: Path, pools: OpPools | None = None, nodes: int = 4) -> None:
+def check_path(path: SampledPath, pools: OpPools | None = None, nodes: int = 4) -> None:
     """Raise ValueError if ``path`` has the wrong length, unknown ops, or ops outside the pools."""
     n = len(cell_edges(nodes))
     for kind in CELL_KINDS:

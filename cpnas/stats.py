@@ -27,8 +27,10 @@ import statistics
 import warnings
 from typing import Any, Sequence
 
+
 CHANCE_MARGIN = 3.0
 """Points of top-1 above chance below which a mean is not evidence of anything."""
+
 
 BOOTSTRAP_MIN_N = 5
 """Seeds a side from which the percentile bootstrap interval is reported. With 2-3 seeds a side the
@@ -231,6 +233,7 @@ def kendall(x: Sequence[float], y: Sequence[float], *, resamples: int = 2000, se
 CHANCE_TOP1 = 10.0
 """Top-1 (%) of a guess among CIFAR-10's 10 classes: within 3 points of it a mean is not evidence."""
 
+
 def summarize(rows: Sequence[dict[str, Any]], study: str, by: str = "label") -> "Any":
     """Mean ± std (sample std, n−1) of top-1 per ``by`` value of one study, with n and the costs."""
     import pandas as pd
@@ -248,8 +251,10 @@ def summarize(rows: Sequence[dict[str, Any]], study: str, by: str = "label") -> 
                     "train (min)": statistics.fmean(grp["train_wall_clock_s"]) / 60})
     return pd.DataFrame(out)
 
-def difference(rows: Sequence[dict[str, Any]], study: str, a: Any, b: Any, by: str = "label") -> dict[str, Any]:
-    """Mean top-1 of ``a`` minus that of ``b`` within one study, over seeds.
+
+def difference(rows: Sequence[dict[str, Any]], study: str, a: Any, b: Any, by: str = "label",
+               measure: str = "top1") -> dict[str, Any]:
+    """Mean ``measure`` (default top-1) of ``a`` minus that of ``b`` within one study, over seeds.
 
     When both arms trained the same cell at the same seeds (the CP loss against its parts,
     Table 1's CP loss against cross-entropy), the test is paired (:func:`cpnas.stats.paired`);
@@ -259,10 +264,11 @@ def difference(rows: Sequence[dict[str, Any]], study: str, a: Any, b: Any, by: s
     rb = [r for r in rows if r["study"] == study and r[by] == b]
     pairs = pairing(ra, rb)
     if pairs is not None:
-        d = paired([x["top1"] for x, _ in pairs], [y["top1"] for _, y in pairs])
+        d = paired([x[measure] for x, _ in pairs], [y[measure] for _, y in pairs])
     else:
-        d = welch([r["top1"] for r in ra], [r["top1"] for r in rb])
+        d = welch([r[measure] for r in ra], [r[measure] for r in rb])
     return {"a": a, "b": b, **d, "ratio": d["t"]}
+
 
 def pairing(ra: Sequence[dict[str, Any]], rb: Sequence[dict[str, Any]]) -> list[tuple[dict, dict]] | None:
     """The rows of two arms matched by seed, when both trained one cell per seed, the same in both; else None."""
@@ -275,26 +281,31 @@ def pairing(ra: Sequence[dict[str, Any]], rb: Sequence[dict[str, Any]]) -> list[
         return None
     return [(by_seed_a[s], by_seed_b[s]) for s in sorted(by_seed_a)]
 
+
 def significant(d: dict[str, Any], level: float = 0.05) -> bool:
     """Whether a :func:`difference` is beyond the seed-to-seed noise (Welch's p below ``level``)."""
     return d["p"] is not None and d["p"] < level
 
+
 def judged(rows: Sequence[dict[str, Any]], study: str, tests: Sequence[tuple[Any, Any, int]],
-           by: str = "label", chance: float = CHANCE_TOP1) -> list[dict[str, Any]]:
+           by: str = "label", chance: float = CHANCE_TOP1, measure: str = "top1") -> list[dict[str, Any]]:
     """Welch tests ``a − b`` of one figure, Holm-corrected together, each with its verdict (:mod:`cpnas.stats`).
 
     ``tests`` holds ``(a, b, paper_sign)``: +1 where the paper says a > b, −1 where a < b.
-    ``chance`` is the measure's chance level (``-inf`` for one that has none, e.g. a conv share).
+    ``measure`` is the row field compared (default top-1); ``chance`` is its chance level
+    (``-inf`` for one that has none, e.g. a conv share).
     """
-    return judged_across(rows, [(study, a, b, sign) for a, b, sign in tests], by=by, chance=chance)
+    return judged_across(rows, [(study, a, b, sign) for a, b, sign in tests], by=by, chance=chance,
+                         measure=measure)
+
 
 def judged_across(rows: Sequence[dict[str, Any]], tests: Sequence[tuple[str, Any, Any, int]], by: str,
-                   chance: float) -> list[dict[str, Any]]:
+                  chance: float, measure: str = "top1") -> list[dict[str, Any]]:
     """:func:`judged` with a study per test, ``(study, a, b, paper_sign)``: one Holm family across studies."""
-    diffs = [difference(rows, study, a, b, by=by) for study, a, b, _ in tests]
+    diffs = [difference(rows, study, a, b, by=by, measure=measure) for study, a, b, _ in tests]
     out = []
     for (study, a, b, sign), d, p_adj in zip(tests, diffs, holm([d["p"] for d in diffs])):
-        means = [statistics.fmean(r["top1"] for r in rows if r["study"] == study and r[by] == v) if d["n_" + k]
+        means = [statistics.fmean(r[measure] for r in rows if r["study"] == study and r[by] == v) if d["n_" + k]
                  else float("nan") for v, k in ((a, "a"), (b, "b"))]
         v = verdict(d, paper_sign=sign, mean_a=means[0], mean_b=means[1], chance=chance, p_adjusted=p_adj,
                     family_size=sum(x["p"] is not None for x in diffs))

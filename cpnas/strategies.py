@@ -30,7 +30,7 @@ from cpnas.data.splits import _mix_seed
 from cpnas.genotype import Genotype, cell_edges, genotype_from_ops, top2_cell_info, top2_genotype
 from cpnas.networks import SearchNetwork, loader_input_shape, memory_format_for
 from cpnas.ops import PRIMITIVES
-from cpnas.space import CELL_KINDS, OpPools, Path, covering_path
+from cpnas.space import CELL_KINDS, OpPools, SampledPath, covering_path
 from cpnas.train import (cosine_lr, cross_entropy_loss, evaluate, recalibrate_bn, recipe_optimizer, set_lr,
                          train_one_epoch)
 
@@ -90,6 +90,33 @@ class CPNAS(Strategy):
     label = "CP-NAS"
     method = "Child-Parent model"
     uses_beta_p = True
+    artifact_files = ("indicator.json",)
+
+    @classmethod
+    def search_summary(cls, out: Any) -> dict[str, Any]:
+        """The mean z̄ of the ops kept after the last round, the Child's last A_C and the median snr."""
+        import pathlib
+        import statistics
+
+        from cpnas.io import read_json
+
+        out = pathlib.Path(out)
+        if not (out / "indicator.json").exists():
+            return {}
+        ind = read_json(out / "indicator.json")
+        last = ind["rounds"][-1]
+        kept = [z for kind in CELL_KINDS for e, zbar in enumerate(last["mean_z"][kind])
+                for op, z in zbar.items() if op != last["removed"][kind][e]]
+        history = read_json(out / "history.json")
+        return {"own_search_indicator": statistics.fmean(kept), "search_child_acc": history[-1]["A_C"],
+                "median_snr": ind.get("median_snr")}
+
+    @classmethod
+    def supernets(cls, cfg: Config, num_classes: int) -> list[torch.nn.Module]:
+        """The 1-bit Child and the 32-bit Parent."""
+        s = cfg.search
+        return [SearchNetwork(s.init_channels, num_classes, s.layers, s.reduction_layers, precision, nodes=s.nodes)
+                for precision in (BINARY, REAL_RELU if s.parent_relu else REAL)]
 
     @classmethod
     def plan(cls, cfg: Config) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -159,11 +186,11 @@ class CPNAS(Strategy):
                 perms[kind].append([pool[k] for k in order])
         return perms
 
-    def sample_path(self, draw: int) -> Path:
+    def sample_path(self, draw: int) -> SampledPath:
         """Alg. 1 line 4: the path of draw ``draw`` of the current pass."""
         if draw == 0 or self.permutations is None:
             self.permutations = self._draw_permutations()
-        return Path(*(tuple(self.permutations[kind][e][draw] for e in range(len(self.edges)))
+        return SampledPath(*(tuple(self.permutations[kind][e][draw] for e in range(len(self.edges)))
                       for kind in CELL_KINDS))
 
     def run_epoch(self, epoch: int) -> dict[str, Any]:
@@ -367,6 +394,10 @@ class RandomSelection(Strategy):
     def plan(cls, cfg: Config) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         return [], [{"phase": "uniform draw, no training", "epochs": 0}]
 
+    @classmethod
+    def supernets(cls, cfg: Config, num_classes: int) -> list[torch.nn.Module]:
+        return []
+
     def __init__(self, ctx: SearchContext) -> None:
         super().__init__(ctx)
         gen = torch.Generator().manual_seed(ctx.seed)
@@ -378,7 +409,7 @@ class RandomSelection(Strategy):
                 if any(op != "none" for op in ops):
                     break
             cells.append(tuple(ops))
-        self.path = Path(*cells)
+        self.path = SampledPath(*cells)
 
     def run_epoch(self, epoch: int) -> dict[str, Any]:
         raise RuntimeError("random selection trains nothing")
@@ -483,7 +514,7 @@ def first_images(loader: Any, max_images: int | None) -> Any:
     return list(itertools.islice(loader, max(1, math.ceil(max_images / batch))))
 
 
-def path_of(genotype: Genotype, nodes: int = 4) -> Path:
+def path_of(genotype: Genotype, nodes: int = 4) -> SampledPath:
     """The supernet path that runs ``genotype``: its op on each of its edges, ``none`` on the others."""
     index = {edge: k for k, edge in enumerate(cell_edges(nodes))}
     cells = []
@@ -495,7 +526,7 @@ def path_of(genotype: Genotype, nodes: int = 4) -> Path:
                 raise ValueError(f"{kind} edge {i}->{j} is not an edge of the {nodes}-node cell")
             ops[index[(i, j)]] = op
         cells.append(tuple(ops))
-    return Path(*cells)
+    return SampledPath(*cells)
 
 
 FINAL_CELL_STREAM = 0x70F2

@@ -48,19 +48,53 @@ class Strategy(ABC):
     Traits (class attributes, read without building the strategy):
 
     * ``name`` — the CLI / results name; ``label`` — its short label in plots and tables;
+      ``title`` — its name in prose (default: the label);
       ``method`` — Table 1's "search method" column;
     * ``fixed_beta_p`` — a β_P the strategy imposes (BNAS†: 0), or ``None``;
     * ``uses_beta_p`` — whether Eq. 1's β_P means anything to it;
     * ``needs_arch_split`` — whether the search data needs a third (architecture) split;
-    * :meth:`plan` — its epochs and a summary of them, from the configuration alone.
+    * ``settings`` — its own configuration section (:func:`cpnas.config.register_section`), or ``None``;
+    * ``artifact_files`` — the files :meth:`artifacts` writes beside the genotype;
+    * :meth:`plan` — its epochs and a summary of them, from the configuration alone;
+    * :meth:`search_batch_size` — the batch of its search-train (and architecture) split;
+    * :meth:`supernets` — the networks it trains (built unallocated-sized first by the memory check).
     """
 
     name: str = ""
     label: str = ""
+    title: str = ""
     method: str = ""
     fixed_beta_p: float | None = None
     uses_beta_p: bool = False
     needs_arch_split: bool = False
+    settings: type | None = None
+    artifact_files: tuple[str, ...] = ()
+
+    @classmethod
+    def search_batch_size(cls, cfg: Config) -> int:
+        """The batch size of the search-train split (and of the architecture split, when it has one)."""
+        return cfg.search.batch_size
+
+    @classmethod
+    def supernets(cls, cfg: Config, num_classes: int) -> list[torch.nn.Module]:
+        """The networks a search of this strategy trains, freshly built (default: one 1-bit supernet)."""
+        from cpnas.binary import BINARY
+        from cpnas.networks import SearchNetwork
+
+        s = cfg.search
+        return [SearchNetwork(s.init_channels, num_classes, s.layers, s.reduction_layers, BINARY, nodes=s.nodes)]
+
+    @classmethod
+    def search_summary(cls, out: Any) -> dict[str, Any]:
+        """What a finished search in folder ``out`` said of its own result, from its files (empty when
+        unknown): ``own_search_indicator`` (its score of the cell it chose), ``search_child_acc`` (the
+        1-bit supernet's last accuracy), ``median_snr``."""
+        return {}
+
+    @classmethod
+    def unused_settings(cls, cfg: Config) -> dict[str, str]:
+        """Keys of its section that ``cfg``'s other settings leave unread, each with what is read instead."""
+        return {}
 
     @classmethod
     def plan(cls, cfg: Config) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -119,23 +153,29 @@ def register(cls: type[Strategy]) -> type[Strategy]:
     return cls
 
 
-def _load_builtins() -> None:
+def load_builtins() -> None:
+    """Import the built-in strategy modules (each registers its strategies, and its config section, on import)."""
     for module in BUILTIN_MODULES:
         importlib.import_module(module)
 
 
 def get_strategy(name: str) -> type[Strategy]:
     """The registered strategy ``name`` (built-ins imported on first use)."""
-    _load_builtins()
+    load_builtins()
     try:
         return STRATEGIES[name]
     except KeyError:
         raise CpnasError(f"unknown strategy {name!r}; choose one of {', '.join(strategy_names())}") from None
 
 
+def search_epochs(name: str, cfg: Config) -> int:
+    """The number of search epochs of strategy ``name`` under ``cfg`` (its :meth:`Strategy.plan`)."""
+    return len(get_strategy(name).plan(cfg)[0])
+
+
 def strategy_names() -> tuple[str, ...]:
     """Every registered strategy's name, built-ins first in registration order."""
-    _load_builtins()
+    load_builtins()
     return tuple(STRATEGIES)
 
 
@@ -143,6 +183,12 @@ def label_of(name: str) -> str:
     """A strategy's plot/table label (its name when it has none)."""
     cls = get_strategy(name)
     return cls.label or cls.name
+
+
+def title_of(name: str) -> str:
+    """A strategy's name in prose (its label when it has no title)."""
+    cls = get_strategy(name)
+    return cls.title or label_of(name)
 
 
 def beta_p_of(name: str, requested: float | None, default: float) -> float | None:

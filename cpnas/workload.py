@@ -51,11 +51,11 @@ def left(scale: str, budget: str | None = None) -> dict[str | None, dict[str, in
 def recorded_hours(scale: str) -> dict[tuple[str, str], list[float]]:
     """``(study, kind) → hours`` of every finished run below each study folder, at any depth (the proxy and
     the recipe sweep nest their trainings deeper, under stages of their own); ``notebooks`` for the notebooks' folders."""
-    from cpnas import runs as R
+    from cpnas import runs
 
     out: dict[tuple[str, str], list[float]] = {}
     for study, _ in STUDIES:
-        root = R.study_dir(scale, study)
+        root = runs.study_dir(scale, study)
         if not root.is_dir():
             continue
         stages = {"search": [root / "search"],
@@ -63,8 +63,8 @@ def recorded_hours(scale: str) -> dict[tuple[str, str], list[float]]:
                   [d for d in root.iterdir() if d.is_dir() and d.name != "search"]}
         for kind, folders in stages.items():
             for folder in folders:
-                for marker in sorted(folder.rglob(R.RECORD_FILES[kind])) if folder.is_dir() else ():
-                    seconds = R.recorded_seconds(marker.parent, kind)
+                for marker in sorted(folder.rglob(runs.RECORD_FILES[kind])) if folder.is_dir() else ():
+                    seconds = runs.recorded_seconds(marker.parent, kind)
                     if seconds is not None:
                         out.setdefault((study or "notebooks", kind), []).append(seconds / 3600)
     return out
@@ -125,11 +125,11 @@ def search_hours(scale: str, budget: str) -> dict[str, float]:
     """Recorded hours of the ranking's search of each strategy at ``budget``; a strategy without one there is
     estimated from a smaller budget (:data:`LARGER`)."""
     from cpnas import ranking
-    from cpnas import runs as R
+    from cpnas import runs
 
     hours: dict[str, float] = {}
     for s in ranking.searches([budget]):
-        seconds = R.recorded_seconds(s.out(scale), "search")
+        seconds = runs.recorded_seconds(s.out(scale), "search")
         if seconds is not None:
             hours[s.strategy] = seconds / 3600
     if budget in LARGER:

@@ -65,10 +65,10 @@ def test_naive_net_computes_what_ours_computes(force_forms):
 
 
 def test_profile_lists_the_top_operators_of_each_net():
-    p = bench.profile(threads=1, batch=2, steps=1, top=3, channels=4, layers=3)
+    p = bench.operator_times(threads=1, batch=2, steps=1, top=3, channels=4, layers=3)
     assert set(p["nets"]) == {"binary", "real", "parent"}
     for v in p["nets"].values():
         assert len(v["top"]) == 3 and v["self_cpu_s"] > 0
         assert v["top"][0]["self_cpu_s"] >= v["top"][-1]["self_cpu_s"]
-    md = bench.profile_markdown(p)
+    md = bench.operator_times_markdown(p)
     assert md.count("\n| ") == 3 + 2 and "32-bit Parent as searched" in md

@@ -346,7 +346,6 @@ class TestMutants:
 
 def test_shared_signs_are_exact_and_computed_once_per_input():
     """Sharing sign(x) among the 1-bit convs of one input changes no value and no gradient."""
-    import cpnas.binary as B
     from cpnas.genotype import DARTS_V2
     from cpnas.networks import NetworkCIFAR
 
@@ -354,7 +353,7 @@ def test_shared_signs_are_exact_and_computed_once_per_input():
     net = NetworkCIFAR(DARTS_V2, C=8, num_classes=10, layers=3, auxiliary=False).double()
     x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
     results, calls = [], []
-    real_sign = B.sign
+    real_sign = binary.sign
     for share in (True, False):
         count = [0]
 
@@ -362,7 +361,7 @@ def test_shared_signs_are_exact_and_computed_once_per_input():
             count[0] += 1
             return real_sign(t)
 
-        B.sign = counting
+        binary.sign = counting
         try:
             net.zero_grad()
             xi = x.clone().requires_grad_()
@@ -372,7 +371,7 @@ def test_shared_signs_are_exact_and_computed_once_per_input():
                 out = net._forward_cells.__wrapped__(net, net.stem(xi), net.stem(xi))[0]
             out.square().sum().backward()
         finally:
-            B.sign = real_sign
+            binary.sign = real_sign
         results.append((out.detach(), xi.grad, [p.grad.clone() for p in net.parameters() if p.grad is not None]))
         calls.append(count[0])
     (o1, g1, p1), (o2, g2, p2) = results

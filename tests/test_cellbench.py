@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from cpnas import cellbench as C
-from cpnas import ranking as K
+from cpnas import cellbench
+from cpnas import ranking
 from cpnas.config import get_config
 from cpnas.genotype import DARTS_V2, NUM_INPUTS
 from cpnas.io import write_json
@@ -24,10 +24,10 @@ def _digest(cells) -> str:
 
 
 def test_the_fixed_cells_are_the_published_two_and_the_seeded_uniform_draws():
-    cells = C.fixed_cells()
-    assert len(cells) == 2 + C.N_UNIFORM and len({c.name for c in cells}) == len(cells)
-    assert cells[0].genotype == DARTS_V2 and cells[1].genotype == C.PCDARTS_PAPER
-    assert set(C.REPLICATED) <= {c.name for c in cells}
+    cells = cellbench.fixed_cells()
+    assert len(cells) == 2 + cellbench.N_UNIFORM and len({c.name for c in cells}) == len(cells)
+    assert cells[0].genotype == DARTS_V2 and cells[1].genotype == cellbench.PCDARTS_PAPER
+    assert set(cellbench.REPLICATED) <= {c.name for c in cells}
     assert _digest(cells[2:]) == UNIFORM_SHA256
     for cell in cells[2:]:
         for kind in ("normal", "reduce"):
@@ -36,32 +36,32 @@ def test_the_fixed_cells_are_the_published_two_and_the_seeded_uniform_draws():
             for j in range(NUM_INPUTS, NUM_INPUTS + 4):
                 sources = [i for _, i, jj in edges if jj == j]
                 assert len(sources) == 2 and len(set(sources)) == 2 and all(i < j for i in sources)
-    assert C.uniform_genotype(7) == C.fixed_cells()[9].genotype  # a draw depends on its index only
+    assert cellbench.uniform_genotype(7) == cellbench.fixed_cells()[9].genotype  # a draw depends on its index only
 
 
 def test_the_benchmark_trains_at_the_cpu_budget():
-    spec = C.run_spec(C.fixed_cells()[0])
+    spec = cellbench.run_spec(cellbench.fixed_cells()[0])
     cfg = get_config("cpu")
     t = cfg.cifar
     assert (t.layers, t.channels_small, t.epochs, t.batch_size) == (8, 12, 3, 32)
     assert round(50000 * t.train_fraction) == 20000 and t.test_fraction == 1.0
     assert (t.optimizer, t.lr, t.lr_schedule) == ("adam", 1e-2, "cosine_step")
     assert spec.loss == "ce" and spec.size == "small" and spec.overrides == ()
-    order = C.specs(C.fixed_cells())
-    assert [s.seed for s in order[:42]] == [0] * 42 and len(order) == 42 + 2 * len(C.REPLICATED)
+    order = cellbench.specs(cellbench.fixed_cells())
+    assert [s.seed for s in order[:42]] == [0] * 42 and len(order) == 42 + 2 * len(cellbench.REPLICATED)
 
 
 def test_frame_reads_finished_trainings(tmp_path, monkeypatch):
     monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
-    cells = C.fixed_cells()
+    cells = cellbench.fixed_cells()
     for cell, seed, top1 in ((cells[0], 0, 40.0), (cells[0], 1, 42.0), (cells[3], 0, 30.0)):
-        out = C.run_spec(cell, seed).out("cpu")
+        out = cellbench.run_spec(cell, seed).out("cpu")
         out.mkdir(parents=True)
         write_json(out / "metrics.json", {"seed": seed, "top1": top1, "params": 1000, "val_top1": top1 - 1,
                                           "test_images": 10000, "wall_clock_s": 600.0})
-    df = C.frame("cpu")
-    assert list(df.columns) == list(C.COLUMNS) and len(df) == 3
-    s = C.summary(df)
+    df = cellbench.frame("cpu")
+    assert list(df.columns) == list(cellbench.COLUMNS) and len(df) == 3
+    s = cellbench.summary(df)
     assert s["architectures"] == 2 and s["mean"] == pytest.approx(35.5) and s["replicated"] == 1
     assert s["seed_std"] == pytest.approx(2 ** 0.5)
     row = df[df.architecture == "darts_v2"].iloc[0]
@@ -77,21 +77,21 @@ def test_the_budget_rule_takes_the_cheapest_budget_that_ranks():
     truth = {f"c{i}": float(i) for i in range(12)}
     good, bad = list(range(12)), [5, 3, 8, 1, 11, 0, 6, 2, 9, 4, 7, 10]
     runs = [_run("cpnas", "study", 10, bad), _run("cpnas", "cpu", 60, good), _run("cpnas", "large", 200, good)]
-    pooled = K.pooled_rows("cpu", runs, truth)
-    choice = K.choose_budget(pooled)
+    pooled = ranking.pooled_rows("cpu", runs, truth)
+    choice = ranking.choose_budget(pooled)
     assert choice == {**choice, "budget": "cpu", "ranks": True}
-    none = K.choose_budget(K.pooled_rows("cpu", runs[:1], truth))
+    none = ranking.choose_budget(ranking.pooled_rows("cpu", runs[:1], truth))
     assert none["ranks"] is False and none["budget"] == "study"
-    rows = K.rank_rows("cpu", runs, truth)
+    rows = ranking.rank_rows("cpu", runs, truth)
     assert {r["budget"]: round(r["tau"], 6) for r in rows}["cpu"] == 1.0
 
 
 def test_ranking_budgets_differ_fourfold_in_supernet_training():
     def training(budget):
-        cfg = K.search_config("cpu", K.RankSearch("cpnas", budget))
+        cfg = ranking.search_config("cpu", ranking.RankSearch("cpnas", budget))
         s = cfg.search
         epochs = sum(range(2, 9)) * s.T  # Alg. 1: K = 8 … 2 draws per pass, T passes per round
         return round(50000 * s.train_fraction) * epochs
-    study, cpu, large = (training(b) for b in K.BUDGETS)
+    study, cpu, large = (training(b) for b in ranking.BUDGETS)
     assert cpu >= 4 * study and large >= 4 * cpu
-    assert K.search_config("cpu", K.RankSearch("cpnas", "large")).search.T >= 2
+    assert ranking.search_config("cpu", ranking.RankSearch("cpnas", "large")).search.T >= 2

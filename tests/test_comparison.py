@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from scipy import stats as sps
 
-from cpnas import comparison as M
+from cpnas import comparison
 from cpnas.stats import mde, minimum_detectable_difference, paired, welch
 
 
@@ -27,43 +27,43 @@ def test_mde_is_computed_at_the_holm_level():
 
 
 def test_no_contrast_is_in_two_families():
-    primary = {(a, b) for a, b, _ in M.PRIMARY}
-    assert ("cpnas", "bnas") in primary and (2.0, 0.0) not in {(a, b) for a, b, _ in M.BETA_FAMILY}
-    assert {b for b in M.BETAS} >= {x for a, b, _ in M.BETA_FAMILY for x in (a, b)}
+    primary = {(a, b) for a, b, _ in comparison.PRIMARY}
+    assert ("cpnas", "bnas") in primary and (2.0, 0.0) not in {(a, b) for a, b, _ in comparison.BETA_FAMILY}
+    assert {b for b in comparison.BETAS} >= {x for a, b, _ in comparison.BETA_FAMILY for x in (a, b)}
 
 
 def test_stopping_rule_adds_seeds_while_the_holm_mde_is_above_the_limit():
-    assert M.seeds_to_add({"cpnas": [40.0] * 3, "random": [30.0] * 40}) == {
+    assert comparison.seeds_to_add({"cpnas": [40.0] * 3, "random": [30.0] * 40}) == {
         "cpnas": 6, "rs": 6, "bnas": 6, "pcdarts": 6}
     noisy = {"cpnas": [40, 46, 34, 44, 36, 42], "rs": [38, 44, 33, 43, 35, 41], "bnas": [40.0, 40.1] * 3,
              "pcdarts": [39.0, 39.1] * 3, "random": [30.0 + i % 7 for i in range(40)]}
-    more = M.seeds_to_add(noisy)
+    more = comparison.seeds_to_add(noisy)
     assert more["cpnas"] == 7 and more["rs"] == 7
     capped = {k: (list(v) * 2 if k != "random" else v) for k, v in noisy.items()}
-    assert "cpnas" not in M.seeds_to_add(capped) or M.seeds_to_add(capped)["cpnas"] <= M.MAX_SEEDS
+    assert "cpnas" not in comparison.seeds_to_add(capped) or comparison.seeds_to_add(capped)["cpnas"] <= comparison.MAX_SEEDS
 
 
 def test_relative_improvement_and_percentile():
-    r = M.relative_improvement([43.0, 45.0], [40.0, 40.0, 40.0])
+    r = comparison.relative_improvement([43.0, 45.0], [40.0, 40.0, 40.0])
     assert r["ri"] == pytest.approx(10.0) and r["ri_ci_low"] <= 10.0 <= r["ri_ci_high"]
-    assert M.percentile(41.0, [40.0, 41.0, 42.0, 39.0]) == pytest.approx(62.5)
-    rows = M.arm_rows({"cpnas": [44.0, 46.0], "random": [40.0, 40.0, 40.0]}, {"cpnas": [60.0, 70.0]})
+    assert comparison.percentile(41.0, [40.0, 41.0, 42.0, 39.0]) == pytest.approx(62.5)
+    rows = comparison.arm_rows({"cpnas": [44.0, 46.0], "random": [40.0, 40.0, 40.0]}, {"cpnas": [60.0, 70.0]})
     assert [r["arm"] for r in rows] == ["cpnas", "random"] and rows[0]["search_minutes"] == 65.0
 
 
 def test_the_plan_runs_the_primary_arms_first_and_the_betas_last():
-    first = M.planned_searches({}, {}, "cpu", phase=0)
-    assert {s.strategy for s in first} == {"cpnas", "rs"} and len(first) == 2 * M.MIN_SEEDS
+    first = comparison.planned_searches({}, {}, "cpu", phase=0)
+    assert {s.strategy for s in first} == {"cpnas", "rs"} and len(first) == 2 * comparison.MIN_SEEDS
     assert {s.beta_p for s in first if s.strategy == "cpnas"} == {2.0}
-    everything = M.planned_searches({}, {}, "cpu")
+    everything = comparison.planned_searches({}, {}, "cpu")
     extra = [s for s in everything if s.strategy == "cpnas" and s.beta_p != 2.0]
-    assert sorted({s.beta_p for s in extra}) == [1.0, 4.0] and len(extra) == 2 * M.BETA_SEEDS
-    assert {s.variant for s in everything} == {"cpu"} and {s.study for s in everything} == {M.STUDY}
+    assert sorted({s.beta_p for s in extra}) == [1.0, 4.0] and len(extra) == 2 * comparison.BETA_SEEDS
+    assert {s.variant for s in everything} == {"cpu"} and {s.study for s in everything} == {comparison.STUDY}
     # once every arm has its seeds, the stopping rule decides: a wide arm asks for a 7th seed
     values = {"random": [40.0 + i for i in range(40)], "cpnas": [45, 52, 38, 50, 41, 49],
               "rs": [44, 45, 44, 45, 44, 45], "bnas": [44, 45, 44, 45, 44, 45], "pcdarts": [44, 45, 44, 45, 44, 45]}
-    seeds = {s.seed for s in M.planned_searches(values, {}, "cpu") if s.strategy == "cpnas" and s.beta_p == 2.0}
-    assert seeds == set(range(M.MIN_SEEDS + 1))
+    seeds = {s.seed for s in comparison.planned_searches(values, {}, "cpu") if s.strategy == "cpnas" and s.beta_p == 2.0}
+    assert seeds == set(range(comparison.MIN_SEEDS + 1))
 
 
 def test_the_comparison_waits_for_the_whole_ranking_study_and_never_writes_an_empty_table(tmp_path, monkeypatch):
@@ -71,22 +71,22 @@ def test_the_comparison_waits_for_the_whole_ranking_study_and_never_writes_an_em
 
     monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
     with pytest.raises(CpnasError, match="search-ranking study is unfinished"):
-        M.chosen_budget("cpu")
+        comparison.chosen_budget("cpu")
     with pytest.raises(CpnasError, match="no found cell"):
-        M.write_tables("cpu", "cpu")
+        comparison.write_tables("cpu", "cpu")
     assert not (tmp_path / "tables").exists()
-    assert M.main(["--table-only"]) == 2
+    assert comparison.main(["--table-only"]) == 2
     with pytest.raises(SystemExit):
-        M.main(["--budget", "huge", "--table-only"])
+        comparison.main(["--budget", "huge", "--table-only"])
 
 
 def test_verdict_rows_keep_the_families_apart_and_say_their_test():
     values = {"random": [40.0 + i % 5 for i in range(40)], "cpnas": [47, 48, 46, 49, 47, 48],
               "rs": [44, 45, 44, 45, 43, 45], "bnas": [44, 45, 46, 45, 44, 45], "pcdarts": [41, 42, 41, 43, 42, 41]}
     betas = {0.0: values["bnas"], 1.0: [45, 46, 45, 44, 46], 2.0: values["cpnas"], 4.0: [46, 45, 47, 46, 45]}
-    rows = M.verdict_rows(values, betas)
+    rows = comparison.verdict_rows(values, betas)
     fams = [r["family"] for r in rows]
-    assert fams.count("primary") == len(M.PRIMARY) and len(rows) == len(M.PRIMARY) + len(M.BETA_FAMILY)
+    assert fams.count("primary") == len(comparison.PRIMARY) and len(rows) == len(comparison.PRIMARY) + len(comparison.BETA_FAMILY)
     assert {r["test"] for r in rows} == {"Welch"}
     assert all(r["family_size"] == (4 if r["family"] == "primary" else 2) for r in rows)
     primary = {r["b"]: r for r in rows if r["family"] == "primary"}

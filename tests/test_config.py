@@ -289,3 +289,21 @@ def test_train_help_describes_the_default_recipe(capsys):
     recipe = PRESET_RECIPES[DEFAULT_SCALE]
     assert f"The default scale, {DEFAULT_SCALE}, trains with the recipe '{recipe}'" in text
     assert "adam" in text.split(f"'{recipe}'")[1].split(".")[0]
+
+
+def test_a_strategys_own_section_serializes_where_committed_runs_have_it():
+    """PC-DARTS's settings are its own section, and a run's config.json still holds them under ``search``:
+    every committed search's configuration has exactly the keys a configuration has now."""
+    from cpnas.paths import project_root
+    from cpnas.pcdarts import PCDartsSettings
+
+    stored = [json.loads(p.read_text())["config"] for p in sorted(project_root().glob("results/*/ablation/search/"
+                                                                                      "pcdarts/seed*/config.json"))]
+    assert stored, "no committed PC-DARTS search"
+    for config in stored:
+        now = get_config(config["scale"]).to_dict()
+        assert set(config["search"]) == set(now["search"])
+        assert {k: config["search"][k] for k in ("pc_epochs", "pc_partial_k")} == \
+            {k: now["search"][k] for k in ("pc_epochs", "pc_partial_k")}
+    assert "pc_epochs" not in {f.name for f in dataclasses.fields(get_config("cpu").search)}
+    assert get_config("cpu", {"search.pc_epochs": 4}).section(PCDartsSettings).pc_epochs == 4

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cpnas import data as D
+from cpnas import data as cpdata
 from cpnas.errors import CpnasError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -21,31 +21,31 @@ IMAGENETTE = SHARED / "imagenette-224"
 @pytest.fixture(autouse=True)
 def _no_env(monkeypatch, tmp_path):
     """Tests never see a developer's data or cache settings."""
-    for var in (*D.ENV_VARS.values(), D.CACHE_ENV):
+    for var in (*cpdata.ENV_VARS.values(), cpdata.CACHE_ENV):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv(D.CACHE_ENV, str(tmp_path / "default-cache"))
+    monkeypatch.setenv(cpdata.CACHE_ENV, str(tmp_path / "default-cache"))
 
 
 # --------------------------------------------------------------------------- synthetic
 
 
 def test_synthetic_is_deterministic_and_shaped():
-    a = D.synthetic_images(64, seed=3)
-    b = D.synthetic_images(64, seed=3)
-    c = D.synthetic_images(64, seed=4)
+    a = cpdata.synthetic_images(64, seed=3)
+    b = cpdata.synthetic_images(64, seed=3)
+    c = cpdata.synthetic_images(64, seed=4)
     assert a.images.shape == (64, 3, 32, 32) and a.images.dtype == torch.uint8
     assert a.labels.dtype == torch.int64 and a.num_classes == 10 and len(a) == 64
     assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
     assert not torch.equal(a.images, c.images)
     assert torch.bincount(a.labels).tolist() == [7, 7, 7, 7, 6, 6, 6, 6, 6, 6]
-    assert D.synthetic_images(8, seed=0, image_size=20).images.shape == (8, 3, 20, 20)
-    assert D.load_images("synthetic", "test", n=16, seed=3).images.shape == (16, 3, 32, 32)
+    assert cpdata.synthetic_images(8, seed=0, image_size=20).images.shape == (8, 3, 20, 20)
+    assert cpdata.load_images("synthetic", "test", n=16, seed=3).images.shape == (16, 3, 32, 32)
 
 
 def test_synthetic_is_learnable_across_splits():
     """A nearest-class-mean classifier fit on train is far above chance on test."""
-    train = D.synthetic_images(500, seed=0, split="train")
-    test = D.synthetic_images(200, seed=0, split="test")
+    train = cpdata.synthetic_images(500, seed=0, split="train")
+    test = cpdata.synthetic_images(200, seed=0, split="test")
     assert not torch.equal(train.images[:200], test.images)
     x_tr, x_te = train.images.flatten(1).float(), test.images.flatten(1).float()
     means = torch.stack([x_tr[train.labels == k].mean(0) for k in range(10)])
@@ -57,29 +57,29 @@ def test_load_dataset_follows_the_config():
     from cpnas.config import get_config
 
     cfg = get_config("smoke")
-    train = D.load_dataset(cfg, "synthetic", "train", seed=2)
-    test = D.load_dataset(cfg, "synthetic", "test", seed=2)
+    train = cpdata.load_dataset(cfg, "synthetic", "train", seed=2)
+    test = cpdata.load_dataset(cfg, "synthetic", "test", seed=2)
     assert len(train) == cfg.data.synthetic_train and len(test) == cfg.data.synthetic_test
     assert train.image_size == (cfg.cifar.image_size, cfg.cifar.image_size)
-    assert torch.equal(train.images, D.load_dataset(cfg, "synthetic", "train", seed=2).images)
+    assert torch.equal(train.images, cpdata.load_dataset(cfg, "synthetic", "train", seed=2).images)
 
 
 # --------------------------------------------------------------------------- splits
 
 
 def test_search_split_is_disjoint_seeded_and_sized():
-    idx_fit, idx_score = D.search_split(1000, 0.5, 0.05, seed=0)
+    idx_fit, idx_score = cpdata.search_split(1000, 0.5, 0.05, seed=0)
     assert len(idx_fit) == 500 and len(idx_score) == 50
     assert not set(idx_fit.tolist()) & set(idx_score.tolist())
     assert idx_fit.max() < 1000 and idx_fit.min() >= 0
-    again = D.search_split(1000, 0.5, 0.05, seed=0)
+    again = cpdata.search_split(1000, 0.5, 0.05, seed=0)
     assert torch.equal(again[0], idx_fit) and torch.equal(again[1], idx_score)
-    assert not torch.equal(D.search_split(1000, 0.5, 0.05, seed=1)[0], idx_fit)
+    assert not torch.equal(cpdata.search_split(1000, 0.5, 0.05, seed=1)[0], idx_fit)
 
 
 def test_search_split_stratified_keeps_classes_balanced():
     labels = torch.arange(1000) % 10
-    idx_fit, idx_score = D.search_split(1000, 0.5, 0.05, seed=0, labels=labels)
+    idx_fit, idx_score = cpdata.search_split(1000, 0.5, 0.05, seed=0, labels=labels)
     assert not set(idx_fit.tolist()) & set(idx_score.tolist())
     assert torch.bincount(labels[idx_fit], minlength=10).tolist() == [50] * 10
     assert torch.bincount(labels[idx_score], minlength=10).tolist() == [5] * 10
@@ -88,26 +88,26 @@ def test_search_split_stratified_keeps_classes_balanced():
 @pytest.mark.parametrize("fractions", [(0.6, 0.5), (0.0, 0.1), (0.5, 1e-5), (1.5, 0.1)])
 def test_search_split_rejects_bad_fractions(fractions):
     with pytest.raises(CpnasError, match="fraction"):
-        D.search_split(1000, *fractions, seed=0)
+        cpdata.search_split(1000, *fractions, seed=0)
 
 
 def test_fraction_indices_balance_and_edges():
     labels = torch.cat([torch.full((600,), 0), torch.full((300,), 1), torch.full((100,), 2)])
     labels = labels[torch.randperm(1000, generator=torch.Generator().manual_seed(0))]
-    idx = D.fraction_indices(1000, 0.1, seed=5, labels=labels)
+    idx = cpdata.fraction_indices(1000, 0.1, seed=5, labels=labels)
     assert len(idx) == 100 and len(set(idx.tolist())) == 100
     assert torch.equal(idx, idx.sort().values)
     assert torch.bincount(labels[idx]).tolist() == [60, 30, 10]
-    assert torch.equal(D.fraction_indices(1000, 0.1, seed=5, labels=labels), idx)
-    assert torch.equal(D.fraction_indices(50, 1.0, seed=0), torch.arange(50))
-    assert len(D.fraction_indices(50, 0.3, seed=0)) == 15
+    assert torch.equal(cpdata.fraction_indices(1000, 0.1, seed=5, labels=labels), idx)
+    assert torch.equal(cpdata.fraction_indices(50, 1.0, seed=0), torch.arange(50))
+    assert len(cpdata.fraction_indices(50, 0.3, seed=0)) == 15
     with pytest.raises(CpnasError):
-        D.fraction_indices(50, 0.001, seed=0)
+        cpdata.fraction_indices(50, 0.001, seed=0)
 
 
 def test_subset_copies_selected_samples():
-    d = D.synthetic_images(20, seed=0)
-    s = D.subset(d, torch.tensor([3, 7]))
+    d = cpdata.synthetic_images(20, seed=0)
+    s = cpdata.subset(d, torch.tensor([3, 7]))
     assert torch.equal(s.images, d.images[[3, 7]]) and torch.equal(s.labels, d.labels[[3, 7]])
     assert s.classes == d.classes and s.description == d.description
 
@@ -120,8 +120,8 @@ def _batches(loader):
 
 
 def test_loader_shapes_range_and_length():
-    d = D.synthetic_images(100, seed=0)
-    loader = D.TensorLoader(d, 32, shuffle=True, augment=True, cutout=8)
+    d = cpdata.synthetic_images(100, seed=0)
+    loader = cpdata.TensorLoader(d, 32, shuffle=True, augment=True, cutout=8)
     batches = _batches(loader)
     assert len(loader) == 4 == len(batches)
     assert [len(y) for _, y in batches] == [32, 32, 32, 4]
@@ -129,26 +129,26 @@ def test_loader_shapes_range_and_length():
         assert x.dtype == torch.float32 and x.shape[1:] == (3, 32, 32) and y.dtype == torch.int64
         assert x.min() >= -1.0 and x.max() <= 1.0
         assert x.is_contiguous(memory_format=torch.channels_last)
-    dropped = D.TensorLoader(d, 32, drop_last=True)
+    dropped = cpdata.TensorLoader(d, 32, drop_last=True)
     assert len(dropped) == 3 and [len(y) for _, y in dropped] == [32, 32, 32]
     # every sample exactly once per epoch
     assert sorted(torch.cat([y for _, y in batches]).tolist()) == sorted(d.labels.tolist())
 
 
 def test_loader_normalizes_exactly_without_augmentation():
-    d = D.synthetic_images(10, seed=0)
-    (x, y), = D.TensorLoader(d, 10, channels_last=False)
+    d = cpdata.synthetic_images(10, seed=0)
+    (x, y), = cpdata.TensorLoader(d, 10, channels_last=False)
     assert x.is_contiguous()
     assert torch.equal(x, d.images.float() / 127.5 - 1) and torch.equal(y, d.labels)
     extremes = torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1).expand(2, 3, 4, 4).contiguous()
-    (x, _), = D.TensorLoader((extremes, torch.tensor([0, 1])), 2)
+    (x, _), = cpdata.TensorLoader((extremes, torch.tensor([0, 1])), 2)
     assert x[0].eq(-1).all() and x[1].eq(1).all()
 
 
 def test_loader_is_deterministic_per_seed_and_epoch():
-    d = D.synthetic_images(96, seed=0)
+    d = cpdata.synthetic_images(96, seed=0)
     kwargs = dict(shuffle=True, augment=True, cutout=8, seed=7)
-    run = D.TensorLoader(d, 32, **kwargs)
+    run = cpdata.TensorLoader(d, 32, **kwargs)
     epochs = []
     for epoch in range(3):
         run.set_epoch(epoch)
@@ -156,22 +156,22 @@ def test_loader_is_deterministic_per_seed_and_epoch():
     # iterating the same epoch again gives the same batches
     assert all(torch.equal(a[0], b[0]) for a, b in zip(epochs[2], _batches(run)))
     # a fresh loader resumed at epoch 2 reproduces the uninterrupted run
-    resumed = D.TensorLoader(d, 32, epoch=2, **kwargs)
+    resumed = cpdata.TensorLoader(d, 32, epoch=2, **kwargs)
     for (xa, ya), (xb, yb) in zip(epochs[2], _batches(resumed)):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
     # epochs and seeds differ
     assert not torch.equal(epochs[0][0][0], epochs[1][0][0])
-    other = D.TensorLoader(d, 32, **{**kwargs, "seed": 8})
+    other = cpdata.TensorLoader(d, 32, **{**kwargs, "seed": 8})
     assert not torch.equal(_batches(other)[0][0], epochs[0][0][0])
     # the memory format does not change the values
-    flat = D.TensorLoader(d, 32, channels_last=False, epoch=2, **kwargs)
+    flat = cpdata.TensorLoader(d, 32, channels_last=False, epoch=2, **kwargs)
     assert all(torch.equal(a[0], b[0]) for a, b in zip(epochs[2], _batches(flat)))
 
 
 def test_loader_flip_only_preserves_pixels():
     """With pad=0 the crop is the identity: each image is itself or its mirror."""
-    d = D.synthetic_images(64, seed=1)
-    (x, y), = D.TensorLoader(d, 64, augment=True, pad=0, channels_last=False)
+    d = cpdata.synthetic_images(64, seed=1)
+    (x, y), = cpdata.TensorLoader(d, 64, augment=True, pad=0, channels_last=False)
     ref = d.images.float() / 127.5 - 1
     same = (x == ref).flatten(1).all(1)
     mirrored = (x == ref.flip(-1)).flatten(1).all(1)
@@ -185,7 +185,7 @@ def test_crop_flip_matches_per_image_oracle():
     pad = 2
     offsets = torch.randint(0, 2 * pad + 1, (16, 2), generator=g)
     flip = torch.rand(16, generator=g) < 0.5
-    out = D.crop_flip(images, offsets, flip, pad)
+    out = cpdata.crop_flip(images, offsets, flip, pad)
     padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
     for i in range(16):
         r, c = offsets[i].tolist()
@@ -197,7 +197,7 @@ def test_crop_flip_matches_per_image_oracle():
 
 def test_cutout_zeroes_one_clipped_square():
     x = torch.ones(3, 3, 32, 32)
-    D.cutout_(x, torch.tensor([[16, 10], [0, 0], [31, 20]]), 8)
+    cpdata.cutout_(x, torch.tensor([[16, 10], [0, 0], [31, 20]]), 8)
     expected = torch.ones(3, 3, 32, 32)
     expected[0, :, 12:20, 6:14] = 0  # far from the border: an exact 8×8 square
     expected[1, :, 0:4, 0:4] = 0  # clipped at the corner
@@ -207,7 +207,7 @@ def test_cutout_zeroes_one_clipped_square():
 
 def test_loader_cutout_patch_is_mid_grey_and_sized():
     images = torch.full((64, 3, 32, 32), 255, dtype=torch.uint8)
-    loader = D.TensorLoader((images, torch.zeros(64, dtype=torch.int64)), 64, cutout=16, seed=0)
+    loader = cpdata.TensorLoader((images, torch.zeros(64, dtype=torch.int64)), 64, cutout=16, seed=0)
     (x, _), = loader
     zeros = (x == 0).all(1).flatten(1).sum(1)  # per image, pixels zeroed in every channel
     assert ((x == 0) | (x == 1)).all()
@@ -215,12 +215,12 @@ def test_loader_cutout_patch_is_mid_grey_and_sized():
 
 
 def test_loader_shards_partition_an_epoch():
-    d = D.synthetic_images(50, seed=0)
-    d = D.ImageTensors(images=d.images, labels=torch.arange(50), classes=d.classes,
+    d = cpdata.synthetic_images(50, seed=0)
+    d = cpdata.ImageTensors(images=d.images, labels=torch.arange(50), classes=d.classes,
                        description=d.description, name=d.name)
     seen = []
     for shard in range(2):
-        loader = D.TensorLoader(d, 8, shuffle=True, seed=1, shard=shard, num_shards=2)
+        loader = cpdata.TensorLoader(d, 8, shuffle=True, seed=1, shard=shard, num_shards=2)
         assert len(loader) == 4
         seen.append(torch.cat([y for _, y in loader]))
     assert len(seen[0]) == len(seen[1]) == 25 and not set(seen[0].tolist()) & set(seen[1].tolist())
@@ -229,7 +229,7 @@ def test_loader_shards_partition_an_epoch():
 @pytest.mark.parametrize("kwargs", [dict(batch_size=0), dict(batch_size=4, cutout=-1)])
 def test_loader_rejects_bad_arguments(kwargs):
     with pytest.raises(CpnasError):
-        D.TensorLoader(D.synthetic_images(8), **kwargs)
+        cpdata.TensorLoader(cpdata.synthetic_images(8), **kwargs)
 
 
 # --------------------------------------------------------------------------- folders and errors
@@ -257,29 +257,29 @@ def _write_folder(root: Path, splits=("train", "test"), classes=("a", "b"), per_
 def test_missing_path_names_the_path_and_the_env_var(tmp_path, monkeypatch):
     missing = tmp_path / "nowhere"
     with pytest.raises(CpnasError) as err:
-        D.resolve_root("cifar10", missing)
+        cpdata.resolve_root("cifar10", missing)
     assert str(missing) in str(err.value) and "CPNAS_CIFAR10" in str(err.value)
     assert "download" in str(err.value)
     monkeypatch.setenv("CPNAS_CIFAR10", str(missing))
     with pytest.raises(CpnasError, match="environment variable CPNAS_CIFAR10") as err:
-        D.load_images("cifar10", "test")
+        cpdata.load_images("cifar10", "test")
     assert str(missing) in str(err.value)
 
 
 def test_folder_without_train_is_rejected(tmp_path):
     (tmp_path / "test" / "a").mkdir(parents=True)
     with pytest.raises(CpnasError, match="no train/"):
-        D.resolve_root("cifar10", tmp_path)
+        cpdata.resolve_root("cifar10", tmp_path)
     with pytest.raises(CpnasError, match="split folder"):
-        D.resolve_root("imagenet", tmp_path / "test")
+        cpdata.resolve_root("imagenet", tmp_path / "test")
 
 
 def test_imagenet_needs_a_path_and_accepts_test_for_val(tmp_path):
     with pytest.raises(CpnasError, match="CPNAS_IMAGENET"):
-        D.resolve_root("imagenet")
-    assert D.resolve_root("cifar10") is None  # torchvision download
+        cpdata.resolve_root("imagenet")
+    assert cpdata.resolve_root("cifar10") is None  # torchvision download
     _write_folder(tmp_path, splits=("train", "test"))
-    assert D.resolve_root("imagenet", tmp_path) == tmp_path.resolve()
+    assert cpdata.resolve_root("imagenet", tmp_path) == tmp_path.resolve()
 
 
 def test_cifar10_without_path_uses_torchvision_in_the_cache(tmp_path, monkeypatch):
@@ -289,7 +289,7 @@ def test_cifar10_without_path_uses_torchvision_in_the_cache(tmp_path, monkeypatc
     calls = []
 
     class FakeCIFAR10:
-        classes = list(D.CIFAR10_CLASSES)
+        classes = list(cpdata.CIFAR10_CLASSES)
 
         def __init__(self, root, train, download):
             calls.append((root, train, download))
@@ -297,9 +297,9 @@ def test_cifar10_without_path_uses_torchvision_in_the_cache(tmp_path, monkeypatc
             self.targets = [0, 1, 2, 9]
 
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR10)
-    data = D.load_images("cifar10", "train", cache_dir=tmp_path)
+    data = cpdata.load_images("cifar10", "train", cache_dir=tmp_path)
     assert calls == [(str(tmp_path / "torchvision"), True, True)]
-    assert data.description == "CIFAR-10" and data.classes == list(D.CIFAR10_CLASSES)
+    assert data.description == "CIFAR-10" and data.classes == list(cpdata.CIFAR10_CLASSES)
     assert torch.equal(data.images, torch.from_numpy(FakeCIFAR10(tmp_path, True, True).data).permute(0, 3, 1, 2))
     assert data.labels.tolist() == [0, 1, 2, 9]
 
@@ -314,21 +314,21 @@ def test_cifar10_download_failure_explains_the_remedy(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
     with pytest.raises(CpnasError, match="could not download CIFAR-10") as err:
-        D.load_images("cifar10", "test", cache_dir=tmp_path)
+        cpdata.load_images("cifar10", "test", cache_dir=tmp_path)
     assert "CPNAS_CIFAR10" in str(err.value) and "--data" in str(err.value)
 
 
 def test_unknown_dataset_and_split():
     with pytest.raises(CpnasError, match="cifar10, imagenet, synthetic"):
-        D.load_images("mnist", "train")
+        cpdata.load_images("mnist", "train")
     with pytest.raises(CpnasError, match="train, test"):
-        D.load_images("synthetic", "val")
+        cpdata.load_images("synthetic", "val")
 
 
 def test_image_folder_loads_converts_resizes_and_caches(tmp_path, caplog, monkeypatch):
     root = _write_folder(tmp_path / "ds", splits=("train", "val"))
     cache = tmp_path / "cache"
-    data = D.load_images("imagenet", "test", root, image_size=8, cache_dir=cache, progress=False)
+    data = cpdata.load_images("imagenet", "test", root, image_size=8, cache_dir=cache, progress=False)
     assert data.images.shape == (6, 3, 8, 8) and data.classes == ["a", "b"]
     assert data.labels.tolist() == [0, 0, 0, 1, 1, 1]
     assert data.description == f"ImageNet-layout folder {root.resolve()}"
@@ -337,21 +337,21 @@ def test_image_folder_loads_converts_resizes_and_caches(tmp_path, caplog, monkey
     (cache_file,) = cache.glob("imagenet-test-8px-*.pt")
 
     # a second load reads the cache and decodes nothing
-    monkeypatch.setattr(D.sources, "_decode_files", lambda *a, **k: pytest.fail("decoded despite the cache"))
-    again = D.load_images("imagenet", "test", root, image_size=8, cache_dir=cache)
+    monkeypatch.setattr(cpdata.sources, "_decode_files", lambda *a, **k: pytest.fail("decoded despite the cache"))
+    again = cpdata.load_images("imagenet", "test", root, image_size=8, cache_dir=cache)
     assert torch.equal(again.images, data.images) and torch.equal(again.labels, data.labels)
     monkeypatch.undo()
 
     # a corrupt cache is ignored with a warning and rebuilt
     cache_file.write_bytes(b"not a tensor file")
     with caplog.at_level(logging.WARNING, logger="cpnas.data"):
-        rebuilt = D.load_images("imagenet", "test", root, image_size=8, cache_dir=cache)
+        rebuilt = cpdata.load_images("imagenet", "test", root, image_size=8, cache_dir=cache)
     assert torch.equal(rebuilt.images, data.images) and "unreadable cache" in caplog.text
     assert torch.load(cache_file, weights_only=True)["images"].shape == (6, 3, 8, 8)
 
     # an edited folder gets a new cache entry
     (root / "val" / "a" / "2.bmp").unlink()
-    assert len(D.load_images("imagenet", "test", root, image_size=8, cache_dir=cache)) == 5
+    assert len(cpdata.load_images("imagenet", "test", root, image_size=8, cache_dir=cache)) == 5
     assert len(list(cache.glob("imagenet-test-8px-*.pt"))) == 2
     assert not list(cache.glob(".*.tmp"))
 
@@ -360,7 +360,7 @@ def test_image_folder_of_mixed_sizes_needs_an_image_size(tmp_path):
     root = _write_folder(tmp_path / "ds")
     _write_folder(tmp_path / "ds", splits=("test",), classes=("b",), per_class=4, size=(14, 14))
     with pytest.raises(CpnasError, match="image size"):
-        D.load_images("cifar10", "test", root, cache_dir=tmp_path / "c", progress=False)
+        cpdata.load_images("cifar10", "test", root, cache_dir=tmp_path / "c", progress=False)
 
 
 def test_corrupt_image_file_is_named(tmp_path):
@@ -368,20 +368,20 @@ def test_corrupt_image_file_is_named(tmp_path):
     bad = root / "train" / "a" / "9.jpg"
     bad.write_bytes(b"\xff\xd8\xff garbage")
     with pytest.raises(CpnasError, match="9.jpg"):
-        D.load_images("cifar10", "train", root, cache_dir=tmp_path / "c", progress=False)
+        cpdata.load_images("cifar10", "train", root, cache_dir=tmp_path / "c", progress=False)
 
 
 @pytest.mark.skipif(not CIFAR_JPEG.is_dir(), reason="no development copy of CIFAR-10")
 def test_real_cifar10_jpeg_test_split(tmp_path):
-    data = D.load_images("cifar10", "test", CIFAR_JPEG, cache_dir=tmp_path, progress=False)
+    data = cpdata.load_images("cifar10", "test", CIFAR_JPEG, cache_dir=tmp_path, progress=False)
     assert data.images.shape == (10000, 3, 32, 32) and data.images.dtype == torch.uint8
     assert data.images.is_contiguous(memory_format=torch.channels_last)
     assert data.classes[0] == "airplane" and data.classes[-1] == "truck"
-    assert tuple(data.classes) == D.CIFAR10_CLASSES
+    assert tuple(data.classes) == cpdata.CIFAR10_CLASSES
     assert torch.bincount(data.labels).tolist() == [1000] * 10
     assert data.description == "CIFAR-10 (JPEG copy)"
     start = time.perf_counter()
-    again = D.load_images("cifar10", "test", CIFAR_JPEG, cache_dir=tmp_path)
+    again = cpdata.load_images("cifar10", "test", CIFAR_JPEG, cache_dir=tmp_path)
     assert time.perf_counter() - start < 2.0
     assert torch.equal(again.images[::997], data.images[::997])
 
@@ -390,7 +390,7 @@ def test_real_cifar10_jpeg_test_split(tmp_path):
 def test_real_imagenette_val_with_grayscale(tmp_path):
     from PIL import Image
 
-    data = D.load_images("imagenet", "test", IMAGENETTE, image_size=64, cache_dir=tmp_path,
+    data = cpdata.load_images("imagenet", "test", IMAGENETTE, image_size=64, cache_dir=tmp_path,
                          limit_per_class=10, progress=False)
     assert data.images.shape == (100, 3, 64, 64)
     assert data.description == "Imagenette (10 ImageNet classes)" and data.num_classes == 10

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from cpnas import data as D
+from cpnas import data
 from cpnas.config import Config, get_config
 from cpnas.errors import CpnasError
 from cpnas.genotype import load_genotype
@@ -16,21 +16,21 @@ from cpnas.genotype import load_genotype
 
 @pytest.fixture(autouse=True)
 def _no_env(monkeypatch, tmp_path):
-    for var in (*D.ENV_VARS.values(), D.CACHE_ENV, "CPNAS_TOY"):
+    for var in (*data.ENV_VARS.values(), data.CACHE_ENV, "CPNAS_TOY"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv(D.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(data.CACHE_ENV, str(tmp_path / "cache"))
 
 
-@pytest.mark.parametrize("name", D.dataset_names())
+@pytest.mark.parametrize("name", data.dataset_names())
 def test_registry_entry_is_consistent(name, data_dir):
     from cpnas.evaluation import build_network
 
-    spec = D.get_dataset(name)
-    assert spec.name == name and spec.source in D.SOURCES
+    spec = data.get_dataset(name)
+    assert spec.name == name and spec.source in data.SOURCES
     assert spec.train_section in Config.__dataclass_fields__
     assert issubclass(spec.network_class(), nn.Module)
     cfg = get_config("smoke")
-    assert D.train_config(cfg, name) is getattr(cfg, spec.train_section)
+    assert data.train_config(cfg, name) is getattr(cfg, spec.train_section)
     for key, field in spec.search_overrides.items():
         assert key.split(".")[0] == "search" and hasattr(cfg, field)
     with torch.device("meta"):
@@ -38,23 +38,23 @@ def test_registry_entry_is_consistent(name, data_dir):
     assert isinstance(net, spec.network_class())
 
 
-@pytest.mark.parametrize("name", [n for n in D.dataset_names() if D.get_dataset(n).env_var])
+@pytest.mark.parametrize("name", [n for n in data.dataset_names() if data.get_dataset(n).env_var])
 def test_a_missing_folder_names_the_path_and_the_env_var(name, tmp_path, monkeypatch):
-    spec = D.get_dataset(name)
+    spec = data.get_dataset(name)
     missing = tmp_path / "nowhere"
     with pytest.raises(CpnasError, match=spec.env_var) as err:
-        D.resolve_root(name, missing)
+        data.resolve_root(name, missing)
     assert str(missing) in str(err.value) and spec.label in str(err.value)
     monkeypatch.setenv(spec.env_var, str(missing))
     with pytest.raises(CpnasError, match=f"environment variable {spec.env_var}"):
-        D.load_images(name, "test")
+        data.load_images(name, "test")
 
 
 def test_unknown_dataset_lists_the_registry():
-    with pytest.raises(CpnasError, match="unknown dataset 'mnist'; choose one of " + ", ".join(D.dataset_names())):
-        D.get_dataset("mnist")
+    with pytest.raises(CpnasError, match="unknown dataset 'mnist'; choose one of " + ", ".join(data.dataset_names())):
+        data.get_dataset("mnist")
     with pytest.raises(ValueError, match="already registered"):
-        D.register_dataset(D.get_dataset("cifar10"))
+        data.register_dataset(data.get_dataset("cifar10"))
 
 
 # --------------------------------------------------------------------------- a toy dataset
@@ -82,27 +82,27 @@ def _write_toy(root: Path, per_class: dict[str, int]) -> Path:
 @pytest.fixture
 def toy(tmp_path, monkeypatch):
     """A new ImageFolder dataset: one registration, its folder named by its own environment variable."""
-    spec = D.register_dataset(D.DatasetSpec(
+    spec = data.register_dataset(data.DatasetSpec(
         name="toy", label="Toy shapes", source="folder", env_var="CPNAS_TOY", classes=TOY_CLASSES,
         num_classes=3, train_section="cifar", network="NetworkCIFAR", native_size=16, test_dirs=("holdout",),
         layout_help="PATH/train/<shape>/*.png and PATH/holdout/<shape>/*.png."))
     monkeypatch.setenv("CPNAS_TOY", str(_write_toy(tmp_path / "toy", {"train": 8, "holdout": 4})))
     yield spec
-    D.unregister_dataset("toy")
-    assert "toy" not in D.dataset_names()
+    data.unregister_dataset("toy")
+    assert "toy" not in data.dataset_names()
 
 
 def test_a_toy_dataset_flows_through_loading_splits_loaders_and_networks(toy, data_dir):
     from cpnas.evaluation import _loaders, build_network, run_key
     from cpnas.search import search_data
 
-    assert "toy" in D.DATASETS
+    assert "toy" in data.DATASETS
     cfg = get_config("smoke", TOY)
-    train = D.load_dataset(cfg, "toy", "train")
-    test = D.load_dataset(cfg, "toy", "test")
+    train = data.load_dataset(cfg, "toy", "train")
+    test = data.load_dataset(cfg, "toy", "test")
     assert (len(train), len(test)) == (24, 12) and train.classes == list(TOY_CLASSES)
     assert train.images.shape[1:] == (3, 16, 16) and train.name == "toy"
-    assert train.description == "Toy shapes (image-folder copy " + str(Path(D.resolve_root("toy"))) + ")"
+    assert train.description == "Toy shapes (image-folder copy " + str(Path(data.resolve_root("toy"))) + ")"
 
     _, _, loader, test_loader, _ = _loaders(cfg, "toy", None, 0, torch.device("cpu"))
     x, y = next(iter(loader))
@@ -132,4 +132,4 @@ def test_a_toy_dataset_without_its_folder_names_its_env_var(toy, monkeypatch):
     monkeypatch.delenv("CPNAS_TOY")
     with pytest.raises(CpnasError, match="no Toy shapes folder given: pass --data PATH or set the environment "
                                          "variable CPNAS_TOY"):
-        D.load_dataset(get_config("smoke", TOY), "toy", "train")
+        data.load_dataset(get_config("smoke", TOY), "toy", "train")

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from cpnas import distributed
-from cpnas import data as D
+from cpnas import data
 
 SEARCH = ["--strategy", "cpnas", "--scale", "smoke", "--dataset", "synthetic", "--seed", "3", "--device", "cpu"]
 # 4 cells of 4 channels on 16×16 images; 20 training images (one global batch of 20 per
@@ -154,7 +154,7 @@ def test_helpers_are_the_identity_in_one_process():
     assert torch.equal(t, torch.ones(3))
     net = torch.nn.Linear(2, 2)
     assert distributed.wrap(net) is net and distributed.broadcast_object("x") == "x"
-    loader = D.TensorLoader(D.synthetic_images(8), 4)
+    loader = data.TensorLoader(data.synthetic_images(8), 4)
     assert distributed.shard_loader(loader) is loader
 
 
@@ -168,8 +168,8 @@ def test_shard_indices_partition():
 @pytest.mark.parametrize("cutout", [0, 6])
 def test_shards_of_a_loader_are_the_one_process_batches(cutout):
     """Batch k of N shards, interleaved, is batch k of one process: same images, same augmentation."""
-    d = D.synthetic_images(40, seed=0)
-    one = D.TensorLoader(d, 8, shuffle=True, augment=True, cutout=cutout, seed=5, epoch=2)
+    d = data.synthetic_images(40, seed=0)
+    one = data.TensorLoader(d, 8, shuffle=True, augment=True, cutout=cutout, seed=5, epoch=2)
     shards = [one.sharded(r, 2) for r in range(2)]
     assert all(s.batch_size == 4 and s.global_batch_size == 8 and len(s) == len(one) for s in shards)
     for (x, y), (x0, y0), (x1, y1) in zip(one, *shards):
@@ -178,9 +178,9 @@ def test_shards_of_a_loader_are_the_one_process_batches(cutout):
 
 
 def test_uneven_evaluation_shards_cover_every_sample_once():
-    d = D.synthetic_images(17, seed=0)
-    d = D.ImageTensors(images=d.images, labels=torch.arange(17), classes=d.classes, description="", name="t")
-    loader = D.TensorLoader(d, 4)
+    d = data.synthetic_images(17, seed=0)
+    d = data.ImageTensors(images=d.images, labels=torch.arange(17), classes=d.classes, description="", name="t")
+    loader = data.TensorLoader(d, 4)
     seen = torch.cat([y for r in range(2) for _, y in loader.sharded(r, 2, even=False)])
     assert sorted(seen.tolist()) == list(range(17))
 

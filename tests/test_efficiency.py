@@ -20,7 +20,7 @@ from cpnas.errors import CpnasError
 from cpnas.genotype import Genotype, load_genotype
 from cpnas.networks import Cell, NetworkCIFAR, SearchNetwork
 from cpnas.ops import SepConv
-from cpnas.space import Path
+from cpnas.space import SampledPath
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,7 @@ def test_profile_leaves_the_model_unchanged(darts_v2):
 def test_search_network_counts_only_the_sampled_path():
     net = SearchNetwork(C=4, layers=3, reduction_layers=(1,), precision=BINARY)
     ops = ("sep_conv_3x3",) + ("none",) * 13
-    path = Path(normal=ops, reduce=("max_pool_3x3",) * 14)
+    path = SampledPath(normal=ops, reduce=("max_pool_3x3",) * 14)
     p = profile(net, (3, 8, 8), forward_args=(path,))
     sampled = [net.stem, net.classifier] + [m for cell in net.cells for m in (cell.pre0, cell.pre1)]
     sampled += [cell.edge_ops[0]["sep_conv_3x3"] for cell in net.cells if not cell.reduction]

@@ -10,7 +10,7 @@ from cpnas.binary import BINARY, PRECISIONS, REAL, BinaryConv2d
 from cpnas.genotype import Genotype, load_genotype
 from cpnas.networks import NetworkCIFAR, NetworkImageNet, SearchNetwork, default_reductions, drop_path
 from cpnas.ops import PRIMITIVES
-from cpnas.space import Path
+from cpnas.space import SampledPath
 
 
 def n_params(model: nn.Module) -> int:
@@ -52,7 +52,7 @@ def test_search_network_shapes_and_reduction_positions(seed):
     seen = []
     for cell in net.cells:
         cell.register_forward_hook(lambda m, args, out: seen.append(tuple(out.shape)))
-    path = Path(tuple(PRIMITIVES[e % 8] for e in range(14)), tuple(PRIMITIVES[(e + 5) % 8] for e in range(14)))
+    path = SampledPath(tuple(PRIMITIVES[e % 8] for e in range(14)), tuple(PRIMITIVES[(e + 5) % 8] for e in range(14)))
     with torch.no_grad():
         assert net(torch.randn(2, 3, 32, 32), path).shape == (2, 7)
     # "reduction cells in the second and fourth layers": channels double and H, W halve there

@@ -23,8 +23,8 @@ from cpnas.config import get_config
 from cpnas.errors import CpnasError
 from cpnas.genotype import cell_edges
 from cpnas.ops import PRIMITIVES
-from cpnas.pcdarts import PCDARTS, derive_genotype, normalize_edges
-from cpnas.space import CELL_KINDS, channel_shuffle
+from cpnas.pcdarts import PCDARTS, PartialChannelNetwork, channel_shuffle, derive_genotype, normalize_edges
+from cpnas.space import CELL_KINDS
 from cpnas.strategies import SearchContext, get_strategy
 
 NUM_CLASSES = 10
@@ -134,7 +134,7 @@ def test_mixed_edge_matches_partial_channel_oracle():
     """Node 2 of a cell = Σ_{i∈{0,1}} β̃_i · shuffle([Σ_o softmax(α)_o o(x_i[:C/K]), x_i[C/K:]]) (Eq. 2-3)."""
     torch.manual_seed(0)
     strat = PCDARTS(make_context({"search.init_channels": 8}))
-    k = strat.s.pc_partial_k
+    k = strat.pc.pc_partial_k
     with torch.no_grad():
         for p in strat.arch_parameters():
             p.normal_()
@@ -226,7 +226,7 @@ def test_alpha_frozen_during_warmup_and_weights_move():
     alphas0, weights0 = arch_snapshot(strat), net_snapshot(strat)
     rec = strat.run_epoch(0)
     assert rec["arch_updates"] is False and rec["arch_steps"] == 0
-    base = strat.s.pc_lr if strat.s.optimizer == "sgd" else strat.s.lr  # PC-DARTS recipe, or the scale's
+    base = strat.pc.pc_lr if strat.s.optimizer == "sgd" else strat.s.lr  # PC-DARTS recipe, or the scale's
     assert rec["lr"] == pytest.approx(base)  # cosine, per epoch
     assert same(arch_snapshot(strat), alphas0)
     assert all(p.grad is None for p in strat.arch_parameters())
@@ -311,3 +311,22 @@ def test_record_and_artifacts_are_json():
     assert art["alphas"] == rec["alphas"] and art["primitives"] == list(PRIMITIVES)
     # α, β in the state are copies, not the live parameters
     assert not torch.equal(state["alphas"]["normal"], strat.alphas["normal"].detach())
+
+
+def test_forward_mixed_with_partial_channels(seed):
+    net = PartialChannelNetwork(C=8, num_classes=5, layers=3, reduction_layers=(1,), partial_k=4).train()
+    alphas = {kind: torch.zeros(len(cell_edges(4)), len(PRIMITIVES), requires_grad=True) for kind in ("normal", "reduce")}
+    betas = {kind: torch.zeros(len(cell_edges(4)), requires_grad=True) for kind in ("normal", "reduce")}
+    weights = {}
+    for kind in ("normal", "reduce"):
+        # edge normalization: a softmax over the edges entering each node
+        edge_w = torch.cat([torch.softmax(betas[kind][s:s + n], 0) for s, n in ((0, 2), (2, 3), (5, 4), (9, 5))])
+        weights[kind] = (torch.softmax(alphas[kind], dim=-1), edge_w)
+    y = net.forward_mixed(torch.randn(2, 3, 16, 16), weights)
+    assert y.shape == (2, 5) and torch.isfinite(y).all()
+    y.square().mean().backward()
+    for kind in ("normal", "reduce"):
+        assert alphas[kind].grad is not None and alphas[kind].grad.abs().sum() > 0
+        assert betas[kind].grad is not None and betas[kind].grad.abs().sum() > 0
+    # ops are built on C / k channels
+    assert net.cells[0].edge_ops[0]["sep_conv_3x3"][0][0].in_channels == 8 // 4

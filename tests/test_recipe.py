@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cpnas import data as D
+from cpnas import data
 from cpnas.binary import BINARY, BinaryConv2d
 from cpnas.config import get_config
 from cpnas.errors import CpnasError
@@ -65,30 +65,30 @@ def test_per_step_cosine_reaches_the_floor(tmp_path):
 
 def test_validation_split_is_held_out_and_fixed():
     labels = torch.arange(10).repeat(100)
-    tr0, val0 = D.train_val_split(1000, 0.5, 0.1, seed=0, labels=labels)
-    tr1, val1 = D.train_val_split(1000, 0.5, 0.1, seed=1, labels=labels)
+    tr0, val0 = data.train_val_split(1000, 0.5, 0.1, seed=0, labels=labels)
+    tr1, val1 = data.train_val_split(1000, 0.5, 0.1, seed=1, labels=labels)
     assert torch.equal(val0, val1)  # the same validation images for every seed
     assert not set(tr0.tolist()) & set(val0.tolist()) and not set(tr1.tolist()) & set(val1.tolist())
     assert len(tr0) == 500 and len(val0) == 100 and not torch.equal(tr0, tr1)
     assert torch.bincount(labels[val0]).tolist() == [10] * 10  # stratified
-    same, none = D.train_val_split(1000, 0.5, 0.0, seed=3, labels=labels)
-    assert none is None and torch.equal(same, D.fraction_indices(1000, 0.5, 3, labels=labels))
+    same, none = data.train_val_split(1000, 0.5, 0.0, seed=3, labels=labels)
+    assert none is None and torch.equal(same, data.fraction_indices(1000, 0.5, 3, labels=labels))
     with pytest.raises(CpnasError, match="sum to at most 1"):
-        D.train_val_split(1000, 0.95, 0.1, seed=0)
+        data.train_val_split(1000, 0.95, 0.1, seed=0)
 
 
 def test_validation_split_avoids_the_seed0_search_images():
     labels = torch.arange(10).repeat(500)
-    _, val = D.train_val_split(5000, 0.4, 0.04, seed=0, labels=labels)
-    fit, score = D.search_split(5000, 0.02, 0.2, seed=0, labels=labels)
+    _, val = data.train_val_split(5000, 0.4, 0.04, seed=0, labels=labels)
+    fit, score = data.search_split(5000, 0.02, 0.2, seed=0, labels=labels)
     assert not set(val.tolist()) & (set(fit.tolist()) | set(score.tolist()))
-    held_out = D.validation_indices(5000, 0.04, labels=labels)
+    held_out = data.validation_indices(5000, 0.04, labels=labels)
     assert torch.equal(held_out, val)
     # the seed-0 search is unchanged by holding the validation split out; every other seed avoids it too
-    assert all(torch.equal(a, b) for a, b in zip((fit, score), D.search_split(5000, 0.02, 0.2, 0, labels=labels,
+    assert all(torch.equal(a, b) for a, b in zip((fit, score), data.search_split(5000, 0.02, 0.2, 0, labels=labels,
                                                                              exclude=held_out)))
     for seed in (1, 3):
-        fit, score = D.search_split(5000, 0.02, 0.2, seed, labels=labels, exclude=held_out)
+        fit, score = data.search_split(5000, 0.02, 0.2, seed, labels=labels, exclude=held_out)
         assert not set(val.tolist()) & (set(fit.tolist()) | set(score.tolist()))
         assert len(fit) == 100 and len(score) == 1000
 

@@ -10,7 +10,7 @@ import torch
 from cpnas.binary import REAL, REAL_RELU, ReLUConv2d
 from cpnas.config import get_config
 from cpnas.networks import SearchNetwork
-from cpnas.space import Path
+from cpnas.space import SampledPath
 from cpnas.strategies import (CPNAS, SearchContext, indicator_coefficients, indicator_noise, indicator_score,
                               round_noise)
 from cpnas.train import recalibrate_bn
@@ -127,7 +127,7 @@ def test_search_writes_snr_per_round(tmp_path):
 
 
 def test_parent_relu_makes_the_parent_nonlinear():
-    path = Path(("sep_conv_3x3",) * 14, ("dil_conv_3x3",) * 14)
+    path = SampledPath(("sep_conv_3x3",) * 14, ("dil_conv_3x3",) * 14)
     torch.manual_seed(0)
     outs = {}
     for name, precision in (("linear", REAL), ("relu", REAL_RELU)):

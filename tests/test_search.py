@@ -19,7 +19,7 @@ from cpnas.genotype import load_genotype
 from cpnas.ops import PRIMITIVES
 from cpnas.search import run_search, search_or_load
 from cpnas.strategies import (CPNAS, STRATEGIES, SearchContext, cpnas_schedule, edge_indicator, get_strategy,
-                              indicator_score)
+                              indicator_score, strategy_names)
 
 # A search small enough for a unit test: 4 cells of 4 channels, 20 training and 10
 # scoring images of synthetic data, T = 1 (35 epochs).
@@ -56,10 +56,17 @@ def test_dry_run_reports_105_epochs_at_paper_scale(capsys):
     assert '"batch_size": 512' in out
 
 
-@pytest.mark.parametrize("strategy,epochs", [("pcdarts", "50"), ("random", "0"), ("bnas", "105")])
-def test_dry_run_of_other_strategies(capsys, strategy, epochs):
+PAPER_EPOCHS = {"cpnas": 105, "bnas": 105, "pcdarts": 50, "random": 0, "rs": 315}
+"""The paper's schedules (§3.1; PC-DARTS §4.2; random search: 2L epochs of training, then L of scoring,
+L = CP-NAS's epochs)."""
+
+
+@pytest.mark.parametrize("strategy", strategy_names())
+def test_dry_run_of_every_strategy_prints_its_plan(capsys, strategy):
     assert main(["search", "--strategy", strategy, "--scale", "paper", "--dry-run"]) == 0
+    epochs = len(get_strategy(strategy).plan(get_config("paper"))[0])
     assert f"search epochs: {epochs}" in capsys.readouterr().out
+    assert epochs == PAPER_EPOCHS.get(strategy, epochs)
 
 
 def test_every_op_is_drawn_exactly_once_per_edge_in_K_draws():
@@ -134,6 +141,24 @@ def finished_cpnas(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("strategy", strategy_names())
+def test_every_strategy_writes_the_artifacts_it_names_and_summarizes_its_search(strategy, finished_cpnas, tmp_path):
+    """A tiny search of each strategy writes its ``artifact_files``, listed in complete.json, and its own
+    ``search_summary`` reads them back (the proxy study's columns)."""
+    out = finished_cpnas.out if strategy == "cpnas" else tmp_path / strategy
+    if strategy != "cpnas":
+        run_search(strategy, tiny_cfg(**{"search.pc_epochs": 2, "search.pc_warmup_epochs": 1}),
+                   dataset="synthetic", seed=3, out=out, device="cpu")
+    cls = get_strategy(strategy)
+    listed = json.loads((out / "complete.json").read_text())["files"]
+    assert set(listed) - {"config.json", "genotype.json", "cost.json", "history.json"} == set(cls.artifact_files)
+    assert all((out / name).is_file() for name in listed)
+    summary = cls.search_summary(out)
+    assert set(summary) <= {"own_search_indicator", "search_child_acc", "median_snr"}
+    assert (summary != {}) == (strategy in {"cpnas", "bnas", "pcdarts"})
+
+
+@pytest.mark.slow
 def test_search_writes_every_artifact(finished_cpnas):
     out = finished_cpnas.out
     for name in ("config.json", "history.json", "genotype.json", "cost.json", "indicator.json", "checkpoint.pt"):
@@ -177,8 +202,8 @@ def test_refuses_to_overwrite_a_search(finished_cpnas):
 
 
 def test_search_or_load_reuses_a_finished_search(finished_cpnas, monkeypatch):
-    import cpnas.search as S
-    monkeypatch.setattr(S, "run_search", lambda *a, **k: pytest.fail("searched again"))
+    import cpnas.search as search_module
+    monkeypatch.setattr(search_module, "run_search", lambda *a, **k: pytest.fail("searched again"))
     again = search_or_load("cpnas", tiny_cfg(), seed=3, dataset="synthetic", out=finished_cpnas.out)
     assert again.genotype == finished_cpnas.genotype
     assert search_or_load("cpnas", tiny_cfg(), seed=3, dataset="synthetic", out=finished_cpnas.out,
@@ -186,10 +211,10 @@ def test_search_or_load_reuses_a_finished_search(finished_cpnas, monkeypatch):
 
 
 def test_search_or_load_without_compute_never_searches(tmp_path, monkeypatch):
-    import cpnas.search as S
+    import cpnas.search as search_module
     from cpnas.errors import CpnasError
 
-    monkeypatch.setattr(S, "run_search", lambda *a, **k: pytest.fail("searched with compute=False"))
+    monkeypatch.setattr(search_module, "run_search", lambda *a, **k: pytest.fail("searched with compute=False"))
     with pytest.raises(CpnasError, match="no finished cpnas search.*CPNAS_COMPUTE=1"):
         search_or_load("cpnas", tiny_cfg(), seed=3, dataset="synthetic", out=tmp_path / "none", compute=False)
 

@@ -11,22 +11,21 @@ from cpnas.binary import BINARY, REAL
 from cpnas.genotype import cell_edges
 from cpnas.networks import SearchNetwork
 from cpnas.ops import PRIMITIVES
-from cpnas.space import OpPools, Path, SearchCell, channel_shuffle, check_path, iter_edges
+from cpnas.space import OpPools, SampledPath, SearchCell, check_path, iter_edges
 
 N_EDGES = 14
 
 
-def small_net(precision=BINARY, partial_k: int = 1) -> SearchNetwork:
+def small_net(precision=BINARY) -> SearchNetwork:
     # 3 cells with a reduction in the middle: a normal, a reduction and a reduction_prev cell
-    return SearchNetwork(C=8, num_classes=5, layers=3, reduction_layers=(1,), precision=precision,
-                         partial_k=partial_k)
+    return SearchNetwork(C=8, num_classes=5, layers=3, reduction_layers=(1,), precision=precision)
 
 
-def path_of(normal, reduce) -> Path:
-    return Path(tuple(normal), tuple(reduce))
+def path_of(normal, reduce) -> SampledPath:
+    return SampledPath(tuple(normal), tuple(reduce))
 
 
-def cycle_path(offset: int) -> Path:
+def cycle_path(offset: int) -> SampledPath:
     """A path using many different ops: edge e gets PRIMITIVES[(e + offset) % 8]."""
     ops = [PRIMITIVES[(e + offset) % len(PRIMITIVES)] for e in range(N_EDGES)]
     return path_of(ops, ops[::-1])
@@ -95,7 +94,7 @@ def test_op_pools_final_path_and_state_round_trip():
     copy = OpPools()
     copy.load_state_dict(pools.state_dict())
     assert copy.final_path() == final
-    assert Path.from_dict(final.to_dict()) == final
+    assert SampledPath.from_dict(final.to_dict()) == final
 
 
 # --- check_path ---------------------------------------------------------------------
@@ -169,31 +168,6 @@ def test_all_none_path_still_runs(precision):
     assert y.shape == (2, 5) and torch.isfinite(y).all()
     # every cell outputs zeros, so only the classifier's bias is left
     torch.testing.assert_close(y, net.classifier.bias.expand(2, 5))
-
-
-def test_forward_mixed_with_partial_channels(seed):
-    net = small_net(partial_k=4).train()
-    alphas = {kind: torch.zeros(N_EDGES, len(PRIMITIVES), requires_grad=True) for kind in ("normal", "reduce")}
-    betas = {kind: torch.zeros(N_EDGES, requires_grad=True) for kind in ("normal", "reduce")}
-    weights = {}
-    for kind in ("normal", "reduce"):
-        # edge normalization: a softmax over the edges entering each node
-        edge_w = torch.cat([torch.softmax(betas[kind][s:s + n], 0) for s, n in ((0, 2), (2, 3), (5, 4), (9, 5))])
-        weights[kind] = (torch.softmax(alphas[kind], dim=-1), edge_w)
-    y = net.forward_mixed(torch.randn(2, 3, 16, 16), weights)
-    assert y.shape == (2, 5) and torch.isfinite(y).all()
-    y.square().mean().backward()
-    for kind in ("normal", "reduce"):
-        assert alphas[kind].grad is not None and alphas[kind].grad.abs().sum() > 0
-        assert betas[kind].grad is not None and betas[kind].grad.abs().sum() > 0
-    # ops are built on C / k channels
-    assert net.cells[0].edge_ops[0]["sep_conv_3x3"][0][0].in_channels == 8 // 4
-
-
-def test_channel_shuffle_is_the_shufflenet_permutation():
-    x = torch.arange(8.0).view(1, 8, 1, 1)
-    assert channel_shuffle(x, 4).flatten().tolist() == [0, 2, 4, 6, 1, 3, 5, 7]
-    assert channel_shuffle(x, 1).flatten().tolist() == list(range(8))
 
 
 def test_fig3_draws_the_14_edges_and_the_concat():

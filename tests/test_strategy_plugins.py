@@ -8,20 +8,39 @@ from pathlib import Path
 
 import pytest
 
+import dataclasses
+from dataclasses import dataclass
+
+from cpnas.config import _f, register_section, unregister_section
 from cpnas.genotype import DARTS_V2
-from cpnas.strategy_base import STRATEGIES, Strategy, register
+from cpnas.strategy_base import STRATEGIES, Strategy, register, strategy_names
+
+
+@dataclass(frozen=True)
+class ToySettings:
+    """The toy strategy's own configuration section."""
+
+    toy_epochs: int = _f(7, "the toy's own epoch count", size=True, ge=1)
 
 
 class Toy(Strategy):
-    """Two epochs that do nothing, then DARTS_V2."""
+    """``search.toy_epochs`` epochs that do nothing, then DARTS_V2."""
 
     name = "toy"
     label = "Toy!"
+    title = "The Toy"
     method = "Toy method"
+    settings = ToySettings
+    artifact_files = ("toy.json",)
 
     @classmethod
     def plan(cls, cfg):
-        return [{"epoch": 0}, {"epoch": 1}], [{"phase": "toy", "epochs": 2}]
+        epochs = cfg.section(ToySettings).toy_epochs
+        return [{"epoch": e} for e in range(epochs)], [{"phase": "toy", "epochs": epochs}]
+
+    @classmethod
+    def search_summary(cls, out):
+        return {"own_search_indicator": 0.5}
 
     def run_epoch(self, epoch):
         return {"epoch": epoch}
@@ -29,12 +48,17 @@ class Toy(Strategy):
     def genotype(self):
         return DARTS_V2
 
+    def artifacts(self):
+        return {"toy.json": {"epochs": self.total_epochs}}
+
 
 @pytest.fixture
 def toy():
+    register_section(ToySettings, strategy="toy", presets={"smoke": {"toy_epochs": 2}})
     register(Toy)
     yield Toy
     STRATEGIES.pop("toy", None)
+    unregister_section(ToySettings)
 
 
 def test_a_registered_toy_strategy_runs_through_search_dry_run_and_labels(toy, tmp_path, capsys):
@@ -51,6 +75,50 @@ def test_a_registered_toy_strategy_runs_through_search_dry_run_and_labels(toy, t
         {"epoch": 0, "wall_clock": pytest.approx(0, abs=60)}, {"epoch": 1, "wall_clock": pytest.approx(0, abs=60)}]
     assert (out / "complete.json").is_file()
     assert search_method("toy") == "Toy method" and _label("toy") == "Toy!"
+
+
+def test_a_toy_strategy_runs_through_a_study_a_table_and_a_claims_row(toy, tmp_path, monkeypatch, capsys):
+    """No file but this test knows the toy: its settings, schedule, study rows, table and claim rows come from it."""
+    from cpnas import ablation
+    from cpnas import claims
+    from cpnas import stats
+    from cpnas.cli import main
+    from cpnas.config import get_config
+    from cpnas.strategy_base import search_epochs
+
+    # its own config section: a key of search, with its source, set like any other key, printed where it is used
+    assert search_epochs("toy", get_config("paper")) == 7 and search_epochs("toy", get_config("smoke")) == 2
+    assert search_epochs("toy", get_config("smoke", {"search.toy_epochs": 3})) == 3
+    assert get_config("smoke").to_dict()["search"]["toy_epochs"] == 2
+    assert main(["config", "--scale", "smoke", "--strategy", "toy"]) == 0
+    shown = capsys.readouterr().out
+    assert "search.toy_epochs" in shown and "the toy's own epoch count" in shown and "search.pc_epochs" not in shown
+    assert main(["config", "--scale", "smoke", "--strategy", "cpnas"]) == 0
+    assert "search.toy_epochs" not in capsys.readouterr().out
+
+    # a study: Fig. 6 (right)'s strategy comparison with the toy as one arm, searched and trained at smoke
+    monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
+    runs = ablation.strategy_runs(seeds=(0, 1), strategies=("toy", "random"))
+    from cpnas.runs import run_or_load
+
+    results = [(run, run_or_load(run.spec("smoke", "synthetic"), get_config("smoke"), device="cpu")) for run in runs]
+    rows = [ablation.row(run, r.metrics, r.search) for run, r in results]
+    toy_rows = [r for r in rows if r["strategy"] == "toy"]
+    assert [r["search_epochs"] for r in toy_rows] == [2, 2]
+    assert all((run.search_dir("smoke", "synthetic") / "toy.json").is_file() for run in runs if run.strategy == "toy")
+    # a table of the study
+    table = stats.summarize(rows, "strategy")
+    assert set(table["label"]) == {"toy", "random"} and int(table[table["label"] == "toy"]["n"].iloc[0]) == 2
+    # claims rows: the toy as the compared strategy of Fig. 6, and as a side of the speed claim, whose
+    # projection to the paper's schedule is the toy's own plan
+    monkeypatch.setattr(ablation, "STRATEGIES", ("random", "toy"))
+    monkeypatch.setattr(ablation, "PAPER_STRATEGY", "toy")
+    (fig6,) = [r for r in claims.fig6_claims(rows, "smoke") if "beats random" in r["claim"]]
+    assert fig6["verdict"] != claims.NOT_MEASURED and "(n = 2)" in fig6["ours"]
+    monkeypatch.setattr(ablation, "SPEED_CLAIM", ("toy", "cpnas"))
+    speed = claims.speed_claim(rows, "smoke")
+    assert "faster than CP-NAS" in speed["claim"] and "projected to 7 vs 105 epochs" in speed["claim"]
+    assert "The Toy:" in speed["ours"] and "(n = 2)" in speed["ours"]
 
 
 def test_strategy_traits_replace_name_checks():
@@ -129,3 +197,23 @@ def test_the_cycle_check_sees_imports_inside_functions(tmp_path):
     (pkg / "sub" / "__init__.py").write_text("def g():\n    from cpnas.sub.b import h\n")
     (pkg / "sub" / "b.py").write_text("def h():\n    from .. import a\n")
     assert find_cycle(import_graph(pkg)) is not None
+
+
+@pytest.mark.parametrize("name", strategy_names())
+def test_every_strategy_states_its_traits(name):
+    """Batch size, supernets and a plan whose summary counts its schedule: what search, the memory check and
+    the dry run read of every strategy."""
+    import torch
+
+    from cpnas.config import get_config
+    from cpnas.strategy_base import get_strategy
+
+    cls, cfg = get_strategy(name), get_config("smoke")
+    assert cls.search_batch_size(cfg) >= 1
+    with torch.device("meta"):
+        nets = cls.supernets(cfg, 10)
+    assert all(sum(p.numel() for p in net.parameters()) > 0 for net in nets)
+    schedule, summary = cls.plan(cfg)
+    assert len(schedule) == sum(row["epochs"] for row in summary)
+    if cls.settings is not None:  # its own section resolves at every scale
+        assert dataclasses.is_dataclass(cfg.section(cls.settings))

@@ -4,7 +4,7 @@
 first ``--setup`` code cells (imports, SCALE) and then every code cell tagged ``--tag``, in
 one kernel, and writes their new outputs into the notebook. Use it when a section's cached
 runs changed but the rest of the notebook would recompute work that belongs to another step
-(e.g. 03's Table 1 cells retrain at a new recipe: issue 12). Papermill runs whole notebooks;
+(e.g. 03's Table 1 cells retrain at a new recipe). Papermill runs whole notebooks;
 this runs a section. The notebook stays the source: nothing here writes cell code.
 """
 

@@ -1,8 +1,8 @@
-"""Add the completion marker (``complete.json``) to searches finished before markers existed (issue 13 B3).
+"""Add the completion marker (``complete.json``) to searches written before searches wrote one.
 
 A search folder gets the marker only if every file its strategy writes is there:
 ``config.json``, ``genotype.json``, ``cost.json``, ``history.json`` and the strategy's
-artifacts (``indicator.json`` for cpnas/bnas, ``alphas.json`` for pcdarts). Usage:
+artifacts (its ``artifact_files``, e.g. ``indicator.json`` for cpnas/bnas). Usage:
 ``python tools/mark_complete.py results/`` (any folders; searched recursively).
 """
 
@@ -13,8 +13,7 @@ from pathlib import Path
 
 from cpnas.io import read_json, write_json
 from cpnas.search import COMPLETE
-
-ARTIFACTS = {"cpnas": ["indicator.json"], "bnas": ["indicator.json"], "pcdarts": ["alphas.json"], "random": []}
+from cpnas.strategy_base import get_strategy, strategy_names
 
 
 def main(argv: list[str]) -> int:
@@ -25,9 +24,10 @@ def main(argv: list[str]) -> int:
             if (out / COMPLETE).exists() or not (out / "genotype.json").exists():
                 continue
             strategy = (read_json(cfg).get("run") or {}).get("strategy")
-            if strategy not in ARTIFACTS:
+            if strategy not in strategy_names():
                 continue  # a training run, or an unknown strategy
-            names = ["config.json", "genotype.json", "cost.json", "history.json", *ARTIFACTS[strategy]]
+            names = ["config.json", "genotype.json", "cost.json", "history.json",
+                     *get_strategy(strategy).artifact_files]
             if all((out / n).exists() for n in names):
                 write_json(out / COMPLETE, {"files": names, "finished": None,
                                             "note": "marker added after the fact by tools/mark_complete.py"})

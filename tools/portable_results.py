@@ -1,4 +1,4 @@
-"""Rewrite committed run JSON so that it holds no absolute path of the machine that wrote it (issue 13 C).
+"""Rewrite committed run JSON so that it holds no absolute path of the machine that wrote it.
 
 Every string field named ``data_root``, ``genotype_path``, ``out`` or ``search`` that holds an
 absolute path becomes :func:`cpnas.paths.portable` of it (relative to the project root). Values

@@ -1,4 +1,4 @@
-"""Measure the search's signal-to-noise (issue 11 §2) for candidate cpu sizes, on round 0 of Alg. 1 only.
+"""Measure the search's signal-to-noise for candidate cpu sizes, on round 0 of Alg. 1 only.
 
     python tools/snr_probe.py --name train2k --set search.train_fraction=0.04 [--draws 8] [--seed 0]
 

@@ -49,6 +49,12 @@ BETAS: tuple[float, ...] = (0.0, 0.33, 0.5, 1.0, 2.0, 3.0, 4.0)
 STRATEGIES: tuple[str, ...] = ("random", "pcdarts", "bnas", "cpnas")
 """Fig. 6 (right): the search strategies compared on the 1-bit space."""
 
+PAPER_STRATEGY = "cpnas"
+"""The paper's method: the reference each other strategy of Fig. 6 (right) is compared with."""
+
+SPEED_CLAIM: tuple[str, str] = ("cpnas", "pcdarts")
+"""§3.2's speed claim: the strategy said to search faster, and the one it is compared with."""
+
 GAP_BETAS: tuple[float, ...] = (0.5, 2.0)
 """Fig. 6 (left), the other reading of Eq. 1 (⚑ ``search.indicator = gap_penalty``): these β_P only."""
 
@@ -57,8 +63,8 @@ PAPER_BETA = 2.0
 
 LOSS_KERNEL_WEIGHT = 0.03
 """The kernel term's weight in the loss study when the scale's recipe turns the term off (``adam-bnn``: 0):
-the best non-zero weight of the recipe sweep (1 / 0.03 / 0 gave 22.2 / 29.7 / 33.6 % validation top-1),
-so that the variants with the kernel term measure it. At ``paper`` the recipe's weight (1, Eq. 3) is used."""
+the non-zero weight with the best validation top-1 in the recipe sweep (tables/recipe_sweep.md), so that
+the variants with the kernel term measure it. At ``paper`` the recipe's weight (1, Eq. 3) is used."""
 
 LOSS_VARIANTS: dict[str, dict[str, Any]] = {
     "cross-entropy": {"loss": "ce", "overrides": {}},
@@ -106,10 +112,10 @@ ABLATION_SIZES: dict[str, dict[str, Any]] = {
     # side, and Table 1 at 3 seeds (which shares these searches, cpnas.tables.table1_runs) 90 minutes:
     # 48 searches and ~90 trainings in all. Search: a 5-cell supernet (C = 8) with the cpu schedule
     # (T = 1, 35 draws), each draw trained on the 250 search-train images and scored on 1,000
-    # images after BN is re-estimated on 2 batches; ~8-10 min for cpnas on one thread. Its snr
+    # images after BN is re-estimated on 2 batches. Its snr
     # (indicator.json) is below 02's (10,000 scored images): these searches are noisier, and 05
     # reports how much. Training: the cpu small network (8 cells, C = 12) for one pass over
-    # 10,000 training images (tested on 5,000, ±0.7 points binomial SE at 50 %), ~4 min.
+    # 10,000 training images (tested on 5,000, ±0.7 points binomial SE at 50 %).
     "cpu": {
         "search.layers": 5, "search.train_fraction": 0.005, "search.score_fraction": 0.02,
         "search.calibration_batches": 2,
@@ -354,28 +360,28 @@ READINGS: tuple[tuple[str, str], ...] = (("beta", "printed (z = A_C + β_P(A_P �
 
 
 def search_cost_projection(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """CP-NAS / PC-DARTS search time per epoch, projected to the paper's epoch counts (105 vs 50).
+    """The search time per epoch of the two strategies of :data:`SPEED_CLAIM`, projected to the paper's schedules.
 
-    The mean seconds per search epoch of each strategy's runs times the paper's number of
-    epochs (Alg. 1 with K = 8, T = 3; PC-DARTS' 50, 15 of them warm-up). PC-DARTS'
-    warm-up epochs are cheaper than its bilevel ones, so the projection is exact only when
-    the runs had the paper's warm-up share (``cpu``: 3 of 10, the paper's 15 of 50). The
-    CP-NAS scoring split of the ablation is larger next to its training split than the
-    paper's (``cpu``: 100 to 150 images; the paper: 5 % to 50 %), which counts against CP-NAS.
+    The mean seconds per search epoch of each strategy's runs times its number of epochs at
+    ``paper`` (its :meth:`~cpnas.strategy_base.Strategy.plan`). Epochs of different kinds
+    (PC-DARTS' warm-up epochs are cheaper than its bilevel ones) make the projection exact only
+    when the runs had the paper's share of each kind. A scoring split larger next to its training
+    split than the paper's counts against the strategy that scores.
     """
-    from cpnas.strategy_base import get_strategy
+    from cpnas.strategy_base import search_epochs
 
     paper = get_config("paper")
-    paper_epochs = {name: len(get_strategy(name).plan(paper)[0]) for name in ("cpnas", "pcdarts")}
+    paper_epochs = {name: search_epochs(name, paper) for name in SPEED_CLAIM}
     out: dict[str, Any] = {}
-    for name in ("cpnas", "pcdarts"):
+    for name in SPEED_CLAIM:
         mine = [r for r in rows if r["strategy"] == name and r["search_wall_clock_s"] and r["search_epochs"]]
         if not mine:
             raise CpnasError(f"no finished {name} search among the rows")
         out[f"epoch_s_{name}"] = statistics.fmean(r["search_wall_clock_s"] / r["search_epochs"] for r in mine)
         out[f"epochs_{name}"] = statistics.fmean(r["search_epochs"] for r in mine)
         out[f"paper_epochs_{name}"] = paper_epochs[name]
-    out["ratio"] = (out["epoch_s_cpnas"] * paper_epochs["cpnas"]) / (out["epoch_s_pcdarts"] * paper_epochs["pcdarts"])
+    fast, slow = SPEED_CLAIM
+    out["ratio"] = (out[f"epoch_s_{fast}"] * paper_epochs[fast]) / (out[f"epoch_s_{slow}"] * paper_epochs[slow])
     return out
 
 

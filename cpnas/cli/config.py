@@ -7,6 +7,7 @@ import argparse
 from cpnas.cli.common import add_scale_args, resolve_config
 from cpnas.config import PRESET_RECIPES, RECIPE_SOURCES, RECIPES, iter_fields, parse_override
 from cpnas.data import dataset_names
+from cpnas.strategy_base import get_strategy, strategy_names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,16 +19,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default=None, choices=dataset_names(),
                    help="also apply this dataset's search settings (§3.1: ImageNet's search lr and β_P), as "
                         "'cpnas search --dataset' does; --set still comes last")
+    p.add_argument("--strategy", default=None, choices=strategy_names(),
+                   help="show only this strategy's own settings beside the shared ones (default: every "
+                        "strategy's, each marked with the strategy that reads it)")
     p.add_argument("--json", action="store_true", help="print the configuration as JSON")
     p.set_defaults(func=run)
 
 
 def unused_fields(cfg) -> dict[str, str]:
     """Fields the configuration lists but no run reads under its other settings, with what is read instead."""
-    if cfg.search.optimizer == "sgd":
-        return {}
-    why = f"not used: search.optimizer = {cfg.search.optimizer}, PC-DARTS then uses search.%s"
-    return {"search.pc_lr": why % "lr", "search.pc_weight_decay": why % "weight_decay"}
+    return {key: why for name in strategy_names() for key, why in get_strategy(name).unused_settings(cfg).items()}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,8 +48,11 @@ def run(args: argparse.Namespace) -> int:
     for key, value, meta in iter_fields(cfg):
         if meta.get("resolved"):
             continue
+        owner = meta.get("strategy")
+        if owner is not None and args.strategy not in (None, owner):
+            continue  # another strategy's own setting
         tag = " [size]" if meta.get("size") else ""
-        src = meta.get("source", "")
+        src = meta.get("source", "") if owner is None else f"{owner} only: {meta.get('source', '')}"
         if key in RECIPES[recipe]:
             tag, src = " [recipe]", f"recipe {recipe}: {RECIPE_SOURCES[recipe]}"
         if key in by_dataset:

@@ -11,7 +11,7 @@ from cpnas.io import run_lock
 from cpnas.cli.common import (add_accel_args, add_data_args, add_distributed_args, add_run_args, add_scale_args,
                               apply_accel, apply_loader, check_writable, resolve_config, say)
 from cpnas.errors import CpnasError
-from cpnas.strategy_base import beta_p_of, strategy_names
+from cpnas.strategy_base import beta_p_of, get_strategy, strategy_names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,20 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def check_search_memory(strategy: str, cfg, device: str) -> None:
     """Refuse a supernet too large for memory (e.g. ``--set search.init_channels=1000000``) before allocating it."""
-    from cpnas.binary import BINARY, REAL
     from cpnas.evaluation import check_fits_in_memory
-    from cpnas.networks import SearchNetwork
 
     s = cfg.search
-    pcdarts = strategy == "pcdarts"  # one partial-channel supernet; the others: 1-bit Child and 32-bit Parent
-
-    def build():
-        return [SearchNetwork(s.init_channels, 10, s.layers, s.reduction_layers, prec,
-                              partial_k=s.pc_partial_k if pcdarts else 1)
-                for prec in ((BINARY,) if pcdarts else (BINARY, REAL))]
-
     check_fits_in_memory(f"the search network (search.init_channels = {s.init_channels}, "
-                         f"search.layers = {s.layers})", build, copies=3, device=device)
+                         f"search.layers = {s.layers})", lambda: get_strategy(strategy).supernets(cfg, 10),
+                         copies=3, device=device)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@
 * :mod:`~cpnas.data.splits` — seeded, class-stratified splits (:func:`search_split`, …);
 * :mod:`~cpnas.data.loader` — :class:`TensorLoader`: augmentation, normalisation, cutout.
 
-Everything public is re-exported here: ``from cpnas import data as D; D.TensorLoader``.
+Everything public is re-exported here: ``from cpnas import data; data.TensorLoader``.
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ def _torchvision_decoders() -> tuple | None:
 def _decode_bytes(data: bytes, path: str) -> torch.Tensor:
     """Decode one image file's bytes to a 3×H×W uint8 tensor (grayscale/CMYK/palette → RGB).
 
-    libjpeg-turbo through ``torchvision.io`` (about 3× faster than PIL on small
-    JPEGs, identical pixels on the CIFAR-10 copy), PIL ``convert("RGB")`` for
+    libjpeg-turbo through ``torchvision.io`` (faster than PIL on small JPEGs, identical
+    pixels on the CIFAR-10 copy), PIL ``convert("RGB")`` for
     anything it cannot read.
     """
     decoders = _torchvision_decoders()
