@@ -406,18 +406,55 @@ class PackedMeta:
     reductions: tuple[int, ...] | None = None
 
 
+def _cl(x: torch.Tensor) -> torch.Tensor:
+    return x if x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last) else \
+        x.float().contiguous(memory_format=torch.channels_last)
+
+
 class PackedNetwork(nn.Module):
     """A packed evaluation network: ``forward(x) -> logits`` (no auxiliary tower), inference only."""
+
+    use_plans: bool = True
+    """Run each cell as one extension call (:mod:`cpnas.deploy.cellplan`); ``False``: op by op, as PyTorch modules."""
 
     def __init__(self, body: nn.Module, meta: PackedMeta | None = None) -> None:
         super().__init__()
         self.body = body
         self.meta = meta
+        self._plans: list | None = None  # per cell: its CellPlan or None; built at the first forward
+        self._tracing = False  # trace_integers runs op by op
+        body.register_load_state_dict_post_hook(lambda module, keys: self._drop_plans())
+
+    def _drop_plans(self) -> None:
+        self._plans = None  # the plans hold the kernel-layout tensors, which loading replaces
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.body(x.contiguous(memory_format=torch.channels_last))
-        return out[0] if isinstance(out, tuple) else out
+        x = x.contiguous(memory_format=torch.channels_last)
+        body = self.body
+        if not self.use_plans or self._tracing or not hasattr(body, "cells"):
+            out = body(x)
+            return out[0] if isinstance(out, tuple) else out
+        if self._plans is None:
+            from cpnas.deploy.cellplan import cell_plan
+
+            self._plans = [cell_plan(cell) for cell in body.cells]
+        if hasattr(body, "stem"):
+            s0 = s1 = body.stem(x)
+        else:
+            s0 = body.stem0(x)
+            s1 = body.stem1(s0)
+        for cell, plan in zip(body.cells, self._plans):
+            s0, s1 = s1, (plan.forward(_cl(s0), _cl(s1)) if plan is not None else cell(s0, s1))
+        return body.classifier(torch.flatten(body.global_pooling(s1), 1))
+
+    def planned_cells(self) -> int:
+        """How many cells run as one extension call (builds the plans)."""
+        from cpnas.deploy.cellplan import cell_plan
+
+        if self._plans is None:
+            self._plans = [cell_plan(cell) for cell in self.body.cells]
+        return sum(p is not None for p in self._plans)
 
     def counts(self) -> dict[str, int]:
         """How many convs of each kind the packed form runs."""
@@ -434,9 +471,11 @@ class PackedNetwork(nn.Module):
         convs = [m for m in self.modules() if isinstance(m, PackedConv1x1)]
         for m in convs:
             m.trace = found
+        self._tracing = True
         try:
             yield found
         finally:
+            self._tracing = False
             for m in convs:
                 m.trace = None
 
