@@ -139,6 +139,9 @@ def _read_image(path: Path, size: int) -> torch.Tensor:
 def exactness(model: nn.Module, packed: nn.Module, inputs: torch.Tensor) -> dict[str, Any]:
     """Packed vs simulated on ``inputs``: equal XNOR integers and logits within :data:`LOGIT_TOLERANCE`.
 
+    The packed network runs twice: op by op, recording the integers, and as it runs
+    (each cell one extension call, :mod:`cpnas.deploy.cellplan`), whose logits must be
+    bit-identical to the op-by-op ones (``cells_planned_equal_op_by_op``).
     The simulated network runs with its binary depthwise convs exact
     (:func:`~cpnas.deploy.packed.exact_depthwise`: sign(0) = +1 at exact ties, as the
     packed int8 kernel). ``float_ties`` compares with the simulated network as it is,
@@ -154,15 +157,18 @@ def exactness(model: nn.Module, packed: nn.Module, inputs: torch.Tensor) -> dict
     with exact_depthwise(model), simulated_integers(model) as sim_ints:
         sim = simulate(model, inputs)
     with packed.trace_integers() as packed_ints:
-        out = packed(inputs)
+        op_by_op = packed(inputs)
+    out = packed(inputs)  # each cell as one extension call where it has a plan
     pairs = list(zip(sim_ints, packed_ints))
     differing = sum(int((a != b).sum()) for a, b in pairs if a.shape == b.shape)
     integers_equal = len(sim_ints) == len(packed_ints) and all(a.shape == b.shape for a, b in pairs) and differing == 0
     max_abs = float((sim - out).abs().max())
-    return {"exact": bool(integers_equal and max_abs <= LOGIT_TOLERANCE), "max_abs_diff": max_abs,
+    return {"exact": bool(integers_equal and max_abs <= LOGIT_TOLERANCE and torch.equal(out, op_by_op)),
+            "max_abs_diff": max_abs,
             "integers_equal": bool(integers_equal), "integer_tensors": len(sim_ints),
             "integers_compared": int(sum(a.numel() for a in sim_ints)), "integers_differing": differing,
             "argmax_equal": bool(torch.equal(sim.argmax(1), out.argmax(1))),
+            "cells_planned_equal_op_by_op": bool(torch.equal(out, op_by_op)),
             "max_abs_logit": float(sim.abs().max()), "tolerance": LOGIT_TOLERANCE,
             "float_ties": {"max_abs_diff": float((as_is - out).abs().max()),
                            "argmax_equal": bool(torch.equal(as_is.argmax(1), out.argmax(1))),
@@ -246,7 +252,10 @@ def time_shares(packed: nn.Module, x: torch.Tensor, reps: int = 3) -> dict[str, 
     XNOR-popcount pointwise, folded BN); ``xnor_1x1``: the other packed 1×1 convs
     (preprocessing, factorized reduce); ``float_depthwise``: depthwise convs whose
     input stays real (Table 2's ``*``); ``pooling``: 3×3 pools; ``real_layers``: stem,
-    BN, classifier; ``other``: node sums, concatenations, slicing, Python.
+    BN, classifier; ``other``: node sums, concatenations, slicing, Python. These are
+    timed op by op (``total``). With each cell one extension call, ``planned_stem``,
+    ``planned_cells`` and ``planned_head`` (pooling and classifier) split the forward
+    (``planned_total``).
     """
     from cpnas.deploy.packed import PackedConv1x1, PackedDepthwise, PackedDilConv, PackedPool, PackedSepConv
 
@@ -265,7 +274,9 @@ def time_shares(packed: nn.Module, x: torch.Tensor, reps: int = 3) -> dict[str, 
         handles.append(m.register_forward_pre_hook(lambda mod, a: starts.__setitem__(id(mod), time.perf_counter())))
         handles.append(m.register_forward_hook(
             lambda mod, a, out, name=name: spent.__setitem__(name, spent[name] + time.perf_counter() - starts[id(mod)])))
+    planned = getattr(packed, "use_plans", False)
     try:
+        packed.use_plans = False
         packed(x)  # warm-up
         spent = {k: 0.0 for k in spent}
         start = time.perf_counter()
@@ -273,11 +284,22 @@ def time_shares(packed: nn.Module, x: torch.Tensor, reps: int = 3) -> dict[str, 
             packed(x)
         total = (time.perf_counter() - start) / reps
     finally:
+        packed.use_plans = planned
         for h in handles:
             h.remove()
     shares = {k: 1e3 * v / reps for k, v in spent.items()}
     shares["other"] = 1e3 * total - sum(shares.values())
     shares["total"] = 1e3 * total
+    if planned:
+        packed(x)
+        packed.clock = clock = {}
+        try:
+            for _ in range(reps):
+                packed(x)
+        finally:
+            packed.clock = None
+        shares.update({f"planned_{k}": 1e3 * v / reps for k, v in clock.items()})
+        shares["planned_total"] = sum(shares[f"planned_{k}"] for k in clock)
     return shares
 
 
@@ -392,7 +414,7 @@ def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", 
     simulated 1-bit networks are timed (``path: "simulated"``).
     """
     from cpnas.deploy import kernels
-    from cpnas.deploy.packed import PackedMeta, pack_network, simulate
+    from cpnas.deploy.packed import PackedMeta, PackedNetwork, pack_network, simulate
 
     unavailable = kernels.toolchain_missing()
     if unavailable is None:
@@ -432,7 +454,9 @@ def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", 
     fresh = torch.randn((exact_images, *image_shape), generator=torch.Generator().manual_seed(seed + 1))
     checks = {"images": exactness(binary, packed, images[:exact_images]),
               "random": exactness(binary, packed, fresh)}
-    nets = {**fp32, "simulated": lambda x: simulate(binary, x), "packed": packed}
+    op_by_op = PackedNetwork(packed.body, meta)
+    op_by_op.use_plans = False
+    nets = {**fp32, "simulated": lambda x: simulate(binary, x), "packed": packed, "packed_op_by_op": op_by_op}
     table = _with_fp32_baseline(network_latency(nets, image_shape, batches=batches, thread_counts=thread_counts,
                                                 reps=reps))
     first = table[f"batch{batches[0]}"][f"threads{thread_counts[0]}"]
@@ -453,7 +477,8 @@ def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", 
         "path": "packed",
         "exact": all(c["exact"] for c in checks.values()),
         "max_abs_diff": max(c["max_abs_diff"] for c in checks.values()),
-        "latency_ms": {k: first[k] for k in ("fp32", "simulated", "packed")},
+        "latency_ms": {k: first[k] for k in ("fp32", "fp32_eager", "fp32_compiled", "simulated", "packed",
+                                             "packed_op_by_op") if k in first},
         "latency_batch": batches[0], "latency_threads": thread_counts[0],
         "fp32_baseline": first["fp32_baseline"],
         "speedup_end_to_end": first["speedup_end_to_end"],
@@ -468,6 +493,7 @@ def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", 
         "macs": macs_split(binary, image_shape),
         "packed_time_ms": shares,
         "convs": packed.counts(),
+        "cells_planned": f"{packed.planned_cells()} of {len(packed.body.cells)}",
         "network": {**info, "size": size, "genotype": genotype.to_dict()},
         "machine": machine(),
     }

@@ -37,6 +37,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -416,6 +417,8 @@ class PackedNetwork(nn.Module):
 
     use_plans: bool = True
     """Run each cell as one extension call (:mod:`cpnas.deploy.cellplan`); ``False``: op by op, as PyTorch modules."""
+    clock: dict[str, float] | None = None
+    """When a dict, planned forwards add their seconds in the ``stem``, the ``cells`` and the ``head`` to it."""
 
     def __init__(self, body: nn.Module, meta: PackedMeta | None = None) -> None:
         super().__init__()
@@ -439,14 +442,24 @@ class PackedNetwork(nn.Module):
             from cpnas.deploy.cellplan import cell_plan
 
             self._plans = [cell_plan(cell) for cell in body.cells]
+        clock = self.clock
+        t0 = time.perf_counter() if clock is not None else 0.0
         if hasattr(body, "stem"):
             s0 = s1 = body.stem(x)
         else:
             s0 = body.stem0(x)
             s1 = body.stem1(s0)
+        if clock is not None:
+            t1 = time.perf_counter()
         for cell, plan in zip(body.cells, self._plans):
             s0, s1 = s1, (plan.forward(_cl(s0), _cl(s1)) if plan is not None else cell(s0, s1))
-        return body.classifier(torch.flatten(body.global_pooling(s1), 1))
+        if clock is not None:
+            t2 = time.perf_counter()
+        logits = body.classifier(torch.flatten(body.global_pooling(s1), 1))
+        if clock is not None:
+            for name, dt in (("stem", t1 - t0), ("cells", t2 - t1), ("head", time.perf_counter() - t2)):
+                clock[name] = clock.get(name, 0.0) + dt
+        return logits
 
     def planned_cells(self) -> int:
         """How many cells run as one extension call (builds the plans)."""
