@@ -82,8 +82,11 @@ class _NoPlan(Exception):
     pass
 
 
-def cell_plan(cell: nn.Module) -> object | None:
-    """The extension's ``CellPlan`` of a packed cell, or ``None`` when one of its ops has no packed kernel."""
+def cell_plan(cell: nn.Module, isa: str | None = None) -> object | None:
+    """The extension's ``CellPlan`` of a packed cell, or ``None`` when one of its ops has no packed kernel.
+
+    ``isa``: the plan runs the kernels of that instruction set's build (:func:`cpnas.deploy.kernels.extension`).
+    """
     prog = _Program()
     try:
         for pre, src, dst in ((cell.pre0, INPUTS[0], 0), (cell.pre1, INPUTS[1], 1)):
@@ -100,4 +103,4 @@ def cell_plan(cell: nn.Module) -> object | None:
             raise _NoPlan("a concatenated node without inputs")
     except _NoPlan:
         return None
-    return kernels.extension().CellPlan(prog.tensors, prog.ints, 2 + cell.num_nodes, cell.c, list(cell.concat))
+    return kernels.extension(isa).CellPlan(prog.tensors, prog.ints, 2 + cell.num_nodes, cell.c, list(cell.concat))

@@ -402,7 +402,7 @@ def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", 
                   batches: Sequence[int] = (1,), thread_counts: Sequence[int] | None = None,
                   kernel_channels: Sequence[int] = KERNEL_CHANNELS, exact_images: int = 8, reps: int = 5,
                   seed: int = 0, packed_file: str | os.PathLike | None = None,
-                  compile_fp32: bool = True) -> dict[str, Any]:
+                  compile_fp32: bool = True, isas: Sequence[str] = ()) -> dict[str, Any]:
     """Pack ``genotype``'s network, check it against the simulated one, time them, size the file.
 
     The 32-bit baseline is the faster, per batch and thread count, of eager PyTorch in
@@ -410,7 +410,9 @@ def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", 
     ``latency_ms`` holds the first batch at the first thread count
     (``speedup_end_to_end`` = fp32 / packed there), the ``latency`` table every
     measured batch and thread count. ``packed_file``: also write the packed model there
-    (atomically). Without a C++ toolchain: one log line, and only the 32-bit and the
+    (atomically). ``isas``: also time the planned network on the builds of the extension for
+    these instruction sets (``packed_<isa>``, e.g. the AVX2 path on an AVX-512 machine), checked
+    bit-identical to the default build first. Without a C++ toolchain: one log line, and only the 32-bit and the
     simulated 1-bit networks are timed (``path: "simulated"``).
     """
     from cpnas.deploy import kernels
@@ -457,6 +459,11 @@ def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", 
     op_by_op = PackedNetwork(packed.body, meta)
     op_by_op.use_plans = False
     nets = {**fp32, "simulated": lambda x: simulate(binary, x), "packed": packed, "packed_op_by_op": op_by_op}
+    for isa in isas:
+        nets[f"packed_{isa}"] = narrower = PackedNetwork(packed.body, meta)
+        narrower.isa = isa
+        if not torch.equal(narrower(images[:2]), packed(images[:2])):
+            raise CpnasError(f"the {isa} build of the extension computes other logits than the default build")
     table = _with_fp32_baseline(network_latency(nets, image_shape, batches=batches, thread_counts=thread_counts,
                                                 reps=reps))
     first = table[f"batch{batches[0]}"][f"threads{thread_counts[0]}"]
@@ -477,8 +484,8 @@ def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", 
         "path": "packed",
         "exact": all(c["exact"] for c in checks.values()),
         "max_abs_diff": max(c["max_abs_diff"] for c in checks.values()),
-        "latency_ms": {k: first[k] for k in ("fp32", "fp32_eager", "fp32_compiled", "simulated", "packed",
-                                             "packed_op_by_op") if k in first},
+        "latency_ms": {k: v for k, v in first.items() if isinstance(v, float) and k != "speedup_end_to_end"},
+        "isa_paths": {isa: kernels.extension(isa).simd_path() for isa in isas},
         "latency_batch": batches[0], "latency_threads": thread_counts[0],
         "fp32_baseline": first["fp32_baseline"],
         "speedup_end_to_end": first["speedup_end_to_end"],

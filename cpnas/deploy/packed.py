@@ -417,6 +417,8 @@ class PackedNetwork(nn.Module):
 
     use_plans: bool = True
     """Run each cell as one extension call (:mod:`cpnas.deploy.cellplan`); ``False``: op by op, as PyTorch modules."""
+    isa: str | None = None
+    """The instruction set whose build of the extension the planned cells run (``None``: the default build)."""
     clock: dict[str, float] | None = None
     """When a dict, planned forwards add their seconds in the ``stem``, the ``cells`` and the ``head`` to it."""
 
@@ -466,7 +468,7 @@ class PackedNetwork(nn.Module):
         from cpnas.deploy.cellplan import cell_plan
 
         if self._plans is None:
-            self._plans = [cell_plan(cell) for cell in self.body.cells]
+            self._plans = [cell_plan(cell, self.isa) for cell in self.body.cells]
         return sum(p is not None for p in self._plans)
 
     def counts(self) -> dict[str, int]:

@@ -827,7 +827,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("xnor_gemm_sign_pad", &xnor_gemm_sign_pad, "XNOR GEMM writing the int8 signs of its output, zero-bordered");
   m.def("pool3x3", &pool3x3, "3x3 max or average pooling (count_include_pad=False), channels_last");
   m.def("binary_chain", &binary_chain, "binary (depthwise -> pointwise + folded BN) stages, float output");
-  pybind11::class_<CellPlan>(m, "CellPlan", "a whole packed cell as one call, its scratch memory planned once")
+  // module_local: the builds for several instruction sets load side by side, each with its own CellPlan
+  pybind11::class_<CellPlan>(m, "CellPlan", pybind11::module_local(),
+                             "a whole packed cell as one call, its scratch memory planned once")
       .def(pybind11::init<std::vector<torch::Tensor>, std::vector<int64_t>, int64_t, int64_t, std::vector<int64_t>>())
       .def("forward", &CellPlan::forward, "the cell on channels_last float32 inputs s0, s1",
            pybind11::call_guard<pybind11::gil_scoped_release>());
