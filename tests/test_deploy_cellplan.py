@@ -14,7 +14,7 @@ from torch import nn
 
 from cpnas.deploy import kernels
 from cpnas.deploy.measure import LOGIT_TOLERANCE, calibrate_bn, exactness, sample_images, trained_looking_bn
-from cpnas.deploy.packed import pack_network
+from cpnas.deploy.network import pack_network
 from cpnas.genotype import DARTS_V2, Genotype
 from cpnas.networks import NetworkCIFAR
 
@@ -134,7 +134,7 @@ def test_a_body_without_cells_runs_as_modules():
 @pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"), reason="no AVX2 on this CPU")
 def test_the_avx2_build_computes_the_same_logits_as_the_default_build(seed):
     """The AVX2 kernels (built with AVX-512 off, whatever this CPU has) against the default build, planned cells."""
-    from cpnas.deploy.packed import PackedNetwork
+    from cpnas.deploy.network import PackedNetwork
 
     packed = pack_network(_network(FOUND_CELL, seed))
     avx2 = PackedNetwork(packed.body)

@@ -76,7 +76,7 @@ def _classify(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cpnas.deploy.measure import deploy_report
+    from cpnas.deploy.report import deploy_report
     from cpnas.genotype import load_genotype
 
     if args.load is not None:
