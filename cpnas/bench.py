@@ -468,7 +468,7 @@ def markdown(res: dict[str, Any]) -> str:
                              f"{r['img_per_s_per_thread']:.1f} |")
         lines.append("")
     if res.get("deploy"):
-        from cpnas.deploy.measure import markdown as deploy_markdown
+        from cpnas.deploy.report import markdown as deploy_markdown
 
         lines.append(deploy_markdown(res["deploy"]) if "error" not in res["deploy"]
                      else f"## (e) 1-bit inference measured: skipped ({res['deploy']['error']})\n")
@@ -489,11 +489,11 @@ def markdown(res: dict[str, Any]) -> str:
 
 def deploy(scale: str = "cpu") -> dict[str, Any]:
     """(e): the packed XNOR-popcount network vs the simulated 1-bit and the 32-bit one (:mod:`cpnas.deploy`)."""
-    from cpnas.deploy import measure
+    from cpnas.deploy import report
     from cpnas.errors import CpnasError
 
     try:
-        return measure.bench(scale)
+        return report.bench(scale)
     except CpnasError as exc:  # no compiler: the rest of the benchmark still runs
         return {"error": str(exc)}
 

@@ -69,9 +69,9 @@ def test_a_read_only_out_is_one_line_before_data_loads(command, tmp_path, capsys
 
 
 def test_a_read_only_deploy_out_is_one_line_before_the_build(tmp_path, capsys, monkeypatch, read_only_fs):
-    import cpnas.deploy.measure
+    import cpnas.deploy.report
 
-    monkeypatch.setattr(cpnas.deploy.measure, "deploy_report", lambda *a, **k: pytest.fail("deploy ran"))
+    monkeypatch.setattr(cpnas.deploy.report, "deploy_report", lambda *a, **k: pytest.fail("deploy ran"))
     assert main(["deploy", "--genotype", GENOTYPE, "--out", str(tmp_path / "net.cpnas")]) == 2
     assert "read-only file system" in one_line(capsys, "cpnas deploy")
 
@@ -90,9 +90,9 @@ def test_a_chmod_read_only_out_is_one_line(tmp_path, capsys, no_data):
 
 
 def test_deploy_with_a_missing_checkpoint_is_refused_before_the_extension_is_built(tmp_path, capsys, monkeypatch):
-    import cpnas.deploy.measure
+    import cpnas.deploy.report
 
-    monkeypatch.setattr(cpnas.deploy.measure, "deploy_report", lambda *a, **k: pytest.fail("deploy ran"))
+    monkeypatch.setattr(cpnas.deploy.report, "deploy_report", lambda *a, **k: pytest.fail("deploy ran"))
     assert main(["deploy", "--genotype", GENOTYPE, "--checkpoint", str(tmp_path / "nothere")]) == 2
     assert "no such folder" in one_line(capsys, "cpnas deploy")
     assert main(["deploy", "--genotype", GENOTYPE, "--checkpoint", str(tmp_path)]) == 2

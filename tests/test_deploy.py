@@ -21,9 +21,10 @@ from torch import nn
 from cpnas.binary import BINARY, BinaryConv2d, get_precision
 from cpnas.deploy import kernels
 from cpnas.deploy.measure import LOGIT_TOLERANCE, exactness
+from cpnas.deploy.network import PackedNetwork, load_packed, pack_network, to_bytes
+from cpnas.deploy.packed import PackedConv1x1, pack_bits, unpack_signs
 from cpnas.deploy.pair import calibrate_bn, sample_images
-from cpnas.deploy.packed import (PackedConv1x1, PackedNetwork, load_packed, pack_bits, pack_network, simulate,
-                                 to_bytes, unpack_signs)
+from cpnas.deploy.simulated import simulate
 from cpnas.errors import CpnasError
 from cpnas.genotype import DARTS_V2, load_genotype
 from cpnas.networks import Cell, NetworkCIFAR
@@ -255,7 +256,7 @@ def test_whole_network_logits_equal_and_file_round_trips(seed):
     assert packed.counts()["xnor_1x1"] > 0 and packed.counts()["binary_kept_float"] == 0
     _assert_exact(exactness(net, packed, images[:8]))
     _assert_exact(exactness(net, packed, torch.randn(8, 3, 32, 32)))
-    from cpnas.deploy.packed import PackedMeta
+    from cpnas.deploy.network import PackedMeta
 
     meta = PackedMeta(genotype=DARTS_V2.to_dict(), dataset="cifar10", channels=8, layers=5, num_classes=10)
     packed = pack_network(net, meta)
@@ -375,7 +376,8 @@ def test_cli_json_reports_exact_and_the_figures(data_dir, capsys):
                  "--no-compile"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["exact"] is True and report["max_abs_diff"] <= LOGIT_TOLERANCE
-    assert set(report["latency_ms"]) == {"fp32", "simulated", "packed"}
+    assert set(report["latency_ms"]) == {"fp32", "fp32_eager", "simulated", "packed", "packed_op_by_op"}
+    assert report["cells_planned"] == "5 of 5" and report["exactness"]["images"]["cells_planned_equal_op_by_op"]
     assert report["speedup_end_to_end"] == report["latency_ms"]["fp32"] / report["latency_ms"]["packed"]
     assert report["fp32_baseline"] in {"eager channels_last", "torch.compile"}
     assert report["machine"]["depthwise_path"].endswith("int8")
@@ -402,7 +404,7 @@ def test_imagenet_network_packed_equals_simulated(seed):
 
 
 def _small_packed():
-    from cpnas.deploy.packed import PackedMeta
+    from cpnas.deploy.network import PackedMeta
 
     net = NetworkCIFAR(DARTS_V2, C=8, layers=5, auxiliary=False)
     _bn_random(net, 5)

@@ -53,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-compile", dest="compile_fp32", action="store_false",
                    help="time the 32-bit baseline in eager PyTorch only (default: also torch.compile, and the "
                         "faster is the baseline)")
+    p.add_argument("--isa", type=lambda t: tuple(x for x in t.split(",") if x), default=(), metavar="ISA[,ISA]",
+                   help="also time the packed network on the extension built for these instruction sets "
+                        "(avx2, portable; e.g. the AVX2 path on an AVX-512 CPU)")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.set_defaults(func=run)
 
@@ -75,7 +78,7 @@ def _classify(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cpnas.deploy.measure import deploy_report
+    from cpnas.deploy.report import deploy_report
     from cpnas.genotype import load_genotype
 
     if args.load is not None:
@@ -87,6 +90,10 @@ def run(args: argparse.Namespace) -> int:
     if args.genotype is None:
         raise CpnasError("give --genotype PATH (to pack and measure a network) or --load FILE --images FOLDER")
     cfg = resolve_config(args)
+    from cpnas.deploy.kernels import chosen_isa
+
+    for isa in args.isa:
+        chosen_isa(isa)  # an unknown instruction set is one line now, not after the measurement
     genotype = load_genotype(args.genotype)  # a bad path or file is a one-line CpnasError
     # checked here, before the C++ extension is built (a minute at first use)
     if args.checkpoint is not None and not (args.checkpoint / CHECKPOINT).is_file():
@@ -96,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.save.parent, "--save")
     report = deploy_report(genotype, cfg, dataset=args.dataset, size=args.size, checkpoint=args.checkpoint,
                            data_root=args.data, batches=args.batch, thread_counts=args.threads,
-                           packed_file=args.save, compile_fp32=args.compile_fp32)
+                           packed_file=args.save, compile_fp32=args.compile_fp32, isas=args.isa)
     if args.json:
         print(json.dumps(report, indent=1))
         return 0

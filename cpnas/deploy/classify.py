@@ -41,8 +41,8 @@ def classify(model_file: str | os.PathLike, folder: str | os.PathLike, *, image_
     """
     from cpnas.data import normalize
     from cpnas.deploy import kernels
+    from cpnas.deploy.network import load_packed
     from cpnas.deploy.pair import _read_image
-    from cpnas.deploy.packed import load_packed
 
     packed = load_packed(model_file)
     files = image_files(folder)

@@ -37,17 +37,25 @@ ISA_FLAGS = {"native": (), "avx2": ("-mno-avx512f",), "portable": ("-mno-avx512f
 AVX-512 machine); default ``native``."""
 
 
-def cflags() -> tuple[str, ...]:
-    """The compiler flags: :data:`CFLAGS` and those of ``$CPNAS_XNOR_ISA``; an unknown value is one clear error."""
-    isa = os.environ.get(ISA_ENV, "native").strip() or "native"
+def chosen_isa(isa: str | None = None) -> str:
+    """``isa``, else ``$CPNAS_XNOR_ISA``, else ``native``; an unknown value is one clear error."""
+    isa = isa or os.environ.get(ISA_ENV, "native").strip() or "native"
     if isa not in ISA_FLAGS:
         raise CpnasError(f"{ISA_ENV}={isa!r}: choose one of {', '.join(ISA_FLAGS)}")
-    return CFLAGS + ISA_FLAGS[isa]
+    return isa
+
+
+def cflags(isa: str | None = None) -> tuple[str, ...]:
+    """The compiler flags: :data:`CFLAGS` and those of the instruction set (:func:`chosen_isa`)."""
+    return CFLAGS + ISA_FLAGS[chosen_isa(isa)]
+
+
 INSTALL_HINT = ("install a C++ compiler and ninja: 'apt-get install g++ ninja-build' (Debian/Ubuntu) "
                 "or 'pip install ninja' with any g++")
 
 _lock = threading.Lock()
 _ext: ModuleType | None = None
+_narrower: dict[str, ModuleType] = {}  # builds for an instruction set asked by name (extension(isa))
 
 
 def _compiler() -> str | None:
@@ -84,44 +92,59 @@ def toolchain_missing() -> str | None:
     return " and ".join(missing) or None
 
 
-def build_name() -> str:
+def build_name(isa: str | None = None) -> str:
     """Extension name: source hash + machine hash (a -march=native build only runs where it was built)."""
     from cpnas.dispatch import machine_id
 
-    digest = hashlib.sha1(SOURCE.read_bytes() + " ".join(cflags()).encode() + machine_id().encode()).hexdigest()
+    digest = hashlib.sha1(SOURCE.read_bytes() + " ".join(cflags(isa)).encode() + machine_id().encode()).hexdigest()
     return f"cpnas_xnor_{digest[:12]}"
 
 
-def build_dir() -> Path:
+def build_dir(isa: str | None = None) -> Path:
     from cpnas.paths import default_cache_dir
 
-    return default_cache_dir() / "torch_extensions" / build_name()
+    return default_cache_dir() / "torch_extensions" / build_name(isa)
 
 
-def extension() -> ModuleType:
-    """The compiled extension (``pack_signs``, ``xnor_gemm``, ``simd_path``), built on first use."""
+def extension(isa: str | None = None) -> ModuleType:
+    """The compiled extension (``pack_signs``, ``xnor_gemm``, ``simd_path``, ``CellPlan``), built on first use.
+
+    ``isa`` (a key of :data:`ISA_FLAGS`): a build for that instruction set, loaded beside the default one (the
+    packed network keeps using the default; a ``CellPlan`` made from this module runs its kernels).
+    """
     global _ext
+    if isa is not None and chosen_isa(isa) != chosen_isa():
+        with _lock:
+            if isa not in _narrower:
+                _narrower[isa] = _build(isa)
+        return _narrower[isa]
     if _ext is not None:
         return _ext
     with _lock:
         if _ext is None:
-            missing = toolchain_missing()
-            if missing:
-                raise CpnasError(f"the packed 1-bit kernels need {missing} to build once; {INSTALL_HINT}. "
-                                 "The simulated 1-bit network (plain PyTorch) works without them.")
-            load = cpp_extension().load
-            folder = build_dir()
-            folder.mkdir(parents=True, exist_ok=True)
-            os.environ.setdefault("MAX_JOBS", "2")
-            log.info("loading the XNOR-popcount extension from %s (built there on first use, about half a minute)", folder)
-            try:
-                _ext = load(name=build_name(), sources=[str(SOURCE)], extra_cflags=list(cflags()),
-                            build_directory=str(folder), with_cuda=False, verbose=False)
-            except (RuntimeError, OSError, ImportError) as exc:  # compiler errors arrive as RuntimeError
-                raise CpnasError(f"building the XNOR-popcount extension failed in {folder} ({_first_error(exc)}); "
-                                 f"{INSTALL_HINT}, or delete that folder and retry") from exc
-            log.info("XNOR-popcount extension ready: %s path", _ext.simd_path())
+            _ext = _build(None)
     return _ext
+
+
+def _build(isa: str | None) -> ModuleType:
+    """Compile (or load the cached build of) the extension for ``isa`` (``None``: :func:`chosen_isa`)."""
+    missing = toolchain_missing()
+    if missing:
+        raise CpnasError(f"the packed 1-bit kernels need {missing} to build once; {INSTALL_HINT}. "
+                         "The simulated 1-bit network (plain PyTorch) works without them.")
+    load = cpp_extension().load
+    folder = build_dir(isa)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("MAX_JOBS", "2")
+    log.info("loading the XNOR-popcount extension from %s (built there on first use, about half a minute)", folder)
+    try:
+        ext = load(name=build_name(isa), sources=[str(SOURCE)], extra_cflags=list(cflags(isa)),
+                   build_directory=str(folder), with_cuda=False, verbose=False)
+    except (RuntimeError, OSError, ImportError) as exc:  # compiler errors arrive as RuntimeError
+        raise CpnasError(f"building the XNOR-popcount extension failed in {folder} ({_first_error(exc)}); "
+                         f"{INSTALL_HINT}, or delete that folder and retry") from exc
+    log.info("XNOR-popcount extension ready: %s path", ext.simd_path())
+    return ext
 
 
 def _first_error(exc: BaseException) -> str:

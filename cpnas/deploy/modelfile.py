@@ -9,7 +9,7 @@ Layout (version 1; all integers little endian)::
     then                 the tensors' bytes, one after another, in header order
 
 The header holds ``meta`` (what rebuilds the network: genotype, dataset, channels,
-cells, classes; :class:`~cpnas.deploy.packed.PackedMeta`), ``data_bytes`` and
+cells, classes; :class:`~cpnas.deploy.network.PackedMeta`), ``data_bytes`` and
 ``data_sha256`` (size and SHA-256 of everything after the header: a truncated or
 altered file is refused), and ``tensors``: for each, ``name`` (the key in the packed
 network's state dict), ``dtype`` (``int64``, ``float32``, …), ``shape``, ``offset``

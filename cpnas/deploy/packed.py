@@ -1,8 +1,7 @@
-"""The inference form of a trained 1-bit network: packed weights, folded BN, XNOR-popcount 1×1 convs.
+"""The packed modules of a trained 1-bit network: packed weights, folded BN, XNOR-popcount 1×1 convs.
 
-:func:`pack_network` turns an evaluation network (:class:`~cpnas.networks.NetworkCIFAR`
-or :class:`~cpnas.networks.NetworkImageNet`, eval mode) into a
-:class:`PackedNetwork` that computes the same logits:
+:func:`~cpnas.deploy.network.pack_network` replaces every op block of an evaluation
+network by the module here that computes the same values:
 
 * **Binary 1×1 convs** (the pointwise half of every ``dil_conv`` / ``sep_conv``, the
   input-node preprocessing, both halves of a factorized reduce): weights stored as
@@ -21,25 +20,19 @@ or :class:`~cpnas.networks.NetworkImageNet`, eval mode) into a
   sum 0, border pixels only) the kernel takes sign(0) = +1; the simulated network's
   float32 conv leaves a rounding residual whose sign depends on the kernel form, so
   exactness is checked against the simulated network with exact depthwise sums
-  (:func:`exact_depthwise`). A depthwise conv with real inputs (Table 2's ``*``)
-  stays float32 (:class:`PackedDepthwise`).
+  (:func:`~cpnas.deploy.simulated.exact_depthwise`). A depthwise conv with real
+  inputs (Table 2's ``*``) stays float32 (:class:`PackedDepthwise`).
 * **Pooling** runs in the extension, bit-identical to PyTorch's CPU kernels.
 * **Reals stay real**: the stem, skip connections, node sums, the classifier,
-  and any conv whose inputs are real (Table 2's ``*`` / ``**`` variants) run as in
-  the simulated network.
+  and any conv whose inputs are real (Table 2's ``*`` / ``**`` variants) compute
+  the simulated network's float values (node sums and skip connections inside the
+  extension where a cell runs as one call, :mod:`cpnas.deploy.cellplan`).
 
 Activations flow in ``channels_last`` (NHWC), so the channels of one pixel — the
 bits one word packs — are contiguous.
 """
 
 from __future__ import annotations
-
-import copy
-import logging
-import os
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -48,9 +41,7 @@ from torch import nn
 from cpnas import fastconv
 from cpnas.binary import BinaryConv2d, scaling_factor, sign
 from cpnas.deploy import kernels
-from cpnas.ops import ConvBN, DilConv, FactorizedReduce, Pool, SepConv
-
-log = logging.getLogger(__name__)
+from cpnas.ops import Pool
 
 WORD_BITS = 64
 """Signs per storage word (uint64, kept in int64 tensors)."""
@@ -363,222 +354,3 @@ class PackedPool(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.kind}, 3x3, stride={self.stride}"
-
-
-def _pack_module(m: nn.Module) -> nn.Module | None:
-    """The packed replacement of one op block, or ``None`` to keep it as it is."""
-    if isinstance(m, Pool):
-        return PackedPool.of(m)
-    if isinstance(m, ConvBN) and _binary_1x1(m[0]):
-        return PackedConvBN(PackedConv1x1.fold(m[0], *_bn_affine(m[1])))
-    if isinstance(m, SepConv):
-        units = [_pack_module(half) for half in m]
-        if all(isinstance(u, PackedDilConv) for u in units):
-            return PackedSepConv(*units)
-    if isinstance(m, DilConv) and _binary_1x1(m[1]) and isinstance(m[0], BinaryConv2d):
-        return PackedDilConv(PackedDepthwise.from_binary(m[0]), PackedConv1x1.fold(m[1], *_bn_affine(m[2])))
-    if isinstance(m, FactorizedReduce) and _binary_1x1(m.conv_1) and _binary_1x1(m.conv_2):
-        scale, shift = _bn_affine(m.bn)
-        half = m.conv_1.out_channels
-        return PackedFactorizedReduce(PackedConv1x1.fold(m.conv_1, scale[:half], shift[:half]),
-                                      PackedConv1x1.fold(m.conv_2, scale[half:], shift[half:]))
-    return None
-
-
-def _replace(parent: nn.Module) -> None:
-    for name, child in list(parent.named_children()):
-        packed = _pack_module(child)
-        if packed is not None:
-            setattr(parent, name, packed)
-        else:
-            _replace(child)
-
-
-@dataclass(frozen=True)
-class PackedMeta:
-    """What rebuilds the network's structure: architecture and sizes (stored beside the packed weights)."""
-
-    genotype: dict
-    dataset: str
-    channels: int
-    layers: int
-    num_classes: int
-    reductions: tuple[int, ...] | None = None
-
-
-class PackedNetwork(nn.Module):
-    """A packed evaluation network: ``forward(x) -> logits`` (no auxiliary tower), inference only."""
-
-    def __init__(self, body: nn.Module, meta: PackedMeta | None = None) -> None:
-        super().__init__()
-        self.body = body
-        self.meta = meta
-
-    @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.body(x.contiguous(memory_format=torch.channels_last))
-        return out[0] if isinstance(out, tuple) else out
-
-    def counts(self) -> dict[str, int]:
-        """How many convs of each kind the packed form runs."""
-        mods = list(self.modules())
-        return {"xnor_1x1": sum(isinstance(m, PackedConv1x1) for m in mods),
-                "int8_depthwise": sum(isinstance(m, PackedDepthwise) and m.binarize_input for m in mods),
-                "float_depthwise": sum(isinstance(m, PackedDepthwise) and not m.binarize_input for m in mods),
-                "binary_kept_float": sum(isinstance(m, BinaryConv2d) for m in mods)}
-
-    @contextmanager
-    def trace_integers(self) -> Iterator[list[torch.Tensor]]:
-        """Collect the integer dot products of every XNOR 1×1 conv, in execution order."""
-        found: list[torch.Tensor] = []
-        convs = [m for m in self.modules() if isinstance(m, PackedConv1x1)]
-        for m in convs:
-            m.trace = found
-        try:
-            yield found
-        finally:
-            for m in convs:
-                m.trace = None
-
-
-def pack_network(model: nn.Module, meta: PackedMeta | None = None) -> PackedNetwork:
-    """The packed inference form of an evaluation network (left unchanged); see the module docstring.
-
-    Needs the C++ extension at the first forward call, not here.
-    """
-    body = copy.deepcopy(model).eval()
-    if hasattr(body, "auxiliary"):
-        body.auxiliary = None  # a training-only tower
-    _replace(body)
-    left = [name for name, m in body.named_modules() if isinstance(m, BinaryConv2d)]
-    if left:
-        log.info("%d binary convs keep their float form (real inputs or shapes without a packed kernel): %s",
-                 len(left), ", ".join(left[:5]) + (" …" if len(left) > 5 else ""))
-    body = body.to(memory_format=torch.channels_last)
-    return PackedNetwork(body, meta)
-
-
-def simulate(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The simulated 1-bit network's logits, in the memory format the packed network uses (channels_last)."""
-    net = model.eval().to(memory_format=torch.channels_last)
-    with torch.no_grad():
-        out = net(x.contiguous(memory_format=torch.channels_last))
-    return out[0] if isinstance(out, tuple) else out
-
-
-@contextmanager
-def simulated_integers(model: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Collect ``conv1x1(sign(x), sign(W))`` (exact integers, float64) of every binary 1×1 conv of ``model``."""
-    found: list[torch.Tensor] = []
-
-    def hook(conv, args):
-        x = args[0]
-        if conv.stride != (1, 1):
-            x = x[:, :, :: conv.stride[0], :: conv.stride[1]]
-        dot = F.conv2d(sign(x).double(), sign(conv.weight.detach()).double())
-        found.append(dot.permute(0, 2, 3, 1).reshape(-1, conv.out_channels).to(torch.int32))
-
-    handles = [m.register_forward_pre_hook(hook) for m in model.modules() if _binary_1x1(m)]
-    try:
-        yield found
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def _binary_depthwise(m: nn.Module) -> bool:
-    return isinstance(m, BinaryConv2d) and m.binarize_input and m.groups > 1 and m.groups == m.in_channels
-
-
-def _depthwise_exact(conv: BinaryConv2d, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``α·d`` rounded once to float32, and the integers ``d = conv(sign(x), sign(W))`` (float64, exact)."""
-    w = conv.weight.detach()
-    d = F.conv2d(sign(x).double(), sign(w).double(), None, conv.stride, conv.padding, conv.dilation, conv.groups)
-    return (scaling_factor(w).double().view(1, -1, 1, 1) * d).float(), d
-
-
-@contextmanager
-def exact_depthwise(model: nn.Module, ties: dict[str, int] | None = None) -> Iterator[None]:
-    """Within the block, every binary depthwise conv of ``model`` outputs ``α·d`` with ``d`` its exact integer.
-
-    The float32 conv sums its ±α terms with rounding, so where ``d = 0`` (border pixels
-    with an even number of taps inside the image) it returns ±0 or a residual of a few
-    ulps whose sign depends on the order of summation, i.e. on the kernel form. The
-    packed network computes ``d`` exactly and takes sign(0) = +1 (§2.4); so does the
-    simulated network within this block. With ``ties``, counts ``"ties"`` (outputs with
-    ``d = 0``) and ``"ties_negative"`` (those the float32 conv made negative, which the
-    following sign turns to −1) instead of replacing the outputs.
-    """
-    def hook(conv, args, out):
-        exact, d = _depthwise_exact(conv, args[0])
-        if ties is not None:
-            tie = d == 0
-            ties["ties"] = ties.get("ties", 0) + int(tie.sum())
-            ties["ties_negative"] = ties.get("ties_negative", 0) + int((tie & (out < 0)).sum())
-            return None
-        return exact.contiguous(memory_format=torch.channels_last) if out.is_contiguous(
-            memory_format=torch.channels_last) else exact
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if _binary_depthwise(m)]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def to_bytes(packed: PackedNetwork) -> bytes:
-    """The packed model file (:mod:`cpnas.deploy.modelfile`): its persistent buffers, real parameters and meta."""
-    from cpnas.deploy import modelfile
-
-    meta = None if packed.meta is None else {**packed.meta.__dict__, "reductions": packed.meta.reductions}
-    return modelfile.encode(meta, packed.body.state_dict())
-
-
-def payload_bits(packed: PackedNetwork) -> dict[str, int]:
-    """Bits of what the file stores, by kind: packed sign words, and 32-bit reals (BN statistics excluded)."""
-    bits = {"sign_words": 0, "real": 0, "bn_running_stats": 0}
-    for name, t in packed.body.state_dict().items():
-        if name.endswith("weight_bits"):
-            bits["sign_words"] += t.numel() * 64
-        elif name.endswith(("running_mean", "running_var", "num_batches_tracked")):
-            bits["bn_running_stats"] += t.numel() * t.element_size() * 8
-        else:
-            bits["real"] += t.numel() * t.element_size() * 8
-    return bits
-
-
-def build_network(meta: PackedMeta) -> nn.Module:
-    """The 1-bit evaluation network (random weights) whose structure ``meta`` describes."""
-    from cpnas.binary import BINARY
-    from cpnas.genotype import Genotype
-    from cpnas.networks import NetworkCIFAR, NetworkImageNet
-
-    net_cls = NetworkImageNet if meta.dataset == "imagenet" else NetworkCIFAR
-    return net_cls(Genotype.from_dict(meta.genotype), C=meta.channels, num_classes=meta.num_classes,
-                   layers=meta.layers, auxiliary=False, precision=BINARY)
-
-
-def load_packed(data: bytes | str | os.PathLike, build: Callable[[PackedMeta], nn.Module] | None = None,
-                source: str | None = None) -> PackedNetwork:
-    """Rebuild a packed network from :func:`to_bytes` (bytes or a path); ``build(meta)`` gives the structure.
-
-    A bad, truncated or mismatched file is one :class:`~cpnas.errors.CpnasError` line.
-    """
-    from cpnas.deploy import modelfile
-    from cpnas.errors import CpnasError
-
-    if isinstance(data, bytes):
-        source = source or "the packed model file"
-        meta_dict, state = modelfile.decode(data, source)
-    else:
-        source = source or str(data)
-        meta_dict, state = modelfile.read(data)
-    try:
-        meta = PackedMeta(**{**meta_dict, "reductions": (None if meta_dict.get("reductions") is None
-                                                          else tuple(meta_dict["reductions"]))})
-        packed = pack_network((build or build_network)(meta).eval(), meta)
-        packed.body.load_state_dict(state)
-    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
-        raise CpnasError(f"{source}: the packed model does not rebuild ({str(exc).splitlines()[0][:300]})") from None
-    return packed

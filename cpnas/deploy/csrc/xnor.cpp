@@ -33,6 +33,7 @@
 #include <cstring>
 #include <cmath>
 #include <algorithm>
+#include <mutex>
 #include <vector>
 
 #if defined(__AVX512F__) || defined(__AVX2__)
@@ -132,7 +133,7 @@ constexpr int PB = 8;  // rows per block: each weight vector loaded once serves 
 // (a runtime row count made the compiler keep them in memory).
 template <int R, int NV>
 inline void block_avx512(const uint32_t* a, int64_t K32, const uint32_t* wt, int64_t O, int64_t Opad, int64_t o,
-                         const float* scale, const float* bias, int64_t C, float* out) {
+                         const float* scale, const float* bias, int64_t C, float* out, int64_t ldo, bool add) {
   __m512i acc[R][NV];
   for (int i = 0; i < R; ++i)
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
@@ -155,27 +156,34 @@ inline void block_avx512(const uint32_t* a, int64_t K32, const uint32_t* wt, int
     const __m512 t = _mm512_maskz_loadu_ps(lanes, bias + ov);
     for (int i = 0; i < R; ++i) {
       const __m512i dot = _mm512_sub_epi32(cvec, _mm512_slli_epi32(acc[i][v], 1));
-      _mm512_mask_storeu_ps(out + i * O + ov, lanes, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(dot), t));
+      float* dst = out + i * ldo + ov;
+      __m512 y = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(dot), t);
+      if (add) y = _mm512_add_ps(_mm512_maskz_loadu_ps(lanes, dst), y);
+      _mm512_mask_storeu_ps(dst, lanes, y);
     }
   }
 }
 
 template <int R>
 inline void rows_avx512(const uint32_t* a, int64_t K32, const uint32_t* wt, int64_t O, int64_t Opad,
-                        const float* scale, const float* bias, int64_t C, float* out) {
+                        const float* scale, const float* bias, int64_t C, float* out, int64_t ldo, bool add) {
   int64_t o = 0;
-  for (; o + 32 <= Opad; o += 32) block_avx512<R, 2>(a, K32, wt, O, Opad, o, scale, bias, C, out);
-  for (; o < Opad; o += 16) block_avx512<R, 1>(a, K32, wt, O, Opad, o, scale, bias, C, out);
+  for (; o + 32 <= Opad; o += 32) block_avx512<R, 2>(a, K32, wt, O, Opad, o, scale, bias, C, out, ldo, add);
+  for (; o < Opad; o += 16) block_avx512<R, 1>(a, K32, wt, O, Opad, o, scale, bias, C, out, ldo, add);
 }
 #endif
 
+// Rows of `out` are `ldo` floats apart (a channel slice of a wider tensor: a cell's concatenation); with `add`
+// the result is added to what `out` holds (a node's sum: out + y, the simulated network's states[j] + y).
 void gemm_block(const uint32_t* a, int64_t np, int64_t K32, const uint32_t* wt, int64_t O, int64_t Opad,
-                const float* scale, const float* bias, int64_t C, float* out) {
+                const float* scale, const float* bias, int64_t C, float* out, int64_t ldo = -1, bool add = false) {
+  if (ldo < 0) ldo = O;
 #if defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__)
   if (np == PB) {
-    rows_avx512<PB>(a, K32, wt, O, Opad, scale, bias, C, out);
+    rows_avx512<PB>(a, K32, wt, O, Opad, scale, bias, C, out, ldo, add);
   } else {
-    for (int64_t i = 0; i < np; ++i) rows_avx512<1>(a + i * K32, K32, wt, O, Opad, scale, bias, C, out + i * O);
+    for (int64_t i = 0; i < np; ++i)
+      rows_avx512<1>(a + i * K32, K32, wt, O, Opad, scale, bias, C, out + i * ldo, ldo, add);
   }
 #elif defined(__AVX2__)
   const __m256i cvec = _mm256_set1_epi32((int32_t)C);
@@ -193,30 +201,37 @@ void gemm_block(const uint32_t* a, int64_t np, int64_t K32, const uint32_t* wt, 
     for (int64_t i = 0; i < np; ++i) {
       alignas(32) int32_t d[8];
       _mm256_store_si256((__m256i*)d, _mm256_sub_epi32(cvec, _mm256_slli_epi32(acc[i], 1)));
-      float* dst = out + i * O + o;
-      for (int64_t j = 0; j < m; ++j) dst[j] = std::fma(scale[o + j], (float)d[j], bias[o + j]);
+      float* dst = out + i * ldo + o;
+      for (int64_t j = 0; j < m; ++j) {
+        const float y = std::fma(scale[o + j], (float)d[j], bias[o + j]);
+        dst[j] = add ? dst[j] + y : y;
+      }
     }
   }
 #else
   for (int64_t i = 0; i < np; ++i) {
     const uint32_t* ai = a + i * K32;
-    float* dst = out + i * O;
+    float* dst = out + i * ldo;
     for (int64_t o = 0; o < O; ++o) {
       int32_t pc = 0;
       for (int64_t k = 0; k < K32; ++k) pc += __builtin_popcount(ai[k] ^ wt[k * Opad + o]);
-      dst[o] = std::fma(scale[o], (float)(C - 2 * pc), bias[o]);
+      const float y = std::fma(scale[o], (float)(C - 2 * pc), bias[o]);
+      dst[o] = add ? dst[o] + y : y;
     }
   }
 #endif
 }
 
 void xnor_gemm_kernel(const uint32_t* a, int64_t rows, int64_t K32, const uint32_t* wt, int64_t O, int64_t Opad,
-                      const float* scale, const float* bias, int64_t C, float* out) {
+                      const float* scale, const float* bias, int64_t C, float* out, int64_t ldo = -1,
+                      bool add = false) {
+  if (ldo < 0) ldo = O;
   const int64_t blocks = (rows + PB - 1) / PB;
   at::parallel_for(0, blocks, 8, [&](int64_t b0, int64_t b1) {
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t p0 = blk * PB;
-      gemm_block(a + p0 * K32, std::min<int64_t>(PB, rows - p0), K32, wt, O, Opad, scale, bias, C, out + p0 * O);
+      gemm_block(a + p0 * K32, std::min<int64_t>(PB, rows - p0), K32, wt, O, Opad, scale, bias, C, out + p0 * ldo,
+                 ldo, add);
     }
   });
 }
@@ -389,51 +404,43 @@ void xnor_gemm_sign_pad_kernel(const uint32_t* a, int64_t rows, int64_t K32, con
 
 // ---- 3x3 pooling on NHWC float32, as PyTorch's CPU kernels compute it ---------------------------------------
 
-// Max over the in-image window (padding never wins: it is -inf in PyTorch), stride s, padding 1. Exact in any
-// order; NaN propagates as in PyTorch (a NaN input makes the output NaN).
-void max_pool_kernel(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, int64_t s, int64_t Ho, int64_t Wo,
-                     float* out) {
+// One 3x3 window, padding 1, stride s, over an NHWC image whose pixels are `ld` floats apart, into rows `ldo`
+// apart (with `add`, added to what they hold). Max: the maximum over the in-image window (padding never wins: it
+// is -inf in PyTorch), exact in any order, NaN propagating as in PyTorch. Average (count_include_pad=False): the
+// window summed row by row from 0, then divided by its size, the order of PyTorch's channels_last CPU kernel, so
+// the values are bit-identical to it.
+template <bool Max>
+void pool_kernel(const float* x, int64_t ld, int64_t N, int64_t H, int64_t W, int64_t C, int64_t s, int64_t Ho,
+                 int64_t Wo, float* out, int64_t ldo, bool add) {
   at::parallel_for(0, N * Ho, 1, [&](int64_t r0, int64_t r1) {
+    std::vector<float> acc(C);
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = r / Ho, oh = r % Ho;
       const int64_t h0 = std::max<int64_t>(oh * s - 1, 0), h1 = std::min<int64_t>(oh * s + 2, H);
       for (int64_t ow = 0; ow < Wo; ++ow) {
         const int64_t w0 = std::max<int64_t>(ow * s - 1, 0), w1 = std::min<int64_t>(ow * s + 2, W);
-        float* dst = out + ((n * Ho + oh) * Wo + ow) * C;
-        const float* first = x + ((n * H + h0) * W + w0) * C;
-        for (int64_t c = 0; c < C; ++c) dst[c] = first[c];
+        float* a = acc.data();
+        if (Max) std::memcpy(a, x + ((n * H + h0) * W + w0) * ld, C * sizeof(float));
+        else std::fill(a, a + C, 0.0f);
         for (int64_t h = h0; h < h1; ++h)
           for (int64_t w = w0; w < w1; ++w) {
-            const float* src = x + ((n * H + h) * W + w) * C;
-            for (int64_t c = 0; c < C; ++c) {
-              const float v = src[c];
-              dst[c] = (v > dst[c] || std::isnan(v)) ? v : dst[c];
+            const float* src = x + ((n * H + h) * W + w) * ld;
+            if (Max) {
+              for (int64_t c = 0; c < C; ++c) a[c] = (src[c] > a[c] || std::isnan(src[c])) ? src[c] : a[c];
+            } else {
+              for (int64_t c = 0; c < C; ++c) a[c] += src[c];
             }
           }
-      }
-    }
-  });
-}
-
-// Average over the in-image window (count_include_pad=False): the window summed row by row from 0, then divided
-// by its size, the order of PyTorch's channels_last CPU kernel, so the values are bit-identical to it.
-void avg_pool_kernel(const float* x, int64_t N, int64_t H, int64_t W, int64_t C, int64_t s, int64_t Ho, int64_t Wo,
-                     float* out) {
-  at::parallel_for(0, N * Ho, 1, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t n = r / Ho, oh = r % Ho;
-      const int64_t h0 = std::max<int64_t>(oh * s - 1, 0), h1 = std::min<int64_t>(oh * s + 2, H);
-      for (int64_t ow = 0; ow < Wo; ++ow) {
-        const int64_t w0 = std::max<int64_t>(ow * s - 1, 0), w1 = std::min<int64_t>(ow * s + 2, W);
-        float* dst = out + ((n * Ho + oh) * Wo + ow) * C;
-        for (int64_t c = 0; c < C; ++c) dst[c] = 0.0f;
-        for (int64_t h = h0; h < h1; ++h)
-          for (int64_t w = w0; w < w1; ++w) {
-            const float* src = x + ((n * H + h) * W + w) * C;
-            for (int64_t c = 0; c < C; ++c) dst[c] += src[c];
-          }
-        const float count = (float)((h1 - h0) * (w1 - w0));
-        for (int64_t c = 0; c < C; ++c) dst[c] /= count;
+        if (!Max) {
+          const float count = (float)((h1 - h0) * (w1 - w0));
+          for (int64_t c = 0; c < C; ++c) a[c] /= count;
+        }
+        float* dst = out + ((n * Ho + oh) * Wo + ow) * ldo;
+        if (add) {
+          for (int64_t c = 0; c < C; ++c) dst[c] += a[c];
+        } else {
+          std::memcpy(dst, a, C * sizeof(float));
+        }
       }
     }
   });
@@ -591,10 +598,223 @@ torch::Tensor pool3x3(torch::Tensor x, int64_t stride, int64_t kind) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t Ho = (H + 2 - 3) / stride + 1, Wo = (W + 2 - 3) / stride + 1;
   auto out = torch::empty({N, C, Ho, Wo}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
-  (kind == 0 ? max_pool_kernel : avg_pool_kernel)(x.data_ptr<float>(), N, H, W, C, stride, Ho, Wo,
-                                                  out.data_ptr<float>());
+  (kind == 0 ? pool_kernel<true> : pool_kernel<false>)(x.data_ptr<float>(), C, N, H, W, C, stride, Ho, Wo,
+                                                      out.data_ptr<float>(), C, false);
   return out;
 }
+
+// ---- a whole cell in one call ------------------------------------------------------------------------------
+//
+// A cell of the evaluation network (DARTS, Liu et al. 2019; CP-NAS Sec. 2.2) as a program of packed ops: the two
+// preprocessing convs write states 0 and 1, every edge op reads a state and writes (or adds to) a node, and the
+// output is the concatenation of the concat nodes. Each concat node is written in place as its channel slice of
+// the output (rows `ldo` apart), so the concatenation costs nothing, and a node's sum is formed in the epilogue of
+// the op that writes its second term (out + y, in the simulated network's order). Scratch memory (preprocessed
+// states, the nodes outside the concatenation, the int8 depthwise images and the sign bits) is sized at the first
+// call for a given input shape and reused after; only the output tensor is new at every call.
+//
+// Instructions (int64): [kind, src, dst, add, ...]:
+//   CONV  [0, src, dst, add, stride, offset, ch_offset, t_wt, t_scale, t_bias]   binary 1x1 + folded BN; the input
+//         pixel of output (oh, ow) is (oh*stride+offset, ow*stride+offset), a zero row (all signs +1) outside
+//         the image (a factorized reduce is two of these, offsets 0 and 1, into the two channel halves)
+//   CHAIN [1, src, dst, add, stages, (k, stride, pad, dil, t_dw, t_wt, t_scale, t_bias) x stages]
+//   POOL  [2, src, dst, add, max?, stride]
+//   COPY  [3, src, dst, add]                                                      skip_connect
+struct State {
+  float* data = nullptr;
+  int64_t H = 0, W = 0, C = 0, ld = 0;
+  const float* pixel(int64_t n, int64_t h, int64_t w) const { return data + ((n * H + h) * W + w) * ld; }
+};
+
+class CellPlan {
+ public:
+  CellPlan(std::vector<torch::Tensor> tensors, std::vector<int64_t> program, int64_t states, int64_t channels,
+           std::vector<int64_t> concat)
+      : tensors_(std::move(tensors)), program_(std::move(program)), states_(states), C_(channels),
+        concat_(std::move(concat)) {
+    for (auto& t : tensors_) TORCH_CHECK(t.is_contiguous(), "CellPlan: tensors must be contiguous");
+    TORCH_CHECK(states_ >= 2 && !concat_.empty(), "CellPlan: bad states / concat");
+    for (int64_t j : concat_) TORCH_CHECK(j >= 2 && j < states_, "CellPlan: concat holds a node outside 2..states-1");
+  }
+
+  // s0, s1: channels_last float32 (N, C, H, W). Returns the cell's output, channels_last (N, |concat|*C, Ho, Wo).
+  torch::Tensor forward(const torch::Tensor& s0, const torch::Tensor& s1) {
+    for (const auto* s : {&s0, &s1})
+      TORCH_CHECK(s->dim() == 4 && s->scalar_type() == torch::kFloat32
+                  && s->is_contiguous(at::MemoryFormat::ChannelsLast), "CellPlan: inputs must be channels_last float32");
+    TORCH_CHECK(s0.size(0) == s1.size(0), "CellPlan: batch sizes differ");
+    std::lock_guard<std::mutex> guard(mutex_);
+    const std::vector<int64_t> key = {s0.size(0), s0.size(1), s0.size(2), s0.size(3), s1.size(1), s1.size(2),
+                                      s1.size(3)};
+    if (key != key_) plan(key);
+    const int64_t N = key[0];
+    auto out = torch::empty({N, (int64_t)concat_.size() * C_, Ho_, Wo_},
+                            s0.options().memory_format(at::MemoryFormat::ChannelsLast));
+    for (size_t k = 0; k < concat_.size(); ++k) st_[concat_[k]].data = out.data_ptr<float>() + k * C_;
+    in_[0] = {s0.data_ptr<float>(), s0.size(2), s0.size(3), s0.size(1), s0.size(1)};
+    in_[1] = {s1.data_ptr<float>(), s1.size(2), s1.size(3), s1.size(1), s1.size(1)};
+    run(N);
+    return out;
+  }
+
+ private:
+  const float* f(int64_t i) const { return tensors_[i].data_ptr<float>(); }
+  const uint32_t* u(int64_t i) const { return reinterpret_cast<const uint32_t*>(tensors_[i].data_ptr<int32_t>()); }
+
+  // Shapes of every state and the scratch sizes, walking the program once; buffers allocated here.
+  void plan(const std::vector<int64_t>& key) {
+    const int64_t N = key[0];
+    st_.assign(states_, State());
+    std::vector<State> in = {{nullptr, key[2], key[3], key[1], key[1]}, {nullptr, key[5], key[6], key[4], key[4]}};
+    int64_t img = 0, bits = 0, own = 0;
+    std::vector<int64_t> offsets(states_, -1);
+    for (size_t pc = 0; pc < program_.size();) {
+      const int64_t* ins = program_.data() + pc;
+      const int64_t kind = ins[0], src = ins[1], dst = ins[2];
+      const bool pre = kind == 0 && src < 0;  // preprocessing reads the cell inputs (src -1 / -2)
+      const State& x = pre ? in[-src - 1] : st_[src];
+      TORCH_CHECK(pre || (src < states_ && x.H > 0), "CellPlan: an op reads state ", src, " before it is written");
+      int64_t H = x.H, W = x.W, len = 4;
+      if (kind == 0) {
+        H = (x.H - 1) / ins[4] + 1, W = (x.W - 1) / ins[4] + 1, len = 10;
+      } else if (kind == 1) {
+        int64_t C = x.C;
+        len = 5 + 8 * ins[4];
+        for (int64_t sg = 0; sg < ins[4]; ++sg) {
+          const int64_t* g = ins + 5 + 8 * sg;
+          const int64_t Hp = H + 2 * g[2], Wp = W + 2 * g[2];
+          img = std::max(img, N * Hp * Wp * round64(C));
+          H = out_size(Hp, g[0], g[1], g[3]), W = out_size(Wp, g[0], g[1], g[3]);
+          bits = std::max(bits, N * H * W * round64(C) / 64);
+          C = tensors_[ins[5 + 8 * sg + 6]].numel();
+        }
+      } else if (kind == 2) {
+        H = (x.H - 1) / ins[5] + 1, W = (x.W - 1) / ins[5] + 1, len = 6;
+      }
+      State& d = st_[dst];
+      if (d.H == 0) {
+        d.H = H, d.W = W, d.C = C_;
+        const bool in_concat = std::find(concat_.begin(), concat_.end(), dst) != concat_.end();
+        d.ld = in_concat ? (int64_t)concat_.size() * C_ : C_;
+        if (!in_concat) offsets[dst] = own, own += N * H * W * C_;
+      }
+      TORCH_CHECK(d.H == H && d.W == W, "CellPlan: the ops into node ", dst, " disagree on its size");
+      pc += len;
+    }
+    for (int64_t j : concat_) {
+      TORCH_CHECK(st_[j].H > 0, "CellPlan: concat node ", j, " is never written");
+      TORCH_CHECK(st_[j].H == st_[concat_[0]].H && st_[j].W == st_[concat_[0]].W, "CellPlan: concat sizes differ");
+    }
+    Ho_ = st_[concat_[0]].H, Wo_ = st_[concat_[0]].W;
+    states_buf_.assign(own, 0.0f);
+    for (int64_t j = 0; j < states_; ++j)
+      if (offsets[j] >= 0) st_[j].data = states_buf_.data() + offsets[j];
+    img_a_.assign(img, 0), img_b_.assign(img, 0), bits_.assign(bits, 0);
+    key_ = key;
+  }
+
+  void run(int64_t N) {
+    for (size_t pc = 0; pc < program_.size();) {
+      const int64_t* ins = program_.data() + pc;
+      const int64_t kind = ins[0], src = ins[1];
+      const State& x = src < 0 ? in_[-src - 1] : st_[src];
+      const State& d = st_[ins[2]];
+      const bool add = ins[3] != 0;
+      if (kind == 0) {
+        conv(x, ins, d, add, N);
+        pc += 10;
+      } else if (kind == 1) {
+        chain(x, ins, d, add, N);
+        pc += 5 + 8 * ins[4];
+      } else if (kind == 2) {
+        (ins[4] ? pool_kernel<true> : pool_kernel<false>)(x.data, x.ld, N, x.H, x.W, x.C, ins[5], d.H, d.W, d.data,
+                                                          d.ld, add);
+        pc += 6;
+      } else if (kind == 3) {
+        at::parallel_for(0, N * d.H * d.W, 64, [&](int64_t p0, int64_t p1) {
+          for (int64_t p = p0; p < p1; ++p) {
+            const float* a = x.data + p * x.ld;
+            float* b = d.data + p * d.ld;
+            if (add) {
+              for (int64_t c = 0; c < d.C; ++c) b[c] += a[c];
+            } else {
+              std::memcpy(b, a, d.C * sizeof(float));
+            }
+          }
+        });
+        pc += 4;
+      } else {
+        TORCH_CHECK(false, "CellPlan: unknown instruction ", kind);
+      }
+    }
+  }
+
+  // A binary 1x1 conv + folded BN, packing each block's input rows on the fly (zero rows past the image).
+  void conv(const State& x, const int64_t* ins, const State& d, bool add, int64_t N) {
+    const int64_t stride = ins[4], offset = ins[5];
+    const torch::Tensor& scale = tensors_[ins[8]];
+    const int64_t O = scale.numel(), Opad = tensors_[ins[7]].size(1), C = x.C, words = (C + 63) / 64;
+    const int64_t rows = N * d.H * d.W, blocks = (rows + PB - 1) / PB;
+    float* out = d.data + ins[6];
+    at::parallel_for(0, blocks, 8, [&](int64_t b0, int64_t b1) {
+      std::vector<uint64_t> packed(PB * words);
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        const int64_t p0 = blk * PB, np = std::min<int64_t>(PB, rows - p0);
+        for (int64_t i = 0; i < np; ++i) {
+          const int64_t p = p0 + i, n = p / (d.H * d.W), oh = p / d.W % d.H, ow = p % d.W;
+          const int64_t h = oh * stride + offset, w = ow * stride + offset;
+          if (h < x.H && w < x.W) pack_row(x.pixel(n, h, w), C, packed.data() + i * words, words);
+          else std::fill(packed.data() + i * words, packed.data() + (i + 1) * words, 0);
+        }
+        gemm_block(reinterpret_cast<const uint32_t*>(packed.data()), np, 2 * words, u(ins[7]), O, Opad, f(ins[8]),
+                   f(ins[9]), C, out + p0 * d.ld, d.ld, add);
+      }
+    });
+  }
+
+  // depthwise k x k (int8) -> pointwise XNOR + folded BN, stage after stage; int8 signs between stages.
+  void chain(const State& x, const int64_t* ins, const State& d, bool add, int64_t N) {
+    const int64_t stages = ins[4];
+    int64_t H = x.H, W = x.W, C = x.C, pad = ins[5 + 2];
+    int8_t* img = img_a_.data();
+    zero_border(img, N, H, W, pad, round64(C));
+    sign_pad_kernel(x.data, x.ld, N, H, W, C, pad, img, round64(C));
+    for (int64_t sg = 0; sg < stages; ++sg) {
+      const int64_t* g = ins + 5 + 8 * sg;
+      const int64_t k = g[0], stride = g[1], dil = g[3], Cpad = round64(C);
+      const int64_t Hp = H + 2 * pad, Wp = W + 2 * pad;
+      H = out_size(Hp, k, stride, dil), W = out_size(Wp, k, stride, dil);
+      depthwise_kernel(img, N, Hp, Wp, Cpad, tensors_[g[4]].data_ptr<int8_t>(), k, stride, dil, H, W, bits_.data(),
+                       nullptr);
+      const torch::Tensor& wt = tensors_[g[5]];
+      const int64_t O = tensors_[g[6]].numel(), K32 = 2 * (Cpad / 64);
+      const auto* a = reinterpret_cast<const uint32_t*>(bits_.data());
+      if (sg + 1 < stages) {
+        pad = g[8 + 2];
+        img = img == img_a_.data() ? img_b_.data() : img_a_.data();
+        zero_border(img, N, H, W, pad, round64(O));
+        xnor_gemm_sign_pad_kernel(a, N * H * W, K32, u(g[5]), O, wt.size(1), f(g[6]), f(g[7]), C, H, W, pad, img,
+                                  round64(O));
+      } else {
+        xnor_gemm_kernel(a, N * H * W, K32, u(g[5]), O, wt.size(1), f(g[6]), f(g[7]), C, d.data, d.ld, add);
+      }
+      C = O;
+    }
+  }
+
+  std::vector<torch::Tensor> tensors_;
+  std::vector<int64_t> program_;
+  int64_t states_, C_;
+  std::vector<int64_t> concat_;
+  std::vector<int64_t> key_;
+  std::vector<State> st_;
+  State in_[2];
+  int64_t Ho_ = 0, Wo_ = 0;
+  std::vector<float> states_buf_;
+  std::vector<int8_t> img_a_, img_b_;
+  std::vector<uint64_t> bits_;
+  std::mutex mutex_;
+};
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("xnor_conv1x1", &xnor_conv1x1, "pack the rows' signs and run the XNOR-popcount GEMM, block by block");
@@ -607,4 +827,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("xnor_gemm_sign_pad", &xnor_gemm_sign_pad, "XNOR GEMM writing the int8 signs of its output, zero-bordered");
   m.def("pool3x3", &pool3x3, "3x3 max or average pooling (count_include_pad=False), channels_last");
   m.def("binary_chain", &binary_chain, "binary (depthwise -> pointwise + folded BN) stages, float output");
+  // module_local: the builds for several instruction sets load side by side, each with its own CellPlan
+  pybind11::class_<CellPlan>(m, "CellPlan", pybind11::module_local(),
+                             "a whole packed cell as one call, its scratch memory planned once")
+      .def(pybind11::init<std::vector<torch::Tensor>, std::vector<int64_t>, int64_t, int64_t, std::vector<int64_t>>())
+      .def("forward", &CellPlan::forward, "the cell on channels_last float32 inputs s0, s1",
+           pybind11::call_guard<pybind11::gil_scoped_release>());
 }
