@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cpnas.paths import results_dir
-from cpnas.runs import SearchSpec, apply, overrides, study_dir
+from cpnas.runs import CONFIG, GENOTYPE, INDICATOR, SearchSpec, apply, overrides, study_dir
 from cpnas.config import Config, get_config
 from cpnas.data import DEFAULT_DATASET
 from cpnas.errors import CpnasError
@@ -360,11 +360,11 @@ def edge_rule_table(scale: str):
     from cpnas.genotype import load_genotype
 
     rows = []
-    for path in sorted(results_dir(scale).glob("**/search/*/seed*/genotype.json")):
+    for path in sorted(results_dir(scale).glob("**/search/*/seed*/" + GENOTYPE)):
         folder = path.parent
-        config = read_json(folder / R.CONFIG) if (folder / R.CONFIG).is_file() else {}
+        config = read_json(folder / CONFIG) if (folder / CONFIG).is_file() else {}
         strategy = config.get("run", {}).get("strategy", folder.parent.name.split("-")[0])
-        indicator = folder / R.INDICATOR
+        indicator = folder / INDICATOR
         if indicator.is_file():
             rule = "lifetime z̄" if "final_cell" in read_json(indicator) else "last-round z̄, index ties"
         else:
