@@ -51,8 +51,8 @@ class _SignSTE(torch.autograd.Function):
         return torch.ops.aten.hardtanh_backward(grad_out, x, -bound, bound)
 
 
-class _TracedSignSTE(torch.autograd.Function):
-    """:class:`_SignSTE` as ``torch.compile`` traces it: the same values, a mask the compiler keeps in floats.
+class _TracedSignSTE(_SignSTE):
+    """:class:`_SignSTE` as ``torch.compile`` traces it: its forward, and a mask the compiler keeps in floats.
 
     The backward multiplies the gradient by ``max(sign(b − |x|), 0)`` with ``b`` the next float
     above 1: that is 1 where ``|x| < b``, i.e. ``|x| ≤ 1``, and 0 elsewhere, so the gradient
@@ -61,11 +61,6 @@ class _TracedSignSTE(torch.autograd.Function):
     generated C++ that stores one byte per element ran an order of magnitude slower than the
     float passes around it on the CPUs measured; this mask is computed from the saved ``x``.
     """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D401 - autograd API
-        ctx.save_for_backward(x)
-        return torch.copysign(torch.ones((), dtype=x.dtype, device=x.device), x + 0.0)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor) -> torch.Tensor:
