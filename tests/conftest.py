@@ -57,3 +57,18 @@ def force_forms(monkeypatch):
         monkeypatch.setenv("CPNAS_FORMS", ",".join(f"{op}={form}" for op, form in merged.items()))
 
     return force
+
+
+@pytest.fixture
+def default_forms(monkeypatch):
+    """Every op's default kernel form forced, unless ``$CPNAS_FORMS`` already forces forms: for modules comparing
+    the simulated network with another implementation (``pytestmark = pytest.mark.usefixtures(...)``)."""
+    import os
+
+    from cpnas import dispatch
+
+    if not os.environ.get(dispatch.FORCE_ENV):
+        monkeypatch.setenv(dispatch.FORCE_ENV, ",".join(f"{op}={forms[0]}" for op, forms in dispatch.FORMS.items()))
+    dispatch.reset()
+    yield
+    dispatch.reset()

@@ -35,18 +35,7 @@ needs_kernels = pytest.mark.skipif(kernels.toolchain_missing() is not None,
                                           f"({kernels.INSTALL_HINT})")
 
 
-@pytest.fixture(autouse=True)
-def forced_forms(monkeypatch):
-    """The simulated network's kernel forms fixed: those of ``$CPNAS_FORMS``, else every op's default form."""
-    import os
-
-    from cpnas import dispatch
-
-    if not os.environ.get(dispatch.FORCE_ENV):
-        monkeypatch.setenv(dispatch.FORCE_ENV, ",".join(f"{op}={forms[0]}" for op, forms in dispatch.FORMS.items()))
-    dispatch.reset()
-    yield
-    dispatch.reset()
+pytestmark = pytest.mark.usefixtures("default_forms")  # the simulated network's forms fixed
 
 
 def _real_like(n: int, channels: int, size: int = 16) -> torch.Tensor:

@@ -19,8 +19,9 @@ from cpnas.deploy.network import pack_network
 from cpnas.genotype import DARTS_V2, Genotype
 from cpnas.networks import NetworkCIFAR
 
-pytestmark = pytest.mark.skipif(kernels.toolchain_missing() is not None,
-                                reason=f"no {kernels.toolchain_missing()} to build the XNOR-popcount extension")
+pytestmark = [pytest.mark.skipif(kernels.toolchain_missing() is not None,
+                                 reason=f"no {kernels.toolchain_missing()} to build the XNOR-popcount extension"),
+              pytest.mark.usefixtures("default_forms")]  # the simulated network's forms fixed
 
 FOUND_CELL = Genotype.from_dict({
     "normal": [["max_pool_3x3", 0, 2], ["skip_connect", 1, 2], ["avg_pool_3x3", 2, 3], ["dil_conv_5x5", 0, 4],
@@ -32,18 +33,6 @@ FOUND_CELL = Genotype.from_dict({
 """A cell of a CP-NAS search: a node with one input, a node read by another, and a factorized reduce
 (``skip_connect`` at stride 2) as an edge whose output is added to a convolution's."""
 
-
-@pytest.fixture(autouse=True)
-def forced_forms(monkeypatch):
-    import os
-
-    from cpnas import dispatch
-
-    if not os.environ.get(dispatch.FORCE_ENV):
-        monkeypatch.setenv(dispatch.FORCE_ENV, ",".join(f"{op}={forms[0]}" for op, forms in dispatch.FORMS.items()))
-    dispatch.reset()
-    yield
-    dispatch.reset()
 
 
 def _network(genotype: Genotype, seed: int, **kw) -> NetworkCIFAR:
