@@ -254,7 +254,101 @@ def compile_markdown(c: dict[str, Any]) -> str:
                          if "compiled_over_eager_train_cpu" in r else "")
                       + f"Roofline: GFLOP/s counts conv and matmul FLOPs "
                         f"(`torch.utils.flop_counter`), against the measured matmul peak.", ""]
+    if c.get("limits"):
+        lines.append(limits_markdown(c["limits"]))
     lines += [f"Load average at the start / end: {c.get('load_avg_start')} / {c.get('load_avg_end')}.", ""]
+    return "\n".join(lines)
+
+
+# Kernel classes of a profiled step, matched against the profiler's operator names in this order. The
+# convolutions (oneDNN, forward and backward) are what a compiler leaves to the library: the rest of the
+# step is what fusion can shrink, which bounds the compiled step's speed-up (Amdahl).
+KERNEL_CLASSES = (
+    ("convolution", ("convolution", "mkldnn_conv", "conv2d")),
+    ("matmul", ("addmm", "aten::mm", "aten::bmm", "linear")),
+    ("optimizer", ("_foreach", "adam", "sgd", "optimizer")),
+    ("compiled region", ("compiled", "inductor", "cpp_fused", "graph")),
+)
+
+
+def kernel_class(op: str) -> str:
+    """The class of :data:`KERNEL_CLASSES` a profiler operator name falls in; ``"elementwise and other"`` if none."""
+    low = op.lower()
+    for name, keys in KERNEL_CLASSES:
+        if any(k in low for k in keys):
+            return name
+    return "elementwise and other"
+
+
+def step_time_by_class(threads: int = 1, steps: int = 3) -> dict[str, Any]:
+    """What limits the compiled ``cpu`` training step: self CPU seconds per step by :func:`kernel_class`,
+    eager and compiled, from ``torch.profiler`` (``steps`` steps after warm-up).
+
+    The profiler's per-operator overhead inflates the many small kernels of the eager step, so each
+    step is also timed unprofiled (``step_s``, median of ``steps``). ``amdahl_bound`` is the unprofiled
+    eager step over its profiled convolution and matmul time: the speed-up if every other kernel cost
+    nothing, which no compiler that keeps the same convolutions can exceed.
+    """
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from cpnas import accel
+    from cpnas.data import DEFAULT_DATASET, get_dataset, train_config
+    from cpnas.deploy.measure import threads as using_threads
+    from cpnas.genotype import DARTS_V2
+    from cpnas.train import recipe_optimizer
+
+    accel.use_cache_dir()
+    out: dict[str, Any] = {"threads": threads, "steps": steps, "per_step_s": {}, "step_s": {}}
+    with using_threads(threads):
+        t = train_config(get_config("cpu"), DEFAULT_DATASET)
+        spec = get_dataset(DEFAULT_DATASET)
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(t.batch_size, 3, 32, 32, generator=g)
+        y = torch.randint(0, 10, (t.batch_size,), generator=g)
+        for name, compile_it in (("eager", False), ("compiled", True)):
+            torch.manual_seed(0)
+            net = spec.network_class()(DARTS_V2, C=t.channels_small, num_classes=spec.num_classes, layers=t.layers,
+                                       auxiliary=t.auxiliary_weight > 0, precision=BINARY)
+            fmt = memory_format_for(net, torch.device("cpu"), input_shape=tuple(x.shape))
+            net.to(memory_format=fmt).train()
+            xi = x.contiguous(memory_format=fmt)
+            forward = net
+            if compile_it:
+                accel.bind_forms(net, xi)
+                forward = torch.compile(net, dynamic=False)
+            step = _train_step(forward, net, xi, y, recipe_optimizer(net, t))
+            step()
+            step()  # compiled: the first call compiles, the second settles the allocator
+            out["step_s"][name] = _time(step, reps=steps, warmup=0)
+            with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(steps):
+                    step()
+            by: dict[str, float] = {}
+            for e in prof.key_averages():
+                by[kernel_class(e.key)] = by.get(kernel_class(e.key), 0.0) + e.self_cpu_time_total / 1e6 / steps
+            out["per_step_s"][name] = by
+    eager = out["per_step_s"]["eager"]
+    library = eager.get("convolution", 0.0) + eager.get("matmul", 0.0)
+    out["amdahl_bound"] = out["step_s"]["eager"] / library if library else None
+    out["library_share_eager"] = library / sum(eager.values())
+    return out
+
+
+def limits_markdown(lim: dict[str, Any]) -> str:
+    """:func:`step_time_by_class` as a table and one line."""
+    classes = sorted({k for v in lim["per_step_s"].values() for k in v})
+    lines = [f"### What limits the compiled training step ({lim['threads']} thread, `torch.profiler` self CPU "
+             f"seconds per step, {lim['steps']} steps)", "",
+             "| kernel class | " + " | ".join(lim["per_step_s"]) + " |", "|---|" + "---|" * len(lim["per_step_s"])]
+    for c in classes:
+        lines.append(f"| {c} | " + " | ".join(f"{v.get(c, 0.0):.3f}" for v in lim["per_step_s"].values()) + " |")
+    lines.append("| total, profiled | " + " | ".join(f"{sum(v.values()):.3f}" for v in lim["per_step_s"].values()) + " |")
+    lines.append("| step, unprofiled | " + " | ".join(f"{lim['step_s'][k]:.3f}" for k in lim["per_step_s"]) + " |")
+    if lim.get("amdahl_bound"):
+        lines += ["", f"Convolutions and matmuls take {100 * lim['library_share_eager']:.0f} % of the profiled eager "
+                      f"step (the profiler inflates the many small kernels); with everything but them free, the "
+                      f"unprofiled step would be at most **{lim['amdahl_bound']:.2f}×** faster.", ""]
     return "\n".join(lines)
 
 
@@ -263,6 +357,7 @@ def compile_section(threads: tuple[int, ...] = (1, 2), reps: int = 3, search: bo
     res: dict[str, Any] = {"load_avg_start": _load_avg(), "runs": []}
     for n in threads:
         res["runs"].append(compiled_vs_eager(n, reps=reps, search=search))
+    res["limits"] = step_time_by_class(threads=min(threads))
     res["load_avg_end"] = _load_avg()
     return res
 

@@ -86,6 +86,23 @@ def test_bench_section_reports_its_ratios_under_the_bench_json_keys():
     assert "compiled / eager training speed: 2.00×" in md and "| compiled | 0.150 | 4.00 | 4.0 % | 60 |" in md
 
 
+
+def test_profiled_kernels_fall_in_their_classes_and_bound_the_speed_up():
+    from cpnas import compilebench
+
+    kc = compilebench.kernel_class
+    assert kc("aten::convolution_backward") == kc("mkldnn::_convolution_pointwise") == "convolution"
+    assert kc("aten::addmm") == "matmul" and kc("aten::_foreach_add_") == "optimizer"
+    assert kc("Torch-Compiled Region: 0/0") == "compiled region"
+    assert kc("aten::native_batch_norm_backward") == kc("cpnas::sign_ste") == "elementwise and other"
+    lim = {"threads": 1, "steps": 3, "step_s": {"eager": 0.30, "compiled": 0.20},
+           "per_step_s": {"eager": {"convolution": 0.10, "elementwise and other": 0.40},
+                          "compiled": {"convolution": 0.10, "compiled region": 0.12}},
+           "library_share_eager": 0.2, "amdahl_bound": 3.0}
+    md = compilebench.limits_markdown(lim)
+    assert "| convolution | 0.100 | 0.100 |" in md and "| step, unprofiled | 0.300 | 0.200 |" in md
+    assert "at most **3.00×** faster" in md
+
 @pytest.mark.parametrize("precision", [BINARY, REAL_RELU], ids=["child", "parent"])
 def test_search_step_compiles_every_part_whole(monkeypatch, precision):
     """The search step as ``--compile on`` runs it: every part ``compile_ops`` compiles traces to one graph
