@@ -22,6 +22,7 @@ sub-folder of the run and then frozen.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -33,6 +34,7 @@ from torch import nn
 
 from cpnas import data as D
 from cpnas.binary import get_precision
+from cpnas.budgets import budget_name
 from cpnas.config import Config, TrainConfig
 from cpnas.errors import CpnasError
 from cpnas.genotype import Genotype
@@ -289,7 +291,8 @@ def _metrics(result: FitResult, genotype: Genotype, cfg: Config, *, dataset: str
         "weight_bits": 32 if precision == "real" else 1,
         "activation_bits": 32 if precision == "real" else 1,
         "epochs": tcfg.epochs, "wall_clock_s": result.wall_clock_s, "device": run_info(cfg.scale, device=device.type)["device"],
-        "scale": cfg.scale, "dataset": dataset, "dataset_description": description,
+        "scale": cfg.scale, "budget": budget_name(cfg.scale, dataclasses.asdict(tcfg), dataset),
+        "dataset": dataset, "dataset_description": description,
         "train_images": n_train, "test_images": n_test, "num_classes": num_classes,
         "size": size, "channels": channels_of(tcfg, size), "layers": tcfg.layers, "image_size": tcfg.image_size,
         "precision": precision, "loss": loss, "kernel_source": cfg.loss.kernel_source if loss == "cp" else None,

@@ -30,7 +30,7 @@ def _scale_note(rows: Sequence[dict[str, Any]]) -> str:
         return "no finished runs yet"
     r = rows[0]
     epochs = f"{r['epochs']} epoch" + ("s" if r["epochs"] != 1 else "")
-    return (f"scale {r['scale']}, {r['dataset']}, {epochs} on {r['train_images']} images, "
+    return (f"budget {r.get('budget') or r['scale']}, {r['dataset']}, {epochs} on {r['train_images']} images, "
             f"tested on {r['test_images']}; n = seeds")
 
 

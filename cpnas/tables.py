@@ -14,6 +14,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
+from cpnas.budgets import budget_of_metrics
 from cpnas.config import DEFAULT_SCALE, Config, get_config
 from cpnas.errors import CpnasError
 from cpnas.genotype import Genotype, load_genotype
@@ -248,7 +249,8 @@ def _ours_common(label: str, runs: Sequence[dict[str, Any]], compare_with: str |
     cost = search.get("cost") or {}
     strategy = search.get("strategy")
     seeds = sorted({r.get("seed") for r in runs if r.get("seed") is not None})
-    note = (f"{m['dataset_description']}; {m['scale']} scale: C={m['channels']}, {m['layers']} cells, "
+    budget = budget_of_metrics(m)
+    note = (f"{m['dataset_description']}; {budget} budget: C={m['channels']}, {m['layers']} cells, "
             f"{m['image_size']}px, {m['epochs']} epochs on {m['train_images']} training images, tested on "
             f"{m['test_images']}; precision {m['precision']}, loss {m['loss']}"
             + (f" (H = {m['kernel_source']})" if m.get("kernel_source") else "")
@@ -269,7 +271,7 @@ def _ours_common(label: str, runs: Sequence[dict[str, Any]], compare_with: str |
         "W": _bits(m.get("weight_bits")), "A": _bits(m.get("activation_bits")),
         "search cost (GPU days)": mean_of([c.get("gpu_days") for c in costs], 3),
         "search method": search_method(strategy),
-        "scale": m["scale"], "dataset": m["dataset_description"], "epochs": m["epochs"],
+        "scale": budget, "dataset": m["dataset_description"], "epochs": m["epochs"],
         "params at paper size (M)": mean_of(paper, 3),
         "search wall-clock (h)": mean_of([c.get("wall_clock_h") for c in costs], 3),
         "compare with": compare_with, "note": note,
