@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -39,7 +38,6 @@ from cpnas import runs
 from cpnas.config import get_config
 from cpnas.data import DEFAULT_DATASET
 from cpnas.data.splits import _mix_seed
-from cpnas.errors import CpnasError
 from cpnas.genotype import DARTS_V2, Genotype, uniform_cell
 
 log = logging.getLogger(__name__)
@@ -236,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     def work():
         cells = all_cells(args.scale)
         if args.cells:
-            names = name_list([c.name for c in cells], "cell(s)")(args.cells)
-            cells = tuple(c for c in cells if c.name in names)
+            chosen = name_list([c.name for c in cells], "cell(s)")(args.cells)
+            cells = tuple(c for c in cells if c.name in chosen)
         if not args.table_only:
             todo = specs(cells, replicates=not args.no_replicates)
             runs.run_all(todo, get_config(args.scale), workers=args.jobs, data_root=args.data, desc="cell benchmark",

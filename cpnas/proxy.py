@@ -108,9 +108,9 @@ def run_spec(scale: str, cell: ProxyCell, budget: str, seed: int = 0) -> runs.Ru
     """One cell at one budget: the ``cpu`` recipe with cross-entropy, the budget's epochs (:func:`budget_overrides`)."""
     search = search_spec(cell)
     return runs.RunSpec(f"proxy-{cell.name}-{budget}", seed=seed, search=search,
-                     genotype=DARTS_V2 if search is None else None, size="small", loss="ce",
-                     dataset=DEFAULT_DATASET, overrides=runs.overrides(budget_overrides(budget, get_config(scale))),
-                     study=STUDY, folder=f"{cell.name}/{budget}")
+                        genotype=DARTS_V2 if search is None else None, size="small", loss="ce",
+                        dataset=DEFAULT_DATASET, overrides=runs.overrides(budget_overrides(budget, get_config(scale))),
+                        study=STUDY, folder=f"{cell.name}/{budget}")
 
 
 def train_dir(scale: str, cell: ProxyCell, budget: str, seed: int = 0) -> Path:

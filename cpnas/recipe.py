@@ -90,10 +90,10 @@ def run_spec(scale: str, variant: str, seed: int, *, full: bool = False, cell: s
         raise CpnasError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
     search = _CELL_SEARCHES.get(cell)
     return runs.RunSpec(f"recipe-{variant}-{cell}", seed=seed, search=search,
-                     genotype=DARTS_V2 if search is None else None, size="small", loss=VARIANTS[variant]["loss"],
-                     dataset=DEFAULT_DATASET, overrides=runs.overrides(sweep_overrides(scale, variant, full=full)),
-                     study=STUDY, stage=FULL if full else SWEEP,
-                     folder=variant if cell == "darts_v2" else f"{variant}-on-{cell}")
+                        genotype=DARTS_V2 if search is None else None, size="small", loss=VARIANTS[variant]["loss"],
+                        dataset=DEFAULT_DATASET, overrides=runs.overrides(sweep_overrides(scale, variant, full=full)),
+                        study=STUDY, stage=FULL if full else SWEEP,
+                        folder=variant if cell == "darts_v2" else f"{variant}-on-{cell}")
 
 
 def run_dir(scale: str, variant: str, seed: int, *, full: bool = False, cell: str = "darts_v2") -> Path:

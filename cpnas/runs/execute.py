@@ -92,7 +92,9 @@ def run_all(specs: Sequence[RunSpec], cfg: Config, *, workers: int = 1,
     """
     from cpnas.parallel import run_jobs
 
-    labels = dict(zip(map(id, specs), names)) if names is not None else {}
+    labels: dict[int, str] = {}
+    for s, name in zip(specs, names or ()):
+        labels.setdefault(id(s), name)  # the first name of a spec listed twice
     todo = [s for s in unique_specs(specs, cfg.scale) if not s.is_done(cfg.scale)]
     searches: dict[Path, Any] = {}
     for s in todo:
