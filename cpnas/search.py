@@ -39,6 +39,7 @@ from cpnas.io import read_json, remove_orphaned_temps, write_json
 from cpnas.paths import portable
 from cpnas.runs.files import COMPLETE, CONFIG, COST, GENOTYPE, HISTORY, INDICATOR
 from cpnas.runs.keys import search_key
+from cpnas.runs.layout import search_dir
 from cpnas.strategy_base import SearchContext, Strategy, beta_p_of, get_strategy
 from cpnas.train import resolve_device
 
@@ -51,14 +52,6 @@ class SearchResult:
     history: list[dict[str, Any]]
     cost: dict[str, Any]
     out: Path
-
-
-def default_search_dir(scale: str, strategy: str, seed: int, beta_p: float | None = None,
-                       dataset: str = data.DEFAULT_DATASET) -> Path:
-    """``results/<scale>/search/<strategy>[-beta<β>]/seed<N>``: the notebooks' searches (:mod:`cpnas.runs`)."""
-    from cpnas.runs.layout import search_dir
-
-    return search_dir(scale, strategy, seed, beta_p, dataset)
 
 
 def search_data(cfg: Config, dataset: str, data_root: Path | None, seed: int, device: torch.device,
@@ -126,7 +119,7 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = data.DEFAULT_DATASE
     search lr and β_P, except where the caller set them), as ``cpnas search --dataset`` does.
     """
     cfg = for_dataset(cfg, dataset)
-    out = Path(out) if out is not None else default_search_dir(cfg.scale, strategy, seed, beta_p, dataset)
+    out = Path(out) if out is not None else search_dir(cfg.scale, strategy, seed, beta_p, dataset)
     factory = get_strategy(strategy)
     ckpt_path = out / CHECKPOINT
     if not resume and (out / HISTORY).exists():

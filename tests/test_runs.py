@@ -66,10 +66,9 @@ def test_layout_of_the_notebooks_and_studies():
     assert Rc.run_dir(SCALE, "adam-1e-2", 1, full=True, cell="cpnas-s0") == \
         root / "recipe/full/adam-1e-2-on-cpnas-s0/seed1"
     assert Rc.run_dir(SCALE, "paper-sgd", 0) == root / "recipe/sweep/paper-sgd/seed0"
-    from cpnas.search import default_search_dir
     from cpnas.tables import default_genotype_path
 
-    assert default_genotype_path(SCALE) == default_search_dir(SCALE, "cpnas", 0) / "genotype.json"
+    assert default_genotype_path(SCALE) == R.search_dir(SCALE, "cpnas", 0) / "genotype.json"
 
 
 def test_every_committed_run_is_the_folder_of_a_study_spec():
