@@ -16,10 +16,10 @@ Each cell is trained once at the ``cpu`` training budget (the ``cpu`` preset: 8
 cells, C = 12, 3 epochs of 20,000 images, recipe ``adam-bnn``, cross-entropy) and
 tested on the 10,000 CIFAR-10 test images; the cells of :data:`REPLICATED` are
 trained at seeds 0-2 as well, which measures the training noise. The trainings are
-runs of :mod:`cpnas.runs` (``results/<scale>/cellbench/train/<cell>/seed<N>``), so
-an interrupted benchmark resumes; :func:`frame` returns the finished ones as one
-DataFrame, and ``python -m cpnas.cellbench --jobs 2`` computes what is missing and
-writes ``tables/cell_benchmark.{csv,md}``.
+runs of :mod:`cpnas.runs` (:func:`specs`, in ``results/<scale>/cellbench/train/<cell>/seed<N>``,
+computed by :func:`cpnas.runs.run_all`), so an interrupted benchmark resumes; :func:`frame`
+returns the finished ones as one DataFrame, and ``python -m cpnas.cellbench --jobs 2`` computes
+what is missing and writes ``tables/cell_benchmark.{csv,md}``.
 
 The benchmark's data (its table and the run JSON) are released under the project's
 license (MIT), as its code.
@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -39,7 +38,6 @@ from cpnas import runs
 from cpnas.config import get_config
 from cpnas.data import DEFAULT_DATASET
 from cpnas.data.splits import _mix_seed
-from cpnas.errors import CpnasError
 from cpnas.genotype import DARTS_V2, Genotype, uniform_cell
 
 log = logging.getLogger(__name__)
@@ -130,16 +128,9 @@ def all_cells(scale: str) -> tuple[BenchCell, ...]:
     return tuple(runs.first_per_key([*fixed_cells(), *searched_cells(scale)], lambda c: c.name))
 
 
-def run_all(scale: str, cells: Sequence[BenchCell] | None = None, *, jobs: int = 1, data_root: str | None = None,
-            replicates: bool = True) -> None:
-    """Train every unfinished run of ``cells`` (default :func:`all_cells`), ``jobs`` one-thread runs at a time."""
-    from cpnas.runs import run_all as run_all_specs
-
-    cells = all_cells(scale) if cells is None else cells
-    todo = [s for s in specs(cells, replicates=replicates) if not s.is_done(scale)]
-    if todo:
-        run_all_specs(todo, get_config(scale), workers=jobs, data_root=data_root, desc="cell benchmark",
-                      names=[f"{s.folder} seed {s.seed}" for s in todo], load=False)
+def names(todo: Sequence[runs.RunSpec]) -> list[str]:
+    """The benchmark's trainings as the log names them: cell and seed."""
+    return [f"{s.folder} seed {s.seed}" for s in todo]
 
 
 COLUMNS = ("architecture", "source", "seed", "genotype", "params", "conv_ops", "input_edge_share", "val_top1",
@@ -185,13 +176,8 @@ def frame(scale: str = "cpu"):
     """
     import pandas as pd
 
-    from cpnas.io import read_json
-
-    rows = []
-    for spec, cell in _specs_with_cells(all_cells(scale)):
-        path = spec.out(scale) / runs.METRICS
-        if path.is_file():
-            rows.append(row(cell, read_json(path)))
+    rows = [row(cell, runs.TRAIN.load(spec.out(scale))) for spec, cell in _specs_with_cells(all_cells(scale))
+            if runs.TRAIN.is_finished(spec.out(scale))]
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
@@ -248,10 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     def work():
         cells = all_cells(args.scale)
         if args.cells:
-            names = name_list([c.name for c in cells], "cell(s)")(args.cells)
-            cells = tuple(c for c in cells if c.name in names)
+            chosen = name_list([c.name for c in cells], "cell(s)")(args.cells)
+            cells = tuple(c for c in cells if c.name in chosen)
         if not args.table_only:
-            run_all(args.scale, cells, jobs=args.jobs, data_root=args.data, replicates=not args.no_replicates)
+            todo = specs(cells, replicates=not args.no_replicates)
+            runs.run_all(todo, get_config(args.scale), workers=args.jobs, data_root=args.data, desc="cell benchmark",
+                         names=names(todo), load=False)
         return write_table(args.scale)
 
     return run_study(p.prog, work)

@@ -22,7 +22,7 @@ import math
 import statistics
 from typing import Any, Sequence
 
-from cpnas import ablation as A
+from cpnas import ablation
 from cpnas import stats, table_runs
 from cpnas.cells import same_cells
 from cpnas.errors import CpnasError
@@ -80,8 +80,8 @@ def fig6_claims(rows: Sequence[dict[str, Any]], scale_note: str) -> list[dict[st
     (Holm over two), and CP-NAS against each other strategy (Holm over three)."""
     out = []
     beta = [r for r in rows if r["study"] == "beta"]
-    top = max(A.BETAS)  # the largest β_P of Fig. 6, finished or not (not measured yet until it is)
-    rise, fall = _judge(beta, "beta", [(A.PAPER_BETA, 0.0, +1), (A.PAPER_BETA, top, +1)], by="beta_p")
+    top = max(ablation.BETAS)  # the largest β_P of Fig. 6, finished or not (not measured yet until it is)
+    rise, fall = _judge(beta, "beta", [(ablation.PAPER_BETA, 0.0, +1), (ablation.PAPER_BETA, top, +1)], by="beta_p")
 
     def at(study: str, b: float) -> str:
         return _summary(_values(rows, study, "beta_p", b))
@@ -97,8 +97,8 @@ def fig6_claims(rows: Sequence[dict[str, Any]], scale_note: str) -> list[dict[st
                         f"β_P = 2: {at(d['study'], 2.0)}; β_P = 0.5: {at(d['study'], 0.5)}", _measured(d),
                         scale_note))
     strat = [r for r in rows if r["study"] == "strategy"]
-    ref = A.PAPER_STRATEGY
-    others = [s for s in A.STRATEGIES if s != ref]
+    ref = ablation.PAPER_STRATEGY
+    others = [s for s in ablation.STRATEGIES if s != ref]
     for other, v in zip(others, _judge(strat, "strategy", [(ref, o, +1) for o in others])):
         out.append(_row(f"Fig. 6 (right): CP-NAS beats {other}", "a figure, no numbers",
                         f"CP-NAS: {_summary(_values(strat, 'strategy', 'label', ref))}; "
@@ -110,7 +110,7 @@ def conv_share_claim(table: Any, scale_note: str) -> dict[str, str]:
     """§3.4: a larger β_P selects fewer convolutions — the conv share of the found cells, β_P = 0 vs 4 over seeds."""
     rows = [] if len(table) == 0 else [{"study": "c", "beta_p": b, "conv_share": 100 * s}  # in % of the kept edges
                                        for b, s in zip(table["beta_p"], table["conv share"])]
-    lo, hi = 0.0, max(A.BETAS)
+    lo, hi = 0.0, max(ablation.BETAS)
     (v,) = _judge(rows, "c", [(lo, hi, +1)], by="beta_p", chance=-math.inf, measure="conv_share")
     share = lambda b: _summary([r["conv_share"] for r in rows if r["beta_p"] == b], unit="%")  # noqa: E731
     out = _row(f"§3.4: larger β_P selects fewer convolutions (conv share, β_P = 0 vs {hi:g})", "stated, no numbers",
@@ -122,7 +122,7 @@ def conv_share_claim(table: Any, scale_note: str) -> dict[str, str]:
 def loss_claims(rows: Sequence[dict[str, Any]], scale_note: str) -> list[dict[str, str]]:
     """The CP loss (Eq. 4) against each of its parts on 02's cell, Holm over the four (beyond the paper)."""
     full = "CP loss (Eq. 4)"
-    others = [v for v in A.LOSS_VARIANTS if v != full]
+    others = [v for v in ablation.LOSS_VARIANTS if v != full]
     out = []
     for other, v in zip(others, _judge(rows, "loss", [(full, o, +1) for o in others])):
         out.append(_row(f"CP loss (Eq. 3-4) beats {other} (beyond the paper)", "§2.4 proposes the full loss",
@@ -147,9 +147,9 @@ def speed_claim(rows: Sequence[dict[str, Any]], scale_note: str) -> dict[str, st
     from cpnas.config import get_config
     from cpnas.strategy_base import search_epochs, title_of
 
-    fast, slow = A.SPEED_CLAIM
+    fast, slow = ablation.SPEED_CLAIM
     paper = get_config("paper")
-    proj = {name: search_epochs(name, paper) for name in A.SPEED_CLAIM}
+    proj = {name: search_epochs(name, paper) for name in ablation.SPEED_CLAIM}
     strat = [r for r in rows if r["study"] == "strategy" and r["search_epochs"] and r["strategy"] in proj]
     mine = [{"study": "s", "label": r["strategy"],
              "minutes": r["search_wall_clock_s"] / r["search_epochs"] * proj[r["strategy"]] / 60} for r in strat]
@@ -185,13 +185,13 @@ def collect(scale: str) -> list[dict[str, str]]:
     from cpnas.runs import METRICS
     from cpnas.tables import default_genotype_path
 
-    t1 = A.load_rows(table_runs.table1_runs(table_runs.default_table1_seeds(scale)), scale)
-    study_runs = A.all_runs(default_genotype_path(scale), seeds=A.default_seeds(scale),
-                            loss_seeds=A.default_loss_seeds(scale))
-    rows = A.load_rows(study_runs, scale)
+    t1 = ablation.load_rows(table_runs.table1_runs(table_runs.default_table1_seeds(scale)), scale)
+    study_runs = ablation.all_runs(default_genotype_path(scale), seeds=ablation.default_seeds(scale),
+                            loss_seeds=ablation.default_loss_seeds(scale))
+    rows = ablation.load_rows(study_runs, scale)
     note = f"`{scale}` study sizes (cpnas.ablation.ABLATION_SIZES)"
     out = table1_claims(t1, note) + fig6_claims(rows, note)
-    out.append(conv_share_claim(genotype_table(A.beta_runs(A.default_seeds(scale)), scale), note))
+    out.append(conv_share_claim(genotype_table(ablation.beta_runs(ablation.default_seeds(scale)), scale), note))
     out += loss_claims(rows, note)
     t2 = {label: [read_json(s.out(scale) / METRICS)["top1"] for s in specs if s.is_done(scale)]
           for label, specs in table_runs.table2_runs((0, 1, 2)).items()}
@@ -297,10 +297,11 @@ def beta_verdict(rows: Sequence[dict[str, Any]]) -> str:
         return "Too few β_P values have finished runs to judge the shape of the curve."
     s = s.sort_values("beta_p")
     best = s.loc[s["top1 mean"].idxmax()]
-    top = max(A.BETAS) if max(A.BETAS) in set(s["beta_p"]) else max(s["beta_p"])
-    if top <= A.PAPER_BETA:
+    top = max(ablation.BETAS) if max(ablation.BETAS) in set(s["beta_p"]) else max(s["beta_p"])
+    if top <= ablation.PAPER_BETA:
         return "The β_P > 2 runs have not finished yet: the shape of the curve cannot be judged."
-    rise, fall = stats.judged(beta, "beta", [(A.PAPER_BETA, 0.0, +1), (A.PAPER_BETA, top, +1)], by="beta_p")
+    rise, fall = stats.judged(beta, "beta", [(ablation.PAPER_BETA, 0.0, +1), (ablation.PAPER_BETA, top, +1)],
+                              by="beta_p")
     labels = {rise["verdict"], fall["verdict"]}
     overall = ("supported" if labels == {"supported"} else "contradicted" if "contradicted" in labels
                else "not evidence" if "not evidence" in labels else "not resolved")
@@ -314,19 +315,19 @@ def strategy_verdict(rows: Sequence[dict[str, Any]]) -> str:
     """In words, from the data: does CP-NAS beat Random, PC-DARTS and BNAS† (Holm over the three), how fast?"""
     strat = [r for r in rows if r["study"] == "strategy"]
     s = stats.summarize(strat, "strategy")
-    if s.empty or A.PAPER_STRATEGY not in set(s["label"]):
+    if s.empty or ablation.PAPER_STRATEGY not in set(s["label"]):
         return "The CP-NAS runs of the strategy study have not finished yet."
-    others = [other for other in A.STRATEGIES if other != A.PAPER_STRATEGY and other in set(s["label"])]
-    tests = stats.judged(strat, "strategy", [(A.PAPER_STRATEGY, other, +1) for other in others])
+    others = [other for other in ablation.STRATEGIES if other != ablation.PAPER_STRATEGY and other in set(s["label"])]
+    tests = stats.judged(strat, "strategy", [(ablation.PAPER_STRATEGY, other, +1) for other in others])
     parts = [f"CP-NAS minus {other}: {in_words(d)}; {verdict_words(d)}" for other, d in zip(others, tests)]
     cost = s.set_index("label")["search (min)"]
     speed = ""
-    fast, slow = A.SPEED_CLAIM
+    fast, slow = ablation.SPEED_CLAIM
     if cost.get(slow, float("nan")) > 0:  # NaN (no search recorded) compares false
         from cpnas.strategy_base import title_of
 
         ratio = cost[fast] / cost[slow]
-        per_epoch = A.search_cost_projection(strat)
+        per_epoch = ablation.search_cost_projection(strat)
         speed = (f" Search wall-clock here: {title_of(fast)} {cost[fast]:.1f} min vs {title_of(slow)} "
                  f"{cost[slow]:.1f} min (ratio {ratio:.2f}, on this scale's schedules: "
                  f"{per_epoch[f'epochs_{fast}']:g} vs {per_epoch[f'epochs_{slow}']:g} epochs). Per epoch, projected "
@@ -342,9 +343,9 @@ def gap_judged(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     One :func:`cpnas.stats.judged` result per reading (with ``study`` and ``reading`` added); a reading
     without finished runs at both β_P has ``p = None``, which Holm leaves out.
     """
-    judged_ = stats.judged_across(rows, [(study, A.PAPER_BETA, 0.5, +1) for study, _ in A.READINGS],
+    judged_ = stats.judged_across(rows, [(study, ablation.PAPER_BETA, 0.5, +1) for study, _ in ablation.READINGS],
                                    by="beta_p", chance=stats.CHANCE_TOP1)
-    return [{**d, "study": study, "reading": reading} for (study, reading), d in zip(A.READINGS, judged_)]
+    return [{**d, "study": study, "reading": reading} for (study, reading), d in zip(ablation.READINGS, judged_)]
 
 
 def gap_verdict(rows: Sequence[dict[str, Any]]) -> str:
@@ -364,7 +365,7 @@ def loss_verdicts(rows: Sequence[dict[str, Any]], study: str = "loss") -> list[d
     mine = [r for r in rows if r["study"] == study]
     have = {r["label"] for r in mine}
     full = "CP loss (Eq. 4)"
-    others = [v for v in A.LOSS_VARIANTS if v != full and v in have]
+    others = [v for v in ablation.LOSS_VARIANTS if v != full and v in have]
     if full not in have or not others:
         return []
     tests = stats.judged(mine, study, [(full, other, +1) for other in others])

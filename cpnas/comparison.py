@@ -190,25 +190,6 @@ def search_arms(budget: str, seeds: Sequence[int], arms: Sequence[str] = ("cpnas
     return specs
 
 
-def _search_job(scale: str, spec: Any, data_root: Any = None) -> str:
-    from cpnas.config import get_config
-    from cpnas.runs import search_of
-
-    return str(search_of(spec, get_config(scale), data_root=data_root).out)
-
-
-def run_searches(scale: str, specs: Sequence[Any], *, jobs: int = 1, data_root: Any = None) -> None:
-    """Every unfinished search of ``specs``, ``jobs`` one-thread processes at a time; their cells then join
-    the benchmark (``python -m cpnas.cellbench`` trains them)."""
-    from cpnas.parallel import run_jobs
-    from cpnas.search import is_finished
-
-    todo = [s for s in specs if not is_finished(s.out(scale))]
-    if todo:
-        run_jobs([(_search_job, {"scale": scale, "spec": s, "data_root": data_root}) for s in todo], workers=jobs,
-                 desc="strategy searches", names=[f"{s.strategy} β={s.beta_p} seed {s.seed}" for s in todo])
-
-
 def arm_values(scale: str, budget: str) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """``(top-1s, search minutes)`` per arm: each found cell's seed-0 benchmark training, and for ``random``
     the uniform cells' seed-0 trainings."""
@@ -351,17 +332,24 @@ def run(scale: str, budget: str, *, jobs: int = 1, data_root: Any = None) -> Non
     """Every phase of :data:`PHASES` in turn (searches, then their cells' trainings), then rounds of the
     stopping rule until it asks for nothing or every arm it names has :data:`MAX_SEEDS` seeds."""
     from cpnas import cellbench
+    from cpnas.config import get_config
     from cpnas.errors import CpnasError
-    from cpnas.runs import GENOTYPE
+    from cpnas.runs import GENOTYPE, run_all, run_searches
+
+    cfg = get_config(scale)
+
+    def search(specs: Sequence[Any]) -> None:
+        run_searches(specs, cfg, workers=jobs, data_root=data_root, desc="strategy searches")
 
     def train_found() -> None:
         cells = [c for c in cellbench.searched_cells(scale) if c.name.startswith(f"{STUDY}-")]
-        cellbench.run_all(scale, cells, jobs=jobs, data_root=data_root, replicates=False)
+        specs = cellbench.specs(cells, replicates=False)
+        run_all(specs, cfg, workers=jobs, data_root=data_root, desc="cell benchmark",
+                names=cellbench.names(specs), load=False)
 
     for phase in range(len(PHASES)):
         values, _ = arm_values(scale, budget)
-        run_searches(scale, planned_searches(values, beta_values(scale, budget), budget, phase), jobs=jobs,
-                     data_root=data_root)
+        search(planned_searches(values, beta_values(scale, budget), budget, phase))
         train_found()
     while True:
         values, _ = arm_values(scale, budget)
@@ -369,7 +357,7 @@ def run(scale: str, budget: str, *, jobs: int = 1, data_root: Any = None) -> Non
                 if not (s.out(scale) / GENOTYPE).is_file()]
         if not todo:
             return
-        run_searches(scale, todo, jobs=jobs, data_root=data_root)
+        search(todo)
         train_found()
         if arm_values(scale, budget)[0] == values:
             raise CpnasError("the stopping rule asked for seeds but no new cell was trained; see the run logs")

@@ -1,4 +1,4 @@
-"""Training a found architecture (§3.1 "architecture evaluation"): build, train, measure, cache.
+"""Training a found architecture (§3.1 "architecture evaluation"): build, train, measure.
 
 * :func:`build_network` (:mod:`cpnas.runs.network`) — the evaluation network of a
   genotype at a named size and precision; :func:`evaluate_run` measures a finished
@@ -7,12 +7,10 @@
   ``config.json``, ``history.json``, ``checkpoint.pt`` and finally
   ``metrics.json`` (test error, top-1/top-5, parameters, memory, FLOPs, epochs,
   wall-clock, device, scale, dataset) to its folder; resumable.
-* :func:`train_or_load` — like :func:`cpnas.search.search_or_load`: load
-  ``results/<scale>/train/<name>/seed<N>/metrics.json`` if it exists and its run key
-  (:func:`run_key`) is today's, else train (or resume) the run.
 
-The run layer (:mod:`cpnas.runs`: :func:`cpnas.runs.run_or_load`, :func:`cpnas.runs.run_all`)
-calls :func:`train_or_load` for the training stage of every run.
+The run layer (:mod:`cpnas.runs`) loads a finished training or calls :func:`train_genotype`
+(:func:`cpnas.runs.train_or_load`, the training stage of every run); the run key a training
+folder records is :func:`cpnas.runs.keys.run_key`.
 
 With ``loss.kernel_source = "parent"`` the CP loss needs the trained
 full-precision Parent of the same genotype and size: it is trained first (plain
@@ -32,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cpnas import data as D
+from cpnas import data
 from cpnas.binary import get_precision
 from cpnas.budgets import budget_name
 from cpnas.config import Config, TrainConfig
@@ -42,7 +40,8 @@ from cpnas.io import load_checkpoint, read_json, remove_orphaned_temps, write_js
 from cpnas.losses import LOSSES, make_loss
 from cpnas.networks import memory_format_for
 from cpnas.paths import portable
-from cpnas.runs.files import CONFIG, GENOTYPE, METRICS, PARENT_DIR
+from cpnas.runs.files import CONFIG, METRICS, PARENT_DIR
+from cpnas.runs.keys import run_key
 from cpnas.runs.network import build_network, channels_of, read_run, trained_network
 from cpnas.train import CHECKPOINT, FitResult, config_difference, fit, resolve_device
 
@@ -51,7 +50,7 @@ log = logging.getLogger(__name__)
 """§3.1: three CIFAR-10 model sizes (C = 56 / 72 / 112 at the paper scale)."""
 def train_config(cfg: Config, dataset: str) -> TrainConfig:
     """The training recipe of ``dataset``: the config section its registry entry names (§3.1)."""
-    return D.train_config(cfg, dataset)
+    return data.train_config(cfg, dataset)
 
 
 def profile_network(genotype: Genotype, cfg: Config, *, dataset: str, size: str, precision: str,
@@ -69,7 +68,7 @@ def profile_network(genotype: Genotype, cfg: Config, *, dataset: str, size: str,
             "memory_mbit_excl_bn": prof.without_norm().memory_mbit, "flops_m": prof.flops_m}
 
 
-def paper_size_profile(genotype: Genotype, *, dataset: str = D.DEFAULT_DATASET, size: str = "small",
+def paper_size_profile(genotype: Genotype, *, dataset: str = data.DEFAULT_DATASET, size: str = "small",
                        precision: str = "binary") -> dict[str, Any]:
     """The same genotype at the paper's size, analytic (:func:`cpnas.efficiency.profile_genotype`).
 
@@ -90,26 +89,26 @@ def paper_size_profile(genotype: Genotype, *, dataset: str = D.DEFAULT_DATASET, 
 def _loaders(cfg: Config, dataset: str, data_root: Path | None, seed: int, device: torch.device,
              channels_last: bool = True):
     tcfg = train_config(cfg, dataset)
-    full = D.load_dataset(cfg, dataset, "train", data_root, seed=seed)
-    test = D.load_dataset(cfg, dataset, "test", data_root, seed=seed)
-    idx_train, idx_val = D.train_val_split(len(full), tcfg.train_fraction, tcfg.val_fraction, seed,
+    full = data.load_dataset(cfg, dataset, "train", data_root, seed=seed)
+    test = data.load_dataset(cfg, dataset, "test", data_root, seed=seed)
+    idx_train, idx_val = data.train_val_split(len(full), tcfg.train_fraction, tcfg.val_fraction, seed,
                                            labels=full.labels)
-    train = D.subset(full, idx_train)
+    train = data.subset(full, idx_train)
     # the test subset does not depend on the seed: every run of a scale is measured on the same images
-    test = D.subset(test, D.fraction_indices(len(test), tcfg.test_fraction, 0, labels=test.labels))
-    train_loader = D.TensorLoader(train, tcfg.batch_size, shuffle=True, augment=True, cutout=tcfg.cutout,
+    test = data.subset(test, data.fraction_indices(len(test), tcfg.test_fraction, 0, labels=test.labels))
+    train_loader = data.TensorLoader(train, tcfg.batch_size, shuffle=True, augment=True, cutout=tcfg.cutout,
                                   seed=seed, device=device, channels_last=channels_last)
-    test_loader = D.TensorLoader(test, tcfg.batch_size, shuffle=False, augment=False, device=device,
+    test_loader = data.TensorLoader(test, tcfg.batch_size, shuffle=False, augment=False, device=device,
                                  channels_last=channels_last)
     val_loader = None
     if idx_val is not None:
-        val_loader = D.TensorLoader(D.subset(full, idx_val), tcfg.batch_size, shuffle=False, augment=False,
+        val_loader = data.TensorLoader(data.subset(full, idx_val), tcfg.batch_size, shuffle=False, augment=False,
                                     device=device, channels_last=channels_last)
     return train, test, train_loader, test_loader, val_loader
 
 
 def train_genotype(genotype: Genotype, cfg: Config, *, out: str | os.PathLike, size: str = "small",
-                   dataset: str = D.DEFAULT_DATASET, data_root: str | os.PathLike | None = None, seed: int = 0,
+                   dataset: str = data.DEFAULT_DATASET, data_root: str | os.PathLike | None = None, seed: int = 0,
                    loss: str = "cp", precision: str = "binary", resume: bool = False, device: str = "auto",
                    genotype_path: str | os.PathLike | None = None, extra: dict[str, Any] | None = None
                    ) -> dict[str, Any]:
@@ -254,28 +253,6 @@ def check_fits_in_memory(what: str, build, *, copies: int, device: str = "auto")
                          f"{dev.type} has {have / 2**30:,.1f} GiB; choose smaller sizes (cpnas config lists them)")
 
 
-def run_key(genotype: Genotype, cfg: Config, *, dataset: str, size: str, seed: int, loss: str,
-            precision: str) -> dict[str, Any]:
-    """Everything a training run's result depends on, as plain JSON values.
-
-    Only the sections training reads (the recipe of ``dataset``, the CP loss, the
-    synthetic data sizes), so a change to the search presets does not orphan
-    finished trainings; a checkpoint or a cached ``metrics.json`` is reused only
-    when its key equals the current one.
-    """
-    import dataclasses
-    import json
-
-    key = {"genotype": genotype.to_dict(), "size": size, "dataset": dataset, "seed": seed, "loss": loss,
-           "precision": get_precision(precision).name, "train": dataclasses.asdict(train_config(cfg, dataset)),
-           "loss_config": dataclasses.asdict(cfg.loss) if loss == "cp" else None,
-           "data": dataclasses.asdict(cfg.data) if D.get_dataset(dataset).generated else None}
-    loader = D.get_dataset(dataset).loader_for(cfg)
-    if loader != "memory":  # the streaming pipeline augments differently: its runs are other runs
-        key["loader"] = loader  # (absent for in-memory runs, so the keys of finished runs stay as they were)
-    return json.loads(json.dumps(key))  # tuples → lists: equal to what metrics.json holds
-
-
 def _metrics(result: FitResult, genotype: Genotype, cfg: Config, *, dataset: str, size: str, precision: str,
              loss: str, seed: int, device: torch.device, description: str, n_train: int, n_test: int,
              num_classes: int, genotype_path: Any, session_s: float) -> dict[str, Any]:
@@ -316,57 +293,6 @@ def _trained_parent(genotype: Genotype, cfg: Config, out: Path, *, size: str, da
     return parent
 
 
-def default_train_dir(scale: str, name: str, seed: int) -> Path:
-    """``results/<scale>/train/<name>/seed<N>`` (the layout the notebooks read; :mod:`cpnas.runs`)."""
-    from cpnas.runs.layout import train_dir
-
-    return train_dir(scale, name, seed)
-
-
-def train_or_load(name: str, genotype: Genotype | str | os.PathLike, cfg: Config, *, size: str = "small",
-                  dataset: str = D.DEFAULT_DATASET, data_root: str | os.PathLike | None = None, seed: int = 0,
-                  loss: str = "cp", precision: str = "binary", device: str = "auto", search: Any = None,
-                  out: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The notebooks' entry point: load ``<out>/metrics.json`` if the run is finished, else train or resume it.
-
-    ``out`` defaults to :func:`default_train_dir` ``(cfg.scale, name, seed)``.
-    ``genotype`` is a :class:`Genotype` or a path to a genotype JSON. ``search``,
-    a :class:`~cpnas.search.SearchResult`, records where the genotype came from
-    and what the search cost (Table 1's "search cost").
-    """
-    from cpnas.genotype import load_genotype
-
-    out = Path(out) if out is not None else default_train_dir(cfg.scale, name, seed)
-    genotype_path = None
-    if search is not None:
-        genotype_path = Path(search.out) / GENOTYPE
-    if not isinstance(genotype, Genotype):
-        genotype_path = Path(genotype)
-        genotype = load_genotype(genotype_path)
-    if (out / METRICS).exists():
-        metrics = read_json(out / METRICS)
-        key = run_key(genotype, cfg, dataset=dataset, size=size, seed=seed, loss=loss, precision=precision)
-        if metrics.get("run") != key:
-            raise CpnasError(f"{out} holds a training run of another genotype or configuration "
-                             f"({config_difference(metrics.get('run'), key)}); move it away (or delete it) to train again")
-        return metrics
-    extra: dict[str, Any] = {"name": name}
-    if search is not None:
-        extra["search"] = {"out": portable(search.out), "strategy": _search_strategy(Path(search.out)),
-                           "cost": search.cost}
-    return train_genotype(genotype, cfg, out=out, size=size, dataset=dataset, data_root=data_root, seed=seed,
-                          loss=loss, precision=precision, resume=True, device=device,
-                          genotype_path=genotype_path, extra=extra)
-
-
-def _search_strategy(search_out: Path) -> str | None:
-    """The strategy of a finished search, from the ``config.json`` the search loop wrote."""
-    try:
-        return read_json(search_out / CONFIG)["run"]["strategy"]
-    except (CpnasError, KeyError, TypeError):
-        return None
-
-
 SUMMARY_KEYS = ("name", "test_error", "top1", "top5", "params_m", "memory_mbit", "flops_m", "epochs",
                 "wall_clock_s", "train_images", "test_images", "channels", "layers", "precision", "loss",
                 "dataset_description", "scale", "device")
@@ -404,13 +330,13 @@ def evaluate_run(run: str | os.PathLike, *, data_root: str | os.PathLike | None 
     genotype, stored = trained.genotype, trained.metrics
     load_checkpoint(ckpt)  # a damaged file or one that is not a checkpoint: refused before data loads
     dev = resolve_device(device)
-    test = D.load_dataset(cfg, dataset, "test", Path(data_root) if data_root else None,
+    test = data.load_dataset(cfg, dataset, "test", Path(data_root) if data_root else None,
                           seed=trained.key.get("seed", 0))
     tcfg = train_config(cfg, dataset)
-    test = D.subset(test, D.fraction_indices(len(test), tcfg.test_fraction, 0, labels=test.labels))
+    test = data.subset(test, data.fraction_indices(len(test), tcfg.test_fraction, 0, labels=test.labels))
     model = trained_network(trained, checkpoint=ckpt, num_classes=test.num_classes)
     model.to(dev)
-    loader = D.TensorLoader(test, tcfg.batch_size, shuffle=False, augment=False, device=dev)
+    loader = data.TensorLoader(test, tcfg.batch_size, shuffle=False, augment=False, device=dev)
     res = evaluate(model, loader, device=dev, modules=[model], topk=(1, 5), desc="eval")
     prof = profile_network(genotype, cfg, dataset=dataset, size=size, precision=precision,
                            num_classes=test.num_classes)

@@ -1,6 +1,6 @@
 """Figures of the ablation notebook (05): Fig. 6 (left and right), search cost, CP-loss ablation.
 
-Every function takes the rows of :func:`cpnas.ablation.run_all` (one dict per
+Every function takes the rows of :func:`cpnas.ablation.load_rows` (one dict per
 run) and returns a matplotlib figure; the means are over seeds, error bars are
 one sample standard deviation, and every seed is drawn as a dot so that the
 spread is visible when n is small.

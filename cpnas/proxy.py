@@ -33,9 +33,9 @@ import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from cpnas import runs as R
+from cpnas import runs
 from cpnas.config import Config, get_config
 from cpnas.data import DEFAULT_DATASET, get_dataset, train_config
 from cpnas.errors import CpnasError
@@ -88,29 +88,29 @@ STUDY = "proxy"
 
 
 def proxy_dir(scale: str) -> Path:
-    return R.study_dir(scale, STUDY)
+    return runs.study_dir(scale, STUDY)
 
 
-def search_spec(cell: ProxyCell) -> R.SearchSpec | None:
+def search_spec(cell: ProxyCell) -> runs.SearchSpec | None:
     """The cell's search, shared with the notebooks (``results/<scale>/search/…``: 02's is reused).
 
     ``None`` for DARTS_V2, a fixed genotype.
     """
-    return None if cell.strategy == "darts_v2" else R.SearchSpec(cell.strategy, seed=cell.seed)
+    return None if cell.strategy == "darts_v2" else runs.SearchSpec(cell.strategy, seed=cell.seed)
 
 
 def search_dir(scale: str, cell: ProxyCell) -> Path:
     """The search of the notebooks' layout (``results/<scale>/search/<strategy>/seed<N>``): 02's is reused."""
-    return R.search_dir(scale, cell.strategy, cell.seed)
+    return runs.SearchSpec(cell.strategy, seed=cell.seed).out(scale)
 
 
-def run_spec(scale: str, cell: ProxyCell, budget: str, seed: int = 0) -> R.RunSpec:
+def run_spec(scale: str, cell: ProxyCell, budget: str, seed: int = 0) -> runs.RunSpec:
     """One cell at one budget: the ``cpu`` recipe with cross-entropy, the budget's epochs (:func:`budget_overrides`)."""
     search = search_spec(cell)
-    return R.RunSpec(f"proxy-{cell.name}-{budget}", seed=seed, search=search,
-                     genotype=DARTS_V2 if search is None else None, size="small", loss="ce",
-                     dataset=DEFAULT_DATASET, overrides=R.overrides(budget_overrides(budget, get_config(scale))),
-                     study=STUDY, folder=f"{cell.name}/{budget}")
+    return runs.RunSpec(f"proxy-{cell.name}-{budget}", seed=seed, search=search,
+                        genotype=DARTS_V2 if search is None else None, size="small", loss="ce",
+                        dataset=DEFAULT_DATASET, overrides=runs.overrides(budget_overrides(budget, get_config(scale))),
+                        study=STUDY, folder=f"{cell.name}/{budget}")
 
 
 def train_dir(scale: str, cell: ProxyCell, budget: str, seed: int = 0) -> Path:
@@ -135,45 +135,24 @@ def budget_overrides(budget: str, cfg: Config) -> dict[str, int]:
 def budget_config(scale: str, budget: str) -> Config:
     """The scale's preset (``cpu``), with a third of its epochs (``short``), or :data:`LONG_FACTOR`× (``long``)."""
     cfg = get_config(scale)
-    return R.apply(cfg, R.overrides(budget_overrides(budget, cfg)))
+    return runs.apply(cfg, runs.overrides(budget_overrides(budget, cfg)))
 
 
-def finished_run(scale: str, cell: ProxyCell, budget: str) -> Path | None:
-    """The folder of this cell's finished run at ``budget``, or ``None`` (the run layer's cache: its own folder)."""
-    spec = run_spec(scale, cell, budget)
-    return spec.out(scale) if spec.is_done(scale) else None
+def specs(scale: str, cells: Sequence[ProxyCell] = CELLS,
+          budgets: Sequence[str] = ("cpu", "short")) -> list[runs.RunSpec]:
+    """Every run of ``cells`` at ``budgets``, budget-major in the order given (``cpu`` first by default)."""
+    return [run_spec(scale, c, b) for b in budgets for c in cells]
 
 
-def genotype_of(scale: str, cell: ProxyCell, data_root: str | None = None, *, search: bool = True) -> Genotype:
-    """The cell's genotype: DARTS_V2, or the result of its search (run or loaded from the cache).
-
-    With ``search=False`` a missing search is an error instead of being run.
-    """
-    spec = search_spec(cell)
-    if spec is None:
-        return DARTS_V2
-    if not search:
-        from cpnas.genotype import load_genotype
-
-        path = search_dir(scale, cell) / R.GENOTYPE
-        if not path.exists():
-            raise CpnasError(f"{cell.name}: no finished search at {search_dir(scale, cell)}")
-        return load_genotype(path)
-    from cpnas.runs import search_of
-
-    return search_of(spec, get_config(scale), data_root=data_root).genotype
+def names(todo: Sequence[runs.RunSpec]) -> list[str]:
+    """The runs as the log names them: cell and budget (its folder)."""
+    return [s.folder.replace("/", " ") for s in todo]
 
 
-def run_all(scale: str, cells: tuple[ProxyCell, ...] = CELLS, budgets: tuple[str, ...] = ("cpu", "short"), *,
-            jobs: int = 1, data_root: str | None = None, executor: str = "local", slurm: Any = None) -> None:
-    """Every missing run, budget-major in the order given (``cpu`` first by default), ``jobs`` at a time."""
-    from cpnas.runs import run_all as run_all_specs
-
-    todo = [(c, b) for b in budgets for c in cells if finished_run(scale, c, b) is None]
-    if todo:
-        run_all_specs([run_spec(scale, c, b) for c, b in todo], get_config(scale), workers=jobs,
-                      data_root=data_root, executor=executor, slurm=slurm, desc="proxy runs",
-                      names=[f"{c.name} {b}" for c, b in todo], load=False)
+def finished_metrics(scale: str, cell: ProxyCell, budget: str) -> dict[str, Any] | None:
+    """The ``metrics.json`` of this cell's finished run at ``budget`` (:data:`cpnas.runs.TRAIN`), or ``None``."""
+    folder = run_spec(scale, cell, budget).out(scale)
+    return runs.TRAIN.load(folder) if runs.TRAIN.is_finished(folder) else None
 
 
 def reference_indicator(scale: str, genotype: Genotype, reference: ProxyCell = REFERENCE_SEARCH) -> float | None:
@@ -185,7 +164,7 @@ def reference_indicator(scale: str, genotype: Genotype, reference: ProxyCell = R
     from cpnas.genotype import cell_edges
     from cpnas.io import read_json
 
-    path = search_dir(scale, reference) / R.INDICATOR
+    path = search_dir(scale, reference) / runs.INDICATOR
     if not path.exists():
         return None
     zbar = read_json(path)["rounds"][0]["mean_z"]
@@ -213,18 +192,16 @@ def own_search(scale: str, cell: ProxyCell) -> dict[str, Any]:
 
 def collect(scale: str, cells: tuple[ProxyCell, ...] = ALL_CELLS) -> list[dict[str, Any]]:
     """One row per cell with a finished run at any budget (top-1 in %, minutes of one thread)."""
-    from cpnas.io import read_json
-
     rows = []
     for cell in cells:
         row: dict[str, Any] = {}
         genotype = None
         for budget in BUDGETS:
-            done = finished_run(scale, cell, budget)
-            if done is not None:
-                m = read_json(done / R.METRICS)
+            m = finished_metrics(scale, cell, budget)
+            if m is not None:
                 row[f"top1_{budget}"], row[f"minutes_{budget}"] = m["top1"], m["wall_clock_s"] / 60
-                genotype = genotype or Genotype.from_dict(m["genotype"], source=str(done / R.METRICS))
+                source = str(run_spec(scale, cell, budget).out(scale) / runs.METRICS)
+                genotype = genotype or Genotype.from_dict(m["genotype"], source=source)
         if not row:
             continue  # the cell the run trained is read from the run itself, not from its search folder
         ops = [e[0] for kind in ("normal", "reduce") for e in genotype.cell(kind)[0]]
@@ -305,13 +282,11 @@ def write_table(scale: str) -> Path:
 
 def _test_images(scale: str) -> int | None:
     """The test-set size of the scale's trainings (from the finished runs)."""
-    from cpnas.io import read_json
-
     for cell in ALL_CELLS:
         for budget in BUDGETS:
-            done = finished_run(scale, cell, budget)
-            if done is not None:
-                return read_json(done / R.METRICS).get("test_images")
+            m = finished_metrics(scale, cell, budget)
+            if m is not None:
+                return m.get("test_images")
     return None
 
 
@@ -352,8 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     by_name = {c.name: c for c in ALL_CELLS}
 
     def work():
-        run_all(args.scale, tuple(by_name[n] for n in args.cells), args.budgets, jobs=args.jobs,
-                data_root=args.data)
+        todo = specs(args.scale, [by_name[n] for n in args.cells], args.budgets)
+        runs.run_all(todo, get_config(args.scale), workers=args.jobs, data_root=args.data, desc="proxy runs",
+                     names=names(todo), load=False)
         return write_table(args.scale)
 
     return run_study(p.prog, work)

@@ -31,7 +31,8 @@ highest τ, and every verdict says the search was not shown to rank.
 
 ``python -m cpnas.ranking --jobs 2`` runs what is missing (searches of
 ``results/<scale>/ranking/search/<strategy>-<budget>/seed<N>``, each followed in the
-same job by the scoring, while its checkpoint is there) and writes
+same job by the scoring, :data:`SCORING`, while its checkpoint is there:
+:func:`cpnas.runs.run_searches`) and writes
 ``tables/search_ranking.{csv,md}`` and ``figures/search_ranking.png``.
 """
 
@@ -46,7 +47,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cpnas.paths import results_dir
-from cpnas.runs import CONFIG, GENOTYPE, INDICATOR, SearchSpec, apply, overrides, study_dir
+from cpnas.runs import CONFIG, GENOTYPE, INDICATOR, SearchSpec, Stage, apply, overrides, run_searches, study_dir
 from cpnas.config import Config, get_config
 from cpnas.data import DEFAULT_DATASET
 from cpnas.errors import CpnasError
@@ -119,28 +120,45 @@ def search_config(scale: str, search: RankSearch) -> Config:
     return apply(get_config(scale), search.spec.overrides)
 
 
-def is_done(scale: str, search: RankSearch) -> bool:
-    return (search.out(scale) / SCORES_FILE).is_file()
+def _folder(search: SearchSpec, scale: str) -> Path:
+    return search.out(scale)
 
 
-def run_one(scale: str, search: RankSearch, data_root: str | None = None, device: str = "auto") -> dict[str, Any]:
-    """Search (or load the finished search), then score the benchmark's fixed cells with it."""
+def _scores_done(folder: Path) -> bool:
+    return (Path(folder) / SCORES_FILE).is_file()
+
+
+def _load_scores(folder: Path) -> dict[str, Any]:
+    return read_json(Path(folder) / SCORES_FILE)
+
+
+def _search_key(search: SearchSpec, cfg: Config) -> dict[str, Any]:
+    """The scoring's cache key is its search's (:data:`cpnas.runs.SEARCH`): the scores are of that search."""
+    from cpnas.runs import SEARCH
+
+    return SEARCH.key(search, cfg)
+
+
+def score_benchmark(search: SearchSpec, cfg: Config, result: Any, *, data_root: str | None = None,
+                    device: str = "auto") -> dict[str, Any]:
+    """Score the benchmark's fixed cells with a finished search's trained state and write :data:`SCORES_FILE`.
+
+    ``result`` is the search's :class:`~cpnas.search.SearchResult`; ``cfg`` the base config
+    (the search's overrides go on top). Runs in the job of the search
+    (:func:`cpnas.runs.run_searches`), while its checkpoint is in its folder.
+    """
     import time
 
     from cpnas.cellbench import fixed_cells
-    from cpnas.search import score_cells, search_or_load
+    from cpnas.search import score_cells
 
-    cfg = search_config(scale, search)
-    out = search.out(scale)
-    result = search_or_load(search.strategy, cfg, seed=search.seed, beta_p=search.beta_p, data_root=data_root,
-                            device=device, out=out)
-    if (out / SCORES_FILE).is_file():
-        return read_json(out / SCORES_FILE)
-    cells = fixed_cells() if scale != "smoke" else fixed_cells()[:6]
+    out = search.out(cfg.scale)
+    cells = fixed_cells() if cfg.scale != "smoke" else fixed_cells()[:6]
     start = time.perf_counter()
-    scores = score_cells(search.strategy, cfg, out, [c.genotype for c in cells], seed=search.seed,
-                         beta_p=search.beta_p, data_root=data_root, device=device, max_images=SCORE_IMAGES)
-    payload = {"strategy": search.strategy, "budget": search.budget, "seed": search.seed,
+    scores = score_cells(search.strategy, apply(cfg, search.overrides), out, [c.genotype for c in cells],
+                         seed=search.seed, beta_p=search.beta_p, data_root=data_root, device=device,
+                         max_images=SCORE_IMAGES)
+    payload = {"strategy": search.strategy, "budget": search.variant, "seed": search.seed,
                "search_minutes": result.cost["wall_clock_s"] / 60, "score_images": SCORE_IMAGES,
                "scoring_minutes": (time.perf_counter() - start) / 60,
                "genotype": result.genotype.to_dict(),
@@ -149,14 +167,14 @@ def run_one(scale: str, search: RankSearch, data_root: str | None = None, device
     return payload
 
 
-def run_all(scale: str, todo: Sequence[RankSearch], *, jobs: int = 1, data_root: str | None = None) -> None:
-    """Every unfinished search of ``todo`` (search, then scoring), ``jobs`` one-thread processes at a time."""
-    from cpnas.parallel import run_jobs
+SCORING = Stage("scoring", _folder, _search_key, _scores_done, _load_scores, score_benchmark)
+"""The study's stage after each search (:func:`cpnas.runs.run_searches`): the benchmark's cells scored with the
+trained supernet, :data:`SCORES_FILE` in the search's folder; a ranking search is finished when it exists."""
 
-    todo = [s for s in todo if not is_done(scale, s)]
-    if todo:
-        run_jobs([(run_one, {"scale": scale, "search": s, "data_root": data_root}) for s in todo], workers=jobs,
-                 desc="ranking searches", names=[s.label for s in todo])
+
+def is_done(scale: str, search: RankSearch) -> bool:
+    """Whether ``search`` has searched and scored the benchmark (:data:`SCORING`)."""
+    return SCORING.is_finished(search.out(scale))
 
 
 # --------------------------------------------------------------------------- analysis
@@ -407,7 +425,9 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             raise CpnasError(f"--seeds expects comma-separated integers, got {args.seeds!r}") from None
         if not args.table_only:
-            run_all(args.scale, searches(budgets, seeds, strategies), jobs=args.jobs, data_root=args.data)
+            todo = searches(budgets, seeds, strategies)
+            run_searches([s.spec for s in todo], get_config(args.scale), then=SCORING, workers=args.jobs,
+                         data_root=args.data, desc="ranking searches", names=[s.label for s in todo])
         print(write_table(args.scale))
     except CpnasError as exc:
         print(f"{p.prog}: error: {exc}", file=sys.stderr)

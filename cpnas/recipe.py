@@ -25,9 +25,9 @@ import logging
 import statistics
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from cpnas import runs as R
+from cpnas import runs
 from cpnas.config import Config, get_config
 from cpnas.data import DEFAULT_DATASET, get_dataset
 from cpnas.errors import CpnasError
@@ -81,47 +81,35 @@ CELLS = ("darts_v2", "cpnas-s0")
 """The cells a recipe trains: the published DARTS_V2, or the genotype of the scale's CP-NAS search at
 seed 0 (``results/<scale>/search/cpnas/seed0``, 02's search; run first if missing)."""
 
-_CELL_SEARCHES = {"cpnas-s0": R.SearchSpec("cpnas", seed=0)}
+_CELL_SEARCHES = {"cpnas-s0": runs.SearchSpec("cpnas", seed=0)}
 
 
-def run_spec(scale: str, variant: str, seed: int, *, full: bool = False, cell: str = "darts_v2") -> R.RunSpec:
+def run_spec(scale: str, variant: str, seed: int, *, full: bool = False, cell: str = "darts_v2") -> runs.RunSpec:
     """One recipe variant trained on ``cell`` (:data:`CELLS`) at one seed, in the sweep or the full stage."""
     if cell not in CELLS:
         raise CpnasError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
     search = _CELL_SEARCHES.get(cell)
-    return R.RunSpec(f"recipe-{variant}-{cell}", seed=seed, search=search,
-                     genotype=DARTS_V2 if search is None else None, size="small", loss=VARIANTS[variant]["loss"],
-                     dataset=DEFAULT_DATASET, overrides=R.overrides(sweep_overrides(scale, variant, full=full)),
-                     study=STUDY, stage=FULL if full else SWEEP,
-                     folder=variant if cell == "darts_v2" else f"{variant}-on-{cell}")
+    return runs.RunSpec(f"recipe-{variant}-{cell}", seed=seed, search=search,
+                        genotype=DARTS_V2 if search is None else None, size="small", loss=VARIANTS[variant]["loss"],
+                        dataset=DEFAULT_DATASET, overrides=runs.overrides(sweep_overrides(scale, variant, full=full)),
+                        study=STUDY, stage=FULL if full else SWEEP,
+                        folder=variant if cell == "darts_v2" else f"{variant}-on-{cell}")
 
 
 def run_dir(scale: str, variant: str, seed: int, *, full: bool = False, cell: str = "darts_v2") -> Path:
     return run_spec(scale, variant, seed, full=full, cell=cell).out(scale)
 
 
-def cell_genotype(scale: str, cell: str, data_root: str | None = None):
-    if cell not in CELLS:
-        raise CpnasError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
-    search = _CELL_SEARCHES.get(cell)
-    if search is None:
-        return DARTS_V2
-    from cpnas.runs import search_of
-
-    return search_of(search, get_config(scale), data_root=data_root).genotype
+def specs(scale: str, variants: Sequence[str], seeds: Sequence[int], *, full: bool = False,
+          cell: str = "darts_v2") -> list[runs.RunSpec]:
+    """Every run of ``variants`` × ``seeds``, seed-major, on ``cell`` in the sweep or the full stage."""
+    return [run_spec(scale, v, s, full=full, cell=cell) for s in seeds for v in variants]
 
 
-def run_all(scale: str, variants: list[str], seeds: list[int], *, full: bool = False, jobs: int = 1,
-            data_root: str | None = None, cell: str = "darts_v2", executor: str = "local",
-            slurm: Any = None) -> list[dict]:
-    """Every run of ``variants`` × ``seeds`` (seed-major), missing ones computed ``jobs`` at a time; their metrics."""
-    from cpnas.runs import run_all as run_all_specs
-
-    pairs = [(v, s) for s in seeds for v in variants]
-    results = run_all_specs([run_spec(scale, v, s, full=full, cell=cell) for v, s in pairs], get_config(scale),
-                            workers=jobs, data_root=data_root, executor=executor, slurm=slurm, desc="recipe runs",
-                            names=[f"{v} on {cell} seed {s}" for v, s in pairs])
-    return [r.metrics for r in results]
+def names(todo: Sequence[runs.RunSpec]) -> list[str]:
+    """The runs as the log names them: variant, cell and seed."""
+    parts = [s.folder.partition("-on-") for s in todo]
+    return [f"{variant} on {cell or 'darts_v2'} seed {s.seed}" for s, (variant, _, cell) in zip(todo, parts)]
 
 
 def chosen_variant(rows: list[dict]) -> str | None:
@@ -137,12 +125,10 @@ def chosen_variant(rows: list[dict]) -> str | None:
 
 def collect(scale: str) -> list[dict]:
     """One row per finished sweep or confirmation run under ``results/<scale>/recipe``."""
-    from cpnas.io import read_json
-
     rows = []
     for stage in (SWEEP, FULL):
-        for path in sorted(R.stage_dir(scale, STUDY, stage).glob(f"*/seed*/{R.METRICS}")):
-            m = read_json(path)
+        for path in sorted(runs.stage_dir(scale, STUDY, stage).glob(f"*/seed*/{runs.METRICS}")):
+            m = runs.TRAIN.load(path.parent)
             variant, _, cell = path.parent.parent.name.partition("-on-")
             rows.append({"recipe": variant, "stage": stage, "genotype": cell or "darts_v2", "seed": m["seed"],
                          "loss": m["loss"], "epochs": m["epochs"], "train_images": m["train_images"],
@@ -187,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     def work():
-        run_all(args.scale, list(args.variants), list(args.seeds), full=args.full, jobs=args.jobs,
-                data_root=args.data, cell=args.cell)
+        todo = specs(args.scale, args.variants, args.seeds, full=args.full, cell=args.cell)
+        runs.run_all(todo, get_config(args.scale), workers=args.jobs, data_root=args.data, desc="recipe runs",
+                     names=names(todo), load=False)
         return write_table(args.scale)
 
     return run_study(p.prog, work)

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from cpnas import data as D
+from cpnas import data
 from cpnas import distributed
 from cpnas.config import Config
 from cpnas.data.registry import for_dataset
@@ -38,6 +38,8 @@ from cpnas.genotype import Genotype
 from cpnas.io import read_json, remove_orphaned_temps, write_json
 from cpnas.paths import portable
 from cpnas.runs.files import COMPLETE, CONFIG, COST, GENOTYPE, HISTORY, INDICATOR
+from cpnas.runs.keys import search_key
+from cpnas.runs.layout import search_dir
 from cpnas.strategy_base import SearchContext, Strategy, beta_p_of, get_strategy
 from cpnas.train import resolve_device
 
@@ -50,14 +52,6 @@ class SearchResult:
     history: list[dict[str, Any]]
     cost: dict[str, Any]
     out: Path
-
-
-def default_search_dir(scale: str, strategy: str, seed: int, beta_p: float | None = None,
-                       dataset: str = D.DEFAULT_DATASET) -> Path:
-    """``results/<scale>/search/<strategy>[-beta<β>]/seed<N>``: the notebooks' searches (:mod:`cpnas.runs`)."""
-    from cpnas.runs.layout import search_dir
-
-    return search_dir(scale, strategy, seed, beta_p, dataset)
 
 
 def search_data(cfg: Config, dataset: str, data_root: Path | None, seed: int, device: torch.device,
@@ -73,36 +67,36 @@ def search_data(cfg: Config, dataset: str, data_root: Path | None, seed: int, de
     re-estimate BN statistics before each score.
     """
     s = cfg.search
-    images = D.load_dataset(cfg, dataset, "train", data_root, seed=seed)
+    images = data.load_dataset(cfg, dataset, "train", data_root, seed=seed)
     n = images.labels.shape[0]
     # the trainings' validation split is never searched on (it selects recipes and reports val top-1)
-    held_out = D.validation_indices(n, D.train_config(cfg, dataset).val_fraction, labels=images.labels)
+    held_out = data.validation_indices(n, data.train_config(cfg, dataset).val_fraction, labels=images.labels)
     if with_arch_split:
         if 2 * s.train_fraction > 1:
             raise CpnasError("a search with an architecture split needs 2 × search.train_fraction ≤ 1 (weights "
                              "and architecture on disjoint halves)")
-        idx_train, idx_arch = D.search_split(n, s.train_fraction, s.train_fraction, seed, labels=images.labels,
+        idx_train, idx_arch = data.search_split(n, s.train_fraction, s.train_fraction, seed, labels=images.labels,
                                              exclude=held_out)
         idx_score = idx_arch
     else:
-        idx_train, idx_score = D.search_split(n, s.train_fraction, s.score_fraction, seed, labels=images.labels,
+        idx_train, idx_score = data.search_split(n, s.train_fraction, s.score_fraction, seed, labels=images.labels,
                                               exclude=held_out)
         idx_arch = None
     common = dict(device=device, seed=seed)
     train_batch = s.batch_size if batch_size is None else batch_size
-    train = D.TensorLoader(D.subset(images, idx_train), train_batch, shuffle=True, drop_last=False,
+    train = data.TensorLoader(data.subset(images, idx_train), train_batch, shuffle=True, drop_last=False,
                            augment=True, **common)
     # The score split in one seeded random order (its indices come sorted, and image folders
     # are stored class by class): every draw is scored on the same batches, each of mixed classes.
     score_order = idx_score[torch.randperm(len(idx_score), generator=torch.Generator().manual_seed(seed + 3))]
-    score = D.TensorLoader(D.subset(images, score_order), s.batch_size, shuffle=False, augment=False, **common)
+    score = data.TensorLoader(data.subset(images, score_order), s.batch_size, shuffle=False, augment=False, **common)
     # BN re-estimation before every score (search.calibration_batches): fixed, un-augmented batches
     # of the search-train split, the same for every draw.
-    calib = D.TensorLoader(D.subset(images, idx_train), train_batch, shuffle=True, augment=False,
+    calib = data.TensorLoader(data.subset(images, idx_train), train_batch, shuffle=True, augment=False,
                            device=device, seed=seed + 2)
     arch = None
     if idx_arch is not None:
-        arch = D.TensorLoader(D.subset(images, idx_arch), train_batch, shuffle=True, augment=True,
+        arch = data.TensorLoader(data.subset(images, idx_arch), train_batch, shuffle=True, augment=True,
                               device=device, seed=seed + 1)
     # Data-parallel (cpnas.distributed): every rank trains on its shard of each global batch and
     # scores its shard of the score split (the counts are summed over ranks). BN re-estimation
@@ -116,7 +110,7 @@ def search_data(cfg: Config, dataset: str, data_root: Path | None, seed: int, de
     return images, train, score, arch, calib
 
 
-def run_search(strategy: str, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, data_root: Path | None = None,
+def run_search(strategy: str, cfg: Config, *, dataset: str = data.DEFAULT_DATASET, data_root: Path | None = None,
                seed: int = 0, out: Path | None = None, resume: bool = False, device: str = "auto",
                beta_p: float | None = None) -> SearchResult:
     """Run (or resume) one search and write its artifacts to ``out``.
@@ -125,7 +119,7 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, 
     search lr and β_P, except where the caller set them), as ``cpnas search --dataset`` does.
     """
     cfg = for_dataset(cfg, dataset)
-    out = Path(out) if out is not None else default_search_dir(cfg.scale, strategy, seed, beta_p, dataset)
+    out = Path(out) if out is not None else search_dir(cfg.scale, strategy, seed, beta_p, dataset)
     factory = get_strategy(strategy)
     ckpt_path = out / CHECKPOINT
     if not resume and (out / HISTORY).exists():
@@ -146,7 +140,7 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, 
         if mismatch:
             raise CpnasError(f"{ckpt_path} belongs to another search ({mismatch}); resume it with the options it "
                              f"was started with, or choose another --out")
-        if _search_part(state["config"]) != _search_part(cfg.to_dict()):
+        if search_key(state["config"]) != search_key(cfg.to_dict()):
             raise CpnasError(f"{ckpt_path} was written with another configuration; resume with the same "
                              f"--scale and --set options, or start a new --out")
         from cpnas.driver import restore_forms
@@ -192,7 +186,7 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = D.DEFAULT_DATASET, 
 
 
 def score_cells(strategy: str, cfg: Config, out: Path, cells: list, *, seed: int = 0, beta_p: float | None = None,
-                dataset: str = D.DEFAULT_DATASET, data_root: Path | None = None, device: str = "auto",
+                dataset: str = data.DEFAULT_DATASET, data_root: Path | None = None, device: str = "auto",
                 max_images: int | None = None) -> list[dict[str, float]]:
     """Score ``cells`` (genotypes) with a finished search's trained state (:meth:`Strategy.score_cells`).
 
@@ -280,37 +274,6 @@ def dry_run(strategy: str, cfg: Config, beta_p: float | None = None) -> dict[str
     beta = beta_p_of(strategy, beta_p, cfg.search.beta_p)
     return {"strategy": strategy, "scale": cfg.scale, "beta_p": beta, "epochs": len(schedule),
             "schedule": summary, "config": cfg.to_dict()}
-
-
-def search_or_load(strategy: str, cfg: Config, *, seed: int = 0, beta_p: float | None = None,
-                   dataset: str = D.DEFAULT_DATASET, data_root: Path | None = None, device: str = "auto",
-                   out: Path | None = None, compute: bool = True) -> SearchResult:
-    """The notebooks' entry point: load a finished search from ``results/``, else run or resume it.
-
-    Re-running a notebook therefore costs nothing once its searches are done, and an
-    interrupted search continues from its last checkpoint. ``compute=False`` (a notebook's
-    ``CPNAS_COMPUTE=0``) only loads: an unfinished search is one clear error, not a run.
-    """
-    cfg = for_dataset(cfg, dataset)
-    out = Path(out) if out is not None else default_search_dir(cfg.scale, strategy, seed, beta_p, dataset)
-    if not compute and not is_finished(out):
-        raise CpnasError(f"no finished {strategy} search at {out}: CPNAS_COMPUTE=0 shows finished runs only; "
-                         f"run with CPNAS_COMPUTE=1 (the default) to compute it")
-    if is_finished(out):
-        stored = read_json(out / CONFIG)["config"]
-        if _search_part(stored) != _search_part(cfg.to_dict()):
-            raise CpnasError(f"{out} holds a search run with another configuration than scale "
-                             f"{cfg.scale!r} now gives; move it away (or delete it) to search again")
-        return load_search(out)
-    return run_search(strategy, cfg, dataset=dataset, data_root=data_root, seed=seed, out=out,
-                      resume=True, device=device, beta_p=beta_p)
-
-
-def _search_part(config: dict) -> dict:
-    """The config sections a search depends on (training settings may change without invalidating it)."""
-    import json
-
-    return json.loads(json.dumps({key: config.get(key) for key in ("search", "data")}))  # tuples → lists
 
 
 def is_finished(out: Path) -> bool:

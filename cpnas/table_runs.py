@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-from cpnas.ablation import Run, is_done
-from cpnas.runs import METRICS, RunSpec, SearchSpec
+from cpnas.ablation import Run
+from cpnas.runs import TRAIN, RunSpec, SearchSpec
 
 
 TABLE1_ROWS: dict[str, dict[str, Any]] = {
@@ -45,12 +45,10 @@ def table1_runs(seeds: Sequence[int] = TABLE1_SEEDS) -> list[Run]:
 
 def table1_metrics(runs: Sequence[Run], scale: str) -> dict[str, list[dict[str, Any]]]:
     """``{row label: [metrics.json of each finished seed]}`` of :func:`table1_runs`, for :func:`cpnas.tables.table1`."""
-    from cpnas.io import read_json
-
     out: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
-        if is_done(run, scale):
-            out.setdefault(run.label, []).append(read_json(run.train_dir(scale) / METRICS))
+        if TRAIN.is_finished(run.train_dir(scale)):
+            out.setdefault(run.label, []).append(TRAIN.load(run.train_dir(scale)))
     return out
 
 

@@ -323,7 +323,7 @@ def table1(ours: dict[str, Runs] | None = None):
     """Table 1: CIFAR-10 test error, the paper's rows (:data:`PAPER_TABLE1`) beside ours.
 
     ``ours`` maps a row label to the ``metrics.json`` of a training run
-    (:func:`cpnas.evaluation.train_or_load`), or to a list of them, one per seed
+    (:func:`cpnas.runs.train_or_load`), or to a list of them, one per seed
     (:func:`cpnas.table_runs.table1_metrics`): the row then gives the mean test error, its
     sample std and ``n``, e.g. ``{"CP-NAS (Small)": [m0, m1, m2], "BNAS†": [...]}``. Each of our
     rows comes right after the paper row whose label it equals or starts with

@@ -101,20 +101,29 @@ def test_default_workers(monkeypatch):
     assert 1 <= default_workers("cpu") <= 2
 
 
+def run_rows(runs, scale, *, jobs=1, dataset="synthetic"):
+    """What notebooks 03 and 05 do: every missing run computed (cpnas.runs.run_all), then the rows loaded."""
+    from cpnas.config import get_config
+    from cpnas.runs import run_all
+
+    run_all(A.specs(runs, scale, dataset), get_config(scale), workers=jobs, load=False)
+    return A.load_rows(runs, scale, dataset)
+
+
 def test_run_all_computes_caches_and_reloads(tmp_path, monkeypatch, data_dir):
     """Two runs in two worker processes at the smoke scale on synthetic data, then a cached re-run."""
     monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
     genotype = data_dir / "darts_v2.json"
     runs = A.strategy_runs(seeds=(0,), strategies=("random",)) + \
         A.loss_runs(genotype, seeds=(0,), variants=("cross-entropy",))
-    rows = A.run_all(runs, "smoke", jobs=2, dataset="synthetic")
+    rows = run_rows(runs, "smoke", jobs=2)
     assert [r["label"] for r in rows] == ["random", "cross-entropy"]
     assert all(0.0 <= r["top1"] <= 100.0 and r["scale"] == "smoke" for r in rows)
     assert rows[0]["search_wall_clock_s"] is not None and rows[1]["search_wall_clock_s"] is None
     metrics = tmp_path / "results" / "smoke" / "ablation" / "train" / "loss-cross-entropy" / "seed0" / "metrics.json"
     assert json.loads(metrics.read_text())["loss"] == "ce"
     stamp = metrics.stat().st_mtime_ns
-    again = A.run_all(runs, "smoke", jobs=2, dataset="synthetic")
+    again = run_rows(runs, "smoke", jobs=2)
     assert again == rows and metrics.stat().st_mtime_ns == stamp  # loaded, not retrained
 
 
@@ -124,7 +133,7 @@ def test_run_all_trains_a_cell_of_the_sweep_after_its_search(tmp_path, monkeypat
     search = A.strategy_runs(seeds=(0,), strategies=("random",))
     cell = search[0].search_dir("smoke", "synthetic") / "genotype.json"
     runs = A.loss_runs(cell, seeds=(0,), variants=("cross-entropy",), study="loss-bnas") + search
-    rows = A.run_all(runs, "smoke", jobs=2, dataset="synthetic")
+    rows = run_rows(runs, "smoke", jobs=2)
     assert [r["study"] for r in rows] == ["loss-bnas", "strategy"]
     trained = json.loads((runs[0].train_dir("smoke") / "config.json").read_text())
     # stored relative to the project root (CPNAS_HOME here), so it resolves on any clone

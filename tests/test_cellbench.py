@@ -95,3 +95,29 @@ def test_ranking_budgets_differ_fourfold_in_supernet_training():
     study, cpu, large = (training(b) for b in ranking.BUDGETS)
     assert cpu >= 4 * study and large >= 4 * cpu
     assert ranking.search_config("cpu", ranking.RankSearch("cpnas", "large")).search.T >= 2
+
+
+def test_a_ranking_search_is_a_search_then_its_scoring_in_one_job(tmp_path, monkeypatch):
+    """python -m cpnas.ranking hands its searches to cpnas.runs.run_searches with the scoring stage: one job per
+    unscored search, the stage picklable for spawned workers; a search is done once its scores are written."""
+    import pickle
+
+    from cpnas import parallel
+
+    monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
+    jobs = []
+    monkeypatch.setattr(parallel, "run_jobs", lambda js, **k: jobs.append(([kw for _, kw in js], k["names"])))
+    assert ranking.main(["--budgets", "study", "--strategies", "cpnas,rs", "--seeds", "0"]) == 0
+    (kwargs, names), = jobs
+    assert [kw["search"] for kw in kwargs] == [s.spec for s in ranking.searches(["study"], (0,),
+                                                                                 [("cpnas", 2.0), ("rs", None)])]
+    assert all(kw["then"] is ranking.SCORING for kw in kwargs) and names == ["cpnas study seed 0", "rs study seed 0"]
+    assert pickle.loads(pickle.dumps(ranking.SCORING)) == ranking.SCORING
+    done = ranking.RankSearch("cpnas", "study", 0, 2.0)
+    done.out("cpu").mkdir(parents=True)
+    write_json(done.out("cpu") / ranking.SCORES_FILE, {"strategy": "cpnas", "budget": "study", "seed": 0,
+                                                      "search_minutes": 1.0, "cells": {}})
+    assert ranking.is_done("cpu", done) and ranking.SCORING.is_finished(done.out("cpu"))
+    jobs.clear()
+    assert ranking.main(["--budgets", "study", "--strategies", "cpnas,rs", "--seeds", "0"]) == 0
+    assert [kw["search"].strategy for kw in jobs[0][0]] == ["rs"]

@@ -87,7 +87,7 @@ def test_parent_reading_trains_and_uses_a_full_precision_parent(tmp_path, data_d
 def test_train_or_load_caches_and_refuses_a_stale_run(tmp_path, data_dir):
     from cpnas.config import get_config
     from cpnas.errors import CpnasError
-    from cpnas.evaluation import train_or_load
+    from cpnas.runs import train_or_load
     from cpnas.genotype import load_genotype
 
     overrides = dict(pair.split("=", 1) for pair in TINY[1::2])

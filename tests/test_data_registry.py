@@ -93,7 +93,8 @@ def toy(tmp_path, monkeypatch):
 
 
 def test_a_toy_dataset_flows_through_loading_splits_loaders_and_networks(toy, data_dir):
-    from cpnas.evaluation import _loaders, build_network, run_key
+    from cpnas.evaluation import _loaders, build_network
+    from cpnas.runs import run_key
     from cpnas.search import search_data
 
     assert "toy" in data.DATASETS

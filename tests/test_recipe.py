@@ -103,6 +103,33 @@ def test_training_reports_validation_accuracy(tmp_path):
     assert m["threads"] >= 1
 
 
+@pytest.mark.parametrize("module, argv, expected", [
+    ("recipe", ["--variants", "paper-sgd,adam-2e-3", "--seeds", "0,1"],
+     lambda m: m.specs("cpu", ["paper-sgd", "adam-2e-3"], [0, 1])),
+    ("recipe", ["--variants", "adam-2e-3", "--full", "--cell", "cpnas-s0"],
+     lambda m: m.specs("cpu", ["adam-2e-3"], [0], full=True, cell="cpnas-s0")),
+    ("proxy", ["--cells", "darts_v2,random-s1", "--budgets", "long,cpu"],
+     lambda m: m.specs("cpu", [m.ProxyCell("darts_v2"), m.ProxyCell("random", 1)], ["long", "cpu"])),
+    ("cellbench", ["--cells", "darts_v2", "--no-replicates"],
+     lambda m: m.specs(m.fixed_cells()[:1], replicates=False)),
+])
+def test_study_clis_hand_their_specs_to_the_one_runner(tmp_path, monkeypatch, module, argv, expected):
+    """The recipe sweep, the proxy check and the cell benchmark compute through cpnas.runs.run_all (its cache,
+    its workers), with their specs in the study's order, then write their table from the finished runs."""
+    import importlib
+
+    from cpnas import runs
+
+    monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
+    study = importlib.import_module(f"cpnas.{module}")
+    calls = []
+    monkeypatch.setattr(runs, "run_all", lambda specs, cfg, **kw: calls.append((list(specs), cfg.scale, kw)))
+    assert study.main([*argv, "--jobs", "2"]) == 0
+    (specs, scale, kw), = calls
+    assert specs == expected(study) and scale == "cpu" and kw["workers"] == 2 and kw["load"] is False
+    assert len(kw["names"]) == len(specs) and len(set(kw["names"])) == len(specs)
+
+
 @pytest.mark.parametrize("module, argv", [
     ("recipe", ["--variants", "adam-1"]), ("recipe", ["--seeds", "x"]), ("recipe", ["--jobs", "0"]),
     ("proxy", ["--cells", "darts_v3"]), ("proxy", ["--budgets", "huge"]), ("proxy", ["--jobs", "0"]),

@@ -66,10 +66,9 @@ def test_layout_of_the_notebooks_and_studies():
     assert Rc.run_dir(SCALE, "adam-1e-2", 1, full=True, cell="cpnas-s0") == \
         root / "recipe/full/adam-1e-2-on-cpnas-s0/seed1"
     assert Rc.run_dir(SCALE, "paper-sgd", 0) == root / "recipe/sweep/paper-sgd/seed0"
-    from cpnas.search import default_search_dir
     from cpnas.tables import default_genotype_path
 
-    assert default_genotype_path(SCALE) == default_search_dir(SCALE, "cpnas", 0) / "genotype.json"
+    assert default_genotype_path(SCALE) == R.search_dir(SCALE, "cpnas", 0) / "genotype.json"
 
 
 def test_every_committed_run_is_the_folder_of_a_study_spec():
@@ -85,8 +84,8 @@ def test_every_committed_run_is_the_folder_of_a_study_spec():
     assert ablation <= {s.out(SCALE) for s in abl_specs} | _search_folders(abl_specs, SCALE)
     # the proxy's finished runs are found in its own folders, and nowhere else
     for cell in P.CELLS:
-        found = P.finished_run(SCALE, cell, "cpu")
-        assert found is None or found == P.train_dir(SCALE, cell, "cpu") in committed
+        found = P.finished_metrics(SCALE, cell, "cpu")
+        assert (found is None) == (P.train_dir(SCALE, cell, "cpu") not in committed)
 
 
 def test_committed_runs_are_found_never_recomputed(monkeypatch):
@@ -232,3 +231,72 @@ def test_each_stage_finds_loads_and_keys_a_committed_run():
     assert found == R.search_dir(SCALE, "cpnas", 0) and SEARCH.is_finished(found)
     assert SEARCH.load(found).genotype == load_genotype(found / R.GENOTYPE)
     assert set(SEARCH.key(search, get_config(SCALE))) == {"search", "data"}
+
+
+def test_the_stored_keys_of_committed_runs_are_the_keys_asked_for_today():
+    """The cache keys (cpnas.runs.keys) of the committed searches and of the trainings at today's presets equal
+    what their folders stored, so a resumed study loads them instead of computing them again.
+
+    Searches: every committed search of a study spec (notebooks, ablation, search ranking). Trainings:
+    the ablation's (Table 1 and Fig. 6), the cell benchmark's and the notebooks'; the proxy and recipe
+    runs predate today's cpu preset and are refused with one line (test above).
+    """
+    from cpnas.genotype import Genotype
+    from cpnas.io import read_json
+    from cpnas.runs import SEARCH, TRAIN, search_key
+
+    committed = _committed_runs(SCALE)
+    base = get_config(SCALE)
+    specs = _study_specs(SCALE)
+    searches = {s.search.out(SCALE): s.search for s in specs if s.search is not None}
+    searches |= {k.out(SCALE): k.spec for k in K.searches(tuple(K.BUDGETS), (0, 1, 2))}
+    checked = 0
+    for folder, search in searches.items():
+        if folder in committed:
+            assert SEARCH.key(search, base) == search_key(read_json(folder / R.CONFIG)["config"]), folder
+            checked += 1
+    assert checked >= len({p for p in committed if (p / R.COMPLETE).exists()})
+    studies = (A.STUDY, C.STUDY, "train")
+    trained = 0
+    for spec in R.unique(specs, SCALE):
+        folder = spec.out(SCALE)
+        if folder in committed and folder.relative_to(R.study_dir(SCALE)).parts[0] in studies:
+            metrics = TRAIN.load(folder)
+            assert TRAIN.key(spec, base, Genotype.from_dict(metrics["genotype"])) == metrics["run"], folder
+            trained += 1
+    assert trained == len({p for p in committed if (p / R.METRICS).exists()
+                           and p.relative_to(R.study_dir(SCALE)).parts[0] in studies})
+
+
+def test_run_searches_computes_each_unfinished_search_once_then_the_study_stage(tmp_path, monkeypatch):
+    """cpnas.runs.run_searches: one job per search folder whose study stage is unfinished; in the job, the search
+    (computed or loaded), then the stage on its result, unless the stage finished meanwhile."""
+    from cpnas import parallel
+    from cpnas.io import LOCK
+    from cpnas.runs import execute
+
+    monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
+    marker = "scored.json"
+    calls = []
+    stage = R.Stage("scoring", lambda search, scale: search.out(scale), lambda search, cfg: {},
+                    lambda folder: (folder / marker).exists(), lambda folder: None,
+                    lambda search, cfg, result, **kw: calls.append((search.seed, result, kw)))
+    a, b = R.SearchSpec("random", seed=0, dataset="synthetic"), R.SearchSpec("random", seed=1, dataset="synthetic")
+    cfg = get_config("smoke")
+    b.out("smoke").mkdir(parents=True)
+    (b.out("smoke") / marker).write_text("{}")  # b's stage is finished: no job
+    jobs = []
+    monkeypatch.setattr(parallel, "run_jobs", lambda js, **k: jobs.append((js, k["names"])))
+    R.run_searches([a, b, a], cfg, then=stage, names=["a", "b", "a again"])
+    assert [[(fn.__name__, kw["search"], kw["then"]) for fn, kw in js] for js, _ in jobs] == \
+        [[("_search_then", a, stage)]]
+    assert jobs[0][1] == ["a"]
+    jobs.clear()
+    R.run_searches([a, b], cfg)  # no stage: a search is done when it finished (complete.json)
+    assert [kw["search"] for fn, kw in jobs[0][0]] == [a, b]
+
+    monkeypatch.setattr(execute, "search_of", lambda search, cfg, **kw: f"result of seed {search.seed}")
+    execute._search_then(a, cfg, None, "cpu", stage)
+    assert calls == [(0, "result of seed 0", {"data_root": None, "device": "cpu"})]
+    execute._search_then(b, cfg, None, "cpu", stage)  # finished meanwhile: the search is loaded, the stage not rerun
+    assert len(calls) == 1 and not (a.out("smoke") / LOCK).exists()  # the lock is released

@@ -17,7 +17,8 @@ from cpnas.cli import main
 from cpnas.config import get_config
 from cpnas.genotype import load_genotype
 from cpnas.ops import PRIMITIVES
-from cpnas.search import run_search, search_or_load
+from cpnas.runs import search_or_load
+from cpnas.search import run_search
 from cpnas.strategies import (CPNAS, STRATEGIES, SearchContext, cpnas_schedule, edge_indicator, get_strategy,
                               indicator_score, strategy_names)
 

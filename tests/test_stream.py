@@ -103,7 +103,7 @@ def test_a_cifar_download_cannot_stream(monkeypatch):
 
 def test_a_forced_streaming_run_has_its_own_run_key(monkeypatch):
     from cpnas.config import get_config
-    from cpnas.evaluation import run_key
+    from cpnas.runs import run_key
     from cpnas.genotype import DARTS_V2
 
     cfg = get_config("cpu")

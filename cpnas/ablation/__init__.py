@@ -20,8 +20,10 @@ only what is missing and an interrupted sweep resumes where it stopped:
 The searches and trainings of the ablation are sized by :data:`ABLATION_SIZES`
 (size fields only, like the presets): at the ``paper`` scale they are the
 paper's; at ``cpu`` they are cut so that all three studies at 3 seeds fit in
-about three hours on a 2-core CPU. :func:`run_all` runs every missing run, in
-parallel worker processes (``--jobs``), from the command line::
+about three hours on a 2-core CPU. The runs are :class:`cpnas.runs.RunSpec` values
+(:func:`specs`); :func:`cpnas.runs.run_all` computes the missing ones in parallel worker
+processes, and :func:`load_rows` turns the finished ones into the rows the figures and tables
+read. From the command line (``--jobs`` workers)::
 
     python -m cpnas.ablation --scale cpu --jobs 2
 """
@@ -29,19 +31,17 @@ parallel worker processes (``--jobs``), from the command line::
 from __future__ import annotations
 
 import json
-import logging
 import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from cpnas import runs as R
 from cpnas.config import Config, get_config
 from cpnas.data.registry import DEFAULT_DATASET
 from cpnas.errors import CpnasError
-
-log = logging.getLogger(__name__)
+from cpnas.runs import (GENOTYPE, SEARCH, TRAIN, RunSpec, SearchSpec, first_per_key, overrides, search_name,
+                        study_dir)
 
 BETAS: tuple[float, ...] = (0.0, 0.33, 0.5, 1.0, 2.0, 3.0, 4.0)
 """Fig. 6 (left): the β_P values of the sweep."""
@@ -139,12 +139,13 @@ STUDY = "ablation"
 
 def ablation_dir(scale: str) -> Path:
     """``results/<scale>/ablation``: every search and training of the ablation lives below it."""
-    return R.study_dir(scale, STUDY)
+    return study_dir(scale, STUDY)
 
 
 @dataclass(frozen=True)
 class Run:
-    """One cached run: a search (unless ``genotype`` is given) followed by one training."""
+    """One run of a study: its place in the study's figure (``study``, ``label``) and what it runs, a search
+    (unless ``genotype`` is given) followed by one training (:meth:`spec`, a :class:`cpnas.runs.RunSpec`)."""
 
     study: str  # "beta", "strategy", or a loss study: "loss" (02's cell) or "loss-bnas" (a BNAS† cell)
     label: str  # the x value of its figure: β_P, the strategy name, or the loss variant
@@ -166,7 +167,7 @@ class Run:
     def search_name(self) -> str | None:
         if self.genotype is not None:
             return None
-        return R.search_name(self.strategy, self.beta_p, variant=self.variant)
+        return search_name(self.strategy, self.beta_p, variant=self.variant)
 
     @property
     def train_name(self) -> str:
@@ -178,7 +179,7 @@ class Run:
         return f"{self.search_name}"
 
     def spec(self, scale: str, dataset: str = DEFAULT_DATASET,
-             config_overrides: dict[str, Any] | None = None) -> R.RunSpec:
+             config_overrides: dict[str, Any] | None = None) -> RunSpec:
         """The run as a :class:`cpnas.runs.RunSpec`: the ablation's sizes (:func:`ablation_config`), its loss."""
         if scale not in ABLATION_SIZES:
             raise CpnasError(f"unknown scale {scale!r}; choose one of {', '.join(ABLATION_SIZES)}")
@@ -186,12 +187,12 @@ class Run:
         if (self.study in LOSS_STUDIES and self.loss == "cp" and "loss.kernel_weight" not in dict(self.loss_overrides)
                 and get_config(scale).loss.kernel_weight == 0):
             method["loss.kernel_weight"] = LOSS_KERNEL_WEIGHT  # the variant has the kernel term: measure it
-        over = R.overrides({**ABLATION_SIZES[scale], **(config_overrides or {}), **dict(self.loss_overrides),
+        over = overrides({**ABLATION_SIZES[scale], **(config_overrides or {}), **dict(self.loss_overrides),
                             **method})
-        search = None if self.genotype is not None else R.SearchSpec(
+        search = None if self.genotype is not None else SearchSpec(
             self.strategy, seed=self.seed, beta_p=self.beta_p, dataset=dataset, overrides=over, study=STUDY,
             variant=self.variant)
-        return R.RunSpec(self.train_name, seed=self.seed, search=search, genotype=self.genotype, size=self.size,
+        return RunSpec(self.train_name, seed=self.seed, search=search, genotype=self.genotype, size=self.size,
                          loss=self.loss, dataset=dataset, overrides=over, study=STUDY)
 
     def search_dir(self, scale: str, dataset: str = DEFAULT_DATASET) -> Path | None:
@@ -278,29 +279,20 @@ def beta_of(run: Run) -> float | None:
     return run.beta_p if run.beta_p is not None else PAPER_BETA
 
 
-def is_done(run: Run, scale: str) -> bool:
-    """Whether the run's training has finished (its ``metrics.json`` exists)."""
-    return run.spec(scale).is_done(scale)
-
-
 def load_rows(runs: Sequence[Run], scale: str, dataset: str = DEFAULT_DATASET) -> list[dict[str, Any]]:
-    """Rows of the finished runs only (no computation): for inspecting a sweep in progress."""
-    from cpnas.io import read_json
-    from cpnas.search import load_search
-
+    """The rows (:func:`row`) of the finished runs of ``runs``, in order; unfinished ones are left out."""
     rows = []
     for run in runs:
-        if not is_done(run, scale):
-            continue
-        metrics = read_json(run.train_dir(scale) / R.METRICS)
-        sdir = run.search_dir(scale, dataset)
-        rows.append(row(run, metrics, load_search(sdir) if sdir is not None else None))
+        folder = run.train_dir(scale)
+        if TRAIN.is_finished(folder):
+            sdir = run.search_dir(scale, dataset)
+            rows.append(row(run, TRAIN.load(folder), SEARCH.load(sdir) if sdir is not None else None))
     return rows
 
 
 def bnas_genotype_path(scale: str) -> Path:
     """The cell of the ``loss-bnas`` study: what the ablation's own β_P = 0 (``bnas``) search at seed 0 finds."""
-    return _search_run("bnas", 0, None, "beta", "0").search_dir(scale) / R.GENOTYPE
+    return _search_run("bnas", 0, None, "beta", "0").search_dir(scale) / GENOTYPE
 
 
 def all_runs(genotype: str | os.PathLike, seeds: Sequence[int] = SEEDS, betas: Sequence[float] = BETAS,
@@ -309,7 +301,7 @@ def all_runs(genotype: str | os.PathLike, seeds: Sequence[int] = SEEDS, betas: S
     """The studies, searches shared between them listed once per study (cached, so computed once).
 
     ``bnas_genotype`` (:func:`bnas_genotype_path`) adds the ``loss-bnas`` study; its cell
-    comes from a search of the β_P study, which :func:`run_all` finishes first.
+    comes from a search of the β_P study, which :func:`cpnas.runs.run_all` finishes first.
     """
     runs = (beta_runs(seeds, betas) + gap_runs(seeds, gap_betas) + strategy_runs(seeds)
             + loss_runs(genotype, loss_seeds))
@@ -318,40 +310,16 @@ def all_runs(genotype: str | os.PathLike, seeds: Sequence[int] = SEEDS, betas: S
     return runs
 
 
-def specs(runs: Sequence[Run], scale: str) -> list[R.RunSpec]:
-    """The runs as :class:`cpnas.runs.RunSpec` values at ``scale`` (for :func:`cpnas.runs.study_cost`)."""
-    return [run.spec(scale) for run in runs]
-
-
 def unique_runs(runs: Sequence[Run], scale: str) -> list[Run]:
     """One run per training folder (the β = 0 / 2 points and bnas / cpnas share theirs)."""
-    from cpnas.runs import first_per_key
-
     return first_per_key(runs, lambda run: run.train_dir(scale))
 
 
-def run_all(runs: Sequence[Run], scale: str, *, jobs: int = 1, data_root: str | os.PathLike | None = None,
-            device: str = "auto", dataset: str = DEFAULT_DATASET, executor: str = "local",
-            slurm: Any = None) -> list[dict[str, Any]]:
-    """Compute every missing run (``jobs`` one-thread workers, :func:`cpnas.runs.run_all`), then load all rows.
-
-    Runs whose training is finished are skipped; interrupted ones resume from their
-    checkpoints; a run on the cell another run of the sweep finds waits for it. A run
-    failing with a :class:`CpnasError` does not stop the others; one error listing the
-    failures is raised at the end.
-    """
-    from cpnas.runs import run_all as run_all_specs
-
-    todo = [r for r in unique_runs(runs, scale) if not is_done(r, scale)]
-    # seed-major order: a sweep stopped part-way has every point at seed 0 before any at seed 1
-    todo.sort(key=lambda r: r.seed)
-    if todo:
-        log.info("ablation at %s: %d of %d runs to compute with %d worker(s)", scale, len(todo),
-                 len(unique_runs(runs, scale)), jobs)
-        run_all_specs([r.spec(scale, dataset) for r in todo], get_config(scale), workers=jobs,
-                      data_root=data_root, device=device, executor=executor, slurm=slurm, desc="ablation runs",
-                      names=[f"{r.train_name} seed {r.seed}" for r in todo], load=False)
-    return load_rows(runs, scale, dataset)
+def specs(runs: Sequence[Run], scale: str, dataset: str = DEFAULT_DATASET) -> list[RunSpec]:
+    """The runs as :class:`cpnas.runs.RunSpec` values at ``scale``, one per training folder, seed-major (a sweep
+    stopped part-way has every point at seed 0 before any at seed 1): what :func:`cpnas.runs.run_all` computes
+    and :func:`cpnas.runs.study_cost` sums."""
+    return [run.spec(scale, dataset) for run in sorted(unique_runs(runs, scale), key=lambda run: run.seed)]
 
 
 READINGS: tuple[tuple[str, str], ...] = (("beta", "printed (z = A_C + β_P(A_P − A_C))"),

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Sequence
 
 from cpnas.ablation import (ABLATION_SIZES, LOSS_STUDIES, Run, beta_runs, bnas_genotype_path, default_loss_seeds,
-                            default_seeds, gap_runs, loss_runs, run_all, specs, strategy_runs)
+                            default_seeds, gap_runs, load_rows, loss_runs, specs, strategy_runs)
 from cpnas.arguments import add_executor_args, name_list, run_study, seed_list, slurm_options, study_parser
-from cpnas.runs import cost_words, study_cost
+from cpnas.config import get_config
+from cpnas.runs import cost_words, run_all, study_cost
 from cpnas.table_runs import default_table1_seeds, table1_runs
 
 
@@ -53,9 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs += beta_runs((0,), (0.0,)) + loss_runs(bnas_genotype_path(args.scale), few, study="loss-bnas")
         if args.cost:
             return cost_words(study_cost(specs(runs, args.scale), args.scale), args.jobs if args.jobs > 1 else 2)
-        rows = run_all(runs, args.scale, jobs=args.jobs, data_root=args.data, device=args.device,
-                       executor=args.executor, slurm=slurm_options(args, args.scale))
-        return f"{len(rows)} finished runs"
+        run_all(specs(runs, args.scale), get_config(args.scale), workers=args.jobs, data_root=args.data,
+                device=args.device, executor=args.executor, slurm=slurm_options(args, args.scale),
+                desc="ablation runs", load=False)
+        return f"{len(load_rows(runs, args.scale))} finished runs"
 
     return run_study(p.prog, work)
 

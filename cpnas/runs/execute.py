@@ -1,9 +1,10 @@
-"""Run or load: the two stages of a run (:data:`SEARCH`, :data:`TRAIN`), :func:`run_or_load` and the one
-parallel runner :func:`run_all`, for the :class:`~cpnas.runs.RunSpec` values every study lists.
+"""Run or load: :func:`run_or_load` and the one parallel runner :func:`run_all`, for the
+:class:`~cpnas.runs.RunSpec` values every study lists, and :func:`run_searches` for the studies whose
+runs are searches (and what a study computes from a finished search, in the same job).
 
-A run's search is computed (or loaded) first, then its training; a finished stage is read from its
-folder after its cache key is checked, never recomputed. ``train_many`` is the notebooks' form of
-:func:`run_all` (run names to dicts).
+A run's search (:data:`~cpnas.runs.stages.SEARCH`) is computed (or loaded) first, then its training
+(:data:`~cpnas.runs.stages.TRAIN`); a finished stage is read from its folder after its cache key is
+checked, never recomputed. ``train_many`` is the notebooks' form of :func:`run_all` (run names to dicts).
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from cpnas.config import Config
 from cpnas.errors import CpnasError
-from cpnas.runs.files import COMPLETE, METRICS
 from cpnas.runs.spec import RunSpec, SearchSpec
-from cpnas.runs.spec import apply as apply_spec
 from cpnas.runs.spec import unique as unique_specs
+from cpnas.runs.stages import SEARCH, TRAIN, Stage, search_of
 
 
 @dataclass
@@ -27,92 +27,6 @@ class RunResult:
 
     metrics: dict[str, Any]
     search: Any = None  # the cpnas.search.SearchResult of its search, if it searched
-
-
-def search_of(search: SearchSpec, cfg: Config, *, data_root: str | os.PathLike | None = None,
-              device: str = "auto") -> Any:
-    """The :class:`~cpnas.search.SearchResult` of a spec's search, loaded or run (:func:`cpnas.search.search_or_load`).
-
-    ``cfg`` is the base config (its scale places the search); the spec's overrides go on top.
-    """
-    from cpnas.search import search_or_load
-
-    return search_or_load(search.strategy, apply_spec(cfg, search.overrides), seed=search.seed,
-                          beta_p=search.beta_p, dataset=search.dataset,
-                          data_root=search.data_root if search.data_root is not None else data_root,
-                          device=device, out=search.out(cfg.scale))
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One stage of a run (:data:`SEARCH`, :data:`TRAIN`): its folder, its cache key, whether it finished,
-    how a finished one is loaded, and how it is computed.
-
-    ``compute`` loads the stage when it is finished (refusing a folder whose key differs from the
-    one asked for, with one line), else runs or resumes it.
-    """
-
-    name: str
-    folder: Callable[[Any, str], Path]
-    key: Callable[..., dict[str, Any]]
-    is_finished: Callable[[Path], bool]
-    load: Callable[[Path], Any]
-    compute: Callable[..., Any]
-
-
-def _search_key(search: SearchSpec, cfg: Config) -> dict[str, Any]:
-    """A search's cache key: the config sections it depends on (:func:`cpnas.search.search_or_load` checks it)."""
-    from cpnas.data.registry import for_dataset
-    from cpnas.search import _search_part
-
-    return _search_part(for_dataset(apply_spec(cfg, search.overrides), search.dataset).to_dict())
-
-
-def _search_finished(folder: Path) -> bool:
-    return (Path(folder) / COMPLETE).exists()
-
-
-def _load_search(folder: Path) -> Any:
-    from cpnas.search import load_search
-
-    return load_search(folder)
-
-
-def _train_key(spec: RunSpec, cfg: Config, genotype: Any) -> dict[str, Any]:
-    """A training's cache key (:func:`cpnas.evaluation.run_key`) for the cell ``genotype``."""
-    from cpnas.evaluation import run_key
-
-    return run_key(genotype, apply_spec(cfg, spec.overrides), dataset=spec.dataset, size=spec.size, seed=spec.seed,
-                   loss=spec.loss, precision=spec.precision)
-
-
-def _train_finished(folder: Path) -> bool:
-    return (Path(folder) / METRICS).exists()
-
-
-def _load_metrics(folder: Path) -> dict[str, Any]:
-    from cpnas.io import read_json
-
-    return read_json(Path(folder) / METRICS)
-
-
-def _train(spec: RunSpec, cfg: Config, genotype: Any, *, search: Any = None,
-           data_root: str | os.PathLike | None = None, device: str = "auto") -> dict[str, Any]:
-    from cpnas.evaluation import train_or_load
-
-    return train_or_load(spec.name, genotype, apply_spec(cfg, spec.overrides), size=spec.size,
-                         dataset=spec.dataset, data_root=data_root, seed=spec.seed, loss=spec.loss,
-                         precision=spec.precision, device=device, search=search, out=spec.out(cfg.scale))
-
-
-SEARCH = Stage("search", lambda search, scale: search.out(scale), _search_key, _search_finished, _load_search,
-               lambda search, cfg, **kw: search_of(search, cfg, **kw))
-"""The search stage: ``results/<scale>[/<study>]/search/<name>/seed<N>``, keyed by the config's search and data
-sections, finished when ``complete.json`` exists (:mod:`cpnas.search`)."""
-
-TRAIN = Stage("train", lambda spec, scale: spec.out(scale), _train_key, _train_finished, _load_metrics, _train)
-"""The training stage: ``results/<scale>[/<study>]/<stage>/<name>/seed<N>``, keyed by :func:`cpnas.evaluation.run_key`,
-finished when ``metrics.json`` exists (:func:`cpnas.evaluation.train_or_load`)."""
 
 
 def run_or_load(spec: RunSpec, cfg: Config, *, data_root: str | os.PathLike | None = None,
@@ -178,7 +92,9 @@ def run_all(specs: Sequence[RunSpec], cfg: Config, *, workers: int = 1,
     """
     from cpnas.parallel import run_jobs
 
-    labels = dict(zip(map(id, specs), names)) if names is not None else {}
+    labels: dict[int, str] = {}
+    for s, name in zip(specs, names or ()):
+        labels.setdefault(id(s), name)  # the first name of a spec listed twice
     todo = [s for s in unique_specs(specs, cfg.scale) if not s.is_done(cfg.scale)]
     searches: dict[Path, Any] = {}
     for s in todo:
@@ -208,6 +124,45 @@ def run_all(specs: Sequence[RunSpec], cfg: Config, *, workers: int = 1,
         return None
     # every run is finished now: loaded here (each run's key is checked against its config)
     return [run_or_load(s, cfg, data_root=data_root, device=device) for s in specs]
+
+
+def _search_then(search: SearchSpec, cfg: Config, data_root: Any, device: str, then: Stage | None) -> None:
+    """One worker job of :func:`run_searches`: the search, computed or loaded, then ``then`` on it (module level,
+    so spawned workers can import it)."""
+    from cpnas.io import run_lock
+
+    folder = search.out(cfg.scale)
+    with run_lock(folder):
+        result = search_of(search, cfg, data_root=data_root, device=device)
+        if then is not None and not then.is_finished(folder):
+            then.compute(search, cfg, result, data_root=data_root, device=device)
+
+
+def run_searches(searches: Sequence[SearchSpec], cfg: Config, *, then: Stage | None = None, workers: int = 1,
+                 data_root: str | os.PathLike | None = None, device: str = "auto", executor: str = "local",
+                 slurm: Any = None, desc: str = "searches", names: Sequence[str] | None = None) -> None:
+    """The parallel runner of the studies whose runs are searches: every search of ``searches`` not finished
+    yet (:data:`SEARCH`), ``workers`` at a time (:func:`cpnas.parallel.run_jobs`), each once.
+
+    ``then`` is a stage a study computes from a finished search in the same job, while the search's
+    checkpoint is in its folder (the search-ranking study scores the benchmark's cells with the
+    trained supernet): its ``is_finished(folder)`` decides which searches are done, and its
+    ``compute(search, cfg, result, data_root=…, device=…)`` runs after the search (computed or
+    loaded). ``cfg`` is the base config; each spec's overrides go on top. ``names`` labels the
+    searches in the log (default: strategy, β_P and seed).
+    """
+    from cpnas.parallel import run_jobs
+    from cpnas.runs.spec import first_per_key
+
+    finished = then.is_finished if then is not None else SEARCH.is_finished
+    labels: dict[int, str] = {}
+    for s, name in zip(searches, names or ()):
+        labels.setdefault(id(s), name)  # the first name of a spec listed twice
+    todo = [s for s in first_per_key(searches, lambda s: s.out(cfg.scale)) if not finished(s.out(cfg.scale))]
+    if todo:
+        run_jobs([(_search_then, {"search": s, "cfg": cfg, "data_root": data_root, "device": device, "then": then})
+                  for s in todo], workers=workers, desc=desc, executor=executor, slurm=slurm,
+                 names=[labels.get(id(s), f"{s.strategy} β={s.beta_p} seed {s.seed}") for s in todo])
 
 
 TRAIN_MANY_KEYS = ("search", "genotype", "size", "loss", "precision", "dataset", "seed")
@@ -245,7 +200,7 @@ def train_many(runs: dict[str, dict[str, Any]], cfg: Config, *, workers: int = 1
 
     ``runs`` maps a run name to its spec: either ``genotype`` (a :class:`Genotype`
     or a path) or ``search`` (``{"strategy": …, "beta_p": …, "data_root": …}``, a search of the
-    default dataset (CIFAR-10) loaded or run with :func:`cpnas.search.search_or_load` first, in the
+    default dataset (CIFAR-10) loaded or run with :func:`cpnas.runs.search_or_load` first, in the
     same worker), plus any of ``size``, ``loss``, ``precision``, ``dataset``, ``seed``. Finished
     runs are loaded without starting a worker. Returns ``{name: metrics}`` in the order given.
     """

@@ -7,7 +7,7 @@ A search folder holds ``config.json`` (its identity), ``history.json``, ``indica
 """
 
 CONFIG = "config.json"
-"""A run's identity: the search's config sections, or a training's run key (:func:`cpnas.evaluation.run_key`)."""
+"""A run's identity: the search's config sections, or a training's run key (:func:`cpnas.runs.keys.run_key`)."""
 
 HISTORY = "history.json"
 """Per-epoch records of a search or a training (:class:`cpnas.driver.EpochDriver`)."""

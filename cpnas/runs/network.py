@@ -1,7 +1,7 @@
 """The network a finished training holds, rebuilt from its run folder: the one way ``cpnas eval``,
 ``cpnas deploy`` and the trained Parent of the kernel term (``loss.kernel_source = parent``) get it.
 
-A training folder's ``config.json`` is its run key (:func:`cpnas.evaluation.run_key`): the genotype,
+A training folder's ``config.json`` is its run key (:func:`cpnas.runs.keys.run_key`): the genotype,
 dataset, size, precision and the recipe section it trained with. The config is rebuilt from the
 scale's preset with that recipe on top, so the network has the channels, cells and auxiliary tower
 it was trained with, and the checkpoint's weights are loaded into it.
@@ -41,10 +41,10 @@ def build_network(genotype: Genotype, cfg: Config, *, dataset: str = DEFAULT_DAT
     The network class is the one the dataset's registry entry names. The auxiliary
     tower is built when the recipe gives it a weight.
     """
-    from cpnas import data as D
+    from cpnas import data
     from cpnas.binary import get_precision
 
-    spec = D.get_dataset(dataset)
+    spec = data.get_dataset(dataset)
     tcfg = spec.train_config(cfg)
     C = channels_of(tcfg, size)
     net_cls = spec.network_class()
@@ -72,7 +72,7 @@ class TrainedRun:
 
 def read_run(folder: str | os.PathLike) -> TrainedRun:
     """The training run in ``folder``; a folder without a training's ``config.json`` is one clear error."""
-    from cpnas import data as D
+    from cpnas import data
     from cpnas.config import apply_overrides, get_config
     from cpnas.genotype import Genotype
     from cpnas.io import read_json
@@ -85,7 +85,7 @@ def read_run(folder: str | os.PathLike) -> TrainedRun:
     try:
         genotype = Genotype.from_dict(key["genotype"], source=str(folder / CONFIG))
         dataset, size, precision = key["dataset"], key["size"], key["precision"]
-        spec = D.get_dataset(dataset)
+        spec = data.get_dataset(dataset)
         cfg = get_config(metrics.get("scale", "paper"))
         cfg = apply_overrides(cfg, {f"{spec.train_section}.{k}": (tuple(v) if isinstance(v, list) else v)
                                     for k, v in key["train"].items()})
@@ -103,7 +103,7 @@ def trained_network(run: TrainedRun | str | os.PathLike, *, checkpoint: str | os
 
     ``num_classes`` defaults to the run's ``metrics.json``, then the dataset's registry entry.
     """
-    from cpnas import data as D
+    from cpnas import data
     from cpnas.io import load_checkpoint
 
     run = run if isinstance(run, TrainedRun) else read_run(run)
@@ -112,7 +112,7 @@ def trained_network(run: TrainedRun | str | os.PathLike, *, checkpoint: str | os
         raise CpnasError(f"{run.folder}: no {CHECKPOINT}; only a training run folder with its checkpoint can be "
                          f"rebuilt (checkpoints are not committed: train it with 'cpnas train' first)")
     state = load_checkpoint(ckpt)
-    n = num_classes or run.metrics.get("num_classes") or D.get_dataset(run.dataset).num_classes
+    n = num_classes or run.metrics.get("num_classes") or data.get_dataset(run.dataset).num_classes
     model = build_network(run.genotype, run.config, dataset=run.dataset, size=run.size, precision=run.precision,
                           num_classes=n)
     try:
