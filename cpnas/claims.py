@@ -189,7 +189,9 @@ def collect(scale: str) -> list[dict[str, str]]:
     study_runs = ablation.all_runs(default_genotype_path(scale), seeds=ablation.default_seeds(scale),
                             loss_seeds=ablation.default_loss_seeds(scale))
     rows = ablation.load_rows(study_runs, scale)
-    note = f"`{scale}` study sizes (cpnas.ablation.ABLATION_SIZES)"
+    budgets = sorted({r["budget"] for r in t1 + rows if r.get("budget")}) or [scale]
+    note = (", ".join(f"`{b}`" for b in budgets) + " training budget (cpnas.budgets); searches at the study "
+            "sizes (cpnas.ablation.ABLATION_SIZES)")
     out = table1_claims(t1, note) + fig6_claims(rows, note)
     out.append(conv_share_claim(genotype_table(ablation.beta_runs(ablation.default_seeds(scale)), scale), note))
     out += loss_claims(rows, note)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from cpnas.budgets import budget_of_metrics
 from cpnas.config import Config, get_config
 from cpnas.data.registry import DEFAULT_DATASET
 from cpnas.errors import CpnasError
@@ -261,7 +262,7 @@ def row(run: Run, metrics: dict[str, Any], search: Any = None) -> dict[str, Any]
         "search_epochs": cost["epochs"] if cost else None,
         "params_m": metrics["params_m"], "train_images": metrics["train_images"],
         "test_images": metrics["test_images"], "epochs": metrics["epochs"], "device": metrics["device"],
-        "scale": metrics["scale"], "dataset": metrics["dataset_description"],
+        "scale": metrics["scale"], "budget": budget_of_metrics(metrics), "dataset": metrics["dataset_description"],
         "train_dir": str(run.train_dir(metrics["scale"])),
     }
 
