@@ -2,11 +2,11 @@
 
 import torch
 
-from cpnas import bench
+from cpnas import bench, stepbench
 
 
 def test_bench_path_uses_every_op_but_none():
-    path = bench.bench_path()
+    path = stepbench.bench_path()
     assert "none" not in path.normal + path.reduce
     assert len(set(path.normal)) == 7
 
@@ -18,9 +18,9 @@ def test_bench_writes_the_ratios_and_the_chosen_forms(tmp_path, monkeypatch):
     def fake_step(net, *a, **k):  # the structure, not the speed: 0.4 s marks a net with DARTS' ReLU convs
         return 0.4 if any(isinstance(m, ReLUConv2d) for m in net.modules()) else 0.5
 
-    monkeypatch.setattr(bench, "_median_step", fake_step)
-    real_training = bench.training_throughput
-    monkeypatch.setattr(bench, "training_throughput",
+    monkeypatch.setattr(stepbench, "_median_step", fake_step)
+    real_training = stepbench.training_throughput
+    monkeypatch.setattr(stepbench, "training_throughput",
                         lambda device="cpu": real_training(channels=(8,), steps=1, warmup=0, device=device))
     res = bench.run(tmp_path, scale="smoke", batch=2, images=8)
     a = res["throughput"]
@@ -55,9 +55,9 @@ def test_naive_net_computes_what_ours_computes(force_forms):
     from cpnas.binary import BINARY
     from cpnas.networks import SearchNetwork
 
-    path = bench.bench_path()
+    path = stepbench.bench_path()
     nets = []
-    for prec in (BINARY, bench.NAIVE_BINARY):
+    for prec in (BINARY, stepbench.NAIVE_BINARY):
         torch.manual_seed(0)
         nets.append(SearchNetwork(8, 10, 3, (1, 2), prec).eval())
     x = torch.randn(2, 3, 16, 16)
@@ -65,10 +65,10 @@ def test_naive_net_computes_what_ours_computes(force_forms):
 
 
 def test_profile_lists_the_top_operators_of_each_net():
-    p = bench.operator_times(threads=1, batch=2, steps=1, top=3, channels=4, layers=3)
+    p = stepbench.operator_times(threads=1, batch=2, steps=1, top=3, channels=4, layers=3)
     assert set(p["nets"]) == {"binary", "real", "parent"}
     for v in p["nets"].values():
         assert len(v["top"]) == 3 and v["self_cpu_s"] > 0
         assert v["top"][0]["self_cpu_s"] >= v["top"][-1]["self_cpu_s"]
-    md = bench.operator_times_markdown(p)
+    md = stepbench.operator_times_markdown(p)
     assert md.count("\n| ") == 3 + 2 and "32-bit Parent as searched" in md
