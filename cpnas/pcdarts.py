@@ -270,14 +270,16 @@ class PCDARTS(Strategy):
         return {kind: normalize_edges(self.betas[kind], self.s.nodes) for kind in CELL_KINDS}
 
     def mixed_weights(self, *, detach: bool = False) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """``{kind: (softmax(α), normalized β)}`` as :meth:`~cpnas.partialchannel.PartialChannelNetwork.forward_mixed` takes them."""
+        """``{kind: (softmax(α), normalized β)}`` as
+        :meth:`~cpnas.partialchannel.PartialChannelNetwork.forward_mixed` takes them."""
         ops, edges = self.op_weights(), self.edge_weights()
         if detach:
             return {k: (ops[k].detach(), edges[k].detach()) for k in CELL_KINDS}
         return {k: (ops[k], edges[k]) for k in CELL_KINDS}
 
     def forward(self, x: torch.Tensor, weights: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """The mixed supernet (:meth:`~cpnas.partialchannel.PartialChannelNetwork.forward_mixed`) in this strategy's memory format."""
+        """The mixed supernet (:meth:`~cpnas.partialchannel.PartialChannelNetwork.forward_mixed`) in this
+        strategy's memory format."""
         return self.net.forward_mixed(x.contiguous(memory_format=self.memory_format), weights)
 
     # --- one epoch ---------------------------------------------------------------

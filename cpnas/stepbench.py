@@ -262,11 +262,13 @@ def throughput_markdown(a: dict[str, Any], one_thread: dict[str, Any] | None = N
         "",
         "| net | memory format | step (s) | images/s |",
         "|---|---|---|---|",
-        f"| 1-bit Child (ours) | {a['binary_memory_format']} | {a['binary_step_s']:.3f} | {a['binary_img_per_s']:.1f} |",
+        f"| 1-bit Child (ours) | {a['binary_memory_format']} | {a['binary_step_s']:.3f} | "
+        f"{a['binary_img_per_s']:.1f} |",
         f"| 32-bit, no activation function (ours) | {a['real_memory_format']} | {a['real_step_s']:.3f} | "
         f"{a['real_img_per_s']:.1f} |",
         f"| 32-bit Parent as searched ({'ReLU before each conv block' if a['parent_relu'] else 'no ReLU'}, "
-        f"`search.parent_relu`) | {a['parent_memory_format']} | {a['parent_step_s']:.3f} | {a['parent_img_per_s']:.1f} |",
+        f"`search.parent_relu`) | {a['parent_memory_format']} | {a['parent_step_s']:.3f} | "
+        f"{a['parent_img_per_s']:.1f} |",
         f"| 1-bit plain eager (`F.conv2d(sign(x), α·sign(W))`, `where` STE) | {a['naive_binary_memory_format']} | "
         f"{a['naive_binary_step_s']:.3f} | {a['naive_binary_img_per_s']:.1f} |",
         "",

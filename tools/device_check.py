@@ -5,9 +5,10 @@
 What it runs, all at the paper's sizes on synthetic 32×32 data (no dataset travels
 to the GPU machine) unless ``--tiny``:
 
-1. ``make bench``'s sections on CUDA (:mod:`cpnas.stepbench`, :mod:`cpnas.searchbench`): (a) the 1-bit/32-bit step-time ratio of the paper's
-   search network at the paper's batch 512, (b) one CP-NAS search epoch and one
-   PC-DARTS epoch, projected to the paper's schedules (the "30 % faster" claim).
+1. ``make bench``'s sections on CUDA (:mod:`cpnas.stepbench`, :mod:`cpnas.searchbench`): (a) the
+   1-bit/32-bit step-time ratio of the paper's search network at the paper's batch 512, (b) one
+   CP-NAS search epoch and one PC-DARTS epoch of each kind, projected to the paper's schedules
+   (the "30 % faster" claim).
 2. One CIFAR training epoch (``cpnas.evaluation.train_genotype``: CP loss,
    auxiliary tower, checkpoint, metrics) of the small network (C = 56, 10 cells,
    batch 96) on a slice of synthetic images, projected to 50,000 images × 600 epochs.
