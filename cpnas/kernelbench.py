@@ -67,7 +67,6 @@ def kernels(device: str = "cpu") -> dict[str, Any]:
     return out
 
 
-
 def kernels_markdown(k: dict[str, Any]) -> list[str]:
     """(c) as lines of markdown: one row per rewrite."""
     lines = [f"## (c) Exact rewrites vs the plain PyTorch form, forward + backward, input {k['input']}",

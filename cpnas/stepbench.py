@@ -253,7 +253,6 @@ def _training_throughput(channels: tuple[int, ...], steps: int, warmup: int, dev
     return out
 
 
-
 def throughput_markdown(a: dict[str, Any], one_thread: dict[str, Any] | None = None) -> list[str]:
     """(a) as lines of markdown: the four nets, their ratios, and (when measured) the same at one thread."""
     lines = [

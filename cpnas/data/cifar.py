@@ -17,7 +17,9 @@ from cpnas.errors import CpnasError
 
 logger = logging.getLogger(__name__)
 
+
 def is_torchvision_cifar(path: Path) -> bool:
+    """Whether ``path`` holds torchvision's CIFAR-10 files (``cifar-10-batches-py/``) or is that folder."""
     return (path / "cifar-10-batches-py").is_dir() or (
         path.name == "cifar-10-batches-py" and (path / "batches.meta").is_file())
 

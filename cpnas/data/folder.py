@@ -34,6 +34,7 @@ _DECODE_CHUNK = 512  # files per decoding task: large enough to amortise, small 
 
 
 def subdirs(path: Path) -> list[Path]:
+    """The visible subfolders of ``path`` by name (none when it cannot be read)."""
     try:
         return sorted((Path(e.path) for e in os.scandir(path) if e.is_dir() and not e.name.startswith(".")),
                       key=lambda p: p.name)
@@ -48,6 +49,7 @@ def find_test_dir(spec: DatasetSpec, root: Path) -> str | None:
 
 def load_folder(spec: DatasetSpec, split: str, path: Path, image_size: int | None, cache: Path, *,
                 limit_per_class: int | None, progress: bool | None, **_: object) -> ImageTensors:
+    """The ``folder`` source: split ``split`` of the ImageFolder copy at ``path``."""
     return load_image_folder(spec, path, split, image_size, cache, limit_per_class, progress)
 
 
@@ -58,6 +60,7 @@ def _scan_class_dir(directory: Path) -> list[os.DirEntry]:
 
 def load_image_folder(spec: DatasetSpec, root: Path, split: str, image_size: int | None, cache: Path,
                       limit_per_class: int | None, progress: bool | None) -> ImageTensors:
+    """Split ``split`` of the ImageFolder copy at ``root``, decoded once and then read from the cache."""
     classes = [d.name for d in subdirs(root / "train")]
     split_dir = root / (split if split == "train" else find_test_dir(spec, root))
     split_classes = [d.name for d in subdirs(split_dir)]

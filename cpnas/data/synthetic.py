@@ -13,8 +13,10 @@ from cpnas.data.registry import SPLITS, DatasetSpec
 from cpnas.data.splits import _mix_seed
 from cpnas.errors import CpnasError
 
+
 def load_synthetic(spec: DatasetSpec, split: str, path: None, image_size: int | None, cache: None, *,
                    n: int, seed: int, **_: object) -> ImageTensors:
+    """The ``synthetic`` source: ``n`` images of split ``split`` drawn from ``seed``."""
     size = image_size or spec.native_size
     data = synthetic_images(n, seed=seed, split=split, **({"image_size": size} if size else {}),
                             **({"num_classes": spec.num_classes} if spec.num_classes else {}))
