@@ -29,8 +29,9 @@ ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def _preset_fields(scale: str, dataset: str) -> dict[str, Any] | None:
-    from cpnas.config import SCALES, get_config
+    from cpnas.config import get_config
     from cpnas.data import train_config
+    from cpnas.presets import SCALES
 
     if scale not in SCALES:
         return None

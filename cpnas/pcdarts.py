@@ -7,8 +7,8 @@ the choice of op on every edge (i, j) of the cell into a softmax-weighted mixtur
 
     f_{i,j}(x_i) = Σ_o softmax(α_{i,j})_o · o(x_i),
 
-with two changes, both run by :meth:`PartialChannelCell.forward_mixed` (this module
-extends the shared supernet, :class:`cpnas.space.SearchCell`, with them):
+with two changes, both run by :meth:`~cpnas.partialchannel.PartialChannelCell.forward_mixed`
+(:mod:`cpnas.partialchannel` extends the shared supernet, :class:`cpnas.space.SearchCell`, with them):
 
 * **Partial channel connections** (their §3.2, Eq. 2): only 1/K of the channels
   (K = ``search.pc_partial_k`` = 4) of x_i go through the mixture, the other
@@ -36,7 +36,7 @@ Derivation (their §3.3 "the connectivity of edge (i, j) is determined by both �
 and β", DARTS §2.4): the op weights of edge (i, j) are
 ``softmax(α_{i,j}) × softmax_{i'<j}(β)_i``; each intermediate node keeps the two
 incoming edges whose best non-``none`` weight is largest, each with that best op
-(:func:`derive_genotype`).
+(:func:`~cpnas.partialchannel.derive_genotype`).
 
 Deviations from PC-DARTS, each deliberate (the comparison of the paper is on the
 same space and the same supernet as CP-NAS):
@@ -78,23 +78,23 @@ of naive DDP DARTS, where each rank updates α from its own shard: nni#5013).
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
 from cpnas import accel, distributed
-from cpnas.binary import BINARY, Precision, shares_signs
+from cpnas.binary import BINARY
 from cpnas.config import Config, _f, register_section
 from cpnas.errors import CpnasError
-from cpnas.genotype import NUM_INPUTS, Genotype, cell_edges, top2_genotype
-from cpnas.networks import SearchNetwork, loader_input_shape, memory_format_for
+from cpnas.genotype import Genotype, cell_edges
+from cpnas.networks import loader_input_shape, memory_format_for
 from cpnas.ops import PRIMITIVES
-from cpnas.space import CELL_KINDS, SearchCell
+from cpnas.partialchannel import MixedForward, PartialChannelNetwork, derive_genotype, normalize_edges
+from cpnas.space import CELL_KINDS
 from cpnas.strategy_base import SearchContext, Strategy, register
 from cpnas.train import (NonFiniteLossError, cosine_lr, cross_entropy_loss, evaluate, recalibrate_bn,
                          recipe_optimizer, set_lr, sgd, train_one_epoch)
@@ -106,8 +106,6 @@ ARCH_INIT_SCALE = 1e-3
 
 ARCH_ADAM_BETAS = (0.5, 0.999)
 """DARTS / PC-DARTS ``Architect``: Adam with betas (0.5, 0.999)."""
-
-NONE_INDEX = PRIMITIVES.index("none")
 
 
 @dataclass(frozen=True)
@@ -146,121 +144,6 @@ def unused_settings(cfg: Config) -> dict[str, str]:
         return {}
     why = f"not used: search.optimizer = {cfg.search.optimizer}, PC-DARTS then uses search.%s"
     return {"search.pc_lr": why % "lr", "search.pc_weight_decay": why % "weight_decay"}
-
-
-def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """ShuffleNet channel shuffle, used after each partial channel connection (their Eq. 2)."""
-    n, c, h, w = x.shape
-    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
-
-
-class PartialChannelCell(SearchCell):
-    """A supernet cell whose ops see 1/``partial_k`` of its channels (their §3.2), with the mixed forward."""
-
-    def __init__(self, nodes: int, c_prev_prev: int, c_prev: int, c: int, reduction: bool,
-                 reduction_prev: bool, precision: Precision, partial_k: int = 1) -> None:
-        super().__init__(nodes, c_prev_prev, c_prev, c, reduction, reduction_prev, precision,
-                         op_channels=c // partial_k)
-        self.partial_k = partial_k
-
-    def forward_mixed(self, s0: torch.Tensor, s1: torch.Tensor, op_weights: torch.Tensor,
-                      edge_weights: torch.Tensor) -> torch.Tensor:
-        """PC-DARTS forward (Xu et al., 2020, Eq. 2-4).
-
-        ``op_weights`` (edges × K) are softmax(α) per edge; ``edge_weights`` (edges,)
-        are the per-node softmax(β) of edge normalization. On each edge, a 1/k slice
-        of the channels goes through the weighted sum of ops, the rest bypasses, and
-        the result is channel-shuffled.
-        """
-        states = [self.pre0(s0), self.pre1(s1)]
-        k, c_op = self.partial_k, self.op_channels
-        e = 0
-        for j in range(NUM_INPUTS, NUM_INPUTS + self.nodes):
-            total = 0
-            for i in range(j):
-                x = states[i]
-                x_op, x_by = x[:, :c_op], x[:, c_op:]
-                mixed = sum(op_weights[e, p] * self.edge_ops[e][name](x_op)
-                            for p, name in enumerate(PRIMITIVES) if name != "none")
-                if x_by.shape[1]:
-                    if self.reduction and i < NUM_INPUTS:
-                        x_by = nn.functional.max_pool2d(x_by, 2, 2, ceil_mode=True)
-                    y = channel_shuffle(torch.cat([mixed, x_by], dim=1), k)
-                else:
-                    y = mixed
-                total = total + edge_weights[e] * y
-                e += 1
-            states.append(total)
-        return torch.cat(states[NUM_INPUTS:], dim=1)
-
-
-class PartialChannelNetwork(SearchNetwork):
-    """The CP-NAS supernet (:class:`~cpnas.networks.SearchNetwork`) built of :class:`PartialChannelCell`.
-
-    It runs only the mixed forward; its parameters and their names are those of the shared supernet.
-    """
-
-    def __init__(self, *args: Any, partial_k: int = 1, **kwargs: Any) -> None:
-        super().__init__(*args, cell=functools.partial(PartialChannelCell, partial_k=partial_k), **kwargs)
-
-    @shares_signs
-    def forward_mixed(self, x: torch.Tensor, weights: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """``weights[kind] = (op_weights, edge_weights)`` for ``kind`` in normal/reduce."""
-        s0 = s1 = self.stem(x)
-        for cell in self.cells:
-            op_w, edge_w = weights["reduce" if cell.reduction else "normal"]
-            s0, s1 = s1, cell.forward_mixed(s0, s1, op_w, edge_w)
-        return self.classifier(torch.flatten(self.global_pooling(s1), 1))
-
-
-class MixedForward(nn.Module):
-    """The supernet's mixed forward (:meth:`PartialChannelNetwork.forward_mixed`) as a module's ``forward``.
-
-    DistributedDataParallel only sees calls of its module's ``forward``; this adapter lets it
-    wrap the PC-DARTS weight step. It owns no parameters of its own.
-    """
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor, weights: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        return self.net.forward_mixed(x, weights)
-
-def normalize_edges(beta: torch.Tensor, nodes: int = 4) -> torch.Tensor:
-    """Edge normalization (PC-DARTS §3.3, Eq. 3): softmax of β over the incoming edges of each node.
-
-    ``beta`` has one entry per edge in :func:`cpnas.genotype.cell_edges` order
-    (node j has the j edges from nodes 0..j−1); the result has the same shape and
-    sums to 1 over the edges into every intermediate node.
-    """
-    parts, start = [], 0
-    for j in range(NUM_INPUTS, NUM_INPUTS + nodes):
-        parts.append(torch.softmax(beta[start:start + j], dim=-1))
-        start += j
-    if start != beta.shape[0]:
-        raise ValueError(f"beta has {beta.shape[0]} entries; a cell of {nodes} nodes has {start} edges")
-    return torch.cat(parts)
-
-
-def derive_genotype(op_weights: Mapping[str, torch.Tensor], edge_weights: Mapping[str, torch.Tensor],
-                    nodes: int = 4) -> Genotype:
-    """PC-DARTS derivation (their §3.3; DARTS §2.4): the top-2 incoming edges of every node.
-
-    ``op_weights[kind]`` is softmax(α) (edges × K), ``edge_weights[kind]`` the
-    normalized β (edges,). Edge (i, j) weighs op o by ``softmax(α)_o · β̃_{i,j}``;
-    its strength is the largest such weight over the non-``none`` ops, node j keeps
-    its two strongest edges (ties: the lower source), each with its best
-    non-``none`` op, as ``model_search.py``'s ``genotype()``.
-    """
-    ops, strengths = {}, {}
-    for kind in CELL_KINDS:
-        w = op_weights[kind].detach().double() * edge_weights[kind].detach().double()[:, None]
-        w[:, NONE_INDEX] = float("-inf")
-        best, idx = w.max(dim=1)
-        ops[kind] = [PRIMITIVES[k] for k in idx.tolist()]
-        strengths[kind] = best.tolist()
-    return top2_genotype(ops["normal"], ops["reduce"], strengths["normal"], strengths["reduce"], nodes)
 
 
 @register
@@ -313,6 +196,16 @@ class PCDARTS(Strategy):
         schedule = [{"epoch": e, "arch_updates": e >= pc.pc_warmup_epochs} for e in range(pc.pc_epochs)]
         return schedule, [{"phase": "warm-up (weights only)", "epochs": min(pc.pc_warmup_epochs, pc.pc_epochs)},
                           {"phase": "weights + α", "epochs": max(pc.pc_epochs - pc.pc_warmup_epochs, 0)}]
+
+    @classmethod
+    def epoch_kind(cls, step: dict[str, Any]) -> str:
+        """``warmup`` for the weights-only epochs, ``""`` for those with architecture steps."""
+        return "" if step["arch_updates"] else "warmup"
+
+    @classmethod
+    def epoch_seconds(cls, record: dict[str, Any]) -> float | None:
+        """The weight and architecture steps: PC-DARTS' own code evaluates only at the end of its search."""
+        return record["train_seconds"]
 
     def __init__(self, ctx: SearchContext) -> None:
         super().__init__(ctx)
@@ -377,14 +270,16 @@ class PCDARTS(Strategy):
         return {kind: normalize_edges(self.betas[kind], self.s.nodes) for kind in CELL_KINDS}
 
     def mixed_weights(self, *, detach: bool = False) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """``{kind: (softmax(α), normalized β)}`` as :meth:`PartialChannelNetwork.forward_mixed` takes them."""
+        """``{kind: (softmax(α), normalized β)}`` as
+        :meth:`~cpnas.partialchannel.PartialChannelNetwork.forward_mixed` takes them."""
         ops, edges = self.op_weights(), self.edge_weights()
         if detach:
             return {k: (ops[k].detach(), edges[k].detach()) for k in CELL_KINDS}
         return {k: (ops[k], edges[k]) for k in CELL_KINDS}
 
     def forward(self, x: torch.Tensor, weights: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """The mixed supernet (:meth:`PartialChannelNetwork.forward_mixed`) in this strategy's memory format."""
+        """The mixed supernet (:meth:`~cpnas.partialchannel.PartialChannelNetwork.forward_mixed`) in this
+        strategy's memory format."""
         return self.net.forward_mixed(x.contiguous(memory_format=self.memory_format), weights)
 
     # --- one epoch ---------------------------------------------------------------
@@ -493,7 +388,7 @@ class PCDARTS(Strategy):
         """How much the relaxed architecture weights a cell, from α and the edge weights β̃.
 
         ``alpha_loglik``: Σ over the cell's edges (i, j, o) of log(softmax(α_{i,j})_o · β̃_{i,j}),
-        the quantity whose per-node maximum the derivation keeps (:func:`derive_genotype`);
+        the quantity whose per-node maximum the derivation keeps (:func:`~cpnas.partialchannel.derive_genotype`);
         ``alpha_weight``: the mean of those products. No forward pass (``max_images`` is unused).
         """
         index = {edge: k for k, edge in enumerate(self.edges)}

@@ -26,10 +26,11 @@ from cpnas import accel, distributed
 from cpnas.binary import BINARY
 from cpnas.config import Config
 from cpnas.genotype import Genotype, uniform_cell
+from cpnas.indicator import first_images, path_of, score_path
 from cpnas.networks import SearchNetwork, loader_input_shape, memory_format_for
 from cpnas.ops import PRIMITIVES
 from cpnas.space import covering_path
-from cpnas.strategies import cpnas_schedule, first_images, path_of, score_path
+from cpnas.strategies import cpnas_schedule
 from cpnas.strategy_base import SearchContext, Strategy, register
 from cpnas.train import cosine_lr, cross_entropy_loss, recipe_optimizer, set_lr, train_one_epoch
 

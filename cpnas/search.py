@@ -1,6 +1,6 @@
 """The one search loop: seeding, data splits, epochs, checkpoints, history, artifacts.
 
-``run_search`` drives any :class:`~cpnas.strategies.Strategy` the same way and
+``run_search`` drives any :class:`~cpnas.strategy_base.Strategy` the same way and
 writes, in ``out`` (every write atomic):
 
 * ``config.json``   — the resolved configuration and the run's arguments;

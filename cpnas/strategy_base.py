@@ -56,6 +56,8 @@ class Strategy(ABC):
     * ``settings`` — its own configuration section (:func:`cpnas.config.register_section`), or ``None``;
     * ``artifact_files`` — the files :meth:`artifacts` writes beside the genotype;
     * :meth:`plan` — its epochs and a summary of them, from the configuration alone;
+      :meth:`epoch_kind` — which of its epochs cost alike (``make bench`` times one of each kind);
+      :meth:`epoch_seconds` — the seconds of an epoch's search work, from its history record;
     * :meth:`search_batch_size` — the batch of its search-train (and architecture) split;
     * :meth:`supernets` — the networks it trains (built unallocated-sized first by the memory check).
     """
@@ -100,6 +102,18 @@ class Strategy(ABC):
     def plan(cls, cfg: Config) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """``(schedule, summary)``: one dict per search epoch, and a few rows that describe them (dry run)."""
         return [], []
+
+    @classmethod
+    def epoch_kind(cls, step: dict[str, Any]) -> str:
+        """The kind of plan epoch ``step``: epochs of one kind cost alike (``""``: the strategy's ordinary
+        epoch). The search-time projection of ``make bench`` times one epoch of each kind of the plan."""
+        return ""
+
+    @classmethod
+    def epoch_seconds(cls, record: dict[str, Any]) -> float | None:
+        """The seconds of the search work of an epoch, from the history record :meth:`run_epoch` returned
+        (``None``: the epoch's wall clock, all of it search work)."""
+        return None
 
     def __init__(self, ctx: SearchContext) -> None:
         self.ctx = ctx

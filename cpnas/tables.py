@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cpnas.budgets import budget_of_metrics
-from cpnas.config import DEFAULT_SCALE, Config, get_config
+from cpnas.config import Config, get_config
 from cpnas.errors import CpnasError
 from cpnas.genotype import Genotype, load_genotype
+from cpnas.presets import DEFAULT_SCALE
 
 PAPER_TABLE3: dict[str, dict[str, Any]] = {
     # Zhuo, Zhang et al., IJCAI 2020, Table 3 ("Comparison of memory saving and speedup …

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from cpnas.config import (DEFAULT_SCALE, PRESET_RECIPES, RECIPES, SCALES, apply_overrides, get_config,
-                          iter_fields, parse_override)
+from cpnas.config import apply_overrides, get_config, iter_fields, parse_override
 from cpnas.errors import CpnasError
+from cpnas.presets import DEFAULT_SCALE, PRESET_RECIPES, RECIPES, SCALES
 
 
 def leaves(cfg) -> dict:
@@ -44,7 +44,7 @@ def test_recipes_touch_recipe_fields_only_and_cite_them():
             assert fields_[key][1].get("recipe"), f"recipe {name} sets {key}, which is not a recipe field"
     assert RECIPES["paper"] == {}
     assert PRESET_RECIPES == {"paper": "paper", "cpu": "adam-bnn", "smoke": "adam-bnn"}
-    from cpnas.config import RECIPE_SOURCES
+    from cpnas.presets import RECIPE_SOURCES
 
     assert set(RECIPE_SOURCES) == set(RECIPES) and all(v.strip() for v in RECIPE_SOURCES.values())
 
@@ -195,7 +195,8 @@ def test_out_of_range_values_are_refused_when_parsed(key, value, message):
 
 
 def test_every_preset_is_within_range():
-    from cpnas.config import SCALES, _range_error, iter_fields
+    from cpnas.config import _range_error, iter_fields
+    from cpnas.presets import SCALES
 
     for scale in SCALES:
         for key, value, meta in iter_fields(get_config(scale)):
@@ -281,7 +282,7 @@ def test_the_resolution_marker_is_not_a_set_key():
 
 def test_train_help_describes_the_default_recipe(capsys):
     from cpnas.cli import main
-    from cpnas.config import DEFAULT_SCALE, PRESET_RECIPES
+    from cpnas.presets import DEFAULT_SCALE, PRESET_RECIPES
 
     with pytest.raises(SystemExit):
         main(["train", "--help"])

@@ -337,7 +337,7 @@ def test_image_folder_loads_converts_resizes_and_caches(tmp_path, caplog, monkey
     (cache_file,) = cache.glob("imagenet-test-8px-*.pt")
 
     # a second load reads the cache and decodes nothing
-    monkeypatch.setattr(cpdata.sources, "_decode_files", lambda *a, **k: pytest.fail("decoded despite the cache"))
+    monkeypatch.setattr(cpdata.folder, "_decode_files", lambda *a, **k: pytest.fail("decoded despite the cache"))
     again = cpdata.load_images("imagenet", "test", root, image_size=8, cache_dir=cache)
     assert torch.equal(again.images, data.images) and torch.equal(again.labels, data.labels)
     monkeypatch.undo()

@@ -8,8 +8,9 @@ import torch
 
 from cpnas.config import get_config
 from cpnas.genotype import cell_edges, top2_cell_info
+from cpnas.indicator import lifetime_zbar
 from cpnas.space import CELL_KINDS, OpPools
-from cpnas.strategies import CPNAS, lifetime_zbar
+from cpnas.strategies import CPNAS
 
 EDGES = cell_edges(4)
 

@@ -23,9 +23,10 @@ from cpnas.config import get_config
 from cpnas.errors import CpnasError
 from cpnas.genotype import cell_edges
 from cpnas.ops import PRIMITIVES
-from cpnas.pcdarts import PCDARTS, PartialChannelNetwork, channel_shuffle, derive_genotype, normalize_edges
+from cpnas.partialchannel import PartialChannelNetwork, channel_shuffle, derive_genotype, normalize_edges
+from cpnas.pcdarts import PCDARTS
 from cpnas.space import CELL_KINDS
-from cpnas.strategies import SearchContext, get_strategy
+from cpnas.strategy_base import SearchContext, get_strategy
 
 NUM_CLASSES = 10
 

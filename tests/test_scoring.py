@@ -9,10 +9,11 @@ import torch
 
 from cpnas.binary import REAL, REAL_RELU, ReLUConv2d
 from cpnas.config import get_config
+from cpnas.indicator import indicator_coefficients, indicator_noise, indicator_score, round_noise
 from cpnas.networks import SearchNetwork
 from cpnas.space import SampledPath
-from cpnas.strategies import (CPNAS, SearchContext, indicator_coefficients, indicator_noise, indicator_score,
-                              round_noise)
+from cpnas.strategies import CPNAS
+from cpnas.strategy_base import SearchContext
 from cpnas.train import recalibrate_bn
 
 TINY = {"search.layers": 3, "search.init_channels": 4, "search.reduction_layers": "1",

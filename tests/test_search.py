@@ -16,11 +16,12 @@ import torch
 from cpnas.cli import main
 from cpnas.config import get_config
 from cpnas.genotype import load_genotype
+from cpnas.indicator import edge_indicator, indicator_score
 from cpnas.ops import PRIMITIVES
 from cpnas.runs import search_or_load
 from cpnas.search import run_search
-from cpnas.strategies import (CPNAS, STRATEGIES, SearchContext, cpnas_schedule, edge_indicator, get_strategy,
-                              indicator_score, strategy_names)
+from cpnas.strategies import CPNAS, cpnas_schedule
+from cpnas.strategy_base import STRATEGIES, SearchContext, get_strategy, strategy_names
 
 # A search small enough for a unit test: 4 cells of 4 channels, 20 training and 10
 # scoring images of synthetic data, T = 1 (35 epochs).

@@ -5,9 +5,10 @@
 What it runs, all at the paper's sizes on synthetic 32×32 data (no dataset travels
 to the GPU machine) unless ``--tiny``:
 
-1. ``cpnas.bench`` on CUDA: (a) the 1-bit/32-bit step-time ratio of the paper's
-   search network at the paper's batch 512, (b) one CP-NAS search epoch and one
-   PC-DARTS epoch, projected to the paper's schedules (the "30 % faster" claim).
+1. ``make bench``'s sections on CUDA (:mod:`cpnas.stepbench`, :mod:`cpnas.searchbench`): (a) the
+   1-bit/32-bit step-time ratio of the paper's search network at the paper's batch 512, (b) one
+   CP-NAS search epoch and one PC-DARTS epoch of each kind, projected to the paper's schedules
+   (the "30 % faster" claim).
 2. One CIFAR training epoch (``cpnas.evaluation.train_genotype``: CP loss,
    auxiliary tower, checkpoint, metrics) of the small network (C = 56, 10 cells,
    batch 96) on a slice of synthetic images, projected to 50,000 images × 600 epochs.
@@ -33,7 +34,7 @@ from pathlib import Path
 import cpnas  # noqa: F401  (sets the OpenMP policy before torch)
 import torch
 
-from cpnas import bench
+from cpnas import searchbench, stepbench
 from cpnas.config import get_config
 from cpnas.evaluation import build_network, train_genotype
 from cpnas.genotype import load_genotype
@@ -98,8 +99,8 @@ def main(argv=None) -> int:
 
     t = time.perf_counter()
     scale = "smoke" if args.tiny else "paper"
-    res["bench_throughput"] = bench.throughput(batch=8 if args.tiny else 512, device=device)
-    res["bench_search"] = bench.search_epochs(scale=scale, images=64 if args.tiny else 5000, device=device)
+    res["bench_throughput"] = stepbench.throughput(batch=8 if args.tiny else 512, device=device)
+    res["bench_search"] = searchbench.search_epochs(scale=scale, images=64 if args.tiny else 5000, device=device)
     res["bench_s"] = time.perf_counter() - t
     print(json.dumps({k: res[k] for k in ("bench_throughput", "bench_search")}, indent=1), flush=True)
     save()
@@ -139,7 +140,7 @@ def main(argv=None) -> int:
     res["acceleration"] = []
     for amp, compile_ in (("off", False), ("bf16", False), ("off", True), ("bf16", True)):
         accel.configure(amp, compile_, device)
-        r = bench.throughput(batch=8 if args.tiny else 512, device=device)
+        r = stepbench.throughput(batch=8 if args.tiny else 512, device=device)
         row = {"amp": amp, "compile": compile_, "applied": accel.describe(),
                **{k: r[k] for k in ("binary_img_per_s", "real_img_per_s", "binary_over_real_step_time")}}
         res["acceleration"].append(row)

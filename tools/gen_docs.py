@@ -178,7 +178,8 @@ def _fmt(value: object) -> str:
 
 def scales_table() -> str:
     """Every configuration field on which the scales differ, with its value at each scale and its source."""
-    from cpnas.config import SCALES, get_config, iter_fields
+    from cpnas.config import get_config, iter_fields
+    from cpnas.presets import SCALES
 
     values = {s: {k: (v, meta) for k, v, meta in iter_fields(get_config(s))} for s in SCALES}
     keys = list(values[SCALES[0]])
@@ -196,8 +197,8 @@ def scales_table() -> str:
 
 
 def recipes_table() -> str:
-    """The named training recipes (:data:`cpnas.config.RECIPES`) and the scales that use them."""
-    from cpnas.config import PRESET_RECIPES, RECIPE_SOURCES, RECIPES
+    """The named training recipes (:data:`cpnas.presets.RECIPES`) and the scales that use them."""
+    from cpnas.presets import PRESET_RECIPES, RECIPE_SOURCES, RECIPES
 
     lines = ["| recipe | scales | fields it sets | source |", "|---|---|---|---|"]
     for name, fields in RECIPES.items():

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gen_docs import main as gen_docs_main  # noqa: E402
 
 from cpnas.claims import collect, markdown  # noqa: E402
-from cpnas.config import SCALES  # noqa: E402
+from cpnas.presets import SCALES  # noqa: E402
 from cpnas.errors import CpnasError  # noqa: E402
 
 if __name__ == "__main__":

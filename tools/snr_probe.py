@@ -5,7 +5,7 @@
 Runs the first ``--draws`` epochs of the ``cpnas`` search at the ``cpu`` preset with
 the given overrides (round 0 has K = 8 draws), then writes
 ``results/cpu/snr_probe/<name>.json`` with every draw's A_C, A_P, z and the round's
-``snr`` (:func:`cpnas.strategies.round_noise`), plus the seconds it took. Used to
+``snr`` (:func:`cpnas.indicator.round_noise`), plus the seconds it took. Used to
 choose the score-split size and the training per draw of the ``cpu`` scale.
 """
 
@@ -18,10 +18,12 @@ import torch
 
 from cpnas.config import get_config, parse_override
 from cpnas.data import DEFAULT_DATASET, get_dataset
+from cpnas.indicator import round_noise
 from cpnas.io import write_json
 from cpnas.runs import study_dir
 from cpnas.search import search_data
-from cpnas.strategies import CPNAS, SearchContext, round_noise
+from cpnas.strategies import CPNAS
+from cpnas.strategy_base import SearchContext
 
 
 def main() -> None:

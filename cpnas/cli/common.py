@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Sequence
 
 from cpnas.arguments import seed_value
-from cpnas.config import DEFAULT_SCALE, SCALES, Config, get_config, parse_override
+from cpnas.config import Config, get_config, parse_override
 from cpnas.parallel import check_environment  # noqa: F401  (every command calls it at start-up)
+from cpnas.presets import DEFAULT_SCALE, SCALES
 
 
 def add_scale_args(p: argparse.ArgumentParser) -> None:

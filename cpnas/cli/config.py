@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from cpnas.cli.common import add_scale_args, resolve_config
-from cpnas.config import PRESET_RECIPES, RECIPE_SOURCES, RECIPES, iter_fields, parse_override
+from cpnas.config import iter_fields, parse_override
 from cpnas.data import dataset_names
+from cpnas.presets import PRESET_RECIPES, RECIPE_SOURCES, RECIPES
 from cpnas.strategy_base import get_strategy, strategy_names
 
 

@@ -10,13 +10,13 @@ from cpnas.io import run_lock
 from cpnas.binary import PRECISIONS
 from cpnas.cli.common import (add_accel_args, add_data_args, add_distributed_args, add_run_args, add_scale_args,
                               apply_accel, apply_loader, check_writable, resolve_config, say)
-from cpnas.config import DEFAULT_SCALE, PRESET_RECIPES, RECIPES
 from cpnas.efficiency import SIZES
 from cpnas.losses import LOSSES
+from cpnas.presets import DEFAULT_SCALE, PRESET_RECIPES, RECIPES
 
 
 def _recipe_words(name: str) -> str:
-    """The CIFAR fields a named recipe sets, in words for ``--help`` (from :data:`cpnas.config.RECIPES`)."""
+    """The CIFAR fields a named recipe sets, in words for ``--help`` (from :data:`cpnas.presets.RECIPES`)."""
     r = {k.split(".", 1)[1]: v for k, v in RECIPES[name].items() if k.startswith("cifar.")}
     words = [f"{r.get('optimizer', 'sgd')} (lr {r['lr']:g}" if "lr" in r else r.get("optimizer", "sgd")]
     if "lr_schedule" in r:

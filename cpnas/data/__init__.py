@@ -3,8 +3,10 @@
 * :mod:`~cpnas.data.registry` — the dataset registry: name → classes, env var,
   config section (recipe and image size), evaluation network, search overrides;
 * :mod:`~cpnas.data.images` — :class:`ImageTensors`, the one dataset type, and :func:`subset`;
-* :mod:`~cpnas.data.sources` — ImageFolder, torchvision and synthetic sources,
-  decoding and the decoded-tensor cache (:func:`load_images`, :func:`load_dataset`);
+* :mod:`~cpnas.data.sources` — the sources and where a dataset lives (:func:`load_images`,
+  :func:`load_dataset`); one module per kind of source: :mod:`~cpnas.data.folder` (ImageFolder
+  copies, decoding and the decoded-tensor cache), :mod:`~cpnas.data.cifar` (torchvision's
+  CIFAR-10), :mod:`~cpnas.data.synthetic`;
 * :mod:`~cpnas.data.splits` — seeded, class-stratified splits (:func:`search_split`, …);
 * :mod:`~cpnas.data.loader` — :class:`TensorLoader`: augmentation, normalisation, cutout.
 
@@ -18,9 +20,11 @@ from cpnas.data.loader import TensorLoader, crop_flip, cutout_, normalize
 from cpnas.data.registry import (CIFAR10_CLASSES, DEFAULT_DATASET, ENV_VARS, IMAGENETTE_WNIDS, SPLITS,
                                  DatasetSpec, dataset_names, get_dataset, register_dataset, train_config,
                                  unregister_dataset)
-from cpnas.data.sources import (CACHE_ENV, IMAGE_EXTENSIONS, SOURCES, Source, _check_name, default_cache_dir,
-                                load_dataset, load_images, resolve_root, synthetic_images)
+from cpnas.data.folder import IMAGE_EXTENSIONS
+from cpnas.data.sources import SOURCES, Source, _check_name, load_dataset, load_images, resolve_root
+from cpnas.data.synthetic import synthetic_images
 from cpnas.data.splits import fraction_indices, search_split, train_val_split, validation_indices
+from cpnas.paths import CACHE_ENV, default_cache_dir
 
 __all__ = [
     "CACHE_ENV", "CIFAR10_CLASSES", "DATASETS", "DEFAULT_DATASET", "ENV_VARS", "IMAGENETTE_WNIDS",

@@ -1,6 +1,6 @@
 """Decoding one image file to a tensor: shared by the in-memory sources and the streaming loader.
 
-Its own module so that :mod:`cpnas.data.sources` and :mod:`cpnas.data.stream` both import it
+Its own module so that :mod:`cpnas.data.folder` and :mod:`cpnas.data.stream` both import it
 without importing each other.
 """
 

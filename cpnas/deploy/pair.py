@@ -64,19 +64,19 @@ def sample_images(n: int, *, dataset: str = "cifar10", image_size: int = 32, dat
     dataset's folder and test split through its registry entry), ``n`` of them drawn with ``seed``.
     Returns the images and a description saying which.
     """
-    from cpnas import data as D
+    from cpnas import data
 
     try:
-        test = D.load_images(dataset, "test", data_root, image_size=image_size, limit_per_class=-(-n // 10),
-                             progress=False)
+        test = data.load_images(dataset, "test", data_root, image_size=image_size, limit_per_class=-(-n // 10),
+                                progress=False)
     except CpnasError:
         test = None
     if test is not None and len(test.images):
         g = torch.Generator().manual_seed(seed)
         pick = torch.randperm(len(test.images), generator=g)[:n]
-        return D.normalize(test.images[pick].contiguous()), f"{len(pick)} {dataset} test images ({test.description})"
-    synth = D.synthetic_images(n, seed=seed, image_size=image_size, split="test")
-    return D.normalize(synth.images), f"{n} synthetic images (no {dataset} folder here)"
+        return data.normalize(test.images[pick].contiguous()), f"{len(pick)} {dataset} test images ({test.description})"
+    synth = data.synthetic_images(n, seed=seed, image_size=image_size, split="test")
+    return data.normalize(synth.images), f"{n} synthetic images (no {dataset} folder here)"
 
 
 def _read_image(path: Path, size: int) -> torch.Tensor:

@@ -220,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reproduce``'s finished runs, or (``--compare``) this checkout's runs against another's re-run."""
     import argparse
 
-    from cpnas.config import SCALES
+    from cpnas.presets import SCALES
 
     p = argparse.ArgumentParser(prog="python -m cpnas.runs",
                                 description="Sum the wall-clock that the finished runs of make reproduce recorded.")
