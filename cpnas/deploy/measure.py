@@ -89,6 +89,28 @@ def exactness(model: nn.Module, packed: nn.Module, inputs: torch.Tensor) -> dict
             "depthwise_ties": ties.get("ties", 0), "depthwise_ties_negative": ties.get("ties_negative", 0)}
 
 
+def agreement(model: nn.Module, packed: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None,
+              chunk: int = 100) -> dict[str, Any]:
+    """The packed network's predicted classes and logits against the simulated network's on ``images``.
+
+    Both run as they are evaluated (the simulated network with the kernel forms this
+    process uses, the packed one with its cells planned), ``chunk`` images at a time.
+    ``classes_equal``: on how many images the argmax agrees; ``max_abs_diff``: the largest
+    absolute difference of a logit; with ``labels``, both networks' top-1 accuracy (%).
+    """
+    from cpnas.deploy.simulated import simulate
+
+    sim = torch.cat([simulate(model, x) for x in images.split(chunk)])
+    out = torch.cat([packed(x) for x in images.split(chunk)])
+    same = int((sim.argmax(1) == out.argmax(1)).sum())
+    res: dict[str, Any] = {"images": len(images), "classes_equal": same, "classes_identical": same == len(images),
+                           "max_abs_diff": float((sim - out).abs().max()) if len(images) else 0.0}
+    if labels is not None:
+        res["top1_simulated"] = 100.0 * float((sim.argmax(1) == labels).float().mean())
+        res["top1_packed"] = 100.0 * float((out.argmax(1) == labels).float().mean())
+    return res
+
+
 def median_ms(fn: Callable[[], Any], reps: int = 5, warmup: int = 1) -> float:
     """Median wall-clock of ``fn()`` in ms over ``reps`` calls after ``warmup`` calls (:func:`cpnas.timing.median_time`)."""
     return 1e3 * median_time(fn, reps=reps, warmup=warmup)
