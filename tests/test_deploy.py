@@ -436,9 +436,12 @@ def test_cli_json_reports_exact_and_the_figures(data_dir, capsys):
     from cpnas.cli import main
 
     assert main(["deploy", "--genotype", str(data_dir / "darts_v2.json"), "--scale", "smoke", "--json",
-                 "--no-compile"]) == 0
+                 "--no-compile", "--agreement-images", "30"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["exact"] is True and report["max_abs_diff"] <= LOGIT_TOLERANCE
+    agreed = report["agreement"]
+    assert agreed["images"] == 30 and agreed["classes_identical"] and agreed["max_abs_diff"] <= LOGIT_TOLERANCE
+    assert 0 <= agreed["top1_packed"] == agreed["top1_simulated"] <= 100
     assert set(report["latency_ms"]) == {"fp32", "fp32_eager", "simulated", "packed", "packed_op_by_op"}
     assert report["cells_planned"] == "5 of 5" and report["exactness"]["images"]["cells_planned_equal_op_by_op"]
     assert report["speedup_end_to_end"] == report["latency_ms"]["fp32"] / report["latency_ms"]["packed"]

@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "or random weights with BN statistics from a few images), pack it for inference (binary "
                     "weights 64 per word, BN folded, 1x1 convs as XNOR-popcount GEMMs in a C++ extension built "
                     "at first use), check that its logits equal the simulated 1-bit PyTorch network's (same "
-                    "integers inside, floats within 1e-5), and time the 32-bit, simulated and packed networks "
+                    "integers inside, floats within 1e-5) and that it predicts the same classes on test images, "
+                    "and time the 32-bit, simulated and packed networks "
                     "and the packed 1x1 kernel alone. Needs g++ and ninja once.",
         epilog="Examples: cpnas deploy --genotype tests/data/darts_v2.json --json; "
                "cpnas deploy --genotype G.json --checkpoint RUN --save model.cpnas; "

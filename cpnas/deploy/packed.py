@@ -17,17 +17,16 @@ network by the module here that computes the same values:
   ``sep_conv`` / ``dil_conv`` is one call, and between the two halves of a
   ``sep_conv`` the GEMM writes the int8 signs of its folded-BN output into the next
   depthwise input: no float tensor between binary layers. At a tie (integer sum
-  ``d = 0``: border pixels with an even number of taps inside the image, a quarter
-  of them or more) the sign is not that of ``d``: the simulated network computes
+  ``d = 0``: border pixels with an even number of taps inside the image) the sign
+  is not that of ``d``: the simulated network computes
   ``conv(sign(x), α·sign(W))`` in float32, whose sum of ``±α`` terms leaves a
   rounding residual of an ulp or so, and the sign that follows takes the residual's
   sign. The trained network was trained and tested with that arithmetic, so the
   kernel reproduces it at ties: the float32 sum of the ``±α`` terms in the float
   conv's order (taps row by row from the top-left, starting from 0, as oneDNN's
-  depthwise kernels add them in both memory formats and both dilated-conv forms).
-  Taking sign(0) = +1 there instead changes the class of a trained network's
-  images by the hundred in a thousand. A depthwise conv with real inputs (Table 2's
-  ``*``) stays float32 (:class:`PackedDepthwise`).
+  depthwise kernels add them in both memory formats and both dilated-conv forms;
+  ``docs/inference.md``). A depthwise conv with real inputs (Table 2's ``*``) stays
+  float32 (:class:`PackedDepthwise`).
 * **Pooling** runs in the extension, bit-identical to PyTorch's CPU kernels.
 * **Reals stay real**: the stem, skip connections, node sums, the classifier,
   and any conv whose inputs are real (Table 2's ``*`` / ``**`` variants) compute
