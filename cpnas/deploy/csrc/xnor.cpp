@@ -374,7 +374,24 @@ void depthwise_kernel(const int8_t* xs, int64_t N, int64_t Hp, int64_t Wp, int64
           }
           uint64_t word = (uint64_t)_mm512_movepi8_mask(acc);
           const uint64_t ties = (uint64_t)_mm512_cmpeq_epi8_mask(acc, zero) & live[kk];
-          if (ties) word |= float_tie_signs(ties, corner + 64 * kk, w + 64 * kk, alpha + 64 * kk, k, dil, Wp, Cpad);
+          if (ties) {  // float_tie_signs, 16 lanes at a time: each lane's sum in the same order, exact products
+            for (int q = 0; q < 4; ++q) {
+              const __mmask16 lanes = (__mmask16)(ties >> (16 * q));
+              if (!lanes) continue;
+              const __m512 a = _mm512_maskz_loadu_ps(lanes, alpha + 64 * kk + 16 * q);
+              __m512 sum = _mm512_setzero_ps();
+              for (int64_t i = 0; i < k; ++i) {
+                const int8_t* row = corner + i * dil * Wp * Cpad + 64 * kk + 16 * q;
+                for (int64_t j = 0; j < k; ++j) {
+                  const __m512i v = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(row + j * dil * Cpad)));
+                  const __m512i t = _mm512_mask_sub_epi32(v, (__mmask16)(neg[(i * k + j) * K + kk] >> (16 * q)),
+                                                          _mm512_setzero_si512(), v);
+                  sum = _mm512_add_ps(sum, _mm512_mul_ps(_mm512_cvtepi32_ps(t), a));
+                }
+              }
+              word |= (uint64_t)(_mm512_cmp_ps_mask(sum, _mm512_setzero_ps(), _CMP_LT_OQ) & lanes) << (16 * q);
+            }
+          }
           bits[p * K + kk] = word;
           if (sums) _mm512_storeu_si512((void*)(sums + p * Cpad + 64 * kk), acc);
 #elif defined(__AVX2__)
