@@ -1,9 +1,10 @@
 """Packed 1-bit inference (cpnas.deploy): exact against the simulated network.
 
-Oracles: the simulated network itself (its logits, and the integers
-``conv1x1(sign(x), sign(W))`` computed in float64 from its own inputs) with its
-binary depthwise convs exact (:func:`cpnas.deploy.packed.exact_depthwise`), float64
-convolutions of ±1 tensors, PyTorch's pooling, and a pure-PyTorch bit packer.
+Oracles: the simulated network itself, as it is evaluated (its logits, and the
+integers ``conv1x1(sign(x), sign(W))`` computed in float64 from its own inputs),
+float64 convolutions of ±1 tensors, the simulated depthwise conv's own float32
+outputs (whose signs at integer ties the packed kernel reproduces), PyTorch's
+pooling, and a pure-PyTorch bit packer.
 Every test runs with the kernel forms of :mod:`cpnas.dispatch` forced (the
 defaults unless ``CPNAS_FORMS`` is set), so the simulated side is the same on every
 CPU. Tests that need the C++ extension skip, with the reason, only where no C++
@@ -117,29 +118,67 @@ def test_xnor_1x1_integers_and_folded_bn_equal_the_simulated_conv(c_in, c_out, s
         assert (packed(x_cl) - block(x)).abs().max() <= 1e-5
 
 
+def _depthwise_with_varied_alpha(c: int, k: int, stride: int, padding: int, dilation: int) -> BinaryConv2d:
+    """A binary depthwise conv whose channels' scales α span four octaves (trained ones do): α's last bits
+    decide the rounding residual of a sum of ±α terms."""
+    conv = BinaryConv2d(c, c, k, stride=stride, padding=padding, dilation=dilation, groups=c, bias=False)
+    with torch.no_grad():
+        conv.weight.mul_(torch.logspace(-2, 0.5, c).view(c, 1, 1, 1))
+    return conv
+
+
 @needs_kernels
 @pytest.mark.parametrize("c", [20, 64, 70])
 @pytest.mark.parametrize("k,stride,padding,dilation", [(3, 1, 1, 1), (5, 1, 2, 1), (3, 1, 2, 2), (5, 1, 4, 2),
                                                        (3, 2, 1, 1), (5, 2, 4, 2)])
 def test_int8_depthwise_integers_equal_the_exact_conv(c, k, stride, padding, dilation, seed):
-    """The integers before the sign, against a float64 conv of ±1 tensors (exact), and their sign bits."""
+    """The integers before the sign, against a float64 conv of ±1 tensors (exact)."""
     from cpnas.deploy.packed import PackedDepthwise
 
-    conv = BinaryConv2d(c, c, k, stride=stride, padding=padding, dilation=dilation, groups=c, bias=False)
+    conv = _depthwise_with_varied_alpha(c, k, stride, padding, dilation)
     dw = PackedDepthwise.from_binary(conv)
     x = torch.randn(2, c, 11, 12)
     x[:, :, 0, :3] = 0.0  # sign(0) = +1
     rows = x.permute(0, 2, 3, 1).reshape(-1, c).contiguous()
     signs = kernels.sign_pad(rows, 2, 11, 12, padding)
-    bits, sums = kernels.binary_depthwise(signs, dw.int8_weight, k, stride, dilation, with_sums=True)
+    _, sums = kernels.binary_depthwise(signs, dw.int8_weight, dw.alpha, k, stride, dilation, with_sums=True)
     oracle = nn.functional.conv2d(torch.where(x < 0, -1.0, 1.0).double(),
                                   torch.where(conv.weight < 0, -1.0, 1.0).double().detach(),
                                   None, stride, padding, dilation, c)
     oracle = oracle.permute(0, 2, 3, 1).reshape(-1, c)
-    assert (oracle == 0).any()  # exact ties are exercised: sign(0) = +1, bit 0
+    assert (oracle == 0).any()  # ties are exercised
     assert torch.equal(sums[:, :c].double(), oracle)
     assert not sums[:, c:].any()
-    assert torch.equal(bits, pack_bits(oracle))
+
+
+@needs_kernels
+@pytest.mark.parametrize("c", [12, 56, 70])
+@pytest.mark.parametrize("k,stride,padding,dilation", [(3, 1, 1, 1), (5, 1, 2, 1), (3, 1, 2, 2), (5, 1, 4, 2),
+                                                       (3, 2, 1, 1), (5, 2, 4, 2)])
+@pytest.mark.parametrize("forms", ["memory_format=channels_last,dilated_conv=plain",
+                                   "memory_format=contiguous,dilated_conv=space_to_batch"])
+def test_int8_depthwise_signs_are_the_simulated_conv_signs_at_ties_too(c, k, stride, padding, dilation, forms,
+                                                                       monkeypatch, seed):
+    """The sign bits are those of the simulated float32 conv ``conv(sign(x), α·sign(W))``, in each memory format
+    and dilated-conv form: where the integer sum is 0 its rounding residual decides, as the sign after it does."""
+    from cpnas import dispatch
+    from cpnas.deploy.packed import PackedDepthwise
+
+    monkeypatch.setenv(dispatch.FORCE_ENV, forms + ",sign=torch")
+    dispatch.reset()
+    conv = _depthwise_with_varied_alpha(c, k, stride, padding, dilation)
+    dw = PackedDepthwise.from_binary(conv)
+    x = torch.randn(4, c, 12, 12)
+    layout = torch.channels_last if "channels_last" in forms else torch.contiguous_format
+    with torch.no_grad():
+        simulated = conv.to(memory_format=layout)(x.contiguous(memory_format=layout))
+    rows = x.permute(0, 2, 3, 1).reshape(-1, c).contiguous()
+    signs = kernels.sign_pad(rows, 4, 12, 12, padding)
+    bits, sums = kernels.binary_depthwise(signs, dw.int8_weight, dw.alpha, k, stride, dilation, with_sums=True)
+    simulated = simulated.permute(0, 2, 3, 1).reshape(-1, c)
+    tie = sums[:, :c] == 0
+    assert (tie & (simulated < 0)).any() and (tie & (simulated >= 0)).any()  # ties go both ways, not as sign(0)
+    assert torch.equal(bits, pack_bits(simulated))
 
 
 @needs_kernels
@@ -282,17 +321,52 @@ def test_a_cell_with_an_empty_node_deploys_at_any_batch_and_layout(batch, memory
     _assert_exact(exactness(net, packed, x))
 
 
-@needs_kernels
-def test_float_ties_are_counted_and_exact_ties_change_nothing_else(seed):
-    """Exact depthwise ties (border pixels, an even number of taps inside) exist, and exactness reports them."""
+def _trained_a_little(steps: int = 6) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """A small 1-bit DARTS_V2 network after a few Adam steps on labelled test images, BN statistics of the
+    trained weights; in eval mode. Returns it and the images and labels."""
+    from cpnas.deploy.pair import labelled_images
+
     net = NetworkCIFAR(DARTS_V2, C=8, layers=5, auxiliary=False)
-    images, _ = sample_images(64)
+    images, labels, _ = labelled_images(100, image_size=32)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    net.train()
+    for step in range(steps):
+        batch = slice(16 * step % 96, 16 * step % 96 + 16)
+        logits, _ = net(images[batch])
+        loss = nn.functional.cross_entropy(logits, labels[batch])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
     calibrate_bn(net, images)
-    report = exactness(net, pack_network(net), images[:4])
+    return net, images, labels
+
+
+@needs_kernels
+@pytest.mark.parametrize("forms", ["memory_format=channels_last,dilated_conv=plain",
+                                   "memory_format=contiguous,dilated_conv=space_to_batch"])
+def test_a_trained_network_packed_gives_the_simulated_networks_classes_and_logits(forms, monkeypatch, seed):
+    """Trained weights, compared with the simulated network as it is evaluated (not a variant with exact depthwise
+    sums), in each memory format and dilated-conv form: same classes on every image, logits within the tolerance,
+    though the binary depthwise convs' ties (integer sum 0) are many and their float signs go both ways."""
+    from cpnas import dispatch
+    from cpnas.deploy.measure import agreement
+
+    monkeypatch.setenv(dispatch.FORCE_ENV, forms + ",sign=torch")
+    dispatch.reset()
+    net, images, labels = _trained_a_little()
+    packed = pack_network(net)
+    layout = torch.channels_last if "channels_last" in forms else torch.contiguous_format
+    with torch.no_grad():
+        simulated = net.eval().to(memory_format=layout)(images.contiguous(memory_format=layout))[0]
+    out = packed(images)
+    assert torch.equal(out.argmax(1), simulated.argmax(1))
+    assert (out - simulated).abs().max() <= LOGIT_TOLERANCE
+    report = exactness(net, packed, images[:8])
     _assert_exact(report)
-    ties = report["float_ties"]
-    assert ties["depthwise_ties"] > 0 and 0 <= ties["depthwise_ties_negative"] <= ties["depthwise_ties"]
-    assert ties["max_abs_diff"] >= 0 and isinstance(ties["argmax_equal"], bool)
+    assert 0 < report["depthwise_ties_negative"] < report["depthwise_ties"]
+    agreed = agreement(net, packed, images, labels)
+    assert agreed["classes_identical"] and agreed["classes_equal"] == 100 and agreed["max_abs_diff"] <= LOGIT_TOLERANCE
+    assert agreed["top1_packed"] == agreed["top1_simulated"]
 
 
 @needs_kernels
@@ -362,9 +436,12 @@ def test_cli_json_reports_exact_and_the_figures(data_dir, capsys):
     from cpnas.cli import main
 
     assert main(["deploy", "--genotype", str(data_dir / "darts_v2.json"), "--scale", "smoke", "--json",
-                 "--no-compile"]) == 0
+                 "--no-compile", "--agreement-images", "30"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["exact"] is True and report["max_abs_diff"] <= LOGIT_TOLERANCE
+    agreed = report["agreement"]
+    assert agreed["images"] == 30 and agreed["classes_identical"] and agreed["max_abs_diff"] <= LOGIT_TOLERANCE
+    assert 0 <= agreed["top1_packed"] == agreed["top1_simulated"] <= 100
     assert set(report["latency_ms"]) == {"fp32", "fp32_eager", "simulated", "packed", "packed_op_by_op"}
     assert report["cells_planned"] == "5 of 5" and report["exactness"]["images"]["cells_planned_equal_op_by_op"]
     assert report["speedup_end_to_end"] == report["latency_ms"]["fp32"] / report["latency_ms"]["packed"]

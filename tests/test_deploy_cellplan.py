@@ -121,14 +121,18 @@ def test_a_body_without_cells_runs_as_modules():
     assert torch.equal(packed(x), x)
 
 
-@pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"), reason="no AVX2 on this CPU")
-def test_the_avx2_build_computes_the_same_logits_as_the_default_build(seed):
-    """The AVX2 kernels (built with AVX-512 off, whatever this CPU has) against the default build, planned cells."""
+@pytest.mark.parametrize("isa", [
+    pytest.param("avx2", marks=pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"),
+                                                  reason="no AVX2 on this CPU")),
+    "portable"])
+def test_a_narrower_build_computes_the_same_logits_as_the_default_build(isa, seed):
+    """The AVX2 or portable kernels (built with the wider instruction sets off, whatever this CPU has) against the
+    default build, planned cells: the same integers, and the same signs at the depthwise convs' ties."""
     from cpnas.deploy.network import PackedNetwork
 
     packed = pack_network(_network(FOUND_CELL, seed))
-    avx2 = PackedNetwork(packed.body)
-    avx2.isa = "avx2"
+    narrower = PackedNetwork(packed.body)
+    narrower.isa = isa
     x = torch.randn(3, 3, 30, 30)
-    assert kernels.extension("avx2").simd_path() == "avx2"
-    assert torch.equal(avx2(x), packed(x))
+    assert kernels.extension(isa).simd_path() == isa
+    assert torch.equal(narrower(x), packed(x))

@@ -13,6 +13,16 @@ from cpnas.errors import CpnasError
 from cpnas.runs.files import CHECKPOINT
 
 
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return n
+
+
 def _thread_list(text: str) -> tuple[int, ...]:
     return tuple(positive_int(t) for t in text.split(",") if t.strip()) or (positive_int(text),)
 
@@ -24,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "or random weights with BN statistics from a few images), pack it for inference (binary "
                     "weights 64 per word, BN folded, 1x1 convs as XNOR-popcount GEMMs in a C++ extension built "
                     "at first use), check that its logits equal the simulated 1-bit PyTorch network's (same "
-                    "integers inside, floats within 1e-5), and time the 32-bit, simulated and packed networks "
+                    "integers inside, floats within 1e-5) and that it predicts the same classes on test images, "
+                    "and time the 32-bit, simulated and packed networks "
                     "and the packed 1x1 kernel alone. Needs g++ and ninja once.",
         epilog="Examples: cpnas deploy --genotype tests/data/darts_v2.json --json; "
                "cpnas deploy --genotype G.json --checkpoint RUN --save model.cpnas; "
@@ -56,6 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--isa", type=lambda t: tuple(x for x in t.split(",") if x), default=(), metavar="ISA[,ISA]",
                    help="also time the packed network on the extension built for these instruction sets "
                         "(avx2, portable; e.g. the AVX2 path on an AVX-512 CPU)")
+    p.add_argument("--agreement-images", type=_count, default=None, metavar="N",
+                   help="test images (the first N/10 of each class) on which the packed network's classes and "
+                        "logits are compared with the simulated network's (default: 1000; 0 skips)")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.set_defaults(func=run)
 
@@ -103,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.save.parent, "--save")
     report = deploy_report(genotype, cfg, dataset=args.dataset, size=args.size, checkpoint=args.checkpoint,
                            data_root=args.data, batches=args.batch, thread_counts=args.threads,
-                           packed_file=args.save, compile_fp32=args.compile_fp32, isas=args.isa)
+                           packed_file=args.save, compile_fp32=args.compile_fp32, isas=args.isa,
+                           **({} if args.agreement_images is None else {"agreement_images": args.agreement_images}))
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
@@ -117,6 +132,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"exact: {report['exact']} (max |logit difference| {report['max_abs_diff']:.2e}, "
           f"{report['exactness']['images']['integers_compared']:,} XNOR integers equal: "
           f"{report['exactness']['images']['integers_equal']})")
+    agreed = report["agreement"]
+    if agreed:
+        print(f"agreement with the simulated network on {agreed['inputs']}: classes equal on {agreed['classes_equal']} "
+              f"of {agreed['images']}, max |logit difference| {agreed['max_abs_diff']:.2e}"
+              + (f", top-1 simulated {agreed['top1_simulated']:.1f} %, packed {agreed['top1_packed']:.1f} %"
+                 if "top1_packed" in agreed else ""))
     print(f"latency, batch {report['latency_batch']}, {report['latency_threads']} thread(s): fp32 {lat['fp32']:.2f} ms "
           f"({report['fp32_baseline']}), simulated 1-bit {lat['simulated']:.2f} ms, packed {lat['packed']:.2f} ms "
           f"({report['speedup_end_to_end']:.2f}x end to end; FLOPs estimate {report['speedup_flops_estimate']:.1f}x; "

@@ -64,7 +64,7 @@ class _Program:
             for u in units:
                 d, p = u.depthwise, u.pointwise
                 stages += [d.kernel_size, d.stride, d.padding, d.dilation, self.tensor(d.int8_weight),
-                           self.tensor(p.weight_t), self.tensor(p.scale), self.tensor(p.bias)]
+                           self.tensor(d.alpha), self.tensor(p.weight_t), self.tensor(p.scale), self.tensor(p.bias)]
             self.emit(CHAIN, src, dst, len(units), *stages)
         elif isinstance(m, PackedPool):
             self.emit(POOL, src, dst, int(m.kind == "max"), m.stride)

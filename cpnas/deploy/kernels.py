@@ -177,14 +177,16 @@ def sign_pad(rows: torch.Tensor, n: int, h: int, w: int, pad: int) -> torch.Tens
     return extension().sign_pad(rows, n, h, w, pad)
 
 
-def binary_depthwise(signs: torch.Tensor, weight: torch.Tensor, k: int, stride: int, dilation: int,
-                     with_sums: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Binary depthwise conv of a :func:`sign_pad` image with int8 ±1 weights ``(k·k, C_pad)``.
+def binary_depthwise(signs: torch.Tensor, weight: torch.Tensor, alpha: torch.Tensor, k: int, stride: int,
+                     dilation: int, with_sums: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Binary depthwise conv of a :func:`sign_pad` image with int8 ±1 weights ``(k·k, C_pad)`` and scales ``alpha``.
 
-    Returns the sign bits of the integer sums (:func:`pack_signs` layout, sign(0) = +1) and, with
-    ``with_sums``, the sums themselves as int8 ``(rows, C_pad)``.
+    Returns the sign bits (:func:`pack_signs` layout) of ``α·d`` as the simulated network's float32 conv
+    computes it — the sign of the integer sum ``d``, and at ``d = 0`` the sign of the float32 sum of the
+    ``±α`` terms in the conv's order (:mod:`cpnas.deploy.packed`) — and, with ``with_sums``, the integers
+    ``d`` themselves as int8 ``(rows, C_pad)``.
     """
-    bits, sums = extension().binary_depthwise(signs, weight, k, stride, dilation, with_sums)
+    bits, sums = extension().binary_depthwise(signs, weight, alpha, k, stride, dilation, with_sums)
     return bits, sums
 
 
@@ -198,7 +200,7 @@ def binary_chain(rows: torch.Tensor, n: int, h: int, w: int, tensors: list[torch
                  ints: list[int]) -> tuple[torch.Tensor, int, int]:
     """Binary ``depthwise → pointwise + folded BN`` stages in one call: float rows in, float rows out.
 
-    Per stage ``tensors`` holds (depthwise int8 weights, pointwise ``weight_t``, scale, bias) and ``ints``
+    Per stage ``tensors`` holds (depthwise int8 weights, depthwise α, pointwise ``weight_t``, scale, bias) and ``ints``
     (k, stride, padding, dilation). Returns the last stage's rows ``(n·h'·w', C_out)``, ``h'`` and ``w'``.
     """
     return extension().binary_chain(rows, n, h, w, tensors, ints)

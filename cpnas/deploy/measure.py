@@ -61,20 +61,16 @@ def exactness(model: nn.Module, packed: nn.Module, inputs: torch.Tensor) -> dict
 
     The packed network runs twice: op by op, recording the integers, and as it runs
     (each cell one extension call, :mod:`cpnas.deploy.cellplan`), whose logits must be
-    bit-identical to the op-by-op ones (``cells_planned_equal_op_by_op``).
-    The simulated network runs with its binary depthwise convs exact
-    (:func:`~cpnas.deploy.packed.exact_depthwise`: sign(0) = +1 at exact ties, as the
-    packed int8 kernel). ``float_ties`` compares with the simulated network as it is,
-    whose float32 depthwise sums resolve some of those ties by their rounding residual:
-    the logits' difference, whether the classes agree, and how many ties there were and
-    how many the float sums turned negative.
+    bit-identical to the op-by-op ones (``cells_planned_equal_op_by_op``). The simulated
+    network runs as it is evaluated. ``depthwise_ties`` counts the outputs of its binary
+    depthwise convs whose integer sum is 0 and ``depthwise_ties_negative`` those its
+    float32 conv made negative, which the packed kernel reproduces
+    (:func:`~cpnas.deploy.simulated.depthwise_ties`).
     """
-    from cpnas.deploy.simulated import exact_depthwise, simulate, simulated_integers
+    from cpnas.deploy.simulated import depthwise_ties, simulate, simulated_integers
 
     ties: dict[str, int] = {}
-    with exact_depthwise(model, ties):
-        as_is = simulate(model, inputs)
-    with exact_depthwise(model), simulated_integers(model) as sim_ints:
+    with depthwise_ties(model, ties), simulated_integers(model) as sim_ints:
         sim = simulate(model, inputs)
     with packed.trace_integers() as packed_ints:
         op_by_op = packed(inputs)
@@ -90,10 +86,29 @@ def exactness(model: nn.Module, packed: nn.Module, inputs: torch.Tensor) -> dict
             "argmax_equal": bool(torch.equal(sim.argmax(1), out.argmax(1))),
             "cells_planned_equal_op_by_op": bool(torch.equal(out, op_by_op)),
             "max_abs_logit": float(sim.abs().max()), "tolerance": LOGIT_TOLERANCE,
-            "float_ties": {"max_abs_diff": float((as_is - out).abs().max()),
-                           "argmax_equal": bool(torch.equal(as_is.argmax(1), out.argmax(1))),
-                           "depthwise_ties": ties.get("ties", 0),
-                           "depthwise_ties_negative": ties.get("ties_negative", 0)}}
+            "depthwise_ties": ties.get("ties", 0), "depthwise_ties_negative": ties.get("ties_negative", 0)}
+
+
+def agreement(model: nn.Module, packed: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None,
+              chunk: int = 100) -> dict[str, Any]:
+    """The packed network's predicted classes and logits against the simulated network's on ``images``.
+
+    Both run as they are evaluated (the simulated network with the kernel forms this
+    process uses, the packed one with its cells planned), ``chunk`` images at a time.
+    ``classes_equal``: on how many images the argmax agrees; ``max_abs_diff``: the largest
+    absolute difference of a logit; with ``labels``, both networks' top-1 accuracy (%).
+    """
+    from cpnas.deploy.simulated import simulate
+
+    sim = torch.cat([simulate(model, x) for x in images.split(chunk)])
+    out = torch.cat([packed(x) for x in images.split(chunk)])
+    same = int((sim.argmax(1) == out.argmax(1)).sum())
+    res: dict[str, Any] = {"images": len(images), "classes_equal": same, "classes_identical": same == len(images),
+                           "max_abs_diff": float((sim - out).abs().max()) if len(images) else 0.0}
+    if labels is not None:
+        res["top1_simulated"] = 100.0 * float((sim.argmax(1) == labels).float().mean())
+        res["top1_packed"] = 100.0 * float((out.argmax(1) == labels).float().mean())
+    return res
 
 
 def median_ms(fn: Callable[[], Any], reps: int = 5, warmup: int = 1) -> float:

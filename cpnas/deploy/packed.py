@@ -16,12 +16,17 @@ network by the module here that computes the same values:
   GEMM that follows (:mod:`cpnas.deploy.kernels`, ``binary_chain``). A whole
   ``sep_conv`` / ``dil_conv`` is one call, and between the two halves of a
   ``sep_conv`` the GEMM writes the int8 signs of its folded-BN output into the next
-  depthwise input: no float tensor between binary layers. At an exact tie (integer
-  sum 0, border pixels only) the kernel takes sign(0) = +1; the simulated network's
-  float32 conv leaves a rounding residual whose sign depends on the kernel form, so
-  exactness is checked against the simulated network with exact depthwise sums
-  (:func:`~cpnas.deploy.simulated.exact_depthwise`). A depthwise conv with real
-  inputs (Table 2's ``*``) stays float32 (:class:`PackedDepthwise`).
+  depthwise input: no float tensor between binary layers. At a tie (integer sum
+  ``d = 0``: border pixels with an even number of taps inside the image) the sign
+  is not that of ``d``: the simulated network computes
+  ``conv(sign(x), α·sign(W))`` in float32, whose sum of ``±α`` terms leaves a
+  rounding residual of an ulp or so, and the sign that follows takes the residual's
+  sign. The trained network was trained and tested with that arithmetic, so the
+  kernel reproduces it at ties: the float32 sum of the ``±α`` terms in the float
+  conv's order (taps row by row from the top-left, starting from 0, as oneDNN's
+  depthwise kernels add them in both memory formats and both dilated-conv forms;
+  ``docs/inference.md``). A depthwise conv with real inputs (Table 2's ``*``) stays
+  float32 (:class:`PackedDepthwise`).
 * **Pooling** runs in the extension, bit-identical to PyTorch's CPU kernels.
 * **Reals stay real**: the stem, skip connections, node sums, the classifier,
   and any conv whose inputs are real (Table 2's ``*`` / ``**`` variants) compute
@@ -281,7 +286,7 @@ def _run_chain(units: tuple[PackedDilConv, ...], x: torch.Tensor) -> torch.Tenso
         ints: list[int] = []
         for u in units:
             d, p = u.depthwise, u.pointwise
-            tensors += [d.int8_weight, p.weight_t, p.scale, p.bias]
+            tensors += [d.int8_weight, d.alpha, p.weight_t, p.scale, p.bias]
             ints += [d.kernel_size, d.stride, d.padding, d.dilation]
         out, ho, wo = kernels.binary_chain(rows, n, h, w, tensors, ints)
     return out.view(n, ho, wo, -1).permute(0, 3, 1, 2)
@@ -293,7 +298,7 @@ def _chain_steps(units: tuple[PackedDilConv, ...], rows: torch.Tensor, n: int, h
     signs = kernels.sign_pad(rows, n, h, w, units[0].depthwise.padding)
     for i, u in enumerate(units):
         d, p = u.depthwise, u.pointwise
-        bits, _ = kernels.binary_depthwise(signs, d.int8_weight, d.kernel_size, d.stride, d.dilation)
+        bits, _ = kernels.binary_depthwise(signs, d.int8_weight, d.alpha, d.kernel_size, d.stride, d.dilation)
         h, w = d.out_size(h), d.out_size(w)
         if p.trace is not None:
             ones, zeros = torch.ones(p.c_out), torch.zeros(p.c_out)

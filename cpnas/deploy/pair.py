@@ -60,9 +60,21 @@ def sample_images(n: int, *, dataset: str = "cifar10", image_size: int = 32, dat
                   seed: int = 0) -> tuple[torch.Tensor, str]:
     """``n`` real test images of ``dataset`` (normalized as in training), or seeded synthetic ones if none is here.
 
-    The first ``⌈n / 10⌉`` test images of every class (:func:`cpnas.data.load_images`, which finds the
-    dataset's folder and test split through its registry entry), ``n`` of them drawn with ``seed``.
-    Returns the images and a description saying which.
+    The images of :func:`labelled_images`; returns the images and a description saying which.
+    """
+    images, _, description = labelled_images(n, dataset=dataset, image_size=image_size, data_root=data_root, seed=seed)
+    return images, description
+
+
+def labelled_images(n: int, *, dataset: str = "cifar10", image_size: int = 32,
+                    data_root: str | os.PathLike | None = None,
+                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """``n`` real test images of ``dataset`` (normalized as in training) and their labels, or seeded synthetic ones.
+
+    The first ``⌈n / 10⌉`` test images of every class in file-name order (:func:`cpnas.data.load_images`,
+    which finds the dataset's folder and test split through its registry entry; the JPEG copy of CIFAR-10
+    keeps no order across classes), ``n`` of them drawn with ``seed`` (all of them when ``n`` is a
+    multiple of 10). Returns the images, the labels and a description saying which.
     """
     from cpnas import data
 
@@ -74,9 +86,10 @@ def sample_images(n: int, *, dataset: str = "cifar10", image_size: int = 32, dat
     if test is not None and len(test.images):
         g = torch.Generator().manual_seed(seed)
         pick = torch.randperm(len(test.images), generator=g)[:n]
-        return data.normalize(test.images[pick].contiguous()), f"{len(pick)} {dataset} test images ({test.description})"
+        return (data.normalize(test.images[pick].contiguous()), test.labels[pick],
+                f"{len(pick)} {dataset} test images, the first {-(-n // 10)} of each class ({test.description})")
     synth = data.synthetic_images(n, seed=seed, image_size=image_size, split="test")
-    return data.normalize(synth.images), f"{n} synthetic images (no {dataset} folder here)"
+    return data.normalize(synth.images), synth.labels, f"{n} synthetic images (no {dataset} folder here)"
 
 
 def _read_image(path: Path, size: int) -> torch.Tensor:

@@ -19,13 +19,17 @@ import torch
 from torch import nn
 
 from cpnas.config import Config
-from cpnas.deploy.measure import (KERNEL_CHANNELS, KERNEL_PIXELS, PAPER_SPEEDUP, TIME_CLASSES, exactness, file_size,
+from cpnas.deploy.measure import (KERNEL_CHANNELS, KERNEL_PIXELS, PAPER_SPEEDUP, TIME_CLASSES, agreement, exactness,
+                                  file_size,
                                   kernel_1x1, macs_split, network_latency, threads, time_shares)
-from cpnas.deploy.pair import CALIBRATION_IMAGES, build_pair, calibrate_bn, sample_images
+from cpnas.deploy.pair import CALIBRATION_IMAGES, build_pair, calibrate_bn, labelled_images, sample_images
 from cpnas.errors import CpnasError
 from cpnas.genotype import Genotype
 
 log = logging.getLogger(__name__)
+
+AGREEMENT_IMAGES = 1000
+"""Test images on which ``cpnas deploy`` compares the packed network's classes with the simulated network's."""
 
 
 def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", size: str = "small",
@@ -33,7 +37,8 @@ def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", 
                   batches: Sequence[int] = (1,), thread_counts: Sequence[int] | None = None,
                   kernel_channels: Sequence[int] = KERNEL_CHANNELS, exact_images: int = 8, reps: int = 5,
                   seed: int = 0, packed_file: str | os.PathLike | None = None,
-                  compile_fp32: bool = True, isas: Sequence[str] = ()) -> dict[str, Any]:
+                  compile_fp32: bool = True, isas: Sequence[str] = (),
+                  agreement_images: int = AGREEMENT_IMAGES) -> dict[str, Any]:
     """Pack ``genotype``'s network, check it against the simulated one, time them, size the file.
 
     The 32-bit baseline is the faster, per batch and thread count, of eager PyTorch in
@@ -43,8 +48,11 @@ def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", 
     measured batch and thread count. ``packed_file``: also write the packed model there
     (atomically). ``isas``: also time the planned network on the builds of the extension for
     these instruction sets (``packed_<isa>``, e.g. the AVX2 path on an AVX-512 machine), checked
-    bit-identical to the default build first. Without a C++ toolchain: one log line, and only the 32-bit and the
-    simulated 1-bit networks are timed (``path: "simulated"``).
+    bit-identical to the default build first. ``agreement``: the predicted classes and the largest logit
+    difference of the packed and the simulated network on ``agreement_images`` test images
+    (:func:`~cpnas.deploy.pair.labelled_images`: the first of each class), with both networks' top-1
+    (:func:`~cpnas.deploy.measure.agreement`); 0 skips it. Without a C++ toolchain: one log line, and only
+    the 32-bit and the simulated 1-bit networks are timed (``path: "simulated"``).
     """
     from cpnas.deploy import kernels
     from cpnas.deploy.network import PackedMeta, PackedNetwork, pack_network
@@ -88,6 +96,12 @@ def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", 
     fresh = torch.randn((exact_images, *image_shape), generator=torch.Generator().manual_seed(seed + 1))
     checks = {"images": exactness(binary, packed, images[:exact_images]),
               "random": exactness(binary, packed, fresh)}
+    agreed = None
+    if agreement_images:
+        test_x, test_y, test_desc = labelled_images(agreement_images, dataset=info["dataset"],
+                                                    image_size=info["image_size"], data_root=data_root)
+        with threads(thread_counts[0]):
+            agreed = {**agreement(binary, packed, test_x, test_y), "inputs": test_desc}
     op_by_op = PackedNetwork(packed.body, meta)
     op_by_op.use_plans = False
     nets = {**fp32, "simulated": lambda x: simulate(binary, x), "packed": packed, "packed_op_by_op": op_by_op}
@@ -127,6 +141,7 @@ def deploy_report(genotype: Genotype, cfg: Config, *, dataset: str = "cifar10", 
         "kernel_1x1_speedup": {c: r["speedup"] for c, r in kernel.items()},
         "kernel_1x1": kernel,
         "latency": table,
+        "agreement": agreed,
         "exactness": checks, "exactness_inputs": {"images": images_desc, "random": f"{exact_images} N(0,1) inputs"},
         "file": report_file,
         "macs": macs_split(binary, image_shape),
@@ -201,12 +216,12 @@ def found_cell(scale: str = "cpu") -> tuple[Genotype, str]:
 
 BENCH_PLANS: dict[str, dict[str, Any]] = {
     "smoke": {"batches": (1,), "thread_counts": (1,), "paper_size": False, "kernel_channels": (64, 128),
-              "compile_fp32": False},
+              "compile_fp32": False, "agreement_images": 20},
 }
 """What :func:`bench` measures at a scale; other scales: batches 1 and 32, 1 and 2 threads, the paper's small
 size too, and the 1×1 kernel at every C of :data:`KERNEL_CHANNELS`. Smoke runs in CI seconds."""
 FULL_PLAN = {"batches": (1, 32), "thread_counts": (1, 2), "paper_size": True, "kernel_channels": KERNEL_CHANNELS,
-             "compile_fp32": True}
+             "compile_fp32": True, "agreement_images": AGREEMENT_IMAGES}
 
 
 def bench(scale: str = "cpu", *, data_root: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -227,7 +242,7 @@ def bench(scale: str = "cpu", *, data_root: str | os.PathLike | None = None) -> 
         res[name] = deploy_report(genotype, get_config(cfg_scale), size="small", data_root=data_root,
                                   batches=plan["batches"], thread_counts=plan["thread_counts"],
                                   kernel_channels=plan["kernel_channels"] if name == "scale" else (), reps=5,
-                                  compile_fp32=plan["compile_fp32"])
+                                  compile_fp32=plan["compile_fp32"], agreement_images=plan["agreement_images"])
     res["kernel_1x1"] = res["scale"]["kernel_1x1"]
     res["kernel_1x1_threads2"] = (kernel_1x1(plan["kernel_channels"], thread_count=2)
                                   if 2 in plan["thread_counts"] else None)
@@ -251,14 +266,16 @@ def markdown(res: dict[str, Any]) -> str:
                 lines.append(f"| C={n['channels']}, {n['layers']} cells | {batch} | {t.removeprefix('threads')} | "
                              + " | ".join(f"{ms[k]:.1f} ({ms[k] / batch:.2f})" for k in ("fp32", "simulated", "packed"))
                              + f" | {ms['fp32'] / ms['packed']:.2f}× | {r['speedup_flops_estimate']:.1f}× |")
-    lines += ["", "| network | exact | max abs logit diff | XNOR integers compared | binary MACs: depthwise / 1×1 "
-              "(M) | file (Mbit) | payload (Mbit) | Table 3 accounting (Mbit, with / without BN) | load |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| network | exact | max abs logit diff | XNOR integers compared | classes equal on test images | "
+              "binary MACs: depthwise / 1×1 (M) | file (Mbit) | payload (Mbit) | Table 3 accounting (Mbit, with / "
+              "without BN) | load |", "|---|---|---|---|---|---|---|---|---|---|"]
     for key in ("scale", "paper")[: 1 + ("paper" in res)]:
         r = res[key]
         f, m = r["file"], r["macs"]
         compared = sum(c["integers_compared"] for c in r["exactness"].values())
-        lines.append(f"| C={r['network']['channels']} | {r['exact']} | {r['max_abs_diff']:.1e} | {compared:,} | "
+        agreed = r.get("agreement")
+        same = f"{agreed['classes_equal']} of {agreed['images']}" if agreed else "–"
+        lines.append(f"| C={r['network']['channels']} | {r['exact']} | {r['max_abs_diff']:.1e} | {compared:,} | {same} | "
                      f"{m['binary_depthwise_macs_m']:.1f} / {m['binary_pointwise_macs_m']:.1f} | {f['file_mbit']:.2f} | "
                      f"{f['payload_mbit_excl_bn_stats']:.2f} | {f['table3_mbit']:.2f} / {f['table3_mbit_excl_bn']:.2f} | "
                      f"{r['machine']['load_average_1min']:.1f} |")

@@ -1,4 +1,4 @@
-"""The simulated 1-bit network's side of the exactness check: its logits, its integers, exact depthwise sums."""
+"""The simulated 1-bit network's side of the exactness check: its logits, its integers, its depthwise ties."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cpnas.binary import BinaryConv2d, scaling_factor, sign
+from cpnas.binary import BinaryConv2d, sign
 from cpnas.deploy.packed import _binary_1x1
 
 def simulate(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -44,34 +44,24 @@ def _binary_depthwise(m: nn.Module) -> bool:
     return isinstance(m, BinaryConv2d) and m.binarize_input and m.groups > 1 and m.groups == m.in_channels
 
 
-def _depthwise_exact(conv: BinaryConv2d, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``α·d`` rounded once to float32, and the integers ``d = conv(sign(x), sign(W))`` (float64, exact)."""
-    w = conv.weight.detach()
-    d = F.conv2d(sign(x).double(), sign(w).double(), None, conv.stride, conv.padding, conv.dilation, conv.groups)
-    return (scaling_factor(w).double().view(1, -1, 1, 1) * d).float(), d
-
-
 @contextmanager
-def exact_depthwise(model: nn.Module, ties: dict[str, int] | None = None) -> Iterator[None]:
-    """Within the block, every binary depthwise conv of ``model`` outputs ``α·d`` with ``d`` its exact integer.
+def depthwise_ties(model: nn.Module, ties: dict[str, int]) -> Iterator[None]:
+    """Within the block, count the ties of every binary depthwise conv of ``model`` into ``ties``.
 
-    The float32 conv sums its ±α terms with rounding, so where ``d = 0`` (border pixels
-    with an even number of taps inside the image) it returns ±0 or a residual of a few
-    ulps whose sign depends on the order of summation, i.e. on the kernel form. The
-    packed network computes ``d`` exactly and takes sign(0) = +1 (§2.4); so does the
-    simulated network within this block. With ``ties``, counts ``"ties"`` (outputs with
-    ``d = 0``) and ``"ties_negative"`` (those the float32 conv made negative, which the
-    following sign turns to −1) instead of replacing the outputs.
+    A tie is an output whose integer ``d = conv(sign(x), sign(W))`` is 0 (border pixels
+    with an even number of taps inside the image): the float32 conv returns there the
+    rounding residual of its sum of ``±α`` terms, ±0 or an ulp or so, and the sign that
+    follows takes its sign (the packed kernel reproduces it, :mod:`cpnas.deploy.packed`).
+    Counts ``"ties"`` and ``"ties_negative"`` (those whose float32 output is negative,
+    which sign(0) = +1 on exact integers would have made +1).
     """
     def hook(conv, args, out):
-        exact, d = _depthwise_exact(conv, args[0])
-        if ties is not None:
-            tie = d == 0
-            ties["ties"] = ties.get("ties", 0) + int(tie.sum())
-            ties["ties_negative"] = ties.get("ties_negative", 0) + int((tie & (out < 0)).sum())
-            return None
-        return exact.contiguous(memory_format=torch.channels_last) if out.is_contiguous(
-            memory_format=torch.channels_last) else exact
+        w = conv.weight.detach()
+        d = F.conv2d(sign(args[0]).double(), sign(w).double(), None, conv.stride, conv.padding, conv.dilation,
+                     conv.groups)
+        tie = d == 0
+        ties["ties"] = ties.get("ties", 0) + int(tie.sum())
+        ties["ties_negative"] = ties.get("ties_negative", 0) + int((tie & (out < 0)).sum())
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if _binary_depthwise(m)]
     try:

@@ -21,8 +21,15 @@
 // the input's signs are written once as int8 (+1 / -1, 0 for padding rows/columns and
 // for padded channels), each tap adds x or -x (weight sign) lane by lane, 64 channels
 // per AVX-512 register (32 per AVX2 register), and the sign bits of the 64 sums are the
-// packed input word of the pointwise XNOR GEMM that follows (sign(0) = +1: bit 0).
-// The depthwise scale alpha > 0 never changes a sign and is dropped. Between the two
+// packed input word of the pointwise XNOR GEMM that follows. The depthwise scale alpha > 0
+// never changes the sign of d != 0. At d = 0 (a tie: border pixels with an even number of
+// taps inside the image) the simulated network's float32 conv returns the rounding residual
+// of its sum of +-alpha terms, and the sign that follows takes that residual's sign (+1 for
+// an exact 0). The network was trained and tested with that arithmetic, so the kernel
+// reproduces it at ties: the float32 sum of the +-alpha products in the order the float conv
+// adds them, tap after tap, row by row from the top-left, starting from 0 (oneDNN's depthwise
+// kernels, in both memory formats and both dilated-conv forms of cpnas.fastconv; the tests
+// compare against the simulated network itself). Between the two
 // halves of a sep_conv the GEMM's epilogue writes the int8 signs of its folded-BN
 // output straight into the next depthwise conv's zero-padded input, so no float tensor
 // is materialized between two binary layers.
@@ -310,12 +317,38 @@ void sign_pad_kernel(const float* x, int64_t stride, int64_t N, int64_t H, int64
   });
 }
 
+// The sign bits (bit 1 = negative) of the float32 conv's outputs at the tie lanes `ties` of one 64-channel block:
+// the sum of alpha[c] * xs * w over the taps in the float conv's order (row by row, from 0; products exact, one
+// rounding per addition; padding taps add 0 and are skipped).
+inline uint64_t float_tie_signs(uint64_t ties, const int8_t* corner, const int8_t* w, const float* alpha, int64_t k,
+                                int64_t dil, int64_t Wp, int64_t Cpad) {
+  uint64_t word = 0;
+  while (ties) {
+    const int c = __builtin_ctzll(ties);
+    ties &= ties - 1;
+    const float a = alpha[c];
+    float sum = 0.0f;
+    for (int64_t i = 0; i < k; ++i)
+      for (int64_t j = 0; j < k; ++j) {
+        const int v = corner[(i * dil * Wp + j * dil) * Cpad + c] * w[(i * k + j) * Cpad + c];
+        if (v != 0) sum += v > 0 ? a : -a;
+      }
+    if (sum < 0.0f) word |= uint64_t(1) << c;
+  }
+  return word;
+}
+
 // d[p, c] = sum over the k x k taps of xs * w (xs: int8 (N, Hp, Wp, Cpad), zero-padded; w: int8 (k*k, Cpad) of +-1,
-// 0 past C). Writes the sign bits of d (bit 1 = d < 0), Cpad/64 words per output pixel, and, when `sums` is not
-// null, d itself as int8 (N*Ho*Wo, Cpad).
-void depthwise_kernel(const int8_t* xs, int64_t N, int64_t Hp, int64_t Wp, int64_t Cpad, const int8_t* w, int64_t k,
-                      int64_t stride, int64_t dil, int64_t Ho, int64_t Wo, uint64_t* bits, int8_t* sums) {
+// 0 past C). Writes the sign bits of alpha * d as the float32 conv computes it (bit 1 = negative: d < 0, or d = 0
+// and a negative rounding residual, float_tie_signs; alpha: float32, one per channel < C), Cpad/64 words per
+// output pixel, and, when `sums` is not null, d itself as int8 (N*Ho*Wo, Cpad).
+void depthwise_kernel(const int8_t* xs, int64_t N, int64_t Hp, int64_t Wp, int64_t Cpad, const int8_t* w,
+                      const float* alpha, int64_t k, int64_t stride, int64_t dil, int64_t Ho, int64_t Wo,
+                      uint64_t* bits, int8_t* sums) {
   const int64_t K = Cpad / 64, taps = k * k;
+  std::vector<uint64_t> live(K, 0);  // the lanes of real channels: their weights are +-1, padded ones 0
+  for (int64_t kk = 0; kk < K; ++kk)
+    for (int c = 0; c < 64; ++c) live[kk] |= (uint64_t)(w[64 * kk + c] != 0) << c;
 #if defined(CPNAS_DW_AVX512)
   std::vector<__mmask64> neg(taps * K);
   for (int64_t t = 0; t < taps; ++t)
@@ -339,7 +372,27 @@ void depthwise_kernel(const int8_t* xs, int64_t N, int64_t Hp, int64_t Wp, int64
               acc = _mm512_add_epi8(acc, _mm512_mask_sub_epi8(v, neg[(i * k + j) * K + kk], zero, v));
             }
           }
-          bits[p * K + kk] = (uint64_t)_mm512_movepi8_mask(acc);
+          uint64_t word = (uint64_t)_mm512_movepi8_mask(acc);
+          const uint64_t ties = (uint64_t)_mm512_cmpeq_epi8_mask(acc, zero) & live[kk];
+          if (ties) {  // float_tie_signs, 16 lanes at a time: each lane's sum in the same order, exact products
+            for (int q = 0; q < 4; ++q) {
+              const __mmask16 lanes = (__mmask16)(ties >> (16 * q));
+              if (!lanes) continue;
+              const __m512 a = _mm512_maskz_loadu_ps(lanes, alpha + 64 * kk + 16 * q);
+              __m512 sum = _mm512_setzero_ps();
+              for (int64_t i = 0; i < k; ++i) {
+                const int8_t* row = corner + i * dil * Wp * Cpad + 64 * kk + 16 * q;
+                for (int64_t j = 0; j < k; ++j) {
+                  const __m512i v = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(row + j * dil * Cpad)));
+                  const __m512i t = _mm512_mask_sub_epi32(v, (__mmask16)(neg[(i * k + j) * K + kk] >> (16 * q)),
+                                                          _mm512_setzero_si512(), v);
+                  sum = _mm512_add_ps(sum, _mm512_mul_ps(_mm512_cvtepi32_ps(t), a));
+                }
+              }
+              word |= (uint64_t)(_mm512_cmp_ps_mask(sum, _mm512_setzero_ps(), _CMP_LT_OQ) & lanes) << (16 * q);
+            }
+          }
+          bits[p * K + kk] = word;
           if (sums) _mm512_storeu_si512((void*)(sums + p * Cpad + 64 * kk), acc);
 #elif defined(__AVX2__)
           __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
@@ -355,8 +408,14 @@ void depthwise_kernel(const int8_t* xs, int64_t N, int64_t Hp, int64_t Wp, int64
                                                         _mm256_loadu_si256((const __m256i*)(wt + 32))));
             }
           }
-          bits[p * K + kk] = (uint64_t)(uint32_t)_mm256_movemask_epi8(lo)
-                             | ((uint64_t)(uint32_t)_mm256_movemask_epi8(hi) << 32);
+          uint64_t word = (uint64_t)(uint32_t)_mm256_movemask_epi8(lo)
+                          | ((uint64_t)(uint32_t)_mm256_movemask_epi8(hi) << 32);
+          const __m256i z = _mm256_setzero_si256();
+          const uint64_t ties = ((uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(lo, z))
+                                 | ((uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(hi, z)) << 32))
+                                & live[kk];
+          if (ties) word |= float_tie_signs(ties, corner + 64 * kk, w + 64 * kk, alpha + 64 * kk, k, dil, Wp, Cpad);
+          bits[p * K + kk] = word;
           if (sums) {
             _mm256_storeu_si256((__m256i*)(sums + p * Cpad + 64 * kk), lo);
             _mm256_storeu_si256((__m256i*)(sums + p * Cpad + 64 * kk + 32), hi);
@@ -369,8 +428,10 @@ void depthwise_kernel(const int8_t* xs, int64_t N, int64_t Hp, int64_t Wp, int64
               const int8_t* wt = w + (i * k + j) * Cpad + 64 * kk;
               for (int c = 0; c < 64; ++c) acc[c] = int8_t(acc[c] + src[c] * wt[c]);
             }
-          uint64_t word = 0;
-          for (int c = 0; c < 64; ++c) word |= (uint64_t)(acc[c] < 0) << c;
+          uint64_t word = 0, ties = 0;
+          for (int c = 0; c < 64; ++c) word |= (uint64_t)(acc[c] < 0) << c, ties |= (uint64_t)(acc[c] == 0) << c;
+          ties &= live[kk];
+          if (ties) word |= float_tie_signs(ties, corner + 64 * kk, w + 64 * kk, alpha + 64 * kk, k, dil, Wp, Cpad);
           bits[p * K + kk] = word;
           if (sums) std::memcpy(sums + p * Cpad + 64 * kk, acc, 64);
 #endif
@@ -510,21 +571,33 @@ torch::Tensor sign_pad(torch::Tensor x, int64_t N, int64_t H, int64_t W, int64_t
 
 int64_t out_size(int64_t padded, int64_t k, int64_t stride, int64_t dil) { return (padded - dil * (k - 1) - 1) / stride + 1; }
 
-// xs: int8 (N, Hp, Wp, Cpad) from sign_pad; w: int8 (k*k, Cpad). Returns the sign bits (N*Ho*Wo, Cpad/64) int64
-// and, with `sums`, the integers themselves, int8 (N*Ho*Wo, Cpad) (else an empty tensor).
-std::vector<torch::Tensor> binary_depthwise(torch::Tensor xs, torch::Tensor w, int64_t k, int64_t stride, int64_t dil,
-                                            bool with_sums) {
+// alpha: contiguous float32, one per channel at least up to the last channel whose weights are +-1.
+void check_alpha(const torch::Tensor& alpha, const torch::Tensor& w, const char* name) {
+  TORCH_CHECK(alpha.dim() == 1 && alpha.scalar_type() == torch::kFloat32 && alpha.is_contiguous(), name,
+              ": expected float32 alpha, one per channel");
+  const int8_t* w0 = w.data_ptr<int8_t>();
+  for (int64_t c = alpha.numel(); c < w.size(1); ++c)
+    TORCH_CHECK(w0[c] == 0, name, ": alpha has fewer entries than the weights have channels");
+}
+
+// xs: int8 (N, Hp, Wp, Cpad) from sign_pad; w: int8 (k*k, Cpad); alpha: float32 per channel (its scale, which
+// resolves ties as the float conv does). Returns the sign bits (N*Ho*Wo, Cpad/64) int64 and, with `sums`, the
+// integers themselves, int8 (N*Ho*Wo, Cpad) (else an empty tensor).
+std::vector<torch::Tensor> binary_depthwise(torch::Tensor xs, torch::Tensor w, torch::Tensor alpha, int64_t k,
+                                            int64_t stride, int64_t dil, bool with_sums) {
   TORCH_CHECK(xs.dim() == 4 && xs.scalar_type() == torch::kInt8 && xs.is_contiguous() && xs.size(3) % 64 == 0,
               "binary_depthwise: expected a contiguous int8 (N, Hp, Wp, Cpad) image, Cpad a multiple of 64");
   TORCH_CHECK(w.dim() == 2 && w.scalar_type() == torch::kInt8 && w.is_contiguous() && w.size(0) == k * k
               && w.size(1) == xs.size(3), "binary_depthwise: expected int8 weights (k*k, Cpad)");
   TORCH_CHECK(k >= 1 && stride >= 1 && dil >= 1 && k * k <= 127, "binary_depthwise: bad k / stride / dilation");
+  check_alpha(alpha, w, "binary_depthwise");
   const int64_t N = xs.size(0), Hp = xs.size(1), Wp = xs.size(2), Cpad = xs.size(3);
   const int64_t Ho = out_size(Hp, k, stride, dil), Wo = out_size(Wp, k, stride, dil);
   TORCH_CHECK(Ho > 0 && Wo > 0, "binary_depthwise: the kernel does not fit the padded input");
   auto bits = torch::empty({N * Ho * Wo, Cpad / 64}, xs.options().dtype(torch::kInt64));
   auto sums = with_sums ? torch::empty({N * Ho * Wo, Cpad}, xs.options()) : torch::empty({0}, xs.options());
-  depthwise_kernel(xs.data_ptr<int8_t>(), N, Hp, Wp, Cpad, w.data_ptr<int8_t>(), k, stride, dil, Ho, Wo,
+  depthwise_kernel(xs.data_ptr<int8_t>(), N, Hp, Wp, Cpad, w.data_ptr<int8_t>(), alpha.data_ptr<float>(), k, stride,
+                   dil, Ho, Wo,
                    reinterpret_cast<uint64_t*>(bits.data_ptr<int64_t>()), with_sums ? sums.data_ptr<int8_t>() : nullptr);
   return {bits, sums};
 }
@@ -558,20 +631,20 @@ torch::Tensor xnor_gemm_sign_pad(torch::Tensor a, torch::Tensor wt, torch::Tenso
 }
 
 // A chain of binary (depthwise k x k -> pointwise 1x1 + folded BN) stages: one for dil_conv, two for sep_conv.
-// x: float32 (N*H*W, C) rows; per stage, tensors {dw weights int8 (k*k, Cpad), wt, scale, bias} and ints
+// x: float32 (N*H*W, C) rows; per stage, tensors {dw weights int8 (k*k, Cpad), dw alpha, wt, scale, bias} and ints
 // {k, stride, pad, dilation}. Returns float32 (N*Ho*Wo, O) of the last stage and its Ho, Wo.
 std::tuple<torch::Tensor, int64_t, int64_t> binary_chain(torch::Tensor x, int64_t N, int64_t H, int64_t W,
                                                          std::vector<torch::Tensor> tensors, std::vector<int64_t> ints) {
-  const int64_t stages = (int64_t)tensors.size() / 4;
-  TORCH_CHECK(stages >= 1 && (int64_t)tensors.size() == 4 * stages && (int64_t)ints.size() == 4 * stages,
-              "binary_chain: 4 tensors and 4 integers per stage");
+  const int64_t stages = (int64_t)tensors.size() / 5;
+  TORCH_CHECK(stages >= 1 && (int64_t)tensors.size() == 5 * stages && (int64_t)ints.size() == 4 * stages,
+              "binary_chain: 5 tensors and 4 integers per stage");
   torch::Tensor xs = sign_pad(x, N, H, W, ints[2]);
   int64_t h = H, w = W, C = x.size(1);
   for (int64_t s = 0; s < stages; ++s) {
     const int64_t k = ints[4 * s], stride = ints[4 * s + 1], dil = ints[4 * s + 3];
-    const torch::Tensor &dw = tensors[4 * s], &wt = tensors[4 * s + 1], &scale = tensors[4 * s + 2],
-                        &bias = tensors[4 * s + 3];
-    auto bits = binary_depthwise(xs, dw, k, stride, dil, false)[0];
+    const torch::Tensor &dw = tensors[5 * s], &alpha = tensors[5 * s + 1], &wt = tensors[5 * s + 2],
+                        &scale = tensors[5 * s + 3], &bias = tensors[5 * s + 4];
+    auto bits = binary_depthwise(xs, dw, alpha, k, stride, dil, false)[0];
     h = out_size(xs.size(1), k, stride, dil);
     w = out_size(xs.size(2), k, stride, dil);
     if (s + 1 < stages) {
@@ -617,9 +690,11 @@ torch::Tensor pool3x3(torch::Tensor x, int64_t stride, int64_t kind) {
 //   CONV  [0, src, dst, add, stride, offset, ch_offset, t_wt, t_scale, t_bias]   binary 1x1 + folded BN; the input
 //         pixel of output (oh, ow) is (oh*stride+offset, ow*stride+offset), a zero row (all signs +1) outside
 //         the image (a factorized reduce is two of these, offsets 0 and 1, into the two channel halves)
-//   CHAIN [1, src, dst, add, stages, (k, stride, pad, dil, t_dw, t_wt, t_scale, t_bias) x stages]
+//   CHAIN [1, src, dst, add, stages, (k, stride, pad, dil, t_dw, t_alpha, t_wt, t_scale, t_bias) x stages]
 //   POOL  [2, src, dst, add, max?, stride]
 //   COPY  [3, src, dst, add]                                                      skip_connect
+constexpr int64_t CHAIN_STAGE = 9;  // integers per CHAIN stage
+
 struct State {
   float* data = nullptr;
   int64_t H = 0, W = 0, C = 0, ld = 0;
@@ -679,14 +754,17 @@ class CellPlan {
         H = (x.H - 1) / ins[4] + 1, W = (x.W - 1) / ins[4] + 1, len = 10;
       } else if (kind == 1) {
         int64_t C = x.C;
-        len = 5 + 8 * ins[4];
+        len = 5 + CHAIN_STAGE * ins[4];
         for (int64_t sg = 0; sg < ins[4]; ++sg) {
-          const int64_t* g = ins + 5 + 8 * sg;
+          const int64_t* g = ins + 5 + CHAIN_STAGE * sg;
+          TORCH_CHECK(tensors_[g[5]].scalar_type() == torch::kFloat32 && tensors_[g[5]].dim() == 1
+                      && tensors_[g[5]].numel() >= C && tensors_[g[4]].size(1) == round64(C),
+                      "CellPlan: a chain stage's depthwise weights or alpha do not fit its input channels");
           const int64_t Hp = H + 2 * g[2], Wp = W + 2 * g[2];
           img = std::max(img, N * Hp * Wp * round64(C));
           H = out_size(Hp, g[0], g[1], g[3]), W = out_size(Wp, g[0], g[1], g[3]);
           bits = std::max(bits, N * H * W * round64(C) / 64);
-          C = tensors_[ins[5 + 8 * sg + 6]].numel();
+          C = tensors_[g[7]].numel();
         }
       } else if (kind == 2) {
         H = (x.H - 1) / ins[5] + 1, W = (x.W - 1) / ins[5] + 1, len = 6;
@@ -725,7 +803,7 @@ class CellPlan {
         pc += 10;
       } else if (kind == 1) {
         chain(x, ins, d, add, N);
-        pc += 5 + 8 * ins[4];
+        pc += 5 + CHAIN_STAGE * ins[4];
       } else if (kind == 2) {
         (ins[4] ? pool_kernel<true> : pool_kernel<false>)(x.data, x.ld, N, x.H, x.W, x.C, ins[5], d.H, d.W, d.data,
                                                           d.ld, add);
@@ -780,23 +858,23 @@ class CellPlan {
     zero_border(img, N, H, W, pad, round64(C));
     sign_pad_kernel(x.data, x.ld, N, H, W, C, pad, img, round64(C));
     for (int64_t sg = 0; sg < stages; ++sg) {
-      const int64_t* g = ins + 5 + 8 * sg;
+      const int64_t* g = ins + 5 + CHAIN_STAGE * sg;
       const int64_t k = g[0], stride = g[1], dil = g[3], Cpad = round64(C);
       const int64_t Hp = H + 2 * pad, Wp = W + 2 * pad;
       H = out_size(Hp, k, stride, dil), W = out_size(Wp, k, stride, dil);
-      depthwise_kernel(img, N, Hp, Wp, Cpad, tensors_[g[4]].data_ptr<int8_t>(), k, stride, dil, H, W, bits_.data(),
-                       nullptr);
-      const torch::Tensor& wt = tensors_[g[5]];
-      const int64_t O = tensors_[g[6]].numel(), K32 = 2 * (Cpad / 64);
+      depthwise_kernel(img, N, Hp, Wp, Cpad, tensors_[g[4]].data_ptr<int8_t>(), f(g[5]), k, stride, dil, H, W,
+                       bits_.data(), nullptr);
+      const torch::Tensor& wt = tensors_[g[6]];
+      const int64_t O = tensors_[g[7]].numel(), K32 = 2 * (Cpad / 64);
       const auto* a = reinterpret_cast<const uint32_t*>(bits_.data());
       if (sg + 1 < stages) {
-        pad = g[8 + 2];
+        pad = g[CHAIN_STAGE + 2];
         img = img == img_a_.data() ? img_b_.data() : img_a_.data();
         zero_border(img, N, H, W, pad, round64(O));
-        xnor_gemm_sign_pad_kernel(a, N * H * W, K32, u(g[5]), O, wt.size(1), f(g[6]), f(g[7]), C, H, W, pad, img,
+        xnor_gemm_sign_pad_kernel(a, N * H * W, K32, u(g[6]), O, wt.size(1), f(g[7]), f(g[8]), C, H, W, pad, img,
                                   round64(O));
       } else {
-        xnor_gemm_kernel(a, N * H * W, K32, u(g[5]), O, wt.size(1), f(g[6]), f(g[7]), C, d.data, d.ld, add);
+        xnor_gemm_kernel(a, N * H * W, K32, u(g[6]), O, wt.size(1), f(g[7]), f(g[8]), C, d.data, d.ld, add);
       }
       C = O;
     }
