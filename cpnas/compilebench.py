@@ -59,6 +59,28 @@ def _train_step(forward, net, x, y, opt):
     return step
 
 
+def _darts_v2_step(t, spec, x, y, precision, compile_it: bool, contiguous: bool = False):
+    """A training step of the ``cpu`` DARTS_V2 network at ``precision`` (its memory format, or contiguous),
+    eager or compiled whole: returns the step, the network, the input and the format's name."""
+    from cpnas import accel
+    from cpnas.genotype import DARTS_V2
+    from cpnas.train import recipe_optimizer
+
+    torch.manual_seed(0)
+    net = spec.network_class()(DARTS_V2, C=t.channels_small, num_classes=spec.num_classes, layers=t.layers,
+                               auxiliary=t.auxiliary_weight > 0, precision=precision)
+    fmt = torch.contiguous_format if contiguous else memory_format_for(net, torch.device("cpu"),
+                                                                         input_shape=tuple(x.shape))
+    net.to(memory_format=fmt).train()
+    xi = x.contiguous(memory_format=fmt)
+    forward = net
+    if compile_it:
+        accel.bind_forms(net, xi)
+        forward = torch.compile(net, dynamic=False)
+    step = _train_step(forward, net, xi, y, recipe_optimizer(net, t))
+    return step, net, xi, "channels_last" if fmt == torch.channels_last else "contiguous"
+
+
 def _timed_first(step) -> float:
     t0 = time.perf_counter()
     step()
@@ -101,7 +123,6 @@ def compiled_vs_eager(threads: int = 1, reps: int = 3, search: bool = True) -> d
     from cpnas import accel
     from cpnas.data import DEFAULT_DATASET, get_dataset, train_config
     from cpnas.deploy.measure import threads as using_threads
-    from cpnas.genotype import DARTS_V2
     from cpnas.train import recipe_optimizer
 
     accel.use_cache_dir()
@@ -120,20 +141,8 @@ def compiled_vs_eager(threads: int = 1, reps: int = 3, search: bool = True) -> d
         # (few) channels in channels_last and the image width in the contiguous layout; the row shows which wins
         for name, prec, compile_it in (("eager", BINARY, False), ("compiled", BINARY, True),
                                        ("compiled_contiguous", BINARY, True), ("real_compiled", REAL, True)):
-            torch.manual_seed(0)
-            net = spec.network_class()(DARTS_V2, C=t.channels_small, num_classes=spec.num_classes, layers=t.layers,
-                                       auxiliary=t.auxiliary_weight > 0, precision=prec)
-            fmt = memory_format_for(net, torch.device("cpu"), input_shape=tuple(x.shape))
-            if name == "compiled_contiguous":
-                fmt = torch.contiguous_format
-            formats[name] = "channels_last" if fmt == torch.channels_last else "contiguous"
-            net.to(memory_format=fmt).train()
-            xi = x.contiguous(memory_format=fmt)
-            forward = net
-            if compile_it:
-                accel.bind_forms(net, xi)
-                forward = torch.compile(net, dynamic=False)
-            steps[name] = _train_step(forward, net, xi, y, recipe_optimizer(net, t))
+            steps[name], net, xi, formats[name] = _darts_v2_step(t, spec, x, y, prec, compile_it,
+                                                                 contiguous=name == "compiled_contiguous")
             if not compile_it:
                 flops[name] = _step_flops(steps[name])
             first[name] = _timed_first(steps[name])
@@ -295,8 +304,6 @@ def step_time_by_class(threads: int = 1, steps: int = 3) -> dict[str, Any]:
     from cpnas import accel
     from cpnas.data import DEFAULT_DATASET, get_dataset, train_config
     from cpnas.deploy.measure import threads as using_threads
-    from cpnas.genotype import DARTS_V2
-    from cpnas.train import recipe_optimizer
 
     accel.use_cache_dir()
     out: dict[str, Any] = {"threads": threads, "steps": steps, "per_step_s": {}, "step_s": {}}
@@ -307,17 +314,7 @@ def step_time_by_class(threads: int = 1, steps: int = 3) -> dict[str, Any]:
         x = torch.randn(t.batch_size, 3, 32, 32, generator=g)
         y = torch.randint(0, 10, (t.batch_size,), generator=g)
         for name, compile_it in (("eager", False), ("compiled", True)):
-            torch.manual_seed(0)
-            net = spec.network_class()(DARTS_V2, C=t.channels_small, num_classes=spec.num_classes, layers=t.layers,
-                                       auxiliary=t.auxiliary_weight > 0, precision=BINARY)
-            fmt = memory_format_for(net, torch.device("cpu"), input_shape=tuple(x.shape))
-            net.to(memory_format=fmt).train()
-            xi = x.contiguous(memory_format=fmt)
-            forward = net
-            if compile_it:
-                accel.bind_forms(net, xi)
-                forward = torch.compile(net, dynamic=False)
-            step = _train_step(forward, net, xi, y, recipe_optimizer(net, t))
+            step = _darts_v2_step(t, spec, x, y, BINARY, compile_it)[0]
             step()
             step()  # compiled: the first call compiles, the second settles the allocator
             out["step_s"][name] = _time(step, reps=steps, warmup=0)
