@@ -14,6 +14,7 @@ use that name, so a reader never mistakes a one-epoch number for a ``cpu``-budge
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping
 
 BUDGET_FIELDS = ("epochs", "train_fraction", "test_fraction", "val_fraction", "image_size", "layers")
@@ -28,7 +29,8 @@ ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
 """Short names of budgets used by a study: name → (scale, the fields that differ from its preset)."""
 
 
-def _preset_fields(scale: str, dataset: str) -> dict[str, Any] | None:
+@functools.lru_cache(maxsize=None)
+def _preset_fields(scale: str, dataset: str) -> tuple[tuple[str, Any], ...] | None:
     from cpnas.config import get_config
     from cpnas.data import train_config
     from cpnas.presets import SCALES
@@ -36,7 +38,7 @@ def _preset_fields(scale: str, dataset: str) -> dict[str, Any] | None:
     if scale not in SCALES:
         return None
     t = train_config(get_config(scale), dataset)
-    return {f: getattr(t, f) for f in BUDGET_FIELDS}
+    return tuple((f, getattr(t, f)) for f in BUDGET_FIELDS)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -56,9 +58,10 @@ def budget_name(scale: str, train: Mapping[str, Any], dataset: str = "cifar10") 
     stores it under ``run.train``). Returns ``scale`` when they equal the preset's, the alias of
     :data:`ALIASES` that matches, else ``scale[field=value,...]`` listing the fields that differ.
     """
-    preset = _preset_fields(scale, dataset)
-    if preset is None:
+    fields = _preset_fields(scale, dataset)
+    if fields is None:
         return scale
+    preset = dict(fields)
     diff = {f: train[f] for f in BUDGET_FIELDS if f in train and not _same(train[f], preset[f])}
     if not diff:
         return scale
