@@ -63,7 +63,7 @@ class Acceleration:
 
 _current = Acceleration()
 _used: dict[str, bool] = {}
-_graphs_before = 0
+_stats_before: dict[str, float] = {}
 
 
 def configure(amp: str = "off", compile: str | bool = "auto", device: str | torch.device = "cpu") -> Acceleration:
@@ -103,8 +103,15 @@ def compiling(kind: str) -> bool:
 
 
 def use_cache_dir() -> str:
-    """Point inductor's cache at ``$CPNAS_CACHE/inductor`` (unless ``TORCHINDUCTOR_CACHE_DIR`` is set); returns it."""
-    if not os.environ.get(CACHE_ENV):
+    """Point inductor's cache at ``$CPNAS_CACHE/inductor`` (unless the user set ``TORCHINDUCTOR_CACHE_DIR``); returns it.
+
+    Importing ``torch._dynamo`` writes inductor's default (a folder under the system temp
+    dir) into the variable, so a value equal to that default counts as unset.
+    """
+    given = os.environ.get(CACHE_ENV)  # read first: importing inductor may write it
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir as inductor_default
+
+    if not given or os.path.abspath(given) == os.path.abspath(inductor_default()):
         from cpnas.paths import default_cache_dir
 
         os.environ[CACHE_ENV] = str(default_cache_dir() / "inductor")
@@ -245,24 +252,35 @@ def compile_ops(supernet: nn.Module, example: torch.Tensor | None = None, paths:
     return supernet
 
 
+def _totals() -> dict[str, float]:
+    """This process's running totals: graphs made and seconds compiling (Dynamo tracing, backward graphs)."""
+    from torch._dynamo.utils import compilation_time_metrics, counters
+
+    return {"graphs": counters["stats"]["unique_graphs"],
+            "dynamo_s": sum(compilation_time_metrics.get("_compile.compile_inner", [])),
+            "backward_s": sum(compilation_time_metrics.get("compile_fx.<locals>.bw_compiler", []))}
+
+
 def _start() -> None:
-    global _graphs_before
+    """Mark where the current configuration's compiling began (:func:`configure` starts a new one)."""
     use_cache_dir()
     if not any(v is True for v in _used.values()):
-        from torch._dynamo.utils import counters
-
-        _graphs_before = counters["stats"]["unique_graphs"]
+        _stats_before.clear()
+        _stats_before.update(_totals())
 
 
 def compile_stats() -> dict[str, Any]:
-    """Seconds spent compiling in this process so far (Dynamo tracing and the backward graphs) and graphs made."""
-    from torch._dynamo.utils import compilation_time_metrics, counters
+    """Graphs made and seconds spent compiling since the current configuration's first compile.
 
+    A process that trains several networks (``configure`` before each) records each one's own
+    share; a network whose graph Dynamo already holds (same code, guards met) adds none.
+    """
     from cpnas.paths import portable
 
-    return {"graphs": counters["stats"]["unique_graphs"] - _graphs_before,
-            "dynamo_s": round(sum(compilation_time_metrics.get("_compile.compile_inner", [])), 2),
-            "backward_s": round(sum(compilation_time_metrics.get("compile_fx.<locals>.bw_compiler", [])), 2),
+    now = _totals()
+    return {"graphs": int(now["graphs"] - _stats_before.get("graphs", 0)),
+            "dynamo_s": round(now["dynamo_s"] - _stats_before.get("dynamo_s", 0.0), 2),
+            "backward_s": round(now["backward_s"] - _stats_before.get("backward_s", 0.0), 2),
             "cache_dir": portable(os.environ.get(CACHE_ENV))}
 
 

@@ -108,3 +108,33 @@ def test_cli_accepts_the_options(capsys):
         main(["train", "--help"])
     out = capsys.readouterr().out
     assert "--amp {off,bf16}" in out and "--compile [{auto,on,off}]" in out
+
+
+def test_the_cache_dir_that_importing_dynamo_writes_counts_as_unset(monkeypatch, tmp_path):
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir as inductor_default
+
+    from cpnas.paths import CACHE_ENV as CPNAS_CACHE_ENV
+
+    monkeypatch.setenv(CPNAS_CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(accel.CACHE_ENV, inductor_default())  # what `import torch._dynamo` leaves behind
+    assert accel.use_cache_dir() == str(tmp_path / "inductor")
+    monkeypatch.setenv(accel.CACHE_ENV, str(tmp_path / "mine"))  # a user's own choice is kept
+    assert accel.use_cache_dir() == str(tmp_path / "mine")
+
+
+def test_compile_stats_count_from_each_configuration(monkeypatch, tmp_path):
+    totals = {"graphs": 3, "dynamo_s": 10.0, "backward_s": 4.0}
+    monkeypatch.setattr(accel, "_totals", lambda: dict(totals))
+    monkeypatch.setenv(accel.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(torch, "compile", lambda model, **k: model)
+    net = torch.nn.Linear(2, 2)
+    accel.configure("off", "on", "cpu")
+    accel.compile_model(net)
+    totals.update(graphs=4, dynamo_s=12.5, backward_s=5.0)
+    assert accel.compile_stats()["graphs"] == 1 and accel.compile_stats()["dynamo_s"] == 2.5
+    accel.configure("off", "on", "cpu")  # the next run in the same process
+    accel.compile_model(net)
+    totals.update(dynamo_s=13.0)
+    s = accel.compile_stats()
+    assert (s["graphs"], s["dynamo_s"], s["backward_s"]) == (0, 0.5, 0.0)
+    accel.reset()
