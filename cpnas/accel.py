@@ -9,10 +9,13 @@
   supernet would recompile for every draw. The number of graphs is bounded by the number
   of distinct signatures (:func:`compile_ops`).
 * ``auto``: compiled only where ``make bench`` measured the compiled step faster on this
-  machine at this thread count. The verdict is a kernel form of :mod:`cpnas.dispatch`
-  (op ``compile``, forms ``eager`` / ``compiled``, keys ``train`` / ``search``), cached per
-  machine like the others; nothing measured means eager. ``CPNAS_FORMS=compile=compiled``
-  forces it.
+  machine at this thread count, and, for a run whose number of steps is known, only where
+  the time it saves over those steps exceeds the compile time measured with it
+  (:func:`pays_off`: a short run is not worth a compile). The verdict is a kernel form of
+  :mod:`cpnas.dispatch` (op ``compile``, forms ``eager`` / ``compiled``, keys ``train`` /
+  ``search``), cached per machine like the others, and the step and compile seconds
+  beside it (:func:`remember_costs`); nothing measured means eager.
+  ``CPNAS_FORMS=compile=compiled`` forces it.
 * ``off``: eager.
 
 The traced graph specializes on the Python values the forward reads: a drop-path probability
@@ -93,13 +96,64 @@ def reset() -> None:
     configure()
 
 
-def compiling(kind: str) -> bool:
-    """Whether ``kind`` (``train`` or ``search``) runs compiled in this process (see the module doc)."""
+def compiling(kind: str, steps: int | None = None) -> bool:
+    """Whether ``kind`` (``train`` or ``search``) runs compiled in this process (see the module doc);
+    ``steps``: the number of steps the compiled network would run, when known."""
     if _current.compile != "auto":
         return _current.compile == "on"
     from cpnas import dispatch
 
-    return dispatch.choose("compile", (kind, _current.device), None) == "compiled"
+    if dispatch.choose("compile", (kind, _current.device), None) != "compiled":
+        return False
+    if "compile" in dispatch.forced() or steps is None:
+        return True
+    worth = pays_off(kind, steps)
+    return True if worth is None else worth
+
+
+def _costs_path():
+    from cpnas import dispatch
+
+    path = dispatch.cache_path()
+    return path.with_name(f"{path.stem}-compile-costs.json")
+
+
+def _costs_key(kind: str, device: str) -> str:
+    return f"{kind}|{device}|threads={torch.get_num_threads()}"
+
+
+def remember_costs(kind: str, device: str, *, eager_step_s: float, compiled_step_s: float, compile_s: float) -> None:
+    """Keep what ``make bench`` measured for ``kind`` at this thread count: a step eager and compiled, and the
+    compile, in the machine's cache beside the kernel forms (read by :func:`pays_off`)."""
+    from cpnas.io import read_json, write_json
+
+    path = _costs_path()
+    try:
+        costs = read_json(path) if path.is_file() else {}
+    except (OSError, ValueError, CpnasError):
+        costs = {}
+    costs[_costs_key(kind, device)] = {"eager_step_s": eager_step_s, "compiled_step_s": compiled_step_s,
+                                       "compile_s": compile_s}
+    write_json(path, costs)
+
+
+def pays_off(kind: str, steps: int, device: str | None = None) -> bool | None:
+    """Whether compiling ``kind`` for ``steps`` steps saves more than it costs, by the measured costs
+    (:func:`remember_costs`) at this thread count: ``steps · (eager − compiled) > compile``. ``None``: not measured."""
+    from cpnas.io import read_json
+
+    path = _costs_path()
+    try:
+        cost = read_json(path).get(_costs_key(kind, device or _current.device)) if path.is_file() else None
+    except (OSError, ValueError, AttributeError, CpnasError):  # an unreadable cache only costs the default
+        return None
+    if not isinstance(cost, dict):
+        return None
+    saved = steps * (cost["eager_step_s"] - cost["compiled_step_s"])
+    worth = saved > cost["compile_s"]
+    log.info("--compile auto: %s over %d steps saves %.0f s against a %.0f s compile: %s", kind, steps, saved,
+             cost["compile_s"], "compiled" if worth else "eager")
+    return worth
 
 
 def use_cache_dir() -> str:
@@ -163,13 +217,14 @@ def bind_forms(model: nn.Module, example: torch.Tensor, forward: Callable[[nn.Mo
     return found
 
 
-def compile_model(model: nn.Module, example: torch.Tensor | None = None, kind: str = "train") -> nn.Module:
-    """``model`` compiled for training when :func:`compiling` says so, else ``model`` itself.
+def compile_model(model: nn.Module, example: torch.Tensor | None = None, kind: str = "train",
+                  steps: int | None = None) -> nn.Module:
+    """``model`` compiled for training when :func:`compiling` says so (for ``steps`` steps), else ``model`` itself.
 
     The compiled module shares ``model``'s parameters and buffers (checkpoints keep writing
     ``model.state_dict()``); ``example`` (an input batch) binds the kernel forms first.
     """
-    if not compiling(kind):
+    if not compiling(kind, steps):
         _used.setdefault(kind, False)
         return model
     _start()

@@ -45,6 +45,8 @@ from __future__ import annotations
 import statistics
 from typing import Any, Sequence
 
+from cpnas.strategy_base import search_for_beta
+
 STUDY = "strategies"
 """The comparison's folder in the results layout (searches: ``results/<scale>/strategies/search/…``)."""
 
@@ -245,7 +247,7 @@ def beta_values(scale: str, budget: str) -> dict[float, list[float]]:
     top1 = dict(zip(df[df.seed == 0].architecture, df[df.seed == 0].top1))
     out: dict[float, list[float]] = {}
     for beta in BETAS:
-        strategy, b = ("bnas", None) if beta == 0 else ("cpnas", beta)
+        strategy, b = search_for_beta(beta)
         name = runs.search_name(strategy, b, variant=budget)
         root = runs.study_dir(scale, STUDY) / "search" / name
         for folder in sorted(root.glob("seed*")):
@@ -264,7 +266,7 @@ def conv_share_test(scale: str, budget: str) -> dict[str, Any]:
 
     betas, shares = [], []
     for beta in BETAS:
-        strategy, b = ("bnas", None) if beta == 0 else ("cpnas", beta)
+        strategy, b = search_for_beta(beta)
         name = runs.search_name(strategy, b, variant=budget)
         for path in sorted((runs.study_dir(scale, STUDY) / "search" / name).glob("seed*/" + runs.GENOTYPE)):
             g = load_genotype(path)

@@ -161,11 +161,16 @@ def compiled_vs_eager(threads: int = 1, reps: int = 3, search: bool = True) -> d
         out["compiled_over_eager_train_cpu"] = cpu_s["eager"] / cpu_s["compiled"]
         out["compiled_binary_over_real_step_time"] = step_s["compiled"] / step_s["real_compiled"]
         dispatch.remember("compile", ("train", "cpu"), {"eager": step_s["eager"], "compiled": step_s["compiled"]})
+        accel.remember_costs("train", "cpu", eager_step_s=step_s["eager"], compiled_step_s=step_s["compiled"],
+                             compile_s=out["train"]["compile_s"]["compiled"])
         if search:
             out["search"] = _search_compiled_vs_eager(cfg, reps)
             out["compiled_over_eager_search"] = out["search"]["step_s"]["eager"] / out["search"]["step_s"]["compiled"]
             out["compiled_over_eager_search_cpu"] = out["search"]["cpu_s"]["eager"] / out["search"]["cpu_s"]["compiled"]
             dispatch.remember("compile", ("search", "cpu"), dict(out["search"]["step_s"]))
+            accel.remember_costs("search", "cpu", eager_step_s=out["search"]["step_s"]["eager"],
+                                 compiled_step_s=out["search"]["step_s"]["compiled"],
+                                 compile_s=out["search"]["compile_s"]["compiled"])
         from torch._dynamo.utils import counters
 
         out["graphs"] = counters["stats"]["unique_graphs"]

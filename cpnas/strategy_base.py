@@ -218,3 +218,17 @@ def beta_p_of(name: str, requested: float | None, default: float) -> float | Non
     return requested if requested is not None else default
 
 
+
+
+def search_for_beta(beta: float, family: str = "cpnas") -> tuple[str, float | None]:
+    """``(strategy, β_P to request)`` of the search that runs Eq. 1 of strategy ``family`` at β_P = ``beta``.
+
+    A registered variant of ``family`` that fixes that β_P is that search under its own name
+    (β_P = 0 is BNAS†, Table 1's footnote); any other value is ``family`` asked for ``beta``.
+    """
+    base = get_strategy(family)
+    for name in strategy_names():
+        cls = STRATEGIES[name]
+        if cls is not base and issubclass(cls, base) and cls.fixed_beta_p == beta:
+            return name, None
+    return family, beta

@@ -352,7 +352,8 @@ def fit(model: nn.Module, train_loader: Any, test_loader: Any, tcfg: "TrainConfi
     optimizer = recipe_optimizer(model, tcfg)
     net = distributed.wrap(model)  # the model itself in one process
     if not distributed.is_initialized():  # compiled (cpnas.accel, --compile) for the training forward only
-        net = accel.compile_model(model, example=_example_batch(train_loader, device))
+        net = accel.compile_model(model, example=_example_batch(train_loader, device),
+                                  steps=tcfg.epochs * (_len(train_loader) or 0) or None)
     per_step = getattr(tcfg, "lr_schedule", "cosine_epoch") == "cosine_step"
     run_info = dict(run_info or {})
     every = max(1, int(getattr(tcfg, "eval_every", 1)))

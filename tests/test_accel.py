@@ -138,3 +138,26 @@ def test_compile_stats_count_from_each_configuration(monkeypatch, tmp_path):
     s = accel.compile_stats()
     assert (s["graphs"], s["dynamo_s"], s["backward_s"]) == (0, 0.5, 0.0)
     accel.reset()
+
+
+def test_auto_compiles_a_run_only_when_its_steps_repay_the_measured_compile(monkeypatch, tmp_path):
+    from cpnas import dispatch
+    from cpnas.paths import CACHE_ENV as CPNAS_CACHE_ENV
+
+    monkeypatch.setenv(CPNAS_CACHE_ENV, str(tmp_path))
+    monkeypatch.delenv("CPNAS_FORMS", raising=False)
+    dispatch.reset(ignore_disk=True)
+    accel.configure("off", "auto", "cpu")
+    try:
+        assert not accel.compiling("train", steps=10**6)  # nothing measured: eager
+        dispatch.remember("compile", ("train", "cpu"), {"eager": 0.30, "compiled": 0.25})
+        assert accel.compiling("train")  # faster per step, run length unknown
+        assert accel.pays_off("train", 100) is None  # no compile time measured yet
+        accel.remember_costs("train", "cpu", eager_step_s=0.30, compiled_step_s=0.25, compile_s=150.0)
+        assert not accel.compiling("train", steps=2000)  # saves 100 s, costs 150 s
+        assert accel.compiling("train", steps=4000)  # saves 200 s
+        monkeypatch.setenv("CPNAS_FORMS", "compile=compiled")
+        assert accel.compiling("train", steps=10)  # forced
+    finally:
+        dispatch.reset()
+        accel.reset()

@@ -217,3 +217,11 @@ def test_every_strategy_states_its_traits(name):
     assert len(schedule) == sum(row["epochs"] for row in summary)
     if cls.settings is not None:  # its own section resolves at every scale
         assert dataclasses.is_dataclass(cfg.section(cls.settings))
+
+
+def test_a_beta_is_searched_by_the_variant_that_fixes_it_else_by_cpnas():
+    from cpnas.strategy_base import search_for_beta
+
+    assert search_for_beta(0.0) == ("bnas", None)  # BNAS† is CP-NAS at β_P = 0
+    assert search_for_beta(2.0) == ("cpnas", 2.0)
+    assert search_for_beta(0.5) == ("cpnas", 0.5)

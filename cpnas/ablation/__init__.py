@@ -43,6 +43,7 @@ from cpnas.data.registry import DEFAULT_DATASET
 from cpnas.errors import CpnasError
 from cpnas.runs import (GENOTYPE, SEARCH, TRAIN, RunSpec, SearchSpec, first_per_key, overrides, search_name,
                         study_dir)
+from cpnas.strategy_base import search_for_beta
 
 BETAS: tuple[float, ...] = (0.0, 0.33, 0.5, 1.0, 2.0, 3.0, 4.0)
 """Fig. 6 (left): the β_P values of the sweep."""
@@ -212,13 +213,9 @@ def beta_runs(seeds: Sequence[int] = SEEDS, betas: Sequence[float] = BETAS) -> l
     """Fig. 6 (left). β_P = 0 is the ``bnas`` search; β_P = 2 is the plain ``cpnas`` search (shared with Fig. 6 right)."""
     runs = []
     for beta in betas:
+        strategy, b = search_for_beta(beta)
         for seed in seeds:
-            if beta == 0.0:
-                runs.append(_search_run("bnas", seed, None, "beta", f"{beta:g}"))
-            elif beta == PAPER_BETA:
-                runs.append(_search_run("cpnas", seed, None, "beta", f"{beta:g}"))
-            else:
-                runs.append(_search_run("cpnas", seed, beta, "beta", f"{beta:g}"))
+            runs.append(_search_run(strategy, seed, None if b == PAPER_BETA else b, "beta", f"{beta:g}"))
     return runs
 
 
