@@ -403,3 +403,20 @@ def equivalence(out: Path, scale: str = "cpu", seeds: tuple[int, ...] = (0, 1, 2
     res["difference_se"] = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else None
     write_json(out / "equivalence.json", res)
     return res
+
+
+def equivalence_markdown(res: dict[str, Any]) -> str:
+    """:func:`equivalence`'s result as markdown: each run's top-1, the means ± std, and the paired difference."""
+    seeds = res["seeds"]
+    lines = [f"1-bit DARTS_V2 trained at the `{res['scale']}` budget (loss `{res['loss']}`), eager and compiled, "
+             f"seeds {', '.join(map(str, seeds))}; test top-1 (%) on the full test set.", "",
+             "| mode | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std |",
+             "|---|" + "---|" * len(seeds) + "---|"]
+    for mode in ("eager", "compiled"):
+        top1 = [r["top1"] for r in res["runs"][mode]]
+        lines.append(f"| {mode} | " + " | ".join(f"{t:.2f}" for t in top1)
+                     + f" | {res[mode]['mean_top1']:.2f} ± {res[mode]['std_top1']:.2f} |")
+    se = res.get("difference_se")
+    lines += ["", f"Compiled − eager, paired by seed: {res['mean_difference']:+.2f} points"
+                  + (f" (standard error {se:.2f}, n = {len(seeds)})" if se is not None else "") + "."]
+    return "\n".join(lines)

@@ -1,10 +1,12 @@
 """What recomputing every study from nothing costs, in one-thread hours: recorded, and estimated where runs remain.
 
 Each finished run records its wall-clock (:func:`cpnas.runs.recorded_cost`); a study's
-runs still to do are estimated at the mean recorded time of its finished runs of the same
+runs still to do are estimated at the median recorded time of its finished runs of the same
 kind (for the strategy comparison: the ranking study's searches of the same strategy at
-the budget in question, and the benchmark's trainings). These are one-thread times on the
-machine that ran them, under whatever else ran there; they are a plan, not a benchmark.
+the budget in question, and the benchmark's trainings). The median, because a run paused or
+starved by other work on a shared machine records a wall-clock far above its cost. These are
+one-thread times on the machine that ran them, under whatever else ran there; they are a plan,
+not a benchmark.
 
 ``python tools/gen_docs.py --write`` puts :func:`markdown` into the README.
 """
@@ -26,8 +28,9 @@ STUDIES: tuple[tuple[str | None, str], ...] = (
 """Every study folder under ``results/<scale>`` (``None``: the notebooks'), with its name in words."""
 
 
-def _mean(xs: list[float]) -> float:
-    return statistics.fmean(xs) if xs else float("nan")
+def _typical(xs: list[float]) -> float:
+    """The estimate of one more run from the recorded ones: their median."""
+    return statistics.median(xs) if xs else float("nan")
 
 
 def left(scale: str, budget: str | None = None) -> dict[str | None, dict[str, int]]:
@@ -105,12 +108,12 @@ def rows(scale: str, budget: str | None = None) -> list[dict[str, Any]]:
             if not n:
                 continue
             if study == "strategies":
-                each = search_h if kind == "search" else _mean(per_kind.get(("cellbench", "train"), []))
+                each = search_h if kind == "search" else _typical(per_kind.get(("cellbench", "train"), []))
             elif study == "ranking":
                 est += _ranking_left_hours(scale)
                 continue
             else:
-                each = _mean(done[kind])
+                each = _typical(done[kind])
             est += n * each
         if study == "strategies":
             words += f" at the {budget} budget" + ("" if decided else " (if the ranking picks it)")
@@ -140,14 +143,14 @@ def search_hours(scale: str, budget: str) -> dict[str, float]:
 
 
 def _comparison_search_hours(scale: str, budget: str) -> float:
-    """Mean hours of one strategy-comparison search at ``budget``, each strategy weighted as often as the
+    """Typical hours of one strategy-comparison search at ``budget``, each strategy weighted as often as the
     comparison's phases run it (:data:`cpnas.comparison.PHASES`)."""
     from cpnas import comparison
 
     hours = search_hours(scale, budget)
     weights = [comparison.ARMS[a][0] for arms, _ in comparison.PHASES for a in arms]
     weights += ["cpnas"] * sum(len(b) for _, b in comparison.PHASES)
-    return _mean([hours[s] for s in weights if s in hours])
+    return _typical([hours[s] for s in weights if s in hours])
 
 
 def _ranking_left_hours(scale: str) -> float:
@@ -180,7 +183,7 @@ def markdown(scale: str = "cpu", budget: str | None = None) -> str:
                  f"{sum(r['runs_left'] or 0 for r in table)} | {h(rest)} |")
     lines += ["", f"Recomputing every study from nothing: about **{h(done + rest)} thread-hours** (one thread per "
                   f"run; two runs side by side halve the wall-clock). A dash: no runs planned (a finished or "
-                  f"superseded study). Estimates use the mean recorded time of the finished runs "
+                  f"superseded study). Estimates use the median recorded time of the finished runs "
                   f"of the same kind, and for a search budget not run yet a smaller budget's time × its "
                   f"supernet-training ratio; the comparison's stopping rule may add seeds."]
     return "\n".join(lines)

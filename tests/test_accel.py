@@ -113,9 +113,9 @@ def test_cli_accepts_the_options(capsys):
 def test_the_cache_dir_that_importing_dynamo_writes_counts_as_unset(monkeypatch, tmp_path):
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir as inductor_default
 
-    from cpnas.paths import CACHE_ENV as CPNAS_CACHE_ENV
+    from cpnas.paths import CACHE_ENV as PROJECT_CACHE_VAR
 
-    monkeypatch.setenv(CPNAS_CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(PROJECT_CACHE_VAR, str(tmp_path))
     monkeypatch.setenv(accel.CACHE_ENV, inductor_default())  # what `import torch._dynamo` leaves behind
     assert accel.use_cache_dir() == str(tmp_path / "inductor")
     monkeypatch.setenv(accel.CACHE_ENV, str(tmp_path / "mine"))  # a user's own choice is kept
@@ -142,9 +142,9 @@ def test_compile_stats_count_from_each_configuration(monkeypatch, tmp_path):
 
 def test_auto_compiles_a_run_only_when_its_steps_repay_the_measured_compile(monkeypatch, tmp_path):
     from cpnas import dispatch
-    from cpnas.paths import CACHE_ENV as CPNAS_CACHE_ENV
+    from cpnas.paths import CACHE_ENV as PROJECT_CACHE_VAR
 
-    monkeypatch.setenv(CPNAS_CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(PROJECT_CACHE_VAR, str(tmp_path))
     monkeypatch.delenv("CPNAS_FORMS", raising=False)
     dispatch.reset(ignore_disk=True)
     accel.configure("off", "auto", "cpu")

@@ -284,7 +284,15 @@ def thread_hours() -> str:
     return markdown("cpu")
 
 
+def compile_equivalence() -> str:
+    """The compiled and eager trainings compared (``python -m cpnas.bench --equivalence cpu``)."""
+    from cpnas.compilebench import equivalence_markdown
+
+    return equivalence_markdown(json.loads(_rel("results/bench/equivalence/equivalence.json").read_text(encoding="utf-8")))
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
+    "compile-equivalence": compile_equivalence,
     "thread-hours": thread_hours,
     "glance-figure": glance_figure,
     "glance-table": glance_table,
