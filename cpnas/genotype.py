@@ -19,6 +19,7 @@ form, two ``[op, input]`` pairs per intermediate node, is accepted and converted
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,18 +280,36 @@ _OP_COLOURS = {
 }
 
 
+def digraph(name: str, **attrs: Any):
+    """A ``graphviz.Digraph`` named ``name`` (PNG by default) whose plain-text form is that name.
+
+    Jupyter shows the drawing; the text it stores beside it in an executed notebook is
+    ``<graph 'name'>``, where graphviz's own would hold the object's memory address, a
+    different one on every run.
+    """
+    return _graph_type()(name=name, **{"format": "png", **attrs})
+
+
+@functools.cache
+def _graph_type() -> type:
+    import graphviz  # the Python package is light, but only drawing needs it
+
+    class Graph(graphviz.Digraph):
+        def __repr__(self) -> str:
+            return f"<graph {self.name!r}>"
+
+    return Graph
+
+
 def draw_cell(edges: Iterable[Edge], concat: Sequence[int] = (2, 3, 4, 5), *, title: str = "cell"):
-    """A ``graphviz.Digraph`` of one cell (Fig. 3 / Fig. 5 style).
+    """A ``graphviz.Digraph`` of one cell (Fig. 3 / Fig. 5 style), made by :func:`digraph`.
 
     Jupyter shows the returned object inline; :func:`cpnas.paths.save_graph`
     writes it as PNG and PDF. Needs the ``dot`` program (Debian: ``graphviz``).
     """
-    import graphviz
-
-    g = graphviz.Digraph(name=title, format="png",
-                         graph_attr={"rankdir": "LR", "label": title, "labelloc": "t", "fontsize": "16"},
-                         node_attr={"style": "filled", "shape": "rect", "fontname": "Helvetica"},
-                         edge_attr={"fontname": "Helvetica", "fontsize": "11"})
+    g = digraph(title, graph_attr={"rankdir": "LR", "label": title, "labelloc": "t", "fontsize": "16"},
+                node_attr={"style": "filled", "shape": "rect", "fontname": "Helvetica"},
+                edge_attr={"fontname": "Helvetica", "fontsize": "11"})
     g.node("0", "c_{k-2}", fillcolor="darkseagreen2")
     g.node("1", "c_{k-1}", fillcolor="darkseagreen2")
     edges = list(edges)

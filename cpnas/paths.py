@@ -13,7 +13,6 @@ The project root is found by walking up from this file to ``pyproject.toml``;
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import platform
 from pathlib import Path
@@ -153,8 +152,38 @@ def git_commit() -> str | None:
     return f"{head}+dirty" if dirty else head
 
 
+def runs_commit(scale: str) -> dict[str, str | None]:
+    """The last commit that changed ``results/<scale>`` (the committed runs a notebook shows) and its date.
+
+    ``+uncommitted`` follows the hash when a finished run there (its ``metrics.json`` or ``complete.json``)
+    is not in git, or a committed run file was changed. ``None`` outside git. This, not the clock or the
+    code's own commit, is what a re-execution from the same runs shows, so it rewrites no notebook.
+    """
+    import subprocess
+
+    root = project_root()
+    folder = os.path.relpath(results_dir(scale), root)
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30,
+                              check=True).stdout.strip()
+
+    try:
+        last = git("log", "-1", "--format=%H %cs", "--", folder).split()
+        finished = [f":(glob){folder}/**/{name}" for name in ("metrics.json", "complete.json")]
+        pending = git("ls-files", "--others", "--ignored", "--exclude-standard", "--", *finished) \
+            or git("status", "--porcelain", "--untracked-files=no", "--", folder)
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "date": None}
+    commit, date = last if len(last) == 2 else (None, None)
+    if pending:
+        commit = f"{commit}+uncommitted" if commit else "uncommitted"
+    return {"commit": commit, "date": date}
+
+
 def run_info(scale: str, dataset: str | None = None, device: str | None = None) -> dict[str, Any]:
-    """What produced an artifact: scale, dataset, device, date, versions (shown atop each notebook)."""
+    """What an artifact comes from (shown atop each notebook): scale, dataset, the committed runs it reads
+    (:func:`runs_commit`), and the device and versions that render it."""
     import torch
 
     if device is None:
@@ -163,6 +192,7 @@ def run_info(scale: str, dataset: str | None = None, device: str | None = None) 
         else f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
     if dataset is not None and os.path.isabs(str(dataset)):
         dataset = portable(dataset)  # a data folder: shown relative to the project root
-    return {"scale": scale, "dataset": dataset, "device": dev,
-            "date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
-            "torch": torch.__version__, "python": platform.python_version(), "git_commit": git_commit()}
+    runs = runs_commit(scale)
+    return {"scale": scale, "dataset": dataset, "runs": portable(results_dir(scale)),
+            "runs_commit": runs["commit"], "runs_date": runs["date"], "device": dev,
+            "torch": torch.__version__, "python": platform.python_version()}

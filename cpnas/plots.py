@@ -19,7 +19,7 @@ import torch.fx
 from torch import nn
 
 from cpnas.binary import BINARY, BinaryConv2d, Precision, binarize_weight, scaling_factor, sign
-from cpnas.genotype import NUM_INPUTS, cell_edges
+from cpnas.genotype import NUM_INPUTS, cell_edges, digraph
 from cpnas.ops import PRIMITIVES, Zero, build_op
 
 # Fig. 4 shows the *structure* of each op, which does not depend on the width; any even
@@ -38,11 +38,9 @@ def fig3_cell_dag(nodes: int = 4):
     holds the K candidate ops O^(i,j) — and the cell output c_k concatenating the
     intermediate nodes. With ``nodes=4`` there are 14 edges, as in the figure.
     """
-    import graphviz
-
     edges = cell_edges(nodes)
-    g = graphviz.Digraph(
-        name="fig3_cell_dag", format="png",
+    g = digraph(
+        "fig3_cell_dag",
         graph_attr={"rankdir": "LR", "labelloc": "t", "fontsize": "16", "fontname": "Helvetica",
                     "label": f"Fig. 3: one cell — {NUM_INPUTS} input nodes, {nodes} intermediate "
                              f"nodes, {len(edges)} edges (each holds the candidate ops O^(i,j))"},
@@ -147,11 +145,9 @@ def fig4_ops(precision: Precision = BINARY, stride: int = 1, ops: Sequence[str] 
     ``sep_conv_3x3`` is two ``1-bit depthwise 3×3 → 1-bit 1×1 → BN`` blocks and
     contains no ReLU (§2.2). ``stride=2`` shows the reduction-cell versions.
     """
-    import graphviz
-
     C = _DRAW_CHANNELS
-    g = graphviz.Digraph(
-        name="fig4_ops", format="png",
+    g = digraph(
+        "fig4_ops",
         graph_attr={"rankdir": "LR", "labelloc": "t", "fontsize": "16", "fontname": "Helvetica",
                     "label": f"Fig. 4: the {len(ops)} operations of an edge ({precision.name} precision, "
                              f"stride {stride}; C = channels)", "nodesep": "0.15", "ranksep": "0.25"},

@@ -532,3 +532,29 @@ def test_load_without_images_or_images_without_load_is_refused(tmp_path, capsys)
     assert "--images" in capsys.readouterr().err
     assert main(["deploy", "--images", str(tmp_path)]) == 2
     assert "--load" in capsys.readouterr().err
+
+
+def test_notebook_06_shows_the_timings_make_bench_recorded_for_the_same_cell(tmp_path, monkeypatch):
+    """Timings taken now change on every run; the recorded ones (with their run's date) keep 06 reproducible.
+    Another cell or scale than the recorded one is timed afresh."""
+    from pathlib import Path
+
+    from cpnas.deploy import report
+    from cpnas.io import read_json, write_json
+
+    committed = read_json(Path(__file__).resolve().parents[1] / report.BENCH_FILE)
+    monkeypatch.setenv("CPNAS_HOME", str(tmp_path))  # no CP-NAS search here: the found cell is DARTS_V2
+    genotype, label = report.found_cell("cpu")
+    section = json.loads(json.dumps(committed["deploy"]))
+    section["genotype"] = label
+    section["scale"]["network"]["genotype"] = genotype.to_dict()
+    section["paper"]["network"]["genotype"] = genotype.to_dict()
+    write_json(tmp_path / report.BENCH_FILE, {"date": "the bench's date", "deploy": section})
+    monkeypatch.setattr(report, "bench", lambda scale, **kw: {"measured now": scale})
+    shown = report.recorded_or_bench("cpu")
+    assert shown["measured"] == "`make bench` of the bench's date (results/bench/bench.json)"
+    assert "Measured by `make bench` of the bench's date" in report.markdown(shown)
+    assert report.recorded_or_bench("smoke") == {"measured now": "smoke", "measured": "this notebook, now"}
+    section["scale"]["network"]["genotype"] = {"normal": "another cell under the same label"}
+    write_json(tmp_path / report.BENCH_FILE, {"date": "the bench's date", "deploy": section})
+    assert report.recorded("cpu") is None

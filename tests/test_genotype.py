@@ -156,6 +156,22 @@ def test_draw_cell_returns_a_digraph():
     assert isinstance(draw_cell(g.reduce, g.reduce_concat), graphviz.Digraph)
 
 
+def test_every_drawing_shows_as_text_without_a_memory_address():
+    """A notebook stores a graph's plain text beside its drawing: graphviz's own holds an address that changes
+    on every run."""
+    pytest.importorskip("graphviz")
+    pretty = pytest.importorskip("IPython.lib.pretty")
+    import cpnas.plots
+
+    g = Genotype.from_dict(good_dict())
+    normal, reduce = cpnas.plots.fig5(g)
+    graphs = {"(a) normal cell": normal, "(b) reduction cell": reduce, "fig3_cell_dag": cpnas.plots.fig3_cell_dag(),
+              "fig4_ops": cpnas.plots.fig4_ops(ops=("skip_connect",)), "cell": draw_cell(g.reduce, g.reduce_concat)}
+    for name, graph in graphs.items():
+        assert pretty.pretty(graph) == repr(graph) == f"<graph {name!r}>"
+        assert graph.format == "png" and graph.name == name
+
+
 @pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz 'dot' program not installed")
 def test_draw_cell_renders_png(data_dir):
     g = load_genotype(data_dir / "darts_v2.json")

@@ -156,6 +156,26 @@ def test_graphviz_figures_are_byte_reproducible(tmp_path, monkeypatch):
     assert [p.read_bytes() for p in save_graph(g, "g", "smoke")] == first
 
 
+def test_matplotlib_figures_are_byte_reproducible(tmp_path, monkeypatch):
+    """PNG and PDF carry no creation date or software stamp: saving the same figure later gives the same bytes."""
+    import time
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cpnas.paths import save_figure
+
+    monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    first = [p.read_bytes() for p in save_figure(fig, "f", "smoke")]
+    time.sleep(1.1)  # the PDF's date has a one-second resolution
+    assert [p.read_bytes() for p in save_figure(fig, "f", "smoke")] == first
+    plt.close(fig)
+
+
 def test_orphaned_temps_of_a_killed_write_are_removed(tmp_path):
     from cpnas.io import remove_orphaned_temps
 

@@ -202,6 +202,43 @@ def test_git_commit_marks_code_changes_dirty_but_not_the_artifacts_the_pipeline_
     assert git_commit() == f"{head}+dirty"
 
 
+def test_run_info_names_the_committed_runs_not_the_clock_nor_the_code(tmp_path, monkeypatch):
+    """What atop each notebook says where its numbers come from: the last commit of results/<scale>, flagged when a
+    finished run there is not committed; re-executing from the same runs after a code commit shows the same."""
+    import shutil
+    import subprocess
+
+    from cpnas.paths import run_info
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
+    (tmp_path / ".gitignore").write_text("results/\n")
+    (tmp_path / "cpnas").mkdir()
+    (tmp_path / "cpnas/a.py").write_text("0\n")
+    run = tmp_path / "results/cpu/train/a/seed0"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text("{}\n")
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "-f", "."], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "runs"], cwd=tmp_path, check=True)
+    runs = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    info = run_info("cpu")
+    assert info["runs"] == "results/cpu" and info["runs_commit"] == runs and info["runs_date"]
+    assert not {"date", "git_commit"} & set(info)
+    (tmp_path / "cpnas/a.py").write_text("1\n")
+    subprocess.run([*git, "commit", "-qam", "code"], cwd=tmp_path, check=True)
+    unfinished = tmp_path / "results/cpu/train/b/seed0"
+    unfinished.mkdir(parents=True)
+    (unfinished / "config.json").write_text("{}\n")  # a run in progress changes no table yet
+    assert run_info("cpu") == info
+    (unfinished / "metrics.json").write_text("{}\n")
+    assert run_info("cpu")["runs_commit"] == f"{runs}+uncommitted"
+    assert run_info("smoke")["runs_commit"] is None
+
+
 def test_committed_table3_was_made_from_the_committed_cpu_genotype():
     """tables/table3.csv's CP-NAS rows are those of the genotype 02 committed (a stale 06 once showed an
     earlier search's cell)."""

@@ -4,6 +4,8 @@
   simulated 1-bit, packed with each cell one extension call, packed op by op, and the
   packed network on narrower instruction-set builds), file size, time per kernel class.
 * :func:`bench` / :func:`markdown` — ``make bench`` (e) and notebook 06.
+* :func:`recorded_or_bench` — notebook 06: the timings ``make bench`` recorded for the found cell
+  (``results/bench/bench.json``), measured afresh only where it has none.
 
 The measurements themselves are :mod:`cpnas.deploy.measure`'s.
 """
@@ -249,12 +251,48 @@ def bench(scale: str = "cpu", *, data_root: str | os.PathLike | None = None) -> 
     return res
 
 
+BENCH_FILE = Path("results") / "bench" / "bench.json"
+"""Where ``make bench`` records its results, under the project root; its ``deploy`` key is :func:`bench`'s result."""
+
+
+def recorded(scale: str = "cpu") -> dict[str, Any] | None:
+    """The (e) section ``make bench`` recorded in :data:`BENCH_FILE` for ``scale``'s found cell, or ``None``.
+
+    ``None`` when the file or the section is missing, failed, or timed another scale or another cell
+    than :func:`found_cell` gives now. ``measured`` names the run the timings come from.
+    """
+    from cpnas.io import read_json
+    from cpnas.paths import portable, project_root
+
+    path = project_root() / BENCH_FILE
+    if not path.is_file():
+        return None
+    res = read_json(path)
+    section = res.get("deploy") or {}
+    if "error" in section or not isinstance(section.get("scale"), dict):
+        return None
+    genotype, label = found_cell(scale)  # the label names the scale of the search
+    if section.get("genotype") != label or section["scale"]["network"].get("genotype") != genotype.to_dict():
+        return None
+    return {**section, "measured": f"`make bench` of {res.get('date', 'unknown date')} ({portable(path)})"}
+
+
+def recorded_or_bench(scale: str = "cpu", *, data_root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Notebook 06: :func:`recorded` where ``make bench`` timed this cell, else :func:`bench` now.
+
+    Timings taken now differ from run to run (and take minutes); the recorded ones, with the date and the
+    load of their run, keep a re-executed notebook equal to the committed one. ``measured`` says which.
+    """
+    return recorded(scale) or {**bench(scale, data_root=data_root), "measured": "this notebook, now"}
+
+
 def markdown(res: dict[str, Any]) -> str:
     """The ``make bench`` section of :func:`bench`'s result."""
     lines = [f"## (e) 1-bit inference measured: packed XNOR-popcount vs simulated 1-bit vs 32-bit (`cpnas deploy`)",
              "", f"Cell: {res['genotype']}; random weights, BN statistics from {CALIBRATION_IMAGES} images and "
              f"{CALIBRATION_IMAGES} N(0,1) inputs. Median ms per forward (per image in brackets), the three nets "
-             f"interleaved; the 1-min load average of the machine (shared with other jobs) is given per network.", "",
+             f"interleaved; the 1-min load average of the machine (shared with other jobs) is given per network."
+             + (f" Measured by {res['measured']}." if res.get("measured") else ""), "",
              "| network | batch | threads | fp32, faster of eager / torch.compile (ms) | simulated 1-bit (ms) | "
              "packed (ms) | packed vs fp32 | FLOPs estimate |", "|---|---|---|---|---|---|---|---|"]
     for key in ("scale", "paper")[: 1 + ("paper" in res)]:
