@@ -66,7 +66,9 @@ def clean_file(path: str | os.PathLike) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cpnas.nbclean", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m cpnas.nbclean",
+                                description="Strip papermill's wall-clock stamps from executed notebooks, in place "
+                                            "(make reproduce-* runs it after each notebook).")
     p.add_argument("notebooks", nargs="+", help="executed notebooks (.ipynb), rewritten in place")
     args = p.parse_args(argv)
     try:
