@@ -24,7 +24,7 @@ from cpnas.errors import CpnasError
 from cpnas.genotype import cell_edges
 from cpnas.ops import PRIMITIVES
 from cpnas.partialchannel import PartialChannelNetwork, channel_shuffle, derive_genotype, normalize_edges
-from cpnas.pcdarts import PCDARTS
+from cpnas.pcdarts import PCDARTS, alpha_movement
 from cpnas.space import CELL_KINDS
 from cpnas.strategy_base import SearchContext, get_strategy
 
@@ -310,6 +310,7 @@ def test_record_and_artifacts_are_json():
     json.dumps(art)
     assert art["genotypes"] == [{"epoch": 0, "genotype": rec["genotype"]}]
     assert art["alphas"] == rec["alphas"] and art["primitives"] == list(PRIMITIVES)
+    assert art["alpha_max_shift"] == pytest.approx(alpha_movement(art["alphas"])["alpha_max_shift"])
     # α, β in the state are copies, not the live parameters
     assert not torch.equal(state["alphas"]["normal"], strat.alphas["normal"].detach())
 
@@ -331,3 +332,38 @@ def test_forward_mixed_with_partial_channels(seed):
         assert betas[kind].grad is not None and betas[kind].grad.abs().sum() > 0
     # ops are built on C / k channels
     assert net.cells[0].edge_ops[0]["sep_conv_3x3"][0][0].in_channels == 8 // 4
+
+
+def test_alpha_movement_sees_a_small_move_that_the_entropy_hides():
+    k = len(PRIMITIVES)
+    uniform = {kind: [[1 / k] * k for _ in range(14)] for kind in CELL_KINDS}
+    still = alpha_movement(uniform)
+    assert still["alpha_entropy_ratio"] == pytest.approx(1.0) and still["alpha_max_shift"] == pytest.approx(0.0)
+    moved = {kind: [row[:] for row in rows] for kind, rows in uniform.items()}
+    moved["reduce"][3][0] += 0.03
+    moved["reduce"][3][1] -= 0.03
+    out = alpha_movement(moved)
+    assert out["alpha_max_shift"] == pytest.approx(0.03)
+    assert out["alpha_entropy_ratio"] > 0.999  # the entropy barely registers the same move
+
+
+def test_movement_table_reads_every_finished_pcdarts_search(tmp_path, monkeypatch):
+    from cpnas.io import write_json
+    from cpnas.pcdarts import movement_table
+
+    monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
+    k = len(PRIMITIVES)
+    uniform = {kind: [[1 / k] * k for _ in range(14)] for kind in CELL_KINDS}
+    moved = {kind: [row[:] for row in rows] for kind, rows in uniform.items()}
+    moved["normal"][0][2] += 0.05
+    moved["normal"][0][3] -= 0.05
+    root = tmp_path / "results" / "cpu"
+    for folder, alphas in (("ablation/search/pcdarts/seed3", uniform), ("ranking/search/pcdarts-large/seed0", moved),
+                           ("search/pcdarts/seed1", moved)):
+        (root / folder).mkdir(parents=True)
+        write_json(root / folder / "alphas.json", {"alphas": alphas})
+    (root / "ranking/search/pcdarts-study/seed0").mkdir(parents=True)  # unfinished: no alphas.json
+    df = movement_table("cpu")
+    assert list(zip(df.study, df.search, df.seed)) == [("ablation", "pcdarts", 3), ("ranking", "pcdarts-large", 0),
+                                                       ("-", "pcdarts", 1)]
+    assert list(df.alpha_max_shift.round(6)) == [0.0, 0.05, 0.05]
