@@ -223,18 +223,27 @@ PHASES: tuple[tuple[tuple[str, ...], tuple[float, ...]], ...] = ((("cpnas", "rs"
 
 
 def chosen_budget(scale: str) -> dict[str, Any]:
-    """The search-ranking study's choice (:func:`cpnas.ranking.choose_budget`), once all of its searches are done.
+    """The search-ranking study's choice (:func:`cpnas.ranking.choose_budget`), once the whole study is done.
 
-    Raises :class:`~cpnas.errors.CpnasError` while a ranking search is unfinished: the
-    rule is applied to the whole study, never to the part that happens to be done.
+    Raises :class:`~cpnas.errors.CpnasError` while a ranking search is unfinished, or a
+    cell it scores has no seed-0 training in the benchmark (its ground truth): the rule
+    is applied to the whole study, never to the part that happens to be done.
     """
     from cpnas import ranking
+    from cpnas.cellbench import frame
     from cpnas.errors import CpnasError
 
     todo = [s.label for s in ranking.searches() if not ranking.is_done(scale, s)]
     if todo:
         raise CpnasError(f"the search-ranking study is unfinished ({len(todo)} searches left: {', '.join(todo)}); "
                          "finish it (python -m cpnas.ranking) or name a budget with --budget")
+    df = frame(scale)
+    trained = set(df.architecture[df.seed == 0]) if not df.empty else set()
+    untrained = [c.name for c in ranking.scored_cells(scale) if c.name not in trained]
+    if untrained:
+        raise CpnasError(f"the search-ranking study's ground truth is unfinished ({len(untrained)} benchmark cells "
+                         f"untrained: {', '.join(untrained)}); finish it (python -m cpnas.cellbench) "
+                         "or name a budget with --budget")
     return ranking.choose_budget(ranking.pooled_rows(scale))
 
 

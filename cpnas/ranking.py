@@ -139,6 +139,13 @@ def _search_key(search: SearchSpec, cfg: Config) -> dict[str, Any]:
     return SEARCH.key(search, cfg)
 
 
+def scored_cells(scale: str):
+    """The benchmark cells every ranking search scores: the fixed ones (the first six at ``smoke``)."""
+    from cpnas.cellbench import fixed_cells
+
+    return fixed_cells() if scale != "smoke" else fixed_cells()[:6]
+
+
 def score_benchmark(search: SearchSpec, cfg: Config, result: Any, *, data_root: str | None = None,
                     device: str = "auto") -> dict[str, Any]:
     """Score the benchmark's fixed cells with a finished search's trained state and write :data:`SCORES_FILE`.
@@ -149,11 +156,10 @@ def score_benchmark(search: SearchSpec, cfg: Config, result: Any, *, data_root: 
     """
     import time
 
-    from cpnas.cellbench import fixed_cells
     from cpnas.search import score_cells
 
     out = search.out(cfg.scale)
-    cells = fixed_cells() if cfg.scale != "smoke" else fixed_cells()[:6]
+    cells = scored_cells(cfg.scale)
     start = time.perf_counter()
     scores = score_cells(search.strategy, apply(cfg, search.overrides), out, [c.genotype for c in cells],
                          seed=search.seed, beta_p=search.beta_p, data_root=data_root, device=device,
@@ -182,12 +188,16 @@ def is_done(scale: str, search: RankSearch) -> bool:
 
 def finished(scale: str) -> list[dict[str, Any]]:
     """The scores of every finished ranking search under ``results/<scale>/ranking``."""
+    from cpnas.pcdarts import alpha_movement
+
     root = study_dir(scale, STUDY) / "search"
     runs = []
     for path in sorted(root.glob(f"*/seed*/{SCORES_FILE}")):
         run = read_json(path)
         alphas = path.parent / "alphas.json"  # PC-DARTS: how far softmax(α) moved from uniform
-        run["alpha_entropy_ratio"] = read_json(alphas).get("alpha_entropy_ratio") if alphas.is_file() else None
+        moved = alpha_movement(read_json(alphas)["alphas"]) if alphas.is_file() else {}
+        run["alpha_entropy_ratio"] = moved.get("alpha_entropy_ratio")
+        run["alpha_max_shift"] = moved.get("alpha_max_shift")
         runs.append(run)
     return runs
 
@@ -233,7 +243,8 @@ def rank_rows(scale: str, runs: Sequence[dict[str, Any]] | None = None,
             rows.append({"strategy": run["strategy"], "score": score, "budget": run["budget"], "seed": run["seed"],
                          "search_minutes": run["search_minutes"], "n_cells": k["n"], "tau": k["tau"],
                          "ci_low": k["ci_low"], "ci_high": k["ci_high"], "p": k["p"],
-                         "alpha_entropy_ratio": run.get("alpha_entropy_ratio")})
+                         "alpha_entropy_ratio": run.get("alpha_entropy_ratio"),
+                         "alpha_max_shift": run.get("alpha_max_shift")})
     return rows
 
 
@@ -291,7 +302,8 @@ def table(scale: str):
     import pandas as pd
 
     df = pd.DataFrame(rank_rows(scale), columns=["strategy", "score", "budget", "seed", "search_minutes", "n_cells",
-                                                 "tau", "ci_low", "ci_high", "p", "alpha_entropy_ratio"])
+                                                 "tau", "ci_low", "ci_high", "p", "alpha_entropy_ratio",
+                                                 "alpha_max_shift"])
     order = {b: i for i, b in enumerate(BUDGETS)}
     return df.sort_values(["budget", "strategy", "score", "seed"], key=lambda s: s.map(order) if s.name == "budget"
                           else s).reset_index(drop=True)
@@ -309,7 +321,8 @@ def write_table(scale: str) -> str:
     md = (f"Search ranking at scale `{scale}` (`python -m cpnas.ranking`): Kendall τ-b of each search's scores "
           f"of the benchmark cells against their trained top-1 (`tables/cell_benchmark.csv`), with a 95 % "
           f"percentile-bootstrap interval over cells. `alpha_entropy_ratio` (PC-DARTS): the mean entropy of "
-          f"softmax(α) over edges as a fraction of the uniform's log 8 (1 = α never moved).\n\n"
+          f"softmax(α) over edges as a fraction of the uniform's log 8 (1 = α never moved); `alpha_max_shift`: "
+          f"the largest |softmax(α) − 1/8| over edges and ops (0 = never moved; the entropy hides small moves).\n\n"
           + (df.to_markdown(index=False, floatfmt=".3f", missingval="–") if not df.empty
              else "(no finished ranking search)")
           + f"\n\nBudget rule: {choice['reason']}.\n")
@@ -399,6 +412,8 @@ def edge_rule_table(scale: str):
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
+    from cpnas.arguments import run_study
+
     p = argparse.ArgumentParser(prog="python -m cpnas.ranking", description=__doc__.split("\n\n")[0])
     p.add_argument("--scale", default="cpu", choices=("cpu", "smoke"))
     p.add_argument("--jobs", type=int, default=1, help="one-thread processes side by side (default 1)")
@@ -409,9 +424,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"comma-separated, of {', '.join(s for s, _ in STRATEGIES)}")
     p.add_argument("--table-only", action="store_true", help="write the table from the finished searches")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
-    try:
+
+    def work() -> str:
         budgets = [b.strip() for b in args.budgets.split(",") if b.strip()]
         bad = [b for b in budgets if b not in BUDGETS]
         if bad:
@@ -428,12 +442,9 @@ def main(argv: list[str] | None = None) -> int:
             todo = searches(budgets, seeds, strategies)
             run_searches([s.spec for s in todo], get_config(args.scale), then=SCORING, workers=args.jobs,
                          data_root=args.data, desc="ranking searches", names=[s.label for s in todo])
-        print(write_table(args.scale))
-    except CpnasError as exc:
-        print(f"{p.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return write_table(args.scale)
 
+    return run_study(p.prog, work)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -80,6 +80,36 @@ def test_the_comparison_waits_for_the_whole_ranking_study_and_never_writes_an_em
         comparison.main(["--budget", "huge", "--table-only"])
 
 
+def test_the_budget_rule_waits_for_the_ground_truth_of_every_scored_cell(tmp_path, monkeypatch):
+    """All ranking searches done is not enough: τ reads the benchmark's top-1, so every cell the searches
+    score must be trained first."""
+    from cpnas import cellbench, ranking
+    from cpnas.errors import CpnasError
+    from cpnas.io import write_json
+
+    monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
+    cells = ranking.scored_cells("cpu")
+    for i, search in enumerate(ranking.searches()):
+        search.out("cpu").mkdir(parents=True)
+        write_json(search.out("cpu") / ranking.SCORES_FILE,
+                   {"strategy": search.strategy, "budget": search.budget, "seed": 0, "search_minutes": 1.0 + i,
+                    "cells": {c.name: {"child": float(j), "parent": float(j), "z_beta2": float(j), "z_beta0": float(j)}
+                              for j, c in enumerate(cells)}})
+
+    def train(cell):
+        out = cellbench.run_spec(cell).out("cpu")
+        out.mkdir(parents=True)
+        write_json(out / "metrics.json", {"seed": 0, "top1": 40.0 + cells.index(cell), "wall_clock_s": 60.0})
+
+    for cell in cells[:-1]:
+        train(cell)
+    with pytest.raises(CpnasError, match=f"ground truth is unfinished \\(1 benchmark cells untrained: {cells[-1].name}\\)"):
+        comparison.chosen_budget("cpu")
+    train(cells[-1])
+    choice = comparison.chosen_budget("cpu")
+    assert choice["ranks"] and choice["budget"] == "study"  # the scores order the cells as their top-1 does
+
+
 def test_verdict_rows_keep_the_families_apart_and_say_their_test():
     values = {"random": [40.0 + i % 5 for i in range(40)], "cpnas": [47, 48, 46, 49, 47, 48],
               "rs": [44, 45, 44, 45, 43, 45], "bnas": [44, 45, 46, 45, 44, 45], "pcdarts": [41, 42, 41, 43, 42, 41]}
