@@ -69,21 +69,19 @@ def study_parser(prog: str, description: str, scales: Sequence[str]) -> argparse
 def run_study(prog: str, work: Callable[[], object]) -> int:
     """Run ``work`` with INFO logging; a :class:`~cpnas.errors.CpnasError` is one line on stderr and exit 2."""
     import logging
-    import sys
 
-    from cpnas.errors import CpnasError
+    from cpnas.errors import exit_status
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
-    try:
+
+    def checked() -> None:
         check_environment()
         result = work()
-    except CpnasError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    if result is not None:
-        print(result)
-    return 0
+        if result is not None:
+            print(result)
+
+    return exit_status(prog, checked)
 
 
 def add_executor_args(p: argparse.ArgumentParser) -> None:

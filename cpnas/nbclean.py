@@ -20,7 +20,7 @@ import os
 import sys
 from typing import Any
 
-from cpnas.errors import CpnasError
+from cpnas.errors import CpnasError, exit_status
 
 TIMING_KEYS = ("start_time", "end_time", "duration")
 """The wall-clock fields papermill writes into the notebook's and each cell's ``metadata.papermill``."""
@@ -71,13 +71,12 @@ def main(argv: list[str] | None = None) -> int:
                                             "(make reproduce-* runs it after each notebook).")
     p.add_argument("notebooks", nargs="+", help="executed notebooks (.ipynb), rewritten in place")
     args = p.parse_args(argv)
-    try:
+
+    def work() -> None:
         for path in args.notebooks:
             clean_file(path)
-    except CpnasError as exc:
-        print(f"{p.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+
+    return exit_status(p.prog, work)
 
 
 if __name__ == "__main__":

@@ -473,9 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from cpnas.errors import CpnasError
+    from cpnas.errors import exit_status
 
-    try:
+    def work() -> int:
         if args.write:
             changed = write()
             print("rewrote " + ", ".join(changed) if changed else "every generated part is up to date")
@@ -492,10 +492,9 @@ def main(argv: list[str] | None = None) -> int:
                 if names:
                     print(f"{f.relative_to(ROOT)}: {', '.join(names)}")
             print(f"{CLI_MD.relative_to(ROOT)}: generated whole")
-    except CpnasError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return exit_status(p.prog, work)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from gen_docs import main as gen_docs_main  # noqa: E402
 
 from cpnas.claims import collect, markdown  # noqa: E402
 from cpnas.presets import SCALES  # noqa: E402
-from cpnas.errors import CpnasError  # noqa: E402
+from cpnas.errors import exit_status  # noqa: E402
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="python tools/readme_claims.py", description=__doc__.split("\n")[0])
@@ -29,7 +29,4 @@ if __name__ == "__main__":
     args = p.parse_args()
     if args.write or args.check:
         sys.exit(gen_docs_main(["--write"] if args.write else ["--check"]))
-    try:
-        print(markdown(collect(args.scale)))
-    except CpnasError as e:
-        sys.exit(f"error: {e}")
+    sys.exit(exit_status(p.prog, lambda: print(markdown(collect(args.scale)))))

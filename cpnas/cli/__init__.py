@@ -25,10 +25,9 @@ import sys
 from typing import Sequence
 
 from cpnas import __version__
-from cpnas.errors import CpnasError
+from cpnas.errors import EXIT_USER_ERROR, CpnasError
 
 SUBCOMMANDS = ("config", "search", "train", "eval", "profile", "deploy")
-EXIT_USER_ERROR = 2
 EXIT_PEER_FAILURE = 1
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a command killed by a closed pipe exits in a shell
 

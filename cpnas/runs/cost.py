@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -45,6 +44,17 @@ def recorded_seconds(folder: Path, kind: str) -> float | None:
     if not marker.is_file():
         return None
     return recorded_number(marker, "wall_clock_s", required=False)
+
+
+def recorded_thread_seconds(folder: Path, kind: str) -> float | None:
+    """The compute a finished ``search`` or ``train`` folder used, in thread-seconds: the CPU seconds it
+    recorded (``cpu_s``: all its threads, not the time it waited for a busy core), else its wall-clock
+    (runs that predate the record); ``None`` while it is unfinished."""
+    marker = Path(folder) / RECORD_FILES[kind]
+    if not marker.is_file():
+        return None
+    cpu = recorded_number(marker, "cpu_s", required=False)
+    return cpu if cpu is not None else recorded_number(marker, "wall_clock_s", required=False)
 
 
 def recorded_number(path: Path, key: str, *, required: bool = True) -> float | None:
@@ -229,13 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--compare", metavar="OTHER", help="root of another checkout that re-ran the same runs: "
                                                       "compare its top-1s and genotypes with these")
     args = p.parse_args(argv)
-    try:
-        from cpnas.parallel import check_environment
+    from cpnas.arguments import run_study
 
-        check_environment()
-        print(compare_summary(compare(args.compare, args.scale)) if args.compare
-              else cost_summary(args.scale, max(1, args.jobs)))
-    except CpnasError as e:
-        print(f"{p.prog}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_study(p.prog, lambda: compare_summary(compare(args.compare, args.scale)) if args.compare
+                     else cost_summary(args.scale, max(1, args.jobs)))
