@@ -289,7 +289,8 @@ def significant(d: dict[str, Any], level: float = 0.05) -> bool:
 
 def judged(rows: Sequence[dict[str, Any]], study: str, tests: Sequence[tuple[Any, Any, int]],
            by: str = "label", chance: float = CHANCE_TOP1, measure: str = "top1") -> list[dict[str, Any]]:
-    """Welch tests ``a − b`` of one figure, Holm-corrected together, each with its verdict (:mod:`cpnas.stats`).
+    """Tests ``a − b`` of one figure (paired where :func:`pairing` pairs the arms, else Welch), Holm-corrected
+    together, each with its verdict.
 
     ``tests`` holds ``(a, b, paper_sign)``: +1 where the paper says a > b, −1 where a < b.
     ``measure`` is the row field compared (default top-1); ``chance`` is its chance level

@@ -55,8 +55,10 @@ def test_conv_share_speed_table2_and_loss_claims():
     table = pd.DataFrame({"beta_p": [0.0] * 3 + [4.0] * 3, "conv share": [0.6, 0.62, 0.64, 0.4, 0.42, 0.44]})
     conv = claims.conv_share_claim(table, "cpu")
     assert conv["verdict"].startswith("**supported") and "62.00 ± 2.00 %" in conv["ours"]
-    t2 = claims.table2_claim([30.0, 31.0, 32.0], [40.0, 41.0, 42.0], "cpu")
-    assert t2["verdict"].startswith("**supported")
+    t2 = claims.table2_claim({0: 30.0, 1: 31.0, 2: 32.0}, {0: 40.0, 1: 41.0, 2: 42.0}, "cpu")
+    assert t2["verdict"].startswith("**supported") and "paired" in t2["verdict"]
+    # the same values with a seed missing on one side cannot pair: Welch's test
+    assert "Welch" in claims.table2_claim({0: 30.0, 1: 31.0, 2: 32.0}, {0: 40.0, 1: 41.0}, "cpu")["verdict"]
     rows = [{"study": "strategy", "strategy": s, "search_wall_clock_s": sec, "search_epochs": 35 if s == "cpnas"
              else 10} for s, secs in (("cpnas", (350.0, 360.0, 370.0)), ("pcdarts", (300.0, 310.0, 320.0)))
             for sec in secs]
