@@ -40,7 +40,7 @@ from cpnas.runs.files import CHECKPOINT, HISTORY
 
 log = logging.getLogger(__name__)
 
-DRIVER_KEYS = ("epoch", "history", "elapsed", "torch_rng", "cuda_rng", "kernel_forms")
+DRIVER_KEYS = ("epoch", "history", "elapsed", "cpu_elapsed", "torch_rng", "cuda_rng", "kernel_forms")
 """The checkpoint entries the driver owns; the caller's state sits beside them under its own keys."""
 
 
@@ -55,6 +55,10 @@ class EpochsResult:
     history: list[dict[str, Any]]
     elapsed: float
     resumed_from: int | None = None
+    cpu_s: float | None = None
+    """Seconds of CPU the run's process(es) used over every epoch (``time.process_time``: all its threads),
+    resumed sessions included; ``None`` when resumed from a checkpoint that did not record it. Unlike the
+    wall-clock, it does not count time the run waited for a busy core."""
 
 
 def rng_state() -> dict[str, Any]:
@@ -97,7 +101,8 @@ class EpochDriver:
         """The checkpoint in ``out`` (read once), or None: lets a caller check a run's identity before loading data."""
         if self._state is None and self.checkpoint_path is not None and self.checkpoint_path.exists():
             state = load_checkpoint(self.checkpoint_path, map_location=self.map_location)
-            missing = [k for k in DRIVER_KEYS if k not in ("cuda_rng", "kernel_forms") and k not in state]
+            optional = ("cuda_rng", "kernel_forms", "cpu_elapsed")
+            missing = [k for k in DRIVER_KEYS if k not in optional and k not in state]
             if missing:
                 raise CpnasError(f"{self.checkpoint_path} is not a checkpoint this version can resume (no "
                                  f"{', '.join(missing)}); start the run again into a new --out")
@@ -120,12 +125,14 @@ class EpochDriver:
         """
         history: list[dict[str, Any]] = []
         elapsed, start, resumed_from = 0.0, 0, None
+        cpu: float | None = 0.0
         state = self.read_checkpoint() if resume else None
         if state is not None:
             restore_forms(state)  # the kernel forms the run used (callers restore them earlier, before any kernel)
             load_state_dict(state)
             set_rng_state(state)
             history, elapsed = list(state["history"]), float(state["elapsed"])
+            cpu = float(state["cpu_elapsed"]) if state.get("cpu_elapsed") is not None else None
             start = resumed_from = int(state["epoch"]) + 1
             log.info("resuming %s at epoch %d/%d", self.out, start + 1, total_epochs)
         elif resume and self.out is not None:
@@ -134,7 +141,7 @@ class EpochDriver:
         if progress_desc is not None:
             epochs = progress(epochs, desc=progress_desc, total=total_epochs - start, leave=True, unit="epoch")
         for epoch in epochs:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 record = run_epoch(epoch)
             except NonFiniteLossError as exc:
@@ -144,6 +151,8 @@ class EpochDriver:
                 raise NonFiniteLossError(f"epoch {epoch + 1}/{total_epochs}: {exc} ({kept})") from None
             seconds = time.perf_counter() - t0
             elapsed += seconds
+            if cpu is not None:
+                cpu += time.process_time() - c0
             if seconds_key is not None:
                 record[seconds_key] = seconds
             record[wall_clock_key] = elapsed
@@ -155,7 +164,7 @@ class EpochDriver:
                     raise ValueError(f"the caller's checkpoint state uses the driver's keys {sorted(clash)}")
                 write_json(self.out / HISTORY, history)
                 save_checkpoint(self.checkpoint_path, {**own, "epoch": epoch, "history": history,
-                                                       "elapsed": elapsed, **rng_state(),
+                                                       "elapsed": elapsed, "cpu_elapsed": cpu, **rng_state(),
                                                        "kernel_forms": dispatch.record()})
                 distributed.barrier()  # data-parallel: rank 0's checkpoint is on disk before any rank goes on
-        return EpochsResult(history=history, elapsed=elapsed, resumed_from=resumed_from)
+        return EpochsResult(history=history, elapsed=elapsed, resumed_from=resumed_from, cpu_s=cpu)

@@ -172,7 +172,8 @@ def run_search(strategy: str, cfg: Config, *, dataset: str = data.DEFAULT_DATASE
     from cpnas import accel
     from cpnas.paths import git_commit
 
-    cost = {**search_cost(elapsed, dev, total, images.description), "git_commit": git_commit(),
+    cost = {**search_cost(elapsed, dev, total, images.description), "cpu_s": done.cpu_s,
+            "git_commit": git_commit(),
             "acceleration": accel.describe(),
             "kernel_forms": dispatch_summary(), "kernel_forms_record": dispatch_record()}
     write_json(out / COST, cost)

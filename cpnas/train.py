@@ -313,6 +313,7 @@ class FitResult:
     epochs: int
     wall_clock_s: float
     resumed_from: int | None = None
+    cpu_s: float | None = None
 
 
 def fit(model: nn.Module, train_loader: Any, test_loader: Any, tcfg: "TrainConfig", loss_fn: LossFn, *,
@@ -411,7 +412,7 @@ def fit(model: nn.Module, train_loader: Any, test_loader: Any, tcfg: "TrainConfi
     if not test:  # zero epochs, or a resumed run whose last record had no test entry
         test = evaluate(model, test_loader, device=device, modules=[model], topk=topk, desc="test")
     return FitResult(history=history, test=test, epochs=tcfg.epochs, wall_clock_s=done.elapsed,
-                     resumed_from=done.resumed_from)
+                     resumed_from=done.resumed_from, cpu_s=done.cpu_s)
 
 
 def config_difference(old: Any, new: Any, limit: int = 3) -> str:

@@ -1,12 +1,13 @@
 """What recomputing every study from nothing costs, in one-thread hours: recorded, and estimated where runs remain.
 
-Each finished run records its wall-clock (:func:`cpnas.runs.recorded_cost`); a study's
-runs still to do are estimated at the median recorded time of its finished runs of the same
-kind (for the strategy comparison: the ranking study's searches of the same strategy at
-the budget in question, and the benchmark's trainings). The median, because a run paused or
+Each finished run records its wall-clock and the CPU seconds its process used
+(:func:`cpnas.runs.recorded_thread_seconds`: the CPU seconds where recorded, which do not
+count time spent waiting for a busy core; the wall-clock for runs that predate that record).
+A study's runs still to do are estimated at the median recorded time of its finished runs of
+the same kind (for the strategy comparison: the ranking study's searches of the same strategy
+at the budget in question, and the benchmark's trainings). The median, because a run paused or
 starved by other work on a shared machine records a wall-clock far above its cost. These are
-one-thread times on the machine that ran them, under whatever else ran there; they are a plan,
-not a benchmark.
+one-thread times on the machine that ran them; they are a plan, not a benchmark.
 
 ``python tools/gen_docs.py --write`` puts :func:`markdown` into the README.
 """
@@ -67,7 +68,7 @@ def recorded_hours(scale: str) -> dict[tuple[str, str], list[float]]:
         for kind, folders in stages.items():
             for folder in folders:
                 for marker in sorted(folder.rglob(runs.RECORD_FILES[kind])) if folder.is_dir() else ():
-                    seconds = runs.recorded_seconds(marker.parent, kind)
+                    seconds = runs.recorded_thread_seconds(marker.parent, kind)
                     if seconds is not None:
                         out.setdefault((study or "notebooks", kind), []).append(seconds / 3600)
     return out
@@ -132,7 +133,7 @@ def search_hours(scale: str, budget: str) -> dict[str, float]:
 
     hours: dict[str, float] = {}
     for s in ranking.searches([budget]):
-        seconds = runs.recorded_seconds(s.out(scale), "search")
+        seconds = runs.recorded_thread_seconds(s.out(scale), "search")
         if seconds is not None:
             hours[s.strategy] = seconds / 3600
     if budget in LARGER:
@@ -183,7 +184,8 @@ def markdown(scale: str = "cpu", budget: str | None = None) -> str:
                  f"{sum(r['runs_left'] or 0 for r in table)} | {h(rest)} |")
     lines += ["", f"Recomputing every study from nothing: about **{h(done + rest)} thread-hours** (one thread per "
                   f"run; two runs side by side halve the wall-clock). A dash: no runs planned (a finished or "
-                  f"superseded study). Estimates use the median recorded time of the finished runs "
+                  f"superseded study). A run's hours are the CPU time it recorded, or its wall-clock where it "
+                  f"predates that record. Estimates use the median recorded time of the finished runs "
                   f"of the same kind, and for a search budget not run yet a smaller budget's time × its "
                   f"supernet-training ratio; the comparison's stopping rule may add seeds."]
     return "\n".join(lines)

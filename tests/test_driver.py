@@ -153,3 +153,25 @@ def test_search_and_training_share_the_driver(tmp_path, monkeypatch):
     # a training run's checkpoint is not taken for a search's
     with pytest.raises(CpnasError, match="not a search checkpoint"):
         run_search("pcdarts", cfg, dataset="synthetic", seed=0, out=tmp_path / "fit", resume=True, device="cpu")
+
+
+def test_the_cpu_seconds_of_a_resumed_run_add_up_over_its_sessions(tmp_path):
+    import time
+
+    def busy(_epoch):
+        t = time.process_time()
+        while time.process_time() - t < 0.05:
+            pass
+        return {}
+
+    cut = EpochDriver(tmp_path / "cut")
+    first = cut.run(busy, 2, state_dict=dict, load_state_dict=lambda s: None)
+    resumed = EpochDriver(tmp_path / "cut").run(busy, 4, state_dict=dict, load_state_dict=lambda s: None,
+                                                 resume=True)
+    assert first.cpu_s >= 0.1 and resumed.cpu_s >= first.cpu_s + 0.1
+    # a checkpoint written before the record existed resumes, with the total unknown
+    state = load_checkpoint(tmp_path / "cut" / CHECKPOINT)
+    del state["cpu_elapsed"]
+    save_checkpoint(tmp_path / "cut" / CHECKPOINT, state)
+    assert EpochDriver(tmp_path / "cut").run(busy, 5, state_dict=dict, load_state_dict=lambda s: None,
+                                              resume=True).cpu_s is None

@@ -38,3 +38,13 @@ def test_recorded_hours_and_estimates(tmp_path, monkeypatch):
     hours = workload.search_hours("cpu", "large")
     assert hours["cpnas"] == pytest.approx(16 * 0.1) and hours["rs"] == pytest.approx(16 * 0.05)
     assert "thread-hours" in workload.markdown("cpu")
+
+
+def test_a_run_counts_the_cpu_time_it_recorded_not_the_wall_clock_it_waited(tmp_path, monkeypatch):
+    monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
+    cells = cellbench.fixed_cells()
+    out = cellbench.run_spec(cells[0]).out("cpu")
+    out.mkdir(parents=True)
+    write_json(out / "metrics.json", {"seed": 0, "top1": 40.0, "wall_clock_s": 7200.0, "cpu_s": 1800.0})
+    _train(cellbench.run_spec(cells[1]).out("cpu"), 60)  # no CPU record: its wall-clock
+    assert sorted(workload.recorded_hours("cpu")[("cellbench", "train")]) == [pytest.approx(0.5), pytest.approx(1.0)]
