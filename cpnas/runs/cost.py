@@ -239,7 +239,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--compare", metavar="OTHER", help="root of another checkout that re-ran the same runs: "
                                                       "compare its top-1s and genotypes with these")
     args = p.parse_args(argv)
-    from cpnas.arguments import run_study
+    from cpnas.errors import exit_status
+    from cpnas.parallel import check_environment
 
-    return run_study(p.prog, lambda: compare_summary(compare(args.compare, args.scale)) if args.compare
-                     else cost_summary(args.scale, max(1, args.jobs)))
+    def work() -> None:
+        check_environment()
+        print(compare_summary(compare(args.compare, args.scale)) if args.compare
+              else cost_summary(args.scale, max(1, args.jobs)))
+
+    return exit_status(p.prog, work)
