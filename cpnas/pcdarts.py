@@ -93,6 +93,7 @@ from cpnas.errors import CpnasError
 from cpnas.genotype import Genotype, cell_edges
 from cpnas.networks import loader_input_shape, memory_format_for
 from cpnas.ops import PRIMITIVES
+from cpnas.alphas import alpha_movement
 from cpnas.partialchannel import MixedForward, PartialChannelNetwork, derive_genotype, normalize_edges
 from cpnas.space import CELL_KINDS
 from cpnas.strategy_base import SearchContext, Strategy, register
@@ -144,46 +145,6 @@ def unused_settings(cfg: Config) -> dict[str, str]:
         return {}
     why = f"not used: search.optimizer = {cfg.search.optimizer}, PC-DARTS then uses search.%s"
     return {"search.pc_lr": why % "lr", "search.pc_weight_decay": why % "weight_decay"}
-
-
-def alpha_movement(op_weights: dict[str, Any]) -> dict[str, float]:
-    """How far the relaxed architecture moved from uniform, from softmax(α) per cell kind (edges × ops).
-
-    * ``alpha_entropy``: the mean entropy of softmax(α) over edges, in nats;
-    * ``alpha_entropy_ratio``: that as a fraction of the uniform's log K (1 = never moved).
-      Entropy is quadratic in small deviations, so it stays near 1 while weights move;
-    * ``alpha_max_shift``: the largest |softmax(α) − 1/K| over every edge and op, the
-      reading that shows a small but real move (0 = never moved).
-    """
-    p = torch.cat([torch.as_tensor(op_weights[k], dtype=torch.float64) for k in CELL_KINDS])
-    k = p.shape[1]
-    h = float(-(p * p.clamp_min(1e-300).log()).sum(dim=1).mean())
-    return {"alpha_entropy": h, "alpha_entropy_ratio": h / math.log(k),
-            "alpha_max_shift": float((p - 1.0 / k).abs().max())}
-
-
-def movement_table(scale: str):
-    """Every finished PC-DARTS search under ``results/<scale>``: how far its softmax(α) moved.
-
-    One row per ``alphas.json`` (written when a search ends): ``study`` (the folder above
-    ``search/``; ``-`` for 02's search), ``search``, ``seed`` and :func:`alpha_movement`.
-    """
-    import pandas as pd
-
-    from cpnas.io import read_json
-    from cpnas.paths import results_dir
-
-    root = results_dir(scale)
-    rows = []
-    for path in sorted(root.rglob("alphas.json")):
-        parts = path.parent.relative_to(root).parts
-        if len(parts) < 3 or parts[-3] != "search" or not parts[-1].startswith("seed"):
-            continue
-        study = "/".join(parts[:-3]) or "-"
-        rows.append({"study": study, "search": parts[-2], "seed": int(parts[-1].removeprefix("seed")),
-                     **alpha_movement(read_json(path)["alphas"])})
-    return pd.DataFrame(rows, columns=["study", "search", "seed", "alpha_entropy", "alpha_entropy_ratio",
-                                       "alpha_max_shift"])
 
 
 @register

@@ -188,7 +188,7 @@ def is_done(scale: str, search: RankSearch) -> bool:
 
 def finished(scale: str) -> list[dict[str, Any]]:
     """The scores of every finished ranking search under ``results/<scale>/ranking``."""
-    from cpnas.pcdarts import alpha_movement
+    from cpnas.alphas import alpha_movement
 
     root = study_dir(scale, STUDY) / "search"
     runs = []

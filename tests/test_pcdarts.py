@@ -24,7 +24,8 @@ from cpnas.errors import CpnasError
 from cpnas.genotype import cell_edges
 from cpnas.ops import PRIMITIVES
 from cpnas.partialchannel import PartialChannelNetwork, channel_shuffle, derive_genotype, normalize_edges
-from cpnas.pcdarts import PCDARTS, alpha_movement
+from cpnas.alphas import alpha_movement
+from cpnas.pcdarts import PCDARTS
 from cpnas.space import CELL_KINDS
 from cpnas.strategy_base import SearchContext, get_strategy
 
@@ -349,7 +350,7 @@ def test_alpha_movement_sees_a_small_move_that_the_entropy_hides():
 
 def test_movement_table_reads_every_finished_pcdarts_search(tmp_path, monkeypatch):
     from cpnas.io import write_json
-    from cpnas.pcdarts import movement_table
+    from cpnas.alphas import movement_table
 
     monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
     k = len(PRIMITIVES)
