@@ -47,33 +47,8 @@ from typing import Any, Sequence
 
 from cpnas.strategy_base import search_for_beta
 
-STUDY = "strategies"
-"""The comparison's folder in the results layout (searches: ``results/<scale>/strategies/search/…``)."""
-
-ARMS: dict[str, tuple[str | None, float | None]] = {
-    "cpnas": ("cpnas", 2.0), "bnas": ("bnas", None), "pcdarts": ("pcdarts", None), "rs": ("rs", None),
-    "random": (None, None),
-}
-"""Arm → (search strategy, β_P); ``random`` has no search (the benchmark's uniform cells)."""
-
-PRIMARY: tuple[tuple[str, str, int], ...] = (("cpnas", "random", +1), ("cpnas", "rs", +1), ("cpnas", "bnas", +1),
-                                             ("cpnas", "pcdarts", +1))
-"""The primary family: ``(a, b, paper sign)`` for a − b."""
-
-BETAS: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0)
-"""Fig. 6 (left): the β_P values searched (0 and 2 are the BNAS† and CP-NAS arms)."""
-
-BETA_FAMILY: tuple[tuple[float, float, int], ...] = ((2.0, 1.0, +1), (2.0, 4.0, +1))
-"""Fig. 6 (left) without β_P = 2 vs 0 (in :data:`PRIMARY`): the paper's peak at β_P = 2."""
-
-BETA_SEEDS = 5
-"""Search seeds of CP-NAS at each extra β_P of :data:`BETAS` (1 and 4)."""
-
-MIN_SEEDS, MAX_SEEDS = 6, 12
-MDE_LIMIT = 3.0
-"""Points of top-1: a primary contrast whose Holm-level MDE is above this gets more seeds (up to MAX_SEEDS)."""
-
-ALPHA = 0.05
+from cpnas.comparison_plan import (ALPHA, ARMS, BETA_FAMILY, BETA_SEEDS, BETAS, MAX_SEEDS,  # noqa: F401
+                                   MDE_LIMIT, MIN_SEEDS, PHASES, PRIMARY, STUDY)
 
 
 def contrast(values: dict[str, Sequence[float]], a: str, b: str) -> dict[str, Any]:
@@ -217,11 +192,6 @@ def arm_values(scale: str, budget: str) -> tuple[dict[str, list[float]], dict[st
     return values, minutes
 
 
-PHASES: tuple[tuple[tuple[str, ...], tuple[float, ...]], ...] = ((("cpnas", "rs"), ()), (("bnas", "pcdarts"), ()),
-                                                                 ((), (1.0, 4.0)))
-"""The runs in order: ``(arms, extra CP-NAS β_P)`` per phase (:func:`run`)."""
-
-
 def chosen_budget(scale: str) -> dict[str, Any]:
     """The search-ranking study's choice (:func:`cpnas.ranking.choose_budget`), once the whole study is done.
 
@@ -341,8 +311,9 @@ def planned_searches(values: dict[str, Sequence[float]], betas: dict[float, Sequ
 
 def run(scale: str, budget: str, *, jobs: int = 1, data_root: Any = None) -> None:
     """Every phase of :data:`PHASES` in turn (searches, then their cells' trainings), then rounds of the
-    stopping rule until it asks for nothing or every arm it names has :data:`MAX_SEEDS` seeds."""
-    from cpnas import cellbench
+    stopping rule until it asks for nothing or every arm it names has :data:`MAX_SEEDS` seeds; last, Table 1
+    and the CP-loss study on the cells found (:func:`cpnas.comparison_tables.run`)."""
+    from cpnas import cellbench, comparison_tables
     from cpnas.config import get_config
     from cpnas.errors import CpnasError
     from cpnas.runs import GENOTYPE, run_all, run_searches
@@ -367,11 +338,12 @@ def run(scale: str, budget: str, *, jobs: int = 1, data_root: Any = None) -> Non
         todo = [s for s in planned_searches(values, beta_values(scale, budget), budget)
                 if not (s.out(scale) / GENOTYPE).is_file()]
         if not todo:
-            return
+            break
         search(todo)
         train_found()
         if arm_values(scale, budget)[0] == values:
             raise CpnasError("the stopping rule asked for seeds but no new cell was trained; see the run logs")
+    comparison_tables.run(scale, budget, jobs=jobs, data_root=data_root)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

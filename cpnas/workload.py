@@ -37,18 +37,20 @@ def _typical(xs: list[float]) -> float:
 def left(scale: str, budget: str | None = None) -> dict[str | None, dict[str, int]]:
     """Runs still to do per study and kind, for the studies whose plan is fixed in code.
 
-    The strategy comparison counts its phases at their first seeds (:data:`cpnas.comparison.PHASES`);
+    The strategy comparison counts its phases at their first seeds (:data:`cpnas.comparison.PHASES`)
+    and Table 1's and the CP-loss study's trainings (:func:`cpnas.comparison_tables.trainings_left`);
     the stopping rule may add seeds to it later.
     """
-    from cpnas import cellbench, comparison, ranking
+    from cpnas import cellbench, comparison, comparison_tables, ranking
     from cpnas.runs import GENOTYPE
 
     bench = [s for s in cellbench.specs(cellbench.all_cells(scale)) if not s.is_done(scale)]
     rank = [s for s in ranking.searches() if not ranking.is_done(scale, s)]
     out: dict[str | None, dict[str, Any]] = {"cellbench": {"train": len(bench)}, "ranking": {"search": len(rank)}}
-    planned = comparison.planned_searches({}, {}, budget or comparison_budget(scale)[0])
+    budget = budget or comparison_budget(scale)[0]
+    planned = comparison.planned_searches({}, {}, budget)
     todo = {str(s.out(scale)): s for s in planned if not (s.out(scale) / GENOTYPE).is_file()}
-    out["strategies"] = {"search": len(todo), "train": len(todo)}
+    out["strategies"] = {"search": len(todo), "train": len(todo) + comparison_tables.trainings_left(scale, budget)[0]}
     return out
 
 
@@ -92,6 +94,8 @@ def comparison_budget(scale: str) -> tuple[str, bool]:
 
 def rows(scale: str, budget: str | None = None) -> list[dict[str, Any]]:
     """Per study: finished runs and their recorded hours, runs left and their estimated hours."""
+    from cpnas import comparison_tables
+
     per_kind = recorded_hours(scale)
     if budget is None:
         budget, decided = comparison_budget(scale)
@@ -109,7 +113,12 @@ def rows(scale: str, budget: str | None = None) -> list[dict[str, Any]]:
             if not n:
                 continue
             if study == "strategies":
-                each = search_h if kind == "search" else _typical(per_kind.get(("cellbench", "train"), []))
+                small = _typical(per_kind.get(("cellbench", "train"), []))
+                if kind == "train":  # the found cells' benchmark trainings, then Table 1 and the CP-loss study
+                    tables, units = comparison_tables.trainings_left(scale, budget)
+                    est += (n - tables + units) * small
+                    continue
+                each = search_h
             elif study == "ranking":
                 est += _ranking_left_hours(scale)
                 continue

@@ -93,6 +93,15 @@ LOSS_SEEDS: tuple[int, ...] = (0, 1, 2)
 """Seeds of the CP-loss ablation (3)."""
 
 
+def loss_overrides(scale: str, loss: str, variant: dict[str, Any]) -> dict[str, Any]:
+    """A loss variant's ``loss.*`` overrides at ``scale``: where the scale's recipe turns the kernel term
+    off (weight 0), a CP-loss variant that keeps the term gets :data:`LOSS_KERNEL_WEIGHT`, so it is measured."""
+    out = dict(variant)
+    if loss == "cp" and "loss.kernel_weight" not in out and get_config(scale).loss.kernel_weight == 0:
+        out["loss.kernel_weight"] = LOSS_KERNEL_WEIGHT
+    return out
+
+
 def default_seeds(scale: str) -> tuple[int, ...]:
     """:data:`SEEDS`, or ``(0, 1)`` at the smoke scale (CI time)."""
     return SEEDS[:2] if scale == "smoke" else SEEDS
@@ -186,9 +195,8 @@ class Run:
         if scale not in ABLATION_SIZES:
             raise CpnasError(f"unknown scale {scale!r}; choose one of {', '.join(ABLATION_SIZES)}")
         method = {} if self.indicator == "printed" else {"search.indicator": self.indicator}
-        if (self.study in LOSS_STUDIES and self.loss == "cp" and "loss.kernel_weight" not in dict(self.loss_overrides)
-                and get_config(scale).loss.kernel_weight == 0):
-            method["loss.kernel_weight"] = LOSS_KERNEL_WEIGHT  # the variant has the kernel term: measure it
+        if self.study in LOSS_STUDIES:
+            method.update(loss_overrides(scale, self.loss, dict(self.loss_overrides)))
         over = overrides({**ABLATION_SIZES[scale], **(config_overrides or {}), **dict(self.loss_overrides),
                             **method})
         search = None if self.genotype is not None else SearchSpec(

@@ -1,0 +1,40 @@
+"""The strategy comparison's plan, fixed before any of its runs (:mod:`cpnas.comparison`): its folder,
+arms, families of contrasts, seeds, stopping-rule constants and the order of its runs.
+
+A module of its own so that the studies built on the comparison's searches
+(:mod:`cpnas.comparison_tables`) read the same plan without importing its runner.
+"""
+
+from __future__ import annotations
+
+STUDY = "strategies"
+"""The comparison's folder in the results layout (searches: ``results/<scale>/strategies/search/…``)."""
+
+ARMS: dict[str, tuple[str | None, float | None]] = {
+    "cpnas": ("cpnas", 2.0), "bnas": ("bnas", None), "pcdarts": ("pcdarts", None), "rs": ("rs", None),
+    "random": (None, None),
+}
+"""Arm → (search strategy, β_P); ``random`` has no search (the benchmark's uniform cells)."""
+
+PRIMARY: tuple[tuple[str, str, int], ...] = (("cpnas", "random", +1), ("cpnas", "rs", +1), ("cpnas", "bnas", +1),
+                                             ("cpnas", "pcdarts", +1))
+"""The primary family: ``(a, b, paper sign)`` for a − b."""
+
+BETAS: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0)
+"""Fig. 6 (left): the β_P values searched (0 and 2 are the BNAS† and CP-NAS arms)."""
+
+BETA_FAMILY: tuple[tuple[float, float, int], ...] = ((2.0, 1.0, +1), (2.0, 4.0, +1))
+"""Fig. 6 (left) without β_P = 2 vs 0 (in :data:`PRIMARY`): the paper's peak at β_P = 2."""
+
+BETA_SEEDS = 5
+"""Search seeds of CP-NAS at each extra β_P of :data:`BETAS` (1 and 4)."""
+
+MIN_SEEDS, MAX_SEEDS = 6, 12
+MDE_LIMIT = 3.0
+"""Points of top-1: a primary contrast whose Holm-level MDE is above this gets more seeds (up to MAX_SEEDS)."""
+
+ALPHA = 0.05
+
+PHASES: tuple[tuple[tuple[str, ...], tuple[float, ...]], ...] = ((("cpnas", "rs"), ()), (("bnas", "pcdarts"), ()),
+                                                                 ((), (1.0, 4.0)))
+"""The runs in order: ``(arms, extra CP-NAS β_P)`` per phase (:func:`cpnas.comparison.run`)."""
