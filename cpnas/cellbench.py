@@ -15,7 +15,10 @@ seven non-``none`` ops on each kept edge, normal and reduction cell):
 Each cell is trained once at the ``cpu`` training budget (the ``cpu`` preset: 8
 cells, C = 12, 3 epochs of 20,000 images, recipe ``adam-bnn``, cross-entropy) and
 tested on the 10,000 CIFAR-10 test images; the cells of :data:`REPLICATED` are
-trained at seeds 0-2 as well, which measures the training noise. The trainings are
+trained at seeds 0-2 as well, which measures the training noise. Every training runs
+eager, so that all cells are trained one way: where ``make bench`` measured compiling
+to pay off, ``--compile auto`` would compile, and ``CPNAS_FORMS=compile=eager`` keeps it
+off (each run's ``metrics.json`` records which; a test checks the committed ones). The trainings are
 runs of :mod:`cpnas.runs` (:func:`specs`, in ``results/<scale>/cellbench/train/<cell>/seed<N>``,
 computed by :func:`cpnas.runs.run_all`), so an interrupted benchmark resumes; :func:`frame`
 returns the finished ones as one DataFrame, and ``python -m cpnas.cellbench --jobs 2`` computes

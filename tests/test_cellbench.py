@@ -121,3 +121,19 @@ def test_a_ranking_search_is_a_search_then_its_scoring_in_one_job(tmp_path, monk
     jobs.clear()
     assert ranking.main(["--budgets", "study", "--strategies", "cpnas,rs", "--seeds", "0"]) == 0
     assert [kw["search"].strategy for kw in jobs[0][0]] == ["rs"]
+
+
+def test_every_committed_benchmark_training_ran_eager():
+    """The ground truth trains every cell one way: no committed benchmark run was compiled."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "results" / "cpu" / cellbench.STUDY / "train"
+    records = sorted(root.glob("*/seed*/metrics.json"))
+    compiled = []
+    for path in records:
+        acc = json.loads(path.read_text()).get("acceleration", {})
+        flag = acc.get("compiled", {}).get("train", False) if isinstance(acc.get("compiled"), dict) \
+            else bool(acc.get("compile"))
+        if flag:
+            compiled.append(str(path.relative_to(root)))
+    assert records and not compiled, compiled
