@@ -214,7 +214,7 @@ def chosen_budget(scale: str) -> dict[str, Any]:
         raise CpnasError(f"the search-ranking study's ground truth is unfinished ({len(untrained)} benchmark cells "
                          f"untrained: {', '.join(untrained)}); finish it (python -m cpnas.cellbench) "
                          "or name a budget with --budget")
-    return ranking.choose_budget(ranking.pooled_rows(scale))
+    return ranking.choose_budget(ranking.pooled_rows(scale, only=(ranking.RULE_STRATEGY, ranking.RULE_SCORE)))
 
 
 def beta_values(scale: str, budget: str) -> dict[float, list[float]]:

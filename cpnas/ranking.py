@@ -249,8 +249,10 @@ def rank_rows(scale: str, runs: Sequence[dict[str, Any]] | None = None,
 
 
 def pooled_rows(scale: str, runs: Sequence[dict[str, Any]] | None = None,
-                truth: dict[str, float] | None = None) -> list[dict[str, Any]]:
-    """Per (strategy, budget, score): τ of the score averaged over the searches' seeds (the rule's reading)."""
+                truth: dict[str, float] | None = None, *,
+                only: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+    """Per (strategy, budget, score): τ of the score averaged over the searches' seeds (the rule's reading);
+    ``only=(strategy, score)`` computes that one (the rule's, :func:`choose_budget`)."""
     from cpnas.stats import kendall
 
     runs = finished(scale) if runs is None else runs
@@ -261,9 +263,11 @@ def pooled_rows(scale: str, runs: Sequence[dict[str, Any]] | None = None,
     rows = []
     for (strategy, budget), group in groups.items():
         names = [n for n in group[0]["cells"] if n in truth and all(n in g["cells"] for g in group)]
-        if not names:
+        if not names or (only and strategy != only[0]):
             continue
         for score in _scores(group[0]["cells"][names[0]]):
+            if only and score != only[1]:
+                continue
             xs = [statistics.fmean(g["cells"][n][score] for g in group) for n in names]
             if not all(math.isfinite(x) for x in xs):
                 continue
@@ -317,7 +321,7 @@ def write_table(scale: str) -> str:
     df = table(scale)
     out = artifact_dir("tables", scale)
     write_text(out / "search_ranking.csv", df.to_csv(index=False, float_format="%.4f"))
-    choice = choose_budget(pooled_rows(scale))
+    choice = choose_budget(pooled_rows(scale, only=(RULE_STRATEGY, RULE_SCORE)))
     md = (f"Search ranking at scale `{scale}` (`python -m cpnas.ranking`): Kendall τ-b of each search's scores "
           f"of the benchmark cells against their trained top-1 (`tables/cell_benchmark.csv`), with a 95 % "
           f"percentile-bootstrap interval over cells. `alpha_entropy_ratio` (PC-DARTS): the mean entropy of "
@@ -360,21 +364,15 @@ def glance(scale: str) -> str:
         lines.append(f"| {strategy}: `{score}` | " + " | ".join(row) + " |")
     choice = choose_budget(pooled)
     todo = [s for s in searches() if not is_done(scale, s)]
-    truth = ground_truth(scale)
-    rule = (f"Budget rule (fixed before the runs): {choice['reason']}." if not todo else
+    truth, cells = ground_truth(scale), scored_cells(scale)
+    untrained = sum(c.name not in truth for c in cells)
+    rule = (f"Budget rule (fixed before the runs): {choice['reason']}." if not todo and not untrained else
             f"Budget rule (fixed before the runs): not applied yet, {len(todo)} of {len(searches())} ranking "
-            f"searches and {sum(c.name not in truth for c in _benchmark_cells())} of the benchmark's "
-            f"{len(_benchmark_cells())} fixed cells are unfinished; on the finished part it would read: "
-            f"{choice['reason']}.")
+            f"searches and {untrained} of the benchmark's {len(cells)} fixed cells are unfinished; on the "
+            f"finished part it would read: {choice['reason']}.")
     return ("Kendall τ-b of each search's own score of the benchmark cells against their trained top-1 "
             "[95 % bootstrap CI over cells] (`tables/search_ranking.md` has every score and seed):\n\n"
             + "\n".join(lines) + f"\n\n{rule}")
-
-
-def _benchmark_cells():
-    from cpnas.cellbench import fixed_cells
-
-    return fixed_cells()
 
 
 def edge_rule_table(scale: str):

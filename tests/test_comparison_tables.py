@@ -24,6 +24,7 @@ def search(arm: str, seed: int, index: int) -> None:
     out = runs.study_dir("cpu", comparison.STUDY) / "search" / runs.search_name(strategy, beta, variant=BUDGET)
     (out / f"seed{seed}").mkdir(parents=True)
     cellbench.uniform_genotype(index).save(out / f"seed{seed}" / runs.GENOTYPE)
+    write_json(out / f"seed{seed}" / runs.COST, {"wall_clock_s": 600.0, "epochs": 35})
 
 
 def cell_name(arm: str, seed: int) -> str:
@@ -100,3 +101,33 @@ def test_the_plan_counts_table1_and_the_loss_study_before_their_searches_finish(
     assert n == 4 * 3 + len(LOSS_VARIANTS) * len(T.LOSS_SEEDS)
     # small 1, medium (16/12)², large (24/12)² at the cpu preset; BNAS† is medium
     assert units == pytest.approx(3 * (1 + 16 ** 2 / 12 ** 2 + 4 + 16 ** 2 / 12 ** 2) + 25)
+
+
+def test_the_report_says_what_it_waits_for_and_then_shows_the_verdicts(home):
+    from cpnas import ranking
+    from cpnas.errors import CpnasError
+
+    assert T.report("cpu", "table1").startswith("Not run yet: the search-ranking study is unfinished")
+    with pytest.raises(CpnasError, match="unknown part"):
+        T.report("cpu", "table9")
+    cells = ranking.scored_cells("cpu")
+    for i, s in enumerate(ranking.searches()):  # the ranking finished: its scores order the cells as top-1 does
+        s.out("cpu").mkdir(parents=True)
+        write_json(s.out("cpu") / ranking.SCORES_FILE,
+                   {"strategy": s.strategy, "budget": s.budget, "seed": 0, "search_minutes": 1.0 + i,
+                    "cells": {c.name: {"child": float(j), "parent": float(j), "z_beta2": float(j),
+                                       "z_beta0": float(j)} for j, c in enumerate(cells)}})
+    for j, c in enumerate(cells):
+        train(cellbench.run_spec(c), 40.0 + 0.1 * j)
+    assert "No training of it has finished yet" in T.report("cpu", "table1")
+    assert "No found cell is trained yet" in T.report("cpu", "strategies")
+    for seed in (0, 1, 2):
+        search("cpnas", seed, seed)
+        search("bnas", seed, 10 + seed)
+    for label, seed, _, spec in T.table1_specs("cpu", BUDGET):
+        train(spec, 40.0 + seed + (1.0 if label == "CP-NAS (Small)" else 0.0))
+    text = T.report("cpu", "table1")
+    assert text.startswith(f"At the `{BUDGET}` search budget") and "the CP loss beats cross-entropy" in text
+    assert "paired p" in text
+    strategies = T.report("cpu", "strategies")
+    assert "| cpnas " in strategies and "| random " in strategies and "primary" in strategies
