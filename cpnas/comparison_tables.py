@@ -141,43 +141,6 @@ def _rows(scale: str, items: Sequence[tuple[str, str, int, str, Any]]) -> list[d
     return rows
 
 
-REPORT_PARTS = ("strategies", "table1", "loss")
-"""What :func:`report` renders: the comparison's arms and verdicts, Table 1, the CP-loss study."""
-
-
-def report(scale: str, part: str) -> str:
-    """Markdown of one part of the comparison at the budget the ranking study chose, with its verdicts;
-    while the budget is undecided or no training of the part has finished, what it waits for."""
-    import pandas as pd
-
-    from cpnas import claims, comparison
-    from cpnas.errors import CpnasError
-
-    if part not in REPORT_PARTS:
-        raise CpnasError(f"unknown part {part!r}; choose one of {', '.join(REPORT_PARTS)}")
-    try:
-        choice = comparison.chosen_budget(scale)
-    except CpnasError as exc:
-        return f"Not run yet: {exc}."
-    budget = choice["budget"]
-    head = f"At the `{budget}` search budget ({choice['reason']})."
-    note = f"`{scale}` training budget; searches at the `{budget}` budget"
-    if part == "strategies":
-        values, minutes = comparison.arm_values(scale, budget)
-        if not any(values.get(arm) for arm, (strategy, _) in comparison.ARMS.items() if strategy is not None):
-            return f"{head} No found cell is trained yet."
-        arms = pd.DataFrame(comparison.arm_rows(values, minutes), columns=list(comparison.TABLE_COLUMNS))
-        verdicts = pd.DataFrame([{k: r.get(k) for k in comparison.VERDICT_COLUMNS}
-                                 for r in comparison.verdict_rows(values, comparison.beta_values(scale, budget))])
-        return (f"{head}\n\n{arms.to_markdown(index=False, floatfmt='.2f')}\n\n"
-                f"{verdicts.to_markdown(index=False, floatfmt='.3g')}")
-    rows, judge = ((table1_rows(scale, budget), claims.table1_claims) if part == "table1"
-                   else (loss_rows(scale, budget), claims.loss_claims))
-    if not rows:
-        return f"{head} No training of it has finished yet."
-    return f"{head}\n\n{claims.markdown(judge(rows, note))}"
-
-
 def trainings_left(scale: str, budget: str) -> tuple[int, float]:
     """``(trainings, small-training equivalents)`` of Table 1 and the CP-loss study still to do, counted
     from the plan (also before their searches finish); a training at another size counts as the square

@@ -107,9 +107,9 @@ def test_the_report_says_what_it_waits_for_and_then_shows_the_verdicts(home):
     from cpnas import ranking
     from cpnas.errors import CpnasError
 
-    assert T.report("cpu", "table1").startswith("Not run yet: the search-ranking study is unfinished")
+    assert comparison.report("cpu", "table1").startswith("Not run yet: the search-ranking study is unfinished")
     with pytest.raises(CpnasError, match="unknown part"):
-        T.report("cpu", "table9")
+        comparison.report("cpu", "table9")
     cells = ranking.scored_cells("cpu")
     for i, s in enumerate(ranking.searches()):  # the ranking finished: its scores order the cells as top-1 does
         s.out("cpu").mkdir(parents=True)
@@ -119,15 +119,15 @@ def test_the_report_says_what_it_waits_for_and_then_shows_the_verdicts(home):
                                        "z_beta0": float(j)} for j, c in enumerate(cells)}})
     for j, c in enumerate(cells):
         train(cellbench.run_spec(c), 40.0 + 0.1 * j)
-    assert "No training of it has finished yet" in T.report("cpu", "table1")
-    assert "No found cell is trained yet" in T.report("cpu", "strategies")
+    assert "No training of it has finished yet" in comparison.report("cpu", "table1")
+    assert "No found cell is trained yet" in comparison.report("cpu", "strategies")
     for seed in (0, 1, 2):
         search("cpnas", seed, seed)
         search("bnas", seed, 10 + seed)
     for label, seed, _, spec in T.table1_specs("cpu", BUDGET):
         train(spec, 40.0 + seed + (1.0 if label == "CP-NAS (Small)" else 0.0))
-    text = T.report("cpu", "table1")
+    text = comparison.report("cpu", "table1")
     assert text.startswith(f"At the `{BUDGET}` search budget") and "the CP loss beats cross-entropy" in text
     assert "paired p" in text
-    strategies = T.report("cpu", "strategies")
+    strategies = comparison.report("cpu", "strategies")
     assert "| cpnas " in strategies and "| random " in strategies and "primary" in strategies
