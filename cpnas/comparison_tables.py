@@ -42,14 +42,6 @@ TABLE1_SEEDS: tuple[int, ...] = (0, 1, 2)
 LOSS_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
 """Training seeds of each variant of the CP-loss study."""
 
-TABLE1_ARMS: dict[str, str] = {"cpnas": "cpnas", "bnas": "bnas"}
-"""Table 1's search strategy (:data:`cpnas.table_runs.TABLE1_ROWS`) → the comparison's arm whose cells it trains."""
-
-
-def _slug(text: str) -> str:
-    return "-".join(filter(None, "".join(ch if ch.isalnum() else "-" for ch in text.lower()).split("-")))
-
-
 def found_cell(scale: str, budget: str, arm: str, seed: int):
     """The benchmark cell (:class:`cpnas.cellbench.BenchCell`) that the comparison's ``arm`` search at ``seed``
     found at ``budget``; ``None`` until that search has finished."""
@@ -64,20 +56,21 @@ def found_cell(scale: str, budget: str, arm: str, seed: int):
 def table1_specs(scale: str, budget: str, seeds: Sequence[int] = TABLE1_SEEDS) -> list[tuple[str, int, Any, Any]]:
     """``(row label, search seed, cell, RunSpec)`` of every Table 1 training whose search has finished."""
     from cpnas import cellbench
+    from cpnas.ablation import slug
     from cpnas.runs import RunSpec
     from cpnas.table_runs import TABLE1_ROWS
 
     out = []
     for label, row in TABLE1_ROWS.items():
         for seed in seeds:
-            cell = found_cell(scale, budget, TABLE1_ARMS[row["strategy"]], seed)
+            cell = found_cell(scale, budget, row["strategy"], seed)  # its strategy is the comparison's arm
             if cell is None:
                 continue
             if row["size"] == "small" and row["loss"] == cellbench.LOSS:
                 spec = cellbench.run_spec(cell)  # the benchmark's own training of the cell
             else:
-                spec = RunSpec(f"table1-{_slug(label)}", seed=0, genotype=cell.genotype, size=row["size"],
-                               loss=row["loss"], study=STUDY, folder=f"table1-{_slug(label)}-{cell.name}")
+                spec = RunSpec(f"table1-{slug(label)}", seed=0, genotype=cell.genotype, size=row["size"],
+                               loss=row["loss"], study=STUDY, folder=f"table1-{slug(label)}-{cell.name}")
             out.append((label, seed, cell, spec))
     return out
 
@@ -98,7 +91,7 @@ def loss_cell(scale: str, budget: str):
 
 def loss_specs(scale: str, budget: str, seeds: Sequence[int] = LOSS_SEEDS) -> list[tuple[str, int, Any]]:
     """``(variant, seed, RunSpec)`` of the CP-loss study; empty until :func:`loss_cell` is known."""
-    from cpnas.ablation import LOSS_VARIANTS, loss_overrides
+    from cpnas.ablation import LOSS_VARIANTS, loss_overrides, slug
     from cpnas.runs import RunSpec, overrides
 
     cell = loss_cell(scale, budget)
@@ -108,9 +101,9 @@ def loss_specs(scale: str, budget: str, seeds: Sequence[int] = LOSS_SEEDS) -> li
     for variant, spec in LOSS_VARIANTS.items():
         over = overrides(loss_overrides(scale, spec["loss"], spec["overrides"]))
         for seed in seeds:
-            out.append((variant, seed, RunSpec(f"cp-loss-{_slug(variant)}", seed=seed, genotype=cell.genotype,
+            out.append((variant, seed, RunSpec(f"cp-loss-{slug(variant)}", seed=seed, genotype=cell.genotype,
                                                size="small", loss=spec["loss"], overrides=over, study=STUDY,
-                                               folder=f"cp-loss-{_slug(variant)}-{cell.name}")))
+                                               folder=f"cp-loss-{slug(variant)}-{cell.name}")))
     return out
 
 

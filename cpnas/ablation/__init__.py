@@ -93,6 +93,11 @@ LOSS_SEEDS: tuple[int, ...] = (0, 1, 2)
 """Seeds of the CP-loss ablation (3)."""
 
 
+def slug(text: str) -> str:
+    """``text`` as a folder name: lower case, every run of other characters than letters and digits one ``-``."""
+    return "-".join(filter(None, "".join(ch if ch.isalnum() else "-" for ch in text.lower()).split("-")))
+
+
 def loss_overrides(scale: str, loss: str, variant: dict[str, Any]) -> dict[str, Any]:
     """A loss variant's ``loss.*`` overrides at ``scale``: where the scale's recipe turns the kernel term
     off (weight 0), a CP-loss variant that keeps the term gets :data:`LOSS_KERNEL_WEIGHT`, so it is measured."""
@@ -185,8 +190,7 @@ class Run:
         if self.name is not None:
             return self.name
         if self.study in LOSS_STUDIES:
-            slug = "".join(ch if ch.isalnum() else "-" for ch in self.label.lower()).strip("-")
-            return f"{self.study}-" + "-".join(filter(None, slug.split("-")))
+            return f"{self.study}-{slug(self.label)}"
         return f"{self.search_name}"
 
     def spec(self, scale: str, dataset: str = DEFAULT_DATASET,
