@@ -1,12 +1,14 @@
 # cpnas — reproduce CP-NAS (IJCAI 2020). Every target creates the venv first if needed.
 #   make reproduce-table1            # default SCALE=cpu (runs on a CPU)
-#   make reproduce-table1 SCALE=paper
+#   make reproduce COMPUTE=0         # every notebook from the finished runs only
+#   make reproduce-table2 SCALE=paper   # the paper's sizes, for a GPU (Table 1 at paper: docs/scaling-out.md)
 #   make test                        # pytest + notebooks executed at the smoke scale (nbval)
 #   make test-forms                  # pytest with every non-default kernel form forced (CI runs both)
 SHELL := /bin/bash
 export OMP_WAIT_POLICY ?= PASSIVE
 PYTHON ?= python3
 SCALE ?= cpu
+COMPUTE ?= 1
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -16,7 +18,7 @@ STAMP := $(VENV)/.installed
 NB_OUT := $(if $(filter smoke,$(SCALE)),results/smoke/notebooks,notebooks)
 # Each notebook runs under papermill, then loses papermill's wall-clock stamps (cpnas.nbclean): re-running it
 # from the same runs rewrites no byte of the committed notebook.
-run_notebook = mkdir -p $(NB_OUT) && CPNAS_SCALE=$(SCALE) $(BIN)/papermill --cwd notebooks notebooks/$(1).ipynb \
+run_notebook = mkdir -p $(NB_OUT) && CPNAS_SCALE=$(SCALE) CPNAS_COMPUTE=$(COMPUTE) $(BIN)/papermill --cwd notebooks notebooks/$(1).ipynb \
     $(NB_OUT)/$(1).ipynb && $(BIN)/python -m cpnas.nbclean $(NB_OUT)/$(1).ipynb
 
 .PHONY: help venv test test-unit test-forms test-notebooks lab bench clean recipe-sweep proxy-check cell-benchmark search-ranking \
@@ -86,7 +88,15 @@ reproduce-fig3: venv  ## 01: ops sanity, Fig. 3 (cell DAG), Fig. 4 (op set)
 reproduce-fig5: venv  ## 02: the CP-NAS search on CIFAR-10, Fig. 5 (cells found), search cost
 	$(call run_notebook,02_search_cifar)
 
-reproduce-table1: venv  ## 03: Table 1 (CIFAR-10 error of CP-NAS small/medium/large, BNAS†)
+# Table 1 and Fig. 6 need the cell benchmark, the search ranking (its rule picks the search budget) and the
+# strategy comparison: each study computes only its missing runs (nothing, from the committed run cache), then
+# the notebook draws. COMPUTE=0 draws from the finished runs only.
+study = $(if $(filter 0,$(COMPUTE)),echo "COMPUTE=0: python -m cpnas.$(1) not run",\
+    $(BIN)/python -m cpnas.$(1) --scale $(SCALE) --jobs $(JOBS))
+comparison-studies = $(call study,cellbench) && $(call study,ranking) && $(call study,comparison)
+
+reproduce-table1: venv  ## cell benchmark, search ranking, strategy comparison (missing runs only), then 03: Table 1
+	$(comparison-studies)
 	$(call run_notebook,03_eval)
 
 reproduce-table2: venv  ## 04: Table 2 (ImageNet network; Imagenette when ImageNet is absent)
@@ -95,7 +105,8 @@ reproduce-table2: venv  ## 04: Table 2 (ImageNet network; Imagenette when ImageN
 reproduce-table3: reproduce-fig5  ## 02, then 06: Table 3 (memory and FLOPs vs WRN-22), 1-bit inference
 	$(call run_notebook,06_efficiency)
 
-reproduce-fig6: reproduce-fig5  ## 02, then 05: Fig. 6 (beta_P sweep, strategies), CP-loss study
+reproduce-fig6: venv  ## the same studies (missing runs only), then 05: Fig. 6 (strategies, beta_P), CP-loss study
+	$(comparison-studies)
 	$(call run_notebook,05_ablation)
 
 reproduce: reproduce-fig3 reproduce-fig5 reproduce-table1 reproduce-table2 reproduce-table3 reproduce-fig6  ## all six notebooks in dependency order

@@ -294,42 +294,35 @@ def write_tables(scale: str, budget: str) -> str:
             f"τ = {conv['tau'] if conv['tau'] is None else round(conv['tau'], 3)} (n = {conv['n']}, p = {conv['p']})")
 
 
-REPORT_PARTS = ("strategies", "table1", "loss")
-"""What :func:`report` renders: the comparison's arms and verdicts, Table 1, the CP-loss study."""
-
-
-def report(scale: str, part: str) -> str:
-    """Markdown of one part of the comparison at the budget the ranking study chose, with its verdicts
-    (Table 1 and the CP-loss study: :mod:`cpnas.comparison_tables`); while the budget is undecided or no
-    training of the part has finished, what it waits for."""
-    import pandas as pd
-
-    from cpnas import claims, comparison_tables
+def budget_state(scale: str) -> dict[str, Any]:
+    """``{"budget", "reason"}``: the budget :func:`chosen_budget` picks and why, or ``budget = None`` and what
+    the choice still waits for (the analyses built on the comparison read nothing until then)."""
     from cpnas.errors import CpnasError
 
-    if part not in REPORT_PARTS:
-        raise CpnasError(f"unknown part {part!r}; choose one of {', '.join(REPORT_PARTS)}")
     try:
         choice = chosen_budget(scale)
     except CpnasError as exc:
-        return f"Not run yet: {exc}."
-    budget = choice["budget"]
-    head = f"At the `{budget}` search budget ({choice['reason']})."
-    note = f"`{scale}` training budget; searches at the `{budget}` budget"
-    if part == "strategies":
-        values, minutes = arm_values(scale, budget)
-        if not any(values.get(arm) for arm, (strategy, _) in ARMS.items() if strategy is not None):
-            return f"{head} No found cell is trained yet."
-        arms = pd.DataFrame(arm_rows(values, minutes), columns=list(TABLE_COLUMNS))
-        verdicts = pd.DataFrame([{k: r.get(k) for k in VERDICT_COLUMNS}
-                                 for r in verdict_rows(values, beta_values(scale, budget))])
-        return (f"{head}\n\n{arms.to_markdown(index=False, floatfmt='.2f')}\n\n"
-                f"{verdicts.to_markdown(index=False, floatfmt='.3g')}")
-    rows, judge = ((comparison_tables.table1_rows(scale, budget), claims.table1_claims) if part == "table1"
-                   else (comparison_tables.loss_rows(scale, budget), claims.loss_claims))
-    if not rows:
-        return f"{head} No training of it has finished yet."
-    return f"{head}\n\n{claims.markdown(judge(rows, note))}"
+        return {"budget": None, "reason": str(exc)}
+    return {"budget": choice["budget"], "reason": choice["reason"]}
+
+
+def search_minutes_per_epoch(scale: str, budget: str) -> dict[str, list[float]]:
+    """Per search strategy of the comparison (at β_P = 2 for CP-NAS): each finished search's thread-minutes per
+    search epoch (:func:`cpnas.runs.recorded_thread_seconds` over the epochs its ``cost.json`` records)."""
+    from cpnas import runs
+    from cpnas.io import read_json
+
+    root = runs.study_dir(scale, STUDY) / "search"
+    out: dict[str, list[float]] = {}
+    for arm, (strategy, beta) in ARMS.items():
+        if strategy is None:
+            continue
+        for folder in sorted((root / runs.search_name(strategy, beta, variant=budget)).glob("seed*")):
+            seconds = runs.recorded_thread_seconds(folder, "search")
+            epochs = read_json(folder / runs.COST).get("epochs") if seconds is not None else None
+            if epochs:
+                out.setdefault(strategy, []).append(seconds / epochs / 60)
+    return out
 
 
 def planned_searches(values: dict[str, Sequence[float]], betas: dict[float, Sequence[float]], budget: str,

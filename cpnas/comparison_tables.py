@@ -115,7 +115,7 @@ def table1_rows(scale: str, budget: str) -> list[dict[str, Any]]:
 
 
 def loss_rows(scale: str, budget: str) -> list[dict[str, Any]]:
-    """The finished CP-loss trainings as rows for :func:`cpnas.claims.loss_verdicts` (study ``loss``)."""
+    """The finished CP-loss trainings as rows for :func:`cpnas.claims.loss_claims` (study ``loss``)."""
     cell = loss_cell(scale, budget)
     return _rows(scale, [("loss", variant, seed, cell.name, spec) for variant, seed, spec
                          in loss_specs(scale, budget)])
@@ -130,7 +130,9 @@ def _rows(scale: str, items: Sequence[tuple[str, str, int, str, Any]]) -> list[d
             m = TRAIN.load(spec.out(scale))
             rows.append({"study": study, "label": label, "seed": seed, "genotype": cell, "top1": m["top1"],
                          "test_error": m["test_error"], "params_m": m.get("params_m"),
-                         "test_images": m.get("test_images"), "train_dir": str(spec.out(scale)), "metrics": m})
+                         "test_images": m.get("test_images"), "train_dir": str(spec.out(scale)), "metrics": m,
+                         "train_wall_clock_s": m.get("wall_clock_s"), "search_wall_clock_s": None,
+                         **{k: m.get(k) for k in ("epochs", "dataset", "train_images", "budget", "scale")}})
     return rows
 
 

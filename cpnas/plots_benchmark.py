@@ -68,3 +68,41 @@ def ranking_vs_minutes(df, *, title: str | None = None):
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
+
+
+def strategy_dots(values: dict[Any, Any], *, labels: dict[Any, str] | None = None, title: str | None = None,
+                  reference: Any = "random"):
+    """Benchmark top-1 of the cells each arm found (one dot per search seed) with the arm's mean ± sample std,
+    and the ``reference`` arm's spread shaded (random sampling: the benchmark's uniform cells). ``values`` maps
+    an arm (or a β_P) to its top-1s (:func:`cpnas.comparison.arm_values`, :func:`cpnas.comparison.beta_values`)."""
+    import statistics
+
+    import matplotlib.pyplot as plt
+
+    arms = [k for k, v in values.items() if len(v)]
+    fig, ax = plt.subplots(figsize=(7, 1.4 + 0.5 * max(1, len(arms))))
+    if not arms:
+        ax.text(0.5, 0.5, "no found cell is trained yet", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    ref = list(values.get(reference, ()))
+    if len(ref) > 1:
+        m, s = statistics.fmean(ref), statistics.stdev(ref)
+        ax.axvspan(m - s, m + s, color="0.9", zorder=0, label=f"{(labels or {}).get(reference, reference)}: mean ± std")
+    for i, arm in enumerate(arms):
+        ys = list(values[arm])
+        mean = statistics.fmean(ys)
+        std = statistics.stdev(ys) if len(ys) > 1 else 0.0
+        ax.errorbar(mean, i, xerr=std, fmt="s", capsize=4, color="tab:blue")
+        ax.plot(ys, [i + 0.18] * len(ys), "o", color="black", markersize=3, alpha=0.7)
+        ax.annotate(f"n={len(ys)}", (max(mean + std, *ys), i), xytext=(6, 0), textcoords="offset points", fontsize=7,
+                    va="center", annotation_clip=False)
+    ax.set_yticks(range(len(arms)), [(labels or {}).get(a, str(a)) for a in arms], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("CIFAR-10 top-1 of the found cell (%), `cpu` training budget, 10,000 test images")
+    ax.set_title(title or "The strategy comparison", fontsize=9)
+    ax.grid(alpha=0.3, axis="x")
+    if len(ref) > 1:
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig

@@ -18,8 +18,7 @@ import statistics
 from typing import Any
 
 STUDIES: tuple[tuple[str | None, str], ...] = (
-    (None, "notebooks 02-03 (search, Table 1 trainings)"),
-    ("ablation", "first ablation study (superseded study budget)"),
+    (None, "notebooks 02 and 04 (searches, Table 2 trainings)"),
     ("proxy", "proxy check"),
     ("recipe", "recipe sweep"),
     ("cellbench", "cell benchmark"),
@@ -34,12 +33,12 @@ def _typical(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
-def left(scale: str, budget: str | None = None) -> dict[str | None, dict[str, int]]:
+def left(scale: str, budget: str | None = None, tables_left: int | None = None) -> dict[str | None, dict[str, int]]:
     """Runs still to do per study and kind, for the studies whose plan is fixed in code.
 
     The strategy comparison counts its phases at their first seeds (:data:`cpnas.comparison.PHASES`)
-    and Table 1's and the CP-loss study's trainings (:func:`cpnas.comparison_tables.trainings_left`);
-    the stopping rule may add seeds to it later.
+    and Table 1's and the CP-loss study's trainings (``tables_left``, by default
+    :func:`cpnas.comparison_tables.trainings_left`); the stopping rule may add seeds to it later.
     """
     from cpnas import cellbench, comparison, comparison_tables, ranking
     from cpnas.runs import GENOTYPE
@@ -50,7 +49,9 @@ def left(scale: str, budget: str | None = None) -> dict[str | None, dict[str, in
     budget = budget or comparison_budget(scale)[0]
     planned = comparison.planned_searches({}, {}, budget)
     todo = {str(s.out(scale)): s for s in planned if not (s.out(scale) / GENOTYPE).is_file()}
-    out["strategies"] = {"search": len(todo), "train": len(todo) + comparison_tables.trainings_left(scale, budget)[0]}
+    if tables_left is None:
+        tables_left = comparison_tables.trainings_left(scale, budget)[0]
+    out["strategies"] = {"search": len(todo), "train": len(todo) + tables_left}
     return out
 
 
@@ -101,7 +102,8 @@ def rows(scale: str, budget: str | None = None) -> list[dict[str, Any]]:
         budget, decided = comparison_budget(scale)
     else:
         decided = True
-    todo = left(scale, budget)
+    tables, units = comparison_tables.trainings_left(scale, budget)
+    todo = left(scale, budget, tables)
     search_h = _comparison_search_hours(scale, budget)
     out = []
     for study, words in STUDIES:
@@ -115,7 +117,6 @@ def rows(scale: str, budget: str | None = None) -> list[dict[str, Any]]:
             if study == "strategies":
                 small = _typical(per_kind.get(("cellbench", "train"), []))
                 if kind == "train":  # the found cells' benchmark trainings, then Table 1 and the CP-loss study
-                    tables, units = comparison_tables.trainings_left(scale, budget)
                     est += (n - tables + units) * small
                     continue
                 each = search_h
@@ -192,9 +193,9 @@ def markdown(scale: str = "cpu", budget: str | None = None) -> str:
     lines.append(f"| **all** | {sum(r['runs_done'] for r in table)} | {h(done)} | "
                  f"{sum(r['runs_left'] or 0 for r in table)} | {h(rest)} |")
     lines += ["", f"Recomputing every study from nothing: about **{h(done + rest)} thread-hours** (one thread per "
-                  f"run; two runs side by side halve the wall-clock). A dash: no runs planned (a finished or "
-                  f"superseded study). A run's hours are the CPU time it recorded, or its wall-clock where it "
-                  f"predates that record. Estimates use the median recorded time of the finished runs "
+                  f"run; two runs side by side halve the wall-clock). A dash: no runs planned (a finished "
+                  f"study). A run's hours are the CPU time it recorded, or its wall-clock where it predates "
+                  f"that record. Estimates use the median recorded time of the finished runs "
                   f"of the same kind, and for a search budget not run yet a smaller budget's time × its "
                   f"supernet-training ratio; the comparison's stopping rule may add seeds."]
     return "\n".join(lines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cpnas import cellbench, claims, comparison, comparison_tables as T, runs
+from cpnas import cellbench, claims, comparison, comparison_report as R, comparison_tables as T, runs
 from cpnas.ablation import LOSS_KERNEL_WEIGHT, LOSS_VARIANTS
 from cpnas.io import write_json
 from cpnas.table_runs import TABLE1_ROWS
@@ -107,9 +107,9 @@ def test_the_report_says_what_it_waits_for_and_then_shows_the_verdicts(home):
     from cpnas import ranking
     from cpnas.errors import CpnasError
 
-    assert comparison.report("cpu", "table1").startswith("Not run yet: the search-ranking study is unfinished")
+    assert R.report("cpu", "table1").startswith("Not run yet: the search-ranking study is unfinished")
     with pytest.raises(CpnasError, match="unknown part"):
-        comparison.report("cpu", "table9")
+        R.report("cpu", "table9")
     cells = ranking.scored_cells("cpu")
     for i, s in enumerate(ranking.searches()):  # the ranking finished: its scores order the cells as top-1 does
         s.out("cpu").mkdir(parents=True)
@@ -119,15 +119,28 @@ def test_the_report_says_what_it_waits_for_and_then_shows_the_verdicts(home):
                                        "z_beta0": float(j)} for j, c in enumerate(cells)}})
     for j, c in enumerate(cells):
         train(cellbench.run_spec(c), 40.0 + 0.1 * j)
-    assert "No training of it has finished yet" in comparison.report("cpu", "table1")
-    assert "No found cell is trained yet" in comparison.report("cpu", "strategies")
+    assert "No training of it has finished yet" in R.report("cpu", "table1")
+    assert "No found cell is trained yet" in R.report("cpu", "strategies")
     for seed in (0, 1, 2):
         search("cpnas", seed, seed)
         search("bnas", seed, 10 + seed)
     for label, seed, _, spec in T.table1_specs("cpu", BUDGET):
         train(spec, 40.0 + seed + (1.0 if label == "CP-NAS (Small)" else 0.0))
-    text = comparison.report("cpu", "table1")
+    text = R.report("cpu", "table1")
     assert text.startswith(f"At the `{BUDGET}` search budget") and "the CP loss beats cross-entropy" in text
     assert "paired p" in text
-    strategies = comparison.report("cpu", "strategies")
+    strategies = R.report("cpu", "strategies")
     assert "| cpnas " in strategies and "| random " in strategies and "primary" in strategies
+    # what the notebooks, tables and claims read from the same runs
+    metrics = R.table1_metrics("cpu")
+    assert set(metrics) == set(TABLE1_ROWS) and all(len(m) == 3 for m in metrics.values())
+    assert R.figure("cpu", "table1") is not None and R.figure("cpu", "loss") is None
+    assert R.figure("cpu", "strategies") is not None  # CP-NAS's cells: their benchmark trainings
+    assert comparison.search_minutes_per_epoch("cpu", BUDGET) == {"cpnas": [600.0 / 35 / 60] * 3,
+                                                                  "bnas": [600.0 / 35 / 60] * 3}
+    assert R.tables("cpu").startswith(f"budget {BUDGET}")
+    table = __import__("pandas").read_csv(home / "tables" / "fig6_strategies.csv")
+    assert {"n", "ri", "ri_ci_low", "ri_ci_high"} <= set(table.columns) and "random" in set(table.arm)
+    out = {r["claim"]: r for r in claims.collect("cpu")}
+    ce = next(r for c, r in out.items() if "cross-entropy alone" in c)
+    assert ce["verdict"].startswith("**") and f"`{BUDGET}` budget" in ce["scale"]

@@ -123,13 +123,13 @@ def glance_figure() -> str:
 
 
 def glance_table() -> str:
-    """Results at a glance: Table 3 (exact arithmetic), then the cell benchmark and the search ranking."""
-    from cpnas.claims import table3_claim
+    """Results at a glance: the strategy comparison's primary family and Table 3 (exact arithmetic), then
+    the cell benchmark and the search ranking."""
+    from cpnas.claims import collect, markdown, strategy_claims
 
-    t3 = table3_claim()
-    lines = ["| claim | the paper | ours | verdict |", "|---|---|---|---|",
-             f"| {t3['claim']} | {t3['the paper']} | {t3['ours']} ({t3['scale']}) | {t3['verdict']} |"]
-    return "\n".join(lines) + "\n\n" + cellbench_summary() + "\n\n" + ranking_glance()
+    primary = {r["claim"] for r in strategy_claims({}, "")}
+    rows = [r for r in collect("cpu") if r["claim"] in primary or r["claim"].startswith("Table 3")]
+    return markdown(rows) + "\n\n" + cellbench_summary() + "\n\n" + ranking_glance()
 
 
 def ranking_glance() -> str:
@@ -140,10 +140,15 @@ def ranking_glance() -> str:
 
 
 def claims_table() -> str:
-    """The claims table of the first `cpu` study (:func:`cpnas.claims.collect`), as the committed runs give it."""
+    """Every claim at `cpu` (:func:`cpnas.claims.collect`) as the committed runs give it, after the search
+    budget the ranking study chose (or what that choice waits for)."""
     from cpnas.claims import collect, markdown
+    from cpnas.comparison import budget_state
 
-    return markdown(collect("cpu"))
+    state = budget_state("cpu")
+    head = (f"Search budget: `{state['budget']}` ({state['reason']})." if state["budget"] else
+            f"Search budget: not chosen yet ({state['reason']}).")
+    return head + "\n\n" + markdown(collect("cpu"))
 
 
 def cellbench_table() -> str:

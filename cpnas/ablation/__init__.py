@@ -1,8 +1,11 @@
 """Ablations: the β_P sweep and the search-strategy comparison of §3.4 (Fig. 6), and the CP loss.
 
 Three studies, each a list of cached runs (search → train), every one stored under
-``results/<scale>/ablation/`` so that the notebook (``05_ablation``) recomputes
-only what is missing and an interrupted sweep resumes where it stopped:
+``results/<scale>/ablation/`` so that a run recomputes only what is missing and an
+interrupted sweep resumes where it stopped. At ``cpu`` the reproduced Fig. 6, Table 1
+and CP-loss results come from the strategy comparison (:mod:`cpnas.comparison`,
+:mod:`cpnas.comparison_tables`), which reuses this module's loss variants; these
+studies remain for other scales and budgets (``paper`` on Slurm, ``docs/scaling-out.md``):
 
 * :func:`beta_runs` — Fig. 6 (left): the ``cpnas`` search at β_P ∈ :data:`BETAS`
   (β_P = 0 is BNAS†, run as the ``bnas`` strategy, which skips the unused Parent;

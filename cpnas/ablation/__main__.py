@@ -1,4 +1,6 @@
-"""``python -m cpnas.ablation``: compute the missing runs of the ablation studies and of Table 1 (notebooks 03, 05)."""
+"""``python -m cpnas.ablation``: compute the missing runs of the ablation studies at their own sizes (the β_P
+sweep, the strategies, the CP loss, Table 1's rows). At ``cpu`` the reproduced results come from the strategy
+comparison instead (:mod:`cpnas.comparison`); this runs the same studies at any scale, e.g. ``paper`` on Slurm."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from cpnas.table_runs import default_table1_seeds, table1_runs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = study_parser("python -m cpnas.ablation", "Compute the missing runs of the ablation studies (notebook 05).",
+    p = study_parser("python -m cpnas.ablation", "Compute the missing runs of the ablation studies at their own sizes.",
                      tuple(ABLATION_SIZES))
     studies = ("table1", "beta", "beta-gap", "strategy", *LOSS_STUDIES)
     p.add_argument("--study", type=name_list((*studies, "all"), "study"), default=("all",),
