@@ -1,9 +1,9 @@
-"""The cells that finished searches found: their ops, whether two searches found the same, and
-whether a cell's share of convolutions goes with its trained accuracy (notebooks 03 and 05)."""
+"""The cells that the finished searches of an ablation study (:mod:`cpnas.ablation`) found: their ops, and
+whether two searches found the same."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 from cpnas.ablation import Run, beta_of
 
@@ -37,30 +37,6 @@ def genotype_table(runs: Sequence[Run], scale: str):
                     "conv share": sum(o in CONV_OPS for o in ops) / max(1, len(ops)),
                     "cells": hashlib.sha1(json.dumps(g.to_dict(), sort_keys=True).encode()).hexdigest()[:8]})
     return pd.DataFrame(out)
-
-
-def conv_share_vs_accuracy(table, rows: Sequence[dict[str, Any]]) -> tuple[Any, dict[str, Any]]:
-    """Each searched cell's convolution share next to its trained top-1, and Kendall's τ-b between them.
-
-    Tests the explanation that convolution-heavy 1-bit cells train worse at small budgets on
-    every searched cell trained at the small size: ``table`` is :func:`genotype_table` of the
-    runs (the β_P, ``gap_penalty`` and strategy studies), ``rows`` their results; each search is
-    paired with its own training (same study, label, seed). A cell found twice at one seed (the
-    β_P = 2 search is also the strategy study's CP-NAS; two β_P that rank every op alike) is
-    one training result and counted once. Returns the pairs and :func:`cpnas.stats.kendall`
-    (τ-b, its p-value and a percentile-bootstrap interval over cells).
-    """
-    import pandas as pd
-
-    from cpnas.stats import kendall
-
-    columns = ["study", "label", "seed", "cells", "conv share", "top1"]
-    acc = pd.DataFrame([{k: r[k] for k in ("study", "label", "seed", "top1")} for r in rows
-                        if r["study"] in ("beta", "beta-gap", "strategy")])
-    if len(table) == 0 or acc.empty:
-        return pd.DataFrame(columns=columns), kendall([], [])
-    merged = table.merge(acc, on=["study", "label", "seed"]).drop_duplicates(["cells", "seed"])[columns]
-    return merged.reset_index(drop=True), kendall(list(merged["conv share"]), list(merged["top1"]))
 
 
 def same_cells(table) -> list[tuple[float, ...]]:

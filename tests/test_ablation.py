@@ -256,35 +256,6 @@ def test_difference_is_welch_t_test_and_words_follow_it():
     assert stats.difference(rows, "s", "a", "missing")["p"] is None
 
 
-def test_search_cost_projection_to_the_papers_epoch_counts():
-    rows = [{"strategy": "cpnas", "search_wall_clock_s": 140.0, "search_epochs": 35},
-            {"strategy": "pcdarts", "search_wall_clock_s": 200.0, "search_epochs": 10},
-            {"strategy": "random", "search_wall_clock_s": 0.0, "search_epochs": 0}]
-    p = A.search_cost_projection(rows)
-    assert (p["paper_epochs_cpnas"], p["paper_epochs_pcdarts"]) == (105, 50)
-    assert p["ratio"] == pytest.approx(4.0 * 105 / (20.0 * 50))
-    with pytest.raises(CpnasError, match="no finished pcdarts search"):
-        A.search_cost_projection(rows[:1])
-
-
-def test_conv_share_vs_accuracy_pairs_each_search_with_its_training():
-    import pandas as pd
-
-    table = pd.DataFrame({"study": ["beta", "beta", "beta", "strategy", "strategy", "strategy"],
-                          "label": ["0", "2", "4", "cpnas", "random", "pcdarts"], "seed": [0] * 6,
-                          "cells": ["a", "b", "c", "b", "d", "e"], "conv share": [0.2, 0.5, 0.8, 0.5, 0.3, 0.9]})
-    rows = [{"study": "beta", "label": b, "seed": 0, "top1": t} for b, t in (("0", 30.0), ("2", 20.0), ("4", 10.0))]
-    rows += [{"study": "strategy", "label": s, "seed": 0, "top1": t}
-             for s, t in (("cpnas", 20.0), ("random", 25.0), ("pcdarts", 5.0))]
-    rows.append({"study": "loss", "label": "CP loss (Eq. 4)", "seed": 0, "top1": 99.0})  # no search: not a pair
-    merged, tau = cells.conv_share_vs_accuracy(table, rows)
-    # the β_P = 2 search is the strategy study's CP-NAS: one cell, one training, counted once
-    assert sorted(merged["cells"]) == ["a", "b", "c", "d", "e"]
-    assert tau["n"] == 5 and tau["tau"] == pytest.approx(-1.0) and tau["p"] < 0.05
-    empty, none = cells.conv_share_vs_accuracy(table.iloc[:0], rows)
-    assert empty.empty and none["tau"] is None
-
-
 def test_gap_penalty_runs_have_their_own_searches_and_trainings():
     gap = A.gap_runs(seeds=(0,))
     printed = A.beta_runs(seeds=(0,))

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -338,31 +337,3 @@ def specs(runs: Sequence[Run], scale: str, dataset: str = DEFAULT_DATASET) -> li
 READINGS: tuple[tuple[str, str], ...] = (("beta", "printed (z = A_C + β_P(A_P − A_C))"),
                                          ("beta-gap", "gap_penalty (z = A_C − β_P(A_P − A_C))"))
 """The two readings of Eq. 1 in Fig. 6 (left): the study holding each one's runs, and its formula."""
-
-
-def search_cost_projection(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The search time per epoch of the two strategies of :data:`SPEED_CLAIM`, projected to the paper's schedules.
-
-    The mean seconds per search epoch of each strategy's runs times its number of epochs at
-    ``paper`` (its :meth:`~cpnas.strategy_base.Strategy.plan`). Epochs of different kinds
-    (PC-DARTS' warm-up epochs are cheaper than its bilevel ones) make the projection exact only
-    when the runs had the paper's share of each kind. A scoring split larger next to its training
-    split than the paper's counts against the strategy that scores.
-    """
-    from cpnas.strategy_base import search_epochs
-
-    paper = get_config("paper")
-    paper_epochs = {name: search_epochs(name, paper) for name in SPEED_CLAIM}
-    out: dict[str, Any] = {}
-    for name in SPEED_CLAIM:
-        mine = [r for r in rows if r["strategy"] == name and r["search_wall_clock_s"] and r["search_epochs"]]
-        if not mine:
-            raise CpnasError(f"no finished {name} search among the rows")
-        out[f"epoch_s_{name}"] = statistics.fmean(r["search_wall_clock_s"] / r["search_epochs"] for r in mine)
-        out[f"epochs_{name}"] = statistics.fmean(r["search_epochs"] for r in mine)
-        out[f"paper_epochs_{name}"] = paper_epochs[name]
-    fast, slow = SPEED_CLAIM
-    out["ratio"] = (out[f"epoch_s_{fast}"] * paper_epochs[fast]) / (out[f"epoch_s_{slow}"] * paper_epochs[slow])
-    return out
-
-
