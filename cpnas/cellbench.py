@@ -231,7 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     p = study_parser("python -m cpnas.cellbench", __doc__.split("\n\n")[0], ("cpu", "smoke"))
     p.add_argument("--cells", default=None, help="comma-separated cell names (default: all, in training order)")
     p.add_argument("--no-replicates", action="store_true", help="seed 0 only")
-    p.add_argument("--table-only", action="store_true", help="write the table from the finished trainings")
+    tables = p.add_mutually_exclusive_group()
+    tables.add_argument("--table-only", action="store_true", help="write the table from the finished trainings")
+    tables.add_argument("--no-table", action="store_true",
+                        help="compute the runs only and leave tables/ as it is (e.g. runs that write into a checkout "
+                             "being edited)")
     args = p.parse_args(argv)
 
     def work():
@@ -243,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             todo = specs(cells, replicates=not args.no_replicates)
             runs.run_all(todo, get_config(args.scale), workers=args.jobs, data_root=args.data, desc="cell benchmark",
                          names=names(todo), load=False)
-        return write_table(args.scale)
+        return "tables/ left as it is (--no-table)" if args.no_table else write_table(args.scale)
 
     return run_study(p.prog, work)
 

@@ -420,7 +420,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0", help="comma-separated search seeds (default 0)")
     p.add_argument("--strategies", default=",".join(s for s, _ in STRATEGIES),
                    help=f"comma-separated, of {', '.join(s for s, _ in STRATEGIES)}")
-    p.add_argument("--table-only", action="store_true", help="write the table from the finished searches")
+    tables = p.add_mutually_exclusive_group()
+    tables.add_argument("--table-only", action="store_true", help="write the table from the finished searches")
+    tables.add_argument("--no-table", action="store_true",
+                        help="compute the runs only and leave tables/ as it is (e.g. runs that write into a checkout "
+                             "being edited)")
     args = p.parse_args(argv)
 
     def work() -> str:
@@ -440,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
             todo = searches(budgets, seeds, strategies)
             run_searches([s.spec for s in todo], get_config(args.scale), then=SCORING, workers=args.jobs,
                          data_root=args.data, desc="ranking searches", names=[s.label for s in todo])
-        return write_table(args.scale)
+        return "tables/ left as it is (--no-table)" if args.no_table else write_table(args.scale)
 
     return run_study(p.prog, work)
 

@@ -123,6 +123,21 @@ def test_a_ranking_search_is_a_search_then_its_scoring_in_one_job(tmp_path, monk
     assert [kw["search"].strategy for kw in jobs[0][0]] == ["rs"]
 
 
+@pytest.mark.parametrize("study", [cellbench, ranking], ids=["cellbench", "ranking"])
+def test_no_table_computes_the_runs_and_leaves_the_tables_alone(study, tmp_path, monkeypatch):
+    from cpnas import parallel
+
+    monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
+    jobs = []
+    monkeypatch.setattr(parallel, "run_jobs", lambda js, **k: jobs.append(js))
+    args = ["--cells", "darts_v2"] if study is cellbench else ["--budgets", "study", "--strategies", "rs"]
+    assert study.main([*args, "--no-table"]) == 0
+    assert jobs and not (tmp_path / "tables").exists()
+    assert study.main([*args]) == 0 and any((tmp_path / "tables").iterdir())
+    with pytest.raises(SystemExit):
+        study.main(["--no-table", "--table-only"])
+
+
 def test_every_committed_benchmark_training_ran_eager():
     """The ground truth trains every cell one way: no committed benchmark run was compiled."""
     from pathlib import Path
