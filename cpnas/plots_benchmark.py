@@ -1,4 +1,6 @@
-"""Figures of the cell benchmark (:mod:`cpnas.cellbench`) and of the search-ranking study (:mod:`cpnas.ranking`)."""
+"""Figures of the cell benchmark (:mod:`cpnas.cellbench`), the search-ranking study (:mod:`cpnas.ranking`) and the
+strategy comparison (:mod:`cpnas.comparison`). Each returns a :class:`matplotlib.figure.Figure` (no pyplot state:
+a notebook shows it once, as the cell's value)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ from typing import Any
 def benchmark_distribution(df, *, title: str | None = None):
     """Top-1 of every benchmark architecture (the mean over its seeds, a bar over its seeds' range), sorted,
     the uniform draws grey, the published cells and the searched cells marked."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    fig = Figure(figsize=(7.5, 3.4))
+    ax = fig.subplots()
     if df.empty:
         ax.text(0.5, 0.5, "no finished benchmark training", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
@@ -41,17 +44,18 @@ def benchmark_distribution(df, *, title: str | None = None):
 
 def ranking_vs_minutes(df, *, title: str | None = None):
     """Kendall τ-b of each strategy's scores against the benchmark, against the search's minutes (95 % CI bars)."""
-    import matplotlib.pyplot as plt
-
+    import matplotlib
+    from matplotlib.figure import Figure
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    fig = Figure(figsize=(8, 3.8))
+    ax = fig.subplots()
     ax.axhline(0, color="0.7", lw=0.8)
     if df.empty:
         ax.text(0.5, 0.5, "no finished ranking search", ha="center", va="center", transform=ax.transAxes)
         return fig
     markers = dict(zip(sorted(df["strategy"].unique()), "osD^v<>"))
-    colors = plt.get_cmap("tab20").colors
+    colors = matplotlib.colormaps["tab20"].colors
     for k, ((strategy, score), grp) in enumerate(df.groupby(["strategy", "score"], sort=False)):
         grp = grp.sort_values("search_minutes")
         yerr = [grp["tau"] - grp["ci_low"], grp["ci_high"] - grp["tau"]]
@@ -77,10 +81,11 @@ def strategy_dots(values: dict[Any, Any], *, labels: dict[Any, str] | None = Non
     an arm (or a β_P) to its top-1s (:func:`cpnas.comparison.arm_values`, :func:`cpnas.comparison.beta_values`)."""
     import statistics
 
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     arms = [k for k, v in values.items() if len(v)]
-    fig, ax = plt.subplots(figsize=(7, 1.4 + 0.5 * max(1, len(arms))))
+    fig = Figure(figsize=(7, 1.4 + 0.5 * max(1, len(arms))))
+    ax = fig.subplots()
     if not arms:
         ax.text(0.5, 0.5, "no found cell is trained yet", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()

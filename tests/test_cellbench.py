@@ -152,3 +152,20 @@ def test_every_committed_benchmark_training_ran_eager():
         if flag:
             compiled.append(str(path.relative_to(root)))
     assert records and not compiled, compiled
+
+
+def test_benchmark_figures_draw_data_and_say_when_there_is_none():
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from cpnas import plots_benchmark as P
+
+    bench = pd.DataFrame({"architecture": ["uniform-00", "uniform-01", "darts_v2"], "top1": [40.0, 45.0, 44.0],
+                          "source": ["uniform", "uniform", "published (Liu et al. 2019)"], "seed": [0, 0, 0]})
+    fig = P.benchmark_distribution(bench)
+    assert isinstance(fig, Figure) and len(fig.axes[0].collections) == 3  # one marker per architecture
+    dots = P.strategy_dots({"cpnas": [41.0, 43.0], "random": [40.0, 45.0, 42.0], "rs": []},
+                           labels={"cpnas": "CP-NAS"})
+    assert [t.get_text() for t in dots.axes[0].get_yticklabels()] == ["CP-NAS", "random"]  # an empty arm is left out
+    for empty in (P.benchmark_distribution(bench.iloc[:0]), P.strategy_dots({})):
+        assert "no " in empty.axes[0].texts[0].get_text()
