@@ -295,14 +295,15 @@ def test_train_help_describes_the_default_recipe(capsys):
 def test_a_strategys_own_section_serializes_where_committed_runs_have_it():
     """PC-DARTS's settings are its own section, and a run's config.json still holds them under ``search``:
     every committed search's configuration has exactly the keys a configuration has now."""
+    from cpnas import ranking
     from cpnas.paths import project_root
     from cpnas.pcdarts import PCDartsSettings
 
-    stored = [json.loads(p.read_text())["config"] for p in sorted(project_root().glob("results/*/ablation/search/"
-                                                                                      "pcdarts/seed*/config.json"))]
+    stored = {p.parent.parent.name.removeprefix("pcdarts-"): json.loads(p.read_text())["config"]
+              for p in sorted(project_root().glob("results/cpu/ranking/search/pcdarts-*/seed0/config.json"))}
     assert stored, "no committed PC-DARTS search"
-    for config in stored:
-        now = get_config(config["scale"]).to_dict()
+    for budget, config in stored.items():  # the ranking's searches: the cpu preset with their budget's sizes
+        now = ranking.search_config("cpu", ranking.RankSearch("pcdarts", budget)).to_dict()
         assert set(config["search"]) == set(now["search"])
         assert {k: config["search"][k] for k in ("pc_epochs", "pc_partial_k")} == \
             {k: now["search"][k] for k in ("pc_epochs", "pc_partial_k")}

@@ -63,7 +63,7 @@ def toy():
 
 def test_a_registered_toy_strategy_runs_through_search_dry_run_and_labels(toy, tmp_path, capsys):
     from cpnas.cli import main
-    from cpnas.plots_ablation import _label
+    from cpnas.strategy_base import label_of
     from cpnas.tables import search_method
 
     assert main(["search", "--strategy", "toy", "--scale", "smoke", "--dry-run"]) == 0
@@ -74,7 +74,7 @@ def test_a_registered_toy_strategy_runs_through_search_dry_run_and_labels(toy, t
     assert json.loads((out / "history.json").read_text()) == [
         {"epoch": 0, "wall_clock": pytest.approx(0, abs=60)}, {"epoch": 1, "wall_clock": pytest.approx(0, abs=60)}]
     assert (out / "complete.json").is_file()
-    assert search_method("toy") == "Toy method" and _label("toy") == "Toy!"
+    assert search_method("toy") == "Toy method" and label_of("toy") == "Toy!"
 
 
 def test_a_toy_strategy_runs_through_a_study_a_table_and_a_claims_row(toy, tmp_path, monkeypatch, capsys):
