@@ -422,9 +422,7 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"comma-separated, of {', '.join(s for s, _ in STRATEGIES)}")
     tables = p.add_mutually_exclusive_group()
     tables.add_argument("--table-only", action="store_true", help="write the table from the finished searches")
-    tables.add_argument("--no-table", action="store_true",
-                        help="compute the runs only and leave tables/ as it is (e.g. runs that write into a checkout "
-                             "being edited)")
+    tables.add_argument("--no-table", action="store_true", help="compute the runs only; leave tables/ as it is")
     args = p.parse_args(argv)
 
     def work() -> str:
