@@ -95,8 +95,13 @@ REPLICATED = ("darts_v2", "pcdarts_paper", "uniform-00", "uniform-01", "uniform-
 """Cells trained at every seed of :data:`SEEDS` (the training noise); the others at seed 0."""
 
 
+def searched_name(study: str, search: str, seed: int | str) -> str:
+    """The benchmark name of the cell that ``study``'s search folder ``search`` found at ``seed``."""
+    return f"{study}-{search}-s{seed}"
+
+
 def searched_cells(scale: str) -> tuple[BenchCell, ...]:
-    """Every cell a finished search of the ranking and strategy studies found, named ``<search>-s<seed>``."""
+    """Every cell a finished search of the ranking and strategy studies found (:func:`searched_name`)."""
     from cpnas.genotype import load_genotype
 
     cells = []
@@ -104,7 +109,8 @@ def searched_cells(scale: str) -> tuple[BenchCell, ...]:
         root = runs.study_dir(scale, study) / "search"
         for path in sorted(root.glob("*/seed*/genotype.json")):
             search, seed = path.parent.parent.name, path.parent.name.removeprefix("seed")
-            cells.append(BenchCell(f"{study}-{search}-s{seed}", load_genotype(path), f"searched: {study}/{search}"))
+            cells.append(BenchCell(searched_name(study, search, seed), load_genotype(path),
+                                   f"searched: {study}/{search}"))
     return tuple(cells)
 
 

@@ -87,7 +87,7 @@ ARM_TITLES = {"cpnas": "CP-NAS", "bnas": "BNAS†", "pcdarts": "PC-DARTS", "rs":
               "random": "random sampling"}
 """The strategy comparison's arms (:data:`cpnas.comparison_plan.ARMS`) in prose."""
 
-_PRIMARY_CLAIMS = {
+PRIMARY_CLAIMS: dict[str, tuple[str, str]] = {
     "random": ("Fig. 6 (right): CP-NAS beats random sampling (the benchmark's uniform cells)", "a figure, no numbers"),
     "rs": ("CP-NAS beats random search at its compute (weight sharing; Li & Talwalkar, 2019; beyond the paper)",
            "not compared"),
@@ -95,6 +95,7 @@ _PRIMARY_CLAIMS = {
              "a figure, no numbers"),
     "pcdarts": ("Fig. 6 (right): CP-NAS beats PC-DARTS", "a figure, no numbers"),
 }
+"""The primary family's claims (:func:`strategy_claims`): the arm CP-NAS is compared with → (claim, the paper)."""
 
 
 def _judged_family(values: Mapping[Any, Sequence[float]], family: Sequence[tuple[Any, Any, int]]
@@ -115,7 +116,7 @@ def strategy_claims(values: Mapping[str, Sequence[float]], scale_note: str) -> l
 
     out = []
     for (a, b, _), v in zip(PRIMARY, _judged_family(values, PRIMARY)):
-        claim, paper = _PRIMARY_CLAIMS[b]
+        claim, paper = PRIMARY_CLAIMS[b]
         out.append(_row(claim, paper, f"{ARM_TITLES[a]}: {_summary(list(values.get(a, ())))}; {ARM_TITLES[b]}: "
                                       f"{_summary(list(values.get(b, ())))}", v, scale_note))
     return out

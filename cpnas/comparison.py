@@ -167,6 +167,22 @@ def search_arms(budget: str, seeds: Sequence[int], arms: Sequence[str] = ("cpnas
     return specs
 
 
+def search_folders(scale: str, budget: str, strategy: str, beta: float | None) -> list[tuple[str, Any]]:
+    """``(benchmark cell name, search folder)`` of every search of ``strategy`` at ``beta`` and ``budget`` that
+    the comparison has started, by seed (the cell is in the benchmark once the search has finished)."""
+    from cpnas import runs
+    from cpnas.cellbench import searched_name
+
+    name = runs.search_name(strategy, beta, variant=budget)
+    return [(searched_name(STUDY, name, folder.name.removeprefix("seed")), folder)
+            for folder in sorted((runs.study_dir(scale, STUDY) / "search" / name).glob("seed*"))]
+
+
+def any_found(values: dict[Any, Sequence[float]]) -> bool:
+    """Whether a search arm (or β_P) of ``values`` has a trained cell; random sampling's cells do not count."""
+    return any(len(v) for k, v in values.items() if k != "random")
+
+
 def arm_values(scale: str, budget: str) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """``(top-1s, search minutes)`` per arm: each found cell's seed-0 benchmark training, and for ``random``
     the uniform cells' seed-0 trainings."""
@@ -179,13 +195,10 @@ def arm_values(scale: str, budget: str) -> tuple[dict[str, list[float]], dict[st
     top1 = dict(zip(df.architecture, df.top1))
     values: dict[str, list[float]] = {"random": [v for a, v in top1.items() if a.startswith("uniform-")]}
     minutes: dict[str, list[float]] = {}
-    root = runs.study_dir(scale, STUDY) / "search"
     for arm, (strategy, beta) in ARMS.items():
         if strategy is None:
             continue
-        name = runs.search_name(strategy, beta, variant=budget)
-        for folder in sorted(root.glob(f"{name}/seed*")):
-            cell = f"{STUDY}-{name}-s{folder.name.removeprefix('seed')}"
+        for cell, folder in search_folders(scale, budget, strategy, beta):
             if cell in top1:
                 values.setdefault(arm, []).append(top1[cell])
                 minutes.setdefault(arm, []).append(read_json(folder / runs.COST)["wall_clock_s"] / 60)
@@ -219,18 +232,13 @@ def chosen_budget(scale: str) -> dict[str, Any]:
 
 def beta_values(scale: str, budget: str) -> dict[float, list[float]]:
     """Top-1 of the found cells per β_P of :data:`BETAS` (0 and 2 are the BNAS† and CP-NAS arms)."""
-    from cpnas import runs
     from cpnas.cellbench import frame
 
     df = frame(scale)
     top1 = dict(zip(df[df.seed == 0].architecture, df[df.seed == 0].top1))
     out: dict[float, list[float]] = {}
     for beta in BETAS:
-        strategy, b = search_for_beta(beta)
-        name = runs.search_name(strategy, b, variant=budget)
-        root = runs.study_dir(scale, STUDY) / "search" / name
-        for folder in sorted(root.glob("seed*")):
-            cell = f"{STUDY}-{name}-s{folder.name.removeprefix('seed')}"
+        for cell, _ in search_folders(scale, budget, *search_for_beta(beta)):
             if cell in top1:
                 out.setdefault(beta, []).append(top1[cell])
     return out
@@ -245,10 +253,10 @@ def conv_share_test(scale: str, budget: str) -> dict[str, Any]:
 
     betas, shares = [], []
     for beta in BETAS:
-        strategy, b = search_for_beta(beta)
-        name = runs.search_name(strategy, b, variant=budget)
-        for path in sorted((runs.study_dir(scale, STUDY) / "search" / name).glob("seed*/" + runs.GENOTYPE)):
-            g = load_genotype(path)
+        for _, folder in search_folders(scale, budget, *search_for_beta(beta)):
+            if not (folder / runs.GENOTYPE).is_file():
+                continue
+            g = load_genotype(folder / runs.GENOTYPE)
             edges = sum(len(g.cell(kind)[0]) for kind in ("normal", "reduce"))
             betas.append(beta)
             shares.append(conv_ops(g) / edges)
@@ -281,7 +289,7 @@ def write_tables(scale: str, budget: str) -> str:
     from cpnas.paths import save_table
 
     values, minutes = arm_values(scale, budget)
-    if not any(values.get(arm) for arm, (strategy, _) in ARMS.items() if strategy is not None):
+    if not any_found(values):
         raise CpnasError(f"no found cell of the strategy comparison at budget {budget!r} is trained yet")
     arms = pd.DataFrame(arm_rows(values, minutes), columns=list(TABLE_COLUMNS))
     rows = verdict_rows(values, beta_values(scale, budget))
@@ -312,12 +320,11 @@ def search_minutes_per_epoch(scale: str, budget: str) -> dict[str, list[float]]:
     from cpnas import runs
     from cpnas.io import read_json
 
-    root = runs.study_dir(scale, STUDY) / "search"
     out: dict[str, list[float]] = {}
     for arm, (strategy, beta) in ARMS.items():
         if strategy is None:
             continue
-        for folder in sorted((root / runs.search_name(strategy, beta, variant=budget)).glob("seed*")):
+        for _, folder in search_folders(scale, budget, strategy, beta):
             seconds = runs.recorded_thread_seconds(folder, "search")
             epochs = read_json(folder / runs.COST).get("epochs") if seconds is not None else None
             if epochs:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cpnas.comparison import (ARMS, TABLE_COLUMNS, VERDICT_COLUMNS, arm_rows, arm_values, beta_values,
+from cpnas.comparison import (TABLE_COLUMNS, VERDICT_COLUMNS, any_found, arm_rows, arm_values, beta_values,
                               budget_state, verdict_rows, write_tables)
 
 
@@ -38,7 +38,7 @@ def report(scale: str, part: str) -> str:
     note = f"`{scale}` training budget; searches at the `{budget}` budget"
     if part == "strategies":
         values, minutes = arm_values(scale, budget)
-        if not any(values.get(arm) for arm, (strategy, _) in ARMS.items() if strategy is not None):
+        if not any_found(values):
             return f"{head} No found cell is trained yet."
         arms = pd.DataFrame(arm_rows(values, minutes), columns=list(TABLE_COLUMNS))
         verdicts = pd.DataFrame([{k: r.get(k) for k in VERDICT_COLUMNS}
@@ -75,7 +75,7 @@ def figure(scale: str, part: str):
     title = f"at the `{budget}` search budget"
     if part in ("strategies", "beta"):
         values = arm_values(scale, budget)[0] if part == "strategies" else beta_values(scale, budget)
-        if not any(len(v) for k, v in values.items() if k != "random"):
+        if not any_found(values):
             return None
         labels = ARM_TITLES if part == "strategies" else {b: f"β_P = {b:g}" for b in values}
         return strategy_dots(values, labels=labels,

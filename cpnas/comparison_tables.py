@@ -46,10 +46,10 @@ def found_cell(scale: str, budget: str, arm: str, seed: int):
     """The benchmark cell (:class:`cpnas.cellbench.BenchCell`) that the comparison's ``arm`` search at ``seed``
     found at ``budget``; ``None`` until that search has finished."""
     from cpnas import runs
-    from cpnas.cellbench import searched_cells
+    from cpnas.cellbench import searched_cells, searched_name
 
     strategy, beta = ARMS[arm]
-    name = f"{STUDY}-{runs.search_name(strategy, beta, variant=budget)}-s{seed}"
+    name = searched_name(STUDY, runs.search_name(strategy, beta, variant=budget), seed)
     return next((c for c in searched_cells(scale) if c.name == name), None)
 
 

@@ -84,13 +84,10 @@ factor)``, the ratio of supernet training between them (:data:`cpnas.ranking.BUD
 
 def comparison_budget(scale: str) -> tuple[str, bool]:
     """``(budget, decided)``: the ranking's choice once the ranking is finished, else ``cpu``."""
-    from cpnas.comparison import chosen_budget
-    from cpnas.errors import CpnasError
+    from cpnas.comparison import budget_state
 
-    try:
-        return chosen_budget(scale)["budget"], True
-    except CpnasError:
-        return "cpu", False
+    budget = budget_state(scale)["budget"]
+    return budget or "cpu", budget is not None
 
 
 def rows(scale: str, budget: str | None = None) -> list[dict[str, Any]]:

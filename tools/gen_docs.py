@@ -125,9 +125,9 @@ def glance_figure() -> str:
 def glance_table() -> str:
     """Results at a glance: the strategy comparison's primary family and Table 3 (exact arithmetic), then
     the cell benchmark and the search ranking."""
-    from cpnas.claims import collect, markdown, strategy_claims
+    from cpnas.claims import PRIMARY_CLAIMS, collect, markdown
 
-    primary = {r["claim"] for r in strategy_claims({}, "")}
+    primary = {claim for claim, _ in PRIMARY_CLAIMS.values()}
     rows = [r for r in collect("cpu") if r["claim"] in primary or r["claim"].startswith("Table 3")]
     return markdown(rows) + "\n\n" + cellbench_summary() + "\n\n" + ranking_glance()
 
