@@ -124,7 +124,8 @@ def percentile(top1: float, benchmark: Sequence[float]) -> float:
 
 def arm_rows(values: dict[str, Sequence[float]], minutes: dict[str, Sequence[float]] | None = None
              ) -> list[dict[str, Any]]:
-    """Per arm: n, mean ± std, RI over random sampling with its interval, mean percentile, search minutes."""
+    """Per arm: n, mean ± std, RI over random sampling with its interval, mean percentile, and the mean search
+    thread-minutes of its searches (``minutes``, :func:`arm_values`)."""
     random = list(values.get("random", ()))
     rows = []
     for arm in ARMS:
@@ -137,7 +138,7 @@ def arm_rows(values: dict[str, Sequence[float]], minutes: dict[str, Sequence[flo
         rows.append({"arm": arm, "n": len(xs), "top1_mean": statistics.fmean(xs),
                      "top1_std": statistics.stdev(xs) if len(xs) > 1 else float("nan"), **ri,
                      "percentile": statistics.fmean(percentile(x, random) for x in xs) if random else float("nan"),
-                     "search_minutes": statistics.fmean(mins) if mins else float("nan")})
+                     "search_thread_minutes": statistics.fmean(mins) if mins else float("nan")})
     return rows
 
 
@@ -184,11 +185,12 @@ def any_found(values: dict[Any, Sequence[float]]) -> bool:
 
 
 def arm_values(scale: str, budget: str) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """``(top-1s, search minutes)`` per arm: each found cell's seed-0 benchmark training, and for ``random``
-    the uniform cells' seed-0 trainings."""
+    """``(top-1s, search thread-minutes)`` per arm: each found cell's seed-0 benchmark training, and for
+    ``random`` the uniform cells' seed-0 trainings; the minutes are each search's recorded CPU time over all
+    its threads (:func:`cpnas.runs.recorded_thread_seconds`), not its wall-clock, which counts the waits
+    for a core that other runs hold."""
     from cpnas import runs
     from cpnas.cellbench import frame
-    from cpnas.io import read_json
 
     df = frame(scale)
     df = df[df.seed == 0]
@@ -201,7 +203,9 @@ def arm_values(scale: str, budget: str) -> tuple[dict[str, list[float]], dict[st
         for cell, folder in search_folders(scale, budget, strategy, beta):
             if cell in top1:
                 values.setdefault(arm, []).append(top1[cell])
-                minutes.setdefault(arm, []).append(read_json(folder / runs.COST)["wall_clock_s"] / 60)
+                seconds = runs.recorded_thread_seconds(folder, "search")
+                if seconds is not None:
+                    minutes.setdefault(arm, []).append(seconds / 60)
     return values, minutes
 
 
@@ -272,7 +276,8 @@ def verdict_rows(values: dict[str, Sequence[float]], betas: dict[float, Sequence
     return rows
 
 
-TABLE_COLUMNS = ("arm", "n", "top1_mean", "top1_std", "ri", "ri_ci_low", "ri_ci_high", "percentile", "search_minutes")
+TABLE_COLUMNS = ("arm", "n", "top1_mean", "top1_std", "ri", "ri_ci_low", "ri_ci_high", "percentile",
+                 "search_thread_minutes")
 VERDICT_COLUMNS = ("family", "a", "b", "test", "n_a", "n_b", "diff", "ci_low", "ci_high", "p", "p_adjusted",
                    "mde_holm", "verdict")
 

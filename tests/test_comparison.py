@@ -48,7 +48,7 @@ def test_relative_improvement_and_percentile():
     assert r["ri"] == pytest.approx(10.0) and r["ri_ci_low"] <= 10.0 <= r["ri_ci_high"]
     assert comparison.percentile(41.0, [40.0, 41.0, 42.0, 39.0]) == pytest.approx(62.5)
     rows = comparison.arm_rows({"cpnas": [44.0, 46.0], "random": [40.0, 40.0, 40.0]}, {"cpnas": [60.0, 70.0]})
-    assert [r["arm"] for r in rows] == ["cpnas", "random"] and rows[0]["search_minutes"] == 65.0
+    assert [r["arm"] for r in rows] == ["cpnas", "random"] and rows[0]["search_thread_minutes"] == 65.0
 
 
 def test_the_plan_runs_the_primary_arms_first_and_the_betas_last():
