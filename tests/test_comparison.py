@@ -121,3 +121,66 @@ def test_verdict_rows_keep_the_families_apart_and_say_their_test():
     assert all(r["family_size"] == (4 if r["family"] == "primary" else 2) for r in rows)
     primary = {r["b"]: r for r in rows if r["family"] == "primary"}
     assert primary["random"]["verdict"] == "supported" and primary["random"]["p_adjusted"] >= primary["random"]["p"]
+
+
+def test_the_runner_goes_phase_by_phase_then_follows_the_stopping_rule_to_its_cap(tmp_path, monkeypatch):
+    """``comparison.run`` with the searches and trainings faked: each phase's searches run, then their cells
+    are trained; then rounds of the stopping rule add one seed to each arm of a contrast whose Holm-level
+    MDE stays above the limit, until the cap; every cell is trained once; Table 1 and the loss study last."""
+    import random
+
+    from cpnas import cellbench, comparison_tables, runs
+    from cpnas.io import write_json
+
+    monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
+    rng = random.Random(0)
+    for cell in cellbench.fixed_cells():  # random sampling: the benchmark's uniform cells, already trained
+        out = cellbench.run_spec(cell).out("cpu")
+        out.mkdir(parents=True)
+        write_json(out / runs.METRICS, {"seed": 0, "top1": 45.0 + rng.gauss(0, 3), "wall_clock_s": 60.0})
+
+    rounds: list[list[tuple[str, float | None, int]]] = []
+    trained: list[str] = []
+
+    def fake_searches(specs, cfg, **kw):  # like runs.run_searches: a finished search is only read
+        todo = [s for s in specs if not (s.out("cpu") / runs.GENOTYPE).exists()]
+        rounds.append([(s.strategy, s.beta_p, s.seed) for s in todo])
+        for s in todo:
+            out = s.out("cpu")
+            out.mkdir(parents=True)
+            cellbench.uniform_genotype(len(trained) + 100 * s.seed + 7).save(out / runs.GENOTYPE)
+            write_json(out / runs.COST, {"wall_clock_s": 120.0, "cpu_s": 60.0, "epochs": 35})
+
+    def fake_trainings(specs, cfg, **kw):  # like runs.run_all: a finished training is only read
+        for s in specs:
+            if (s.out("cpu") / runs.METRICS).exists():
+                continue
+            trained.append(str(s.out("cpu")))
+            s.out("cpu").mkdir(parents=True)
+            # CP-NAS's cells scatter widely, so its contrasts stay wide and the rule extends them to the cap
+            spread = 8.0 if "cpnas-beta2" in str(s.out("cpu")) else 1.0
+            write_json(s.out("cpu") / runs.METRICS, {"seed": s.seed, "top1": 45.0 + rng.gauss(0, spread),
+                                                     "wall_clock_s": 60.0})
+
+    tables = []
+    monkeypatch.setattr(runs, "run_searches", fake_searches)
+    monkeypatch.setattr(runs, "run_all", fake_trainings)
+    monkeypatch.setattr(comparison_tables, "run", lambda *a, **kw: tables.append(a))
+    comparison.run("cpu", "study")
+
+    first, second = ({(st, b) for st, b, _ in r} for r in rounds[:2])
+    assert first == {("cpnas", 2.0), ("rs", None)} and second == {("bnas", None), ("pcdarts", None)}
+    assert [len(r) for r in rounds[:2]] == [2 * comparison.MIN_SEEDS] * 2
+    # the last phase: the extra β_P, with the stopping rule's first seeds beside them
+    betas = sorted((b, seed) for st, b, seed in rounds[2] if st == "cpnas" and b != 2.0)
+    assert betas == sorted((b, seed) for b in (1.0, 4.0) for seed in range(comparison.BETA_SEEDS))
+    extra = [(st, seed) for r in rounds[2:] for st, b, seed in r if b not in (1.0, 4.0)]
+    assert extra and all(seed >= comparison.MIN_SEEDS for _, seed in extra)
+    search_arms = [a for a, (strategy, _) in comparison.ARMS.items() if strategy is not None]
+    assert all(len(r) <= len(search_arms) for r in rounds[3:])  # at most one seed per arm and round
+    values, minutes = comparison.arm_values("cpu", "study")
+    assert len(values["cpnas"]) == comparison.MAX_SEEDS  # the wide arm was extended to the cap, and no further
+    assert all(comparison.MIN_SEEDS <= len(values[a]) <= comparison.MAX_SEEDS for a in ("rs", "bnas", "pcdarts"))
+    assert minutes["cpnas"] == [1.0] * comparison.MAX_SEEDS  # recorded thread-minutes, not the wall-clock
+    assert len(trained) == len(set(trained)) == sum(len(r) for r in rounds)  # each found cell trained once
+    assert tables == [("cpu", "study")]
