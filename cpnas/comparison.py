@@ -7,7 +7,9 @@ Written before any of its runs, so that the analysis cannot follow the data.
 training budget and joins the cell benchmark (:mod:`cpnas.cellbench`, study
 :data:`STUDY`); the top-1 of an arm is that of its cells:
 
-* ``cpnas`` — CP-NAS at β_P = 2; ``bnas`` — BNAS† (β_P = 0); ``pcdarts`` — PC-DARTS;
+* ``cpnas`` — CP-NAS at β_P = 2; ``bnas`` — BNAS† (β_P = 0); ``pcdarts`` — PC-DARTS, whose
+  architecture learning rate is raised where the budget gives α fewer steps than PC-DARTS's own
+  schedule (:func:`pcdarts_overrides`);
   ``rs`` — random search with weight sharing at CP-NAS's compute (:mod:`cpnas.randomsearch`);
 * ``random`` — random sampling: the benchmark's uniform cells (no search).
 
@@ -48,7 +50,7 @@ from typing import Any, Sequence
 from cpnas.strategy_base import search_for_beta
 
 from cpnas.comparison_plan import (ALPHA, ARMS, BETA_FAMILY, BETA_SEEDS, BETAS, MAX_SEEDS,  # noqa: F401
-                                   MDE_LIMIT, MIN_SEEDS, PHASES, PRIMARY, STUDY)
+                                   MDE_LIMIT, MIN_SEEDS, PC_ARCH_TRAVEL, PHASES, PRIMARY, STUDY)
 
 
 def contrast(values: dict[str, Sequence[float]], a: str, b: str) -> dict[str, Any]:
@@ -145,6 +147,34 @@ def arm_rows(values: dict[str, Sequence[float]], minutes: dict[str, Sequence[flo
 # --------------------------------------------------------------------------- runs
 
 
+def pcdarts_overrides(budget: str) -> dict[str, Any]:
+    """The search size of ``budget`` (:data:`cpnas.ranking.BUDGETS`) for the comparison's PC-DARTS, with its
+    architecture learning rate raised, where needed, so that learning rate × architecture steps reaches
+    PC-DARTS's own schedule (:data:`PC_ARCH_TRAVEL`).
+
+    The budgets give PC-DARTS's supernet the weight training of CP-NAS's Child, so α takes far fewer
+    steps than in PC-DARTS's schedule; at the paper's 6×10⁻⁴ it then ends next to uniform, and the
+    cells it derives are not searched. Steps: one per batch of the search-train split after the
+    warm-up epochs. A budget with as many steps keeps the paper's rate.
+    """
+    import math
+
+    from cpnas.config import get_config
+    from cpnas.pcdarts import PCDartsSettings
+    from cpnas.ranking import BUDGETS
+    from cpnas.runs import apply, overrides
+    from cpnas.searchbench import CIFAR_TRAIN
+
+    over = dict(BUDGETS[budget])
+    cfg = apply(get_config("cpu"), overrides(over))
+    pc = cfg.section(PCDartsSettings)
+    steps = (pc.pc_epochs - pc.pc_warmup_epochs) * math.ceil(round(cfg.search.train_fraction * CIFAR_TRAIN)
+                                                             / pc.pc_batch_size)
+    if steps * pc.pc_arch_lr < PC_ARCH_TRAVEL:
+        over["search.pc_arch_lr"] = PC_ARCH_TRAVEL / steps
+    return over
+
+
 def search_arms(budget: str, seeds: Sequence[int], arms: Sequence[str] = ("cpnas", "bnas", "pcdarts", "rs"),
                 betas: Sequence[float] = ()) -> list[Any]:
     """The searches of ``arms`` (and of CP-NAS at the extra ``betas``) at ``budget``, seed-major."""
@@ -160,7 +190,8 @@ def search_arms(budget: str, seeds: Sequence[int], arms: Sequence[str] = ("cpnas
         for arm in arms:
             strategy, beta = ARMS[arm]
             if strategy is not None:
-                specs.append(runs.SearchSpec(strategy, seed=seed, beta_p=beta, overrides=runs.overrides(BUDGETS[budget]),
+                over = pcdarts_overrides(budget) if strategy == "pcdarts" else BUDGETS[budget]
+                specs.append(runs.SearchSpec(strategy, seed=seed, beta_p=beta, overrides=runs.overrides(over),
                                           study=STUDY, variant=budget))
         for beta in betas:
             specs.append(runs.SearchSpec("cpnas", seed=seed, beta_p=float(beta), overrides=runs.overrides(BUDGETS[budget]),

@@ -20,6 +20,12 @@ PRIMARY: tuple[tuple[str, str, int], ...] = (("cpnas", "random", +1), ("cpnas", 
                                              ("cpnas", "pcdarts", +1))
 """The primary family: ``(a, b, paper sign)`` for a − b."""
 
+PC_ARCH_TRAVEL = 6e-4 * 35 * 98
+"""PC-DARTS's own architecture schedule (Xu et al., 2020, §4.2): Adam at 6×10⁻⁴ on α for the 35 epochs
+after the 15 of warm-up, 98 batches each (25,000 images in batches of 256). The product, learning rate ×
+architecture steps, is how far α can travel; the comparison's PC-DARTS gets at least that
+(:func:`cpnas.comparison.pcdarts_overrides`)."""
+
 BETAS: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0)
 """Fig. 6 (left): the β_P values searched (0 and 2 are the BNAS† and CP-NAS arms)."""
 

@@ -184,3 +184,31 @@ def test_the_runner_goes_phase_by_phase_then_follows_the_stopping_rule_to_its_ca
     assert minutes["cpnas"] == [1.0] * comparison.MAX_SEEDS  # recorded thread-minutes, not the wall-clock
     assert len(trained) == len(set(trained)) == sum(len(r) for r in rounds)  # each found cell trained once
     assert tables == [("cpu", "study")]
+
+
+def test_pcdarts_alpha_gets_at_least_the_travel_of_its_own_schedule_at_every_budget():
+    """lr × architecture steps ≥ PC-DARTS's 6e-4 × 35 × 98, and equal to it unless the paper's rate is kept
+    where the budget already has the steps; only the comparison's PC-DARTS searches get the raised rate."""
+    import math
+
+    from cpnas.config import get_config
+    from cpnas.pcdarts import PCDartsSettings
+    from cpnas.ranking import BUDGETS
+    from cpnas.runs import apply, overrides
+
+    rates = {}
+    for budget in BUDGETS:
+        over = comparison.pcdarts_overrides(budget)
+        pc = apply(get_config("cpu"), overrides(over)).section(PCDartsSettings)
+        steps = (pc.pc_epochs - pc.pc_warmup_epochs) * math.ceil(
+            round(BUDGETS[budget].get("search.train_fraction", get_config("cpu").search.train_fraction) * 50_000)
+            / pc.pc_batch_size)
+        assert pc.pc_arch_lr * steps == pytest.approx(max(comparison.PC_ARCH_TRAVEL, 6e-4 * steps))
+        rates[budget] = pc.pc_arch_lr
+    assert rates["study"] > rates["cpu"] > rates["large"] == 6e-4
+    specs = comparison.search_arms("study", [0])
+    lr = {s.strategy: dict(s.overrides).get("search.pc_arch_lr") for s in specs}
+    assert lr["pcdarts"] == rates["study"] and lr["cpnas"] is None and lr["rs"] is None
+    with open(__file__.replace("tests/test_comparison.py", "docs/deviations.md"), encoding="utf-8") as f:
+        row = next(line for line in f if line.startswith("| PC-DARTS's architecture learning rate"))
+    assert f"{rates['study'] * 1e3:.2f}×10⁻³" in row and f"{rates['cpu'] * 1e3:.2f}×10⁻³" in row
