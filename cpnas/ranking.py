@@ -77,7 +77,9 @@ BUDGETS: dict[str, dict[str, Any]] = {
               "search.pc_epochs": 70, "search.pc_warmup_epochs": 20, "search.pc_batch_size": 16},
 }
 """Search size overrides on the ``cpu`` preset, cheapest first. PC-DARTS gets the same supernet training
-(images × epochs) as CP-NAS's Child at each budget, in batches of 16 so that α takes enough steps to move."""
+(images × epochs) as CP-NAS's Child at each budget, in batches of 16 for more architecture steps; at its
+paper's learning rate α still moves little at the two smaller budgets (notebook 05's α-movement table),
+which is why the strategy comparison raises that rate (:func:`cpnas.comparison.pcdarts_overrides`)."""
 
 STRATEGIES: tuple[tuple[str, float | None], ...] = (("cpnas", 2.0), ("bnas", None), ("pcdarts", None), ("rs", None))
 """``(strategy, β_P)`` of the searches ranked at every budget."""
