@@ -63,3 +63,27 @@ def test_kendall_tau_with_interval():
     assert out["tau"] == pytest.approx(1.0) and out["n"] == 6 and out["p"] < 0.01
     assert out["ci_low"] <= 1.0 <= out["ci_high"] + 1e-12
     assert stats.kendall([1, 2], [2, 1])["tau"] is None
+
+
+def test_the_batched_tau_b_is_scipys_on_every_resample_ties_and_constant_rows_included():
+    import numpy as np
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 6, (300, 17)).astype(float)  # many ties
+    y = x + rng.normal(0, 2, x.shape).round()
+    x[0], y[1] = 2.0, 5.0  # a constant row on each side: no τ
+    ours = stats.kendall_tau_b(x, y)
+    with np.errstate(all="ignore"):
+        theirs = np.array([kendalltau(a, b).statistic for a, b in zip(x, y)])
+    assert np.isnan(ours[:2]).all() and np.isnan(theirs[:2]).all()
+    np.testing.assert_allclose(ours[2:], theirs[2:], rtol=0, atol=1e-12)
+    # the interval is the percentile interval of SciPy's τ over the same resamples
+    xs, ys = rng.normal(size=25), rng.normal(size=25)
+    draws = np.random.default_rng(0).integers(0, 25, (500, 25))
+    with np.errstate(all="ignore"):
+        ref = np.array([kendalltau(xs[d], ys[d]).statistic for d in draws])
+    ref = ref[np.isfinite(ref)]
+    out = stats.kendall(xs, ys, resamples=500, seed=0)
+    assert out["ci_low"] == pytest.approx(np.percentile(ref, 2.5), abs=1e-12)
+    assert out["ci_high"] == pytest.approx(np.percentile(ref, 97.5), abs=1e-12)
