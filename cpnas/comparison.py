@@ -50,7 +50,7 @@ from typing import Any, Sequence
 from cpnas.strategy_base import search_for_beta
 
 from cpnas.comparison_plan import (ALPHA, ARMS, BETA_FAMILY, BETA_SEEDS, BETAS, MAX_SEEDS,  # noqa: F401
-                                   MDE_LIMIT, MIN_SEEDS, PC_ARCH_TRAVEL, PHASES, PRIMARY, STUDY)
+                                   MDE_LIMIT, MIN_SEEDS, PC_ARCH_TRAVEL, PHASES, PRIMARY, STUDY, pcdarts_overrides)
 
 
 def contrast(values: dict[str, Sequence[float]], a: str, b: str) -> dict[str, Any]:
@@ -145,34 +145,6 @@ def arm_rows(values: dict[str, Sequence[float]], minutes: dict[str, Sequence[flo
 
 
 # --------------------------------------------------------------------------- runs
-
-
-def pcdarts_overrides(budget: str) -> dict[str, Any]:
-    """The search size of ``budget`` (:data:`cpnas.ranking.BUDGETS`) for the comparison's PC-DARTS, with its
-    architecture learning rate raised, where needed, so that learning rate × architecture steps reaches
-    PC-DARTS's own schedule (:data:`PC_ARCH_TRAVEL`).
-
-    The budgets give PC-DARTS's supernet the weight training of CP-NAS's Child, so α takes far fewer
-    steps than in PC-DARTS's schedule; at the paper's 6×10⁻⁴ it then ends next to uniform, and the
-    cells it derives are not searched. Steps: one per batch of the search-train split after the
-    warm-up epochs. A budget with as many steps keeps the paper's rate.
-    """
-    import math
-
-    from cpnas.config import get_config
-    from cpnas.pcdarts import PCDartsSettings
-    from cpnas.ranking import BUDGETS
-    from cpnas.runs import apply, overrides
-    from cpnas.searchbench import CIFAR_TRAIN
-
-    over = dict(BUDGETS[budget])
-    cfg = apply(get_config("cpu"), overrides(over))
-    pc = cfg.section(PCDartsSettings)
-    steps = (pc.pc_epochs - pc.pc_warmup_epochs) * math.ceil(round(cfg.search.train_fraction * CIFAR_TRAIN)
-                                                             / pc.pc_batch_size)
-    if steps * pc.pc_arch_lr < PC_ARCH_TRAVEL:
-        over["search.pc_arch_lr"] = PC_ARCH_TRAVEL / steps
-    return over
 
 
 def search_arms(budget: str, seeds: Sequence[int], arms: Sequence[str] = ("cpnas", "bnas", "pcdarts", "rs"),

@@ -1,11 +1,14 @@
 """The strategy comparison's plan, fixed before any of its runs (:mod:`cpnas.comparison`): its folder,
-arms, families of contrasts, seeds, stopping-rule constants and the order of its runs.
+arms, families of contrasts, seeds, stopping-rule constants, the order of its runs and PC-DARTS's
+architecture learning rate at each search budget.
 
 A module of its own so that the studies built on the comparison's searches
 (:mod:`cpnas.comparison_tables`) read the same plan without importing its runner.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 STUDY = "strategies"
 """The comparison's folder in the results layout (searches: ``results/<scale>/strategies/search/…``)."""
@@ -24,7 +27,7 @@ PC_ARCH_TRAVEL = 6e-4 * 35 * 98
 """PC-DARTS's own architecture schedule (Xu et al., 2020, §4.2): Adam at 6×10⁻⁴ on α for the 35 epochs
 after the 15 of warm-up, 98 batches each (25,000 images in batches of 256). The product, learning rate ×
 architecture steps, is how far α can travel; the comparison's PC-DARTS gets at least that
-(:func:`cpnas.comparison.pcdarts_overrides`)."""
+(:func:`pcdarts_overrides`)."""
 
 BETAS: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0)
 """Fig. 6 (left): the β_P values searched (0 and 2 are the BNAS† and CP-NAS arms)."""
@@ -44,3 +47,31 @@ ALPHA = 0.05
 PHASES: tuple[tuple[tuple[str, ...], tuple[float, ...]], ...] = ((("cpnas", "rs"), ()), (("bnas", "pcdarts"), ()),
                                                                  ((), (1.0, 4.0)))
 """The runs in order: ``(arms, extra CP-NAS β_P)`` per phase (:func:`cpnas.comparison.run`)."""
+
+
+def pcdarts_overrides(budget: str) -> dict[str, Any]:
+    """The search size of ``budget`` (:data:`cpnas.ranking.BUDGETS`) for the comparison's PC-DARTS, with its
+    architecture learning rate raised, where needed, so that learning rate × architecture steps reaches
+    PC-DARTS's own schedule (:data:`PC_ARCH_TRAVEL`).
+
+    The budgets give PC-DARTS's supernet the weight training of CP-NAS's Child, so α takes far fewer
+    steps than in PC-DARTS's schedule; at the paper's 6×10⁻⁴ it then ends next to uniform, and the
+    cells it derives are not searched. Steps: one per batch of the search-train split after the
+    warm-up epochs. A budget with as many steps keeps the paper's rate.
+    """
+    import math
+
+    from cpnas.config import get_config
+    from cpnas.pcdarts import PCDartsSettings
+    from cpnas.ranking import BUDGETS
+    from cpnas.runs import apply, overrides
+    from cpnas.searchbench import CIFAR_TRAIN
+
+    over = dict(BUDGETS[budget])
+    cfg = apply(get_config("cpu"), overrides(over))
+    pc = cfg.section(PCDartsSettings)
+    steps = (pc.pc_epochs - pc.pc_warmup_epochs) * math.ceil(round(cfg.search.train_fraction * CIFAR_TRAIN)
+                                                             / pc.pc_batch_size)
+    if steps * pc.pc_arch_lr < PC_ARCH_TRAVEL:
+        over["search.pc_arch_lr"] = PC_ARCH_TRAVEL / steps
+    return over

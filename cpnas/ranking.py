@@ -13,9 +13,8 @@ what the search learned (:meth:`~cpnas.strategy_base.Strategy.score_cells`):
 * PC-DARTS: ``alpha_loglik``, the log-weight the relaxed architecture gives the cell;
 * random search with weight sharing (:mod:`cpnas.randomsearch`): the one-shot ``child``.
 
-Kendall τ-b against the benchmark's top-1 (the mean over a cell's training seeds), with
-a 95 % percentile-bootstrap interval over cells (:func:`cpnas.stats.kendall`), is
-computed per search and score.
+Kendall τ-b against the benchmark's top-1 (the mean over a cell's training seeds), with a 95 %
+percentile-bootstrap interval over cells (:func:`cpnas.stats.kendall`), per search and score.
 
 The budgets (:data:`BUDGETS`, size fields of the search only) differ 4× in supernet
 training (images × epochs per supernet): ``study`` (the former ablation searches),
@@ -76,10 +75,9 @@ BUDGETS: dict[str, dict[str, Any]] = {
     "large": {"search.T": 2, "search.train_fraction": 0.04, "search.score_fraction": 0.1,
               "search.pc_epochs": 70, "search.pc_warmup_epochs": 20, "search.pc_batch_size": 16},
 }
-"""Search size overrides on the ``cpu`` preset, cheapest first. PC-DARTS gets the same supernet training
-(images × epochs) as CP-NAS's Child at each budget, in batches of 16 for more architecture steps; at its
-paper's learning rate α still moves little at the two smaller budgets (notebook 05's α-movement table),
-which is why the strategy comparison raises that rate (:func:`cpnas.comparison.pcdarts_overrides`)."""
+"""Search size overrides on the ``cpu`` preset, cheapest first. PC-DARTS gets the Child's supernet training
+(images × epochs), in batches of 16; at its paper's rate α still moves little at the two smaller budgets
+(notebook 05), so the strategy comparison raises the rate (:func:`cpnas.comparison_plan.pcdarts_overrides`)."""
 
 STRATEGIES: tuple[tuple[str, float | None], ...] = (("cpnas", 2.0), ("bnas", None), ("pcdarts", None), ("rs", None))
 """``(strategy, β_P)`` of the searches ranked at every budget."""
