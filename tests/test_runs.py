@@ -52,6 +52,23 @@ def _ranking_folders(scale: str) -> set[Path]:
     return {s.out(scale) for s in K.searches(tuple(K.BUDGETS), (0, 1, 2))}
 
 
+def _comparison_searches(scale: str) -> dict[Path, R.SearchSpec]:
+    """The strategy comparison's searches at every budget, each arm and extra β_P up to the seed cap."""
+    from cpnas import comparison
+
+    return {s.out(scale): s for budget in K.BUDGETS
+            for s in comparison.search_arms(budget, range(comparison.MAX_SEEDS),
+                                           betas=[b for _, extra in comparison.PHASES for b in extra])}
+
+
+def _comparison_trainings(scale: str) -> set[Path]:
+    """Table 1's and the CP-loss study's trainings on the comparison's found cells, at every budget."""
+    from cpnas import comparison_tables as T
+
+    return ({spec.out(scale) for budget in K.BUDGETS for *_, spec in T.table1_specs(scale, budget)}
+            | {spec.out(scale) for budget in K.BUDGETS for *_, spec in T.loss_specs(scale, budget)})
+
+
 def _search_folders(specs: list[R.RunSpec], scale: str) -> set[Path]:
     return {s.search.out(scale) for s in specs if s.search is not None}
 
@@ -77,6 +94,7 @@ def test_every_committed_run_is_the_folder_of_a_study_spec():
     assert committed, "no committed runs found"
     specs = _study_specs(SCALE)
     folders = {s.out(SCALE) for s in specs} | _search_folders(specs, SCALE) | _ranking_folders(SCALE)
+    folders |= set(_comparison_searches(SCALE)) | _comparison_trainings(SCALE)
     assert committed - folders == set()
     # every committed run of the ablation's folder is one of its specs (the studies fill in across sittings)
     ablation = {p for p in committed if A.ablation_dir(SCALE) in p.parents}
@@ -237,7 +255,8 @@ def test_the_stored_keys_of_committed_runs_are_the_keys_asked_for_today():
     """The cache keys (cpnas.runs.keys) of the committed searches and of the trainings at today's presets equal
     what their folders stored, so a resumed study loads them instead of computing them again.
 
-    Searches: every committed search of a study spec (notebooks, ablation, search ranking). Trainings:
+    Searches: every committed search of a study spec (notebooks, ablation, search ranking, strategy
+    comparison). Trainings:
     the ablation's (Table 1 and Fig. 6), the cell benchmark's and the notebooks'; the proxy and recipe
     runs predate today's cpu preset and are refused with one line (test above).
     """
@@ -250,6 +269,7 @@ def test_the_stored_keys_of_committed_runs_are_the_keys_asked_for_today():
     specs = _study_specs(SCALE)
     searches = {s.search.out(SCALE): s.search for s in specs if s.search is not None}
     searches |= {k.out(SCALE): k.spec for k in K.searches(tuple(K.BUDGETS), (0, 1, 2))}
+    searches |= _comparison_searches(SCALE)
     checked = 0
     for folder, search in searches.items():
         if folder in committed:
