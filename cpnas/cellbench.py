@@ -100,17 +100,24 @@ def searched_name(study: str, search: str, seed: int | str) -> str:
     return f"{study}-{search}-s{seed}"
 
 
-def searched_cells(scale: str) -> tuple[BenchCell, ...]:
-    """Every cell a finished search of the ranking and strategy studies found (:func:`searched_name`)."""
+def searched_cell(scale: str, study: str, search: str, seed: int | str) -> BenchCell | None:
+    """The cell that ``study``'s search folder ``search`` found at ``seed`` (:func:`searched_name`); ``None``
+    until that search has finished."""
     from cpnas.genotype import load_genotype
 
+    path = runs.study_dir(scale, study) / "search" / search / f"seed{seed}" / runs.GENOTYPE
+    if not path.is_file():
+        return None
+    return BenchCell(searched_name(study, search, seed), load_genotype(path), f"searched: {study}/{search}")
+
+
+def searched_cells(scale: str) -> tuple[BenchCell, ...]:
+    """Every cell a finished search of the ranking and strategy studies found (:func:`searched_cell`)."""
     cells = []
     for study in SEARCH_STUDIES:
         root = runs.study_dir(scale, study) / "search"
-        for path in sorted(root.glob("*/seed*/genotype.json")):
-            search, seed = path.parent.parent.name, path.parent.name.removeprefix("seed")
-            cells.append(BenchCell(searched_name(study, search, seed), load_genotype(path),
-                                   f"searched: {study}/{search}"))
+        for path in sorted(root.glob(f"*/seed*/{runs.GENOTYPE}")):
+            cells.append(searched_cell(scale, study, path.parent.parent.name, path.parent.name.removeprefix("seed")))
     return tuple(cells)
 
 

@@ -46,11 +46,10 @@ def found_cell(scale: str, budget: str, arm: str, seed: int):
     """The benchmark cell (:class:`cpnas.cellbench.BenchCell`) that the comparison's ``arm`` search at ``seed``
     found at ``budget``; ``None`` until that search has finished."""
     from cpnas import runs
-    from cpnas.cellbench import searched_cells, searched_name
+    from cpnas.cellbench import searched_cell
 
     strategy, beta = ARMS[arm]
-    name = searched_name(STUDY, runs.search_name(strategy, beta, variant=budget), seed)
-    return next((c for c in searched_cells(scale) if c.name == name), None)
+    return searched_cell(scale, STUDY, runs.search_name(strategy, beta, variant=budget), seed)
 
 
 def table1_specs(scale: str, budget: str, seeds: Sequence[int] = TABLE1_SEEDS) -> list[tuple[str, int, Any, Any]]:
