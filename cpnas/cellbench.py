@@ -238,6 +238,40 @@ def write_table(scale: str) -> str:
     return text
 
 
+def edge_rule_table(scale: str):
+    """Input-edge share of every searched cell under ``results/<scale>``, per strategy and final-cell rule.
+
+    The share of kept edges that start at the cell inputs (nodes 0-1). ``rule`` is
+    ``lifetime z̄`` for CP-NAS/BNAS† searches whose ``indicator.json`` records how the
+    final cell ranked its edges, ``last-round z̄, index ties`` for the older ones (their
+    ties were broken by edge index), and the strategy's own derivation otherwise.
+    """
+    import pandas as pd
+
+    from cpnas.genotype import load_genotype
+    from cpnas.io import read_json
+    from cpnas.paths import results_dir
+    from cpnas.runs import CONFIG, GENOTYPE, INDICATOR
+
+    rows = []
+    for path in sorted(results_dir(scale).glob("**/search/*/seed*/" + GENOTYPE)):
+        folder = path.parent
+        config = read_json(folder / CONFIG) if (folder / CONFIG).is_file() else {}
+        strategy = config.get("run", {}).get("strategy", folder.parent.name.split("-")[0])
+        indicator = folder / INDICATOR
+        if indicator.is_file():
+            rule = "lifetime z̄" if "final_cell" in read_json(indicator) else "last-round z̄, index ties"
+        else:
+            rule = "own derivation"
+        rows.append({"strategy": strategy, "rule": rule, "folder": str(folder.relative_to(results_dir(scale))),
+                     "input_edge_share": input_edge_share(load_genotype(path))})
+    df = pd.DataFrame(rows, columns=["strategy", "rule", "folder", "input_edge_share"])
+    if df.empty:
+        return df
+    return (df.groupby(["strategy", "rule"])["input_edge_share"].agg(["count", "mean", "min", "max"])
+            .reset_index())
+
+
 def main(argv: list[str] | None = None) -> int:
     from cpnas.arguments import name_list, run_study, study_parser
 

@@ -212,17 +212,23 @@ def arm_values(scale: str, budget: str) -> tuple[dict[str, list[float]], dict[st
     return values, minutes
 
 
-def chosen_budget(scale: str) -> dict[str, Any]:
+def chosen_budget(scale: str, *, record: bool = False) -> dict[str, Any]:
     """The search-ranking study's choice (:func:`cpnas.ranking.choose_budget`), once the whole study is done.
 
-    Raises :class:`~cpnas.errors.CpnasError` while a ranking search is unfinished, or a
-    cell it scores has no seed-0 training in the benchmark (its ground truth): the rule
-    is applied to the whole study, never to the part that happens to be done.
+    The rule is applied once: the first answer, with ``record=True`` (the comparison's runner), is written
+    to :func:`~cpnas.comparison_plan.choice_path` and returned from then on, whatever the benchmark's later
+    trainings do to the τ of the ranking table. Before that, it raises :class:`~cpnas.errors.CpnasError`
+    while a ranking search is unfinished, or a cell it scores has no seed-0 training in the benchmark (its
+    ground truth): the rule is applied to the whole study, never to the part that happens to be done.
     """
     from cpnas import ranking
     from cpnas.cellbench import frame
+    from cpnas.comparison_plan import record_choice, recorded_choice, rule_text
     from cpnas.errors import CpnasError
 
+    done = recorded_choice(scale)
+    if done is not None:
+        return {**done, "reason": rule_text(scale)}
     todo = [s.label for s in ranking.searches() if not ranking.is_done(scale, s)]
     if todo:
         raise CpnasError(f"the search-ranking study is unfinished ({len(todo)} searches left: {', '.join(todo)}); "
@@ -234,7 +240,11 @@ def chosen_budget(scale: str) -> dict[str, Any]:
         raise CpnasError(f"the search-ranking study's ground truth is unfinished ({len(untrained)} benchmark cells "
                          f"untrained: {', '.join(untrained)}); finish it (python -m cpnas.cellbench) "
                          "or name a budget with --budget")
-    return ranking.choose_budget(ranking.pooled_rows(scale, only=(ranking.RULE_STRATEGY, ranking.RULE_SCORE)))
+    choice = ranking.choose_budget(ranking.pooled_rows(scale, only=(ranking.RULE_STRATEGY, ranking.RULE_SCORE)))
+    if not record:
+        return choice
+    record_choice(scale, choice, len(df))
+    return chosen_budget(scale)
 
 
 def beta_values(scale: str, budget: str) -> dict[float, list[float]]:
@@ -407,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def work():
         budget = args.budget
         if budget is None:
-            choice = chosen_budget(args.scale)
+            choice = chosen_budget(args.scale, record=not args.table_only)
             print(f"budget {choice['budget']}: {choice['reason']}", file=sys.stderr)
             budget = choice["budget"]
         if not args.table_only:

@@ -75,3 +75,50 @@ def pcdarts_overrides(budget: str) -> dict[str, Any]:
     if steps * pc.pc_arch_lr < PC_ARCH_TRAVEL:
         over["search.pc_arch_lr"] = PC_ARCH_TRAVEL / steps
     return over
+
+
+CHOICE_FILE = "budget_choice.json"
+"""``results/<scale>/strategies/budget_choice.json``: the search-ranking rule's answer as it was when first
+applied (:func:`record_choice`). The comparison's runs follow it from then on: the benchmark goes on growing
+(replicate seeds change the ground truth of the scored cells), but the budget of runs already made does not
+move with it."""
+
+
+def choice_path(scale: str):
+    from cpnas.runs import study_dir
+
+    return study_dir(scale, STUDY) / CHOICE_FILE
+
+
+def recorded_choice(scale: str) -> dict[str, Any] | None:
+    """The recorded budget choice, or ``None`` before the rule was applied."""
+    from cpnas.io import read_json
+
+    path = choice_path(scale)
+    return read_json(path) if path.is_file() else None
+
+
+def rule_text(scale: str, fresh: dict[str, Any] | None = None) -> str | None:
+    """The recorded choice's reason and what the rule was applied to, or ``None`` before it was applied; with
+    ``fresh`` (:func:`cpnas.ranking.choose_budget` on today's runs), also today's reading where it differs."""
+    from cpnas.paths import portable
+
+    done = recorded_choice(scale)
+    if done is None:
+        return None
+    text = (f"{done['reason']}; applied once, to the {done['benchmark_trainings']} benchmark trainings then finished "
+            f"({portable(choice_path(scale))})")
+    if fresh is not None and fresh["reason"] != done["reason"]:
+        text += f". On today's benchmark the rule would read: {fresh['reason']}"
+    return text
+
+
+def record_choice(scale: str, choice: dict[str, Any], trainings: int) -> dict[str, Any]:
+    """Write ``choice`` (:func:`cpnas.ranking.choose_budget`'s answer) with what it was applied to: the number
+    of finished benchmark trainings then, and the code's commit."""
+    from cpnas.io import write_json
+    from cpnas.paths import git_commit
+
+    record = {**choice, "benchmark_trainings": trainings, "commit": git_commit()}
+    write_json(choice_path(scale), record)
+    return record

@@ -20,13 +20,13 @@ The budgets (:data:`BUDGETS`, size fields of the search only) differ 4× in supe
 training (images × epochs per supernet): ``study`` (the former ablation searches),
 ``cpu`` (02's search, the ``cpu`` preset) and ``large`` (T = 2, twice the images).
 
-**The rule that picks the budget of the strategy comparison**, fixed before any
-ranking run (:func:`choose_budget`): the cheapest budget, by the mean recorded minutes
-of its CP-NAS searches, at which the CP-NAS searches' Eq. 1 score ``z_beta2`` ranks
-the benchmark with a τ whose 95 % interval lies above 0 (:data:`RULE_STRATEGY`,
-:data:`RULE_SCORE`; with several seeds, τ of their mean score). If no budget does,
-the answer is that no budget ranks; the comparison then runs at the budget with the
-highest τ, and every verdict says the search was not shown to rank.
+**The rule that picks the budget of the strategy comparison**, fixed before any ranking run
+(:func:`choose_budget`): the cheapest budget, by the mean recorded minutes of its CP-NAS searches, at which
+the CP-NAS searches' Eq. 1 score ``z_beta2`` ranks the benchmark with a τ whose 95 % interval lies above 0
+(:data:`RULE_STRATEGY`, :data:`RULE_SCORE`; with several seeds, τ of their mean score). If no budget does,
+the answer is that no budget ranks; the comparison then runs at the budget with the highest τ, and every
+verdict says the search was not shown to rank. The comparison applies the rule once, when the study is
+complete, and records its answer (:func:`cpnas.comparison.chosen_budget`).
 
 ``python -m cpnas.ranking --jobs 2`` runs what is missing (searches of
 ``results/<scale>/ranking/search/<strategy>-<budget>/seed<N>``, each followed in the
@@ -45,8 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from cpnas.paths import results_dir
-from cpnas.runs import CONFIG, GENOTYPE, INDICATOR, SearchSpec, Stage, apply, overrides, run_searches, study_dir
+from cpnas.comparison_plan import rule_text
+from cpnas.runs import SearchSpec, Stage, apply, overrides, run_searches, study_dir
 from cpnas.config import Config, get_config
 from cpnas.data import DEFAULT_DATASET
 from cpnas.errors import CpnasError
@@ -315,6 +315,7 @@ def table(scale: str):
 
 def write_table(scale: str) -> str:
     """``tables[/<scale>]/search_ranking.{csv,md}`` (:func:`cpnas.paths.artifact_dir`); returns the Markdown."""
+    from cpnas.cellbench import edge_rule_table
     from cpnas.io import write_text
     from cpnas.paths import artifact_dir
 
@@ -329,7 +330,7 @@ def write_table(scale: str) -> str:
           f"the largest |softmax(α) − 1/8| over edges and ops (0 = never moved; the entropy hides small moves).\n\n"
           + (df.to_markdown(index=False, floatfmt=".3f", missingval="–") if not df.empty
              else "(no finished ranking search)")
-          + f"\n\nBudget rule: {choice['reason']}.\n")
+          + f"\n\nBudget rule: {rule_text(scale, choice) or choice['reason']}.\n")
     edges = edge_rule_table(scale)
     if not edges.empty:
         md += ("\nShare of kept edges that start at the cell inputs (nodes 0-1), per strategy and final-cell rule, "
@@ -366,45 +367,14 @@ def glance(scale: str) -> str:
     todo = [s for s in searches() if not is_done(scale, s)]
     truth, cells = ground_truth(scale), scored_cells(scale)
     untrained = sum(c.name not in truth for c in cells)
-    rule = (f"Budget rule (fixed before the runs): {choice['reason']}." if not todo and not untrained else
+    applied = rule_text(scale, choice) or choice["reason"]
+    rule = (f"Budget rule (fixed before the runs): {applied}." if not todo and not untrained else
             f"Budget rule (fixed before the runs): not applied yet, {len(todo)} of {len(searches())} ranking "
             f"searches and {untrained} of the benchmark's {len(cells)} fixed cells are unfinished; on the "
             f"finished part it would read: {choice['reason']}.")
     return ("Kendall τ-b of each search's own score of the benchmark cells against their trained top-1 "
             "[95 % bootstrap CI over cells] (`tables/search_ranking.md` has every score and seed):\n\n"
             + "\n".join(lines) + f"\n\n{rule}")
-
-
-def edge_rule_table(scale: str):
-    """Input-edge share of every searched cell under ``results/<scale>``, per strategy and final-cell rule.
-
-    The share of kept edges that start at the cell inputs (nodes 0-1). ``rule`` is
-    ``lifetime z̄`` for CP-NAS/BNAS† searches whose ``indicator.json`` records how the
-    final cell ranked its edges, ``last-round z̄, index ties`` for the older ones (their
-    ties were broken by edge index), and the strategy's own derivation otherwise.
-    """
-    import pandas as pd
-
-    from cpnas.cellbench import input_edge_share
-    from cpnas.genotype import load_genotype
-
-    rows = []
-    for path in sorted(results_dir(scale).glob("**/search/*/seed*/" + GENOTYPE)):
-        folder = path.parent
-        config = read_json(folder / CONFIG) if (folder / CONFIG).is_file() else {}
-        strategy = config.get("run", {}).get("strategy", folder.parent.name.split("-")[0])
-        indicator = folder / INDICATOR
-        if indicator.is_file():
-            rule = "lifetime z̄" if "final_cell" in read_json(indicator) else "last-round z̄, index ties"
-        else:
-            rule = "own derivation"
-        rows.append({"strategy": strategy, "rule": rule, "folder": str(folder.relative_to(results_dir(scale))),
-                     "input_edge_share": input_edge_share(load_genotype(path))})
-    df = pd.DataFrame(rows, columns=["strategy", "rule", "folder", "input_edge_share"])
-    if df.empty:
-        return df
-    return (df.groupby(["strategy", "rule"])["input_edge_share"].agg(["count", "mean", "min", "max"])
-            .reset_index())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,10 +96,11 @@ def test_the_budget_rule_waits_for_the_ground_truth_of_every_scored_cell(tmp_pat
                     "cells": {c.name: {"child": float(j), "parent": float(j), "z_beta2": float(j), "z_beta0": float(j)}
                               for j, c in enumerate(cells)}})
 
-    def train(cell):
-        out = cellbench.run_spec(cell).out("cpu")
+    def train(cell, seed=0, top1=None):
+        out = cellbench.run_spec(cell, seed).out("cpu")
         out.mkdir(parents=True)
-        write_json(out / "metrics.json", {"seed": 0, "top1": 40.0 + cells.index(cell), "wall_clock_s": 60.0})
+        top1 = 40.0 + cells.index(cell) if top1 is None else top1
+        write_json(out / "metrics.json", {"seed": seed, "top1": top1, "wall_clock_s": 60.0})
 
     for cell in cells[:-1]:
         train(cell)
@@ -108,6 +109,43 @@ def test_the_budget_rule_waits_for_the_ground_truth_of_every_scored_cell(tmp_pat
     train(cells[-1])
     choice = comparison.chosen_budget("cpu")
     assert choice["ranks"] and choice["budget"] == "study"  # the scores order the cells as their top-1 does
+
+
+def test_the_budget_rule_is_applied_once_and_later_changes_do_not_move_it(tmp_path, monkeypatch):
+    """The runner records the rule's first answer. Later changes to what the rule reads (replicate trainings
+    change the ground truth of the scored cells; here the scores are reversed outright) change the ranking's
+    τ, but not the budget the comparison runs at."""
+    from cpnas import cellbench, ranking
+    from cpnas.comparison_plan import choice_path
+    from cpnas.io import write_json
+
+    monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
+    cells = ranking.scored_cells("cpu")
+
+    def score(sign):
+        for i, search in enumerate(ranking.searches()):
+            search.out("cpu").mkdir(parents=True, exist_ok=True)
+            write_json(search.out("cpu") / ranking.SCORES_FILE,
+                       {"strategy": search.strategy, "budget": search.budget, "seed": 0, "search_minutes": 1.0 + i,
+                        "cells": {c.name: dict.fromkeys(("child", "parent", "z_beta2", "z_beta0"), sign * float(j))
+                                  for j, c in enumerate(cells)}})
+
+    score(+1)
+    for j, cell in enumerate(cells):
+        out = cellbench.run_spec(cell).out("cpu")
+        out.mkdir(parents=True)
+        write_json(out / "metrics.json", {"seed": 0, "top1": 40.0 + j, "wall_clock_s": 60.0})
+    assert comparison.chosen_budget("cpu")["budget"] == "study" and not choice_path("cpu").exists()  # no record
+    choice = comparison.chosen_budget("cpu", record=True)
+    assert choice_path("cpu").is_file() and choice["budget"] == "study" and choice["ranks"]
+    assert choice["benchmark_trainings"] == len(cells) and "applied once" in choice["reason"]
+
+    score(-1)  # the scores now run against the benchmark's top-1 at every budget
+    fresh = ranking.choose_budget(ranking.pooled_rows("cpu", only=(ranking.RULE_STRATEGY, ranking.RULE_SCORE)))
+    assert not fresh["ranks"]
+    again = comparison.chosen_budget("cpu")
+    assert again["budget"] == "study" and again["ranks"] and again["benchmark_trainings"] == len(cells)
+    assert comparison.budget_state("cpu")["budget"] == "study"
 
 
 def test_verdict_rows_keep_the_families_apart_and_say_their_test():
