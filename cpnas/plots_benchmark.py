@@ -7,12 +7,26 @@ from __future__ import annotations
 from typing import Any
 
 
+_SEARCH_COLOURS = ["C0", "C1", "C2", "C4", "C5", "C6", "C8", "C9"]
+"""Matplotlib's cycle without the published cells' red (C3) and the uniform cells' grey (C7)."""
+
+
+def _kind(source: str) -> str:
+    """A benchmark cell's marker group: ``uniform``, ``published``, or the search it came from without its
+    budget and seed (``searched: ranking/cpnas-beta2-cpu`` → ``cpnas-beta2``)."""
+    if source == "uniform" or source.startswith("published"):
+        return "uniform" if source == "uniform" else "published"
+    search = source.split("/", 1)[-1]
+    return search.rsplit("-", 1)[0] if "-" in search else search
+
+
 def benchmark_distribution(df, *, title: str | None = None):
-    """Top-1 of every benchmark architecture (the mean over its seeds, a bar over its seeds' range), sorted,
-    the uniform draws grey, the published cells and the searched cells marked."""
+    """Top-1 of every benchmark architecture (the mean over its seeds, a bar over its seeds' range), sorted:
+    the uniform draws grey, the published cells named, the searched cells coloured by the search that found
+    them (one legend entry per search, with its count; names would overlap once there are many)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7.5, 3.4))
+    fig = Figure(figsize=(7.5, 3.6))
     ax = fig.subplots()
     if df.empty:
         ax.text(0.5, 0.5, "no finished benchmark training", ha="center", va="center", transform=ax.transAxes)
@@ -20,21 +34,28 @@ def benchmark_distribution(df, *, title: str | None = None):
         return fig
     g = df.groupby("architecture").agg(top1=("top1", "mean"), low=("top1", "min"), high=("top1", "max"),
                                        n=("top1", "size"), source=("source", "first")).sort_values("top1")
-    colours = {"uniform": "0.6"}
+    g["kind"] = g["source"].map(_kind)
+    searches = sorted(set(g["kind"]) - {"uniform", "published"})
+    colours = {"uniform": "0.6", "published": "C3", **dict(zip(searches, _SEARCH_COLOURS * len(searches)))}
+    shapes = {"uniform": "o", "published": "D"}
     marked: dict[str, Any] = {}
     for x, (name, r) in enumerate(g.iterrows()):
-        kind = "uniform" if r.source == "uniform" else ("published" if r.source.startswith("published")
-                                                        else "searched")
-        colour = colours.get(kind, "C3" if kind == "published" else "C0")
+        colour = colours[r.kind]
         ax.plot([x, x], [r.low, r.high], color=colour, lw=1)
-        h = ax.scatter([x], [r.top1], color=colour, s=18 if kind == "uniform" else 34, zorder=3,
-                       marker="o" if kind == "uniform" else ("D" if kind == "published" else "s"))
-        marked.setdefault(kind, h)
-        if kind != "uniform":
-            ax.annotate(name, (x, r.top1), xytext=(0, 6), textcoords="offset points", ha="center", fontsize=7,
-                        rotation=60)
-    ax.legend(marked.values(), [f"{k} cells" for k in marked], fontsize=8, loc="upper left")
+        h = ax.scatter([x], [r.top1], color=colour, s=18 if r.kind == "uniform" else 34, zorder=3,
+                       marker=shapes.get(r.kind, "s"), edgecolors="none")
+        marked.setdefault(r.kind, h)
+        if r.kind == "published":
+            ax.annotate(name, (x, r.low), xytext=(0, -10), textcoords="offset points", ha="center", va="top",
+                        fontsize=7)
+    counts = g["kind"].value_counts()
+    order = ["uniform", "published", *searches]
+    shown = [k for k in order if k in marked]
+    ax.legend([marked[k] for k in shown], [f"{k if k in shapes else 'found by ' + k} ({counts[k]})" for k in shown],
+              fontsize=7, loc="upper left", ncol=2 if len(shown) > 4 else 1)
     ax.set_xticks([])
+    lo, hi = g["low"].min(), g["high"].max()
+    ax.set_ylim(lo - 0.12 * (hi - lo), hi + 0.35 * (hi - lo))  # room for the names below and the legend above
     ax.set_xlabel(f"{len(g)} architectures, sorted by top-1 (bars: range over seeds)")
     ax.set_ylabel("CIFAR-10 top-1 (%)")
     ax.set_title(title or "1-bit cell benchmark")

@@ -160,10 +160,18 @@ def test_benchmark_figures_draw_data_and_say_when_there_is_none():
 
     from cpnas import plots_benchmark as P
 
-    bench = pd.DataFrame({"architecture": ["uniform-00", "uniform-01", "darts_v2"], "top1": [40.0, 45.0, 44.0],
-                          "source": ["uniform", "uniform", "published (Liu et al. 2019)"], "seed": [0, 0, 0]})
+    bench = pd.DataFrame({"architecture": ["uniform-00", "uniform-01", "darts_v2", "ranking-rs-cpu-s0",
+                                           "strategies-cpnas-beta2-study-s0", "strategies-cpnas-beta2-study-s1"],
+                          "top1": [40.0, 45.0, 44.0, 46.0, 43.0, 47.0],
+                          "source": ["uniform", "uniform", "published (Liu et al. 2019)", "searched: ranking/rs-cpu",
+                                     "searched: strategies/cpnas-beta2-study", "searched: strategies/cpnas-beta2-study"],
+                          "seed": [0, 0, 0, 0, 0, 0]})
     fig = P.benchmark_distribution(bench)
-    assert isinstance(fig, Figure) and len(fig.axes[0].collections) == 3  # one marker per architecture
+    ax = fig.axes[0]
+    assert isinstance(fig, Figure) and len(ax.collections) == 6  # one marker per architecture
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "uniform (2)", "published (1)", "found by cpnas-beta2 (2)", "found by rs (1)"]  # searches grouped, counted
+    assert [t.get_text() for t in ax.texts] == ["darts_v2"]  # only the published cells are named
     dots = P.strategy_dots({"cpnas": [41.0, 43.0], "random": [40.0, 45.0, 42.0], "rs": []},
                            labels={"cpnas": "CP-NAS"})
     assert [t.get_text() for t in dots.axes[0].get_yticklabels()] == ["CP-NAS", "random"]  # an empty arm is left out
