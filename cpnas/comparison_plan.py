@@ -50,7 +50,7 @@ PHASES: tuple[tuple[tuple[str, ...], tuple[float, ...]], ...] = ((("cpnas", "rs"
 
 
 def pcdarts_overrides(budget: str) -> dict[str, Any]:
-    """The search size of ``budget`` (:data:`cpnas.ranking.BUDGETS`) for the comparison's PC-DARTS, with its
+    """The search size of ``budget`` (:data:`cpnas.search_budgets.BUDGETS`) for the comparison's PC-DARTS, with its
     architecture learning rate raised, where needed, so that learning rate × architecture steps reaches
     PC-DARTS's own schedule (:data:`PC_ARCH_TRAVEL`).
 
@@ -63,7 +63,7 @@ def pcdarts_overrides(budget: str) -> dict[str, Any]:
 
     from cpnas.config import get_config
     from cpnas.pcdarts import PCDartsSettings
-    from cpnas.ranking import BUDGETS
+    from cpnas.search_budgets import BUDGETS
     from cpnas.runs import apply, overrides
     from cpnas.searchbench import CIFAR_TRAIN
 

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cpnas.comparison_plan import rule_text
+from cpnas.search_budgets import BUDGETS
 from cpnas.runs import SearchSpec, Stage, apply, overrides, run_searches, study_dir
 from cpnas.config import Config, get_config
 from cpnas.data import DEFAULT_DATASET
@@ -62,22 +63,6 @@ SCORES_FILE = "cell_scores.json"
 
 SCORE_IMAGES = 2500
 """Images of the score split a one-shot score of a benchmark cell reads (the search itself scores on all)."""
-
-_PC_STUDY = {"search.pc_epochs": 35, "search.pc_warmup_epochs": 10, "search.pc_batch_size": 16}
-
-BUDGETS: dict[str, dict[str, Any]] = {
-    # supernet training per supernet: 35 epochs × 250 images
-    "study": {"search.layers": 5, "search.train_fraction": 0.005, "search.score_fraction": 0.02,
-              "search.calibration_batches": 2, **_PC_STUDY},
-    # 35 epochs × 1,000 images: the cpu preset (02's search)
-    "cpu": {**_PC_STUDY},
-    # 70 epochs (T = 2) × 2,000 images; half the score images per draw, so z̄ averages as many scored images
-    "large": {"search.T": 2, "search.train_fraction": 0.04, "search.score_fraction": 0.1,
-              "search.pc_epochs": 70, "search.pc_warmup_epochs": 20, "search.pc_batch_size": 16},
-}
-"""Search size overrides on the ``cpu`` preset, cheapest first. PC-DARTS gets the Child's supernet training
-(images × epochs), in batches of 16; at its paper's rate α still moves little at the two smaller budgets
-(notebook 05), so the strategy comparison raises the rate (:func:`cpnas.comparison_plan.pcdarts_overrides`)."""
 
 STRATEGIES: tuple[tuple[str, float | None], ...] = (("cpnas", 2.0), ("bnas", None), ("pcdarts", None), ("rs", None))
 """``(strategy, β_P)`` of the searches ranked at every budget."""

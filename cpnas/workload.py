@@ -79,7 +79,7 @@ def recorded_hours(scale: str) -> dict[tuple[str, str], list[float]]:
 
 LARGER = {"large": ("cpu", 4.0), "cpu": ("study", 4.0)}
 """A budget without a finished search of a strategy is estimated from a smaller one: ``budget → (smaller,
-factor)``, the ratio of supernet training between them (:data:`cpnas.ranking.BUDGETS`)."""
+factor)``, the ratio of supernet training between them (:data:`cpnas.search_budgets.BUDGETS`)."""
 
 
 def comparison_budget(scale: str) -> tuple[str, bool]:
