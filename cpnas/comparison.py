@@ -221,14 +221,24 @@ def chosen_budget(scale: str, *, record: bool = False) -> dict[str, Any]:
     while a ranking search is unfinished, or a cell it scores has no seed-0 training in the benchmark (its
     ground truth): the rule is applied to the whole study, never to the part that happens to be done.
     """
-    from cpnas import ranking
-    from cpnas.cellbench import frame
     from cpnas.comparison_plan import record_choice, recorded_choice, rule_text
-    from cpnas.errors import CpnasError
 
     done = recorded_choice(scale)
-    if done is not None:
-        return {**done, "reason": rule_text(scale)}
+    if done is None:
+        choice, trainings = _apply_rule(scale)
+        if not record:
+            return choice
+        done = record_choice(scale, choice, trainings)
+    return {**done, "reason": rule_text(scale)}
+
+
+def _apply_rule(scale: str) -> tuple[dict[str, Any], int]:
+    """:func:`cpnas.ranking.choose_budget` on today's runs and the number of benchmark trainings it read;
+    refused while the study or its ground truth is unfinished (:func:`chosen_budget`)."""
+    from cpnas import ranking
+    from cpnas.cellbench import frame
+    from cpnas.errors import CpnasError
+
     todo = [s.label for s in ranking.searches() if not ranking.is_done(scale, s)]
     if todo:
         raise CpnasError(f"the search-ranking study is unfinished ({len(todo)} searches left: {', '.join(todo)}); "
@@ -240,11 +250,7 @@ def chosen_budget(scale: str, *, record: bool = False) -> dict[str, Any]:
         raise CpnasError(f"the search-ranking study's ground truth is unfinished ({len(untrained)} benchmark cells "
                          f"untrained: {', '.join(untrained)}); finish it (python -m cpnas.cellbench) "
                          "or name a budget with --budget")
-    choice = ranking.choose_budget(ranking.pooled_rows(scale, only=(ranking.RULE_STRATEGY, ranking.RULE_SCORE)))
-    if not record:
-        return choice
-    record_choice(scale, choice, len(df))
-    return chosen_budget(scale)
+    return ranking.choose_budget(ranking.pooled_rows(scale, only=(ranking.RULE_STRATEGY, ranking.RULE_SCORE))), len(df)
 
 
 def beta_values(scale: str, budget: str) -> dict[float, list[float]]:

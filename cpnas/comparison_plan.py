@@ -1,6 +1,6 @@
 """The strategy comparison's plan, fixed before any of its runs (:mod:`cpnas.comparison`): its folder,
-arms, families of contrasts, seeds, stopping-rule constants, the order of its runs and PC-DARTS's
-architecture learning rate at each search budget.
+arms, families of contrasts, seeds, stopping-rule constants, the order of its runs, PC-DARTS's
+architecture learning rate at each search budget, and the record of the search budget it runs at.
 
 A module of its own so that the studies built on the comparison's searches
 (:mod:`cpnas.comparison_tables`) read the same plan without importing its runner.

@@ -14,10 +14,11 @@ _SEARCH_COLOURS = ["C0", "C1", "C2", "C4", "C5", "C6", "C8", "C9"]
 def _kind(source: str) -> str:
     """A benchmark cell's marker group: ``uniform``, ``published``, or the search it came from without its
     budget and seed (``searched: ranking/cpnas-beta2-cpu`` → ``cpnas-beta2``)."""
-    if source == "uniform" or source.startswith("published"):
-        return "uniform" if source == "uniform" else "published"
-    search = source.split("/", 1)[-1]
-    return search.rsplit("-", 1)[0] if "-" in search else search
+    if source == "uniform":
+        return "uniform"
+    if source.startswith("published"):
+        return "published"
+    return source.split("/", 1)[-1].rsplit("-", 1)[0]
 
 
 def benchmark_distribution(df, *, title: str | None = None):
