@@ -27,8 +27,9 @@ arms share a cell and a seed (:func:`cpnas.stats.pairing`). Each verdict carries
 minimum detectable difference at its Holm level (:func:`cpnas.stats.mde`).
 
 **Order of the runs** (:data:`PHASES`): what decides the primary family first — CP-NAS
-and random search — then BNAS† and PC-DARTS, then the extra β_P; each phase's
-searches run, then their cells are trained; then the stopping rule adds seeds.
+and random search — then BNAS† and PC-DARTS; each phase's searches run, then their cells
+are trained. Then the stopping rule adds seeds to the primary arms
+(:data:`STOP_AFTER_PHASE`), and only then come the extra β_P of the secondary family.
 
 **Stopping rule** (:func:`seeds_to_add`): every search arm starts with
 :data:`MIN_SEEDS` search seeds. After that, while a primary contrast's MDE at its Holm
@@ -50,7 +51,8 @@ from typing import Any, Sequence
 from cpnas.strategy_base import search_for_beta
 
 from cpnas.comparison_plan import (ALPHA, ARMS, BETA_FAMILY, BETA_SEEDS, BETAS, MAX_SEEDS,  # noqa: F401
-                                   MDE_LIMIT, MIN_SEEDS, PC_ARCH_TRAVEL, PHASES, PRIMARY, STUDY, pcdarts_overrides)
+                                   MDE_LIMIT, MIN_SEEDS, PC_ARCH_TRAVEL, PHASES, PRIMARY, STOP_AFTER_PHASE, STUDY,
+                                   pcdarts_overrides)
 
 
 def contrast(values: dict[str, Sequence[float]], a: str, b: str) -> dict[str, Any]:
@@ -359,22 +361,26 @@ def search_minutes_per_epoch(scale: str, budget: str) -> dict[str, list[float]]:
 def planned_searches(values: dict[str, Sequence[float]], betas: dict[float, Sequence[float]], budget: str,
                      phase: int | None = None) -> list[Any]:
     """The searches the plan wants: the phases up to ``phase`` (all by default) at :data:`MIN_SEEDS` /
-    :data:`BETA_SEEDS` seeds, and once every phase is trained, the stopping rule's extra seeds."""
+    :data:`BETA_SEEDS` seeds, and from :data:`STOP_AFTER_PHASE` on, the stopping rule's extra seeds; each
+    search once."""
+    from cpnas.runs.spec import first_per_key
+
     phases = PHASES if phase is None else PHASES[:phase + 1]
     specs = []
     for arms, extra in phases:
         specs += search_arms(budget, range(MIN_SEEDS), arms=arms)
         specs += search_arms(budget, range(BETA_SEEDS), arms=(), betas=extra)
-    if phase is None or phase == len(PHASES) - 1:
+    if phase is None or phase >= STOP_AFTER_PHASE:
         for arm, n in seeds_to_add(values).items():
             specs += search_arms(budget, range(n), arms=(arm,))
-    return specs
+    return first_per_key(specs, lambda s: s)
 
 
 def run(scale: str, budget: str, *, jobs: int = 1, data_root: Any = None) -> None:
-    """Every phase of :data:`PHASES` in turn (searches, then their cells' trainings), then rounds of the
-    stopping rule until it asks for nothing or every arm it names has :data:`MAX_SEEDS` seeds; last, Table 1
-    and the CP-loss study on the cells found (:func:`cpnas.comparison_tables.run`)."""
+    """Every phase of :data:`PHASES` in turn (searches, then their cells' trainings); after
+    :data:`STOP_AFTER_PHASE`, rounds of the stopping rule until it asks for nothing or every arm it names has
+    :data:`MAX_SEEDS` seeds; last, Table 1 and the CP-loss study on the cells found
+    (:func:`cpnas.comparison_tables.run`)."""
     from cpnas import cellbench, comparison_tables
     from cpnas.config import get_config
     from cpnas.errors import CpnasError
@@ -391,20 +397,24 @@ def run(scale: str, budget: str, *, jobs: int = 1, data_root: Any = None) -> Non
         run_all(specs, cfg, workers=jobs, data_root=data_root, desc="cell benchmark",
                 names=cellbench.names(specs), load=False)
 
+    def stopping_rounds(phase: int) -> None:
+        while True:
+            values, _ = arm_values(scale, budget)
+            todo = [s for s in planned_searches(values, beta_values(scale, budget), budget, phase)
+                    if not (s.out(scale) / GENOTYPE).is_file()]
+            if not todo:
+                return
+            search(todo)
+            train_found()
+            if arm_values(scale, budget)[0] == values:
+                raise CpnasError("the stopping rule asked for seeds but no new cell was trained; see the run logs")
+
     for phase in range(len(PHASES)):
         values, _ = arm_values(scale, budget)
         search(planned_searches(values, beta_values(scale, budget), budget, phase))
         train_found()
-    while True:
-        values, _ = arm_values(scale, budget)
-        todo = [s for s in planned_searches(values, beta_values(scale, budget), budget)
-                if not (s.out(scale) / GENOTYPE).is_file()]
-        if not todo:
-            break
-        search(todo)
-        train_found()
-        if arm_values(scale, budget)[0] == values:
-            raise CpnasError("the stopping rule asked for seeds but no new cell was trained; see the run logs")
+        if phase >= STOP_AFTER_PHASE:
+            stopping_rounds(phase)
     comparison_tables.run(scale, budget, jobs=jobs, data_root=data_root)
 
 

@@ -48,6 +48,10 @@ PHASES: tuple[tuple[tuple[str, ...], tuple[float, ...]], ...] = ((("cpnas", "rs"
                                                                  ((), (1.0, 4.0)))
 """The runs in order: ``(arms, extra CP-NAS β_P)`` per phase (:func:`cpnas.comparison.run`)."""
 
+STOP_AFTER_PHASE = 1
+"""The phase of :data:`PHASES` after which the stopping rule runs: the first at which every arm of
+:data:`PRIMARY` has its first seeds. The primary family is settled before the secondary β_P phase."""
+
 
 def pcdarts_overrides(budget: str) -> dict[str, Any]:
     """The search size of ``budget`` (:data:`cpnas.search_budgets.BUDGETS`) for the comparison's PC-DARTS, with its

@@ -64,6 +64,10 @@ def test_the_plan_runs_the_primary_arms_first_and_the_betas_last():
               "rs": [44, 45, 44, 45, 44, 45], "bnas": [44, 45, 44, 45, 44, 45], "pcdarts": [44, 45, 44, 45, 44, 45]}
     seeds = {s.seed for s in comparison.planned_searches(values, {}, "cpu") if s.strategy == "cpnas" and s.beta_p == 2.0}
     assert seeds == set(range(comparison.MIN_SEEDS + 1))
+    # ... already once the primary arms have their first seeds, before the extra β_P are planned
+    primary = comparison.planned_searches(values, {}, "cpu", phase=comparison.STOP_AFTER_PHASE)
+    assert {s.seed for s in primary if s.strategy == "cpnas"} == seeds and {s.beta_p for s in primary} <= {2.0, None}
+    assert {s.seed for s in comparison.planned_searches(values, {}, "cpu", phase=0)} == set(range(comparison.MIN_SEEDS))
 
 
 def test_the_comparison_waits_for_the_whole_ranking_study_and_never_writes_an_empty_table(tmp_path, monkeypatch):
@@ -160,10 +164,11 @@ def test_verdict_rows_keep_the_families_apart_and_say_their_test():
     assert primary["random"]["verdict"] == "supported" and primary["random"]["p_adjusted"] >= primary["random"]["p"]
 
 
-def test_the_runner_goes_phase_by_phase_then_follows_the_stopping_rule_to_its_cap(tmp_path, monkeypatch):
+def test_the_runner_settles_the_primary_family_by_its_stopping_rule_before_the_secondary_betas(tmp_path, monkeypatch):
     """``comparison.run`` with the searches and trainings faked: each phase's searches run, then their cells
-    are trained; then rounds of the stopping rule add one seed to each arm of a contrast whose Holm-level
-    MDE stays above the limit, until the cap; every cell is trained once; Table 1 and the loss study last."""
+    are trained; once the primary arms have their first seeds, rounds of the stopping rule add one seed to
+    each arm of a contrast whose Holm-level MDE stays above the limit, until the cap; the secondary β_P
+    after them; every cell is trained once; Table 1 and the loss study last."""
     import random
 
     from cpnas import cellbench, comparison_tables, runs
@@ -208,13 +213,14 @@ def test_the_runner_goes_phase_by_phase_then_follows_the_stopping_rule_to_its_ca
     first, second = ({(st, b) for st, b, _ in r} for r in rounds[:2])
     assert first == {("cpnas", 2.0), ("rs", None)} and second == {("bnas", None), ("pcdarts", None)}
     assert [len(r) for r in rounds[:2]] == [2 * comparison.MIN_SEEDS] * 2
-    # the last phase: the extra β_P, with the stopping rule's first seeds beside them
-    betas = sorted((b, seed) for st, b, seed in rounds[2] if st == "cpnas" and b != 2.0)
-    assert betas == sorted((b, seed) for b in (1.0, 4.0) for seed in range(comparison.BETA_SEEDS))
-    extra = [(st, seed) for r in rounds[2:] for st, b, seed in r if b not in (1.0, 4.0)]
-    assert extra and all(seed >= comparison.MIN_SEEDS for _, seed in extra)
+    # then the stopping rule's rounds on the primary arms, and only after them the extra β_P, in one last round
+    *stops, last = rounds[2:]
+    assert sorted((b, seed) for st, b, seed in last) == sorted(
+        (b, seed) for b in (1.0, 4.0) for seed in range(comparison.BETA_SEEDS))
+    extra = [(st, b, seed) for r in stops for st, b, seed in r]
+    assert extra and all(seed >= comparison.MIN_SEEDS and b not in (1.0, 4.0) for _, b, seed in extra)
     search_arms = [a for a, (strategy, _) in comparison.ARMS.items() if strategy is not None]
-    assert all(len(r) <= len(search_arms) for r in rounds[3:])  # at most one seed per arm and round
+    assert all(len(r) <= len(search_arms) for r in stops)  # at most one seed per arm and round
     values, minutes = comparison.arm_values("cpu", "study")
     assert len(values["cpnas"]) == comparison.MAX_SEEDS  # the wide arm was extended to the cap, and no further
     assert all(comparison.MIN_SEEDS <= len(values[a]) <= comparison.MAX_SEEDS for a in ("rs", "bnas", "pcdarts"))
