@@ -12,7 +12,10 @@ search seeds), and one verdict from :func:`cpnas.stats.verdict` —
   seeds could have detected at 80 % power at the Holm level (from the measured stds);
 * **not evidence**: a side's mean top-1 is within 3 points of chance;
 
-or **not measured yet** while a side has fewer than 2 finished seeds.
+or **not measured yet** while a side has fewer than 2 finished seeds; and
+**interim** while the plan of the claim's family still adds runs to it (the primary family
+until its stopping rule is met, :func:`cpnas.comparison.waits_for`; the others until their
+planned seeds are in, :func:`pending`): its numbers are shown, but no verdict.
 
 The search claims come from the strategy comparison at the search budget the ranking
 study chose (:mod:`cpnas.comparison`, :mod:`cpnas.comparison_tables`), one Holm family
@@ -46,9 +49,14 @@ def _summary(values: Sequence[float], unit: str = "%") -> str:
     return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f} {unit} (n = {len(values)})"
 
 
-def _verdict_text(v: dict[str, Any]) -> str:
-    if v.get("diff") is None:
+INTERIM = "interim"
+
+
+def _verdict_text(v: dict[str, Any], waits: str | None = None) -> str:
+    if v.get("diff") is None or v.get("verdict") == NOT_MEASURED:
         return NOT_MEASURED
+    if waits:
+        return f"**{INTERIM}** — {in_words(v)}; judged once {waits}"
     return f"**{v['verdict']}** — {in_words(v)}; {verdict_words(v)}"
 
 
@@ -66,11 +74,14 @@ def _measured(d: dict[str, Any]) -> dict[str, Any]:
     return d if d["n_a"] >= 2 and d["n_b"] >= 2 else {**d, "verdict": NOT_MEASURED}
 
 
-def _row(artifact: str, paper: str, ours: str, v: dict[str, Any], scale_note: str) -> dict[str, str]:
-    return {"claim": artifact, "the paper": paper, "ours": ours, "scale": scale_note, "verdict": _verdict_text(v)}
+def _row(artifact: str, paper: str, ours: str, v: dict[str, Any], scale_note: str,
+         waits: str | None = None) -> dict[str, str]:
+    return {"claim": artifact, "the paper": paper, "ours": ours, "scale": scale_note,
+            "verdict": _verdict_text(v, waits)}
 
 
-def table1_claims(rows: Sequence[dict[str, Any]], scale_note: str) -> list[dict[str, str]]:
+def table1_claims(rows: Sequence[dict[str, Any]], scale_note: str, waits: str | None = None
+                  ) -> list[dict[str, str]]:
     """Table 1's three comparisons (:data:`cpnas.table_runs.TABLE1_CLAIMS`), Holm over the three."""
     papers = {"CP-NAS (Medium)": "5.72 % vs 8.29 % error", "CP-NAS (Small)": "(no cross-entropy row)",
               "CP-NAS (Large)": "4.73 % vs 6.5 % error"}
@@ -79,7 +90,7 @@ def table1_claims(rows: Sequence[dict[str, Any]], scale_note: str) -> list[dict[
     for (a, b, _, claim), v in zip(table_runs.TABLE1_CLAIMS, tests):
         ours = (f"top-1 {a}: {_summary(_values(rows, 'table1', 'label', a))}; "
                 f"{b}: {_summary(_values(rows, 'table1', 'label', b))}")
-        out.append(_row(f"Table 1: {claim}", papers[a], ours, v, scale_note))
+        out.append(_row(f"Table 1: {claim}", papers[a], ours, v, scale_note, waits))
     return out
 
 
@@ -106,7 +117,8 @@ def _judged_family(values: Mapping[Any, Sequence[float]], family: Sequence[tuple
                                                 chance=stats.CHANCE_TOP1)]
 
 
-def strategy_claims(values: Mapping[str, Sequence[float]], scale_note: str) -> list[dict[str, str]]:
+def strategy_claims(values: Mapping[str, Sequence[float]], scale_note: str, waits: str | None = None
+                    ) -> list[dict[str, str]]:
     """The strategy comparison's primary family (:data:`cpnas.comparison_plan.PRIMARY`): CP-NAS against each
     other arm, Welch over the found cells (one per search seed), Holm over the four.
 
@@ -118,11 +130,12 @@ def strategy_claims(values: Mapping[str, Sequence[float]], scale_note: str) -> l
     for (a, b, _), v in zip(PRIMARY, _judged_family(values, PRIMARY)):
         claim, paper = PRIMARY_CLAIMS[b]
         out.append(_row(claim, paper, f"{ARM_TITLES[a]}: {_summary(list(values.get(a, ())))}; {ARM_TITLES[b]}: "
-                                      f"{_summary(list(values.get(b, ())))}", v, scale_note))
+                                      f"{_summary(list(values.get(b, ())))}", v, scale_note, waits))
     return out
 
 
-def beta_claims(betas: Mapping[float, Sequence[float]], scale_note: str) -> list[dict[str, str]]:
+def beta_claims(betas: Mapping[float, Sequence[float]], scale_note: str, waits: str | None = None
+                ) -> list[dict[str, str]]:
     """Fig. 6 (left) without β_P = 2 vs 0 (in the primary family): β_P = 2 against 1 and against 4
     (:data:`cpnas.comparison_plan.BETA_FAMILY`), Welch over the found cells, Holm over the two."""
     from cpnas.comparison_plan import BETA_FAMILY
@@ -132,11 +145,12 @@ def beta_claims(betas: Mapping[float, Sequence[float]], scale_note: str) -> list
         where = "rises to" if b < a else "falls beyond"
         out.append(_row(f"Fig. 6 (left): accuracy {where} β_P = {a:g} (β_P = {a:g} vs {b:g})", "a figure, no numbers",
                         f"β_P = {a:g}: {_summary(list(betas.get(a, ())))}; β_P = {b:g}: "
-                        f"{_summary(list(betas.get(b, ())))}", v, scale_note))
+                        f"{_summary(list(betas.get(b, ())))}", v, scale_note, waits))
     return out
 
 
-def conv_share_claim(test: Mapping[str, Any], scale_note: str, alpha: float = 0.05) -> dict[str, str]:
+def conv_share_claim(test: Mapping[str, Any], scale_note: str, alpha: float = 0.05, waits: str | None = None
+                     ) -> dict[str, str]:
     """§3.4: a larger β_P selects fewer convolutions. ``test`` is :func:`cpnas.comparison.conv_share_test`
     (Kendall τ-b between β_P and the found cells' convolution share, one test): *supported* when τ < 0 at
     p < ``alpha``, *contradicted* when τ > 0 at p < ``alpha``, else *not resolved*."""
@@ -146,13 +160,16 @@ def conv_share_claim(test: Mapping[str, Any], scale_note: str, alpha: float = 0.
         return {**row, "ours": f"{test.get('n', 0)} found cells", "verdict": NOT_MEASURED}
     sig = test["p"] < alpha and test["tau"] != 0
     verdict = ("supported" if test["tau"] < 0 else "contradicted") if sig else "not resolved"
+    if waits:
+        verdict, sig = INTERIM, False
     ci = ("" if test.get("ci_low") is None else
           f", 95 % bootstrap interval [{test['ci_low']:+.2f}, {test['ci_high']:+.2f}]")
     return {**row, "ours": f"τ-b = {test['tau']:+.2f} over {test['n']} found cells",
-            "verdict": f"**{verdict}** — τ-b = {test['tau']:+.2f}{ci}, p = {test['p']:.3f} (one test, no family)"}
+            "verdict": f"**{verdict}** — τ-b = {test['tau']:+.2f}{ci}, p = {test['p']:.3f} (one test, no family)"
+                       + (f"; judged once {waits}" if waits else "")}
 
 
-def loss_claims(rows: Sequence[dict[str, Any]], scale_note: str) -> list[dict[str, str]]:
+def loss_claims(rows: Sequence[dict[str, Any]], scale_note: str, waits: str | None = None) -> list[dict[str, str]]:
     """The CP loss (Eq. 4) against each of its parts on 02's cell, Holm over the four (beyond the paper)."""
     full = "CP loss (Eq. 4)"
     others = [v for v in ablation.LOSS_VARIANTS if v != full]
@@ -160,7 +177,7 @@ def loss_claims(rows: Sequence[dict[str, Any]], scale_note: str) -> list[dict[st
     for other, v in zip(others, _judge(rows, "loss", [(full, o, +1) for o in others])):
         out.append(_row(f"CP loss (Eq. 3-4) beats {other} (beyond the paper)", "§2.4 proposes the full loss",
                         f"full: {_summary(_values(rows, 'loss', 'label', full))}; "
-                        f"{other}: {_summary(_values(rows, 'loss', 'label', other))}", v, scale_note))
+                        f"{other}: {_summary(_values(rows, 'loss', 'label', other))}", v, scale_note, waits))
     return out
 
 
@@ -179,7 +196,8 @@ def table2_claim(star: Mapping[int, float], star2: Mapping[int, float], scale_no
                 scale_note)
 
 
-def speed_claim(minutes_per_epoch: Mapping[str, Sequence[float]], scale_note: str) -> dict[str, str]:
+def speed_claim(minutes_per_epoch: Mapping[str, Sequence[float]], scale_note: str, waits: str | None = None
+                ) -> dict[str, str]:
     """"30 % faster than PC-DARTS": each search's thread-minutes per epoch (``minutes_per_epoch``, by
     strategy: :func:`cpnas.comparison.search_minutes_per_epoch`) projected to the paper's schedule of its
     strategy (:meth:`~cpnas.strategy_base.Strategy.plan` at ``paper``), the faster-said strategy minus the
@@ -197,7 +215,7 @@ def speed_claim(minutes_per_epoch: Mapping[str, Sequence[float]], scale_note: st
                f"{proj[slow]} epochs)", "ratio ≈ 0.70 (6 TITAN V)",
                f"{title_of(fast)}: {_summary(_values(mine, 's', 'label', fast, 'minutes'), unit='min')}; "
                f"{title_of(slow)}: {_summary(_values(mine, 's', 'label', slow, 'minutes'), unit='min')}", v,
-               scale_note)
+               scale_note, waits)
     out["verdict"] = out["verdict"].replace(" points", " min")
     return out
 
@@ -233,6 +251,7 @@ def collect(scale: str) -> list[dict[str, str]]:
     if budget is None:
         note = f"`{scale}` training budget; the search budget is not chosen yet"
         values, betas, conv, speed, t1, loss = {}, {}, {}, {}, [], []
+        waits: dict[str, str | None] = {}
     else:
         note = f"`{scale}` training budget; searches at the `{budget}` budget (chosen by the search ranking)"
         values = comparison.arm_values(scale, budget)[0]
@@ -241,15 +260,45 @@ def collect(scale: str) -> list[dict[str, str]]:
         speed = comparison.search_minutes_per_epoch(scale, budget)
         t1 = comparison_tables.table1_rows(scale, budget)
         loss = comparison_tables.loss_rows(scale, budget)
-    out = table1_claims(t1, note) + strategy_claims(values, note) + beta_claims(betas, note)
-    out.append(conv_share_claim(conv, note))
-    out += loss_claims(loss, note)
+        waits = pending(values, betas, t1, loss)
+    out = (table1_claims(t1, note, waits.get("table1")) + strategy_claims(values, note, waits.get("primary"))
+           + beta_claims(betas, note, waits.get("beta")))
+    out.append(conv_share_claim(conv, note, waits=waits.get("beta")))
+    out += loss_claims(loss, note, waits.get("loss"))
     t2 = {label: {s.seed: read_json(s.out(scale) / METRICS)["top1"] for s in specs if s.is_done(scale)}
           for label, specs in table_runs.table2_runs((0, 1, 2)).items()}
     out.append(table2_claim(t2["CP-NAS*"], t2["CP-NAS**"], f"`{scale}` on Imagenette (10 classes)"))
-    out.append(speed_claim(speed, note))
+    out.append(speed_claim(speed, note, waits.get("speed")))
     out.append(table3_claim())
     return out
+
+
+def pending(values: Mapping[str, Sequence[float]], betas: Mapping[float, Sequence[float]],
+            table1: Sequence[dict[str, Any]], loss: Sequence[dict[str, Any]]) -> dict[str, str | None]:
+    """What each family of the search claims still waits for, in words (``None``: it is judged): the
+    primary family its stopping rule, Fig. 6 (left) and §3.4 their planned searches
+    (:func:`cpnas.comparison.waits_for`), the search speed the CP-NAS and PC-DARTS searches of the
+    primary rule, Table 1 and the CP-loss study their planned trainings (:mod:`cpnas.comparison_tables`)."""
+    from cpnas.ablation import LOSS_VARIANTS
+    from cpnas.comparison import waits_for
+    from cpnas.comparison_tables import LOSS_SEEDS, TABLE1_SEEDS
+
+    wants = waits_for({k: list(v) for k, v in values.items()}, {k: list(v) for k, v in betas.items()})
+    primary, beta = wants["primary"], wants["beta"]
+
+    def seeds(want: Mapping[Any, int], title) -> str:  # in a fixed order: the rule's dict follows a set's
+        order = sorted(want, key=lambda k: (list(ARM_TITLES).index(k) if k in ARM_TITLES else k))
+        return ", ".join(f"{title(k)} at {want[k]} search seeds" for k in order)
+
+    def trainings(done: int, planned: int) -> str | None:
+        return f"its {planned} planned trainings are in ({done} done)" if done < planned else None
+
+    speed = {a: n for a, n in primary.items() if a in ablation.SPEED_CLAIM}
+    return {"primary": f"its stopping rule is met (it asks for {seeds(primary, ARM_TITLES.get)})" if primary else None,
+            "beta": f"its searches are in ({seeds(beta, lambda b: f'β_P = {b:g}')})" if beta else None,
+            "speed": f"the primary family's stopping rule is met ({seeds(speed, ARM_TITLES.get)})" if speed else None,
+            "table1": trainings(len(table1), len(table_runs.TABLE1_ROWS) * len(TABLE1_SEEDS)),
+            "loss": trainings(len(loss), len(LOSS_VARIANTS) * len(LOSS_SEEDS))}
 
 
 def markdown(claims: Sequence[dict[str, str]]) -> str:

@@ -36,7 +36,7 @@ are trained. Then the stopping rule adds seeds to the primary arms
 level exceeds :data:`MDE_LIMIT` points, both of its arms get another seed, up to
 :data:`MAX_SEEDS`. Random sampling has the benchmark's 40 cells from the start.
 
-**Effect sizes** (:func:`relative_improvement`, :func:`percentile`): the relative
+**Effect sizes** (:func:`cpnas.stats.relative_improvement`, :func:`cpnas.stats.percentile`): the relative
 improvement over random sampling of Yang et al. (ICLR 2020),
 RI = 100 · (top-1 − mean random) / mean random, with a percentile-bootstrap interval
 over the arm's cells and the random cells; and each found cell's percentile within
@@ -102,34 +102,12 @@ def seeds_to_add(values: dict[str, Sequence[float]], family: Sequence[tuple[str,
     return want
 
 
-def relative_improvement(arm: Sequence[float], random: Sequence[float], *, resamples: int = 2000,
-                         seed: int = 0) -> dict[str, Any]:
-    """RI = 100 · (mean arm − mean random) / mean random (Yang et al., ICLR 2020), with a percentile
-    bootstrap 95 % interval resampling both sides."""
-    import numpy as np
-
-    a, r = np.asarray(arm, float), np.asarray(random, float)
-    if a.size == 0 or r.size == 0:
-        return {"ri": None, "ri_ci_low": None, "ri_ci_high": None}
-    ri = 100 * (a.mean() - r.mean()) / r.mean()
-    rng = np.random.default_rng(seed)
-    boots = [100 * (rng.choice(a, a.size).mean() - (m := rng.choice(r, r.size).mean())) / m for _ in range(resamples)]
-    return {"ri": float(ri), "ri_ci_low": float(np.percentile(boots, 2.5)),
-            "ri_ci_high": float(np.percentile(boots, 97.5))}
-
-
-def percentile(top1: float, benchmark: Sequence[float]) -> float:
-    """The percentage of ``benchmark`` top-1s below ``top1`` (ties count half)."""
-    if not benchmark:
-        return float("nan")
-    below = sum(v < top1 for v in benchmark) + 0.5 * sum(v == top1 for v in benchmark)
-    return 100.0 * below / len(benchmark)
-
-
 def arm_rows(values: dict[str, Sequence[float]], minutes: dict[str, Sequence[float]] | None = None
              ) -> list[dict[str, Any]]:
     """Per arm: n, mean ± std, RI over random sampling with its interval, mean percentile, and the mean search
     thread-minutes of its searches (``minutes``, :func:`arm_values`)."""
+    from cpnas.stats import percentile, relative_improvement
+
     random = list(values.get("random", ()))
     rows = []
     for arm in ARMS:
@@ -288,12 +266,31 @@ def conv_share_test(scale: str, budget: str) -> dict[str, Any]:
     return {"family": "conv share vs β_P", "a": "β_P", "b": "conv share", "test": "Kendall τ-b", **kendall(betas, shares)}
 
 
+INTERIM = "interim"
+"""The verdict of a contrast whose family the plan has not finished (:func:`waits_for`): its numbers are shown,
+its verdict is not given."""
+
+
+def waits_for(values: dict[str, Sequence[float]], betas: dict[float, Sequence[float]]) -> dict[str, dict[Any, int]]:
+    """The seeds each family still waits for before it is judged (an empty dict: judged). ``primary``: arm →
+    the seeds its stopping rule asks for (:func:`seeds_to_add`). ``beta`` (Fig. 6 left, and §3.4's test over
+    the same searches): β_P → :data:`BETA_SEEDS` at each extra β_P still short of them, and the primary
+    rule's CP-NAS and BNAS† seeds, which are its β_P = 2 and 0."""
+    primary = seeds_to_add(values)
+    beta = {b: BETA_SEEDS for b in BETAS if b not in (0.0, 2.0) and len(betas.get(b, ())) < BETA_SEEDS}
+    beta.update({b: primary[arm] for arm, b in (("cpnas", 2.0), ("bnas", 0.0)) if arm in primary})
+    return {"primary": primary, "beta": beta}
+
+
 def verdict_rows(values: dict[str, Sequence[float]], betas: dict[float, Sequence[float]]) -> list[dict[str, Any]]:
-    """The primary family and Fig. 6 (left)'s family, each Holm-corrected on its own, one row per contrast."""
+    """The primary family and Fig. 6 (left)'s family, each Holm-corrected on its own, one row per contrast;
+    a family the plan still adds seeds to (:func:`waits_for`) reads :data:`INTERIM`."""
+    waits = waits_for(values, betas)
     rows = []
-    for family, vals, contrasts in (("primary", values, PRIMARY), ("β_P (Fig. 6 left)", betas, BETA_FAMILY)):
+    for key, family, vals, contrasts in (("primary", "primary", values, PRIMARY),
+                                         ("beta", "β_P (Fig. 6 left)", betas, BETA_FAMILY)):
         for d in judge_family(vals, contrasts):
-            rows.append({"family": family, **d})
+            rows.append({"family": family, **d, **({"verdict": INTERIM} if waits[key] else {})})
     return rows
 
 

@@ -14,6 +14,9 @@
 * :func:`verdict` — supported / contradicted / not resolved, with the rule that a
   comparison whose either side is within 3 points of chance is never evidence;
 * :func:`kendall` — Kendall τ-b with a paired percentile-bootstrap interval;
+* :func:`relative_improvement` — a search strategy's relative improvement over random sampling
+  (Yang et al., ICLR 2020) with a bootstrap interval, and :func:`percentile`, a cell's rank within
+  the benchmark;
 * over the result rows of a study (one dict per finished run: ``study``, ``label``, ``seed``,
   ``top1``, …): :func:`summarize` (mean ± std per arm), :func:`difference` (paired when both arms
   trained one cell per seed, :func:`pairing`; else Welch), and :func:`judged`, the tests of one
@@ -253,6 +256,30 @@ def kendall_tau_b(x: "Any", y: "Any") -> "Any":
 
 CHANCE_TOP1 = 10.0
 """Top-1 (%) of a guess among CIFAR-10's 10 classes: within 3 points of it a mean is not evidence."""
+
+
+def relative_improvement(arm: Sequence[float], random: Sequence[float], *, resamples: int = 2000,
+                         seed: int = 0) -> dict[str, Any]:
+    """RI = 100 · (mean arm − mean random) / mean random (Yang et al., ICLR 2020), with a percentile
+    bootstrap 95 % interval resampling both sides."""
+    import numpy as np
+
+    a, r = np.asarray(arm, float), np.asarray(random, float)
+    if a.size == 0 or r.size == 0:
+        return {"ri": None, "ri_ci_low": None, "ri_ci_high": None}
+    ri = 100 * (a.mean() - r.mean()) / r.mean()
+    rng = np.random.default_rng(seed)
+    boots = [100 * (rng.choice(a, a.size).mean() - (m := rng.choice(r, r.size).mean())) / m for _ in range(resamples)]
+    return {"ri": float(ri), "ri_ci_low": float(np.percentile(boots, 2.5)),
+            "ri_ci_high": float(np.percentile(boots, 97.5))}
+
+
+def percentile(top1: float, benchmark: Sequence[float]) -> float:
+    """The percentage of ``benchmark`` top-1s below ``top1`` (ties count half)."""
+    if not benchmark:
+        return float("nan")
+    below = sum(v < top1 for v in benchmark) + 0.5 * sum(v == top1 for v in benchmark)
+    return 100.0 * below / len(benchmark)
 
 
 def summarize(rows: Sequence[dict[str, Any]], study: str, by: str = "label") -> "Any":

@@ -94,23 +94,39 @@ def test_collect_reads_the_committed_runs():
         assert all("not chosen yet" in r["scale"] for r in searched)
 
 
-def test_collect_judges_the_comparison_once_the_budget_is_chosen(monkeypatch):
+def test_collect_judges_the_comparison_only_once_its_plan_is_in(monkeypatch):
+    """Before the stopping rule is met a family's numbers are shown as interim, whatever its p; once every arm
+    has the seeds the plan asks for (tight arms: the rule asks for no more), it gets its verdict."""
     from cpnas import comparison, comparison_tables
 
-    values = {"cpnas": [40.0, 41.0, 42.0], "random": [30.0, 31.0, 32.0], "rs": [35.0, 35.5, 36.0],
-              "bnas": [39.0, 40.0, 41.0], "pcdarts": [38.0, 39.0, 40.0]}
+    def arms(n: int) -> dict[str, list[float]]:
+        base = {"cpnas": 41.0, "rs": 35.5, "bnas": 40.0, "pcdarts": 39.0}
+        return {"random": [30.0, 31.0, 32.0] * 4, **{a: [m - 0.5, m, m + 0.5] * (n // 3) for a, m in base.items()}}
+
+    values, betas = arms(3), {1.0: [30.0, 31.0, 29.0]}
     monkeypatch.setattr(comparison, "budget_state", lambda scale: {"budget": "large", "reason": "τ > 0"})
     monkeypatch.setattr(comparison, "arm_values", lambda scale, budget: (values, {}))
-    monkeypatch.setattr(comparison, "beta_values",
-                        lambda scale, budget: {2.0: values["cpnas"], 1.0: [30.0, 31.0, 29.0]})
+    monkeypatch.setattr(comparison, "beta_values", lambda scale, budget: {2.0: values["cpnas"], **betas})
     monkeypatch.setattr(comparison, "conv_share_test", lambda scale, budget: {"n": 3, "tau": None})
     monkeypatch.setattr(comparison, "search_minutes_per_epoch", lambda scale, budget: {})
     monkeypatch.setattr(comparison_tables, "table1_rows", lambda scale, budget: [])
     monkeypatch.setattr(comparison_tables, "loss_rows", lambda scale, budget: [])
+    random_claim = "Fig. 6 (right): CP-NAS beats random sampling (the benchmark's uniform cells)"
+    beta_claim = "Fig. 6 (left): accuracy rises to β_P = 2 (β_P = 2 vs 1)"
     out = {r["claim"]: r for r in claims.collect("cpu")}
-    row = out["Fig. 6 (right): CP-NAS beats random sampling (the benchmark's uniform cells)"]
-    assert row["verdict"].startswith("**supported") and "`large` budget" in row["scale"]
-    assert out["Fig. 6 (left): accuracy rises to β_P = 2 (β_P = 2 vs 1)"]["verdict"].startswith("**supported")
+    row = out[random_claim]
+    assert row["verdict"].startswith("**interim** — +10.00 points") and "`large` budget" in row["scale"]
+    assert "stopping rule is met (it asks for CP-NAS at 6 search seeds, BNAS† at 6" in row["verdict"]
+    assert "supported" not in row["verdict"] and out[beta_claim]["verdict"].startswith("**interim")
+
+    values = arms(6)  # every arm at its first seeds, each contrast's MDE below the limit: the rule is met
+    assert comparison.seeds_to_add(values) == {}
+    out = {r["claim"]: r for r in claims.collect("cpu")}
+    assert out[random_claim]["verdict"].startswith("**supported")
+    assert out[beta_claim]["verdict"].startswith("**interim") and "β_P = 1 at 5 search seeds" in out[beta_claim]["verdict"]
+    betas = {1.0: [30.0, 31.0, 29.0, 30.5, 29.5], 4.0: [38.0, 38.5, 37.5, 38.2, 37.8]}
+    out = {r["claim"]: r for r in claims.collect("cpu")}
+    assert out[beta_claim]["verdict"].startswith("**supported")
 
 
 def test_results_page_claims_table_is_the_one_the_committed_runs_give():

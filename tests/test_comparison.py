@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from scipy import stats as sps
 
-from cpnas import comparison
+from cpnas import comparison, stats
 from cpnas.stats import mde, minimum_detectable_difference, paired, welch
 
 
@@ -44,9 +44,9 @@ def test_stopping_rule_adds_seeds_while_the_holm_mde_is_above_the_limit():
 
 
 def test_relative_improvement_and_percentile():
-    r = comparison.relative_improvement([43.0, 45.0], [40.0, 40.0, 40.0])
+    r = stats.relative_improvement([43.0, 45.0], [40.0, 40.0, 40.0])
     assert r["ri"] == pytest.approx(10.0) and r["ri_ci_low"] <= 10.0 <= r["ri_ci_high"]
-    assert comparison.percentile(41.0, [40.0, 41.0, 42.0, 39.0]) == pytest.approx(62.5)
+    assert stats.percentile(41.0, [40.0, 41.0, 42.0, 39.0]) == pytest.approx(62.5)
     rows = comparison.arm_rows({"cpnas": [44.0, 46.0], "random": [40.0, 40.0, 40.0]}, {"cpnas": [60.0, 70.0]})
     assert [r["arm"] for r in rows] == ["cpnas", "random"] and rows[0]["search_thread_minutes"] == 65.0
 
@@ -257,3 +257,19 @@ def test_pcdarts_alpha_gets_at_least_the_travel_of_its_own_schedule_at_every_bud
     deviations = (Path(__file__).parents[1] / "docs" / "deviations.md").read_text(encoding="utf-8").splitlines()
     row = next(line for line in deviations if line.startswith("| PC-DARTS's architecture learning rate"))
     assert f"{rates['study'] * 1e3:.2f}×10⁻³" in row and f"{rates['cpu'] * 1e3:.2f}×10⁻³" in row
+
+
+def test_a_family_waits_for_its_plan_and_reads_interim_until_then():
+    tight = {"random": [30.0, 31.0, 32.0] * 4, **{a: [m - 0.5, m, m + 0.5] * 2 for a, m in
+                                                 (("cpnas", 41.0), ("rs", 35.5), ("bnas", 40.0), ("pcdarts", 39.0))}}
+    short = {**tight, "pcdarts": tight["pcdarts"][:3]}
+    betas = {1.0: [30.0, 30.5, 29.5, 30.2, 29.8], 4.0: [30.0, 31.0, 32.0]}
+    assert comparison.waits_for(short, betas) == {"primary": {"pcdarts": comparison.MIN_SEEDS},
+                                                  "beta": {4.0: comparison.BETA_SEEDS}}
+    wide = {**tight, "cpnas": [30.0, 50.0] * 3}  # CP-NAS's contrasts too wide: β_P = 2 (and BNAS†'s 0) wait too
+    assert comparison.waits_for(wide, {**betas, 4.0: [30.0, 30.5, 29.5, 30.2, 29.8]})["beta"] == {2.0: comparison.MIN_SEEDS + 1,
+                                                                             0.0: comparison.MIN_SEEDS + 1}
+    verdicts = {r["family"]: r["verdict"] for r in comparison.verdict_rows(short, {2.0: tight["cpnas"], **betas})}
+    assert verdicts == {"primary": comparison.INTERIM, "β_P (Fig. 6 left)": comparison.INTERIM}
+    rows = comparison.verdict_rows(tight, {2.0: tight["cpnas"], 1.0: [30.0, 30.5, 29.5, 30.2, 29.8], 4.0: [30.0, 31.0] * 3})
+    assert {r["verdict"] for r in rows} == {"supported"}
