@@ -288,7 +288,8 @@ def pending(values: Mapping[str, Sequence[float]], betas: Mapping[float, Sequenc
 
     def seeds(want: Mapping[Any, int], title) -> str:  # in a fixed order: the rule's dict follows a set's
         order = sorted(want, key=lambda k: (list(ARM_TITLES).index(k) if k in ARM_TITLES else k))
-        return ", ".join(f"{title(k)} at {want[k]} search seeds" for k in order)
+        return (", ".join(f"{want[k]} {'cells of ' if i == 0 else 'of '}{title(k)}" for i, k in enumerate(order))
+                + "; one trained found cell per search seed")
 
     def trainings(done: int, planned: int) -> str | None:
         return f"its {planned} planned trainings are in ({done} done)" if done < planned else None

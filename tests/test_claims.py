@@ -116,14 +116,14 @@ def test_collect_judges_the_comparison_only_once_its_plan_is_in(monkeypatch):
     out = {r["claim"]: r for r in claims.collect("cpu")}
     row = out[random_claim]
     assert row["verdict"].startswith("**interim** — +10.00 points") and "`large` budget" in row["scale"]
-    assert "stopping rule is met (it asks for CP-NAS at 6 search seeds, BNAS† at 6" in row["verdict"]
+    assert "stopping rule is met (it asks for 6 cells of CP-NAS, 6 of BNAS†, 6 of PC-DARTS" in row["verdict"]
     assert "supported" not in row["verdict"] and out[beta_claim]["verdict"].startswith("**interim")
 
     values = arms(6)  # every arm at its first seeds, each contrast's MDE below the limit: the rule is met
     assert comparison.seeds_to_add(values) == {}
     out = {r["claim"]: r for r in claims.collect("cpu")}
     assert out[random_claim]["verdict"].startswith("**supported")
-    assert out[beta_claim]["verdict"].startswith("**interim") and "β_P = 1 at 5 search seeds" in out[beta_claim]["verdict"]
+    assert out[beta_claim]["verdict"].startswith("**interim") and "(5 cells of β_P = 1, 5 of β_P = 4;" in out[beta_claim]["verdict"]
     betas = {1.0: [30.0, 31.0, 29.0, 30.5, 29.5], 4.0: [38.0, 38.5, 37.5, 38.2, 37.8]}
     out = {r["claim"]: r for r in claims.collect("cpu")}
     assert out[beta_claim]["verdict"].startswith("**supported")
