@@ -84,6 +84,19 @@ def test_the_comparison_waits_for_the_whole_ranking_study_and_never_writes_an_em
         comparison.main(["--budget", "huge", "--table-only"])
 
 
+def write_scores(cells, sign: int) -> None:
+    """Every ranking search's score file, each score ``sign`` × the cell's index among ``cells``."""
+    from cpnas import ranking
+    from cpnas.io import write_json
+
+    for i, search in enumerate(ranking.searches()):
+        search.out("cpu").mkdir(parents=True, exist_ok=True)
+        write_json(search.out("cpu") / ranking.SCORES_FILE,
+                   {"strategy": search.strategy, "budget": search.budget, "seed": 0, "search_minutes": 1.0 + i,
+                    "cells": {c.name: dict.fromkeys(("child", "parent", "z_beta2", "z_beta0"), sign * float(j))
+                              for j, c in enumerate(cells)}})
+
+
 def test_the_budget_rule_waits_for_the_ground_truth_of_every_scored_cell(tmp_path, monkeypatch):
     """All ranking searches done is not enough: τ reads the benchmark's top-1, so every cell the searches
     score must be trained first."""
@@ -93,12 +106,7 @@ def test_the_budget_rule_waits_for_the_ground_truth_of_every_scored_cell(tmp_pat
 
     monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
     cells = ranking.scored_cells("cpu")
-    for i, search in enumerate(ranking.searches()):
-        search.out("cpu").mkdir(parents=True)
-        write_json(search.out("cpu") / ranking.SCORES_FILE,
-                   {"strategy": search.strategy, "budget": search.budget, "seed": 0, "search_minutes": 1.0 + i,
-                    "cells": {c.name: {"child": float(j), "parent": float(j), "z_beta2": float(j), "z_beta0": float(j)}
-                              for j, c in enumerate(cells)}})
+    write_scores(cells, +1)
 
     def train(cell):
         out = cellbench.run_spec(cell).out("cpu")
@@ -124,16 +132,7 @@ def test_the_budget_rule_is_applied_once_and_later_changes_do_not_move_it(tmp_pa
 
     monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
     cells = ranking.scored_cells("cpu")
-
-    def score(sign):
-        for i, search in enumerate(ranking.searches()):
-            search.out("cpu").mkdir(parents=True, exist_ok=True)
-            write_json(search.out("cpu") / ranking.SCORES_FILE,
-                       {"strategy": search.strategy, "budget": search.budget, "seed": 0, "search_minutes": 1.0 + i,
-                        "cells": {c.name: dict.fromkeys(("child", "parent", "z_beta2", "z_beta0"), sign * float(j))
-                                  for j, c in enumerate(cells)}})
-
-    score(+1)
+    write_scores(cells, +1)
     for j, cell in enumerate(cells):
         out = cellbench.run_spec(cell).out("cpu")
         out.mkdir(parents=True)
@@ -143,7 +142,7 @@ def test_the_budget_rule_is_applied_once_and_later_changes_do_not_move_it(tmp_pa
     assert choice_path("cpu").is_file() and choice["budget"] == "study" and choice["ranks"]
     assert choice["benchmark_trainings"] == len(cells) and "applied once" in choice["reason"]
 
-    score(-1)  # the scores now run against the benchmark's top-1 at every budget
+    write_scores(cells, -1)  # the scores now run against the benchmark's top-1 at every budget
     fresh = ranking.choose_budget(ranking.pooled_rows("cpu", only=(ranking.RULE_STRATEGY, ranking.RULE_SCORE)))
     assert not fresh["ranks"]
     again = comparison.chosen_budget("cpu")
