@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from cpnas.comparison import (TABLE_COLUMNS, VERDICT_COLUMNS, any_found, arm_rows, arm_values, beta_values,
-                              budget_state, verdict_rows, write_tables)
+                              budget_state, verdict_rows, waits_for, write_tables)
 
 
 REPORT_PARTS = ("strategies", "table1", "loss")
@@ -74,12 +74,15 @@ def figure(scale: str, part: str):
         return None
     title = f"at the `{budget}` search budget"
     if part in ("strategies", "beta"):
-        values = arm_values(scale, budget)[0] if part == "strategies" else beta_values(scale, budget)
+        arms, betas = arm_values(scale, budget)[0], beta_values(scale, budget)
+        values = arms if part == "strategies" else betas
         if not any_found(values):
             return None
         labels = ARM_TITLES if part == "strategies" else {b: f"β_P = {b:g}" for b in values}
+        interim = " (interim: the plan adds seeds)" if waits_for(arms, betas)[
+            "primary" if part == "strategies" else "beta"] else ""
         return strategy_dots(values, labels=labels,
-                             title=f"{'Search strategies' if part == 'strategies' else 'β_P'} {title}")
+                             title=f"{'Search strategies' if part == 'strategies' else 'β_P'} {title}{interim}")
     if part == "table1":
         from cpnas.table_runs import TABLE1_ROWS
 

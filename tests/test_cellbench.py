@@ -175,5 +175,6 @@ def test_benchmark_figures_draw_data_and_say_when_there_is_none():
     dots = P.strategy_dots({"cpnas": [41.0, 43.0], "random": [40.0, 45.0, 42.0], "rs": []},
                            labels={"cpnas": "CP-NAS"})
     assert [t.get_text() for t in dots.axes[0].get_yticklabels()] == ["CP-NAS", "random"]  # an empty arm is left out
+    assert dots.axes[0].get_title().endswith("shaded: random, mean ± std") and dots.axes[0].get_legend() is None
     for empty in (P.benchmark_distribution(bench.iloc[:0]), P.strategy_dots({})):
         assert "no " in empty.axes[0].texts[0].get_text()
