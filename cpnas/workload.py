@@ -161,6 +161,25 @@ def _comparison_search_hours(scale: str, budget: str) -> float:
     return _typical([hours[s] for s in weights if s in hours])
 
 
+def stopping_rule_cap(scale: str, budget: str) -> tuple[int, float]:
+    """``(runs, hours)``: the most the comparison's stopping rule can still add at ``budget`` — every search arm
+    taken from its seeds so far (at least :data:`cpnas.comparison_plan.MIN_SEEDS`) to
+    :data:`~cpnas.comparison_plan.MAX_SEEDS`, each seed one search and its found cell's training, at the
+    estimates of :func:`rows`."""
+    from cpnas import comparison
+    from cpnas.runs import GENOTYPE
+
+    hours = search_hours(scale, budget)
+    train = _typical(recorded_hours(scale).get(("cellbench", "train"), []))
+    runs, total = 0, 0.0
+    for strategy, beta in (v for v in comparison.ARMS.values() if v[0] is not None):
+        found = sum((f / GENOTYPE).is_file() for _, f in comparison.search_folders(scale, budget, strategy, beta))
+        extra = comparison.MAX_SEEDS - max(comparison.MIN_SEEDS, found)
+        runs += 2 * extra
+        total += extra * (hours.get(strategy, float("nan")) + train)
+    return runs, total
+
+
 def _ranking_left_hours(scale: str) -> float:
     """Estimated hours of the ranking's unfinished searches, each at its strategy's and budget's estimate."""
     from cpnas import ranking
@@ -172,6 +191,8 @@ def _ranking_left_hours(scale: str) -> float:
 def markdown(scale: str = "cpu", budget: str | None = None) -> str:
     """:func:`rows` as a Markdown table with the total, for the README."""
     import math
+
+    from cpnas.comparison_plan import MAX_SEEDS
 
     def h(x: float) -> str:
         return "–" if math.isnan(x) else f"{x:.1f}"
@@ -187,6 +208,7 @@ def markdown(scale: str = "cpu", budget: str | None = None) -> str:
         lines.append(f"| {r['study']} | {r['runs_done']} | {h(r['hours_done'])} | {rest_cells} |")
     done = sum(r["hours_done"] for r in table)
     rest = sum(r["hours_left"] for r in table if r["runs_left"])
+    cap_runs, cap_hours = stopping_rule_cap(scale, budget or comparison_budget(scale)[0])
     lines.append(f"| **all** | {sum(r['runs_done'] for r in table)} | {h(done)} | "
                  f"{sum(r['runs_left'] or 0 for r in table)} | {h(rest)} |")
     lines += ["", f"Recomputing every study from nothing: about **{h(done + rest)} thread-hours** (one thread per "
@@ -194,5 +216,7 @@ def markdown(scale: str = "cpu", budget: str | None = None) -> str:
                   f"study). A run's hours are the CPU time it recorded, or its wall-clock where it predates "
                   f"that record. Estimates use the median recorded time of the finished runs "
                   f"of the same kind, and for a search budget not run yet a smaller budget's time × its "
-                  f"supernet-training ratio; the comparison's stopping rule may add seeds."]
+                  f"supernet-training ratio. The comparison's stopping rule may add seeds: at most "
+                  f"{cap_runs} more runs (about {h(cap_hours)} thread-hours), if it takes every search arm to its "
+                  f"cap of {MAX_SEEDS} seeds."]
     return "\n".join(lines)

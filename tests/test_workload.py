@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cpnas import cellbench, ranking, workload
+from cpnas import cellbench, comparison, ranking, workload
 from cpnas.io import write_json
 
 
@@ -38,6 +38,11 @@ def test_recorded_hours_and_estimates(tmp_path, monkeypatch):
     hours = workload.search_hours("cpu", "large")
     assert hours["cpnas"] == pytest.approx(16 * 0.1) and hours["rs"] == pytest.approx(16 * 0.05)
     assert "thread-hours" in workload.markdown("cpu")
+    # the stopping rule's most: every search arm from its first seeds to the cap, one search and one training each
+    extra = comparison.MAX_SEEDS - comparison.MIN_SEEDS
+    runs, hours = workload.stopping_rule_cap("cpu", "study")
+    assert runs == 2 * 4 * extra
+    assert f"at most {runs} more runs" in workload.markdown("cpu", "study")
 
 
 def test_a_run_counts_the_cpu_time_it_recorded_not_the_wall_clock_it_waited(tmp_path, monkeypatch):
