@@ -36,6 +36,7 @@ from typing import Any, Mapping, Sequence
 
 from cpnas import ablation
 from cpnas import stats, table_runs
+from cpnas.comparison_plan import INTERIM
 from cpnas.errors import CpnasError
 
 NOT_MEASURED = "not measured yet"
@@ -47,9 +48,6 @@ def _summary(values: Sequence[float], unit: str = "%") -> str:
     if len(values) == 1:
         return f"{values[0]:.2f} {unit} (n = 1)"
     return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f} {unit} (n = {len(values)})"
-
-
-INTERIM = "interim"
 
 
 def _verdict_text(v: dict[str, Any], waits: str | None = None) -> str:
@@ -161,7 +159,7 @@ def conv_share_claim(test: Mapping[str, Any], scale_note: str, alpha: float = 0.
     sig = test["p"] < alpha and test["tau"] != 0
     verdict = ("supported" if test["tau"] < 0 else "contradicted") if sig else "not resolved"
     if waits:
-        verdict, sig = INTERIM, False
+        verdict = INTERIM
     ci = ("" if test.get("ci_low") is None else
           f", 95 % bootstrap interval [{test['ci_low']:+.2f}, {test['ci_high']:+.2f}]")
     return {**row, "ours": f"τ-b = {test['tau']:+.2f} over {test['n']} found cells",

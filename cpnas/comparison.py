@@ -51,8 +51,8 @@ from typing import Any, Sequence
 from cpnas.strategy_base import search_for_beta
 
 from cpnas.comparison_plan import (ALPHA, ARMS, BETA_FAMILY, BETA_SEEDS, BETAS, MAX_SEEDS,  # noqa: F401
-                                   MDE_LIMIT, MIN_SEEDS, PC_ARCH_TRAVEL, PHASES, PRIMARY, STOP_AFTER_PHASE, STUDY,
-                                   pcdarts_overrides)
+                                   INTERIM, MDE_LIMIT, MIN_SEEDS, PC_ARCH_TRAVEL, PHASES, PRIMARY, STOP_AFTER_PHASE,
+                                   STUDY, pcdarts_overrides)
 
 
 def contrast(values: dict[str, Sequence[float]], a: str, b: str) -> dict[str, Any]:
@@ -264,11 +264,6 @@ def conv_share_test(scale: str, budget: str) -> dict[str, Any]:
             betas.append(beta)
             shares.append(conv_ops(g) / edges)
     return {"family": "conv share vs β_P", "a": "β_P", "b": "conv share", "test": "Kendall τ-b", **kendall(betas, shares)}
-
-
-INTERIM = "interim"
-"""The verdict of a contrast whose family the plan has not finished (:func:`waits_for`): its numbers are shown,
-its verdict is not given."""
 
 
 def waits_for(values: dict[str, Sequence[float]], betas: dict[float, Sequence[float]]) -> dict[str, dict[Any, int]]:

@@ -44,6 +44,10 @@ MDE_LIMIT = 3.0
 
 ALPHA = 0.05
 
+INTERIM = "interim"
+"""The verdict of a contrast whose family the plan has not finished (:func:`cpnas.comparison.waits_for`): its
+numbers are shown, its verdict is not given."""
+
 PHASES: tuple[tuple[tuple[str, ...], tuple[float, ...]], ...] = ((("cpnas", "rs"), ()), (("bnas", "pcdarts"), ()),
                                                                  ((), (1.0, 4.0)))
 """The runs in order: ``(arms, extra CP-NAS β_P)`` per phase (:func:`cpnas.comparison.run`)."""
