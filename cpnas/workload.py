@@ -123,12 +123,13 @@ def rows(scale: str, budget: str | None = None) -> list[dict[str, Any]]:
             else:
                 each = _typical(done[kind])
             est += n * each
+        row = {"study": words, "runs_done": sum(len(v) for v in done.values()),
+               "hours_done": sum(sum(v) for v in done.values()),
+               "runs_left": sum(remaining.values()) if study in todo else None, "hours_left": est}
         if study == "strategies":
-            words += f" at the {budget} budget" + ("" if decided else " (if the ranking picks it)")
-        out.append({"study": words, "runs_done": sum(len(v) for v in done.values()),
-                    "hours_done": sum(sum(v) for v in done.values()),
-                    "runs_left": sum(remaining.values()) if study in todo else None,
-                    "hours_left": est})
+            row["study"] += f" at the {budget} budget" + ("" if decided else " (if the ranking picks it)")
+            row["rule_cap"] = stopping_rule_cap(scale, budget, per_kind=per_kind)
+        out.append(row)
     return out
 
 
@@ -161,16 +162,18 @@ def _comparison_search_hours(scale: str, budget: str) -> float:
     return _typical([hours[s] for s in weights if s in hours])
 
 
-def stopping_rule_cap(scale: str, budget: str) -> tuple[int, float]:
+def stopping_rule_cap(scale: str, budget: str, per_kind: dict[tuple[str, str], list[float]] | None = None,
+                      ) -> tuple[int, float]:
     """``(runs, hours)``: the most the comparison's stopping rule can still add at ``budget`` — every search arm
     taken from its seeds so far (at least :data:`cpnas.comparison_plan.MIN_SEEDS`) to
     :data:`~cpnas.comparison_plan.MAX_SEEDS`, each seed one search and its found cell's training, at the
-    estimates of :func:`rows`."""
+    estimates of :func:`rows` (``per_kind``: :func:`recorded_hours`, read again when not given)."""
     from cpnas import comparison
     from cpnas.runs import GENOTYPE
 
     hours = search_hours(scale, budget)
-    train = _typical(recorded_hours(scale).get(("cellbench", "train"), []))
+    per_kind = recorded_hours(scale) if per_kind is None else per_kind
+    train = _typical(per_kind.get(("cellbench", "train"), []))
     runs, total = 0, 0.0
     for strategy, beta in (v for v in comparison.ARMS.values() if v[0] is not None):
         found = sum((f / GENOTYPE).is_file() for _, f in comparison.search_folders(scale, budget, strategy, beta))
@@ -208,7 +211,7 @@ def markdown(scale: str = "cpu", budget: str | None = None) -> str:
         lines.append(f"| {r['study']} | {r['runs_done']} | {h(r['hours_done'])} | {rest_cells} |")
     done = sum(r["hours_done"] for r in table)
     rest = sum(r["hours_left"] for r in table if r["runs_left"])
-    cap_runs, cap_hours = stopping_rule_cap(scale, budget or comparison_budget(scale)[0])
+    cap_runs, cap_hours = next(r["rule_cap"] for r in table if "rule_cap" in r)
     lines.append(f"| **all** | {sum(r['runs_done'] for r in table)} | {h(done)} | "
                  f"{sum(r['runs_left'] or 0 for r in table)} | {h(rest)} |")
     lines += ["", f"Recomputing every study from nothing: about **{h(done + rest)} thread-hours** (one thread per "
