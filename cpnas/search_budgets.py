@@ -20,7 +20,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
     "cpu": {**PC_STUDY},
     # 70 epochs (T = 2) × 2,000 images; half the score images per draw, so z̄ averages as many scored images
     "large": {"search.T": 2, "search.train_fraction": 0.04, "search.score_fraction": 0.1,
-              "search.pc_epochs": 70, "search.pc_warmup_epochs": 20, "search.pc_batch_size": 16},
+              **PC_STUDY, "search.pc_epochs": 70, "search.pc_warmup_epochs": 20},
 }
 """Search size overrides on the ``cpu`` preset, cheapest first. PC-DARTS gets the Child's supernet training
 (images × epochs), in batches of 16; at its paper's rate α still moves little at the two smaller budgets
