@@ -54,11 +54,11 @@ def test_the_benchmark_trains_at_the_cpu_budget():
 def test_frame_reads_finished_trainings(tmp_path, monkeypatch):
     monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
     cells = cellbench.fixed_cells()
-    for cell, seed, top1 in ((cells[0], 0, 40.0), (cells[0], 1, 42.0), (cells[3], 0, 30.0)):
+    for cell, seed, top1, cpu in ((cells[0], 0, 40.0, None), (cells[0], 1, 42.0, 300.0), (cells[3], 0, 30.0, None)):
         out = cellbench.run_spec(cell, seed).out("cpu")
         out.mkdir(parents=True)
         write_json(out / "metrics.json", {"seed": seed, "top1": top1, "params": 1000, "val_top1": top1 - 1,
-                                          "test_images": 10000, "wall_clock_s": 600.0})
+                                          "test_images": 10000, "wall_clock_s": 600.0, "cpu_s": cpu})
     df = cellbench.frame("cpu")
     assert list(df.columns) == list(cellbench.COLUMNS) and len(df) == 3
     s = cellbench.summary(df)
@@ -66,6 +66,8 @@ def test_frame_reads_finished_trainings(tmp_path, monkeypatch):
     assert s["seed_std"] == pytest.approx(2 ** 0.5)
     row = df[df.architecture == "darts_v2"].iloc[0]
     assert row.conv_ops == 6 and row.input_edge_share == pytest.approx(12 / 16) and row.minutes == 10.0
+    # a run that recorded its CPU time counts it, not the wall-clock it spent waiting for a busy core
+    assert df[df.architecture == "darts_v2"].minutes.tolist() == [10.0, 5.0]
 
 
 def _run(strategy, budget, minutes, scores):
