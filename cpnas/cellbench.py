@@ -234,7 +234,8 @@ def write_table(scale: str) -> str:
                 f"{s['best'][1]:.2f}, worst {s['worst'][0]} {s['worst'][1]:.2f}"
                 + (f"; training noise (mean std over the seeds of {s['replicated']} replicated cells) "
                    f"{s['seed_std']:.2f}" if s["replicated"] else "")
-                + ". Genotypes are in the CSV.\n\n" + shown.to_markdown(index=False, floatfmt=".2f") + "\n")
+                + ". Minutes: the training's CPU time, or its wall-clock where it predates that record. "
+                "Genotypes are in the CSV.\n\n" + shown.to_markdown(index=False, floatfmt=".2f") + "\n")
     write_text(out / "cell_benchmark.md", text)
     return text
 
