@@ -179,7 +179,7 @@ def row(cell: BenchCell, metrics: dict[str, Any]) -> dict[str, Any]:
             "params": metrics.get("params"), "conv_ops": conv_ops(cell.genotype),
             "input_edge_share": input_edge_share(cell.genotype), "val_top1": metrics.get("val_top1"),
             "top1": metrics["top1"], "test_images": metrics.get("test_images"),
-            "minutes": (metrics["cpu_s"] if metrics.get("cpu_s") is not None else metrics["wall_clock_s"]) / 60}
+            "minutes": runs.thread_seconds(metrics, f"{cell.name} seed {metrics['seed']}") / 60}
 
 
 def frame(scale: str = "cpu"):

@@ -42,7 +42,7 @@ search nor training, so both can ask them where their runs go and what their fil
 
 from cpnas.runs.cost import (RECORD_FILES, REPRODUCE_STUDIES, compare, compare_summary, cost_summary,  # noqa: F401
                              cost_words, main, recorded_cost, recorded_number, recorded_seconds,
-                             recorded_thread_seconds, require_finished, study_cost)
+                             recorded_thread_seconds, require_finished, study_cost, thread_seconds)
 from cpnas.runs.execute import RunResult, run_all, run_or_load, run_searches, run_specs, train_many  # noqa: F401
 from cpnas.runs.files import (CHECKPOINT, COMPLETE, CONFIG, COST, GENOTYPE, HISTORY, INDICATOR, METRICS,  # noqa: F401
                               PARENT_DIR)

@@ -53,20 +53,37 @@ def recorded_thread_seconds(folder: Path, kind: str) -> float | None:
     marker = Path(folder) / RECORD_FILES[kind]
     if not marker.is_file():
         return None
-    cpu = recorded_number(marker, "cpu_s", required=False)
-    return cpu if cpu is not None else recorded_number(marker, "wall_clock_s", required=False)
+    return thread_seconds(_read_record(marker), marker)
+
+
+def thread_seconds(record: dict[str, Any], path: Path | str) -> float | None:
+    """A finished run's compute in thread-seconds from its record (read from ``path``): ``cpu_s`` where
+    recorded, else ``wall_clock_s``; ``None`` when it has neither. A wrongly typed value is an error naming
+    ``path``."""
+    cpu = _number(record, "cpu_s", path, required=False)
+    return cpu if cpu is not None else _number(record, "wall_clock_s", path, required=False)
 
 
 def recorded_number(path: Path, key: str, *, required: bool = True) -> float | None:
     """``key`` of the JSON object in ``path`` as a float; a damaged or wrongly typed file is an error naming it."""
-    import math
+    return _number(_read_record(path), key, path, required=required)
 
+
+def _read_record(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; a damaged file or another JSON type is one error naming it."""
     from cpnas.io import read_json
 
     record = read_json(path)  # truncated, binary, not JSON: one CpnasError naming the file
     if not isinstance(record, dict):
         raise CpnasError(f"{path}: not a run record (a JSON object), but a {type(record).__name__}; "
                          f"move the run folder away or run it again")
+    return record
+
+
+def _number(record: dict[str, Any], key: str, path: Path | str, *, required: bool) -> float | None:
+    """``key`` of a run record read from ``path`` as a float (see :func:`recorded_number`)."""
+    import math
+
     value = record.get(key)
     if value is None:
         if required:
