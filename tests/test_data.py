@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -349,11 +350,26 @@ def test_image_folder_loads_converts_resizes_and_caches(tmp_path, caplog, monkey
     assert torch.equal(rebuilt.images, data.images) and "unreadable cache" in caplog.text
     assert torch.load(cache_file, weights_only=True)["images"].shape == (6, 3, 8, 8)
 
-    # an edited folder gets a new cache entry
+    # another copy of the folder, another image size and a limit each get their own entry
+    other = shutil.copytree(root, tmp_path / "copy")
+    cpdata.load_images("imagenet", "test", other, image_size=8, cache_dir=cache)
+    cpdata.load_images("imagenet", "test", root, image_size=6, cache_dir=cache)
+    cpdata.load_images("imagenet", "test", root, image_size=8, limit_per_class=2, cache_dir=cache)
+    entries = sorted(p.name for p in cache.glob("imagenet-test-*.pt"))
+    assert len(entries) == 4 and cache_file.name in entries
+
+    # an edited folder gets a new cache entry, which replaces the entry of its earlier state only
     (root / "val" / "a" / "2.bmp").unlink()
     assert len(cpdata.load_images("imagenet", "test", root, image_size=8, cache_dir=cache)) == 5
-    assert len(list(cache.glob("imagenet-test-8px-*.pt"))) == 2
+    after = sorted(p.name for p in cache.glob("imagenet-test-*.pt"))
+    assert len(after) == 4 and cache_file.name not in after
+    assert set(entries) - set(after) == {cache_file.name}
     assert not list(cache.glob(".*.tmp"))
+
+    # re-copied files (new modification times) likewise leave one entry for the folder
+    os.utime(root / "val" / "a" / "1.png", ns=(0, 0))
+    assert len(cpdata.load_images("imagenet", "test", root, image_size=8, cache_dir=cache)) == 5
+    assert len(list(cache.glob("imagenet-test-*.pt"))) == 4
 
 
 def test_image_folder_of_mixed_sizes_needs_an_image_size(tmp_path):

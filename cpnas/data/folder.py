@@ -3,7 +3,10 @@
 The ``folder`` source of :data:`cpnas.data.sources.SOURCES` (and the ImageFolder copies of
 CIFAR-10, :mod:`cpnas.data.cifar`). Images are decoded once (libjpeg-turbo through
 ``torchvision.io``, PIL for other formats, :mod:`cpnas.data.decode`), optionally resized, and
-cached as one uint8 tensor file under ``$CPNAS_CACHE`` keyed by a fingerprint of the folder.
+cached as one uint8 tensor file under ``$CPNAS_CACHE`` keyed by a fingerprint of the folder
+(names, sizes and modification times). Writing a new entry removes the older entries of the
+same folder and settings, so a copy whose files change (or are re-copied with new times)
+leaves one cache file, not one per change.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -113,6 +117,7 @@ def load_image_folder(spec: DatasetSpec, root: Path, split: str, image_size: int
         images = _decode_files(files, image_size, f"{description} {split}", progress)
         _write_cache(cache_file, {"format": _CACHE_FORMAT, "images": images, "labels": label_tensor,
                                   "classes": classes, "source": str(split_dir)})
+        _remove_stale_entries(cache_file, f"{spec.name}-{split}-{size_tag}{limit_tag}-", str(split_dir))
     else:
         logger.info("loaded %d decoded images of %s (%s) from the cache %s",
                     len(files), description, split, cache_file)
@@ -161,6 +166,32 @@ def _write_cache(path: Path, blob: dict) -> None:
     except (OSError, CpnasError) as exc:
         logger.warning("could not write the cache file %s (%s); the decoded images are used "
                        "without caching", path, exc)
+
+
+def _remove_stale_entries(current: Path, prefix: str, source: str) -> None:
+    """Delete the cache files ``prefix<key>.pt`` beside ``current`` that hold the same ``source`` folder.
+
+    They were written for an earlier state of the folder (other files, sizes or times) and would
+    only be read again if it returned to exactly that state. Files of other folders, other image
+    sizes or limits, and files that cannot be read are left alone; a process still reading a
+    removed file keeps its open copy (POSIX), and a failed removal only costs disk space.
+    """
+    if not current.is_file():  # the write failed: keep what there is
+        return
+    pattern = re.compile(re.escape(prefix) + r"[0-9a-f]{16}\.pt")
+    for path in current.parent.iterdir():
+        if path == current or not pattern.fullmatch(path.name):
+            continue
+        try:
+            stale = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("source") == source
+        except Exception:  # unreadable or foreign: not ours to delete
+            continue
+        if stale:
+            try:
+                path.unlink()
+                logger.info("removed the cache file %s of an earlier state of %s", path, source)
+            except OSError as exc:
+                logger.warning("could not remove the stale cache file %s (%s)", path, exc)
 
 
 def resize_center_crop(img: torch.Tensor, size: int) -> torch.Tensor:
