@@ -356,7 +356,7 @@ def verdict_words(v: dict[str, Any]) -> str:
     if v.get("diff") is None:
         return "not measured"
     p = v["p_adjusted"] if v.get("p_adjusted") is not None else v["p"]
-    text = f"{v['verdict']} (Holm-adjusted p = {p:.3f})"
+    text = f"{v['verdict']} (Holm-adjusted p {'< 0.001' if p < 0.001 else f'= {p:.3f}'})"
     if v["verdict"] == "not resolved" and v.get("mde") is not None:
         text += (f"; these seeds could detect a difference of {v['mde']:.1f} points at 80 % power at the Holm "
                  f"level")

@@ -167,10 +167,13 @@ def stopping_rule_cap(scale: str, budget: str, per_kind: dict[tuple[str, str], l
     """``(runs, hours)``: the most the comparison's stopping rule can still add at ``budget`` — every search arm
     taken from its seeds so far (at least :data:`cpnas.comparison_plan.MIN_SEEDS`) to
     :data:`~cpnas.comparison_plan.MAX_SEEDS`, each seed one search and its found cell's training, at the
-    estimates of :func:`rows` (``per_kind``: :func:`recorded_hours`, read again when not given)."""
+    estimates of :func:`rows` (``per_kind``: :func:`recorded_hours`, read again when not given). ``(0, 0.0)``
+    once the rule asks for no more seeds (:func:`cpnas.comparison.seeds_to_add`): its family is judged."""
     from cpnas import comparison
     from cpnas.runs import GENOTYPE
 
+    if not comparison.seeds_to_add(comparison.arm_values(scale, budget)[0]):
+        return 0, 0.0
     hours = search_hours(scale, budget)
     per_kind = recorded_hours(scale) if per_kind is None else per_kind
     train = _typical(per_kind.get(("cellbench", "train"), []))
@@ -219,7 +222,9 @@ def markdown(scale: str = "cpu", budget: str | None = None) -> str:
                   f"study). A run's hours are the CPU time it recorded, or its wall-clock where it predates "
                   f"that record. Estimates use the median recorded time of the finished runs "
                   f"of the same kind, and for a search budget not run yet a smaller budget's time × its "
-                  f"supernet-training ratio. The comparison's stopping rule may add seeds: at most "
-                  f"{cap_runs} more runs (about {h(cap_hours)} thread-hours), if it takes every search arm to its "
-                  f"cap of {MAX_SEEDS} seeds."]
+                  f"supernet-training ratio. " + (
+                      f"The comparison's stopping rule may add seeds: at most {cap_runs} more runs (about "
+                      f"{h(cap_hours)} thread-hours), if it takes every search arm to its cap of {MAX_SEEDS} seeds."
+                      if cap_runs else
+                      "The comparison's stopping rule asks for no more seeds: its primary contrasts are judged.")]
     return "\n".join(lines)

@@ -75,6 +75,12 @@ def test_conv_share_speed_table2_and_loss_claims():
         ["supported", "not resolved", claims.NOT_MEASURED, "not resolved"]
 
 
+def test_a_holm_p_below_a_thousandth_reads_as_a_bound():
+    v = {"verdict": "supported", "diff": 7.0, "p": 1e-5, "p_adjusted": 4e-5}
+    assert claims.verdict_words(v) == "supported (Holm-adjusted p < 0.001)"
+    assert claims.verdict_words({**v, "p_adjusted": 0.0228}) == "supported (Holm-adjusted p = 0.023)"
+
+
 def test_markdown_escapes_pipes_and_has_one_row_per_claim():
     text = claims.markdown([{"claim": "a | b", "the paper": "p", "ours": "o", "scale": "s", "verdict": "v"}])
     assert text.splitlines()[2] == "| a \\| b | p | o | s | v |"

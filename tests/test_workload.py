@@ -43,6 +43,10 @@ def test_recorded_hours_and_estimates(tmp_path, monkeypatch):
     runs, hours = workload.stopping_rule_cap("cpu", "study")
     assert runs == 2 * 4 * extra
     assert f"at most {runs} more runs" in workload.markdown("cpu", "study")
+    # once the rule asks for no more seeds it can add nothing, and the README says the family is judged
+    monkeypatch.setattr(comparison, "seeds_to_add", lambda values: {})
+    assert workload.stopping_rule_cap("cpu", "study") == (0, 0.0)
+    assert "asks for no more seeds" in workload.markdown("cpu", "study")
 
 
 def test_a_run_counts_the_cpu_time_it_recorded_not_the_wall_clock_it_waited(tmp_path, monkeypatch):
