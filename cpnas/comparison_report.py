@@ -108,11 +108,20 @@ def tables(scale: str) -> str:
 
 def table1_metrics(scale: str) -> dict[str, list[dict[str, Any]]]:
     """``{row label: [metrics.json of each finished training]}`` of Table 1 at the budget the ranking study
-    chose, for :func:`cpnas.tables.table1`; empty until that budget is chosen."""
-    from cpnas import comparison_tables
+    chose, for :func:`cpnas.tables.table1`; empty until that budget is chosen. Each training's metrics gain
+    the search that found its cell (``search``: strategy, folder and ``cost.json``, for the table's method
+    and search-cost columns) and that search's seed (``search_seed``: a row's seeds are search seeds)."""
+    from cpnas import comparison_tables, runs
+    from cpnas.comparison_plan import ARMS
+    from cpnas.io import read_json
+    from cpnas.table_runs import TABLE1_ROWS
 
     budget = budget_state(scale)["budget"]
     out: dict[str, list[dict[str, Any]]] = {}
     for r in comparison_tables.table1_rows(scale, budget) if budget else ():
-        out.setdefault(r["label"], []).append(r["metrics"])
+        strategy, beta = ARMS[TABLE1_ROWS[r["label"]]["strategy"]]
+        folder = (runs.study_dir(scale, comparison_tables.STUDY) / "search"
+                  / runs.search_name(strategy, beta, variant=budget) / f"seed{r['seed']}")
+        search = {"strategy": strategy, "beta_p": beta, "out": str(folder), "cost": read_json(folder / runs.COST)}
+        out.setdefault(r["label"], []).append({**r["metrics"], "search": search, "search_seed": r["seed"]})
     return out

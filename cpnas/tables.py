@@ -243,13 +243,24 @@ def _what_varies(runs: Sequence[dict[str, Any]]) -> str:
     return "search and training"
 
 
+def _seeds_note(runs: Sequence[dict[str, Any]]) -> str:
+    """What a row's mean and std are over: search seeds when its runs name them (``search_seed``: each
+    trains the cell one search found), else the runs' seeds (:func:`_what_varies`)."""
+    if all(r.get("search_seed") is not None for r in runs):
+        searched = ", ".join(str(s) for s in sorted({r["search_seed"] for r in runs}))
+        trained = ", ".join(str(s) for s in sorted({r["seed"] for r in runs if r.get("seed") is not None}))
+        return (f"; mean and sample std over search seeds {searched} (each found cell trained once, "
+                f"training seed {trained})")
+    seeds = sorted({r.get("seed") for r in runs if r.get("seed") is not None})
+    return f"; mean and sample std over seeds {', '.join(map(str, seeds))} ({_what_varies(runs)})"
+
+
 def _ours_common(label: str, runs: Sequence[dict[str, Any]], compare_with: str | None) -> dict[str, Any]:
     """The columns of one row of ours, from its runs (one per seed): sizes from the first, costs averaged."""
     m = runs[0]
     search = m.get("search") or {}
     cost = search.get("cost") or {}
     strategy = search.get("strategy")
-    seeds = sorted({r.get("seed") for r in runs if r.get("seed") is not None})
     budget = budget_of_metrics(m)
     note = (f"{m['dataset_description']}; {budget} budget: C={m['channels']}, {m['layers']} cells, "
             f"{m['image_size']}px, {m['epochs']} epochs on {m['train_images']} training images, tested on "
@@ -257,8 +268,7 @@ def _ours_common(label: str, runs: Sequence[dict[str, Any]], compare_with: str |
             + (f" (H = {m['kernel_source']})" if m.get("kernel_source") else "")
             + (f"; search {strategy} on {cost.get('dataset')}, {cost.get('epochs')} epochs"
                f" on {cost.get('device_name')}" if cost else "")
-            + (f"; mean and sample std over seeds {', '.join(map(str, seeds))} ({_what_varies(runs)})"
-               if len(runs) > 1 else ""))
+            + (_seeds_note(runs) if len(runs) > 1 else ""))
 
     def mean_of(values: list[Any], digits: int) -> float | None:
         values = [v for v in values if v is not None]

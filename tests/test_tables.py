@@ -97,5 +97,10 @@ def test_a_row_of_seeds_gives_mean_std_and_n():
     t2 = table2({"CP-NAS*": [metrics(top1=30.0, seed=0, search=one_cell), metrics(top1=34.0, seed=1, search=one_cell)]})
     note = t2[t2["source"] == "ours"].iloc[0]["note"]
     assert "seeds 0, 1 (training only: every seed trains the cell of results/cpu/search/cpnas/seed0)" in note
+    # runs that name their search seeds (one found cell each, trained at training seed 0) say so
+    searched = [metrics(test_error=40.0 + k, seed=0, search_seed=k) for k in (2, 0, 1)]
+    df = table1({"CP-NAS (Small)": searched})
+    (note,) = df[df["source"] == "ours"]["note"]
+    assert "over search seeds 0, 1, 2 (each found cell trained once, training seed 0)" in note
     with pytest.raises(ValueError):
         table1({"CP-NAS (Small)": []})
