@@ -122,6 +122,7 @@ def table1_metrics(scale: str) -> dict[str, list[dict[str, Any]]]:
         strategy, beta = ARMS[TABLE1_ROWS[r["label"]]["strategy"]]
         folder = (runs.study_dir(scale, comparison_tables.STUDY) / "search"
                   / runs.search_name(strategy, beta, variant=budget) / f"seed{r['seed']}")
-        search = {"strategy": strategy, "beta_p": beta, "out": str(folder), "cost": read_json(folder / runs.COST)}
+        cost = read_json(folder / runs.COST) if (folder / runs.COST).is_file() else None
+        search = {"strategy": strategy, "beta_p": beta, "out": str(folder), "cost": cost}
         out.setdefault(r["label"], []).append({**r["metrics"], "search": search, "search_seed": r["seed"]})
     return out
