@@ -61,12 +61,16 @@ def _comparison_searches(scale: str) -> dict[Path, R.SearchSpec]:
                                            betas=[b for _, extra in comparison.PHASES for b in extra])}
 
 
-def _comparison_trainings(scale: str) -> set[Path]:
+def _comparison_training_specs(scale: str) -> list[R.RunSpec]:
     """Table 1's and the CP-loss study's trainings on the comparison's found cells, at every budget."""
     from cpnas import comparison_tables as T
 
-    return ({spec.out(scale) for budget in K.BUDGETS for *_, spec in T.table1_specs(scale, budget)}
-            | {spec.out(scale) for budget in K.BUDGETS for *_, spec in T.loss_specs(scale, budget)})
+    return ([spec for budget in K.BUDGETS for *_, spec in T.table1_specs(scale, budget)]
+            + [spec for budget in K.BUDGETS for *_, spec in T.loss_specs(scale, budget)])
+
+
+def _comparison_trainings(scale: str) -> set[Path]:
+    return {spec.out(scale) for spec in _comparison_training_specs(scale)}
 
 
 def _search_folders(specs: list[R.RunSpec], scale: str) -> set[Path]:
@@ -109,7 +113,8 @@ def test_every_committed_run_is_the_folder_of_a_study_spec():
 def test_committed_runs_are_found_never_recomputed(monkeypatch):
     """run_or_load finds every committed training of every study in its folder: no search or training starts.
 
-    A run whose cache key still equals today's config is loaded (the cell benchmark's); one made
+    A run whose cache key still equals today's config is loaded (the cell benchmark's, the strategy
+    comparison's Table 1 and CP-loss trainings); one made
     with an older config or search is found and refused with one line, never recomputed over (the
     03/04 trainings, the ablation, the proxy and the recipe runs predate today's cpu preset).
     The ablation's own loader reads all its finished rows, as notebook 05 does.
@@ -127,7 +132,7 @@ def test_committed_runs_are_found_never_recomputed(monkeypatch):
     trainings = {p for p in committed if (p / "metrics.json").exists()}
     base = get_config(SCALE)
     found, loaded = set(), set()
-    for spec in _study_specs(SCALE):
+    for spec in _study_specs(SCALE) + _comparison_training_specs(SCALE):
         if spec.out(SCALE) not in committed:
             continue
         try:
@@ -141,6 +146,8 @@ def test_committed_runs_are_found_never_recomputed(monkeypatch):
     assert found == trainings
     # the cell benchmark trains at today's cpu preset: its runs load (the proxy and recipe runs predate it)
     assert {p for p in trainings if C.STUDY in p.parts} <= loaded
+    # so do Table 1's and the CP-loss study's trainings on the comparison's found cells
+    assert _comparison_trainings(SCALE) & committed <= loaded
     # the ablation's loader reads every finished row without computing (CPNAS_COMPUTE=0 in 03 and 05)
     ablation = A.all_runs(default_genotype_path(SCALE), bnas_genotype=A.bnas_genotype_path(SCALE))
     rows = A.load_rows(A.unique_runs(ablation + table_runs.table1_runs(), SCALE), SCALE)
