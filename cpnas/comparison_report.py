@@ -119,9 +119,9 @@ def table1_metrics(scale: str) -> dict[str, list[dict[str, Any]]]:
     budget = budget_state(scale)["budget"]
     out: dict[str, list[dict[str, Any]]] = {}
     for r in comparison_tables.table1_rows(scale, budget) if budget else ():
-        strategy, beta = ARMS[TABLE1_ROWS[r["label"]]["strategy"]]
-        folder = (runs.study_dir(scale, comparison_tables.STUDY) / "search"
-                  / runs.search_name(strategy, beta, variant=budget) / f"seed{r['seed']}")
+        arm = TABLE1_ROWS[r["label"]]["strategy"]
+        strategy, beta = ARMS[arm]
+        folder = comparison_tables.search_folder(scale, budget, arm, r["seed"])
         cost = read_json(folder / runs.COST) if (folder / runs.COST).is_file() else None
         search = {"strategy": strategy, "beta_p": beta, "out": str(folder), "cost": cost}
         out.setdefault(r["label"], []).append({**r["metrics"], "search": search, "search_seed": r["seed"]})

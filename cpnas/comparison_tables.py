@@ -32,6 +32,7 @@ Both need the comparison's searches and the benchmark trainings of the cells the
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 from cpnas.comparison_plan import ARMS, MIN_SEEDS, STUDY
@@ -41,6 +42,14 @@ TABLE1_SEEDS: tuple[int, ...] = (0, 1, 2)
 
 LOSS_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
 """Training seeds of each variant of the CP-loss study."""
+
+def search_folder(scale: str, budget: str, arm: str, seed: int) -> Path:
+    """The folder of the comparison's ``arm`` search at ``seed`` and ``budget`` (:func:`cpnas.runs.search_dir`)."""
+    from cpnas import runs
+
+    strategy, beta = ARMS[arm]
+    return runs.search_dir(scale, strategy, seed, beta, study=STUDY, variant=budget)
+
 
 def found_cell(scale: str, budget: str, arm: str, seed: int):
     """The benchmark cell (:class:`cpnas.cellbench.BenchCell`) that the comparison's ``arm`` search at ``seed``

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cpnas import cellbench, claims, comparison, comparison_report as R, comparison_tables as T, runs
@@ -134,6 +136,11 @@ def test_the_report_says_what_it_waits_for_and_then_shows_the_verdicts(home):
     # what the notebooks, tables and claims read from the same runs
     metrics = R.table1_metrics("cpu")
     assert set(metrics) == set(TABLE1_ROWS) and all(len(m) == 3 for m in metrics.values())
+    for label, rows in metrics.items():  # each row names the folder its arm's search spec wrote
+        arm = TABLE1_ROWS[label]["strategy"]
+        wrote = {s.seed: s.out("cpu") for s in comparison.search_arms(BUDGET, (0, 1, 2), arms=(arm,))}
+        assert [Path(m["search"]["out"]) for m in rows] == [wrote[m["search_seed"]] for m in rows]
+        assert all(m["search"]["cost"] is not None for m in rows)
     assert R.figure("cpu", "table1") is not None and R.figure("cpu", "loss") is None
     assert R.figure("cpu", "strategies") is not None  # CP-NAS's cells: their benchmark trainings
     assert comparison.search_minutes_per_epoch("cpu", BUDGET) == {"cpnas": [600.0 / 35 / 60] * 3,
