@@ -68,7 +68,7 @@ def judge_family(values: dict[str, Sequence[float]], family: Sequence[tuple[Any,
     from cpnas.stats import holm, mde, verdict
 
     diffs = [contrast(values, a, b) for a, b, _ in family]
-    size = sum(d["p"] is not None for d in diffs)
+    size = len(diffs)  # the family as planned, whether or not each contrast has data yet
     out = []
     for (a, b, sign), d, p_adj in zip(family, diffs, holm([d["p"] for d in diffs])):
         means = [statistics.fmean(values[k]) if values.get(k) else float("nan") for k in (a, b)]

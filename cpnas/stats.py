@@ -145,13 +145,16 @@ def mde(d: dict[str, Any], *, alpha: float = 0.05, family_size: int = 1, power: 
 
 
 def holm(pvalues: Sequence[float | None], alpha: float = 0.05) -> list[float | None]:
-    """Holm-adjusted p-values (step-down; monotone, capped at 1). ``None`` stays ``None``.
+    """Holm-adjusted p-values (Holm, 1979: step-down; monotone, capped at 1).
 
     A test is significant at family-wise level ``alpha`` when its adjusted p < ``alpha``.
+    A test without a p-value (``None``: too few seeds yet) stays ``None`` but still counts in the
+    family's size, as if its p were 1: a family fixed before the runs is corrected for all its tests,
+    not only for those that have data so far.
     """
     idx = [i for i, p in enumerate(pvalues) if p is not None]
     order = sorted(idx, key=lambda i: pvalues[i])
-    m = len(order)
+    m = len(pvalues)
     adjusted: list[float | None] = [None] * len(pvalues)
     running = 0.0
     for rank, i in enumerate(order):
@@ -357,6 +360,6 @@ def judged_across(rows: Sequence[dict[str, Any]], tests: Sequence[tuple[str, Any
         means = [statistics.fmean(r[measure] for r in rows if r["study"] == study and r[by] == v) if d["n_" + k]
                  else float("nan") for v, k in ((a, "a"), (b, "b"))]
         v = verdict(d, paper_sign=sign, mean_a=means[0], mean_b=means[1], chance=chance, p_adjusted=p_adj,
-                    family_size=sum(x["p"] is not None for x in diffs))
+                    family_size=len(diffs))
         out.append({**d, **v, "mean_a": means[0], "mean_b": means[1]})
     return out

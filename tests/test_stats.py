@@ -34,7 +34,9 @@ def test_welch_t_interval_agrees_with_p_where_the_bootstrap_would_not():
 def test_holm_step_down():
     # sorted p: 0.01 (×3 = 0.03), 0.02 (×2 = 0.04), 0.04 (×1 = 0.04); monotone
     assert stats.holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
-    assert stats.holm([0.5, None, 0.3]) == [0.6, None, 0.6]
+    # a test without data yet counts in the family as p = 1: 0.3 × 3, then max(0.9, 0.5 × 2) = 1
+    assert stats.holm([0.5, None, 0.3]) == pytest.approx([1.0, None, 0.9]) and stats.holm([0.5, None, 0.3])[1] is None
+    assert stats.holm([0.01, None, None, None]) == pytest.approx([0.04, None, None, None])
 
 
 def test_minimum_detectable_difference_shrinks_with_seeds():
