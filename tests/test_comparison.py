@@ -26,6 +26,17 @@ def test_mde_is_computed_at_the_holm_level():
     assert mde(d, family_size=4) > mde(d)
 
 
+def test_a_family_is_corrected_for_every_planned_contrast_even_without_data():
+    values = {"cpnas": [40, 42, 44, 41, 43, 45], "random": [38, 40, 39, 41, 37, 40], "rs": [41.0]}
+    family = [("cpnas", "random", +1), ("cpnas", "rs", +1), ("cpnas", "bnas", +1)]
+    out = comparison.judge_family(values, family)
+    assert [d["p"] is None for d in out] == [False, True, True]
+    assert all(d["family_size"] == 3 for d in out)
+    alone = welch(values["cpnas"], values["random"])
+    assert out[0]["p_adjusted"] == pytest.approx(min(1.0, 3 * alone["p"]))
+    assert out[0]["mde_holm"] == pytest.approx(mde(alone, family_size=3))
+
+
 def test_no_contrast_is_in_two_families():
     primary = {(a, b) for a, b, _ in comparison.PRIMARY}
     assert ("cpnas", "bnas") in primary and (2.0, 0.0) not in {(a, b) for a, b, _ in comparison.BETA_FAMILY}
