@@ -163,7 +163,7 @@ def conv_share_claim(test: Mapping[str, Any], scale_note: str, alpha: float = 0.
     ci = ("" if test.get("ci_low") is None else
           f", 95 % bootstrap interval [{test['ci_low']:+.2f}, {test['ci_high']:+.2f}]")
     return {**row, "ours": f"τ-b = {test['tau']:+.2f} over {test['n']} found cells",
-            "verdict": f"**{verdict}** — τ-b = {test['tau']:+.2f}{ci}, p = {test['p']:.3f} (one test, no family)"
+            "verdict": f"**{verdict}** — τ-b = {test['tau']:+.2f}{ci}, p {p_words(test['p'])} (one test, no family)"
                        + (f"; judged once {waits}" if waits else "")}
 
 
@@ -349,6 +349,11 @@ def in_words(d: dict[str, Any], unit: str = "points") -> str:
     return f"{d['diff']:+.2f} {unit}, ± {d['se']:.2f} standard error{ci}, {d.get('test', 'Welch')} p {p} ({noise})"
 
 
+def p_words(p: float) -> str:
+    """A p-value as the tables print it: ``= 0.023``, or ``< 0.001`` below a thousandth (never ``= 0.000``)."""
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
+
+
 def verdict_words(v: dict[str, Any]) -> str:
     """One verdict in words: the label, the Holm-adjusted p, and what the seeds could have detected."""
     if v["verdict"] == "not evidence":
@@ -356,7 +361,7 @@ def verdict_words(v: dict[str, Any]) -> str:
     if v.get("diff") is None:
         return "not measured"
     p = v["p_adjusted"] if v.get("p_adjusted") is not None else v["p"]
-    text = f"{v['verdict']} (Holm-adjusted p {'< 0.001' if p < 0.001 else f'= {p:.3f}'})"
+    text = f"{v['verdict']} (Holm-adjusted p {p_words(p)})"
     if v["verdict"] == "not resolved" and v.get("mde") is not None:
         text += (f"; these seeds could detect a difference of {v['mde']:.1f} points at 80 % power at the Holm "
                  f"level")
@@ -368,5 +373,4 @@ def kendall_words(t: dict[str, Any], x: str, y: str) -> str:
     if t["tau"] is None:
         return f"Kendall τ-b between {x} and {y}: not enough cells (n = {t['n']})"
     ci = "" if t["ci_low"] is None else f", 95 % bootstrap interval [{t['ci_low']:+.2f}, {t['ci_high']:+.2f}]"
-    p = f"= {t['p']:.3f}" if t["p"] >= 0.001 else "< 0.001"
-    return f"Kendall τ-b between {x} and {y}: {t['tau']:+.2f}{ci}, p {p} (n = {t['n']})"
+    return f"Kendall τ-b between {x} and {y}: {t['tau']:+.2f}{ci}, p {p_words(t['p'])} (n = {t['n']})"

@@ -79,6 +79,11 @@ def test_a_holm_p_below_a_thousandth_reads_as_a_bound():
     v = {"verdict": "supported", "diff": 7.0, "p": 1e-5, "p_adjusted": 4e-5}
     assert claims.verdict_words(v) == "supported (Holm-adjusted p < 0.001)"
     assert claims.verdict_words({**v, "p_adjusted": 0.0228}) == "supported (Holm-adjusted p = 0.023)"
+    # so do the one-test claims: §3.4's Kendall τ and the Kendall sentences
+    conv = claims.conv_share_claim({"tau": 0.53, "p": 2e-6, "n": 34, "ci_low": 0.33, "ci_high": 0.69}, "cpu")
+    assert "p < 0.001 (one test" in conv["verdict"] and "0.000" not in conv["verdict"]
+    assert claims.kendall_words({"tau": 0.5, "p": 0.0123, "n": 9, "ci_low": None}, "x", "y").endswith(
+        "p = 0.012 (n = 9)")
 
 
 def test_markdown_escapes_pipes_and_has_one_row_per_claim():
