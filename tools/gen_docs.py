@@ -123,12 +123,13 @@ def glance_figure() -> str:
 
 
 def glance_table() -> str:
-    """Results at a glance: the strategy comparison's primary family and Table 3 (exact arithmetic), then
-    the cell benchmark and the search ranking."""
+    """Results at a glance: the strategy comparison's primary family, Fig. 6 (left)'s β_P family and Table 3
+    (exact arithmetic), then the cell benchmark and the search ranking."""
     from cpnas.claims import PRIMARY_CLAIMS, collect, markdown
 
     primary = {claim for claim, _ in PRIMARY_CLAIMS.values()}
-    rows = [r for r in collect("cpu") if r["claim"] in primary or r["claim"].startswith("Table 3")]
+    rows = [r for r in collect("cpu")
+            if r["claim"] in primary or r["claim"].startswith(("Fig. 6 (left): ", "Table 3"))]
     return markdown(rows) + "\n\n" + cellbench_summary() + "\n\n" + ranking_glance()
 
 
