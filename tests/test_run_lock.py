@@ -186,3 +186,29 @@ def test_a_failed_search_does_not_start_its_trainings_but_others_go_on(tmp_path,
     with pytest.raises(CpnasError, match="searches failed"):
         runs.run_all(specs, get_config("smoke"), load=False)
     assert rounds == [["_search_job"], ["_job"]]
+
+
+def test_runs_another_process_holds_go_last_in_their_round(tmp_path, monkeypatch):
+    """A worker does not idle behind another process's run while free runs remain: held runs are submitted last."""
+    from cpnas import parallel, runs
+    from cpnas.config import get_config
+    from cpnas.runs import RunSpec
+
+    monkeypatch.setenv("CPNAS_HOME", str(tmp_path))
+    rounds = []
+    monkeypatch.setattr(parallel, "run_jobs", lambda jobs, **k: rounds.append([a["spec"].name for _, a in jobs]))
+    cell = str(ROOT / "tests" / "data" / "darts_v2.json")
+    specs = [RunSpec(n, seed=0, genotype=cell, dataset="synthetic") for n in ("a", "b", "c", "d")]
+    cfg = get_config("smoke")
+
+    def hold(spec, pid):
+        folder = spec.out(cfg.scale)
+        folder.mkdir(parents=True)
+        (folder / LOCK).write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "started": "now"}))
+
+    hold(specs[0], os.getppid())  # a live process (this test's parent) computes "a"
+    hold(specs[2], dead_pid())  # "c"'s holder is gone: its lock is stale, "c" is free
+    hold(specs[3], os.getpid())  # this process's own lock does not count as another's
+    runs.run_all(specs, cfg, workers=2, load=False)
+    assert rounds == [["b", "c", "d", "a"]]
+    assert runs.execute.held_last(specs, lambda s: s.out(cfg.scale)) == [specs[1], specs[2], specs[3], specs[0]]

@@ -87,7 +87,8 @@ def run_all(specs: Sequence[RunSpec], cfg: Config, *, workers: int = 1,
     unfinished searches the runs need go first, one job per search (so no two jobs compute
     one search), then the trainings; a run whose fixed genotype is a file another run of the
     batch writes (:meth:`RunSpec.waits_for_a_cell`) goes in a last round. Each run folder is
-    locked while it is computed (:class:`cpnas.io.run_lock`). ``names`` labels the runs in the log (default: their names).
+    locked while it is computed (:class:`cpnas.io.run_lock`); runs another process holds go last in their round
+    (:func:`held_last`). ``names`` labels the runs in the log (default: their names).
     Returns one :class:`RunResult` per spec, in order (``None`` with ``load=False``).
     """
     from cpnas.parallel import run_jobs
@@ -102,6 +103,8 @@ def run_all(specs: Sequence[RunSpec], cfg: Config, *, workers: int = 1,
             searches.setdefault(s.search.out(cfg.scale), s)
     errors: list[str] = []
     if searches:  # the searches first, each once: the trainings that need them are submitted after them
+        searches = {s.search.out(cfg.scale): s for s in held_last(list(searches.values()),
+                                                                    lambda s: s.search.out(cfg.scale))}
         try:
             run_jobs([(_search_job, {"spec": s, "cfg": cfg, "data_root": data_root, "device": device})
                       for s in searches.values()], workers=workers, desc="searches", executor=executor, slurm=slurm,
@@ -111,6 +114,7 @@ def run_all(specs: Sequence[RunSpec], cfg: Config, *, workers: int = 1,
             todo = [s for s in todo if s.search is None or SEARCH.is_finished(s.search.out(cfg.scale))]
     later = [s for s in todo if s.waits_for_a_cell()]
     for batch in ([s for s in todo if s not in later], later):
+        batch = held_last(batch, lambda s: s.out(cfg.scale))
         if batch:
             try:
                 run_jobs([(_job, {"spec": s, "cfg": cfg, "data_root": data_root, "device": device})
@@ -124,6 +128,21 @@ def run_all(specs: Sequence[RunSpec], cfg: Config, *, workers: int = 1,
         return None
     # every run is finished now: loaded here (each run's key is checked against its config)
     return [run_or_load(s, cfg, data_root=data_root, device=device) for s in specs]
+
+
+def held_last(items: Sequence[Any], folder_of) -> list[Any]:
+    """``items`` in order, but those whose run folder another live process holds (:func:`cpnas.io.lock_owner`)
+    moved to the end: a worker takes the free runs first and reaches a held one (it then waits on the lock and
+    reads the finished run) only when nothing else is left, instead of idling behind a process that may be
+    slower (another ``make`` target, a niced job)."""
+    from cpnas.io import lock_owner
+
+    def held(x: Any) -> bool:
+        owner = lock_owner(folder_of(x))
+        return owner is not None and owner.get("pid") != os.getpid()
+
+    flags = [held(x) for x in items]
+    return [x for x, h in zip(items, flags) if not h] + [x for x, h in zip(items, flags) if h]
 
 
 def _search_then(search: SearchSpec, cfg: Config, data_root: Any, device: str, then: Stage | None) -> None:
@@ -158,7 +177,8 @@ def run_searches(searches: Sequence[SearchSpec], cfg: Config, *, then: Stage | N
     labels: dict[int, str] = {}
     for s, name in zip(searches, names or ()):
         labels.setdefault(id(s), name)  # the first name of a spec listed twice
-    todo = [s for s in first_per_key(searches, lambda s: s.out(cfg.scale)) if not finished(s.out(cfg.scale))]
+    todo = held_last([s for s in first_per_key(searches, lambda s: s.out(cfg.scale)) if not finished(s.out(cfg.scale))],
+                     lambda s: s.out(cfg.scale))
     if todo:
         run_jobs([(_search_then, {"search": s, "cfg": cfg, "data_root": data_root, "device": device, "then": then})
                   for s in todo], workers=workers, desc=desc, executor=executor, slurm=slurm,
