@@ -43,6 +43,7 @@ TABLE1_SEEDS: tuple[int, ...] = (0, 1, 2)
 LOSS_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
 """Training seeds of each variant of the CP-loss study."""
 
+
 def search_folder(scale: str, budget: str, arm: str, seed: int) -> Path:
     """The folder of the comparison's ``arm`` search at ``seed`` and ``budget`` (:func:`cpnas.runs.search_dir`)."""
     from cpnas import runs
