@@ -87,9 +87,11 @@ def figure(scale: str, part: str):
         from cpnas.table_runs import TABLE1_ROWS
 
         rows = comparison_tables.table1_rows(scale, budget)
-        return seed_dots(rows, "table1", order=list(TABLE1_ROWS), title=f"Table 1 of ours, {title}") if rows else None
+        return (seed_dots(rows, "table1", order=list(TABLE1_ROWS), title=f"Table 1 of ours, {title}",
+                          n_means="search seeds") if rows else None)
     rows = comparison_tables.loss_rows(scale, budget)
-    return seed_dots(rows, "loss", title=f"The CP-loss study, {title}") if rows else None
+    return seed_dots(rows, "loss", title=f"The CP-loss study, {title}",
+                     n_means="training seeds of one cell") if rows else None
 
 
 def tables(scale: str) -> str:

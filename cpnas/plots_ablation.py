@@ -12,13 +12,13 @@ from typing import Any, Sequence
 from cpnas.stats import summarize
 
 
-def _scale_note(rows: Sequence[dict[str, Any]]) -> str:
+def _scale_note(rows: Sequence[dict[str, Any]], n_means: str = "seeds") -> str:
     if not rows:
         return "no finished runs yet"
     r = rows[0]
     epochs = f"{r['epochs']} epoch" + ("s" if r["epochs"] != 1 else "")
     return (f"budget {r.get('budget') or r['scale']}, {r['dataset']}, {epochs} on {r['train_images']} images, "
-            f"tested on {r['test_images']}; n = seeds")
+            f"tested on {r['test_images']}\nn = {n_means}")
 
 
 def _std(rec) -> float:
@@ -27,8 +27,10 @@ def _std(rec) -> float:
 
 
 def seed_dots(rows: Sequence[dict[str, Any]], study: str, *, order: Sequence[str] | None = None,
-              title: str = ""):
-    """Top-1 per label of one study (e.g. Table 1's rows): every seed a dot, the mean ± sample std beside it."""
+              title: str = "", n_means: str = "seeds"):
+    """Top-1 per label of one study (e.g. Table 1's rows): every seed a dot, the mean ± sample std beside it.
+    ``n_means`` says in the title what a row's n counts (the ablation's seeds are a search and a training each;
+    Table 1 of the comparison: search seeds; the CP-loss study: training seeds of one cell)."""
     from matplotlib.figure import Figure
 
     mine = [r for r in rows if r["study"] == study]
@@ -49,7 +51,8 @@ def seed_dots(rows: Sequence[dict[str, Any]], study: str, *, order: Sequence[str
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("test accuracy (%)")
-    ax.set_title(f"{title} — {_scale_note(mine)}" if title else _scale_note(mine), fontsize=9)
+    note = _scale_note(mine, n_means)
+    ax.set_title(f"{title}\n{note}" if title else note, fontsize=9)  # one line each: none wider than the axes
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return fig

@@ -142,6 +142,7 @@ def test_the_report_says_what_it_waits_for_and_then_shows_the_verdicts(home):
         assert [Path(m["search"]["out"]) for m in rows] == [wrote[m["search_seed"]] for m in rows]
         assert all(m["search"]["cost"] is not None for m in rows)
     assert R.figure("cpu", "table1") is not None and R.figure("cpu", "loss") is None
+    assert "n = search seeds" in R.figure("cpu", "table1").axes[0].get_title()  # not training seeds
     assert R.figure("cpu", "strategies") is not None  # CP-NAS's cells: their benchmark trainings
     assert comparison.search_minutes_per_epoch("cpu", BUDGET) == {"cpnas": [600.0 / 35 / 60] * 3,
                                                                   "bnas": [600.0 / 35 / 60] * 3}
