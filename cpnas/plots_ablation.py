@@ -38,6 +38,7 @@ def seed_dots(rows: Sequence[dict[str, Any]], study: str, *, order: Sequence[str
     labels = [x for x in (order or list(t["label"])) if not t.empty and x in set(t["label"])]
     fig = Figure(figsize=(7, 1.2 + 0.55 * max(1, len(labels))))
     ax = fig.subplots()
+    notes = []
     for i, name in enumerate(labels):
         rec = t[t["label"] == name].iloc[0]
         ax.errorbar(rec["top1 mean"], i, xerr=_std(rec), fmt="s", capsize=4, color="tab:blue")
@@ -45,8 +46,8 @@ def seed_dots(rows: Sequence[dict[str, Any]], study: str, *, order: Sequence[str
         ax.plot(ys, [i + 0.18] * len(ys), "o", color="black", markersize=3, alpha=0.7)
         # right of the error bar, on its own row (above it, the first row's label fell outside the axes)
         right = max([rec["top1 mean"] + (_std(rec) or 0.0), *ys])
-        ax.annotate(f"n={rec['n']}", (right, i), xytext=(6, 0), textcoords="offset points", fontsize=7,
-                    va="center", annotation_clip=False)
+        notes.append(ax.annotate(f"n={rec['n']}", (right, i), xytext=(6, 0), textcoords="offset points",
+                                 fontsize=7, va="center", annotation_clip=False))
     ax.axvline(10.0, color="gray", lw=0.8, ls="--", label="chance")
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.invert_yaxis()
@@ -55,4 +56,32 @@ def seed_dots(rows: Sequence[dict[str, Any]], study: str, *, order: Sequence[str
     ax.set_title(f"{title}\n{note}" if title else note, fontsize=9)  # one line each: none wider than the axes
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
+    _room_on_the_right(ax, notes)
     return fig
+
+
+def _room_on_the_right(ax, texts, pad_px: float = 4.0) -> None:
+    """Widen ``ax``'s x-axis to the right until every text of ``texts`` (anchored in data units, drawn at a
+    fixed offset in points) ends inside the axes, ``pad_px`` pixels short of the frame.
+
+    A text anchored at ``a`` and ``w`` pixels wide from there fits when ``hi − a ≥ (w + pad)·(hi − lo)/W``
+    (``W``: the axes' width in pixels); so the smallest such ``hi`` is ``(a − k·lo)/(1 − k)``, ``k = (w + pad)/W``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if not texts:
+        return
+    fig = ax.figure
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)  # a renderer to measure the texts with
+    renderer = fig.canvas.get_renderer()
+    lo, hi = ax.get_xlim()
+    box = ax.get_window_extent(renderer)
+    new_hi = hi
+    for text in texts:
+        anchor = ax.transData.transform((text.xy[0], 0.0))[0]
+        k = (text.get_window_extent(renderer).x1 - anchor + pad_px) / box.width
+        if k < 1.0:
+            new_hi = max(new_hi, (text.xy[0] - k * lo) / (1.0 - k))
+    if new_hi > hi:
+        ax.set_xlim(lo, new_hi)
