@@ -201,10 +201,10 @@ def test_runs_another_process_holds_go_last_in_their_round(tmp_path, monkeypatch
     specs = [RunSpec(n, seed=0, genotype=cell, dataset="synthetic") for n in ("a", "b", "c", "d")]
     cfg = get_config("smoke")
 
-    def hold(spec, pid):
+    def hold(spec, pid, host=socket.gethostname()):
         folder = spec.out(cfg.scale)
-        folder.mkdir(parents=True)
-        (folder / LOCK).write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "started": "now"}))
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / LOCK).write_text(json.dumps({"pid": pid, "host": host, "started": "now"}))
 
     hold(specs[0], os.getppid())  # a live process (this test's parent) computes "a"
     hold(specs[2], dead_pid())  # "c"'s holder is gone: its lock is stale, "c" is free
@@ -212,3 +212,6 @@ def test_runs_another_process_holds_go_last_in_their_round(tmp_path, monkeypatch
     runs.run_all(specs, cfg, workers=2, load=False)
     assert rounds == [["b", "c", "d", "a"]]
     assert runs.execute.held_last(specs, lambda s: s.out(cfg.scale)) == [specs[1], specs[2], specs[3], specs[0]]
+    # a process of the same PID on another host (a shared file system) is another process
+    hold(specs[3], os.getpid(), host=socket.gethostname() + "-elsewhere")
+    assert runs.execute.held_last(specs, lambda s: s.out(cfg.scale)) == [specs[1], specs[2], specs[0], specs[3]]

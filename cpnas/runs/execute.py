@@ -135,11 +135,15 @@ def held_last(items: Sequence[Any], folder_of) -> list[Any]:
     moved to the end: a worker takes the free runs first and reaches a held one (it then waits on the lock and
     reads the finished run) only when nothing else is left, instead of idling behind a process that may be
     slower (another ``make`` target, a niced job)."""
+    import socket
+
     from cpnas.io import lock_owner
 
-    def held(x: Any) -> bool:
+    me = (os.getpid(), socket.gethostname())
+
+    def held(x: Any) -> bool:  # a lock of this process is its own; the same PID on another host is another's
         owner = lock_owner(folder_of(x))
-        return owner is not None and owner.get("pid") != os.getpid()
+        return owner is not None and (owner.get("pid"), owner.get("host")) != me
 
     flags = [held(x) for x in items]
     return [x for x, h in zip(items, flags) if not h] + [x for x, h in zip(items, flags) if h]
