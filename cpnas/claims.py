@@ -132,6 +132,12 @@ def strategy_claims(values: Mapping[str, Sequence[float]], scale_note: str, wait
     return out
 
 
+def beta_claim(a: float, b: float) -> str:
+    """The claim of Fig. 6 (left)'s contrast β_P = ``a`` against ``b`` (:data:`cpnas.comparison_plan.BETA_FAMILY`)."""
+    where = "rises to" if b < a else "falls beyond"
+    return f"Fig. 6 (left): accuracy {where} β_P = {a:g} (β_P = {a:g} vs {b:g})"
+
+
 def beta_claims(betas: Mapping[float, Sequence[float]], scale_note: str, waits: str | None = None
                 ) -> list[dict[str, str]]:
     """Fig. 6 (left) without β_P = 2 vs 0 (in the primary family): β_P = 2 against 1 and against 4
@@ -140,8 +146,7 @@ def beta_claims(betas: Mapping[float, Sequence[float]], scale_note: str, waits: 
 
     out = []
     for (a, b, _), v in zip(BETA_FAMILY, _judged_family(betas, BETA_FAMILY)):
-        where = "rises to" if b < a else "falls beyond"
-        out.append(_row(f"Fig. 6 (left): accuracy {where} β_P = {a:g} (β_P = {a:g} vs {b:g})", "a figure, no numbers",
+        out.append(_row(beta_claim(a, b), "a figure, no numbers",
                         f"β_P = {a:g}: {_summary(list(betas.get(a, ())))}; β_P = {b:g}: "
                         f"{_summary(list(betas.get(b, ())))}", v, scale_note, waits))
     return out
@@ -218,6 +223,10 @@ def speed_claim(minutes_per_epoch: Mapping[str, Sequence[float]], scale_note: st
     return out
 
 
+TABLE3_CLAIM = "Table 3: WRN-22 memory and FLOPs"
+"""The claim of :func:`table3_claim`."""
+
+
 def table3_claim(tolerance: float = 0.01) -> dict[str, str]:
     """Table 3's WRN-22 row, analytic (:mod:`cpnas.efficiency`): *supported* when our memory (BN left out,
     as the paper counts) and FLOPs are within ``tolerance`` of the printed 138.27 Mbit and 647.70 M."""
@@ -227,10 +236,19 @@ def table3_claim(tolerance: float = 0.01) -> dict[str, str]:
     prof, paper = profile_arch("wrn22").without_norm(), PAPER_TABLE3["WRN-22"]
     err = max(abs(prof.memory_mbit / paper["memory_mbit"] - 1), abs(prof.flops_m / paper["flops_m"] - 1))
     verdict = "supported" if err <= tolerance else "contradicted"
-    return {"claim": "Table 3: WRN-22 memory and FLOPs", "the paper": "138.27 Mbit, 647.70 M FLOPs",
+    return {"claim": TABLE3_CLAIM, "the paper": "138.27 Mbit, 647.70 M FLOPs",
             "ours": f"{prof.memory_mbit:.2f} Mbit, {prof.flops_m:.2f} M FLOPs", "scale": "analytic, paper sizes",
             "verdict": f"**{verdict}** — within {100 * err:.2f} % (exact arithmetic: no seeds; the bar is "
                        f"{100 * tolerance:g} %)"}
+
+
+def headline_claims() -> frozenset[str]:
+    """The claims of the results at a glance: the primary family (:data:`PRIMARY_CLAIMS`), Fig. 6 (left)'s
+    β_P family (:func:`beta_claim`) and Table 3 (:func:`table3_claim`)."""
+    from cpnas.comparison_plan import BETA_FAMILY
+
+    return frozenset({claim for claim, _ in PRIMARY_CLAIMS.values()}
+                     | {beta_claim(a, b) for a, b, _ in BETA_FAMILY} | {TABLE3_CLAIM})
 
 
 def collect(scale: str) -> list[dict[str, str]]:

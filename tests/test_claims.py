@@ -105,6 +105,17 @@ def test_collect_reads_the_committed_runs():
         assert all("not chosen yet" in r["scale"] for r in searched)
 
 
+def test_headline_claims_are_the_primary_beta_and_table3_rows_collect_writes():
+    """The results at a glance pick their rows by claim: each headline claim must be one that collect writes."""
+    from cpnas.comparison_plan import BETA_FAMILY, PRIMARY
+
+    written = [r["claim"] for r in claims.collect("cpu")]
+    headline = claims.headline_claims()
+    assert len(headline) == len(PRIMARY) + len(BETA_FAMILY) + 1
+    assert headline <= set(written)
+    assert [c for c in written if c in headline][-1] == claims.TABLE3_CLAIM
+
+
 def test_collect_judges_the_comparison_only_once_its_plan_is_in(monkeypatch):
     """Before the stopping rule is met a family's numbers are shown as interim, whatever its p; once every arm
     has the seeds the plan asks for (tight arms: the rule asks for no more), it gets its verdict."""

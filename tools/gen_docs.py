@@ -125,11 +125,10 @@ def glance_figure() -> str:
 def glance_table() -> str:
     """Results at a glance: the strategy comparison's primary family, Fig. 6 (left)'s β_P family and Table 3
     (exact arithmetic), then the cell benchmark and the search ranking."""
-    from cpnas.claims import PRIMARY_CLAIMS, collect, markdown
+    from cpnas.claims import collect, headline_claims, markdown
 
-    primary = {claim for claim, _ in PRIMARY_CLAIMS.values()}
-    rows = [r for r in collect("cpu")
-            if r["claim"] in primary or r["claim"].startswith(("Fig. 6 (left): ", "Table 3"))]
+    headline = headline_claims()
+    rows = [r for r in collect("cpu") if r["claim"] in headline]
     return markdown(rows) + "\n\n" + cellbench_summary() + "\n\n" + ranking_glance()
 
 
