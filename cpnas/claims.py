@@ -173,7 +173,8 @@ def conv_share_claim(test: Mapping[str, Any], scale_note: str, alpha: float = 0.
 
 
 def loss_claims(rows: Sequence[dict[str, Any]], scale_note: str, waits: str | None = None) -> list[dict[str, str]]:
-    """The CP loss (Eq. 4) against each of its parts on 02's cell, Holm over the four (beyond the paper)."""
+    """The CP loss (Eq. 4) against each of its parts on the CP-loss study's cell
+    (:func:`cpnas.comparison_tables.loss_cell`), paired by training seed, Holm over the four (beyond the paper)."""
     full = "CP loss (Eq. 4)"
     others = [v for v in ablation.LOSS_VARIANTS if v != full]
     out = []
