@@ -56,11 +56,11 @@ def seed_dots(rows: Sequence[dict[str, Any]], study: str, *, order: Sequence[str
     ax.set_title(f"{title}\n{note}" if title else note, fontsize=9)  # one line each: none wider than the axes
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
-    _room_on_the_right(ax, notes)
+    room_on_the_right(ax, notes)
     return fig
 
 
-def _room_on_the_right(ax, texts, pad_px: float = 4.0) -> None:
+def room_on_the_right(ax, texts, pad_px: float = 4.0) -> None:
     """Widen ``ax``'s x-axis to the right until every text of ``texts`` (anchored in data units, drawn at a
     fixed offset in points) ends inside the axes, ``pad_px`` pixels short of the frame.
 

@@ -105,6 +105,8 @@ def strategy_dots(values: dict[Any, Any], *, labels: dict[Any, str] | None = Non
 
     from matplotlib.figure import Figure
 
+    from cpnas.plots_ablation import room_on_the_right
+
     arms = [k for k, v in values.items() if len(v)]
     fig = Figure(figsize=(7, 1.4 + 0.5 * max(1, len(arms))))
     ax = fig.subplots()
@@ -118,19 +120,21 @@ def strategy_dots(values: dict[Any, Any], *, labels: dict[Any, str] | None = Non
         m, s = statistics.fmean(ref), statistics.stdev(ref)
         ax.axvspan(m - s, m + s, color="0.9", zorder=0)
         shaded = f"\nshaded: {(labels or {}).get(reference, reference)}, mean ± std"
+    notes = []
     for i, arm in enumerate(arms):
         ys = list(values[arm])
         mean = statistics.fmean(ys)
         std = statistics.stdev(ys) if len(ys) > 1 else 0.0
         ax.errorbar(mean, i, xerr=std, fmt="s", capsize=4, color="tab:blue")
         ax.plot(ys, [i + 0.18] * len(ys), "o", color="black", markersize=3, alpha=0.7)
-        ax.annotate(f"n={len(ys)}", (max(mean + std, *ys), i), xytext=(6, 0), textcoords="offset points", fontsize=7,
-                    va="center", annotation_clip=False)
+        notes.append(ax.annotate(f"n={len(ys)}", (max(mean + std, *ys), i), xytext=(6, 0), textcoords="offset points",
+                                 fontsize=7, va="center", annotation_clip=False))
     ax.set_yticks(range(len(arms)), [(labels or {}).get(a, str(a)) for a in arms], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("CIFAR-10 top-1 of the found cell (%), `cpu` training budget, 10,000 test images")
     ax.set_title((title or "The strategy comparison") + shaded, fontsize=9)  # a legend would cover dots
     ax.grid(alpha=0.3, axis="x")
-    ax.margins(x=0.08)  # room for the n= labels right of the last dot
+    ax.margins(x=0.08)
     fig.tight_layout()
+    room_on_the_right(ax, notes)  # the n= labels end inside the frame
     return fig

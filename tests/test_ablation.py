@@ -77,8 +77,6 @@ def test_summary_mean_and_sample_std():
 def test_seed_dots_keeps_every_n_label_inside_the_axes():
     """The ``n=`` label right of each row's widest dot or error bar ends inside the frame, also for the row
     that reaches furthest right (the axis's automatic limit stops at that dot)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     from cpnas.plots_ablation import seed_dots
 
     common = {"study": "t", "search_wall_clock_s": None, "train_wall_clock_s": 60.0, "epochs": 3,
@@ -86,12 +84,27 @@ def test_seed_dots_keeps_every_n_label_inside_the_axes():
     tops = {"a network with a long row label": (41.0, 46.0, 53.0), "b": (44.0, 50.0, 58.0), "c": (53.0, 55.0, 55.0)}
     rows = [{**common, "label": label, "top1": v} for label, values in tops.items() for v in values]
     fig = seed_dots(rows, "t", title="Table")
+    _assert_n_labels_inside(fig, 3)
+
+
+def test_strategy_dots_keeps_every_n_label_inside_the_axes():
+    """The strategy comparison's dot plot places its ``n=`` labels the same way (one helper for both)."""
+    from cpnas.plots_benchmark import strategy_dots
+
+    fig = strategy_dots({"an arm with a long row label": [41.0, 46.0, 53.0], "b": [44.0, 50.0, 58.0],
+                         "random": [53.0, 55.0, 55.0]})
+    _assert_n_labels_inside(fig, 3)
+
+
+def _assert_n_labels_inside(fig, count):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     ax = fig.axes[0]
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
     renderer = canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
     notes = [t for t in ax.texts if t.get_text().startswith("n=")]
-    assert len(notes) == 3
+    assert len(notes) == count
     assert all(t.get_window_extent(renderer).x1 <= frame.x1 for t in notes)
 
 
